@@ -1,0 +1,3 @@
+"""dbguard: a guardian around Alembic migrations."""
+
+__version__ = "0.1.0"

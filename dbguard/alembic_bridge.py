@@ -1,0 +1,222 @@
+"""The hook into an unmodified env.py, and the revision arithmetic dbguard needs from Alembic.
+
+Alembic has no run hooks, so ``EnvironmentContext.configure`` is wrapped once at class level and
+does nothing unless ``config.attributes["dbguard"]`` holds a :class:`RunHooks`. Inside it dbguard
+forces one transaction per migration, sets the session timeouts on env.py's connection, checks
+that the connection reaches the target dbguard locked, and wraps the command's work function to
+learn which step is running. Subclassing EnvironmentContext would break the ``alembic.context``
+proxy that env.py imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+
+_DDL_KEYWORDS = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "COMMENT")
+
+
+@dataclasses.dataclass
+class TrackedStep:
+    revision: str
+    direction: str
+    path: str | None
+    started_at: dt.datetime
+    started_monotonic: float
+    completed: bool = False
+    committed_work: bool = False
+    duration_ms: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.revision, self.direction)
+
+
+class StepTracker:
+    """Follows the command's work function: the step yielded and never resumed is the failing one."""
+
+    def __init__(
+        self,
+        on_start: Callable[[TrackedStep], None] = lambda step: None,
+        on_finish: Callable[[TrackedStep], None] = lambda step: None,
+    ) -> None:
+        self.steps: list[TrackedStep] = []
+        self.current: TrackedStep | None = None
+        self.heads_seen: tuple[str, ...] | None = None
+        self.transactional_ddl = True
+        self._on_start = on_start
+        self._on_finish = on_finish
+
+    def wrap(self, fn: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
+        def tracked(heads: Any, ctx: Any) -> Iterator[Any]:
+            if self.heads_seen is None:
+                self.heads_seen = tuple(sorted(heads or ()))
+            self.transactional_ddl = bool(ctx.impl.transactional_ddl)
+            self._watch(ctx)
+            for step in fn(heads, ctx):
+                self._started(step)
+                yield step
+                self._finished()
+
+        tracked.__dbguard_wrapped__ = True  # type: ignore[attr-defined]
+        return tracked
+
+    def _started(self, step: Any) -> None:
+        script = getattr(step, "revision", None)
+        if script is None or not hasattr(step, "is_upgrade"):
+            self.current = None  # a stamp step: no revision code runs
+            return
+        self.current = TrackedStep(
+            revision=script.revision,
+            direction="up" if step.is_upgrade else "down",
+            path=getattr(script, "path", None),
+            started_at=dt.datetime.now(dt.timezone.utc),
+            started_monotonic=time.monotonic(),
+        )
+        self.steps.append(self.current)
+        self._on_start(self.current)
+
+    def _finished(self) -> None:
+        step, self.current = self.current, None
+        if step is not None:
+            step.completed = True
+            step.duration_ms = int((time.monotonic() - step.started_monotonic) * 1000)
+            self._on_finish(step)
+
+    def _watch(self, ctx: Any) -> None:
+        """Notice DDL that is live the moment it returns: non-transactional DDL, or an autocommit block."""
+        conn = ctx.connection
+        if conn is None or getattr(conn, "_dbguard_watched", False):
+            return
+        conn._dbguard_watched = True
+
+        def after_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            step = self.current
+            if step is None or not statement.lstrip().upper().startswith(_DDL_KEYWORDS):
+                return
+            autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+            if autocommit or not self.transactional_ddl:
+                step.committed_work = True
+
+        sa.event.listen(conn, "after_cursor_execute", after_execute)
+
+
+@dataclasses.dataclass
+class RunHooks:
+    """What a guarded run asks of env.py's context."""
+
+    tracker: StepTracker
+    # Session SETs for env.py's connection: lock and statement timeouts.
+    session_statements: list[str]
+    # Raises when env.py's connection does not reach the target dbguard locked.
+    verify_connection: Callable[[Any], None]
+
+
+_original_configure: Callable[..., Any] | None = None
+
+
+def install() -> None:
+    """Wrap EnvironmentContext.configure once; harmless for contexts without dbguard's hooks."""
+    global _original_configure
+    if _original_configure is not None:
+        return
+    _original_configure = EnvironmentContext.configure
+
+    def configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
+        hooks = self.config.attributes.get("dbguard")
+        connection = kw.get("connection", args[0] if args else None)
+        if isinstance(hooks, RunHooks) and connection is not None and not self.is_offline_mode():
+            _prepare_connection(connection, hooks)
+            kw["transaction_per_migration"] = True
+            fn = self.context_opts.get("fn")
+            if fn is not None and not getattr(fn, "__dbguard_wrapped__", False):
+                self.context_opts["fn"] = hooks.tracker.wrap(fn)
+        assert _original_configure is not None
+        return _original_configure(self, *args, **kw)
+
+    EnvironmentContext.configure = configure  # type: ignore[method-assign]
+
+
+def _prepare_connection(connection: Any, hooks: RunHooks) -> None:
+    was_in_transaction = connection.in_transaction()
+    hooks.verify_connection(connection)
+    for statement in hooks.session_statements:
+        connection.exec_driver_sql(statement)
+    # A SET autobegins a transaction that Alembic would take as external and never commit:
+    # the upgrade would "succeed" and leave nothing behind.
+    if not was_in_transaction and connection.in_transaction():
+        connection.commit()
+
+
+# Revision arithmetic ------------------------------------------------------------------------
+
+
+def _down_revisions(script: ScriptDirectory, revision: str) -> tuple[str, ...]:
+    down = script.get_revision(revision).down_revision
+    if down is None:
+        return ()
+    return (down,) if isinstance(down, str) else tuple(down)
+
+
+def applied_set(script: ScriptDirectory, heads: Iterable[str]) -> set[str]:
+    """Every revision that is applied when the version table holds ``heads``."""
+    seen: set[str] = set()
+    stack = list(heads)
+    while stack:
+        revision = stack.pop()
+        if revision in seen:
+            continue
+        seen.add(revision)
+        stack.extend(_down_revisions(script, revision))
+    return seen
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStep:
+    revision: str
+    direction: str
+    path: str | None
+    doc: str | None
+
+
+def plan_steps(script: ScriptDirectory, intent_direction: str, destination: str,
+               heads: tuple[str, ...]) -> tuple[list[PlannedStep], tuple[str, ...]]:
+    """The steps Alembic will run from ``heads`` to ``destination`` and the heads it will leave.
+
+    Uses the same resolution as ``alembic upgrade``/``downgrade`` so relative targets (+1, -1,
+    branch@head) mean what they mean there; raises Alembic's errors for unknown revisions.
+    """
+    if intent_direction == "up":
+        raw = script._upgrade_revs(destination, heads)  # type: ignore[arg-type]
+    else:
+        raw = script._downgrade_revs(destination, heads)  # type: ignore[arg-type]
+    result = set(heads)
+    planned = []
+    for step in raw:
+        result.difference_update(step.from_revisions_no_deps)
+        result.update(step.to_revisions_no_deps)
+        planned.append(PlannedStep(
+            revision=step.revision.revision,
+            direction="up" if step.is_upgrade else "down",
+            path=step.revision.path,
+            doc=step.revision.doc,
+        ))
+    return planned, tuple(sorted(result))
+
+
+def checksum(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None

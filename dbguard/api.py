@@ -1,0 +1,163 @@
+"""One function per command. Each takes Settings and returns a result; none prints or exits.
+
+Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from dbguard.errors import ExitCode
+from dbguard.results import (
+    HistoryEntry,
+    HistoryReport,
+    OfflineSqlResult,
+    RevisionsReport,
+    RiskPrompt,
+    RunResult,
+    StatusReport,
+)
+from dbguard.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Confirm = Callable[[RiskPrompt], "str | None"]
+
+
+def upgrade(
+    settings: Settings,
+    revision: str = "head",
+    *,
+    sql: bool = False,
+    force: bool = False,
+    confirm: Confirm | None = None,
+) -> RunResult | OfflineSqlResult:
+    """Guarded ``alembic upgrade``: refuses while the last run failed or died, records every step.
+
+    ``confirm`` is asked for the risk token when ``force`` meets an open circuit breaker.
+    With ``sql``, Alembic's offline mode writes the SQL to standard output and nothing is touched.
+    """
+    from dbguard.core.state import Intent
+    from dbguard.guard import guarded_run
+    from dbguard.target import load_target
+
+    target = load_target(settings)
+    if sql:
+        return _offline(target, "upgrade", revision)
+    return guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm)
+
+
+def downgrade(
+    settings: Settings,
+    revision: str,
+    *,
+    sql: bool = False,
+    force: bool = False,
+    confirm: Confirm | None = None,
+) -> RunResult | OfflineSqlResult:
+    """Guarded, planned ``alembic downgrade`` (not the emergency lane)."""
+    from dbguard.core.state import Intent
+    from dbguard.guard import guarded_run
+    from dbguard.target import load_target
+
+    target = load_target(settings)
+    if sql:
+        return _offline(target, "downgrade", revision)
+    return guarded_run(target, Intent.DOWNGRADE, revision, force=force, confirm=confirm)
+
+
+def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
+    from alembic import command
+    from alembic.util import CommandError
+
+    from dbguard.errors import ConfigError
+
+    config = target.config  # type: ignore[attr-defined]
+    config.stdout = sys.stdout
+    try:
+        getattr(command, verb)(config, revision, sql=True)
+    except CommandError as exc:
+        raise ConfigError(f"cannot render {verb} {revision}: {exc}") from None
+    return OfflineSqlResult()
+
+
+def resolve(
+    settings: Settings, reason: str, revision: str | None = None, *, confirm: Confirm | None = None
+) -> RunResult:
+    """Mark a FAILED/UNKNOWN run as repaired by hand, after the typed risk confirmation."""
+    from dbguard import guard
+    from dbguard.target import load_target
+
+    return guard.resolve(load_target(settings), reason, revision, confirm)
+
+
+def status(settings: Settings) -> StatusReport:
+    """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
+    from dbguard.core import breaker
+    from dbguard.core.state import TargetState, derive_state
+    from dbguard.db.ledger import Ledger, read_version_heads
+    from dbguard.guard import make_lock
+    from dbguard.target import load_target, open_session
+
+    target = load_target(settings)
+    with open_session(target) as session:
+        ledger = Ledger(session.conn, settings.table_prefix)
+        holder = make_lock(session, target).holder()
+        held_by_other = holder is not None and holder != session.session_id
+        revisions = read_version_heads(session.conn, target.version_table)
+        exists = ledger.exists()
+        last = ledger.latest_changing_run() if exists else None
+    state = derive_state(last, held_by_other)
+    reason = advice = None
+    exit_code = ExitCode.OK
+    if state in (TargetState.FAILED, TargetState.UNKNOWN):
+        exit_code = ExitCode.REFUSED
+        reason = f"circuit breaker open: {breaker.describe_breaker(state, last)}"
+        advice = "roll back with `dbguard rollback`, or repair by hand and record it with `dbguard resolve`"
+    elif state is TargetState.RUNNING:
+        exit_code = ExitCode.BUSY
+    return StatusReport(
+        state=state.value,
+        exit_code=exit_code,
+        revisions=revisions,
+        last_run=last,
+        breaker_reason=reason,
+        advice=advice,
+        lock_holder=holder if held_by_other else None,
+        ledger_exists=exists,
+    )
+
+
+def history(settings: Settings, limit: int = 20) -> HistoryReport:
+    """The ledger's runs, newest first, with their steps."""
+    from dbguard.db.ledger import Ledger
+    from dbguard.target import load_target, open_session
+
+    target = load_target(settings)
+    with open_session(target) as session:
+        ledger = Ledger(session.conn, settings.table_prefix)
+        if not ledger.exists():
+            return HistoryReport(runs=())
+        runs = ledger.recent_runs(limit=limit)
+        steps = ledger.steps_of([r.id for r in runs])
+    return HistoryReport(runs=tuple(HistoryEntry(run=r, steps=tuple(steps.get(r.id, ()))) for r in runs))
+
+
+def current(settings: Settings) -> RevisionsReport:
+    """The revisions in the database's version table (Alembic's ``current``), read on dbguard's connection."""
+    from dbguard.db.ledger import read_version_heads
+    from dbguard.target import load_target, open_session
+
+    target = load_target(settings)
+    with open_session(target) as session:
+        return RevisionsReport(kind="current", revisions=read_version_heads(session.conn, target.version_table))
+
+
+def heads(settings: Settings) -> RevisionsReport:
+    """The head revisions of the script directory (Alembic's ``heads``); needs no database."""
+    from dbguard.target import load_config, load_script
+
+    script = load_script(load_config(settings), settings)
+    return RevisionsReport(kind="heads", revisions=tuple(sorted(script.get_heads())))

@@ -1,0 +1,559 @@
+"""One guarded run: pre-flight (run lock, state, breaker), execute (bounded lock waits, retries),
+post-flight (steps reconciled with alembic_version, run recorded, lock released)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from dbguard import __version__
+from dbguard import alembic_bridge as bridge
+from dbguard.core import breaker
+from dbguard.core.retry import backoff_ms
+from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state, step_status_after_run
+from dbguard.db import connect as dbconnect
+from dbguard.db.ledger import Ledger, read_version_heads, utcnow
+from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
+from dbguard.db.sql import run
+from dbguard.errors import ConfigError, DbguardError, ExitCode, PrivilegeError, TargetMismatchError
+from dbguard.masking import mask
+from dbguard.results import RiskPrompt, RunResult, StepResult
+from dbguard.target import Session, Target, open_session
+
+Confirm = Callable[[RiskPrompt], "str | None"]
+
+_DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
+
+
+def make_lock(session: Session, target: Target) -> SqlRunLock | FileRunLock:
+    prefix = target.settings.table_prefix
+    if session.dialect.run_lock_kind == "file":
+        return FileRunLock(session.dialect.run_lock_path(session.database, prefix))  # type: ignore[attr-defined]
+    return SqlRunLock(session.conn, session.dialect, session.database, prefix)
+
+
+def os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return str(os.getuid()) if hasattr(os, "getuid") else None
+
+
+def describe_error(exc: BaseException, secrets: list[str | None]) -> tuple[str, str]:
+    """(class, one masked line) of the error under any SQLAlchemy wrapper."""
+    orig = getattr(exc, "orig", None) or exc
+    cls = f"{type(orig).__module__}.{type(orig).__qualname__}"
+    return cls, mask(dbconnect.first_line(exc)[:2000], secrets)
+
+
+def _error_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+@dataclasses.dataclass
+class _Runner:
+    target: Target
+    session: Session
+    ledger: Ledger
+    lock: SqlRunLock | FileRunLock
+    script: Any
+
+    @property
+    def settings(self) -> Any:
+        return self.target.settings
+
+    def base_row(self, intent: Intent, heads: tuple[str, ...], to_revision: str | None) -> dict[str, Any]:
+        return {
+            "intent": intent.value,
+            "from_revisions": heads,
+            "to_revision": to_revision,
+            "started_at": utcnow(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "os_user": os_user(),
+            "db_user": self.session.db_user,
+            "dbguard_version": __version__,
+            "forced": False,
+            "lock_session": self.session.session_id or str(os.getpid()),
+            "command": mask(" ".join(sys.argv), self.target.secrets)[:4000],
+        }
+
+    def record_refusal(self, row: dict[str, Any], reason: str) -> int:
+        return self.ledger.insert_run(**row, status=RunStatus.REFUSED.value, finished_at=utcnow(), error=reason)
+
+    def ensure_ledger(self) -> None:
+        try:
+            self.ledger.ensure_tables()
+        except sa.exc.DBAPIError as exc:
+            if self.session.dialect.is_privilege_error(exc):
+                user = self.session.db_user or "this user"
+                raise PrivilegeError(
+                    f"database user {user} cannot create dbguard's ledger tables in {self.session.database}: "
+                    f"{dbconnect.first_line(exc)}; grant it with: "
+                    f"{self.session.dialect.ledger_grant_hint(user, self.session.database)}"
+                ) from None
+            raise
+
+    def verify_connection(self, connection: Any) -> None:
+        """env.py's connection must reach the very database whose run lock dbguard holds."""
+        dialect = self.session.dialect
+        database = run(connection, dialect.current_database()).scalar()
+        same = database is not None and dialect.normalize_database(str(database)) == dialect.normalize_database(
+            self.session.database
+        )
+        if same and dialect.run_lock_kind == "sql":
+            holder = run(connection, dialect.run_lock_holder(self.session.database, self.settings.table_prefix)).scalar()
+            same = holder is not None and str(holder) == self.session.session_id
+        if not same:
+            raise TargetMismatchError(
+                f"env.py connected to another server or database ({database}) than the one dbguard "
+                f"locked and records in ({self.target.masked_url}); aborted before any DDL. Make env.py use "
+                "the configured sqlalchemy.url or config.attributes['connection']"
+            )
+
+
+class _Heartbeat:
+    """Touches the run's heartbeat from a connection of its own, so a slow step still looks alive."""
+
+    def __init__(self, target: Target, ledger_prefix: str, run_id: int, interval_s: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dbguard-heartbeat", daemon=True)
+        self._target, self._prefix, self._run_id, self._interval = target, ledger_prefix, run_id, interval_s
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        with contextlib.suppress(Exception):  # a heartbeat must never fail the run
+            engine = dbconnect.create_engine(self._target.ledger_url)
+            try:
+                with dbconnect.connection(engine) as conn:
+                    ledger = Ledger(conn, self._prefix)
+                    while not self._stop.wait(self._interval):
+                        with contextlib.suppress(Exception):
+                            ledger.update_run(self._run_id, heartbeat_at=utcnow())
+            finally:
+                engine.dispose()
+
+
+class _StepJournal:
+    """Step rows written as steps start and end; on SQLite a write that meets the migration's
+    open transaction waits in a queue until the next boundary instead of failing the run."""
+
+    def __init__(self, ledger: Ledger, run_id: int, dialect: Any) -> None:
+        self.ledger, self.run_id, self.dialect = ledger, run_id, dialect
+        self.rows: dict[tuple[str, str], int] = {}
+        self.attempts: dict[tuple[str, str], int] = {}
+        self._pending: list[Callable[[], None]] = []
+
+    def _write(self, fn: Callable[[], None]) -> None:
+        self.flush()
+        try:
+            fn()
+        except sa.exc.DBAPIError as exc:
+            if not self.dialect.is_lock_timeout(exc):
+                raise
+            self._pending.append(fn)
+
+    def flush(self) -> None:
+        while self._pending:
+            self._pending[0]()
+            self._pending.pop(0)
+
+    def started(self, step: bridge.TrackedStep) -> None:
+        key = step.key
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if key in self.rows:
+            row_id, attempts = self.rows[key], self.attempts[key]
+            self._write(lambda: self.ledger.update_step(row_id, status=StepStatus.RUNNING.value, attempts=attempts))
+            return
+
+        def insert() -> None:
+            self.rows[key] = self.ledger.insert_step(
+                run_id=self.run_id,
+                revision=step.revision,
+                direction=step.direction,
+                status=StepStatus.RUNNING.value,
+                started_at=step.started_at,
+                checksum=bridge.checksum(step.path),
+                attempts=1,
+            )
+
+        self._write(insert)
+
+    def finished(self, step: bridge.TrackedStep) -> None:
+        def update() -> None:
+            if step.key in self.rows:
+                self.ledger.update_step(self.rows[step.key], duration_ms=step.duration_ms)
+
+        self._write(update)
+
+
+def guarded_run(
+    target: Target,
+    intent: Intent,
+    destination: str,
+    *,
+    force: bool = False,
+    confirm: Confirm | None = None,
+) -> RunResult:
+    """Run ``alembic upgrade/downgrade destination`` under the guard."""
+    script = target.script()
+    with open_session(target) as session:
+        ledger = Ledger(session.conn, target.settings.table_prefix)
+        lock = make_lock(session, target)
+        runner = _Runner(target, session, ledger, lock, script)
+        if not acquire(lock, target.settings.wait_lock_s):
+            return _busy(runner, intent, destination)
+        try:
+            return _locked_run(runner, intent, destination, force, confirm)
+        finally:
+            lock.release()
+
+
+def _busy(runner: _Runner, intent: Intent, destination: str) -> RunResult:
+    holder = runner.lock.holder()
+    detail = f" (session {holder})" if holder else ""
+    message = f"busy: another dbguard run holds the run lock on {runner.session.database}{detail}"
+    run_id = None
+    with contextlib.suppress(sa.exc.DBAPIError):
+        if runner.ledger.exists():
+            heads = read_version_heads(runner.session.conn, runner.target.version_table)
+            run_id = runner.ledger.insert_run(
+                **runner.base_row(intent, heads, destination),
+                status=RunStatus.BUSY.value,
+                finished_at=utcnow(),
+                error=message,
+            )
+    return RunResult(
+        intent=intent.value,
+        status=RunStatus.BUSY.value,
+        exit_code=ExitCode.BUSY,
+        message=message,
+        run_id=run_id,
+        advice="wait for it to finish, or pass --wait-lock SECONDS",
+    )
+
+
+def _plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, ...]) -> tuple[list, tuple]:
+    from alembic.util import CommandError
+
+    try:
+        return bridge.plan_steps(runner.script, _DIRECTION[intent], destination, heads)
+    except (CommandError, KeyError, ValueError) as exc:
+        raise ConfigError(f"cannot {intent.value} to {destination!r}: {exc}") from None
+
+
+def _absolute_destination(destination: str, final_heads: tuple[str, ...]) -> str:
+    """A retry must not move a relative target (+1, -1) again from wherever the first try stopped."""
+    if len(final_heads) == 1:
+        return final_heads[0]
+    if not final_heads:
+        return "base"
+    return destination
+
+
+def _locked_run(
+    runner: _Runner, intent: Intent, destination: str, force: bool, confirm: Confirm | None
+) -> RunResult:
+    runner.ensure_ledger()
+    heads = read_version_heads(runner.session.conn, runner.target.version_table)
+    planned, final_heads = _plan(runner, intent, destination, heads)
+    to_revision = " ".join(final_heads) or "base"
+    row = runner.base_row(intent, heads, to_revision)
+
+    last = runner.ledger.latest_changing_run()
+    state = derive_state(last, lock_held_by_other=False)
+    decision = breaker.decide(intent, state, last, force)
+    if not decision.allowed:
+        run_id = runner.record_refusal(row, decision.reason)
+        return RunResult(
+            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+            message=f"refused: {decision.reason}", advice=decision.advice, run_id=run_id,
+            from_revisions=heads, to_revision=to_revision,
+        )
+    if decision.needs_confirmation:
+        prompt = RiskPrompt(
+            title=f"--force: {intent.value} to {to_revision} although the circuit breaker is open",
+            blast_radius=_blast_radius(decision, last, heads, planned),
+            token=breaker.CONFIRM_TOKEN,
+        )
+        answer = confirm(prompt) if confirm else None
+        if not breaker.confirmation_accepted(answer):
+            reason = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
+            run_id = runner.record_refusal({**row, "forced": True}, f"{reason}; {decision.reason}")
+            return RunResult(
+                intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                message=f"refused: {reason}", advice=decision.advice, run_id=run_id,
+                from_revisions=heads, to_revision=to_revision,
+            )
+        row["forced"] = True
+
+    run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    return _execute(runner, intent, _absolute_destination(destination, final_heads), heads, row, run_id)
+
+
+def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tuple[str, ...],
+                  planned: list[bridge.PlannedStep]) -> tuple[str, ...]:
+    lines = [decision.reason]
+    lines.append(f"the database is at {' '.join(heads) or 'base'}")
+    if planned:
+        lines.append("would run: " + ", ".join(f"{p.revision} ({p.direction})" for p in planned))
+    else:
+        lines.append("no revision is pending")
+    if last is not None and last.failed_step:
+        lines.append(f"the failed step {last.failed_step} may have left part of its changes live")
+    return tuple(lines)
+
+
+def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tuple[str, ...],
+             row: dict[str, Any], run_id: int) -> RunResult:
+    from alembic import command
+
+    settings, session = runner.settings, runner.session
+    started = time.monotonic()
+    journal = _StepJournal(runner.ledger, run_id, session.dialect)
+    tracker = bridge.StepTracker(on_start=journal.started, on_finish=journal.finished)
+    hooks = bridge.RunHooks(
+        tracker=tracker,
+        session_statements=session.dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
+        verify_connection=runner.verify_connection,
+    )
+    bridge.install()
+    config = runner.target.config
+    work = command.upgrade if intent is Intent.UPGRADE else command.downgrade
+
+    retries = 0
+    error: BaseException | None = None
+    interrupted = False
+    heartbeat = (
+        _Heartbeat(runner.target, settings.table_prefix, run_id, settings.heartbeat_interval_s)
+        if session.dialect.concurrent_ledger_writes
+        else contextlib.nullcontext()
+    )
+    migration_engine = dbconnect.create_engine(runner.target.ledger_url)
+    try:
+        with heartbeat, dbconnect.connection(migration_engine, autocommit=False) as migration_conn:
+            config.attributes["dbguard"] = hooks
+            # Alembic's cookbook env.py migrates on config.attributes["connection"] when given one.
+            config.attributes["connection"] = migration_conn
+            while True:
+                tracker.current = None
+                try:
+                    work(config, destination)
+                    error = None
+                    break
+                except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
+                    error = exc
+                    interrupted = isinstance(exc, KeyboardInterrupt)
+                    failing = tracker.current
+                    timed_out = any(session.dialect.is_lock_timeout(e) for e in _error_chain(exc))
+                    if (timed_out and failing is not None and not failing.committed_work
+                            and retries < settings.lock_retries):
+                        retries += 1
+                        with contextlib.suppress(Exception):
+                            if migration_conn.in_transaction():
+                                migration_conn.rollback()
+                        time.sleep(backoff_ms(retries, settings.retry_backoff_ms,
+                                              settings.retry_backoff_max_ms, random.random) / 1000)
+                        continue
+                    break
+    finally:
+        config.attributes.pop("dbguard", None)
+        config.attributes.pop("connection", None)
+        migration_engine.dispose()
+        with contextlib.suppress(Exception):
+            journal.flush()
+
+    result = _post_flight(runner, intent, heads_before, row, run_id, tracker, journal, error, retries,
+                          int((time.monotonic() - started) * 1000))
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
+                 run_id: int, tracker: bridge.StepTracker, journal: _StepJournal,
+                 error: BaseException | None, retries: int, duration_ms: int) -> RunResult:
+    script, ledger, secrets = runner.script, runner.ledger, runner.target.secrets
+    heads_now = read_version_heads(runner.session.conn, runner.target.version_table)
+    applied_before = bridge.applied_set(script, heads_before)
+    applied_now = bridge.applied_set(script, heads_now)
+    failing = tracker.current if error is not None else None
+
+    error_class = error_text = None
+    if error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            error_class, error_text = "KeyboardInterrupt", "interrupted"
+        elif isinstance(error, DbguardError):
+            error_class, error_text = type(error).__name__, mask(error.message, secrets)
+        else:
+            error_class, error_text = describe_error(error, secrets)
+
+    latest: dict[tuple[str, str], bridge.TrackedStep] = {}
+    for step in tracker.steps:
+        latest[step.key] = step
+    steps = []
+    for key, step in latest.items():
+        def done(applied: set[str], step: bridge.TrackedStep = step) -> bool:
+            present = step.revision in applied
+            return present if step.direction == "up" else not present
+
+        status = step_status_after_run(
+            was_applied_before=done(applied_before),
+            is_applied_now=done(applied_now),
+            completed=step.completed,
+            is_failing_step=step is failing,
+            committed_work=step.committed_work,
+        )
+        step_error = error_text if step is failing else None
+        if key in journal.rows:
+            ledger.update_step(journal.rows[key], status=status.value, error=step_error,
+                               duration_ms=step.duration_ms if step.duration_ms is not None else
+                               int((time.monotonic() - step.started_monotonic) * 1000))
+        steps.append(StepResult(revision=step.revision, direction=step.direction, status=status.value,
+                                duration_ms=step.duration_ms, attempts=journal.attempts.get(key, 1),
+                                checksum=bridge.checksum(step.path), error=step_error))
+
+    common: dict[str, Any] = {
+        "intent": intent.value, "run_id": run_id, "from_revisions": heads_before,
+        "to_revision": row["to_revision"], "steps": tuple(steps), "forced": row["forced"],
+        "lock_waits_retried": retries, "duration_ms": duration_ms,
+    }
+
+    if error is None:
+        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
+        verb = "upgraded" if intent is Intent.UPGRADE else "downgraded"
+        message = (f"{verb} {' '.join(heads_before) or 'base'} -> {' '.join(heads_now) or 'base'} "
+                   f"({len(steps)} step{'s' if len(steps) != 1 else ''})") if steps else \
+            f"nothing to do: already at {' '.join(heads_now) or 'base'}"
+        return RunResult(status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK, message=message, **common)
+
+    nothing_ran = not tracker.steps and set(heads_now) == set(heads_before)
+    if nothing_ran and not isinstance(error, KeyboardInterrupt):
+        # Nothing touched the schema (env.py failed, or connected elsewhere): a configuration problem.
+        ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(),
+                          error_class=error_class, error=error_text)
+        exit_code = error.exit_code if isinstance(error, DbguardError) else ExitCode.USAGE
+        return RunResult(status=RunStatus.REFUSED.value, exit_code=exit_code,
+                         message=f"could not run the migrations: {error_text}", error=error_text, **common)
+
+    failed_step = failing.revision if failing else None
+    ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(), error_class=error_class,
+                      error=error_text, failed_step=failed_step)
+    where = f" at step {failed_step}" if failed_step else ""
+    timed_out = error is not None and any(runner.session.dialect.is_lock_timeout(e) for e in _error_chain(error))
+    why = (f" (lock wait over {runner.settings.lock_timeout_ms} ms, tried {retries + 1} times)"
+           if timed_out else "")
+    return RunResult(
+        status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
+        message=f"run {run_id} failed{where}{why}: {error_text}", error=error_text, failed_step=failed_step,
+        advice="the circuit breaker is now open: `dbguard status` shows it; roll back with `dbguard rollback` "
+               "or repair by hand and `dbguard resolve --reason TEXT`",
+        **common,
+    )
+
+
+# resolve ------------------------------------------------------------------------------------
+
+
+def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm | None) -> RunResult:
+    """Mark a FAILED/UNKNOWN run as repaired by hand; with ``revision``, also set alembic_version."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    if not reason or not reason.strip():
+        raise ConfigError("resolve needs --reason TEXT: say what was repaired and how")
+    script = target.script()
+    with open_session(target) as session:
+        ledger = Ledger(session.conn, target.settings.table_prefix)
+        lock = make_lock(session, target)
+        runner = _Runner(target, session, ledger, lock, script)
+        if not acquire(lock, target.settings.wait_lock_s):
+            return _busy(runner, Intent.RESOLVE, revision or "")
+        try:
+            runner.ensure_ledger()
+            heads = read_version_heads(session.conn, target.version_table)
+            if revision is not None:
+                try:
+                    resolved = script.get_revisions(revision)
+                except CommandError as exc:
+                    raise ConfigError(f"cannot resolve to {revision!r}: {exc}") from None
+                new_heads = tuple(sorted(r.revision for r in resolved if r is not None))
+            else:
+                new_heads = heads
+            row = runner.base_row(Intent.RESOLVE, heads, " ".join(new_heads) or "base")
+            row["reason"] = reason
+            last = ledger.latest_changing_run()
+            state = derive_state(last, lock_held_by_other=False)
+            decision = breaker.decide(Intent.RESOLVE, state, last, force=False)
+            if not decision.allowed:
+                run_id = runner.record_refusal(row, decision.reason)
+                return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
+                                 exit_code=ExitCode.REFUSED, message=f"refused: {decision.reason}", run_id=run_id)
+            assert last is not None
+            radius = [(f"marks run {last.id} ({last.intent}, {last.status}) as repaired by hand: "
+                       f"{breaker.describe_breaker(state, last)}"),
+                      f"alembic_version says {' '.join(heads) or 'base'}"]
+            if revision is not None:
+                radius.append(f"sets alembic_version to {' '.join(new_heads) or 'base'} without running any "
+                              "migration: the schema must already match it")
+            answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
+                                        token=breaker.CONFIRM_TOKEN)) if confirm else None
+            if not breaker.confirmation_accepted(answer):
+                why = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
+                run_id = runner.record_refusal(row, why)
+                return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
+                                 exit_code=ExitCode.REFUSED, message=f"refused: {why}", run_id=run_id)
+            run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value)
+            if revision is not None:
+                _stamp(runner, command, revision)
+            ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
+            ledger.update_run(last.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
+            return RunResult(
+                intent=Intent.RESOLVE.value, status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
+                message=f"run {last.id} marked resolved by run {run_id}"
+                        + (f"; alembic_version set to {' '.join(new_heads) or 'base'}" if revision else ""),
+                run_id=run_id, from_revisions=heads, to_revision=row["to_revision"],
+            )
+        finally:
+            lock.release()
+
+
+def _stamp(runner: _Runner, command: Any, revision: str) -> None:
+    tracker = bridge.StepTracker()
+    hooks = bridge.RunHooks(tracker=tracker, session_statements=runner.session.dialect.session_timeouts(
+        runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
+        verify_connection=runner.verify_connection)
+    bridge.install()
+    config = runner.target.config
+    engine = dbconnect.create_engine(runner.target.ledger_url)
+    try:
+        with dbconnect.connection(engine, autocommit=False) as conn:
+            config.attributes["dbguard"] = hooks
+            config.attributes["connection"] = conn
+            command.stamp(config, revision, purge=True)
+    finally:
+        config.attributes.pop("dbguard", None)
+        config.attributes.pop("connection", None)
+        engine.dispose()

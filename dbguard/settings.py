@@ -1,0 +1,150 @@
+"""Settings, merged from alembic.ini, pyproject.toml, DBGUARD_* environment variables and flags.
+
+The order is fixed and the last source wins: ``[dbguard]`` in alembic.ini, ``[tool.dbguard]`` in
+pyproject.toml (beside alembic.ini, else in the working directory), ``DBGUARD_<KEY>``, then the
+command-line flags.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dbguard.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    config_path: Path = Path("alembic.ini")
+    ini_section: str = "alembic"
+    x_args: tuple[str, ...] = ()
+    url: str | None = None
+    output_format: str = "text"
+    verbosity: int = 0
+    # Every migration statement waits at most this long for a lock.
+    lock_timeout_ms: int = 2000
+    # And runs at most this long; 0 leaves the server's setting alone.
+    statement_timeout_ms: int = 3_600_000
+    # A step that hit the lock timeout, with nothing of it committed, is tried again this often.
+    lock_retries: int = 5
+    retry_backoff_ms: int = 500
+    retry_backoff_max_ms: int = 10_000
+    # How long to wait for the run lock before answering "busy" (exit 4).
+    wait_lock_s: float = 0.0
+    table_prefix: str = "dbguard_"
+    heartbeat_interval_s: float = 5.0
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Keys a file or an environment variable may set; the others come from flags only.
+_FILE_KEYS = {
+    "url",
+    "lock_timeout_ms",
+    "statement_timeout_ms",
+    "lock_retries",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "wait_lock_s",
+    "table_prefix",
+    "heartbeat_interval_s",
+}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    default = _FIELDS[key].default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    return None if value is None else str(value)
+
+
+def _validate(settings: Settings) -> Settings:
+    if settings.lock_timeout_ms <= 0:
+        raise ConfigError("lock_timeout_ms must be positive: an unbounded lock wait is what dbguard prevents")
+    if settings.statement_timeout_ms < 0 or settings.lock_retries < 0 or settings.wait_lock_s < 0:
+        raise ConfigError("statement_timeout_ms, lock_retries and wait_lock_s cannot be negative")
+    if not settings.table_prefix.replace("_", "").isalnum():
+        raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
+    return settings
+
+
+def _from_ini(path: Path) -> dict[str, Any]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc.__class__.__name__}") from None
+    if not parser.has_section("dbguard"):
+        return {}
+    return {k: v for k, v in parser.items("dbguard") if k in _FILE_KEYS}
+
+
+def _from_pyproject(config_path: Path, cwd: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    for folder in dict.fromkeys([config_path.resolve().parent, cwd.resolve()]):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{candidate}: cannot parse: {exc}") from None
+            section = data.get("tool", {}).get("dbguard", {})
+            return {k: v for k, v in section.items() if k in _FILE_KEYS}
+    return {}
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    found = {}
+    for key in _FILE_KEYS:
+        value = environ.get(f"DBGUARD_{key.upper()}")
+        if value not in (None, ""):
+            found[key] = value
+    return found
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge every source; ``flags`` holds only the options the user actually gave."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+
+    config_path = Path(flags.get("config_path") or environ.get("DBGUARD_CONFIG") or "alembic.ini")
+    if not config_path.is_absolute():
+        config_path = cwd / config_path
+
+    merged: dict[str, Any] = {}
+    sources = [("alembic.ini [dbguard]", _from_ini(config_path) if config_path.is_file() else {})]
+    sources.append(("pyproject.toml [tool.dbguard]", _from_pyproject(config_path, cwd)))
+    sources.append(("environment", _from_env(environ)))
+    for source, values in sources:
+        for key, value in values.items():
+            merged[key] = _coerce(key, value, source)
+    for key, value in flags.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        merged[key] = value if key in ("x_args", "config_path") else _coerce(key, value, "option")
+    merged["config_path"] = config_path
+    return _validate(Settings(**merged))

@@ -1,0 +1,128 @@
+"""A target: one database URL and the Alembic script directory that manages it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.engine import URL, Connection, Engine
+
+from dbguard.db import connect as dbconnect
+from dbguard.db.sql import run
+from dbguard.dialects import Dialect, for_sqlalchemy_dialect
+from dbguard.errors import ConfigError
+from dbguard.settings import Settings
+
+
+@dataclasses.dataclass
+class Target:
+    settings: Settings
+    config: Any  # alembic.config.Config
+    url: URL
+    ledger_url: URL
+
+    @property
+    def masked_url(self) -> str:
+        return dbconnect.masked(self.url)
+
+    @property
+    def secrets(self) -> list[str | None]:
+        return [self.url.password]
+
+    @property
+    def version_table(self) -> str:
+        return self.config.get_main_option("dbguard.version_table") or "alembic_version"
+
+    def script(self) -> Any:
+        return load_script(self.config, self.settings)
+
+
+def load_script(config: Any, settings: Settings) -> Any:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(config)
+    except CommandError as exc:
+        raise ConfigError(f"{settings.config_path}: {exc}") from None
+
+
+def load_config(settings: Settings) -> Any:
+    """The Alembic Config exactly as ``alembic -c ... -n ... -x ...`` would build it."""
+    from alembic.config import Config
+
+    path = settings.config_path
+    if not path.is_file():
+        raise ConfigError(f"no Alembic configuration at {path} (pass -c PATH or set DBGUARD_CONFIG)")
+    config = Config(
+        file_=str(path),
+        ini_section=settings.ini_section,
+        cmd_opts=argparse.Namespace(x=list(settings.x_args) or None),
+    )
+    if not config.file_config.has_section(settings.ini_section):
+        raise ConfigError(f"{path} has no [{settings.ini_section}] section")
+    return config
+
+
+def load_target(settings: Settings) -> Target:
+    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url."""
+    path = settings.config_path
+    config = load_config(settings)
+    if settings.url:
+        # Interpolation is on in alembic.ini: a literal % must be doubled.
+        config.set_main_option("sqlalchemy.url", settings.url.replace("%", "%%"))
+    raw_url = config.get_main_option("sqlalchemy.url")
+    if not raw_url:
+        raise ConfigError(f"no database URL: set sqlalchemy.url in {path}, or pass --url / DBGUARD_URL")
+    url = dbconnect.parse_url(raw_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError("an in-memory SQLite database cannot be guarded: it vanishes with its connection")
+    return Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+
+
+LEDGER_LOCK_TIMEOUT_MS = 5000
+
+
+@dataclasses.dataclass
+class Session:
+    """dbguard's own autocommit connection to a target, with what it learnt on connecting."""
+
+    engine: Engine
+    conn: Connection
+    dialect: Dialect
+    database: str
+    session_id: str | None
+    db_user: str | None
+
+
+@contextlib.contextmanager
+def open_session(target: Target) -> Iterator[Session]:
+    engine = dbconnect.create_engine(target.ledger_url)
+    try:
+        conn = dbconnect.connect(engine)
+        try:
+            dialect = for_sqlalchemy_dialect(conn.dialect)
+            database = run(conn, dialect.current_database()).scalar()
+            if not database:
+                raise ConfigError(f"{target.masked_url} names no database")
+            session_id = run(conn, dialect.session_id()).scalar()
+            db_user = run(conn, dialect.current_user()).scalar()
+            # dbguard's own statements never queue behind anybody for long either.
+            for statement in dialect.session_timeouts(LEDGER_LOCK_TIMEOUT_MS, 0):
+                conn.exec_driver_sql(statement)
+            yield Session(
+                engine=engine,
+                conn=conn,
+                dialect=dialect,
+                database=str(database),
+                session_id=None if session_id is None else str(session_id),
+                db_user=db_user,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+    finally:
+        engine.dispose()
