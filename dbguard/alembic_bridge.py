@@ -156,6 +156,52 @@ def _prepare_connection(connection: Any, hooks: RunHooks) -> None:
         connection.commit()
 
 
+def run_migrations(script: ScriptDirectory, config: Any, direction: str, destination: str,
+                   tracker: StepTracker) -> None:
+    """``alembic upgrade/downgrade destination``, online, on the already loaded script directory.
+
+    The same as ``alembic.command.upgrade``/``downgrade`` minus a second parse of every revision
+    file, with the work function tracked from the start.
+    """
+    def steps(heads: Any, context: Any) -> Any:
+        if direction == "up":
+            return script._upgrade_revs(destination, heads)
+        return script._downgrade_revs(destination, heads)
+
+    with EnvironmentContext(config, script, fn=tracker.wrap(steps), as_sql=False,
+                            starting_rev=None, destination_rev=destination):
+        script.run_env()
+
+
+class LazyConnectionAttributes(dict):
+    """``config.attributes`` whose "connection" is opened only when env.py asks for it.
+
+    Alembic's cookbook env.py migrates on ``config.attributes["connection"]``; the stock one never
+    looks, and should not pay for a connection it does not use.
+    """
+
+    def __init__(self, base: dict, opener: Callable[[], Any]) -> None:
+        super().__init__(base)
+        self._opener = opener
+
+    def _open(self) -> None:
+        if not dict.__contains__(self, "connection"):
+            dict.__setitem__(self, "connection", self._opener())
+
+    def __contains__(self, key: object) -> bool:
+        return key == "connection" or dict.__contains__(self, key)
+
+    def __getitem__(self, key: Any) -> Any:
+        if key == "connection":
+            self._open()
+        return dict.__getitem__(self, key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key == "connection":
+            self._open()
+        return dict.get(self, key, default)
+
+
 # Revision arithmetic ------------------------------------------------------------------------
 
 

@@ -129,19 +129,24 @@ class _Runner:
 
 
 class _Heartbeat:
-    """Touches the run's heartbeat from a connection of its own, so a slow step still looks alive."""
+    """Touches the run's heartbeat from a connection of its own, so a slow step still looks alive.
+
+    Started by the first step, so a run with nothing to do never pays for the extra connection.
+    """
 
     def __init__(self, target: Target, ledger_prefix: str, run_id: int, interval_s: float) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dbguard-heartbeat", daemon=True)
         self._target, self._prefix, self._run_id, self._interval = target, ledger_prefix, run_id, interval_s
 
-    def __enter__(self) -> None:
-        self._thread.start()
+    def start(self) -> None:
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _loop(self) -> None:
         with contextlib.suppress(Exception):  # a heartbeat must never fail the run
@@ -154,6 +159,33 @@ class _Heartbeat:
                             ledger.update_run(self._run_id, heartbeat_at=utcnow())
             finally:
                 engine.dispose()
+
+
+class _MigrationConnection:
+    """The connection handed to a cookbook env.py, opened on first use."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._engine: Any = None
+        self.conn: Any = None
+
+    def open(self) -> Any:
+        if self.conn is None:
+            self._engine = dbconnect.create_engine(self._target.ledger_url)
+            self.conn = dbconnect.connect(self._engine, autocommit=False)
+        return self.conn
+
+    def rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn is not None and self.conn.in_transaction():
+                self.conn.rollback()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn is not None:
+                self.conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 class _StepJournal:
@@ -328,12 +360,17 @@ def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tup
 
 def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tuple[str, ...],
              row: dict[str, Any], run_id: int) -> RunResult:
-    from alembic import command
-
     settings, session = runner.settings, runner.session
     started = time.monotonic()
+    heartbeat = _Heartbeat(runner.target, settings.table_prefix, run_id, settings.heartbeat_interval_s)
     journal = _StepJournal(runner.ledger, run_id, session.dialect)
-    tracker = bridge.StepTracker(on_start=journal.started, on_finish=journal.finished)
+
+    def step_started(step: bridge.TrackedStep) -> None:
+        if session.dialect.concurrent_ledger_writes:
+            heartbeat.start()
+        journal.started(step)
+
+    tracker = bridge.StepTracker(on_start=step_started, on_finish=journal.finished)
     hooks = bridge.RunHooks(
         tracker=tracker,
         session_statements=session.dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
@@ -341,47 +378,38 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     )
     bridge.install()
     config = runner.target.config
-    work = command.upgrade if intent is Intent.UPGRADE else command.downgrade
+    migration = _MigrationConnection(runner.target)
+    original_attributes = config.attributes
 
     retries = 0
     error: BaseException | None = None
     interrupted = False
-    heartbeat = (
-        _Heartbeat(runner.target, settings.table_prefix, run_id, settings.heartbeat_interval_s)
-        if session.dialect.concurrent_ledger_writes
-        else contextlib.nullcontext()
-    )
-    migration_engine = dbconnect.create_engine(runner.target.ledger_url)
     try:
-        with heartbeat, dbconnect.connection(migration_engine, autocommit=False) as migration_conn:
-            config.attributes["dbguard"] = hooks
-            # Alembic's cookbook env.py migrates on config.attributes["connection"] when given one.
-            config.attributes["connection"] = migration_conn
-            while True:
-                tracker.current = None
-                try:
-                    work(config, destination)
-                    error = None
-                    break
-                except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
-                    error = exc
-                    interrupted = isinstance(exc, KeyboardInterrupt)
-                    failing = tracker.current
-                    timed_out = any(session.dialect.is_lock_timeout(e) for e in _error_chain(exc))
-                    if (timed_out and failing is not None and not failing.committed_work
-                            and retries < settings.lock_retries):
-                        retries += 1
-                        with contextlib.suppress(Exception):
-                            if migration_conn.in_transaction():
-                                migration_conn.rollback()
-                        time.sleep(backoff_ms(retries, settings.retry_backoff_ms,
-                                              settings.retry_backoff_max_ms, random.random) / 1000)
-                        continue
-                    break
+        config.__dict__["attributes"] = bridge.LazyConnectionAttributes(original_attributes, migration.open)
+        config.attributes["dbguard"] = hooks
+        while True:
+            tracker.current = None
+            try:
+                bridge.run_migrations(runner.script, config, _DIRECTION[intent], destination, tracker)
+                error = None
+                break
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
+                error = exc
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                failing = tracker.current
+                timed_out = any(session.dialect.is_lock_timeout(e) for e in _error_chain(exc))
+                if (timed_out and failing is not None and not failing.committed_work
+                        and retries < settings.lock_retries):
+                    retries += 1
+                    migration.rollback()
+                    time.sleep(backoff_ms(retries, settings.retry_backoff_ms,
+                                          settings.retry_backoff_max_ms, random.random) / 1000)
+                    continue
+                break
     finally:
-        config.attributes.pop("dbguard", None)
-        config.attributes.pop("connection", None)
-        migration_engine.dispose()
+        config.__dict__["attributes"] = original_attributes
+        heartbeat.stop()
+        migration.close()
         with contextlib.suppress(Exception):
             journal.flush()
 
@@ -427,12 +455,12 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
             committed_work=step.committed_work,
         )
         step_error = error_text if step is failing else None
+        duration = (step.duration_ms if step.duration_ms is not None
+                    else int((time.monotonic() - step.started_monotonic) * 1000))
         if key in journal.rows:
-            ledger.update_step(journal.rows[key], status=status.value, error=step_error,
-                               duration_ms=step.duration_ms if step.duration_ms is not None else
-                               int((time.monotonic() - step.started_monotonic) * 1000))
+            ledger.update_step(journal.rows[key], status=status.value, error=step_error, duration_ms=duration)
         steps.append(StepResult(revision=step.revision, direction=step.direction, status=status.value,
-                                duration_ms=step.duration_ms, attempts=journal.attempts.get(key, 1),
+                                duration_ms=duration, attempts=journal.attempts.get(key, 1),
                                 checksum=bridge.checksum(step.path), error=step_error))
 
     common: dict[str, Any] = {

@@ -36,6 +36,8 @@ class Settings:
     # How long to wait for the run lock before answering "busy" (exit 4).
     wait_lock_s: float = 0.0
     table_prefix: str = "dbguard_"
+    # Where env.py keeps Alembic's version table, if it configures another name.
+    version_table: str = "alembic_version"
     heartbeat_interval_s: float = 5.0
 
     def replace(self, **changes: Any) -> Settings:
@@ -53,6 +55,7 @@ _FILE_KEYS = {
     "retry_backoff_max_ms",
     "wait_lock_s",
     "table_prefix",
+    "version_table",
     "heartbeat_interval_s",
 }
 

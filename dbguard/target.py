@@ -34,7 +34,7 @@ class Target:
 
     @property
     def version_table(self) -> str:
-        return self.config.get_main_option("dbguard.version_table") or "alembic_version"
+        return self.settings.version_table
 
     def script(self) -> Any:
         return load_script(self.config, self.settings)

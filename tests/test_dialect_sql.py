@@ -1,0 +1,79 @@
+"""Each engine's exact SQL, checked without a server (MySQL 8 has no server here at all)."""
+
+import types
+
+import pytest
+
+from dbguard.dialects import for_sqlalchemy_dialect
+from dbguard.dialects.mysql import MysqlDialect, run_lock_name, whole_seconds
+from dbguard.dialects.postgresql import PostgresqlDialect, advisory_key
+
+
+def test_postgres_timeouts():
+    assert PostgresqlDialect().session_timeouts(2000, 60_000) == [
+        "SET lock_timeout = '2000ms'", "SET statement_timeout = '60000ms'"]
+    assert PostgresqlDialect().session_timeouts(200, 0) == ["SET lock_timeout = '200ms'"]
+
+
+@pytest.mark.parametrize(("ms", "seconds"), [(1, 1), (200, 1), (1000, 1), (1001, 2), (2000, 2), (2500, 3)])
+def test_mysql_lock_wait_rounds_up_to_whole_seconds_never_zero(ms, seconds):
+    assert whole_seconds(ms) == seconds
+
+
+def test_mariadb_and_mysql8_bound_statements_differently():
+    maria = MysqlDialect(mariadb=True).session_timeouts(2000, 1500)
+    mysql8 = MysqlDialect(mariadb=False).session_timeouts(2000, 1500)
+    assert maria == ["SET SESSION lock_wait_timeout = 2", "SET SESSION innodb_lock_wait_timeout = 2",
+                     "SET SESSION max_statement_time = 1.500"]
+    assert mysql8 == ["SET SESSION lock_wait_timeout = 2", "SET SESSION innodb_lock_wait_timeout = 2",
+                      "SET SESSION max_execution_time = 1500"]
+
+
+def test_mysql_run_lock_is_keyed_by_database_and_fits_64_chars():
+    assert run_lock_name("shop", "dbguard_") == "shop.dbguard_run"
+    long = run_lock_name("d" * 64, "dbguard_")
+    assert len(long) <= 64
+    assert long != run_lock_name("d" * 63 + "e", "dbguard_")
+    stmt = MysqlDialect(mariadb=True).try_run_lock("shop", "dbguard_")
+    assert stmt.sql == "SELECT GET_LOCK(:name, 0)" and stmt.params == {"name": "shop.dbguard_run"}
+    assert MysqlDialect(mariadb=False).run_lock_holder("shop", "dbguard_").sql == "SELECT IS_USED_LOCK(:name)"
+
+
+def test_postgres_run_lock_probe_matches_the_advisory_key_halves():
+    key = advisory_key("dbguard_")
+    assert -(2**63) <= key < 2**63
+    probe = PostgresqlDialect().run_lock_holder("db", "dbguard_")
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    assert probe.params == {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF}
+    assert "pg_locks" in probe.sql and "objsubid = 1" in probe.sql
+    assert advisory_key("other_") != key
+
+
+@pytest.mark.parametrize(
+    ("name", "mariadb", "expected"),
+    [("postgresql", False, "postgresql"), ("mysql", False, "mysql"), ("mysql", True, "mariadb"),
+     ("mariadb", True, "mariadb"), ("sqlite", False, "sqlite")],
+)
+def test_dialect_chosen_by_sqlalchemy_name_and_server_flavour(name, mariadb, expected):
+    fake = types.SimpleNamespace(name=name, is_mariadb=mariadb)
+    assert for_sqlalchemy_dialect(fake).name == expected
+
+
+def test_unsupported_engine_is_a_config_error():
+    from dbguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="oracle"):
+        for_sqlalchemy_dialect(types.SimpleNamespace(name="oracle"))
+
+
+def test_lock_timeout_errors_are_recognised_per_engine():
+    class PgError(Exception):
+        sqlstate = "55P03"
+
+    class Wrapped(Exception):
+        def __init__(self, orig):
+            self.orig = orig
+
+    assert PostgresqlDialect().is_lock_timeout(Wrapped(PgError()))
+    assert MysqlDialect(True).is_lock_timeout(Wrapped(Exception(1205, "Lock wait timeout exceeded")))
+    assert not MysqlDialect(True).is_lock_timeout(Wrapped(Exception(1146, "no table")))
