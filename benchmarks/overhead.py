@@ -1,0 +1,189 @@
+"""What `dbguard upgrade head` costs over `alembic upgrade head` on the same project and database.
+
+Run:  .venv/bin/python benchmarks/overhead.py [--engines postgresql,mysql,sqlite] [--runs 15] [--write]
+
+Both tools run as whole processes, alternately, in the same run, on one stock `alembic init`
+project of 20 revisions (a table and an index each): a no-op upgrade (already at head) and a
+20-revision upgrade into a fresh database. Prints medians, the ratio and the added milliseconds;
+--write puts the table into docs/benchmarks.md. Server URLs come from DBGUARD_TEST_POSTGRES_URL /
+DBGUARD_TEST_MYSQL_URL (defaults: the local servers). Targets (PostgreSQL): no-op under 1.3x and
+under 150 ms added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SERVERS = {
+    "postgresql": os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "mysql": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+REVISIONS = 20
+MARK_START, MARK_END = "<!-- overhead:start -->", "<!-- overhead:end -->"
+
+
+def make_project(folder: Path) -> Path:
+    ini = folder / "alembic.ini"
+    command.init(Config(str(ini)), str(folder / "migrations"), template="generic")
+    versions = folder / "migrations" / "versions"
+    previous = None
+    for n in range(1, REVISIONS + 1):
+        rev = f"r{n:02d}"
+        (versions / f"{rev}.py").write_text(
+            f'revision = "{rev}"\ndown_revision = {previous!r}\n'
+            "from alembic import op\nimport sqlalchemy as sa\n\n"
+            "def upgrade():\n"
+            f'    op.create_table("bench_{n}", sa.Column("id", sa.Integer, primary_key=True),\n'
+            f'                    sa.Column("name", sa.String(50)), sa.Column("n", sa.Integer))\n'
+            f'    op.create_index("ix_bench_{n}_n", "bench_{n}", ["n"])\n\n'
+            f'def downgrade():\n    op.drop_table("bench_{n}")\n'
+        )
+        previous = rev
+    return ini
+
+
+class Database:
+    """A fresh database per measurement, always dropped."""
+
+    def __init__(self, engine: str, folder: Path) -> None:
+        self.engine, self.folder = engine, folder
+        self.name = f"dgbench_{uuid.uuid4().hex[:8]}"
+        if engine == "sqlite":
+            self.url = f"sqlite:///{folder / (self.name + '.db')}"
+            return
+        server = sa.engine.make_url(SERVERS[engine])
+        self.admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {self.name}")
+        self.url = server.set(database=self.name).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if self.engine == "sqlite":
+            for path in self.folder.glob(self.name + ".db*"):
+                path.unlink()
+            return
+        suffix = " WITH (FORCE)" if self.engine == "postgresql" else ""
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.name}{suffix}")
+        self.admin.dispose()
+
+
+def timed(argv: list[str], ini: Path, url: str) -> float:
+    env = {**os.environ, "DBGUARD_URL": url}
+    started = time.perf_counter()
+    done = subprocess.run(argv + ["-c", str(ini), *(["--url", url] if "dbguard" in argv[0] else []),
+                                  "upgrade", "head"], capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {done.stderr[-500:]}")
+    return elapsed
+
+
+def set_url(ini: Path, url: str) -> None:
+    text = ini.read_text().splitlines()
+    text = [f"sqlalchemy.url = {url}" if line.startswith("sqlalchemy.url") else line for line in text]
+    ini.write_text("\n".join(text) + "\n")
+
+
+def measure(engine: str, runs: int, folder: Path) -> dict[str, float]:
+    ini = make_project(folder)
+    alembic, dbguard = [str(BIN / "alembic")], [str(BIN / "dbguard")]
+    result: dict[str, float] = {}
+
+    db = Database(engine, folder)
+    try:
+        set_url(ini, db.url)
+        timed(dbguard, ini, db.url)  # reach head once; both tools then have nothing to do
+        noop_a, noop_d = [], []
+        for _ in range(runs):
+            noop_a.append(timed(alembic, ini, db.url))
+            noop_d.append(timed(dbguard, ini, db.url))
+    finally:
+        db.drop()
+    result["noop_alembic"], result["noop_dbguard"] = statistics.median(noop_a), statistics.median(noop_d)
+
+    full_a, full_d = [], []
+    for _ in range(max(3, runs // 3)):
+        for tool, store in ((alembic, full_a), (dbguard, full_d)):
+            db = Database(engine, folder)
+            try:
+                set_url(ini, db.url)
+                store.append(timed(tool, ini, db.url))
+            finally:
+                db.drop()
+    result["full_alembic"], result["full_dbguard"] = statistics.median(full_a), statistics.median(full_d)
+    return result
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| engine | run | alembic (s) | dbguard (s) | ratio | added (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for engine, r in results.items():
+        for kind, label in (("noop", "no-op (at head)"), ("full", f"{REVISIONS} revisions, fresh database")):
+            a, d = r[f"{kind}_alembic"], r[f"{kind}_dbguard"]
+            lines.append(f"| {engine} | {label} | {a:.3f} | {d:.3f} | {d / a:.2f}x | {(d - a) * 1000:.0f} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    return (f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"SQLAlchemy {sa.__version__}, {platform.system()} {platform.machine()}")
+
+
+def write(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"{MARK_START}\n{text}\n{MARK_END}"
+    if MARK_START in body:
+        head, rest = body.split(MARK_START, 1)
+        body = head + section + rest.split(MARK_END, 1)[1]
+    else:
+        body = body.rstrip() + "\n\n" + section + "\n"
+    path.write_text(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="postgresql,mysql,sqlite")
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--write", action="store_true", help="put the results into docs/benchmarks.md")
+    args = parser.parse_args()
+    results = {}
+    for engine in args.engines.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            results[engine] = measure(engine, args.runs, Path(folder))
+            print(f"{engine}: {results[engine]}", file=sys.stderr)
+    text = table(results)
+    print(text)
+    if "postgresql" in results:
+        r = results["postgresql"]
+        added = (r["noop_dbguard"] - r["noop_alembic"]) * 1000
+        ratio = r["noop_dbguard"] / r["noop_alembic"]
+        verdict = "met" if ratio < 1.3 and added < 150 else "NOT met"
+        print(f"\nPostgreSQL no-op: {ratio:.2f}x, +{added:.0f} ms (target < 1.3x and < 150 ms: {verdict})")
+    if args.write:
+        write(f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
+              f"`python benchmarks/overhead.py --write`; {machine()}; median of {args.runs} alternating "
+              f"process runs (no-op) and of {max(3, args.runs // 3)} (20 revisions).\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
