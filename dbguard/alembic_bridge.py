@@ -54,6 +54,8 @@ class StepTracker:
         self.transactional_ddl = True
         self._on_start = on_start
         self._on_finish = on_finish
+        # Told the statement the migration is about to run, and None once it returns.
+        self.on_statement: Callable[[str | None], None] = lambda statement: None
 
     def wrap(self, fn: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
         def tracked(heads: Any, ctx: Any) -> Iterator[Any]:
@@ -98,7 +100,11 @@ class StepTracker:
             return
         conn._dbguard_watched = True
 
+        def before_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            self.on_statement(statement)
+
         def after_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            self.on_statement(None)
             step = self.current
             if step is None or not statement.lstrip().upper().startswith(_DDL_KEYWORDS):
                 return
@@ -106,6 +112,7 @@ class StepTracker:
             if autocommit or not self.transactional_ddl:
                 step.committed_work = True
 
+        sa.event.listen(conn, "before_cursor_execute", before_execute)
         sa.event.listen(conn, "after_cursor_execute", after_execute)
 
 
@@ -118,6 +125,8 @@ class RunHooks:
     session_statements: list[str]
     # Raises when env.py's connection does not reach the target dbguard locked.
     verify_connection: Callable[[Any], None]
+    # Told env.py's connection once it is ready (the watchdog needs its session id).
+    on_connection: Callable[[Any], None] = lambda connection: None
 
 
 _original_configure: Callable[..., Any] | None = None
@@ -152,6 +161,7 @@ def _prepare_connection(connection: Any, hooks: RunHooks) -> None:
         connection.exec_driver_sql(statement)
     # A SET autobegins a transaction that Alembic would take as external and never commit:
     # the upgrade would "succeed" and leave nothing behind.
+    hooks.on_connection(connection)
     if not was_in_transaction and connection.in_transaction():
         connection.commit()
 

@@ -68,6 +68,9 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     flags = {"config_path": config_path, "ini_section": ini_section, "x_args": x_args or None, "url": url,
              "output_format": fmt, "verbosity": verbose - quiet}
     ctx.obj = _State(flags, fmt, verbose - quiet)
+    if fmt in output.CI_FORMATS and ctx.invoked_subcommand not in output.CI_COMMANDS:
+        raise click.UsageError(f"--format {fmt} is for {', '.join(output.CI_COMMANDS)} only; "
+                               f"{ctx.invoked_subcommand or 'this command'} supports text and json")
 
 
 def _run_options(fn: Any) -> Any:
@@ -171,14 +174,120 @@ def heads(state: _State) -> None:
     _emit(state, api.heads(state.settings()))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--against", default="models", show_default=True, metavar="models|migrations|FILE",
+              help="Expected schema: env.py's target_metadata, the migrations replayed in a scratch "
+                   "database, or a snapshot file written by `dbguard snapshot`.")
+@click.option("--ignore", multiple=True, metavar="PATTERN",
+              help="Never report objects matching this shell pattern (table, table.object); repeatable.")
+@click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
+              help="An empty database to replay migrations into (default: a temporary one, always dropped).")
+@click.pass_obj
+def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str | None) -> None:
+    """Compare the live schema with the expected one.
+
+    Exits 0 when they match, 1 when drift is found, 2 when the check could not run.
+    The ledger tables and alembic_version are never drift.
+    """
+    from dbguard import api
+
+    _emit(state, api.drift(state.settings(), against=against, ignore=ignore, shadow_url=shadow_url,
+                           progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--revision", default="head", show_default=True,
+              help="The revision whose schema to write (the migrations replayed up to it).")
+@click.option("-o", "--output", "output_path", default="-", show_default=True, metavar="FILE",
+              help="Where to write the JSON; - is standard output.")
+@click.option("--live", is_flag=True, help="Write the live database's schema instead of replaying.")
+@click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
+              help="An empty database to replay migrations into (default: a temporary one, always dropped).")
+@click.pass_obj
+def snapshot(state: _State, revision: str, output_path: str, live: bool, shadow_url: str | None) -> None:
+    """Write the expected schema of a revision as stable JSON, for `drift --against FILE` in CI."""
+    from dbguard import api
+
+    _emit(state, api.snapshot(state.settings(), revision=revision, output=output_path, live=live,
+                              shadow_url=shadow_url, progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
+
+
+@cli.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.option("--table", default=None, metavar="TABLE", help="Only sessions waiting for this table, and their blockers.")
+@click.option("--install-plugin", is_flag=True,
+              help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
+@click.pass_context
+def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
+    """The wait-for tree of the target database, root blockers first.
+
+    For each session: id, user, application, client, state, transaction age, the lock it holds or
+    waits for and on which table, and its query. Needs only the database URL.
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.meta["dbguard.install_plugin"] = install_plugin
+        return
+    from dbguard import api
+
+    state: _State = ctx.obj
+    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin))
+
+
+@locks.command("kill", context_settings=CONTEXT)
+@click.option("--pid", "pids", type=int, multiple=True, metavar="N", help="End this session (repeatable).")
+@click.option("--blocking", default=None, metavar="TABLE", help="End the root blockers of this table.")
+@click.option("--roots", is_flag=True, help="End every root blocker of the database.")
+@click.option("--min-age", "min_age_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Only sessions whose transaction is older than this.")
+@click.option("--dry-run", is_flag=True, help="Show who would be ended; end nobody.")
+@click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
+@click.option("--install-plugin", is_flag=True, help="MariaDB: install the metadata_lock_info plugin first.")
+@click.pass_context
+def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, roots: bool,
+               min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool) -> None:
+    """End chosen blockers under the kill policy, after the CONFIRM_RISK confirmation; audited.
+
+    Idle transactions are terminated; running statements are cancelled, then terminated if they
+    still hold the lock after kill_grace_ms. Never dbguard's own sessions, other databases',
+    replication or background workers, or protected roles and applications.
+    """
+    from dbguard import api
+
+    state: _State = ctx.obj
+    install_plugin = install_plugin or bool(ctx.meta.get("dbguard.install_plugin"))
+    _emit(state, api.locks_kill(state.settings(), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
+                                dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk)))
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     # A deployer stopping us politely gets the run recorded as failed instead of left UNKNOWN.
     raise KeyboardInterrupt
 
 
+def _hoist_format(argv: list[str]) -> list[str]:
+    """``dbguard status --format json`` means ``dbguard --format json status``: people type it both ways."""
+    args, hoisted = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            args.extend(argv[i:])
+            break
+        if arg == "--format" and i + 1 < len(argv):
+            hoisted += argv[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--format="):
+            hoisted.append(arg)
+        else:
+            args.append(arg)
+        i += 1
+    return hoisted + args
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    verbose = "-vv" in (argv or sys.argv) or "--verbose" in (argv or sys.argv)
+    argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
+    verbose = "-vv" in argv or "--verbose" in argv
     try:
         cli.main(args=argv, prog_name="dbguard", standalone_mode=False)
     except DbguardError as exc:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+import json
 import os
 import random
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -128,39 +128,6 @@ class _Runner:
             )
 
 
-class _Heartbeat:
-    """Touches the run's heartbeat from a connection of its own, so a slow step still looks alive.
-
-    Started by the first step, so a run with nothing to do never pays for the extra connection.
-    """
-
-    def __init__(self, target: Target, ledger_prefix: str, run_id: int, interval_s: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="dbguard-heartbeat", daemon=True)
-        self._target, self._prefix, self._run_id, self._interval = target, ledger_prefix, run_id, interval_s
-
-    def start(self) -> None:
-        if not self._thread.is_alive() and not self._stop.is_set():
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        with contextlib.suppress(Exception):  # a heartbeat must never fail the run
-            engine = dbconnect.create_engine(self._target.ledger_url)
-            try:
-                with dbconnect.connection(engine) as conn:
-                    ledger = Ledger(conn, self._prefix)
-                    while not self._stop.wait(self._interval):
-                        with contextlib.suppress(Exception):
-                            ledger.update_run(self._run_id, heartbeat_at=utcnow())
-            finally:
-                engine.dispose()
-
-
 class _MigrationConnection:
     """The connection handed to a cookbook env.py, opened on first use."""
 
@@ -197,6 +164,7 @@ class _StepJournal:
         self.rows: dict[tuple[str, str], int] = {}
         self.attempts: dict[tuple[str, str], int] = {}
         self._pending: list[Callable[[], None]] = []
+        self.notes: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def _write(self, fn: Callable[[], None]) -> None:
         self.flush()
@@ -232,6 +200,16 @@ class _StepJournal:
             )
 
         self._write(insert)
+
+    def note(self, step: bridge.TrackedStep | None, event: Any) -> None:
+        """Record on the step the queue the watchdog saw when it cancelled the step's statement."""
+        if step is None:
+            return
+        self.notes.setdefault(step.key, []).append({
+            "watchdog": "cancelled: traffic queued behind the statement",
+            "waiters": event.waiters, "oldest_ms": event.oldest_ms, "sessions": list(event.sessions),
+            "statement": (event.statement or "")[:500],
+        })
 
     def finished(self, step: bridge.TrackedStep) -> None:
         def update() -> None:
@@ -342,7 +320,24 @@ def _locked_run(
         row["forced"] = True
 
     run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
-    return _execute(runner, intent, _absolute_destination(destination, final_heads), heads, row, run_id)
+    with _closing_run(runner, run_id):
+        return _execute(runner, intent, _absolute_destination(destination, final_heads), heads, row, run_id)
+
+
+@contextlib.contextmanager
+def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
+    """A run that dbguard itself failed to finish recording is closed as failed, not left running:
+    nobody can tell what it changed, so the breaker must open instead of reporting a dead process."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            current = runner.ledger.get_run(run_id)
+            if current is not None and current.status == RunStatus.RUNNING.value:
+                error_class, text = describe_error(exc, runner.target.secrets)
+                runner.ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                                         error_class=error_class, error=f"dbguard failed mid-run: {text}")
+        raise
 
 
 def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tuple[str, ...],
@@ -358,23 +353,54 @@ def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tup
     return tuple(lines)
 
 
+@dataclasses.dataclass
+class ExecutionPolicy:
+    """How hard a run tries: the upgrade lane gives up after a few lock waits; the rollback lane
+    keeps clearing blockers and retrying until its time budget is spent."""
+
+    max_retries: int
+    deadline: float | None = None  # time.monotonic() after which no retry starts
+    clearer: Any = None  # monitor.Clearer: ends the sessions the migration waits for
+    # Runs first, on dbguard's own migration connection (the rollback's repair of a partial step).
+    before: Callable[[Any, Any], None] | None = None
+
+
+def _retryable(policy: ExecutionPolicy, retries: int) -> bool:
+    if policy.deadline is not None:
+        return time.monotonic() < policy.deadline
+    return retries < policy.max_retries
+
+
 def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tuple[str, ...],
-             row: dict[str, Any], run_id: int) -> RunResult:
+             row: dict[str, Any], run_id: int, policy: ExecutionPolicy | None = None) -> RunResult:
+    from dbguard.monitor import RunMonitor
+
     settings, session = runner.settings, runner.session
+    policy = policy or ExecutionPolicy(max_retries=settings.lock_retries)
     started = time.monotonic()
-    heartbeat = _Heartbeat(runner.target, settings.table_prefix, run_id, settings.heartbeat_interval_s)
+    monitor = RunMonitor(runner.target, session.dialect, run_id, clearer=policy.clearer)
     journal = _StepJournal(runner.ledger, run_id, session.dialect)
 
     def step_started(step: bridge.TrackedStep) -> None:
         if session.dialect.concurrent_ledger_writes:
-            heartbeat.start()
+            monitor.start()
+        monitor.step(step.revision, True)
         journal.started(step)
 
-    tracker = bridge.StepTracker(on_start=step_started, on_finish=journal.finished)
+    def step_finished(step: bridge.TrackedStep) -> None:
+        monitor.step(None, False)
+        journal.finished(step)
+
+    def connection_ready(connection: Any) -> None:
+        monitor.session_id = str(run(connection, session.dialect.session_id()).scalar())
+
+    tracker = bridge.StepTracker(on_start=step_started, on_finish=step_finished)
+    tracker.on_statement = monitor.executing
     hooks = bridge.RunHooks(
         tracker=tracker,
         session_statements=session.dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
         verify_connection=runner.verify_connection,
+        on_connection=connection_ready,
     )
     bridge.install()
     config = runner.target.config
@@ -384,9 +410,12 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     retries = 0
     error: BaseException | None = None
     interrupted = False
+    blocked_traffic: list[Any] = []
     try:
         config.__dict__["attributes"] = bridge.LazyConnectionAttributes(original_attributes, migration.open)
         config.attributes["dbguard"] = hooks
+        if policy.before is not None:
+            policy.before(hooks, monitor)
         while True:
             tracker.current = None
             try:
@@ -397,9 +426,14 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                 error = exc
                 interrupted = isinstance(exc, KeyboardInterrupt)
                 failing = tracker.current
-                timed_out = any(session.dialect.is_lock_timeout(e) for e in _error_chain(exc))
-                if (timed_out and failing is not None and not failing.committed_work
-                        and retries < settings.lock_retries):
+                monitor.step(None, False)
+                fired = monitor.take_fired()
+                if fired is not None:
+                    blocked_traffic.append(fired)
+                    journal.note(failing, fired)
+                timed_out = fired is not None or any(session.dialect.is_lock_timeout(e) for e in _error_chain(exc))
+                if (not interrupted and timed_out and failing is not None and not failing.committed_work
+                        and _retryable(policy, retries)):
                     retries += 1
                     migration.rollback()
                     time.sleep(backoff_ms(retries, settings.retry_backoff_ms,
@@ -408,13 +442,13 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                 break
     finally:
         config.__dict__["attributes"] = original_attributes
-        heartbeat.stop()
+        monitor.stop()
         migration.close()
         with contextlib.suppress(Exception):
             journal.flush()
 
     result = _post_flight(runner, intent, heads_before, row, run_id, tracker, journal, error, retries,
-                          int((time.monotonic() - started) * 1000))
+                          int((time.monotonic() - started) * 1000), blocked_traffic)
     if interrupted:
         raise KeyboardInterrupt
     return result
@@ -422,7 +456,8 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
 
 def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
                  run_id: int, tracker: bridge.StepTracker, journal: _StepJournal,
-                 error: BaseException | None, retries: int, duration_ms: int) -> RunResult:
+                 error: BaseException | None, retries: int, duration_ms: int,
+                 blocked_traffic: list[Any] | None = None) -> RunResult:
     script, ledger, secrets = runner.script, runner.ledger, runner.target.secrets
     heads_now = read_version_heads(runner.session.conn, runner.target.version_table)
     applied_before = bridge.applied_set(script, heads_before)
@@ -430,8 +465,14 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     failing = tracker.current if error is not None else None
 
     error_class = error_text = None
+    last_block = blocked_traffic[-1] if blocked_traffic else None
     if error is not None:
-        if isinstance(error, KeyboardInterrupt):
+        if last_block is not None and runner.session.dialect.is_cancelled(error):
+            error_class = "dbguard.BlockingTraffic"
+            error_text = (f"blocking traffic: {last_block.waiters} session(s) queued behind step "
+                          f"{last_block.revision}, the oldest for {last_block.oldest_ms} ms "
+                          f"(max_blocking_ms {runner.settings.max_blocking_ms}); the watchdog cancelled it")
+        elif isinstance(error, KeyboardInterrupt):
             error_class, error_text = "KeyboardInterrupt", "interrupted"
         elif isinstance(error, DbguardError):
             error_class, error_text = type(error).__name__, mask(error.message, secrets)
@@ -458,7 +499,9 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
         duration = (step.duration_ms if step.duration_ms is not None
                     else int((time.monotonic() - step.started_monotonic) * 1000))
         if key in journal.rows:
-            ledger.update_step(journal.rows[key], status=status.value, error=step_error, duration_ms=duration)
+            notes = json.dumps(journal.notes[key]) if key in journal.notes else None
+            ledger.update_step(journal.rows[key], status=status.value, error=step_error, duration_ms=duration,
+                               notes=notes)
         steps.append(StepResult(revision=step.revision, direction=step.direction, status=status.value,
                                 duration_ms=duration, attempts=journal.attempts.get(key, 1),
                                 checksum=bridge.checksum(step.path), error=step_error))

@@ -39,6 +39,25 @@ class Settings:
     # Where env.py keeps Alembic's version table, if it configures another name.
     version_table: str = "alembic_version"
     heartbeat_interval_s: float = 5.0
+    # Drift pre-flight of upgrade/downgrade: "warn", "refuse" (exit 3) or "ignore".
+    on_drift: str = "warn"
+    # Objects that are never drift (shell-style patterns on table, table.object or enum/view names);
+    # in pyproject.toml: [tool.dbguard.drift] ignore = [...].
+    drift_ignore: tuple[str, ...] = ()
+    # The watchdog samples the queue behind a migration this often, and cancels the migration's
+    # statement once somebody has waited behind it longer than max_blocking_ms (0 turns it off).
+    watchdog_interval_ms: int = 100
+    max_blocking_ms: int = 1500
+    # The rollback lane keeps clearing blockers and retrying for this long.
+    rollback_budget_s: float = 60.0
+    # A lock-holding run whose heartbeat is older than this, and which is visibly dead, is a zombie.
+    zombie_after_s: float = 30.0
+    # `dbguard locks kill` and the rollback lane never end sessions of these roles or applications
+    # (shell-style patterns; a list in toml, comma-separated in alembic.ini and DBGUARD_*).
+    protected_roles: tuple[str, ...] = ()
+    protected_applications: tuple[str, ...] = ()
+    # A cancelled statement that still holds its lock after this long is terminated.
+    kill_grace_ms: int = 2000
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -57,6 +76,15 @@ _FILE_KEYS = {
     "table_prefix",
     "version_table",
     "heartbeat_interval_s",
+    "on_drift",
+    "drift_ignore",
+    "watchdog_interval_ms",
+    "max_blocking_ms",
+    "rollback_budget_s",
+    "zombie_after_s",
+    "protected_roles",
+    "protected_applications",
+    "kill_grace_ms",
 }
 
 
@@ -73,6 +101,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.replace("\n", ",").split(",") if v.strip())
+        return tuple(str(v) for v in value)
     return None if value is None else str(value)
 
 
@@ -81,6 +113,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("lock_timeout_ms must be positive: an unbounded lock wait is what dbguard prevents")
     if settings.statement_timeout_ms < 0 or settings.lock_retries < 0 or settings.wait_lock_s < 0:
         raise ConfigError("statement_timeout_ms, lock_retries and wait_lock_s cannot be negative")
+    if settings.on_drift not in ("warn", "refuse", "ignore"):
+        raise ConfigError(f"on_drift must be warn, refuse or ignore, got {settings.on_drift!r}")
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings
@@ -111,7 +145,12 @@ def _from_pyproject(config_path: Path, cwd: Path) -> dict[str, Any]:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{candidate}: cannot parse: {exc}") from None
             section = data.get("tool", {}).get("dbguard", {})
-            return {k: v for k, v in section.items() if k in _FILE_KEYS}
+            found = {k: v for k, v in section.items() if k in _FILE_KEYS}
+            drift = section.get("drift", {})
+            if isinstance(drift, dict):  # [tool.dbguard.drift] ignore = [...], on_drift = "..."
+                found.update({f"drift_{k}" if k == "ignore" else k: v for k, v in drift.items()
+                              if (f"drift_{k}" if k == "ignore" else k) in _FILE_KEYS})
+            return found
     return {}
 
 

@@ -28,7 +28,7 @@ def describe_breaker(state: TargetState, last_run: RunRecord | None) -> str:
     when = last_run.started_at.strftime("%Y-%m-%d %H:%M:%S UTC") if last_run.started_at else "an unknown time"
     where = f" at step {last_run.failed_step}" if last_run.failed_step else ""
     if state is TargetState.UNKNOWN:
-        who = f" (pid {last_run.pid} on {last_run.host})" if last_run.pid else ""
+        who = f", pid {last_run.pid} on {last_run.host}" if last_run.pid else ""
         return (
             f"run {last_run.id} ({last_run.intent}, started {when}{who}) never finished: "
             f"its process died{where}"

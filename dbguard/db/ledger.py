@@ -37,6 +37,11 @@ def _from_db(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
+def from_db_time(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A timestamp read from any engine (naive UTC, or text from SQLite) as an aware UTC datetime."""
+    return _from_db(value)  # type: ignore[arg-type]
+
+
 def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     metadata = sa.MetaData()
     runs = sa.Table(
@@ -77,6 +82,8 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("checksum", sa.String(64)),
         sa.Column("attempts", sa.Integer, nullable=False, default=1),
         sa.Column("error", sa.Text),
+        # What the watchdog saw (the queue behind the step when it cancelled it), as JSON.
+        sa.Column("notes", sa.Text),
     )
     return metadata, runs, steps
 
@@ -99,8 +106,23 @@ class Ledger:
         return sa.inspect(self.conn).has_table(self.runs.name)
 
     def ensure_tables(self) -> None:
-        """Create the tables on first use; call only while holding the run lock."""
+        """Create the tables on first use, and add columns a newer dbguard records; call only while
+        holding the run lock. The common case costs one cheap query per table."""
         self.metadata.create_all(self.conn, checkfirst=True)
+        for table in self.metadata.sorted_tables:
+            try:
+                self.conn.execute(sa.select(*table.columns).where(sa.false()))
+                continue
+            except sa.exc.DBAPIError:
+                if self.conn.in_transaction():
+                    self.conn.rollback()
+            present = {c["name"] for c in sa.inspect(self.conn).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    ddl = sa.schema.CreateColumn(column).compile(dialect=self.conn.dialect)
+                    self.conn.exec_driver_sql(
+                        f"ALTER TABLE {self.conn.dialect.identifier_preparer.format_table(table)} ADD COLUMN {ddl}"
+                    )
 
     # runs ---------------------------------------------------------------------------------
 
@@ -195,3 +217,147 @@ def read_version_heads(conn: Connection, version_table: str, schema: str | None 
         return ()
     table = sa.table(version_table, sa.column("version_num"), schema=schema)
     return tuple(sorted(row[0] for row in conn.execute(sa.select(table.c.version_num))))
+
+
+# kills ------------------------------------------------------------------------------------------
+
+
+def kills_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    """``<prefix>kills``: one row per session dbguard ended (or tried to), written after the attempt."""
+    return sa.Table(
+        f"{prefix}kills",
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("killed_at", _TIMESTAMP, nullable=False),
+        sa.Column("database_name", sa.String(255)),
+        sa.Column("run_id", sa.Integer),
+        sa.Column("killed_by_db_user", sa.String(255)),
+        sa.Column("killed_by_os_user", sa.String(255)),
+        sa.Column("killed_by_host", sa.String(255)),
+        sa.Column("killed_by_pid", sa.Integer),
+        sa.Column("command", sa.Text),
+        sa.Column("victim_session", sa.String(64), nullable=False),
+        sa.Column("victim_user", sa.String(255)),
+        sa.Column("victim_application", sa.String(255)),
+        sa.Column("victim_client", sa.String(255)),
+        sa.Column("victim_state", sa.String(64)),
+        sa.Column("victim_query", sa.Text),
+        sa.Column("victim_xact_age_s", sa.Float),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("outcome", sa.String(255), nullable=False),
+        sa.Column("reason", sa.Text),
+    )
+
+
+class KillLedger:
+    """The audit of ended sessions, on dbguard's own autocommit connection; the table is made on first use."""
+
+    def __init__(self, conn: Connection, prefix: str) -> None:
+        self.conn = conn
+        self.table = kills_table(prefix)
+        self._ready = False
+
+    def ensure_table(self) -> None:
+        if self._ready:
+            return
+        try:
+            self.table.create(self.conn, checkfirst=True)
+        except sa.exc.DBAPIError:
+            # Two dbguard processes creating it at once: fine if it exists now.
+            if not sa.inspect(self.conn).has_table(self.table.name):
+                raise
+        self._ready = True
+
+    def record(self, **values: Any) -> int:
+        self.ensure_table()
+        values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
+        result = self.conn.execute(self.table.insert().values(**values))
+        return int(result.inserted_primary_key[0])
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        if not sa.inspect(self.conn).has_table(self.table.name):
+            return []
+        query = sa.select(self.table).order_by(self.table.c.id.desc()).limit(limit)
+        rows = [dict(row) for row in self.conn.execute(query).mappings()]
+        for row in rows:
+            row["killed_at"] = _from_db(row["killed_at"])
+        return rows
+
+
+# schemas ----------------------------------------------------------------------------------------
+
+# MySQL's TEXT stops at 64 KB; the schema of thousands of tables needs more.
+_LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def schemas_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    """``<prefix>schemas``: the schema read from the catalog after a successful run, keyed by revision."""
+    return sa.Table(
+        f"{prefix}schemas",
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("revisions", sa.String(500), nullable=False, index=True),
+        sa.Column("run_id", sa.Integer),
+        sa.Column("captured_at", _TIMESTAMP, nullable=False),
+        sa.Column("schema_hash", sa.String(64), nullable=False),
+        sa.Column("schema_json", _LONG_TEXT, nullable=False),
+        # What the post-flight found when it compared this schema with the expected one (JSON list).
+        sa.Column("drift_json", _LONG_TEXT),
+    )
+
+
+class SchemaStore:
+    """Stored schemas, on dbguard's own autocommit connection; the table is made on first use."""
+
+    def __init__(self, conn: Connection, prefix: str) -> None:
+        self.conn = conn
+        self.table = schemas_table(prefix)
+        self._exists: bool | None = None
+
+    def exists(self) -> bool:
+        if self._exists is None:
+            self._exists = sa.inspect(self.conn).has_table(self.table.name)
+        return self._exists
+
+    def ensure_table(self) -> None:
+        if self.exists():
+            return
+        try:
+            self.table.create(self.conn, checkfirst=True)
+        except sa.exc.DBAPIError:
+            if not sa.inspect(self.conn).has_table(self.table.name):
+                raise
+        self._exists = True
+
+    def latest(self, revisions: Iterable[str]) -> tuple[int, str] | None:
+        """(id, hash) of the newest schema stored for exactly these revisions."""
+        if not self.exists():
+            return None
+        t = self.table
+        key = _join(sorted(revisions)) or "base"
+        query = (sa.select(t.c.id, t.c.schema_hash).where(t.c.revisions == key)
+                 .order_by(t.c.id.desc()).limit(1))
+        row = self.conn.execute(query).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def schema_text(self, row_id: int) -> str:
+        t = self.table
+        return str(self.conn.execute(sa.select(t.c.schema_json).where(t.c.id == row_id)).scalar_one())
+
+    def store(self, revisions: Iterable[str], schema_hash: str, schema_text: str, run_id: int | None,
+              drift_text: str | None = None) -> int:
+        self.ensure_table()
+        result = self.conn.execute(self.table.insert().values(
+            revisions=_join(sorted(revisions)) or "base", run_id=run_id, captured_at=_to_db(utcnow()),
+            schema_hash=schema_hash, schema_json=schema_text, drift_json=drift_text,
+        ))
+        return int(result.inserted_primary_key[0])
+
+
+def applied_checksums(conn: Connection, prefix: str) -> dict[str, str]:
+    """The checksum each revision's file had when its latest successful upgrade step ran."""
+    _, _, steps = ledger_tables(prefix)
+    query = (sa.select(steps.c.revision, steps.c.checksum)
+             .where(steps.c.direction == "up", steps.c.status == "succeeded", steps.c.checksum.is_not(None))
+             .order_by(steps.c.id))
+    return {row[0]: row[1] for row in conn.execute(query)}

@@ -16,12 +16,25 @@ LOCK_WAIT_TIMEOUT = 1205
 LOCK_NOWAIT = 3572
 PRIVILEGE_ERRORS = frozenset({1044, 1142, 1227, 1370})
 MAX_LOCK_NAME = 64
+KILL_DENIED = 1095
+NO_SUCH_THREAD = 1094
+# Who a thread is, compared again right before KILL: ids are only reused after wrapping, but a
+# thread that finished its transaction and started another is not the blocker we listed.
+_IDENTITY = "CONCAT_WS('|', p.USER, p.HOST, COALESCE(CAST(t.trx_started AS CHAR), ''))"
 
 
 def _errno(exc: BaseException) -> int | None:
     orig = driver_error(exc)
     args = getattr(orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def account(user: str) -> str:
+    """``CURRENT_USER()``'s ``name@host`` as a GRANT wants it: ``'name'@'host'``."""
+    if "@" not in user or user.startswith("'"):
+        return user
+    name, host = user.rsplit("@", 1)
+    return f"'{name}'@'{host}'"
 
 
 def whole_seconds(ms: int) -> int:
@@ -41,6 +54,114 @@ def run_lock_name(database: str, prefix: str) -> str:
 class MysqlDialect:
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
+    # How dbguard.db.catalog reads the whole schema: information_schema, in a few set-based queries.
+    catalog_style = "information_schema"
+    # Every UNIQUE constraint is a unique index here; models' UniqueConstraints compare as indexes.
+    unique_constraints_are_indexes = True
+    # InnoDB creates an index named after a foreign key when no index starts with its columns.
+    fk_creates_index = True
+    scratch_database_kind = "server"
+
+    @property
+    def column_default_quoted(self) -> bool:
+        """MariaDB (10.2.7+) quotes literal defaults in COLUMN_DEFAULT and writes NULL as 'NULL';
+        MySQL 8 shows literals bare and marks expressions with DEFAULT_GENERATED in EXTRA."""
+        return self.mariadb
+
+    @property
+    def json_is_checked_longtext(self) -> bool:
+        """MariaDB's JSON is LONGTEXT plus a column CHECK (json_valid(col)); MySQL 8 has a JSON type."""
+        return self.mariadb
+
+    def catalog_columns(self) -> Statement:
+        generation = "c.GENERATION_EXPRESSION"
+        return Statement(
+            "SELECT c.TABLE_NAME AS table_name, t.TABLE_COMMENT AS table_comment, "
+            "t.TABLE_COLLATION AS table_collation, c.COLUMN_NAME AS column_name, "
+            "c.ORDINAL_POSITION AS position, c.COLUMN_TYPE AS type, c.IS_NULLABLE AS is_nullable, "
+            "c.COLUMN_DEFAULT AS default_expr, c.EXTRA AS extra, c.COLLATION_NAME AS collation, "
+            f"c.COLUMN_COMMENT AS comment, {generation} AS generated "
+            "FROM information_schema.TABLES t JOIN information_schema.COLUMNS c "
+            "ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME "
+            "WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
+            "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
+        )
+
+    def catalog_indexes(self) -> Statement:
+        # MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none.
+        expression = "NULL" if self.mariadb else "s.EXPRESSION"
+        return Statement(
+            "SELECT s.TABLE_NAME AS table_name, s.INDEX_NAME AS name, s.NON_UNIQUE AS non_unique, "
+            "s.SEQ_IN_INDEX AS position, s.COLUMN_NAME AS column_name, s.SUB_PART AS sub_part, "
+            f"s.INDEX_TYPE AS method, {expression} AS expression "
+            "FROM information_schema.STATISTICS s JOIN information_schema.TABLES t "
+            "ON t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME "
+            "WHERE s.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
+            "ORDER BY s.TABLE_NAME, s.INDEX_NAME, s.SEQ_IN_INDEX"
+        )
+
+    def catalog_foreign_keys(self) -> Statement:
+        return Statement(
+            "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, k.COLUMN_NAME AS column_name, "
+            "k.ORDINAL_POSITION AS position, k.REFERENCED_TABLE_NAME AS ref_table, "
+            "k.REFERENCED_COLUMN_NAME AS ref_column, r.DELETE_RULE AS on_delete, r.UPDATE_RULE AS on_update "
+            "FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+            "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+            "AND r.TABLE_NAME = k.TABLE_NAME "
+            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
+            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+        )
+
+    def catalog_checks(self) -> Statement:
+        if self.mariadb:
+            # MariaDB 10.2+: TABLE_NAME and LEVEL ('Column' for a column's own CHECK) are in the view.
+            return Statement(
+                "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, CHECK_CLAUSE AS expression, "
+                "LEVEL AS level FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
+            )
+        # MySQL 8.0.16+: CHECK_CONSTRAINTS has no table; TABLE_CONSTRAINTS names it.
+        return Statement(
+            "SELECT tc.TABLE_NAME AS table_name, cc.CONSTRAINT_NAME AS name, cc.CHECK_CLAUSE AS expression, "
+            "'Table' AS level FROM information_schema.TABLE_CONSTRAINTS tc "
+            "JOIN information_schema.CHECK_CONSTRAINTS cc ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA "
+            "AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME "
+            "WHERE tc.TABLE_SCHEMA = DATABASE() AND tc.CONSTRAINT_TYPE = 'CHECK'"
+        )
+
+    def catalog_objects(self) -> Statement:
+        """Views and (MariaDB 10.3+) sequences."""
+        sql = ("SELECT 'view' AS kind, TABLE_NAME AS name, VIEW_DEFINITION AS detail "
+               "FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()")
+        if self.mariadb:
+            sql += (" UNION ALL SELECT 'sequence', TABLE_NAME, NULL FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'")
+        return Statement(sql)
+
+    def catalog(self) -> dict[str, Statement]:
+        return {
+            "columns": self.catalog_columns(),
+            "indexes": self.catalog_indexes(),
+            "foreign_keys": self.catalog_foreign_keys(),
+            "checks": self.catalog_checks(),
+            "objects": self.catalog_objects(),
+        }
+
+    def create_scratch_database(self, name: str) -> Statement:
+        return Statement(f"CREATE DATABASE `{name}`")
+
+    def drop_scratch_database(self, name: str) -> Statement:
+        return Statement(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def scratch_sessions(self, name: str) -> Statement | None:
+        """Sessions still using a scratch database: DROP DATABASE would wait on their metadata locks."""
+        return Statement(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :name AND ID <> CONNECTION_ID()",
+            {"name": name},
+        )
+
+    def list_scratch_databases(self, prefix: str) -> Statement:
+        return Statement("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :pattern",
+                         {"pattern": prefix.replace("_", "\\_") + "%"})
 
     def __init__(self, mariadb: bool) -> None:
         self.mariadb = mariadb
@@ -63,6 +184,10 @@ class MysqlDialect:
 
     def normalize_database(self, name: str) -> str:
         return name
+
+    def utc_now(self) -> Statement:
+        """The server's clock, so hosts with skewed clocks agree on how old a heartbeat is."""
+        return Statement("SELECT UTC_TIMESTAMP(6)")
 
     def session_id(self) -> Statement:
         return Statement("SELECT CONNECTION_ID()")
@@ -90,6 +215,165 @@ class MysqlDialect:
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f"GRANT CREATE, SELECT, INSERT, UPDATE ON `{database}`.* TO {user};"
+
+    # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
+    # The wait-for graph comes from table metadata locks, judged by the lock's schema.
+    lock_graph = "metadata_locks"
+    sqlglot_dialect = "mysql"
+
+    def mdl_sources(self) -> tuple[str, ...]:
+        """Where metadata locks can be read, best first; "heuristic" (INNODB_TRX + PROCESSLIST) is last."""
+        if self.mariadb:
+            return ("metadata_lock_info", "heuristic")
+        return ("performance_schema", "heuristic")
+
+    def mdl_source_ready(self, source: str) -> Statement:
+        """One row, one column: non-zero when ``source`` can show metadata locks now."""
+        if source == "metadata_lock_info":
+            return Statement(
+                "SELECT COUNT(*) FROM information_schema.PLUGINS "
+                "WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'"
+            )
+        if source == "performance_schema":
+            # performance_schema off, or the mdl instrument off: metadata_locks is empty with no error.
+            return Statement(
+                "SELECT COUNT(*) FROM performance_schema.setup_instruments "
+                "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND ENABLED = 'YES' AND @@performance_schema = 1"
+            )
+        return Statement("SELECT 1")
+
+    def mdl_source_fix(self, source: str) -> str:
+        """What the DBA can do to make ``source`` available."""
+        if source == "metadata_lock_info":
+            return "install the metadata_lock_info plugin: dbguard locks --install-plugin (INSTALL SONAME " \
+                   "'metadata_lock_info')"
+        return "enable performance_schema (restart) and UPDATE performance_schema.setup_instruments SET " \
+               "ENABLED = 'YES' WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+
+    def install_mdl_plugin(self) -> Statement | None:
+        """The statement that makes the first source available, when dbguard may run it on request."""
+        return Statement("INSTALL SONAME 'metadata_lock_info'") if self.mariadb else None
+
+    def mdl_pending_visible(self, source: str) -> bool:
+        """performance_schema shows pending requests; metadata_lock_info shows granted locks only."""
+        return source == "performance_schema"
+
+    def mdl_rows(self, source: str, database: str) -> Statement:
+        """Table metadata locks of ``database`` judged by the lock's own schema: (session, schema, table,
+        mode, granted)."""
+        if source == "metadata_lock_info":
+            return Statement(
+                "SELECT THREAD_ID, TABLE_SCHEMA, TABLE_NAME, LOCK_MODE, 1 "
+                "FROM information_schema.METADATA_LOCK_INFO "
+                "WHERE LOCK_TYPE = 'Table metadata lock' AND TABLE_SCHEMA = :db",
+                {"db": database},
+            )
+        if source == "performance_schema":
+            return Statement(
+                "SELECT t.PROCESSLIST_ID, ml.OBJECT_SCHEMA, ml.OBJECT_NAME, ml.LOCK_TYPE, "
+                "ml.LOCK_STATUS = 'GRANTED' "
+                "FROM performance_schema.metadata_locks ml "
+                "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
+                "WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = :db "
+                "AND ml.LOCK_STATUS IN ('GRANTED', 'PENDING') AND t.PROCESSLIST_ID IS NOT NULL",
+                {"db": database},
+            )
+        raise ValueError(f"no metadata lock rows from {source}")
+
+    def lock_sessions(self, query_chars: int = 4000) -> Statement:
+        """Every session with its open InnoDB transaction, if any; ``identity`` guards against id reuse."""
+        return Statement(
+            "SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME, p.STATE, LEFT(p.INFO, :query_chars), "
+            "TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000, "
+            f"{_IDENTITY} "
+            "FROM information_schema.PROCESSLIST p "
+            "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID",
+            {"query_chars": int(query_chars)},
+        )
+
+    def lock_privileges(self) -> Statement:
+        """The current account's global privileges (PROCESS, CONNECTION ADMIN, SUPER ...)."""
+        return Statement(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = CONCAT("
+            "'''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')"
+        )
+
+    def read_privilege_probe(self) -> Statement:
+        """Fails with error 1227 without PROCESS (PROCESSLIST would just hide other sessions)."""
+        return Statement("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+
+    @property
+    def signal_privileges(self) -> frozenset[str]:
+        return frozenset({"SUPER", "CONNECTION ADMIN"}) if self.mariadb else frozenset({"CONNECTION_ADMIN", "SUPER"})
+
+    def read_grant_hint(self, user: str) -> str:
+        if self.mariadb:
+            return f"GRANT PROCESS ON *.* TO {account(user)};"
+        return f"GRANT PROCESS ON *.* TO {account(user)}; GRANT SELECT ON performance_schema.* TO {account(user)};"
+
+    def signal_grant_hint(self, user: str) -> str:
+        return f"GRANT {'CONNECTION ADMIN' if self.mariadb else 'CONNECTION_ADMIN'} ON *.* TO {account(user)};"
+
+    def cancel_session(self, session_id: str, identity: str) -> Statement:
+        # KILL takes no bound parameter; the id is an integer. Check session_alive first (id reuse).
+        return Statement(f"KILL QUERY {int(session_id)}")
+
+    def terminate_session(self, session_id: str, identity: str) -> Statement:
+        return Statement(f"KILL CONNECTION {int(session_id)}")
+
+    def session_alive(self, session_id: str, identity: str) -> Statement:
+        """Still the same thread (user, host, transaction start), right before KILL."""
+        return Statement(
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST p "
+            f"LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+            f"WHERE p.ID = :id AND {_IDENTITY} = :identity",
+            {"id": int(session_id), "identity": identity},
+        )
+
+    def session_blocking(self, session_id: str, identity: str) -> Statement:
+        """Same thread, still inside a transaction or still running a statement (so still holding locks)."""
+        return Statement(
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST p "
+            f"LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+            f"WHERE p.ID = :id AND {_IDENTITY} = :identity "
+            f"AND (t.trx_id IS NOT NULL OR p.COMMAND NOT IN ('Sleep', 'Killed'))",
+            {"id": int(session_id), "identity": identity},
+        )
+
+    def is_kill_denied(self, exc: BaseException) -> bool:
+        return _errno(exc) in (KILL_DENIED, *PRIVILEGE_ERRORS)
+
+    def is_session_gone(self, exc: BaseException) -> bool:
+        return _errno(exc) == NO_SUCH_THREAD
+
+    # --- the watchdog: who queues behind the migration's session -----------------------------
+    watches_waiters = True
+
+    def waiters_behind(self, session_id: str, tables: tuple[str, ...] = ()) -> Statement:
+        """(id, ms waited, statement) of sessions waiting for a metadata lock, minus the migration's.
+
+        A waiting request names no table (PROCESSLIST shows the state, not the object), so the caller
+        keeps those whose statement names one of the tables the migration's statement touches.
+        """
+        waited = "TIME_MS" if self.mariadb else "TIME * 1000"
+        return Statement(
+            f"SELECT ID, CAST({waited} AS SIGNED) AS wait_ms, INFO FROM information_schema.PROCESSLIST "
+            "WHERE ID <> :sid AND STATE LIKE 'Waiting for table metadata lock%'",
+            {"sid": int(session_id)},
+        )
+
+    def waits_for_lock(self, session_id: str) -> Statement:
+        return Statement(
+            "SELECT COUNT(*) > 0 FROM information_schema.PROCESSLIST WHERE ID = :sid AND STATE LIKE 'Waiting for%lock%'",
+            {"sid": int(session_id)},
+        )
+
+    def cancel_own_statement(self, session_id: str) -> Statement:
+        # KILL takes a literal id, never a bound parameter; int() keeps it one.
+        return Statement(f"KILL QUERY {int(session_id)}")
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return _errno(exc) in (1317, 3024)
 
 
 def from_sqlalchemy(sa_dialect: Any) -> MysqlDialect:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from dbguard.dialects import Statement, driver_error
@@ -26,6 +27,118 @@ class PostgresqlDialect:
     name = "postgresql"
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
+    # How dbguard.db.catalog reads the whole schema: pg_catalog, in a few set-based queries.
+    catalog_style = "pg_catalog"
+    # A UNIQUE constraint is its own object here, apart from unique indexes.
+    unique_constraints_are_indexes = False
+    # Whether a foreign key makes the server create an index on its columns when none exists.
+    fk_creates_index = False
+    # Whether a scratch database for replaying migrations lives on the same server.
+    scratch_database_kind = "server"
+
+    def catalog_columns(self) -> Statement:
+        """Every column of every table of the current schema, with its table's comment."""
+        return Statement(
+            "SELECT c.relname AS table_name, td.description AS table_comment, a.attname AS column_name, "
+            "a.attnum AS position, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
+            "a.attnotnull AS not_null, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS default_expr, "
+            "a.attidentity AS identity, a.attgenerated AS generated, "
+            "CASE WHEN a.attcollation <> t.typcollation THEN co.collname END AS collation, "
+            "cd.description AS comment "
+            "FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+            "LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation "
+            "LEFT JOIN pg_catalog.pg_description td ON td.objoid = c.oid "
+            "AND td.classoid = 'pg_catalog.pg_class'::regclass AND td.objsubid = 0 "
+            "LEFT JOIN pg_catalog.pg_description cd ON cd.objoid = c.oid "
+            "AND cd.classoid = 'pg_catalog.pg_class'::regclass AND cd.objsubid = a.attnum "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.objid = c.oid AND e.deptype = 'e') "
+            "ORDER BY c.relname, a.attnum"
+        )
+
+    def catalog_constraints(self) -> Statement:
+        """Primary keys, unique and check constraints and foreign keys, columns in key order."""
+        return Statement(
+            "SELECT c.relname AS table_name, con.conname AS name, con.contype AS type, "
+            "ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum "
+            "ORDER BY k.ord) AS columns, "
+            "fc.relname AS ref_table, "
+            "ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum "
+            "ORDER BY k.ord) AS ref_columns, "
+            "con.confdeltype AS on_delete, con.confupdtype AS on_update, "
+            "CASE WHEN con.contype = 'c' THEN pg_catalog.pg_get_constraintdef(con.oid, true) END AS definition "
+            "FROM pg_catalog.pg_constraint con "
+            "JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid "
+            "WHERE n.nspname = current_schema() AND con.contype IN ('p', 'u', 'c', 'f') AND c.relkind IN ('r', 'p')"
+        )
+
+    def catalog_indexes(self) -> Statement:
+        """Indexes that back no constraint: key columns or expressions, predicate, access method."""
+        return Statement(
+            "SELECT c.relname AS table_name, i.relname AS name, x.indisunique AS is_unique, am.amname AS method, "
+            "pg_catalog.pg_get_expr(x.indpred, x.indrelid, true) AS predicate, "
+            "ARRAY(SELECT pg_catalog.pg_get_indexdef(x.indexrelid, k, true) "
+            "FROM generate_series(1, x.indnkeyatts) k ORDER BY k) AS columns "
+            "FROM pg_catalog.pg_index x "
+            "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+            "JOIN pg_catalog.pg_class c ON c.oid = x.indrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_am am ON am.oid = i.relam "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con WHERE con.conindid = x.indexrelid "
+            "AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x'))"
+        )
+
+    def catalog_objects(self) -> Statement:
+        """Enum types (labels in order, as JSON), views and standalone sequences, in one go."""
+        return Statement(
+            "SELECT 'enum' AS kind, t.typname AS name, "
+            "json_agg(e.enumlabel ORDER BY e.enumsortorder)::text AS detail "
+            "FROM pg_catalog.pg_type t JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = current_schema() GROUP BY t.typname "
+            "UNION ALL "
+            "SELECT 'view', c.relname, pg_catalog.pg_get_viewdef(c.oid, true) "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('v', 'm') "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.objid = c.oid AND e.deptype = 'e') "
+            "UNION ALL "
+            "SELECT 'sequence', c.relname, NULL "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'S' "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid "
+            "AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i', 'e'))"
+        )
+
+    def catalog(self) -> dict[str, Statement]:
+        return {
+            "columns": self.catalog_columns(),
+            "constraints": self.catalog_constraints(),
+            "indexes": self.catalog_indexes(),
+            "objects": self.catalog_objects(),
+        }
+
+    def create_scratch_database(self, name: str) -> Statement:
+        return Statement(f'CREATE DATABASE "{name}"')
+
+    def drop_scratch_database(self, name: str) -> Statement:
+        # WITH (FORCE) (PG 13+) ends any session a failed or interrupted replay left connected.
+        return Statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def scratch_sessions(self, name: str) -> Statement | None:
+        return None
+
+    def list_scratch_databases(self, prefix: str) -> Statement:
+        return Statement("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE :pattern",
+                         {"pattern": prefix.replace("_", "\\_") + "%"})
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         statements = [f"SET lock_timeout = '{int(lock_timeout_ms)}ms'"]
@@ -35,6 +148,10 @@ class PostgresqlDialect:
 
     def normalize_database(self, name: str) -> str:
         return name
+
+    def utc_now(self) -> Statement:
+        """The server's clock, so hosts with skewed clocks agree on how old a heartbeat is."""
+        return Statement("SELECT (clock_timestamp() AT TIME ZONE 'UTC')")
 
     def session_id(self) -> Statement:
         return Statement("SELECT pg_backend_pid()")
@@ -70,6 +187,150 @@ class PostgresqlDialect:
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f'GRANT CREATE ON SCHEMA public TO "{user}";'
+
+    # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
+    # The wait-for graph comes from pg_blocking_pids (the pg_locks self-join reports false edges).
+    lock_graph = "blocking_pids"
+    sqlglot_dialect = "postgres"
+
+    def lock_sessions(self, query_chars: int = 200, extra_pids: Sequence[int] = ()) -> Statement:
+        """Every session that waits for a lock or that somebody waits for, in any database (plus extra_pids)."""
+        return Statement(_LOCK_SESSIONS, {"query_chars": int(query_chars), "extra": [int(p) for p in extra_pids]})
+
+    def lock_rows(self) -> Statement:
+        """Relation locks and every ungranted lock, with table names of this database (and shared ones)."""
+        return Statement(_LOCK_ROWS)
+
+    def prepared_transactions(self) -> Statement:
+        """Prepared (2PC) transactions of this database and the tables they lock: blocker pid 0."""
+        return Statement(_PREPARED_XACTS)
+
+    def root_blockers(self, session_id: str) -> Statement:
+        """Pids at the root of the queue above one session (0 = a prepared transaction)."""
+        return Statement(_ROOT_BLOCKERS, {"pid": int(session_id), "max_depth": 32})
+
+    def lock_privileges(self) -> Statement:
+        """(superuser, may read all sessions' state and query, may signal other roles' sessions)."""
+        return Statement(
+            "SELECT r.rolsuper, pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'), "
+            "pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') "
+            "FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
+        )
+
+    def read_grant_hint(self, user: str) -> str:
+        return f'GRANT pg_read_all_stats TO "{user}";'
+
+    def signal_grant_hint(self, user: str) -> str:
+        return f'GRANT pg_signal_backend TO "{user}";'
+
+    def cancel_session(self, session_id: str, identity: str) -> Statement:
+        """Cancel the running statement, only if the pid still belongs to the same backend."""
+        return Statement(_SIGNAL.format(fn="pg_cancel_backend"), {"pid": int(session_id), "started": identity})
+
+    def terminate_session(self, session_id: str, identity: str) -> Statement:
+        """Terminate the backend, only if the pid still belongs to the same backend (pids are reused)."""
+        return Statement(_SIGNAL.format(fn="pg_terminate_backend"), {"pid": int(session_id), "started": identity})
+
+    def session_alive(self, session_id: str, identity: str) -> Statement:
+        return Statement(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity "
+            "WHERE pid = :pid AND backend_start = CAST(:started AS timestamptz)",
+            {"pid": int(session_id), "started": identity},
+        )
+
+    def session_blocking(self, session_id: str, identity: str) -> Statement:
+        """Whether the backend is still alive and somebody still waits for it."""
+        return Statement(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.pid = :pid AND a.backend_start = CAST(:started AS timestamptz) AND EXISTS ("
+            "SELECT 1 FROM pg_catalog.pg_stat_activity w WHERE :pid = ANY(pg_catalog.pg_blocking_pids(w.pid)))",
+            {"pid": int(session_id), "started": identity},
+        )
+
+    def free_prepared_hint(self, gid: str) -> str:
+        return "ROLLBACK PREPARED '" + gid.replace("'", "''") + "'"
+
+    # --- the watchdog: who queues behind the migration's session -----------------------------
+    watches_waiters = True
+
+    def waiters_behind(self, session_id: str, tables: tuple[str, ...] = ()) -> Statement:
+        """(pid, ms waited) of every session whose blockers include the migration session.
+
+        pg_blocking_pids also names sessions queued ahead (soft blocks), so readers stuck behind a
+        queued ALTER count as waiting for it; waitstart (PostgreSQL 14+) says since when.
+        """
+        return Statement(
+            "SELECT l.pid, (EXTRACT(EPOCH FROM (clock_timestamp() - COALESCE(l.waitstart, a.query_start)))"
+            " * 1000)::bigint AS wait_ms "
+            "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND l.pid <> :sid AND :sid = ANY(pg_catalog.pg_blocking_pids(l.pid))",
+            {"sid": int(session_id)},
+        )
+
+    def waits_for_lock(self, session_id: str) -> Statement:
+        """Whether the session waits for somebody's lock right now."""
+        return Statement("SELECT cardinality(pg_catalog.pg_blocking_pids(:sid)) > 0", {"sid": int(session_id)})
+
+    def cancel_own_statement(self, session_id: str) -> Statement:
+        return Statement("SELECT pg_catalog.pg_cancel_backend(:sid)", {"sid": int(session_id)})
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == "57014"
+
+
+_LOCK_SESSIONS = """\
+WITH b AS (
+  SELECT pid, pg_catalog.pg_blocking_pids(pid) AS blocked_by FROM pg_catalog.pg_stat_activity
+)
+SELECT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS client_addr, a.client_port,
+       a.backend_type, a.state, a.wait_event_type, a.wait_event, a.backend_start,
+       EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8 AS xact_age_s,
+       left(a.query, :query_chars) AS query, COALESCE(r.rolsuper, false) AS superuser, b.blocked_by
+FROM pg_catalog.pg_stat_activity a
+JOIN b ON b.pid = a.pid
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+WHERE cardinality(b.blocked_by) > 0 OR a.pid IN (SELECT unnest(blocked_by) FROM b)
+   OR a.pid = ANY(CAST(:extra AS integer[]))"""
+
+_LOCK_ROWS = """\
+SELECT l.pid, l.locktype, l.mode, l.granted, n.nspname, c.relname, l.virtualtransaction,
+       l.transactionid::text AS xid
+FROM pg_catalog.pg_locks l
+LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation AND l.database IN (
+  0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE l.locktype = 'relation' OR NOT l.granted OR (l.pid IS NULL AND l.locktype = 'transactionid')"""
+
+_PREPARED_XACTS = """\
+SELECT p.gid, p.transaction::text AS xid, p.owner, p.database, p.prepared,
+       EXTRACT(EPOCH FROM (clock_timestamp() - p.prepared))::float8 AS age_s,
+       n.nspname, c.relname, l.mode
+FROM pg_catalog.pg_prepared_xacts p
+LEFT JOIN pg_catalog.pg_locks t
+  ON t.locktype = 'transactionid' AND t.pid IS NULL AND t.transactionid = p.transaction
+LEFT JOIN pg_catalog.pg_locks l
+  ON l.pid IS NULL AND l.locktype = 'relation' AND l.virtualtransaction = t.virtualtransaction
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation
+LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"""
+
+# Walk pg_blocking_pids upward from one pid; keep blockers that wait for nobody (pid 0: prepared).
+_ROOT_BLOCKERS = """\
+WITH RECURSIVE up(pid, depth, path) AS (
+  SELECT b, 1, ARRAY[CAST(:pid AS integer), b] FROM unnest(pg_catalog.pg_blocking_pids(:pid)) AS b
+  UNION ALL
+  SELECT nb, up.depth + 1, up.path || nb
+  FROM up, unnest(pg_catalog.pg_blocking_pids(up.pid)) AS nb
+  WHERE up.pid <> 0 AND NOT nb = ANY(up.path) AND up.depth < :max_depth
+)
+SELECT DISTINCT pid FROM up
+WHERE pid = 0 OR cardinality(pg_catalog.pg_blocking_pids(pid)) = 0
+ORDER BY pid"""
+
+_SIGNAL = (
+    "SELECT pg_catalog.{fn}(pid) FROM pg_catalog.pg_stat_activity "
+    "WHERE pid = :pid AND backend_start = CAST(:started AS timestamptz)"
+)
 
 
 def from_sqlalchemy(sa_dialect: Any) -> PostgresqlDialect:

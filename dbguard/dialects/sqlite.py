@@ -15,12 +15,65 @@ class SqliteDialect:
     run_lock_kind = "file"
     # A write from another connection inside a step's transaction fails with "database is locked".
     concurrent_ledger_writes = False
+    # How dbguard.db.catalog reads the whole schema: pragma table-valued functions over sqlite_master.
+    catalog_style = "sqlite_pragma"
+    unique_constraints_are_indexes = False
+    fk_creates_index = False
+    # A scratch database is a temporary file.
+    scratch_database_kind = "file"
+
+    def catalog_columns(self) -> Statement:
+        return Statement(
+            "SELECT m.name AS table_name, m.sql AS table_sql, p.cid AS position, p.name AS column_name, "
+            "p.type AS type, p.\"notnull\" AS not_null, p.dflt_value AS default_expr, p.pk AS pk, "
+            "p.hidden AS hidden "
+            "FROM sqlite_master m JOIN pragma_table_xinfo(m.name) p "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY m.name, p.cid"
+        )
+
+    def catalog_indexes(self) -> Statement:
+        return Statement(
+            "SELECT m.name AS table_name, il.name AS name, il.\"unique\" AS is_unique, il.origin AS origin, "
+            "il.partial AS partial, ii.seqno AS position, ii.cid AS cid, ii.name AS column_name, "
+            "s.sql AS index_sql "
+            "FROM sqlite_master m JOIN pragma_index_list(m.name) il JOIN pragma_index_xinfo(il.name) ii "
+            "LEFT JOIN sqlite_master s ON s.type = 'index' AND s.name = il.name "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND ii.key = 1 "
+            "ORDER BY m.name, il.name, ii.seqno"
+        )
+
+    def catalog_foreign_keys(self) -> Statement:
+        return Statement(
+            "SELECT m.name AS table_name, f.id AS id, f.seq AS position, f.\"table\" AS ref_table, "
+            "f.\"from\" AS column_name, f.\"to\" AS ref_column, f.on_delete AS on_delete, "
+            "f.on_update AS on_update "
+            "FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY m.name, f.id, f.seq"
+        )
+
+    def catalog_objects(self) -> Statement:
+        return Statement("SELECT 'view' AS kind, name AS name, sql AS detail FROM sqlite_master WHERE type = 'view'")
+
+    def catalog(self) -> dict[str, Statement]:
+        return {
+            "columns": self.catalog_columns(),
+            "indexes": self.catalog_indexes(),
+            "foreign_keys": self.catalog_foreign_keys(),
+            "objects": self.catalog_objects(),
+        }
+    # No sessions to inspect or end: ``dbguard locks`` is for servers.
+    lock_graph = None
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
 
     def normalize_database(self, name: str) -> str:
         return os.path.realpath(name) if name else name
+
+    def utc_now(self) -> Statement:
+        return Statement("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
 
     def session_id(self) -> Statement:
         return Statement("SELECT NULL")
@@ -47,6 +100,12 @@ class SqliteDialect:
     def is_privilege_error(self, exc: BaseException) -> bool:
         orig = driver_error(exc)
         return isinstance(orig, sqlite3.OperationalError) and "readonly" in str(orig)
+
+    # No other session is visible: the busy timeout is the only bound on a wait.
+    watches_waiters = False
+
+    def is_cancelled(self, exc: BaseException) -> bool:
+        return False
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f"make {database} and its folder writable by this user"
