@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING
 
 from dbguard.errors import ExitCode
 from dbguard.results import (
+    DriftReport,
     HistoryEntry,
     HistoryReport,
+    KillReport,
+    LockTree,
     OfflineSqlResult,
     RevisionsReport,
     RiskPrompt,
     RunResult,
+    SnapshotResult,
     StatusReport,
 )
 from dbguard.settings import Settings
@@ -81,6 +85,25 @@ def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
     except CommandError as exc:
         raise ConfigError(f"cannot render {verb} {revision}: {exc}") from None
     return OfflineSqlResult()
+
+
+def rollback(
+    settings: Settings,
+    to: str | None = None,
+    *,
+    kill_blockers: bool = True,
+    confirm: Callable[[RiskPrompt], bool] | None = None,
+) -> RunResult:
+    """The emergency lane: back to the last known-good revision, open while the breaker is open.
+
+    Clears its own way: sessions whose locks block the downgrade are ended under the kill policy
+    (with an audit row each) unless ``kill_blockers`` is false. ``confirm`` gets the plan and
+    answers yes or no; without it the rollback is refused.
+    """
+    from dbguard import rollback as lane
+    from dbguard.target import load_target
+
+    return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm)
 
 
 def resolve(
@@ -161,3 +184,57 @@ def heads(settings: Settings) -> RevisionsReport:
 
     script = load_script(load_config(settings), settings)
     return RevisionsReport(kind="heads", revisions=tuple(sorted(script.get_heads())))
+
+
+def locks(settings: Settings, table: str | None = None, *, install_plugin: bool = False) -> LockTree:
+    """The wait-for tree of the target database, root blockers first (``dbguard locks``).
+
+    Needs only the URL (no script directory). ``table`` narrows it to the sessions waiting for one
+    table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``.
+    Raises PrivilegeError (exit 2), naming the grant, when dbguard's role cannot see other sessions.
+    """
+    from dbguard import locks as lockcmd
+    from dbguard.target import load_target
+
+    return lockcmd.show(load_target(settings), table, install_plugin)
+
+
+def locks_kill(
+    settings: Settings,
+    *,
+    pids: tuple[int, ...] = (),
+    blocking: str | None = None,
+    roots: bool = False,
+    min_age_s: float | None = None,
+    dry_run: bool = False,
+    install_plugin: bool = False,
+    confirm: Confirm | None = None,
+) -> KillReport:
+    """End chosen blockers (``dbguard locks kill``): ``pids``, the roots blocking ``blocking``, or all ``roots``.
+
+    Every chosen session is judged by the kill policy (never dbguard's own, another database's,
+    replication, background workers, protected roles/applications); ``confirm`` is asked for the
+    risk token after seeing exactly who would be ended. Each session ended gets a ``dbguard_kills`` row.
+    """
+    from dbguard import locks as lockcmd
+    from dbguard.target import load_target
+
+    return lockcmd.kill(load_target(settings), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
+                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm)
+
+
+def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),
+          shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> DriftReport:
+    """The live schema against ``models`` (env.py's target_metadata), ``migrations`` (replayed in a
+    scratch database that is always dropped) or a snapshot file; exit code 1 when drift is found."""
+    from dbguard import drift as drift_check
+
+    return drift_check.check(settings, against, tuple(ignore), shadow_url, progress or (lambda line: None))
+
+
+def snapshot(settings: Settings, revision: str = "head", output: str | None = None, *, live: bool = False,
+             shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> SnapshotResult:
+    """Write the expected schema at ``revision`` (or the live one) as stable, sorted JSON."""
+    from dbguard import drift as drift_check
+
+    return drift_check.snapshot(settings, revision, output, live, shadow_url, progress or (lambda line: None))

@@ -258,6 +258,44 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
                                 dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk)))
 
 
+def _yes_with(assume_yes: bool) -> Any:
+    """The CLI side of the rollback's plain confirmation: show the plan, then ask for a yes."""
+
+    def confirm(prompt: Any) -> bool:
+        click.echo(output.render_plan(prompt), err=True)
+        if assume_yes:
+            return True
+        if sys.stdin.isatty():
+            return click.confirm("roll back now?", default=False, err=True)
+        click.echo("dbguard: no terminal attached: pass --yes to roll back", err=True)
+        return False
+
+    return confirm
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--to", "to_revision", default=None, metavar="REV",
+              help="Revision to return to (default: the last known-good one from the ledger).")
+@click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to the confirmation (for scripts).")
+@click.option("--kill-blockers/--no-kill-blockers", default=True, show_default=True,
+              help="End the sessions whose locks block the rollback (policy and audit apply).")
+@click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Keep clearing blockers and retrying for this long (default 60).")
+@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
+@click.pass_obj
+def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_blockers: bool,
+             budget_s: float | None, wait_lock: float | None, lock_timeout_ms: int | None) -> None:
+    """The emergency lane: back to the last known-good revision, clearing blockers on the way.
+
+    Open while the breaker is open. Asks for a plain yes at a terminal; --yes answers for scripts.
+    """
+    from dbguard import api
+
+    settings = state.settings(rollback_budget_s=budget_s, wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms)
+    _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes)))
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     # A deployer stopping us politely gets the run recorded as failed instead of left UNKNOWN.
     raise KeyboardInterrupt

@@ -10,6 +10,10 @@ from typing import Any
 
 from dbguard.results import (
     HistoryReport,
+    KillOutcome,
+    KillReport,
+    LockSession,
+    LockTree,
     OfflineSqlResult,
     RevisionsReport,
     RiskPrompt,
@@ -17,7 +21,10 @@ from dbguard.results import (
     StatusReport,
 )
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "github", "junit")
+# The CI formats only make sense for checks; other commands refuse them with a usage error.
+CI_FORMATS = ("github", "junit")
+CI_COMMANDS = ("drift",)
 
 
 def _plain(value: Any) -> Any:
@@ -44,6 +51,8 @@ def render(result: Any, fmt: str = "text") -> str:
         return ""
     if fmt == "json":
         return to_json(result)
+    if fmt in CI_FORMATS and type(result) in _CI:
+        return _CI[type(result)](result, fmt)
     renderer = _TEXT.get(type(result))
     return renderer(result) if renderer else str(result)
 
@@ -67,6 +76,11 @@ def _run_text(result: RunResult) -> str:
     for step in result.steps:
         attempts = f"  ({step.attempts} attempts)" if step.attempts > 1 else ""
         lines.append(f"  {step.revision:<28} {step.direction:<4} {step.status:<12} {_ms(step.duration_ms)}{attempts}")
+    lines += [f"warning: {w}" for w in result.warnings]
+    for outcome in result.ended_sessions:
+        lines.append(f"  ended: {describe_victim(outcome)} -> {outcome.outcome}")
+    if result.phases:
+        lines.append("  phases: " + ", ".join(f"{name} {_ms(ms)}" for name, ms in result.phases))
     if result.advice:
         lines.append(f"next: {result.advice}")
     return "\n".join(lines)
@@ -136,6 +150,11 @@ _TEXT = {
 }
 
 
+def render_plan(prompt: RiskPrompt) -> str:
+    """A plan shown before a plain yes (the rollback lane), not a risk challenge."""
+    return "\n".join([f"dbguard: {prompt.title}", *[f"  - {line}" for line in prompt.blast_radius]])
+
+
 def render_prompt(prompt: RiskPrompt) -> str:
     lines = [f"dbguard: {prompt.title}", "blast radius:"]
     lines += [f"  - {line}" for line in prompt.blast_radius]
@@ -145,3 +164,179 @@ def render_prompt(prompt: RiskPrompt) -> str:
 
 def render_error(message: str, fmt: str = "text") -> str:
     return f"dbguard: error: {message}"
+
+
+# drift -------------------------------------------------------------------------------------------
+
+
+def _drift_text(report: Any) -> str:
+    source = report.against if report.against in ("models", "migrations") else f"snapshot {report.against}"
+    at = " ".join(report.revisions) or "base"
+    head = f"{report.tables_compared} tables compared with {source} on {report.engine} at {at}"
+    ignored = f", {report.ignored} ignored" if report.ignored else ""
+    if not report.drifts:
+        return f"dbguard: no drift: {head}{ignored}"
+    lines = [(f"dbguard: drift found: {len(report.drifts)} difference{'s' if len(report.drifts) != 1 else ''}"
+             f"{ignored} ({head})")]
+    groups: dict[str, list[Any]] = {}
+    for drift in report.drifts:
+        groups.setdefault(drift.table or "(schema)", []).append(drift)
+    for table in sorted(groups):
+        lines.append(f"{table}:")
+        for d in groups[table]:
+            lines.append(f"  {d.severity:<7} {d.describe()}")
+    return "\n".join(lines)
+
+
+def _gh_escape(text: str, prop: bool = False) -> str:
+    # GitHub workflow commands: % CR LF are escaped in data; properties also escape : and ,.
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def _drift_ci(report: Any, fmt: str) -> str:
+    if fmt == "github":
+        lines = []
+        for d in report.drifts:
+            level = "error" if d.severity == "error" else "warning"
+            title = _gh_escape(f"schema drift: {d.kind.replace('_', ' ')}", prop=True)
+            lines.append(f"::{level} title={title}::{_gh_escape(d.describe())}")
+        if not report.drifts:
+            lines.append(f"::notice title=schema drift::{_gh_escape(_drift_text(report))}")
+        return "\n".join(lines)
+    from xml.sax.saxutils import escape, quoteattr
+
+    groups: dict[str, list[Any]] = {}
+    for drift in report.drifts:
+        groups.setdefault(drift.table or "(schema)", []).append(drift)
+    names = sorted(set(report.table_names) | set(groups)) if getattr(report, "table_names", None) else sorted(groups)
+    failures = sum(1 for n in names if n in groups)
+    seconds = (report.duration_ms or 0) / 1000
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="dbguard drift" tests="{len(names)}" failures="{failures}" errors="0" time="{seconds:.3f}">',
+           (f'  <testsuite name={quoteattr("schema drift against " + report.against)} tests="{len(names)}" '
+           f'failures="{failures}" errors="0" skipped="0" time="{seconds:.3f}">')]
+    for name in names:
+        case = f'    <testcase classname="dbguard.drift" name={quoteattr(name)}'
+        found = groups.get(name)
+        if not found:
+            out.append(case + "/>")
+            continue
+        message = f"{len(found)} difference{'s' if len(found) != 1 else ''}"
+        body = "\n".join(d.describe() for d in found)
+        out.append(case + ">")
+        out.append(f'      <failure message={quoteattr(message)} type="drift">{escape(body)}</failure>')
+        out.append("    </testcase>")
+    out += ["  </testsuite>", "</testsuites>"]
+    return "\n".join(out)
+
+
+def _snapshot_text(result: Any) -> str:
+    if result.text:
+        return result.text.rstrip("\n")
+    return (f"dbguard: wrote {result.tables} tables ({result.engine}, at {' '.join(result.revisions) or 'base'}) "
+            f"to {result.path}  sha256:{result.schema_hash[:12]}")
+
+
+def _register_drift() -> None:
+    from dbguard.results import DriftReport, SnapshotResult
+
+    _TEXT[DriftReport] = _drift_text
+    _TEXT[SnapshotResult] = _snapshot_text
+    _CI[DriftReport] = _drift_ci
+
+
+_CI: dict[type, Any] = {}
+_register_drift()
+
+
+# --- locks ------------------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _lock_refs(session: LockSession) -> str:
+    parts = []
+    for lk in session.locks:
+        what = lk.table or lk.locktype
+        parts.append(f"{'holds' if lk.granted else 'WAITS FOR'} {lk.mode} on {what}")
+    return "; ".join(parts)
+
+
+def _session_line(s: LockSession) -> str:
+    who = f"{s.user or '?'}"
+    if s.application:
+        who += f" ({s.application})"
+    where = f" from {s.client}" if s.client else ""
+    head = f"{s.session_id}  {who}{where}  {s.state}  xact {_age(s.xact_age_s)}"
+    if s.kind != "client":
+        head += f"  [{s.kind}]"
+    if s.privileged:
+        head += "  [superuser]"
+    return head
+
+
+def describe_victim(o: KillOutcome) -> str:
+    """One line of the blast radius: who would be ended, what it is doing, and how."""
+    s = o.session
+    line = f"session {_session_line(s)}: will {o.action.replace('_', ', then ')}"
+    locks = _lock_refs(s)
+    if locks:
+        line += f"; {locks}"
+    if s.query:
+        line += f"; query: {s.query}"
+    return line
+
+
+def _locks_text(tree: LockTree) -> str:
+    scope = f" table {tree.table}" if tree.table else ""
+    approx = " (APPROXIMATE)" if tree.approximate else ""
+    lines = [f"{tree.engine} database {tree.database}{scope}: source {tree.source}{approx}"]
+    lines += [f"warning: {w}" for w in tree.warnings]
+    if not tree.sessions:
+        lines.append("no session waits for a lock" + (f" on {tree.table}" if tree.table else ""))
+        return "\n".join(lines)
+    lines.append(f"root blockers: {', '.join(tree.roots) or 'none (a cycle, or the blocker is gone)'}")
+    for s in tree.sessions:
+        pad = "  " * (s.depth + 1)
+        mark = "ROOT " if s.is_root else ("└ " if s.depth else "")
+        lines.append(f"{pad}{mark}{_session_line(s)}")
+        detail = pad + "    "
+        if s.blocked_by:
+            lines.append(f"{detail}blocked by: {', '.join(s.blocked_by)}")
+        locks = _lock_refs(s)
+        if locks:
+            lines.append(f"{detail}{locks}")
+        if s.query:
+            lines.append(f"{detail}query: {s.query}")
+        if s.free_with:
+            lines.append(f"{detail}no session to end: {s.free_with} frees it")
+    return "\n".join(lines)
+
+
+def _kill_text(report: KillReport) -> str:
+    lines = [f"dbguard: {report.message}"]
+    lines += [f"warning: {w}" for w in report.warnings]
+    for o in report.outcomes:
+        s = o.session
+        lines.append(f"  {_session_line(s) if s.user else s.session_id}")
+        lines.append(f"      {o.outcome}" + (f" ({o.action.replace('_', ', then ')})" if o.action != "none" else "")
+                     + f": {o.reason}" + (f" [{o.duration_ms} ms]" if o.duration_ms is not None else ""))
+        if s.query:
+            lines.append(f"      query: {s.query}")
+        if o.grant:
+            lines.append(f"      grant: {o.grant}")
+        if s.free_with:
+            lines.append(f"      to free it: {s.free_with}")
+    return "\n".join(lines)
+
+
+_TEXT.update({LockTree: _locks_text, KillReport: _kill_text})

@@ -37,6 +37,11 @@ class RunResult:
     advice: str | None = None
     lock_waits_retried: int = 0
     duration_ms: int | None = None
+    # Pre- and post-flight findings that did not stop the run (drift, changed revision files ...).
+    warnings: tuple[str, ...] = ()
+    # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
+    ended_sessions: tuple = ()
+    phases: tuple[tuple[str, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,3 +91,110 @@ class RiskPrompt:
     title: str
     blast_radius: tuple[str, ...]
     token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LockRef:
+    """A lock a session holds (granted) or waits for, on a table when it is a table lock."""
+
+    mode: str
+    granted: bool
+    table: str | None = None
+    locktype: str = "relation"
+
+
+@dataclasses.dataclass(frozen=True)
+class LockSession:
+    """One session in the wait-for tree (or a prepared transaction: kind ``prepared``, id ``prepared:<gid>``)."""
+
+    session_id: str
+    kind: str
+    user: str | None
+    application: str | None
+    client: str | None
+    # The database its locks belong to (MySQL: the lock's schema); None when the source cannot tell.
+    database: str | None
+    state: str
+    xact_age_s: float | None
+    query: str | None
+    blocked_by: tuple[str, ...] = ()
+    is_root: bool = False
+    depth: int = 0
+    locks: tuple[LockRef, ...] = ()
+    privileged: bool = False
+    # Opaque: compared again right before ending the session, so a reused id is never hit.
+    identity: str | None = None
+    gid: str | None = None
+    free_with: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LockTree:
+    """``dbguard locks``: who blocks whom in the target database, root blockers first."""
+
+    engine: str
+    database: str
+    source: str
+    approximate: bool
+    sessions: tuple[LockSession, ...]
+    roots: tuple[str, ...]
+    table: str | None = None
+    warnings: tuple[str, ...] = ()
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class KillOutcome:
+    """What happened (or would happen) to one chosen session."""
+
+    session: LockSession
+    action: str
+    code: str
+    reason: str
+    outcome: str
+    grant: str | None = None
+    duration_ms: int | None = None
+    audit_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KillReport:
+    """``dbguard locks kill``: the chosen sessions, the policy's verdicts and the outcomes."""
+
+    database: str
+    selection: str
+    dry_run: bool
+    outcomes: tuple[KillOutcome, ...]
+    exit_code: ExitCode = ExitCode.OK
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+    approximate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """``dbguard drift``: the live schema against an expected one."""
+
+    against: str  # "models", "migrations", or the snapshot file
+    engine: str
+    revisions: tuple[str, ...]
+    drifts: tuple  # of dbguard.core.schema.Drift
+    tables_compared: int
+    table_names: tuple[str, ...] = ()
+    ignored: int = 0
+    exit_code: ExitCode = ExitCode.OK
+    duration_ms: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotResult:
+    """``dbguard snapshot``: the expected schema written to a file (or standard output)."""
+
+    path: str | None
+    revisions: tuple[str, ...]
+    engine: str
+    tables: int
+    schema_hash: str
+    text: str = ""  # the JSON, when written to standard output
+    exit_code: ExitCode = ExitCode.OK

@@ -130,10 +130,10 @@ class MysqlDialect:
 
     def catalog_objects(self) -> Statement:
         """Views and (MariaDB 10.3+) sequences."""
-        sql = ("SELECT 'view' AS kind, TABLE_NAME AS name, VIEW_DEFINITION AS detail "
+        sql = ("SELECT 'view' AS kind, TABLE_NAME AS name, VIEW_DEFINITION AS detail, TABLE_SCHEMA AS db "
                "FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()")
         if self.mariadb:
-            sql += (" UNION ALL SELECT 'sequence', TABLE_NAME, NULL FROM information_schema.TABLES "
+            sql += (" UNION ALL SELECT 'sequence', TABLE_NAME, NULL, TABLE_SCHEMA FROM information_schema.TABLES "
                     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'")
         return Statement(sql)
 
@@ -365,6 +365,13 @@ class MysqlDialect:
     def waits_for_lock(self, session_id: str) -> Statement:
         return Statement(
             "SELECT COUNT(*) > 0 FROM information_schema.PROCESSLIST WHERE ID = :sid AND STATE LIKE 'Waiting for%lock%'",
+            {"sid": int(session_id)},
+        )
+
+    def session_idle_seconds(self, session_id: str) -> Statement:
+        """How long an idle session has been idle; NULL when it is busy or gone (zombie check)."""
+        return Statement(
+            "SELECT TIME FROM information_schema.PROCESSLIST WHERE ID = :sid AND COMMAND = 'Sleep'",
             {"sid": int(session_id)},
         )
 

@@ -271,6 +271,14 @@ class PostgresqlDialect:
         """Whether the session waits for somebody's lock right now."""
         return Statement("SELECT cardinality(pg_catalog.pg_blocking_pids(:sid)) > 0", {"sid": int(session_id)})
 
+    def session_idle_seconds(self, session_id: str) -> Statement:
+        """How long an idle session has been idle; NULL when it is busy or gone (zombie check)."""
+        return Statement(
+            "SELECT EXTRACT(EPOCH FROM (clock_timestamp() - state_change))::float8 FROM pg_catalog.pg_stat_activity "
+            "WHERE pid = :sid AND state = 'idle'",
+            {"sid": int(session_id)},
+        )
+
     def cancel_own_statement(self, session_id: str) -> Statement:
         return Statement("SELECT pg_catalog.pg_cancel_backend(:sid)", {"sid": int(session_id)})
 

@@ -1,0 +1,371 @@
+"""The emergency lane: ``dbguard rollback``, open while the breaker is open.
+
+Back to the last known-good revision with bounded lock waits. While a statement waits on a lock,
+the run monitor hands the wait to the blocker clearer, which finds the root blockers (the lock
+killer's functions) and ends them under the kill policy, with an audit row each; lock timeouts are
+retried until the time budget is spent. A zombie holding the run lock (stale heartbeat and visibly
+dead) is ended the same way. A revision left half-applied is undone op by op first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dbguard import alembic_bridge as bridge
+from dbguard import guard
+from dbguard.core import breaker, lanes, zombie
+from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
+from dbguard.db import connect as dbconnect
+from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcnow
+from dbguard.db.runlock import acquire
+from dbguard.db.sql import run
+from dbguard.errors import ConfigError, ExitCode
+from dbguard.masking import mask
+from dbguard.results import KillOutcome, RiskPrompt, RunResult, StepResult
+from dbguard.target import Target, open_session
+
+ConfirmYes = Callable[[RiskPrompt], bool]
+
+
+class RepairFailed(Exception):
+    def __init__(self, revision: str, message: str) -> None:
+        super().__init__(message)
+        self.revision, self.message = revision, message
+
+
+@dataclasses.dataclass
+class _Clearing:
+    """What the blocker clearer did during one rollback (filled from the monitor thread)."""
+
+    kill: bool
+    outcomes: list[KillOutcome] = dataclasses.field(default_factory=list)
+    reported: dict[str, Any] = dataclasses.field(default_factory=dict)
+    first_wait: float | None = None
+
+
+def _kill_policy(session: Any, target: Target, own: set[str]) -> Any:
+    from dbguard.core.victims import KillPolicy
+    from dbguard.db import locks as dblocks
+
+    rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
+    return KillPolicy(
+        database=session.database,
+        own_session_ids=frozenset(own),
+        db_user=session.db_user,
+        protected_roles=target.settings.protected_roles,
+        protected_applications=target.settings.protected_applications,
+        can_end_privileged=rights.superuser,
+        can_end_other_roles=rights.can_signal_others,
+        signal_grant=rights.signal_grant,
+    )
+
+
+def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, clearing: _Clearing,
+                  own: set[str]) -> Callable[[Any, str, str | None], None]:
+    """Called by the monitor thread, on its connection, while the migration's session waits."""
+    from dbguard import locks as locks_api
+    from dbguard.db import locks as dblocks
+
+    dialect, database = session.dialect, session.database
+
+    def clear(conn: Any, waiting_id: str, statement: str | None) -> None:
+        if clearing.first_wait is None:
+            clearing.first_wait = time.monotonic()
+        if dialect.lock_graph == "blocking_pids":
+            roots = dblocks.root_blockers_of_session(conn, dialect, waiting_id, secrets=target.secrets)
+        else:
+            roots = []
+            for schema, table in dblocks.tables_in_statement(statement or "", dialect, default_schema=database):
+                roots += dblocks.root_blockers_of_table(conn, dialect, schema or database, table,
+                                                        waiting_session_id=waiting_id,
+                                                        own_session_ids={*own, waiting_id},
+                                                        secrets=target.secrets)
+        roots = [r for r in roots if r.session_id not in own and r.session_id != waiting_id]
+        if not roots:
+            return
+        if not clearing.kill:
+            for r in roots:
+                clearing.reported.setdefault(r.session_id, r)
+            return
+        audit = locks_api.make_audit(KillLedger(conn, target.settings.table_prefix), database, session.db_user,
+                                     f"dbguard rollback (run {run_id})", target.secrets, run_id=run_id)
+        clearing.outcomes.extend(dblocks.end_sessions(conn, dialect, roots, policy, audit,
+                                                      grace_ms=target.settings.kill_grace_ms))
+
+    return clear
+
+
+# The run lock, and zombies holding it --------------------------------------------------------------
+
+
+def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillOutcome]]:
+    """Take the run lock, ending its holder if that holder is a zombie. Returns (taken, why not, ended)."""
+    if acquire(runner.lock, wait_s):
+        return True, None, []
+    session, target, ledger = runner.session, runner.target, runner.ledger
+    holder_id = runner.lock.holder()
+    if holder_id is None:  # freed meanwhile
+        return acquire(runner.lock, 1.0), None, []
+    if not ledger.exists():
+        return False, f"session {holder_id} holds the run lock and no ledger says which run it is", []
+    running = [r for r in ledger.recent_runs(limit=20) if r.status == RunStatus.RUNNING.value]
+    holder_run = next((r for r in running if r.lock_session == holder_id), None)
+    verdict = zombie.judge(_describe_holder(runner, holder_run, holder_id), _server_now(session),
+                           target.settings.zombie_after_s)
+    if not verdict.zombie:
+        return False, f"run {holder_run.id if holder_run else '?'} holds the run lock: {verdict.reason}", []
+    ended = _end_holder(runner, holder_id, holder_run, verdict.reason)
+    if acquire(runner.lock, 5.0):
+        return True, None, ended
+    return False, f"the zombie holding the run lock could not be ended ({verdict.reason})", ended
+
+
+def _server_now(session: Any) -> Any:
+    return from_db_time(run(session.conn, session.dialect.utc_now()).scalar())
+
+
+def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) -> zombie.Holder | None:
+    if holder_run is None:
+        return None
+    same_host = holder_run.host == socket.gethostname()
+    alive = None
+    if same_host and holder_run.pid:
+        try:
+            os.kill(holder_run.pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+    idle_s = None
+    idle_sql = getattr(runner.session.dialect, "session_idle_seconds", None)
+    if idle_sql is not None and runner.session.dialect.run_lock_kind == "sql":
+        with contextlib.suppress(Exception):
+            value = run(runner.session.conn, idle_sql(holder_id)).scalar()
+            idle_s = None if value is None else float(value)
+    return zombie.Holder(heartbeat_at=holder_run.heartbeat_at, started_at=holder_run.started_at,
+                         same_host=same_host, process_alive=alive, session_idle_s=idle_s)
+
+
+def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reason: str) -> list[KillOutcome]:
+    from dbguard import locks as locks_api
+    from dbguard.db import locks as dblocks
+
+    session, target = runner.session, runner.target
+    if session.dialect.run_lock_kind == "file":
+        # The lock is the zombie process's own (SQLite): only ending the process frees it.
+        import signal as _signal
+
+        if holder_run is not None and holder_run.pid and holder_run.host == socket.gethostname():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder_run.pid, _signal.SIGKILL)
+        return []
+    own = {session.session_id} if session.session_id else set()
+    found = dblocks.session_snapshot(session.conn, session.dialect, session.database, [holder_id],
+                                     secrets=target.secrets)
+    if holder_id not in found:
+        return []
+    policy = _kill_policy(session, target, own)
+    audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
+                                 session.db_user, f"dbguard rollback: zombie takeover ({reason})", target.secrets,
+                                 run_id=holder_run.id if holder_run else None)
+    return list(dblocks.end_sessions(session.conn, session.dialect, [found[holder_id]], policy, audit,
+                                     grace_ms=target.settings.kill_grace_ms, explicit_ids=[holder_id]))
+
+
+# The lane ---------------------------------------------------------------------------------------
+
+
+def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = True,
+             confirm: ConfirmYes | None = None) -> RunResult:
+    started = time.monotonic()
+    phases: list[tuple[str, int]] = []
+    script = target.script()
+    with open_session(target) as session:
+        ledger = guard.Ledger(session.conn, target.settings.table_prefix)
+        lock = guard.make_lock(session, target)
+        runner = guard._Runner(target, session, ledger, lock, script)
+        taken, why, takeover = _take_over(runner, target.settings.wait_lock_s)
+        if not taken:
+            result = guard._busy(runner, Intent.ROLLBACK, to or "")
+            return dataclasses.replace(result, message=f"busy: {why}", ended_sessions=tuple(takeover))
+        try:
+            phases.append(("run lock", _ms(started)))
+            return _locked_rollback(runner, to, kill_blockers, confirm, phases, started, takeover)
+        finally:
+            lock.release()
+
+
+def _ms(since: float) -> int:
+    return int((time.monotonic() - since) * 1000)
+
+
+def _locked_rollback(runner: Any, to: str | None, kill_blockers: bool, confirm: ConfirmYes | None,
+                     phases: list[tuple[str, int]], started: float, takeover: list[KillOutcome]) -> RunResult:
+    target, session, ledger, script = runner.target, runner.session, runner.ledger, runner.script
+    runner.ensure_ledger()
+    heads = read_version_heads(session.conn, target.version_table)
+    runs = ledger.recent_runs(limit=200, changing_only=True)
+    last = runs[0] if runs else None
+    state = derive_state(last, lock_held_by_other=False)
+    decision = breaker.decide(Intent.ROLLBACK, state, last, force=False)
+    assert decision.allowed  # the emergency lane is always open
+
+    picked = lanes.rollback_target(runs)
+    if to is not None:
+        try:
+            revisions = tuple(sorted(r.revision for r in script.get_revisions(to) if r is not None))
+        except Exception as exc:  # noqa: BLE001 - Alembic raises several kinds for a bad revision
+            raise ConfigError(f"cannot roll back to {to!r}: {exc}") from None
+        picked = dataclasses.replace(picked, revisions=revisions, reason=f"--to {to}")
+    if picked.revisions is None:
+        row = runner.base_row(Intent.ROLLBACK, heads, None)
+        run_id = runner.record_refusal(row, picked.reason)
+        return RunResult(intent="rollback", status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                         message=f"refused: nothing to roll back: {picked.reason}", run_id=run_id,
+                         advice="name the revision with `dbguard rollback --to REV`")
+    target_revs = picked.revisions
+    applied_now = bridge.applied_set(script, heads)
+    if not lanes.never_forward(bridge.applied_set(script, target_revs), applied_now):
+        raise ConfigError(f"a rollback never moves forward: {' '.join(target_revs) or 'base'} is not below "
+                          f"{' '.join(heads) or 'base'}; use `dbguard upgrade` for that")
+    if len(target_revs) > 1:
+        raise ConfigError(f"the last good state has several heads ({' '.join(target_revs)}); name one with --to REV")
+    destination = target_revs[0] if target_revs else "base"
+    planned, _final = guard._plan(runner, Intent.DOWNGRADE, destination, heads)
+    partial = _partial_step(ledger, picked.undoes, applied_now)
+
+    lines = [(f"target: {' '.join(target_revs) or 'base'} ({picked.reason}); the database is at "
+              f"{' '.join(heads) or 'base'}")]
+    if partial:
+        lines.append(f"undo what is live of the half-applied revision {partial}, each operation checked first")
+    lines += [f"downgrade {p.revision}" for p in planned] or (["no downgrade step"] if not partial else [])
+    lines.append("sessions blocking the rollback will be ended under the kill policy (audited)" if kill_blockers
+                 else "sessions blocking the rollback will be reported, not ended (--no-kill-blockers)")
+    row = runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base")
+    prompt = RiskPrompt(title=f"roll back {session.database} to {' '.join(target_revs) or 'base'}",
+                        blast_radius=tuple(lines), token="yes")
+    if confirm is None or not confirm(prompt):
+        run_id = runner.record_refusal(row, "rollback not confirmed")
+        return RunResult(intent="rollback", status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                         message="refused: the rollback was not confirmed", run_id=run_id,
+                         advice="answer yes at the prompt, or pass --yes where no terminal is attached")
+    phases.append(("pre-flight", _ms(started)))
+
+    run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    clearing = _Clearing(kill=kill_blockers)
+    own = {session.session_id} if session.session_id else set()
+    clearer = None
+    if getattr(session.dialect, "lock_graph", None) is not None:
+        policy = _kill_policy(session, target, own)
+        clearer = _make_clearer(target, session, policy, run_id, clearing, own)
+    repaired: list[StepResult] = []
+    deadline = time.monotonic() + target.settings.rollback_budget_s
+
+    def repair_first(hooks: Any, monitor: Any) -> None:
+        if partial:
+            repaired.append(_repair(runner, partial, hooks, monitor, run_id, deadline))
+
+    execution = guard.ExecutionPolicy(max_retries=10**6, deadline=deadline, clearer=clearer, before=repair_first)
+    with guard._closing_run(runner, run_id):
+        try:
+            result = guard._execute(runner, Intent.DOWNGRADE, destination, heads, row, run_id, execution)
+        except RepairFailed as exc:
+            result = _repair_failed(runner, run_id, heads, row, exc, repaired)
+    phases.append(("downgrade", _ms(started)))
+    result = dataclasses.replace(result, intent="rollback", steps=tuple(repaired) + result.steps)
+    ended = tuple(takeover) + tuple(clearing.outcomes)
+    if result.status == RunStatus.SUCCEEDED.value:
+        if picked.undoes is not None:
+            ledger.update_run(picked.undoes.id, status=RunStatus.ROLLED_BACK.value, resolved_by=run_id)
+        heads_now = read_version_heads(session.conn, target.version_table)
+        message = (f"rolled back to {' '.join(heads_now) or 'base'}"
+                   + (f"; ended {len(clearing.outcomes)} blocking session(s)" if clearing.outcomes else ""))
+        result = dataclasses.replace(result, message=message, advice=None)
+    elif clearing.reported:
+        result = dataclasses.replace(result, advice=(
+            "blocked by session(s) " + ", ".join(sorted(clearing.reported))
+            + "; rerun without --no-kill-blockers to end them, or `dbguard locks kill --roots`"))
+    phases.append(("total", _ms(started)))
+    return dataclasses.replace(result, ended_sessions=ended, phases=tuple(phases))
+
+
+def _partial_step(ledger: Any, undone: RunRecord | None, applied_now: set[str]) -> str | None:
+    """The revision the run being undone left half-applied (partial, or running when its process died)."""
+    if undone is None or not undone.failed_step and undone.status != RunStatus.RUNNING.value:
+        return None
+    steps = ledger.steps_of([undone.id]).get(undone.id, [])
+    for step in reversed(steps):
+        if (step.direction == "up" and step.status in (StepStatus.PARTIAL.value, StepStatus.RUNNING.value)
+                and step.revision not in applied_now):
+            return step.revision
+    return None
+
+
+def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, deadline: float) -> StepResult:
+    """Undo the live part of a half-applied revision on dbguard's own connection, lock waits bounded."""
+    import json
+
+    from dbguard import repair
+
+    session, ledger = runner.session, runner.ledger
+    started_at, started = utcnow(), time.monotonic()
+    step_id = ledger.insert_step(run_id=run_id, revision=revision, direction="down",
+                                 status=StepStatus.RUNNING.value, started_at=started_at,
+                                 checksum=bridge.checksum(runner.script.get_revision(revision).path), attempts=1)
+    engine = dbconnect.create_engine(runner.target.ledger_url)
+    attempts = 0
+    try:
+        while True:
+            attempts += 1
+            conn = dbconnect.connect(engine, autocommit=False)
+            try:
+                for statement in hooks.session_statements:
+                    conn.exec_driver_sql(statement)
+                monitor.session_id = str(run(conn, session.dialect.session_id()).scalar())
+                conn.commit()
+                if session.dialect.concurrent_ledger_writes:
+                    monitor.start()
+                monitor.step(revision, True)
+                log = repair.undo_partial(conn, runner.script, revision, on_statement=monitor.executing)
+                break
+            except repair.RepairError as exc:
+                ledger.update_step(step_id, status=StepStatus.FAILED.value, error=exc.message, attempts=attempts,
+                                   duration_ms=_ms(started))
+                raise RepairFailed(revision, exc.message) from None
+            except Exception as exc:  # noqa: BLE001 - a lock wait is retried within the budget; the rest fails
+                timed_out = session.dialect.is_lock_timeout(exc) or monitor.take_fired() is not None
+                if timed_out and time.monotonic() < deadline:
+                    continue
+                text = mask(dbconnect.first_line(exc), runner.target.secrets)
+                ledger.update_step(step_id, status=StepStatus.FAILED.value, error=text, attempts=attempts,
+                                   duration_ms=_ms(started))
+                raise RepairFailed(revision, text) from None
+            finally:
+                monitor.step(None, False)
+                with contextlib.suppress(Exception):
+                    conn.close()
+    finally:
+        engine.dispose()
+    notes = json.dumps({"repaired": "undid the live part of a half-applied upgrade",
+                        "applied": log.applied, "already_undone": log.skipped})
+    ledger.update_step(step_id, status=StepStatus.SUCCEEDED.value, attempts=attempts, duration_ms=_ms(started),
+                       notes=notes)
+    return StepResult(revision=revision, direction="down", status=StepStatus.SUCCEEDED.value,
+                      duration_ms=_ms(started), attempts=attempts, error=None)
+
+
+def _repair_failed(runner: Any, run_id: int, heads: tuple[str, ...], row: dict[str, Any],
+                   exc: Any, repaired: list[StepResult]) -> RunResult:
+    runner.ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                             error_class="dbRepairFailed", error=exc.message, failed_step=exc.revision)
+    return RunResult(intent="rollback", status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
+                     message=f"run {run_id} failed repairing {exc.revision}: {exc.message}", run_id=run_id,
+                     from_revisions=heads, to_revision=row["to_revision"], error=exc.message,
+                     failed_step=exc.revision)
