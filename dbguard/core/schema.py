@@ -1,0 +1,664 @@
+"""The neutral schema model and ``diff(expected, actual) -> list[Drift]``.
+
+Pure data and pure functions: no SQLAlchemy, no I/O. Both sides of a comparison are built by
+someone else (the catalog reader, the models converter, a snapshot file) for one engine, whose name
+travels with the schema as data. Values are kept as the source gave them (types already mapped to
+a canonical spelling); defaults and expressions are compared raw first and normalised only when the
+raw text differs, so comparing a schema with itself never imports sqlglot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import fnmatch
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+SNAPSHOT_FORMAT = 1
+
+# Severity of a drift: an "error" breaks code that relies on the schema; a "warning" does not.
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    default: str | None = None
+    autoincrement: bool = False
+    collation: str | None = None
+    comment: str | None = None
+    generated: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    name: str | None
+    columns: tuple[str, ...]  # column names, or expressions
+    unique: bool = False
+    where: str | None = None
+    method: str | None = None  # None is the engine's default (btree)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unique:
+    name: str | None
+    columns: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str | None
+    expression: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignKey:
+    name: str | None
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    on_delete: str | None = None  # None is NO ACTION
+    on_update: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...] = ()
+    primary_key: tuple[str, ...] = ()
+    uniques: tuple[Unique, ...] = ()
+    checks: tuple[Check, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    comment: str | None = None
+
+    def column(self, name: str) -> Column | None:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """One database schema as seen on one engine.
+
+    ``origin`` says where it came from: "catalog" (read from a live database, also through a
+    snapshot or a replay) or "models" (SQLAlchemy MetaData). Models know nothing of views, so
+    ``views`` is None there: unknown, not empty.
+    """
+
+    engine: str
+    tables: tuple[Table, ...] = ()
+    enums: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    views: tuple[tuple[str, str], ...] | None = ()
+    sequences: tuple[str, ...] | None = ()
+    origin: str = "catalog"
+
+    def table(self, name: str) -> Table | None:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        return None
+
+    def without_tables(self, patterns: Iterable[str]) -> Schema:
+        pats = tuple(patterns)
+        return dataclasses.replace(
+            self, tables=tuple(t for t in self.tables if not any(fnmatch.fnmatchcase(t.name, p) for p in pats))
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    kind: str  # e.g. missing_column, changed_column_type, extra_index, missing_enum_value
+    table: str | None  # the table it belongs to; None for enums, views, sequences
+    object: str  # dotted path: "orders", "orders.total", "orders.ix_orders_total", "enum status"
+    expected: str | None
+    actual: str | None
+    severity: str = ERROR
+
+    def describe(self) -> str:
+        words = self.kind.replace("_", " ")
+        if self.expected is not None and self.actual is not None:
+            return f"{words} {self.object}: expected {self.expected}, found {self.actual}"
+        if self.expected is not None:
+            return f"{words} {self.object} (expected {self.expected})"
+        if self.actual is not None:
+            return f"{words} {self.object} (found {self.actual})"
+        return f"{words} {self.object}"
+
+
+# JSON -----------------------------------------------------------------------------------------
+
+
+def _drop_defaults(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if value == field.default and field.name not in ("name", "type", "columns", "expression"):
+            continue
+        if isinstance(value, tuple):
+            value = [_drop_defaults(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[field.name] = value
+    return out
+
+
+def _sort_key(item: Any) -> tuple[str, str]:
+    name = getattr(item, "name", None)
+    return (name or "", json.dumps(dataclasses.asdict(item), sort_keys=True))
+
+
+def canonical(schema: Schema) -> Schema:
+    """The same schema with every collection in a stable order (columns keep their position)."""
+    tables = tuple(
+        sorted(
+            (
+                dataclasses.replace(
+                    t,
+                    uniques=tuple(sorted(t.uniques, key=_sort_key)),
+                    checks=tuple(sorted(t.checks, key=_sort_key)),
+                    indexes=tuple(sorted(t.indexes, key=_sort_key)),
+                    foreign_keys=tuple(sorted(t.foreign_keys, key=_sort_key)),
+                )
+                for t in schema.tables
+            ),
+            key=lambda t: t.name,
+        )
+    )
+    return dataclasses.replace(
+        schema,
+        tables=tables,
+        enums=tuple(sorted(schema.enums)),
+        views=None if schema.views is None else tuple(sorted(schema.views)),
+        sequences=None if schema.sequences is None else tuple(sorted(schema.sequences)),
+    )
+
+
+def to_dict(schema: Schema) -> dict[str, Any]:
+    schema = canonical(schema)
+    doc: dict[str, Any] = {"format": SNAPSHOT_FORMAT, "engine": schema.engine, "origin": schema.origin}
+    doc["tables"] = {t.name: {k: v for k, v in _drop_defaults(t).items() if k != "name"} for t in schema.tables}
+    doc["enums"] = {name: list(values) for name, values in schema.enums}
+    doc["views"] = None if schema.views is None else dict(schema.views)
+    doc["sequences"] = None if schema.sequences is None else list(schema.sequences)
+    return doc
+
+
+def to_json(schema: Schema, indent: int | None = 2) -> str:
+    """Stable, sorted, diff-friendly JSON: the same schema always gives the same bytes."""
+    if indent is None:
+        return json.dumps(to_dict(schema), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(to_dict(schema), sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
+
+
+def schema_hash(schema: Schema) -> str:
+    return hashlib.sha256(to_json(schema, indent=None).encode()).hexdigest()
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name in data:
+            value = data[field.name]
+            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def from_dict(doc: dict[str, Any]) -> Schema:
+    if not isinstance(doc, dict) or "tables" not in doc or "engine" not in doc:
+        raise ValueError("not a dbguard schema snapshot (no 'engine' and 'tables')")
+    if doc.get("format", SNAPSHOT_FORMAT) > SNAPSHOT_FORMAT:
+        raise ValueError(f"snapshot format {doc['format']} is newer than this dbguard understands")
+    tables = []
+    for name, data in doc["tables"].items():
+        tables.append(
+            Table(
+                name=name,
+                columns=tuple(_build(Column, c) for c in data.get("columns", ())),
+                primary_key=tuple(data.get("primary_key", ())),
+                uniques=tuple(_build(Unique, u) for u in data.get("uniques", ())),
+                checks=tuple(_build(Check, c) for c in data.get("checks", ())),
+                indexes=tuple(_build(Index, i) for i in data.get("indexes", ())),
+                foreign_keys=tuple(_build(ForeignKey, f) for f in data.get("foreign_keys", ())),
+                comment=data.get("comment"),
+            )
+        )
+    views = doc.get("views", {})
+    sequences = doc.get("sequences", [])
+    return canonical(
+        Schema(
+            engine=doc["engine"],
+            tables=tuple(tables),
+            enums=tuple((k, tuple(v)) for k, v in doc.get("enums", {}).items()),
+            views=None if views is None else tuple(views.items()),
+            sequences=None if sequences is None else tuple(sequences),
+            origin=doc.get("origin", "catalog"),
+        )
+    )
+
+
+def from_json(text: str) -> Schema:
+    return from_dict(json.loads(text))
+
+
+# Normalisation --------------------------------------------------------------------------------
+
+# Canonical type spellings per engine family: aliases on the left, what the catalog says on the right.
+_PG_ALIASES = {
+    "int": "integer", "int4": "integer", "serial": "integer", "serial4": "integer",
+    "int8": "bigint", "bigserial": "bigint", "serial8": "bigint",
+    "int2": "smallint", "smallserial": "smallint", "serial2": "smallint",
+    "float8": "double precision", "float": "double precision", "double": "double precision",
+    "float4": "real", "bool": "boolean", "decimal": "numeric",
+    "varchar": "character varying", "char": "character", "bpchar": "character",
+}
+_MYSQL_ALIASES = {
+    "integer": "int", "bool": "tinyint(1)", "boolean": "tinyint(1)", "numeric": "decimal(10,0)",
+    "real": "double", "double precision": "double", "character varying": "varchar", "character": "char",
+    "decimal": "decimal(10,0)", "dec": "decimal(10,0)",
+}
+_MYSQL_INT_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
+_SPACES = re.compile(r"\s+")
+_PG_TYPE = re.compile(r"^([a-z_][a-z0-9_ .]*?)(\([^)]*\))?((?: with| without) time zone)?((?:\[\d*\])*)$")
+_QUOTED = re.compile(r"('(?:[^']|'')*')")
+
+
+def _lower_outside_quotes(text: str) -> str:
+    return "".join(part if part.startswith("'") else part.lower() for part in _QUOTED.split(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def normalize_type(engine: str, raw: str) -> str:
+    """One spelling per type, so ``int4``/``INTEGER``/``serial`` or ``int(11)``/``INTEGER`` meet."""
+    text = _lower_outside_quotes(_SPACES.sub(" ", raw.strip()))
+    text = re.sub(r"\s*,\s*", ",", text)
+    text = re.sub(r"\s*\(\s*", "(", text).replace(" )", ")")
+    family = engine_family(engine)
+    if family == "postgresql":
+        m = _PG_TYPE.match(text.replace('"', ""))
+        if not m:
+            return text
+        base, params, zone, array = m.group(1).strip(), m.group(2) or "", m.group(3) or "", m.group(4) or ""
+        if base in ("timestamptz", "timetz"):
+            base, zone = base[:-2], " with time zone"
+        if base in ("timestamp", "time") and not zone:
+            zone = " without time zone"
+        if base == "float" and params:
+            digits = params[1:-1]
+            if digits.isdigit():
+                base, params = ("real" if int(digits) <= 24 else "double precision"), ""
+        return f"{_PG_ALIASES.get(base, base)}{params}{zone}{array}"
+    if family == "mysql":
+        text = text.replace("`", "")
+        if text in ("tinyint(1)", "bool", "boolean"):
+            return "tinyint(1)"
+        text = _MYSQL_INT_WIDTH.sub(r"\1", text)
+        base, paren, rest = text.partition("(")
+        if base in _MYSQL_ALIASES and not paren:
+            return _MYSQL_ALIASES[base]
+        if base in ("numeric", "dec"):
+            base = "decimal"
+        if base.startswith("integer"):
+            base = "int" + base[len("integer"):]
+        if base == "decimal" and paren and "," not in rest:
+            rest = rest.rstrip(")") + ",0)"
+        if base in _MYSQL_ALIASES and base not in ("decimal",) and paren:
+            base = _MYSQL_ALIASES[base]
+        return f"{base}{paren}{rest}"
+    return text  # SQLite keeps the declared type
+
+
+def engine_family(engine: str) -> str:
+    return "mysql" if engine in ("mysql", "mariadb") else engine
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_FAST_NOW = {"now()", "current_timestamp", "current_timestamp()", "localtimestamp", "transaction_timestamp()"}
+
+
+def _quick(text: str) -> str | None:
+    """The normal form of the common easy cases, without sqlglot; None when the case is not easy."""
+    value = text.strip()
+    while value.startswith("(") and value.endswith(")") and _balanced(value[1:-1]):
+        value = value[1:-1].strip()
+    low = value.lower()
+    if low in _FAST_NOW:
+        return "CURRENT_TIMESTAMP"
+    if low in ("true", "false"):
+        return "1" if low == "true" else "0"
+    if low == "null":
+        return "NULL"
+    if _NUMBER.match(value):
+        return _number(value)
+    if len(value) >= 2 and value[0] == "'" and value[-1] == "'" and "'" not in value[1:-1].replace("''", ""):
+        inner = value[1:-1]
+        return _number(inner) if _NUMBER.match(inner) else value
+    return None
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    quoted = False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted:
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth < 0:
+                    return False
+    return depth == 0 and not quoted
+
+
+def _number(text: str) -> str:
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return text
+    if value == value.to_integral_value():
+        return str(value.quantize(decimal.Decimal(1)))
+    return format(value.normalize(), "f")
+
+
+_SQLGLOT_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+
+@functools.lru_cache(maxsize=8192)
+def normalize_expression(engine: str, text: str | None) -> str | None:
+    """A normal form of a default or an expression: casts and parentheses dropped, ``now()`` and
+    ``CURRENT_TIMESTAMP`` alike, ``true`` is ``1``, ``'0'``/``0.0000`` are ``0``, ``x = ANY (ARRAY[..])``
+    is ``x IN (..)``. Parsed with sqlglot, imported on first use only."""
+    if text is None:
+        return None
+    quick = _quick(text)
+    if quick is not None:
+        return quick
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(text, read=_SQLGLOT_DIALECT.get(engine, engine))
+    except Exception:  # noqa: BLE001 - an unparsable expression is compared as plain text
+        return _SPACES.sub(" ", text.strip()).lower()
+
+    def simplify(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Cast):
+            return node.this
+        if isinstance(node, exp.Paren):
+            return node.this
+        if isinstance(node, exp.Boolean):
+            return exp.Literal.number(1 if node.this else 0)
+        if isinstance(node, exp.Literal):
+            if _NUMBER.match(str(node.this)):
+                return exp.Literal.number(_number(str(node.this)))
+            return node
+        if isinstance(node, exp.Identifier):
+            return exp.Identifier(this=str(node.this).lower(), quoted=False)
+        if isinstance(node, (exp.EQ, exp.NEQ)) and isinstance(node.expression, exp.Any):
+            inner = node.expression.this
+            while isinstance(inner, (exp.Paren, exp.Cast)):
+                inner = inner.this
+            if isinstance(inner, exp.Array):
+                result: exp.Expression = exp.In(this=node.this, expressions=list(inner.expressions))
+                return exp.Not(this=result) if isinstance(node, exp.NEQ) else result
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == "now" and not node.expressions:
+            return exp.CurrentTimestamp()
+        return node
+
+    previous = None
+    # Transforming can expose new casts and parentheses (a cast around a parenthesis), so repeat.
+    for _ in range(5):
+        tree = tree.transform(simplify)
+        rendered = tree.sql()
+        if rendered == previous:
+            break
+        previous = rendered
+    return tree.sql()
+
+
+def same_expression(engine: str, a: str | None, b: str | None) -> bool:
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    return normalize_expression(engine, a) == normalize_expression(engine, b)
+
+
+# Diff -----------------------------------------------------------------------------------------
+
+
+def _cols(items: Sequence[str]) -> str:
+    return "(" + ", ".join(items) + ")"
+
+
+def _same_columns(engine: str, a: Sequence[str], b: Sequence[str]) -> bool:
+    return len(a) == len(b) and all(same_expression(engine, x, y) for x, y in zip(a, b))
+
+
+def _match(
+    expected: Sequence[Any], actual: Sequence[Any], same_signature: Any
+) -> tuple[list[tuple[Any, Any]], list[Any], list[Any]]:
+    """Pair named items by name; unnamed expected items (and leftovers) by signature."""
+    pairs: list[tuple[Any, Any]] = []
+    left = list(actual)
+    missing = []
+    by_name = {a.name: a for a in actual if a.name}
+    pending = []
+    for e in expected:
+        a = by_name.get(e.name) if e.name else None
+        if a is not None and a in left:
+            pairs.append((e, a))
+            left.remove(a)
+        else:
+            pending.append(e)
+    for e in pending:
+        found = next((a for a in left if same_signature(e, a)), None)
+        if found is None:
+            missing.append(e)
+        else:
+            pairs.append((e, found))
+            left.remove(found)
+    return pairs, missing, left
+
+
+def _index_text(ix: Index) -> str:
+    text = ("UNIQUE " if ix.unique else "") + _cols(ix.columns)
+    if ix.method:
+        text += f" USING {ix.method}"
+    if ix.where:
+        text += f" WHERE {ix.where}"
+    return text
+
+
+def _fk_text(fk: ForeignKey) -> str:
+    text = f"{_cols(fk.columns)} -> {fk.ref_table}{_cols(fk.ref_columns)}"
+    if fk.on_delete:
+        text += f" ON DELETE {fk.on_delete}"
+    if fk.on_update:
+        text += f" ON UPDATE {fk.on_update}"
+    return text
+
+
+def _column_text(col: Column) -> str:
+    return col.type + ("" if col.nullable else " NOT NULL")
+
+
+def _enum_values(type_text: str) -> list[str] | None:
+    if not type_text.startswith("enum("):
+        return None
+    return [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", type_text)]
+
+
+def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bool) -> list[Drift]:
+    out: list[Drift] = []
+    t = exp_t.name
+    act_by = {c.name: c for c in act_t.columns}
+    exp_by = {c.name: c for c in exp_t.columns}
+    missing = [c for c in exp_t.columns if c.name not in act_by]
+    extra = [c for c in act_t.columns if c.name not in exp_by]
+    # A column that vanished while one of the very same shape appeared was renamed.
+    for m in list(missing):
+        twins = [x for x in extra if (x.type, x.nullable, x.default) == (m.type, m.nullable, m.default)]
+        if len(twins) == 1:
+            out.append(Drift("renamed_column", t, f"{t}.{m.name}", m.name, twins[0].name))
+            missing.remove(m)
+            extra.remove(twins[0])
+    out += [Drift("missing_column", t, f"{t}.{c.name}", _column_text(c), None) for c in missing]
+    out += [Drift("extra_column", t, f"{t}.{c.name}", None, _column_text(c), WARNING if c.nullable else ERROR)
+            for c in extra]
+    for e in exp_t.columns:
+        a = act_by.get(e.name)
+        if a is None:
+            continue
+        obj = f"{t}.{e.name}"
+        if e.type != a.type:
+            ev, av = _enum_values(e.type), _enum_values(a.type)
+            if ev is not None and av is not None:
+                out += [Drift("missing_enum_value", t, obj, v, None) for v in ev if v not in av]
+                out += [Drift("extra_enum_value", t, obj, None, v, WARNING) for v in av if v not in ev]
+                if set(ev) == set(av):
+                    out.append(Drift("changed_enum_order", t, obj, e.type, a.type, WARNING))
+            else:
+                out.append(Drift("changed_column_type", t, obj, e.type, a.type))
+        if e.nullable != a.nullable:
+            out.append(Drift("changed_column_nullable", t, obj, "NULL" if e.nullable else "NOT NULL",
+                             "NULL" if a.nullable else "NOT NULL"))
+        if e.autoincrement != a.autoincrement:
+            out.append(Drift("changed_column_autoincrement", t, obj, str(e.autoincrement).lower(),
+                             str(a.autoincrement).lower()))
+        elif not e.autoincrement and not same_expression(engine, e.default, a.default):
+            out.append(Drift("changed_column_default", t, obj, e.default, a.default, WARNING))
+        if not same_expression(engine, e.generated, a.generated):
+            out.append(Drift("changed_column_generated", t, obj, e.generated, a.generated))
+        if e.collation != a.collation and (compare_collation or (e.collation and a.collation)):
+            out.append(Drift("changed_column_collation", t, obj, e.collation, a.collation, WARNING))
+        if (e.comment or None) != (a.comment or None):
+            out.append(Drift("changed_column_comment", t, obj, e.comment, a.comment, WARNING))
+    return out
+
+
+def _diff_table(engine: str, e: Table, a: Table, from_catalog: bool) -> list[Drift]:
+    t = e.name
+    out = _diff_columns(engine, e, a, from_catalog)
+    if e.primary_key != a.primary_key:
+        out.append(Drift("changed_primary_key", t, f"{t}.primary_key", _cols(e.primary_key), _cols(a.primary_key)))
+    if (e.comment or None) != (a.comment or None):
+        out.append(Drift("changed_table_comment", t, t, e.comment, a.comment, WARNING))
+
+    # Unique constraints.
+    pairs, missing, extra = _match(e.uniques, a.uniques, lambda x, y: x.columns == y.columns)
+    out += [Drift("missing_unique", t, f"{t}.{u.name or _cols(u.columns)}", _cols(u.columns), None) for u in missing]
+    out += [Drift("extra_unique", t, f"{t}.{u.name or _cols(u.columns)}", None, _cols(u.columns), WARNING)
+            for u in extra]
+    for x, y in pairs:
+        if x.columns != y.columns:
+            out.append(Drift("changed_unique", t, f"{t}.{x.name}", _cols(x.columns), _cols(y.columns)))
+
+    # Indexes: by name, unnamed ones by their columns.
+    def index_sig(x: Index, y: Index) -> bool:
+        return _same_columns(engine, x.columns, y.columns) and x.unique == y.unique
+
+    pairs, missing, extra = _match(e.indexes, a.indexes, index_sig)
+    out += [Drift("missing_index", t, f"{t}.{i.name or _cols(i.columns)}", _index_text(i), None) for i in missing]
+    out += [Drift("extra_index", t, f"{t}.{i.name or _cols(i.columns)}", None, _index_text(i), WARNING)
+            for i in extra]
+    for x, y in pairs:
+        obj = f"{t}.{x.name or y.name}"
+        if x.unique != y.unique:
+            out.append(Drift("changed_index_unique", t, obj, _index_text(x), _index_text(y)))
+        elif (not _same_columns(engine, x.columns, y.columns) or x.method != y.method
+              or not same_expression(engine, x.where, y.where)):
+            out.append(Drift("changed_index", t, obj, _index_text(x), _index_text(y)))
+
+    # Check constraints: by name when both are named, else by their expression.
+    def check_sig(x: Check, y: Check) -> bool:
+        return same_expression(engine, x.expression, y.expression)
+
+    exp_checks = e.checks if from_catalog else tuple(dataclasses.replace(c, name=None) for c in e.checks)
+    pairs, missing, extra = _match(exp_checks, a.checks, check_sig)
+    out += [Drift("missing_check", t, f"{t}.{c.name or 'check'}", c.expression, None) for c in missing]
+    out += [Drift("extra_check", t, f"{t}.{c.name or 'check'}", None, c.expression, WARNING) for c in extra]
+    for x, y in pairs:
+        if not check_sig(x, y):
+            out.append(Drift("changed_check", t, f"{t}.{x.name}", x.expression, y.expression))
+
+    # Foreign keys: by what they link; names differ between engines' defaults.
+    def fk_sig(x: ForeignKey, y: ForeignKey) -> bool:
+        return (x.columns, x.ref_table, x.ref_columns) == (y.columns, y.ref_table, y.ref_columns)
+
+    exp_fks = tuple(dataclasses.replace(f, name=None) for f in e.foreign_keys)
+    act_fks = tuple(dataclasses.replace(f, name=None) for f in a.foreign_keys)
+    names = {(f.columns, f.ref_table, f.ref_columns): f.name for f in (*e.foreign_keys, *a.foreign_keys)}
+    pairs, missing, extra = _match(exp_fks, act_fks, fk_sig)
+
+    def fk_obj(f: ForeignKey) -> str:
+        return f"{t}.{names.get((f.columns, f.ref_table, f.ref_columns)) or 'fk' + _cols(f.columns)}"
+
+    out += [Drift("missing_foreign_key", t, fk_obj(f), _fk_text(f), None) for f in missing]
+    out += [Drift("extra_foreign_key", t, fk_obj(f), None, _fk_text(f), WARNING) for f in extra]
+    for x, y in pairs:
+        if (x.on_delete, x.on_update) != (y.on_delete, y.on_update):
+            out.append(Drift("changed_foreign_key", t, fk_obj(x), _fk_text(x), _fk_text(y)))
+    return out
+
+
+def diff(expected: Schema, actual: Schema) -> list[Drift]:
+    """What differs between what the schema should be and what it is, in a stable order."""
+    engine = actual.engine
+    from_catalog = expected.origin == "catalog"
+    out: list[Drift] = []
+    exp_tables = {t.name: t for t in expected.tables}
+    act_tables = {t.name: t for t in actual.tables}
+    for name in sorted(exp_tables.keys() - act_tables.keys()):
+        out.append(Drift("missing_table", name, name, "table", None))
+    for name in sorted(act_tables.keys() - exp_tables.keys()):
+        out.append(Drift("extra_table", name, name, None, "table", WARNING))
+    for name in sorted(exp_tables.keys() & act_tables.keys()):
+        out += _diff_table(engine, exp_tables[name], act_tables[name], from_catalog)
+
+    exp_enums, act_enums = dict(expected.enums), dict(actual.enums)
+    for name in sorted(exp_enums.keys() - act_enums.keys()):
+        out.append(Drift("missing_enum", None, f"enum {name}", ", ".join(exp_enums[name]), None))
+    for name in sorted(act_enums.keys() - exp_enums.keys()):
+        out.append(Drift("extra_enum", None, f"enum {name}", None, ", ".join(act_enums[name]), WARNING))
+    for name in sorted(exp_enums.keys() & act_enums.keys()):
+        ev, av = exp_enums[name], act_enums[name]
+        out += [Drift("missing_enum_value", None, f"enum {name}", v, None) for v in ev if v not in av]
+        out += [Drift("extra_enum_value", None, f"enum {name}", None, v, WARNING) for v in av if v not in ev]
+        if set(ev) == set(av) and ev != av:
+            out.append(Drift("changed_enum_order", None, f"enum {name}", ", ".join(ev), ", ".join(av), WARNING))
+
+    if expected.views is not None and actual.views is not None:
+        ev_, av_ = dict(expected.views), dict(actual.views)
+        out += [Drift("missing_view", None, f"view {n}", "view", None) for n in sorted(ev_.keys() - av_.keys())]
+        out += [Drift("extra_view", None, f"view {n}", None, "view", WARNING) for n in sorted(av_.keys() - ev_.keys())]
+        for n in sorted(ev_.keys() & av_.keys()):
+            if from_catalog and not same_expression(engine, ev_[n], av_[n]):
+                out.append(Drift("changed_view", None, f"view {n}", ev_[n], av_[n], WARNING))
+    if expected.sequences is not None and actual.sequences is not None:
+        es, as_ = set(expected.sequences), set(actual.sequences)
+        out += [Drift("missing_sequence", None, f"sequence {n}", "sequence", None) for n in sorted(es - as_)]
+        out += [Drift("extra_sequence", None, f"sequence {n}", None, "sequence", WARNING) for n in sorted(as_ - es)]
+    return out
+
+
+def ignored(drift: Drift, patterns: Iterable[str]) -> bool:
+    """Whether a drift concerns an object matched by one of ``patterns`` (fnmatch on the table,
+    the dotted object, or the bare name of an enum/view/sequence)."""
+    bare = drift.object.split(" ", 1)[-1]
+    candidates = [c for c in (drift.table, drift.object, bare) if c]
+    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
+
+
+def filter_drift(drifts: Iterable[Drift], patterns: Sequence[str]) -> list[Drift]:
+    return [d for d in drifts if not ignored(d, patterns)] if patterns else list(drifts)

@@ -1,0 +1,244 @@
+"""Schema drift: the ``drift`` and ``snapshot`` commands, and the guarded run's drift pre-flight.
+
+The pre-flight takes dbguard's open session and ledger and returns plain data; guard.py decides
+what to do with it. Its common path (nothing changed) is a few catalog queries and one hash
+comparison: the stored and the live schema come from the same catalog reader, so they are equal
+byte for byte when nothing changed, and sqlglot is never imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from dbguard.core import schema as model
+from dbguard.errors import ConfigError, ExitCode
+from dbguard.results import DriftReport, SnapshotResult
+
+POLICIES = ("warn", "refuse", "ignore")
+_SHOWN = 5
+
+
+def _exclusions(target: Any) -> tuple[str, ...]:
+    from dbguard.db.catalog import never_drift
+
+    return never_drift(target.settings.table_prefix, target.version_table)
+
+
+def _resolve_heads(script: Any, revision: str) -> tuple[str, ...]:
+    from alembic.util import CommandError
+
+    try:
+        if revision in ("head", "heads"):
+            return tuple(sorted(script.get_heads()))
+        found = script.get_revisions(revision)
+    except CommandError as exc:
+        raise ConfigError(f"unknown revision {revision!r}: {exc}") from None
+    return tuple(sorted(r.revision for r in found if r is not None))
+
+
+def _check_engine(expected: model.Schema, actual_engine: str, source: str) -> None:
+    if model.engine_family(expected.engine) != model.engine_family(actual_engine):
+        raise ConfigError(f"{source} describes a {expected.engine} schema; this database is {actual_engine}")
+
+
+# dbguard drift --------------------------------------------------------------------------------
+
+
+def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), shadow_url: str | None = None,
+          progress: Callable[[str], None] = lambda line: None) -> DriftReport:
+    """The live schema against models, replayed migrations, or a snapshot file."""
+    from dbguard import expected as sources
+    from dbguard.db.catalog import read_schema
+    from dbguard.db.ledger import read_version_heads
+    from dbguard.target import load_target, open_session
+
+    started = time.monotonic()
+    target = load_target(settings)
+    exclude = _exclusions(target)
+    with open_session(target) as session:
+        heads = read_version_heads(session.conn, target.version_table)
+        actual = read_schema(session.conn, session.dialect, exclude)
+        if against == "models":
+            expected = sources.models_schema(target, session, exclude)
+        elif against == "migrations":
+            expected = sources.migrations_schema(target, session, heads, shadow_url, exclude, progress)
+        else:
+            expected = sources.snapshot_schema(against).without_tables(exclude)
+            _check_engine(expected, actual.engine, against)
+    found = model.diff(expected, actual)
+    patterns = tuple(settings.drift_ignore) + tuple(ignore)
+    kept = model.filter_drift(found, patterns)
+    names = {t.name for t in expected.tables} | {t.name for t in actual.tables}
+    return DriftReport(
+        against=against, engine=actual.engine, revisions=heads, drifts=tuple(kept), tables_compared=len(names),
+        table_names=tuple(sorted(names)),
+        ignored=len(found) - len(kept), exit_code=ExitCode.FINDINGS if kept else ExitCode.OK,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def snapshot(settings: Any, revision: str = "head", output: str | None = None, live: bool = False,
+             shadow_url: str | None = None, progress: Callable[[str], None] = lambda line: None) -> SnapshotResult:
+    """The expected schema at ``revision`` (migrations replayed in a scratch database), or with
+    ``live`` the live database's schema, as stable JSON."""
+    from dbguard import expected as sources
+    from dbguard.db.catalog import read_schema
+    from dbguard.db.ledger import read_version_heads
+    from dbguard.target import load_target, open_session
+
+    target = load_target(settings)
+    exclude = _exclusions(target)
+    with open_session(target) as session:
+        if live:
+            heads = read_version_heads(session.conn, target.version_table)
+            schema = read_schema(session.conn, session.dialect, exclude)
+        else:
+            heads = _resolve_heads(target.script(), revision)
+            schema = sources.migrations_schema(target, session, heads, shadow_url, exclude, progress)
+    text = model.to_json(schema)
+    if output and output != "-":
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return SnapshotResult(path=output if output and output != "-" else None, revisions=heads,
+                          engine=schema.engine, tables=len(schema.tables), schema_hash=model.schema_hash(schema),
+                          text="" if output and output != "-" else text)
+
+
+# Pre-flight and post-flight of a guarded run --------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+    """What the drift pre-flight found; ``problems`` are the lines a policy warns about or refuses on."""
+
+    problems: tuple[str, ...] = ()
+    drifts: tuple[model.Drift, ...] = ()
+    live: model.Schema | None = None
+    live_hash: str | None = None
+    baseline_hash: str | None = None
+    heads: tuple[str, ...] = ()
+
+
+def _pack(text: str) -> str:
+    return "z:" + base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+
+def _unpack(text: str) -> str:
+    return zlib.decompress(base64.b64decode(text[2:])).decode() if text.startswith("z:") else text
+
+
+def _summary(drifts: list[model.Drift] | tuple[model.Drift, ...]) -> str:
+    shown = "; ".join(d.describe() for d in drifts[:_SHOWN])
+    more = f"; and {len(drifts) - _SHOWN} more" if len(drifts) > _SHOWN else ""
+    return f"{shown}{more}"
+
+
+def changed_revision_files(conn: Any, prefix: str, script: Any, heads: tuple[str, ...]) -> list[str]:
+    """Applied revisions whose file differs from the one dbguard ran (checksums in the ledger)."""
+    from dbguard import alembic_bridge as bridge
+    from dbguard.db.ledger import applied_checksums
+
+    recorded = applied_checksums(conn, prefix)
+    if not recorded:
+        return []
+    problems = []
+    for revision in sorted(bridge.applied_set(script, heads)):
+        if revision not in recorded:
+            continue
+        try:
+            path = script.get_revision(revision).path
+        except Exception:  # noqa: BLE001, S112 - a revision gone from the scripts is Alembic's to report
+            continue
+        now = bridge.checksum(path)
+        if now is not None and now != recorded[revision]:
+            problems.append(f"revision {revision} changed since it was applied "
+                            f"(sha256 {recorded[revision][:12]} then, {now[:12]} now)")
+    return problems
+
+
+def heads_moved(last_run: Any, heads: tuple[str, ...]) -> str | None:
+    """alembic_version moved behind dbguard's back: it no longer says what the last good run left."""
+    if last_run is None or last_run.status != "succeeded" or last_run.to_revision is None:
+        return None
+    left = tuple(sorted(r for r in last_run.to_revision.split() if r != "base"))
+    if left == tuple(sorted(heads)):
+        return None
+    return (f"alembic_version was moved outside dbguard: run {last_run.id} left {' '.join(left) or 'base'}, "
+            f"the database says {' '.join(heads) or 'base'}")
+
+
+def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], last_run: Any,
+              ignore: tuple[str, ...] = ()) -> Preflight:
+    """Checksums of applied revisions, alembic_version vs the ledger, and the live schema vs the
+    schema stored for the current revision. Call while holding the run lock."""
+    from dbguard.db.catalog import read_schema
+    from dbguard.db.ledger import SchemaStore
+
+    prefix = target.settings.table_prefix
+    problems = changed_revision_files(session.conn, prefix, script, heads)
+    moved = heads_moved(last_run, heads)
+    if moved:
+        problems.append(moved)
+    store = SchemaStore(session.conn, prefix)
+    baseline = store.latest(heads)
+    live = read_schema(session.conn, session.dialect, _exclusions(target))
+    live_hash = model.schema_hash(live)
+    drifts: list[model.Drift] = []
+    if baseline is not None and baseline[1] != live_hash:
+        stored = model.from_json(_unpack(store.schema_text(baseline[0])))
+        drifts = model.filter_drift(model.diff(stored, live), ignore)
+        if drifts:
+            problems.append(f"schema drift since {' '.join(heads) or 'base'} was recorded: {len(drifts)} "
+                            f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
+    return Preflight(problems=tuple(problems), drifts=tuple(drifts), live=live, live_hash=live_hash,
+                     baseline_hash=None if baseline is None else baseline[1], heads=heads)
+
+
+def after_run(session: Any, target: Any, script: Any, before: Preflight | None, heads_now: tuple[str, ...],
+              run_id: int | None, steps_ran: bool, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Store the live schema for the new revision; when migrations ran, compare it with the schema
+    expected there (one stored for that revision, else the models when at the scripts' heads).
+    Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
+    from dbguard import expected as sources
+    from dbguard.db.catalog import read_schema
+    from dbguard.db.ledger import SchemaStore
+
+    store = SchemaStore(session.conn, target.settings.table_prefix)
+    if not steps_ran and before is not None and before.live is not None and tuple(heads_now) == before.heads:
+        if before.baseline_hash is None:
+            store.store(heads_now, before.live_hash or "", _pack(model.to_json(before.live, indent=None)), run_id)
+        return ()
+    exclude = _exclusions(target)
+    live = read_schema(session.conn, session.dialect, exclude)
+    live_hash = model.schema_hash(live)
+    warnings: list[str] = []
+    drifts: list[model.Drift] = []
+    baseline = store.latest(heads_now)
+    source = None
+    if baseline is not None:
+        if baseline[1] != live_hash:
+            expected = model.from_json(_unpack(store.schema_text(baseline[0])))
+            drifts = model.filter_drift(model.diff(expected, live), ignore)
+        source = f"the schema recorded earlier at {' '.join(heads_now) or 'base'}"
+    elif steps_ran and heads_now and set(heads_now) == set(script.get_heads()):
+        source = "the models (env.py's target_metadata)"
+        try:
+            expected = sources.models_schema(target, session, exclude)
+            drifts = model.filter_drift(model.diff(expected, live), ignore)
+        except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning
+            warnings.append(f"could not compare with the models after the run: {exc}")
+    if drifts:
+        warnings.append(f"after the run the schema differs from {source}: {len(drifts)} "
+                        f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
+    drift_text = json.dumps([dataclasses.asdict(d) for d in drifts]) if drifts else None
+    store.store(heads_now, live_hash, _pack(model.to_json(live, indent=None)), run_id, drift_text)
+    return tuple(warnings)

@@ -1,0 +1,407 @@
+"""Where "expected" comes from: env.py's target_metadata, migrations replayed in a scratch
+database, or a snapshot file. Each gives a :class:`dbguard.core.schema.Schema` for the live engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dbguard.core.schema import (
+    Check,
+    Column,
+    ForeignKey,
+    Index,
+    Schema,
+    Table,
+    Unique,
+    canonical,
+    from_json,
+    normalize_type,
+)
+from dbguard.errors import ConfigError, DbguardError
+
+SCRATCH_PREFIX = "dbguard_shadow_"
+
+
+# Models ---------------------------------------------------------------------------------------
+
+
+def read_target_metadata(config: Any, script: Any, connection: Any | None = None) -> list[Any]:
+    """env.py's ``target_metadata`` (a list of MetaData), read by running env.py with a work
+    function that only looks at the context's options: no migration runs, nothing is written."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    found: list[Any] = []
+
+    def fn(rev: Any, context: Any) -> list[Any]:
+        found.append(context.opts.get("target_metadata"))
+        return []
+
+    if connection is not None:
+        config.attributes["connection"] = connection
+    try:
+        with EnvironmentContext(config, script, fn=fn, dont_mutate=True):
+            script.run_env()
+    except DbguardError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - env.py is user code: one line, exit 2
+        raise ConfigError(f"env.py failed while reading target_metadata: {type(exc).__name__}: {exc}") from None
+    finally:
+        if connection is not None:
+            config.attributes.pop("connection", None)
+    meta = found[0] if found else None
+    if meta is None:
+        raise ConfigError("env.py passes no target_metadata to context.configure(): nothing to compare with; "
+                          "use --against migrations or a snapshot file")
+    return list(meta) if isinstance(meta, (list, tuple)) else [meta]
+
+
+def _constraint_name(constraint: Any) -> str | None:
+    from sqlalchemy.sql import naming
+    from sqlalchemy.sql.base import _NONE_NAME
+
+    name = constraint.name
+    if name is None or name is _NONE_NAME:
+        table = getattr(constraint, "table", None)
+        if table is None:
+            return None
+        try:
+            name = naming._constraint_name_for_table(constraint, table)
+        except Exception:  # noqa: BLE001 - a convention that cannot be applied leaves the name to the server
+            return None
+    return None if name is None or name is _NONE_NAME else str(name)
+
+
+def _compile(element: Any, dialect: Any) -> str:
+    return str(element.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _type_text(column: Any, dialect: Any) -> str:
+    try:
+        return column.type.compile(dialect=dialect)
+    except Exception:  # noqa: BLE001 - a type this dialect cannot render: its generic name
+        return str(column.type)
+
+
+def _default_text(column: Any, dialect: Any) -> str | None:
+    default = column.server_default
+    if default is None or not hasattr(default, "arg"):
+        return None
+    arg = default.arg
+    if isinstance(arg, str):
+        return "'" + arg.replace("'", "''") + "'"
+    if hasattr(arg, "text") and isinstance(arg, sa.TextClause):
+        return arg.text
+    return _compile(arg, dialect)
+
+
+def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) -> Schema:
+    """The neutral model of what ``metadata.create_all`` would build on this engine.
+
+    Types are compiled with the live engine's SQLAlchemy dialect, then spelt the catalog's way.
+    """
+    engine = dialect.name
+    tables: list[Table] = []
+    enums: dict[str, tuple[str, ...]] = {}
+    sequences: set[str] = set()
+    rowid_engine = dialect.catalog_style == "sqlite_pragma"
+    for metadata in metadatas:
+        for seq in metadata._sequences.values():
+            if sa_dialect.supports_sequences and seq.schema is None and not getattr(seq, "optional", False):
+                sequences.add(seq.name)
+        for table in metadata.sorted_tables:
+            if table.schema is not None:
+                continue
+            auto = table.autoincrement_column
+            columns = []
+            for col in table.columns:
+                type_text = _type_text(col, sa_dialect)
+                if isinstance(col.type, sa.Enum) and col.type.native_enum and sa_dialect.supports_native_enum \
+                        and not dialect.unique_constraints_are_indexes and col.type.name:
+                    enums[col.type.name] = tuple(col.type.enums)
+                seq_default = isinstance(col.default, sa.Sequence)
+                autoincrement = (col is auto and not seq_default) or col.identity is not None
+                computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
+                columns.append(Column(
+                    name=col.name, type=normalize_type(engine, type_text), nullable=bool(col.nullable),
+                    default=None if computed else _default_text(col, sa_dialect),
+                    autoincrement=autoincrement and not rowid_engine,
+                    collation=getattr(col.type, "collation", None),
+                    comment=col.comment if sa_dialect.supports_comments else None, generated=computed,
+                ))
+            pk = tuple(c.name for c in table.primary_key.columns)
+            uniques, checks, fks, indexes = [], [], [], []
+            for constraint in table.constraints:
+                if not _ddl_applies(constraint, sa_dialect):
+                    continue
+                if isinstance(constraint, sa.UniqueConstraint):
+                    cols = tuple(c.name for c in constraint.columns)
+                    if dialect.unique_constraints_are_indexes:
+                        indexes.append(Index(name=_constraint_name(constraint), columns=cols, unique=True))
+                    else:
+                        uniques.append(Unique(name=_constraint_name(constraint), columns=cols))
+                elif isinstance(constraint, sa.CheckConstraint):
+                    checks.append(Check(name=_constraint_name(constraint),
+                                        expression=_compile(constraint.sqltext, sa_dialect)))
+                elif isinstance(constraint, sa.ForeignKeyConstraint):
+                    ref = constraint.elements[0].column.table
+                    fks.append(ForeignKey(
+                        name=_constraint_name(constraint), columns=tuple(c.name for c in constraint.columns),
+                        ref_table=ref.name, ref_columns=tuple(e.column.name for e in constraint.elements),
+                        on_delete=_action(constraint.ondelete, dialect), on_update=_action(constraint.onupdate, dialect),
+                    ))
+            for index in table.indexes:
+                if not _ddl_applies(index, sa_dialect):
+                    continue
+                opts = index.dialect_options
+                parts = []
+                for expr in index.expressions:
+                    if isinstance(expr, sa.Column):
+                        length = _mysql_length(index, expr.name) if dialect.unique_constraints_are_indexes else None
+                        parts.append(expr.name + (f"({length})" if length else ""))
+                    elif isinstance(expr, str):
+                        parts.append(expr)
+                    else:
+                        parts.append(_compile(expr, sa_dialect))
+                where = None
+                method = None
+                for key in ("postgresql", "sqlite"):
+                    if key in opts and opts[key].get("where") is not None:
+                        where = _compile(opts[key]["where"], sa_dialect) if key == _family_key(dialect) else where
+                if _family_key(dialect) == "postgresql":
+                    method = opts["postgresql"].get("using") if "postgresql" in opts else None
+                    method = None if method in (None, False, "", "btree") else str(method)
+                elif dialect.unique_constraints_are_indexes and "mysql" in opts:
+                    prefix = opts["mysql"].get("prefix")
+                    method = prefix.lower() if prefix else None
+                indexes.append(Index(name=_constraint_name(index), columns=tuple(parts), unique=bool(index.unique),
+                                     where=where, method=method))
+            if dialect.fk_creates_index:
+                # InnoDB adds an index for a foreign key unless one starts with its columns.
+                leading = [pk] + [ix.columns for ix in indexes]
+                for fk in fks:
+                    if not any(tuple(p.split("(")[0] for p in cols[:len(fk.columns)]) == fk.columns
+                               for cols in leading):
+                        indexes.append(Index(name=fk.name, columns=fk.columns))
+                        leading.append(fk.columns)
+            if rowid_engine and len(pk) == 1:
+                columns = [dataclasses.replace(c, autoincrement=True) if c.name == pk[0] and c.type == "integer"
+                           else c for c in columns]
+            tables.append(Table(name=table.name, columns=tuple(columns), primary_key=pk, uniques=tuple(uniques),
+                                checks=tuple(checks), indexes=tuple(indexes), foreign_keys=tuple(fks),
+                                comment=table.comment if sa_dialect.supports_comments else None))
+    return canonical(Schema(engine=engine, tables=tuple(tables), enums=tuple(enums.items()), views=None,
+                            sequences=tuple(sorted(sequences)) if sa_dialect.supports_sequences else None,
+                            origin="models"))
+
+
+def _ddl_applies(item: Any, sa_dialect: Any) -> bool:
+    """``Index(...).ddl_if(dialect=...)``: an index or constraint built on some engines only."""
+    ddl_if = getattr(item, "_ddl_if", None)
+    if ddl_if is None or ddl_if.dialect is None:
+        return True
+    names = (ddl_if.dialect,) if isinstance(ddl_if.dialect, str) else tuple(ddl_if.dialect)
+    return sa_dialect.name in names
+
+
+def _family_key(dialect: Any) -> str:
+    return {"pg_catalog": "postgresql", "information_schema": "mysql", "sqlite_pragma": "sqlite"}[
+        dialect.catalog_style]
+
+
+def _mysql_length(index: Any, column: str) -> int | None:
+    length = index.dialect_options["mysql"].get("length") if "mysql" in index.dialect_options else None
+    if isinstance(length, dict):
+        return length.get(column)
+    return length
+
+
+def _action(value: str | None, dialect: Any) -> str | None:
+    if value is None:
+        return None
+    value = value.upper()
+    if value == "NO ACTION" or (value == "RESTRICT" and dialect.unique_constraints_are_indexes):
+        return None
+    return value
+
+
+def models_schema(target: Any, session: Any, exclude: tuple[str, ...]) -> Schema:
+    metadatas = read_target_metadata(target.config, target.script())
+    return schema_from_metadata(metadatas, session.conn.dialect, session.dialect).without_tables(exclude)
+
+
+# Snapshot -------------------------------------------------------------------------------------
+
+
+def snapshot_schema(path: str | Path) -> Schema:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    try:
+        return from_json(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# Migrations replayed in a scratch database ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interrupt_as_exception() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt here, so ``finally`` blocks always run."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the scratch database is dropped; deliver them afterwards."""
+    pending: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if pending:
+            raise KeyboardInterrupt
+
+
+@dataclasses.dataclass
+class Scratch:
+    url: sa.engine.URL
+    name: str
+    created: bool
+
+
+def scratch_name() -> str:
+    return f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+
+
+@contextlib.contextmanager
+def scratch_database(target: Any, session: Any, shadow_url: str | None,
+                     announce: Callable[[str], None] = lambda line: None) -> Iterator[Scratch]:
+    """A database to replay migrations into: ``shadow_url`` as given (emptied first is the user's
+    job), or a temporary one on the same server (a temporary file for SQLite) that is dropped
+    whatever happens: failed replay, exception, Ctrl-C or SIGTERM."""
+    from dbguard.db import connect as dbconnect
+
+    if shadow_url:
+        yield Scratch(url=dbconnect.parse_url(shadow_url), name="", created=False)
+        return
+    dialect = session.dialect
+    name = scratch_name()
+    if dialect.scratch_database_kind == "file":
+        folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+        path = Path(folder) / f"{name}.sqlite"
+        announce(f"replaying migrations into scratch database {path}")
+        try:
+            with _interrupt_as_exception():
+                yield Scratch(url=target.ledger_url.set(database=str(path)), name=str(path), created=True)
+        finally:
+            with _shielded():
+                for leftover in Path(folder).glob("*"):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+        return
+    from dbguard.db.sql import run
+
+    created = False
+    try:
+        with _interrupt_as_exception():
+            try:
+                run(session.conn, dialect.create_scratch_database(name))
+            except sa.exc.DBAPIError as exc:
+                raise ConfigError(
+                    f"cannot create a scratch database on {target.masked_url}: {dbconnect.first_line(exc)}; "
+                    "grant the right to create databases, or pass --shadow-url URL of an empty database"
+                ) from None
+            created = True
+            announce(f"replaying migrations into scratch database {name}")
+            yield Scratch(url=target.ledger_url.set(database=name), name=name, created=True)
+    finally:
+        if created:
+            with _shielded():
+                drop_scratch(session, name)
+
+
+def drop_scratch(session: Any, name: str) -> None:
+    from dbguard.db.sql import run
+
+    dialect = session.dialect
+    sessions = dialect.scratch_sessions(name)
+    if sessions is not None:
+        with contextlib.suppress(Exception):
+            for (session_id,) in run(session.conn, sessions).fetchall():
+                with contextlib.suppress(Exception):
+                    session.conn.exec_driver_sql(f"KILL {int(session_id)}")
+    run(session.conn, dialect.drop_scratch_database(name))
+
+
+def migrations_schema(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
+                      exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> Schema:
+    """Replay the migrations up to ``heads`` into a scratch database and read it back."""
+    from alembic import command
+
+    from dbguard.db import connect as dbconnect
+    from dbguard.db.catalog import read_schema
+    from dbguard.dialects import for_sqlalchemy_dialect
+
+    with scratch_database(target, session, shadow_url, announce) as scratch:
+        config = _config_for(target.config, scratch.url)
+        engine = dbconnect.create_engine(scratch.url)
+        try:
+            with dbconnect.connection(engine, autocommit=False) as conn:
+                config.attributes["connection"] = conn
+                try:
+                    for head in heads or ():
+                        command.upgrade(config, head)
+                except (Exception, KeyboardInterrupt) as exc:
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    raise ConfigError(
+                        f"replaying the migrations failed: {type(getattr(exc, 'orig', None) or exc).__name__}: "
+                        f"{dbconnect.first_line(exc)}"
+                    ) from None
+                finally:
+                    config.attributes.pop("connection", None)
+            with dbconnect.connection(engine) as conn:
+                return read_schema(conn, for_sqlalchemy_dialect(conn.dialect), exclude)
+        finally:
+            engine.dispose()
+
+
+def _config_for(config: Any, url: sa.engine.URL) -> Any:
+    """A copy of the Alembic Config that points env.py at ``url``."""
+    from alembic.config import Config
+
+    copy = Config(file_=config.config_file_name, ini_section=config.config_ini_section,
+                  cmd_opts=config.cmd_opts)
+    copy.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
+    return copy

@@ -1,0 +1,76 @@
+"""Each engine's catalog SQL, checked without a server (MySQL 8 has no server here at all)."""
+
+from __future__ import annotations
+
+from dbguard.db.catalog import _build_mysql
+from dbguard.dialects.mysql import MysqlDialect
+from dbguard.dialects.postgresql import PostgresqlDialect
+from dbguard.dialects.sqlite import SqliteDialect
+
+
+def test_every_engine_reads_the_whole_schema_in_a_handful_of_set_based_queries():
+    for dialect in (PostgresqlDialect(), MysqlDialect(mariadb=True), MysqlDialect(mariadb=False), SqliteDialect()):
+        statements = dialect.catalog()
+        assert 4 <= len(statements) <= 5
+        for stmt in statements.values():
+            # Never one query per table: no table name is bound into any of them.
+            assert stmt.params == {}
+
+
+def test_postgres_catalog_reads_the_current_schema_only_and_skips_extension_objects():
+    cat = PostgresqlDialect().catalog()
+    assert all("current_schema()" in s.sql for s in cat.values())
+    assert "deptype = 'e'" in cat["columns"].sql
+    assert "pg_get_indexdef(x.indexrelid, k, true)" in cat["indexes"].sql
+    assert "con.conindid = x.indexrelid" in cat["indexes"].sql  # constraint-backed indexes come as constraints
+    assert "deptype IN ('a', 'i', 'e')" in cat["objects"].sql  # serial/identity sequences are columns' business
+
+
+def test_mariadb_and_mysql8_catalog_variants():
+    maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
+    assert "NULL AS expression" in maria.catalog_indexes().sql
+    assert "s.EXPRESSION AS expression" in mysql8.catalog_indexes().sql
+    assert maria.catalog_checks().sql == (
+        "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, CHECK_CLAUSE AS expression, "
+        "LEVEL AS level FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()")
+    assert mysql8.catalog_checks().sql == (
+        "SELECT tc.TABLE_NAME AS table_name, cc.CONSTRAINT_NAME AS name, cc.CHECK_CLAUSE AS expression, "
+        "'Table' AS level FROM information_schema.TABLE_CONSTRAINTS tc "
+        "JOIN information_schema.CHECK_CONSTRAINTS cc ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA "
+        "AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME "
+        "WHERE tc.TABLE_SCHEMA = DATABASE() AND tc.CONSTRAINT_TYPE = 'CHECK'")
+    assert "SEQUENCE" in maria.catalog_objects().sql and "SEQUENCE" not in mysql8.catalog_objects().sql
+    assert maria.column_default_quoted and not mysql8.column_default_quoted
+    assert maria.json_is_checked_longtext and not mysql8.json_is_checked_longtext
+    assert maria.drop_scratch_database("dbguard_shadow_1").sql == "DROP DATABASE IF EXISTS `dbguard_shadow_1`"
+
+
+def _mysql_rows(default, extra, type_="varchar(10)"):
+    return {
+        "columns": [{"table_name": "t", "table_comment": "", "table_collation": "utf8mb4_general_ci",
+                     "column_name": "c", "position": 1, "type": type_, "is_nullable": "YES",
+                     "default_expr": default, "extra": extra, "collation": "utf8mb4_general_ci", "comment": "",
+                     "generated": None}],
+        "indexes": [], "foreign_keys": [], "checks": [], "objects": [],
+    }
+
+
+def test_mysql8_bare_literal_defaults_are_quoted_like_mariadb_shows_them():
+    mysql8, maria = MysqlDialect(mariadb=False), MysqlDialect(mariadb=True)
+    col = _build_mysql(mysql8, _mysql_rows("x", "")).tables[0].columns[0]
+    assert col.default == "'x'"
+    col = _build_mysql(maria, _mysql_rows("'x'", "")).tables[0].columns[0]
+    assert col.default == "'x'"
+    col = _build_mysql(mysql8, _mysql_rows("CURRENT_TIMESTAMP", "DEFAULT_GENERATED", "datetime")).tables[0].columns[0]
+    assert col.default == "CURRENT_TIMESTAMP"
+    col = _build_mysql(mysql8, _mysql_rows("(now() + interval 1 day)", "DEFAULT_GENERATED", "datetime"))
+    assert col.tables[0].columns[0].default == "(now() + interval 1 day)"
+    # MariaDB writes an explicit NULL default as the word NULL.
+    assert _build_mysql(maria, _mysql_rows("NULL", "")).tables[0].columns[0].default is None
+
+
+def test_mariadb_json_is_longtext_with_its_own_check():
+    rows = _mysql_rows(None, "", "longtext")
+    rows["checks"] = [{"table_name": "t", "name": "c", "expression": "json_valid(`c`)", "level": "Column"}]
+    table = _build_mysql(MysqlDialect(mariadb=True), rows).tables[0]
+    assert table.columns[0].type == "json" and table.checks == ()

@@ -1,0 +1,279 @@
+"""The neutral schema model and its diff, without a database."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from dbguard import output
+from dbguard.core.schema import (
+    Check,
+    Column,
+    Drift,
+    ForeignKey,
+    Index,
+    Schema,
+    Table,
+    Unique,
+    diff,
+    filter_drift,
+    from_json,
+    normalize_expression,
+    normalize_type,
+    same_expression,
+    schema_hash,
+    to_json,
+)
+from dbguard.errors import ExitCode
+from dbguard.results import DriftReport
+
+
+@pytest.mark.parametrize(("engine", "a", "b"), [
+    ("postgresql", "int4", "INTEGER"),
+    ("postgresql", "serial", "integer"),
+    ("postgresql", "VARCHAR(50)", "character varying(50)"),
+    ("postgresql", "NUMERIC(10, 2)", "numeric(10,2)"),
+    ("postgresql", "TIMESTAMP", "timestamp without time zone"),
+    ("postgresql", "TIMESTAMP(3) WITHOUT TIME ZONE", "timestamp(3) without time zone"),
+    ("postgresql", "timestamptz", "timestamp with time zone"),
+    ("postgresql", "FLOAT", "double precision"),
+    ("postgresql", "FLOAT(24)", "real"),
+    ("postgresql", "VARCHAR(20)[]", "character varying(20)[]"),
+    ("postgresql", "BOOL", "boolean"),
+    ("mariadb", "int(11)", "INTEGER"),
+    ("mariadb", "bigint(20) unsigned", "BIGINT UNSIGNED"),
+    ("mariadb", "BOOL", "tinyint(1)"),
+    ("mariadb", "NUMERIC", "decimal(10,0)"),
+    ("mariadb", "DECIMAL(10, 2)", "decimal(10,2)"),
+    ("mysql", "INTEGER", "int"),
+    ("sqlite", "VARCHAR(50)", "varchar(50)"),
+])
+def test_equal_types_normalise_alike(engine, a, b):
+    assert normalize_type(engine, a) == normalize_type(engine, b)
+
+
+@pytest.mark.parametrize(("engine", "a", "b"), [
+    ("postgresql", "VARCHAR(50)", "VARCHAR(60)"),
+    ("postgresql", "integer", "bigint"),
+    ("postgresql", "timestamp", "timestamptz"),
+    ("mariadb", "tinyint(1)", "tinyint(4)"),
+    ("mariadb", "enum('a','b')", "enum('a','B')"),
+])
+def test_different_types_stay_different(engine, a, b):
+    assert normalize_type(engine, a) != normalize_type(engine, b)
+
+
+@pytest.mark.parametrize(("engine", "a", "b"), [
+    ("postgresql", "now()", "CURRENT_TIMESTAMP"),
+    ("mariadb", "current_timestamp()", "now()"),
+    ("sqlite", "CURRENT_TIMESTAMP", "(CURRENT_TIMESTAMP)"),
+    ("postgresql", "true", "1"),
+    ("mariadb", "1", "true"),
+    ("postgresql", "'x'::character varying", "'x'"),
+    ("postgresql", "'{}'::jsonb", "'{}'"),
+    ("mariadb", "0.0000", "0"),
+    ("mariadb", "'0'", "0"),
+    ("postgresql", "1.50", "'1.5'"),
+    ("postgresql", "(price >= (0)::numeric)", "price >= 0"),
+    ("postgresql", "((status)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[]))",
+     "status IN ('a', 'b')"),
+    ("mariadb", "`status` in ('a','b')", "status IN ('a', 'b')"),
+    ("postgresql", "lower((title)::text)", "lower(title)"),
+    ("postgresql", "status::text = 'new'::text", "status = 'new'"),
+])
+def test_equal_expressions_compare_equal(engine, a, b):
+    assert same_expression(engine, a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("'x'", "'y'"), ("0", "1"), ("now()", "'now'"), ("price >= 0", "price > 0")])
+def test_different_expressions_stay_different(a, b):
+    assert not same_expression("postgresql", a, b)
+
+
+def test_easy_defaults_never_import_sqlglot():
+    code = ("import sys; from dbguard.core.schema import same_expression as s;"
+            "assert s('mariadb', 'current_timestamp()', 'now()') and s('postgresql', \"'x'\", \"'x'\");"
+            "assert s('mariadb', '0.0000', '0') and s('postgresql', 'true', '1');"
+            "print('sqlglot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def _users(**changes) -> Table:
+    base = {
+        "name": "users",
+        "columns": (Column("id", "integer", False, autoincrement=True),
+                    Column("email", "character varying(255)", False),
+                    Column("name", "character varying(100)"), Column("created_at", "timestamp", False, "now()")),
+        "primary_key": ("id",),
+        "uniques": (Unique("uq_users_email", ("email",)),),
+        "checks": (Check("ck_users_email", "length(email) > 3"),),
+        "indexes": (Index("ix_users_name", ("name",)),),
+    }
+    base.update(changes)
+    return Table(**base)
+
+
+def _orders(**changes) -> Table:
+    base = {
+        "name": "orders",
+        "columns": (Column("id", "integer", False, autoincrement=True), Column("user_id", "integer", False),
+                    Column("status", "order_status", False, "'new'::order_status")),
+        "primary_key": ("id",),
+        "foreign_keys": (ForeignKey("fk_orders_user", ("user_id",), "users", ("id",), on_delete="CASCADE"),),
+        "indexes": (Index("ix_orders_user_id", ("user_id",)), Index("ix_lower", ("lower(status)",), where="id > 0")),
+    }
+    base.update(changes)
+    return Table(**base)
+
+
+def _schema(users=None, orders=None, enums=(("order_status", ("new", "paid")),), **kw) -> Schema:
+    return Schema("postgresql", (users or _users(), orders or _orders()), enums=enums, **kw)
+
+
+def kinds(drifts):
+    return {(d.kind, d.object) for d in drifts}
+
+
+def test_a_schema_equals_itself_and_json_round_trips():
+    s = _schema(views=(("v", "select 1"),), sequences=("seq",))
+    assert diff(s, s) == []
+    again = from_json(to_json(s))
+    assert again == from_json(to_json(again))
+    assert diff(s, again) == []
+    assert schema_hash(s) == schema_hash(again)
+    assert to_json(s) == to_json(again)
+    assert json.loads(to_json(s))["tables"]["users"]["primary_key"] == ["id"]
+
+
+def test_snapshot_json_is_sorted_and_stable_whatever_the_input_order():
+    a = _schema()
+    b = Schema("postgresql", tuple(reversed(a.tables)), enums=a.enums)
+    assert to_json(a) == to_json(b)
+    assert list(json.loads(to_json(a))["tables"]) == ["orders", "users"]
+
+
+def test_every_injected_kind_is_named():
+    cols = _users().columns
+    actual = _schema(
+        users=_users(
+            columns=(cols[0], Column("email", "character varying(200)", False), Column("full_name", "character varying(100)"),
+                     Column("created_at", "timestamp", True, "'2020-01-01'"), Column("age", "integer")),
+            uniques=(), indexes=(Index("ix_users_name", ("name",), unique=True), Index("ix_extra", ("email",))),
+            checks=(),
+        ),
+        orders=_orders(foreign_keys=(), indexes=(Index("ix_lower", ("lower(status)",), where="id > 0"),),
+                       columns=_orders().columns[:2] + (Column("status", "text", False),)),
+        enums=(("order_status", ("new",)), ("extra_enum", ("x",))),
+    )
+    found = kinds(diff(_schema(), actual))
+    assert ("renamed_column", "users.name") in found
+    assert ("extra_column", "users.age") in found
+    assert ("changed_column_type", "users.email") in found
+    assert ("changed_column_nullable", "users.created_at") in found
+    assert ("changed_column_default", "users.created_at") in found
+    assert ("missing_unique", "users.uq_users_email") in found
+    assert ("missing_check", "users.ck_users_email") in found
+    assert ("changed_index_unique", "users.ix_users_name") in found
+    assert ("extra_index", "users.ix_extra") in found
+    assert ("missing_index", "orders.ix_orders_user_id") in found
+    assert ("missing_foreign_key", "orders.fk_orders_user") in found
+    assert ("changed_column_type", "orders.status") in found
+    assert ("missing_enum_value", "enum order_status") in found
+    assert ("extra_enum", "enum extra_enum") in found
+
+
+def test_missing_and_extra_tables_and_columns():
+    expected = _schema()
+    actual = Schema("postgresql", (_users(columns=_users().columns[:3]), Table("hotfix")), enums=expected.enums)
+    found = kinds(diff(expected, actual))
+    assert found == {("missing_table", "orders"), ("extra_table", "hotfix"), ("missing_column", "users.created_at")}
+
+
+def test_mysql_enum_values_are_named():
+    t = Table("t", (Column("s", "enum('a','b','c')", False),))
+    u = Table("t", (Column("s", "enum('a','b')", False),))
+    found = diff(Schema("mariadb", (t,)), Schema("mariadb", (u,)))
+    assert [(d.kind, d.expected) for d in found] == [("missing_enum_value", "c")]
+
+
+def test_unnamed_constraints_match_by_shape_and_models_ignore_views():
+    models = Schema("postgresql", (_users(uniques=(Unique(None, ("email",)),),
+                                          checks=(Check(None, "length(email) > 3"),)), _orders()),
+                    enums=_schema().enums, views=None, origin="models")
+    live = _schema(users=_users(uniques=(Unique("users_email_key", ("email",)),),
+                                checks=(Check("users_email_check", "(length((email)::text) > 3)"),)),
+                   views=(("v", "select 1"),))
+    assert diff(models, live) == []
+
+
+def test_ignore_patterns():
+    drifts = [Drift("extra_table", "part_2024", "part_2024", None, "table"),
+              Drift("extra_index", "users", "users.ix_tmp", None, "x"),
+              Drift("missing_column", "users", "users.x", "int", None),
+              Drift("extra_enum", None, "enum legacy", None, "a")]
+    assert filter_drift(drifts, ["part_*", "users.ix_*", "legacy"]) == [drifts[2]]
+
+
+def _report(drifts):
+    return DriftReport(against="models", engine="postgresql", revisions=("r1",), drifts=tuple(drifts),
+                       tables_compared=3, table_names=("orders", "users", "zeta"),
+                       exit_code=ExitCode.FINDINGS if drifts else ExitCode.OK, duration_ms=12)
+
+
+DRIFTS = [Drift("missing_column", "users", "users.age", "integer", None),
+          Drift("extra_index", "users", "users.ix_a,b", None, "(a, b)", "warning"),
+          Drift("changed_column_default", "orders", "orders.total", "0", "5: 100%\nx", "warning"),
+          Drift("missing_enum_value", None, "enum mood", "meh", None)]
+
+
+def test_junit_parses_and_counts_one_testcase_per_table():
+    root = ET.fromstring(output.render(_report(DRIFTS), "junit"))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["(schema)", "orders", "users", "zeta"]
+    assert suite.get("tests") == "4" and suite.get("failures") == "3" and root.get("failures") == "3"
+    failed = {c.get("name"): c.find("failure") for c in cases}
+    assert failed["zeta"] is None
+    assert failed["users"].get("message") == "2 differences"
+    assert "users.age" in failed["users"].text
+    clean = ET.fromstring(output.render(_report([]), "junit"))
+    assert clean.find("testsuite").get("failures") == "0" and len(clean.find("testsuite")) == 3
+
+
+GITHUB = re.compile(r"^::(error|warning|notice)( title=[^:,\r\n]*)?::[^\r\n]*$")
+
+
+def test_github_annotations_follow_the_workflow_command_syntax():
+    lines = output.render(_report(DRIFTS), "github").splitlines()
+    assert len(lines) == 4
+    assert all(GITHUB.match(line) for line in lines), lines
+    assert lines[0].startswith("::error title=schema drift%3A missing column::missing column users.age")
+    assert lines[1].startswith("::warning ")
+    assert "100%25%0Ax" in lines[2]  # % and newlines escaped in the message
+    assert all(GITHUB.match(line) for line in output.render(_report([]), "github").splitlines())
+
+
+def test_json_round_trips():
+    doc = json.loads(output.render(_report(DRIFTS), "json"))
+    assert doc["exit_code"] == 1 and len(doc["drifts"]) == 4
+    assert [Drift(**d) for d in doc["drifts"]] == DRIFTS
+
+
+def test_text_groups_by_table():
+    text = output.render(_report(DRIFTS), "text")
+    assert text.splitlines()[0].startswith("dbguard: drift found: 4 differences")
+    assert "\norders:\n  warning changed column default orders.total" in text
+    assert output.render(_report([]), "text").startswith("dbguard: no drift: 3 tables compared with models")
+
+
+def test_normalize_expression_is_cached():
+    normalize_expression.cache_clear()
+    normalize_expression("postgresql", "lower((x)::text)")
+    normalize_expression("postgresql", "lower((x)::text)")
+    assert normalize_expression.cache_info().hits == 1
