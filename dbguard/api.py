@@ -93,6 +93,7 @@ def rollback(
     *,
     kill_blockers: bool = True,
     confirm: Callable[[RiskPrompt], bool] | None = None,
+    install_plugin: bool = False,
 ) -> RunResult:
     """The emergency lane: back to the last known-good revision, open while the breaker is open.
 
@@ -103,7 +104,8 @@ def rollback(
     from dbguard import rollback as lane
     from dbguard.target import load_target
 
-    return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm)
+    return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
+                         install_plugin=install_plugin)
 
 
 def resolve(

@@ -283,9 +283,12 @@ def _yes_with(assume_yes: bool) -> Any:
               help="Keep clearing blockers and retrying for this long (default 60).")
 @click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
 @click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
+@click.option("--install-plugin", is_flag=True,
+              help="MariaDB: install the metadata_lock_info plugin so blockers are found exactly.")
 @click.pass_obj
 def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_blockers: bool,
-             budget_s: float | None, wait_lock: float | None, lock_timeout_ms: int | None) -> None:
+             budget_s: float | None, wait_lock: float | None, lock_timeout_ms: int | None,
+             install_plugin: bool) -> None:
     """The emergency lane: back to the last known-good revision, clearing blockers on the way.
 
     Open while the breaker is open. Asks for a plain yes at a terminal; --yes answers for scripts.
@@ -293,7 +296,8 @@ def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_bloc
     from dbguard import api
 
     settings = state.settings(rollback_budget_s=budget_s, wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms)
-    _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes)))
+    _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes),
+                              install_plugin=install_plugin))
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

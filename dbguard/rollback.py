@@ -44,6 +44,8 @@ class _Clearing:
     """What the blocker clearer did during one rollback (filled from the monitor thread)."""
 
     kill: bool
+    # MariaDB: install the metadata_lock_info plugin so blockers can be found exactly (asked for, never silent).
+    install_plugin: bool = False
     outcomes: list[KillOutcome] = dataclasses.field(default_factory=list)
     reported: dict[str, Any] = dataclasses.field(default_factory=dict)
     first_wait: float | None = None
@@ -85,6 +87,7 @@ def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, cleari
                 roots += dblocks.root_blockers_of_table(conn, dialect, schema or database, table,
                                                         waiting_session_id=waiting_id,
                                                         own_session_ids={*own, waiting_id},
+                                                        install_plugin=clearing.install_plugin,
                                                         secrets=target.secrets)
         roots = [r for r in roots if r.session_id not in own and r.session_id != waiting_id]
         if not roots:
@@ -183,7 +186,7 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
 
 
 def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = True,
-             confirm: ConfirmYes | None = None) -> RunResult:
+             confirm: ConfirmYes | None = None, install_plugin: bool = False) -> RunResult:
     started = time.monotonic()
     phases: list[tuple[str, int]] = []
     script = target.script()
@@ -197,7 +200,8 @@ def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = Tru
             return dataclasses.replace(result, message=f"busy: {why}", ended_sessions=tuple(takeover))
         try:
             phases.append(("run lock", _ms(started)))
-            return _locked_rollback(runner, to, kill_blockers, confirm, phases, started, takeover)
+            return _locked_rollback(runner, to, _Clearing(kill=kill_blockers, install_plugin=install_plugin),
+                                    confirm, phases, started, takeover)
         finally:
             lock.release()
 
@@ -206,7 +210,7 @@ def _ms(since: float) -> int:
     return int((time.monotonic() - since) * 1000)
 
 
-def _locked_rollback(runner: Any, to: str | None, kill_blockers: bool, confirm: ConfirmYes | None,
+def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: ConfirmYes | None,
                      phases: list[tuple[str, int]], started: float, takeover: list[KillOutcome]) -> RunResult:
     target, session, ledger, script = runner.target, runner.session, runner.ledger, runner.script
     runner.ensure_ledger()
@@ -246,7 +250,7 @@ def _locked_rollback(runner: Any, to: str | None, kill_blockers: bool, confirm: 
     if partial:
         lines.append(f"undo what is live of the half-applied revision {partial}, each operation checked first")
     lines += [f"downgrade {p.revision}" for p in planned] or (["no downgrade step"] if not partial else [])
-    lines.append("sessions blocking the rollback will be ended under the kill policy (audited)" if kill_blockers
+    lines.append("sessions blocking the rollback will be ended under the kill policy (audited)" if clearing.kill
                  else "sessions blocking the rollback will be reported, not ended (--no-kill-blockers)")
     row = runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base")
     prompt = RiskPrompt(title=f"roll back {session.database} to {' '.join(target_revs) or 'base'}",
@@ -259,7 +263,6 @@ def _locked_rollback(runner: Any, to: str | None, kill_blockers: bool, confirm: 
     phases.append(("pre-flight", _ms(started)))
 
     run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
-    clearing = _Clearing(kill=kill_blockers)
     own = {session.session_id} if session.session_id else set()
     clearer = None
     if getattr(session.dialect, "lock_graph", None) is not None:
