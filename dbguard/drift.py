@@ -242,3 +242,46 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
     drift_text = json.dumps([dataclasses.asdict(d) for d in drifts]) if drifts else None
     store.store(heads_now, live_hash, _pack(model.to_json(live, indent=None)), run_id, drift_text)
     return tuple(warnings)
+
+
+# The two calls guard.py makes -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardCheck:
+    """The pre-flight's verdict for a guarded run: warnings to show, or a reason to refuse."""
+
+    warnings: tuple[str, ...] = ()
+    refuse_reason: str | None = None
+    preflight: Preflight | None = None
+
+
+def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], last_run: Any,
+                    intent: str) -> GuardCheck:
+    """Apply the ``on_drift`` policy to what the pre-flight finds. The rollback lane never refuses
+    on drift: it is the way out, so drift there is a warning."""
+    settings = target.settings
+    if settings.on_drift == "ignore":
+        return GuardCheck()
+    check = preflight(session, target, script, heads, last_run, tuple(settings.drift_ignore))
+    if not check.problems:
+        return GuardCheck(preflight=check)
+    if settings.on_drift == "refuse" and intent != "rollback":
+        return GuardCheck(refuse_reason="; ".join(check.problems), preflight=check)
+    return GuardCheck(warnings=check.problems, preflight=check)
+
+
+def guard_after_run(session: Any, target: Any, script: Any, check: GuardCheck | None, heads_now: tuple[str, ...],
+                    run_id: int | None, steps_ran: bool) -> tuple[str, ...]:
+    """The pre-flight's warnings plus the post-flight's; never raises: the run already succeeded."""
+    warnings = list(check.warnings) if check else []
+    if target.settings.on_drift == "ignore":
+        return tuple(warnings)
+    try:
+        warnings += after_run(session, target, script, check.preflight if check else None, heads_now, run_id,
+                              steps_ran, tuple(target.settings.drift_ignore))
+    except Exception as exc:  # noqa: BLE001 - recording the schema must never fail a successful run
+        from dbguard.db.connect import first_line
+
+        warnings.append(f"could not record the schema after the run: {first_line(exc)}")
+    return tuple(warnings)

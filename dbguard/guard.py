@@ -73,6 +73,8 @@ class _Runner:
     ledger: Ledger
     lock: SqlRunLock | FileRunLock
     script: Any
+    # The drift pre-flight's verdict (dbguard.drift.GuardCheck), for the post-flight.
+    drift_check: Any = None
 
     @property
     def settings(self) -> Any:
@@ -324,6 +326,20 @@ def _locked_run(
         return _execute(runner, intent, _absolute_destination(destination, final_heads), heads, row, run_id)
 
 
+    # Drift, changed revision files, alembic_version moved behind dbguard's back: warn or refuse.
+    from dbguard import drift
+
+    runner.drift_check = drift.guard_preflight(runner.session, runner.target, runner.script, heads, last,
+                                               intent.value)
+    if runner.drift_check.refuse_reason:
+        reason = f"on_drift = refuse: {runner.drift_check.refuse_reason}"
+        run_id = runner.record_refusal(row, reason)
+        return RunResult(
+            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
+            advice="see `dbguard drift`; fix the database, or set on_drift = \"warn\" to proceed anyway",
+        )
+
 @contextlib.contextmanager
 def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
     """A run that dbguard itself failed to finish recording is closed as failed, not left running:
@@ -524,6 +540,10 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     if nothing_ran and not isinstance(error, KeyboardInterrupt):
         # Nothing touched the schema (env.py failed, or connected elsewhere): a configuration problem.
         ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(),
+        from dbguard import drift
+
+        common["warnings"] = drift.guard_after_run(runner.session, runner.target, script, runner.drift_check,
+                                                   heads_now, run_id, bool(steps))
                           error_class=error_class, error=error_text)
         exit_code = error.exit_code if isinstance(error, DbguardError) else ExitCode.USAGE
         return RunResult(status=RunStatus.REFUSED.value, exit_code=exit_code,

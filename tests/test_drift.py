@@ -1,0 +1,357 @@
+"""Schema drift on real engines: no false positives, every injected drift named, scratch databases
+always dropped, the CI formats, and the pre-flight of guarded runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from dbguard import api
+from dbguard.expected import SCRATCH_PREFIX
+from dbguard.settings import load_settings
+from tests.dbs import backend_of
+from tests.projects import make_project, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_INI = ROOT / "migrations_example" / "alembic.ini"
+SCHEMA_INI = Path(__file__).resolve().parent / "drift_schema" / "alembic.ini"
+DBGUARD = [sys.executable, "-m", "dbguard.cli"]
+
+
+def settings(ini: Path, url: str, tmp_path: Path, **more):
+    return load_settings({"config_path": str(ini), "url": url, **more}, environ={}, cwd=tmp_path)
+
+
+def execute(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def scratch_databases(url: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"
+    try:
+        with engine.connect() as conn:
+            if backend_of(url) == "postgresql":
+                sql = "SELECT datname FROM pg_database WHERE datname LIKE :p"
+            else:
+                sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"
+            return set(conn.execute(sa.text(sql), {"p": pattern}).scalars())
+    finally:
+        engine.dispose()
+
+
+def upgrade(ini: Path, url: str, tmp_path: Path, revision: str = "head", **more):
+    result = api.upgrade(settings(ini, url, tmp_path, **more), revision)
+    assert result.exit_code == 0, result
+    return result
+
+
+def kinds(report) -> set[tuple[str, str]]:
+    # SQLite's catalog keeps no foreign key names: a snapshot of it names the key by its columns.
+    return {(d.kind, "audit_log.fk_audit_log_order_id_orders" if d.object == "audit_log.fk(order_id)" else d.object)
+            for d in report.drifts}
+
+
+# Zero false positives --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ini", [EXAMPLE_INI, SCHEMA_INI], ids=["migrations_example", "every_type"])
+def test_no_false_positives_against_models_migrations_and_snapshot(db_url, ini, tmp_path):
+    upgrade(ini, db_url, tmp_path)
+    s = settings(ini, db_url, tmp_path)
+    for against in ("models", "migrations"):
+        report = api.drift(s, against=against)
+        assert report.drifts == (), (against, [d.describe() for d in report.drifts])
+        assert report.exit_code == 0
+    snap = tmp_path / "schema.json"
+    written = api.snapshot(s, output=str(snap))
+    assert written.tables == report.tables_compared
+    report = api.drift(s, against=str(snap))
+    assert report.drifts == () and report.exit_code == 0
+    # The snapshot is what teams commit: the same schema gives the same bytes, and it has substance.
+    again = tmp_path / "again.json"
+    api.snapshot(s, output=str(again), live=True)
+    doc = json.loads(snap.read_text())
+    assert snap.read_text() == again.read_text()
+    if ini == SCHEMA_INI:
+        things = doc["tables"]["things"]
+        assert {c["name"] for c in things["checks"]} >= {"ck_things_price_positive", "ck_things_status_known"}
+        assert any(i.get("where") for i in things["indexes"]) != (backend_of(db_url) == "mysql")
+        assert any(c.get("default") for c in things["columns"])
+        assert any(f.get("on_delete") == "CASCADE" for f in things["foreign_keys"])
+        assert doc["views"] == {} or "open_things" in doc["views"]
+
+
+# Injected drift --------------------------------------------------------------------------------
+
+PG_DDL = [
+    "ALTER TABLE users ADD COLUMN nickname varchar(20)",
+    "ALTER TABLE users DROP COLUMN last_login_at",
+    "ALTER TABLE orders RENAME COLUMN note TO remark",
+    "ALTER TABLE audit_log ALTER COLUMN action TYPE text",
+    "ALTER TABLE users ALTER COLUMN name TYPE varchar(150)",
+    "ALTER TABLE audit_log ALTER COLUMN at SET NOT NULL",
+    "ALTER TABLE orders ALTER COLUMN total SET DEFAULT 5",
+    "DROP INDEX ix_orders_user_id",
+    "CREATE INDEX ix_extra ON users (name)",
+    "DROP INDEX ix_orders_status_created",
+    "CREATE UNIQUE INDEX ix_orders_status_created ON orders (status, created_at)",
+    "ALTER TABLE audit_log DROP CONSTRAINT fk_audit_log_order_id_orders",
+    "CREATE TABLE hotfix (id int)",
+    "ALTER TYPE order_status RENAME VALUE 'shipped' TO 'sent'",
+]
+MARIA_DDL = [
+    "ALTER TABLE users ADD COLUMN nickname varchar(20)",
+    "ALTER TABLE users DROP COLUMN last_login_at",
+    "ALTER TABLE orders RENAME COLUMN note TO remark",
+    "ALTER TABLE audit_log MODIFY action TEXT NOT NULL",
+    "ALTER TABLE users MODIFY name varchar(150)",
+    "ALTER TABLE audit_log MODIFY at DATETIME NOT NULL DEFAULT current_timestamp()",
+    "ALTER TABLE orders ALTER COLUMN total SET DEFAULT 5",
+    "DROP INDEX ix_orders_status_created ON orders",
+    "CREATE INDEX ix_extra ON users (name)",
+    "ALTER TABLE users DROP INDEX uq_users_email, ADD INDEX uq_users_email (email)",
+    "ALTER TABLE audit_log DROP FOREIGN KEY fk_audit_log_order_id_orders",
+    "CREATE TABLE hotfix (id int)",
+    "ALTER TABLE orders MODIFY status ENUM('pending','paid') NOT NULL DEFAULT 'pending'",
+]
+SQLITE_DDL = [
+    "ALTER TABLE users ADD COLUMN nickname varchar(20)",
+    "ALTER TABLE users DROP COLUMN last_login_at",
+    "ALTER TABLE orders RENAME COLUMN note TO remark",
+    "DROP INDEX ix_orders_user_id",
+    "CREATE INDEX ix_extra ON users (name)",
+    "DROP INDEX ix_orders_status_created",
+    "CREATE UNIQUE INDEX ix_orders_status_created ON orders (status, created_at)",
+    "CREATE TABLE hotfix (id int)",
+    # SQLite changes a column's type or nullability, or drops a foreign key, by rebuilding the table.
+    ("CREATE TABLE audit_log_new (id INTEGER NOT NULL, order_id INTEGER, action TEXT NOT NULL, "
+    "at DATETIME DEFAULT (CURRENT_TIMESTAMP) NOT NULL, CONSTRAINT pk_audit_log PRIMARY KEY (id))"),
+    "INSERT INTO audit_log_new SELECT id, order_id, action, at FROM audit_log",
+    "DROP TABLE audit_log",
+    "ALTER TABLE audit_log_new RENAME TO audit_log",
+    "CREATE INDEX ix_audit_log_order_id ON audit_log (order_id)",
+]
+
+COMMON = {
+    ("extra_column", "users.nickname"), ("missing_column", "users.last_login_at"),
+    ("renamed_column", "orders.note"), ("extra_index", "users.ix_extra"), ("extra_table", "hotfix"),
+    ("changed_column_type", "audit_log.action"), ("changed_column_nullable", "audit_log.at"),
+    ("missing_foreign_key", "audit_log.fk_audit_log_order_id_orders"),
+}
+EXPECTED = {
+    "postgresql": COMMON | {
+        ("changed_column_type", "users.name"), ("changed_column_default", "orders.total"),
+        ("missing_index", "orders.ix_orders_user_id"), ("changed_index_unique", "orders.ix_orders_status_created"),
+        ("missing_enum_value", "enum order_status"), ("extra_enum_value", "enum order_status")},
+    "mysql": COMMON | {
+        ("changed_column_type", "users.name"), ("changed_column_default", "orders.total"),
+        ("missing_index", "orders.ix_orders_status_created"), ("changed_index_unique", "users.uq_users_email"),
+        ("missing_enum_value", "orders.status")},
+    "sqlite": COMMON | {
+        ("missing_index", "orders.ix_orders_user_id"), ("changed_index_unique", "orders.ix_orders_status_created")},
+}
+
+
+def test_every_injected_drift_is_found_and_named(db_url, tmp_path):
+    engine = backend_of(db_url)
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
+    snap = tmp_path / "schema.json"
+    api.snapshot(settings(EXAMPLE_INI, db_url, tmp_path), output=str(snap), live=True)
+    execute(db_url, *{"postgresql": PG_DDL, "mysql": MARIA_DDL, "sqlite": SQLITE_DDL}[engine])
+    s = settings(EXAMPLE_INI, db_url, tmp_path)
+    for against in ("models", str(snap)):
+        report = api.drift(s, against=against)
+        missing = EXPECTED[engine] - kinds(report)
+        assert not missing, (against, missing, [d.describe() for d in report.drifts])
+        assert report.exit_code == 1
+    # --ignore and the settings' drift_ignore take objects out.
+    report = api.drift(settings(EXAMPLE_INI, db_url, tmp_path, drift_ignore=("hotfix",)), against=str(snap),
+                       ignore=("users.*", "enum *", "orders.status"))
+    assert not {k for k in kinds(report) if k[1].startswith(("users.", "enum ")) or k[1] in ("hotfix",)}
+    assert report.ignored > 0
+
+
+@pytest.mark.parametrize("url", ["mysql_url"])
+def test_a_half_applied_mariadb_revision_is_drift(request, url, tmp_path):
+    url = request.getfixturevalue(url)
+    ini = make_project(tmp_path, url, [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
+        ("r2", ("op.create_table('t2a', sa.Column('id', sa.Integer, primary_key=True))\n"
+               "op.add_column('t1', sa.Column('age', sa.Integer))\n"
+               "op.execute('SELECT * FROM no_such_table')")),
+    ])
+    result = api.upgrade(settings(ini, url, tmp_path), "head")
+    assert result.exit_code == 5
+    report = api.drift(settings(ini, url, tmp_path), against="migrations")
+    assert report.revisions == ("r1",)
+    assert {("extra_table", "t2a"), ("extra_column", "t1.age")} <= kinds(report)
+    assert report.exit_code == 1
+
+
+# Scratch databases -----------------------------------------------------------------------------
+
+
+def test_the_scratch_database_is_dropped_after_a_failed_replay(db_url, tmp_path):
+    ini = make_project(tmp_path, db_url, [("r1", "op.execute('SELECT * FROM no_such_table')")])
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    command.stamp(config, "r1")
+    before = set() if backend_of(db_url) == "sqlite" else scratch_databases(db_url)
+    lines: list[str] = []
+    with pytest.raises(Exception, match="replaying the migrations failed"):
+        api.drift(settings(ini, db_url, tmp_path), against="migrations", progress=lines.append)
+    if backend_of(db_url) == "sqlite":
+        path = Path(lines[0].rsplit(" ", 1)[-1])
+        assert not path.exists() and not path.parent.exists()
+    else:
+        assert scratch_databases(db_url) <= before
+
+
+def _sleepy_project(tmp_path: Path, url: str, marker: Path) -> Path:
+    return make_project(tmp_path, url, [(
+        "r1",
+        ("op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))\n"
+        f"open({str(marker)!r}, 'w').close()\n"
+        "import time\n"
+        "time.sleep(60)"),
+    )])
+
+
+@pytest.mark.slow
+def test_the_scratch_database_is_dropped_after_sigint(db_url, tmp_path):
+    marker = tmp_path / "replaying"
+    ini = _sleepy_project(tmp_path, db_url, marker)
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    command.stamp(config, "r1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    proc = subprocess.Popen([*DBGUARD, "-c", str(ini), "--url", db_url, "drift", "--against", "migrations"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(marker.exists, timeout=30, message="the replay never started")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    name = next(line for line in err.splitlines() if "scratch database" in line).rsplit(" ", 1)[-1]
+    if backend_of(db_url) == "sqlite":
+        assert not Path(name).exists() and not Path(name).parent.exists()
+    else:
+        assert name.startswith(SCRATCH_PREFIX) and name not in scratch_databases(db_url)
+
+
+# The CLI and its formats -----------------------------------------------------------------------
+
+
+def test_cli_exit_codes_and_ci_formats(pg_url, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    base = [*DBGUARD, "-c", str(EXAMPLE_INI), "--url", pg_url]
+
+    def cli(*args):
+        return subprocess.run([*base, *args], check=False, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    assert cli("drift").returncode == 0
+    execute(pg_url, "ALTER TABLE users ADD COLUMN nickname varchar(20)", "DROP INDEX ix_orders_user_id")
+    out = cli("--format", "junit", "drift")
+    assert out.returncode == 1
+    suite = ET.fromstring(out.stdout).find("testsuite")
+    assert suite.get("tests") == "3" and suite.get("failures") == "2"
+    out = cli("--format", "github", "drift")
+    assert out.returncode == 1 and out.stdout.startswith(("::error ", "::warning "))
+    out = cli("--format", "json", "drift")
+    assert {d["kind"] for d in json.loads(out.stdout)["drifts"]} == {"extra_column", "missing_index"}
+    out = cli("--format", "junit", "status")
+    assert out.returncode == 2 and "--format junit is for drift only" in out.stderr
+    assert cli("drift", "--against", str(tmp_path / "missing.json")).returncode == 2
+
+
+# Pre-flight ------------------------------------------------------------------------------------
+
+
+def _example_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "example"
+    shutil.copytree(ROOT / "migrations_example", target, ignore=shutil.ignore_patterns("*.db", "__pycache__"))
+    return target / "alembic.ini"
+
+
+def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
+    assert upgrade(EXAMPLE_INI, db_url, tmp_path).warnings == ()
+    execute(db_url, "CREATE INDEX ix_hotfix ON users (name)")
+    warned = upgrade(EXAMPLE_INI, db_url, tmp_path)
+    assert len(warned.warnings) == 1 and "extra index users.ix_hotfix" in warned.warnings[0]
+    refused = api.upgrade(settings(EXAMPLE_INI, db_url, tmp_path, on_drift="refuse"), "head")
+    assert refused.exit_code == 3 and "extra index users.ix_hotfix" in refused.message
+    assert upgrade(EXAMPLE_INI, db_url, tmp_path, on_drift="ignore").warnings == ()
+    assert upgrade(EXAMPLE_INI, db_url, tmp_path,
+                   drift_ignore=("users.ix_hotfix",), on_drift="refuse").warnings == ()
+
+
+def test_preflight_sees_a_changed_revision_file_and_a_stamp_behind_its_back(pg_url, tmp_path):
+    ini = _example_copy(tmp_path)
+    upgrade(ini, pg_url, tmp_path)
+    path = ini.parent / "versions" / "0002_orders.py"
+    path.write_text(path.read_text() + "\n# edited after it ran\n")
+    warned = upgrade(ini, pg_url, tmp_path)
+    assert any("revision 0002_orders changed since it was applied" in w for w in warned.warnings)
+    refused = api.upgrade(settings(ini, pg_url, tmp_path, on_drift="refuse"), "head")
+    assert refused.exit_code == 3 and "0002_orders changed" in refused.message
+
+    ini = _example_copy(tmp_path / "second")
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", pg_url.replace("%", "%%"))
+    command.stamp(config, "0003_last_login_status_index", purge=True)
+    refused = api.upgrade(settings(ini, pg_url, tmp_path, on_drift="refuse"), "head")
+    assert refused.exit_code == 3 and "alembic_version was moved outside dbguard" in refused.message
+
+
+def test_post_flight_records_the_schema_and_compares_with_the_models(pg_url, tmp_path):
+    ini = _example_copy(tmp_path)
+    upgrade(ini, pg_url, tmp_path, "0003_last_login_status_index")
+    models = ini.parent / "models.py"
+    models.write_text(models.read_text().replace('sa.Column("action", sa.String(50)',
+                                                 'sa.Column("action", sa.String(80)'))
+    done = upgrade(ini, pg_url, tmp_path)
+    assert any("differs from the models" in w and "audit_log.action" in w for w in done.warnings)
+    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT revisions, drift_json FROM dbguard_schemas ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [r[0] for r in rows] == ["0003_last_login_status_index", "0004_audit_log_order_note"]
+    assert rows[0][1] is None and "changed_column_type" in rows[1][1]
+
+
+def test_preflight_does_not_import_sqlglot_when_nothing_differs(pg_url, tmp_path):
+    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+    code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
+            f"r = api.upgrade(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {pg_url!r}}}, environ={{}}));"
+            "assert r.exit_code == 0 and not r.warnings, r; print('sqlglot' in sys.modules)")
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+    assert time.monotonic() - started < 20
