@@ -1,0 +1,186 @@
+"""dbguard works on the env.py users already have, unchanged: the stock ``alembic init`` templates
+(generic on every engine, async on PostgreSQL and SQLite), and Alembic's cookbook env.py that
+migrates on ``config.attributes["connection"]``; and it refuses, before any DDL, an env.py that
+connects somewhere else than the database it locked and records in.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import alembic
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.dbs import backend_of, create_database, drop_database, url_string
+from tests.guardrun import (
+    catalog,
+    column_names,
+    describe,
+    json_out,
+    ledger,
+    run_dbguard,
+    table_names,
+    versions,
+)
+from tests.projects import make_project
+
+pytestmark = pytest.mark.integration
+
+TEMPLATES = Path(alembic.__file__).parent / "templates"
+LEDGER_TABLES = {"dbguard_runs", "dbguard_steps"}
+
+REVISIONS = [
+    ("e1_accounts", """
+    op.create_table("accounts", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("name", sa.String(50), nullable=False))
+    """),
+    ("e2_email", """
+    op.add_column("accounts", sa.Column("email", sa.String(100)))
+    op.create_index("ix_accounts_email", "accounts", ["email"])
+    """),
+]
+HEAD = "e2_email"
+
+# Alembic's cookbook pattern ("Sharing a Connection across one or more programmatic migration
+# commands"), strict: it has no engine of its own and refuses to run without a connection.
+COOKBOOK_ENV = '''\
+from alembic import context
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection", None)
+    if connection is None:
+        raise RuntimeError("this env.py migrates only on config.attributes['connection']")
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise RuntimeError("this env.py has no offline mode")
+run_migrations_online()
+'''
+
+FAILS_ON_REQUEST = ("e3_fails", '''
+from alembic import context
+
+
+def upgrade() -> None:
+    op.create_table("audit", sa.Column("id", sa.Integer, primary_key=True))
+    if context.get_x_argument(as_dictionary=True).get("fail"):
+        op.execute("SELECT * FROM dbguard_test_no_such_table")
+''')
+
+
+def env_py(ini: Path) -> Path:
+    return ini.parent / "migrations" / "env.py"
+
+
+def assert_migrated(url: str) -> None:
+    assert versions(url) == [HEAD]
+    assert {"accounts", "alembic_version"} | LEDGER_TABLES <= table_names(url)
+    assert {"id", "name", "email"} == column_names(url, "accounts")
+    runs, steps = ledger(url)
+    assert runs[-1]["status"] == "succeeded"
+    assert [(s["revision"], s["status"]) for s in steps] == [("e1_accounts", "succeeded"), (HEAD, "succeeded")]
+
+
+def test_generic_template_unchanged(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, REVISIONS, template="generic")
+    assert env_py(ini).read_text() == (TEMPLATES / "generic" / "env.py").read_text(), "stock env.py"
+    result = run_dbguard(ini, db_url, "upgrade", "head")
+    assert result.returncode == 0, describe(result)
+    assert_migrated(db_url)
+    again = run_dbguard(ini, db_url, "upgrade", "head")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, describe(again)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def async_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database reached through an async driver: asyncpg, aiosqlite."""
+    if request.param == "postgresql":
+        url = make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
+    else:
+        url = make_url(request.getfixturevalue("sqlite_url")).set(drivername="sqlite+aiosqlite")
+    return url_string(url)
+
+
+def test_async_template_unchanged(async_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, async_url, REVISIONS, template="async")
+    assert env_py(ini).read_text() == (TEMPLATES / "async" / "env.py").read_text(), "stock async env.py"
+    result = run_dbguard(ini, async_url, "upgrade", "head")
+    assert result.returncode == 0, describe(result)
+    assert_migrated(async_url)
+    status = run_dbguard(ini, async_url, "--format", "json", "status")
+    assert status.returncode == 0, describe(status)
+    assert json_out(status)["state"] == "HEALTHY"
+
+
+def test_cookbook_env_requiring_a_connection(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [*REVISIONS, FAILS_ON_REQUEST])
+    env_py(ini).write_text(COOKBOOK_ENV)
+    # Plain Alembic gives it no connection: it really requires one.
+    plain = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", HEAD],
+                           check=False, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    assert plain.returncode != 0 and "config.attributes['connection']" in plain.stderr
+
+    result = run_dbguard(ini, db_url, "upgrade", HEAD)
+    assert result.returncode == 0, describe(result)
+    assert_migrated(db_url)
+
+    # A failure on the given connection is recorded like any other.
+    failed = run_dbguard(ini, db_url, "-x", "fail=1", "upgrade", "head")
+    assert failed.returncode == 5, describe(failed)
+    runs, steps = ledger(db_url)
+    assert runs[-1]["status"] == "failed" and runs[-1]["failed_step"] == "e3_fails"
+    expected = "failed" if backend_of(db_url) == "postgresql" else "partial"
+    assert steps[-1]["revision"] == "e3_fails" and steps[-1]["status"] == expected
+    assert versions(db_url) == [HEAD]
+
+
+@pytest.fixture
+def other_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another fresh, empty database of the same kind as ``db_url``."""
+    kind = backend_of(db_url)
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    server = request.getfixturevalue("pg_server_url" if kind == "postgresql" else "mysql_server_url")
+    url = create_database(server, kind)
+    try:
+        yield url
+    finally:
+        drop_database(url, server)
+
+
+def test_env_py_connecting_elsewhere_is_refused_before_any_ddl(db_url: str, other_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, REVISIONS)
+    stock = env_py(ini).read_text()
+    needle = "config.get_section(config.config_ini_section, {})"
+    assert stock.count(needle) == 1
+    # env.py ignores sqlalchemy.url and --url and hard-codes another database.
+    env_py(ini).write_text(stock.replace(needle, f"{{'sqlalchemy.url': {other_url!r}}}"))
+
+    result = run_dbguard(ini, db_url, "upgrade", "head")
+    assert result.returncode == 2, describe(result)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert "env.py connected to another server or database" in output
+    assert "before any DDL" in output
+
+    # Nothing was created in either database; only dbguard's ledger exists in the target.
+    assert table_names(other_url) == set()
+    assert table_names(db_url) == LEDGER_TABLES
+    runs, steps = ledger(db_url)
+    assert [r["status"] for r in runs] == ["refused"] and steps == []
+    # A configuration error is no failed migration: the breaker stays closed.
+    status = run_dbguard(ini, db_url, "--format", "json", "status")
+    assert status.returncode == 0 and json_out(status)["state"] == "HEALTHY", describe(status)
+    assert catalog(db_url)["alembic_version"] == []
