@@ -6,7 +6,10 @@ import re
 from collections.abc import Iterable
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)")
-_KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:password|passwd|pwd)\s*[=:]\s*)(?P<secret>'[^']*'|\"[^\"]*\"|\S+)")
+# MySQL's "Access denied ... (using password: YES)" names no password: keep that clue readable.
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)(?P<head>\b(?:password|passwd|pwd)\s*[=:]\s*)(?!(?-i:YES|NO)\))(?P<secret>'[^']*'|\"[^\"]*\"|\S+)"
+)
 
 
 def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:
