@@ -1,0 +1,671 @@
+"""Lock inspection and ending sessions, on dbguard's own connection.
+
+- :func:`inspect_locks`: the wait-for tree of one database, root blockers first (``dbguard locks``).
+- :func:`root_blockers_of_session` (PostgreSQL) and :func:`root_blockers_of_table` (MySQL/MariaDB,
+  where a waiting DDL's own request is invisible, so its table must be known): for the rollback lane,
+  to call from a second connection *while* its DDL waits (after a lock timeout the edges are gone).
+- :func:`tables_in_statement`: the tables a statement touches, parsed with sqlglot (imported lazily).
+- :func:`end_sessions`: end sessions under the kill policy (:mod:`dbguard.core.victims`), with audit.
+
+Engine SQL comes from the dialect; this module asks ``dialect.lock_graph`` which graph it can build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from dbguard.core import victims as policy_mod
+from dbguard.core import waitfor
+from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict
+from dbguard.db.sql import run
+from dbguard.dialects import Dialect
+from dbguard.errors import ConfigError, PrivilegeError
+from dbguard.masking import mask
+from dbguard.results import KillOutcome, LockRef, LockSession, LockTree
+
+QUERY_CHARS = 200
+_POLL_S = 0.01
+# How long to watch a terminated session disappear before reporting it as signalled only.
+TERMINATE_WAIT_S = 2.0
+
+Audit = Callable[[LockSession, str, str], "int | None"]
+
+
+# --- privileges ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LockRights:
+    superuser: bool
+    can_read_all: bool
+    can_signal_others: bool
+    read_grant: str
+    signal_grant: str
+
+
+def lock_rights(conn: Connection, dialect: Any, user: str | None) -> LockRights:
+    """What dbguard's role may see and end; each missing right comes with the grant that gives it."""
+    user = user or "CURRENT_USER"
+    read_grant, signal_grant = dialect.read_grant_hint(user), dialect.signal_grant_hint(user)
+    if dialect.lock_graph == "blocking_pids":
+        superuser, read_all, signal = run(conn, dialect.lock_privileges()).one()
+        return LockRights(bool(superuser), bool(superuser or read_all), bool(superuser or signal),
+                          read_grant, signal_grant)
+    privileges = {str(p).upper() for p in run(conn, dialect.lock_privileges()).scalars()}
+    try:
+        run(conn, dialect.read_privilege_probe()).scalar()
+        can_read = True
+    except DBAPIError as exc:
+        if not dialect.is_privilege_error(exc):
+            raise
+        can_read = False
+    signal = bool(privileges & dialect.signal_privileges)
+    return LockRights(False, can_read, signal, read_grant, signal_grant)
+
+
+def require_read(rights: LockRights, user: str | None) -> None:
+    if not rights.can_read_all:
+        raise PrivilegeError(
+            f"{user or 'this user'} cannot see other sessions' locks, state and queries: {rights.read_grant}"
+        )
+
+
+# --- statements ------------------------------------------------------------------------------------
+
+_FIRST_WORDS = re.compile(r"^\s*(?:/\*.*?\*/\s*)*([a-zA-Z]+)(?:\s+([a-zA-Z]+))?(?:\s+([a-zA-Z]+))?", re.DOTALL)
+_TABLE_AFTER = re.compile(
+    r"^\s*(?:alter|drop|truncate|lock)\s+(?:online\s+|ignore\s+)?(?:table|tables)?\s*(?:if\s+exists\s+)?"
+    r"((?:[`\"]?[\w$]+[`\"]?\.)?[`\"]?[\w$]+[`\"]?)",
+    re.IGNORECASE,
+)
+
+
+_RENAME_PAIR = re.compile(r"((?:[`\"]?[\w$]+[`\"]?\.)?[`\"]?[\w$]+[`\"]?)\s+to\s+"
+                          r"((?:[`\"]?[\w$]+[`\"]?\.)?[`\"]?[\w$]+[`\"]?)", re.IGNORECASE)
+
+
+def statement_kind(sql: str | None) -> str | None:
+    """The statement's leading keyword(s), lower case: ``alter``, ``select``, ``create index`` ..."""
+    if not sql:
+        return None
+    m = _FIRST_WORDS.match(sql)
+    if not m:
+        return None
+    first, second, third = (w.lower() if w else "" for w in m.groups())
+    if first == "create" and (second == "index" or third == "index"):
+        return "create index"
+    if first == "lock" and second in ("table", "tables"):
+        return "lock tables write" if re.search(r"\bwrite\b", sql, re.IGNORECASE) else "lock tables read"
+    return first
+
+
+def tables_in_statement(sql: str, dialect: Any, default_schema: str | None = None) -> tuple[tuple[str, str], ...]:
+    """``(schema, table)`` pairs a statement names, with unqualified names in ``default_schema``.
+
+    Parsed with sqlglot in the engine's dialect (``dialect.sqlglot_dialect``); CTE names are left out.
+    A statement sqlglot cannot read falls back to the name after ALTER/DROP/TRUNCATE TABLE.
+    An unqualified name with no ``default_schema`` comes back with an empty schema.
+    """
+    import logging
+
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    # sqlglot warns (to stderr, through logging's last resort) when it falls back to a Command.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    found: dict[tuple[str, str], None] = {}
+    read = getattr(dialect, "sqlglot_dialect", None) if not isinstance(dialect, str) else dialect
+    try:
+        trees = sqlglot.parse(sql, read=read)
+    except Exception:  # noqa: BLE001 - sqlglot raises several error types; the fallback below covers all
+        trees = []
+    for tree in trees:
+        if tree is None or isinstance(tree, exp.Command):
+            continue
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if not name or (not table.db and name in ctes):
+                continue
+            found.setdefault((table.db or default_schema or "", name), None)
+    if not found and statement_kind(sql) == "rename":
+        for pair in _RENAME_PAIR.finditer(sql):
+            for name in pair.groups():
+                found.setdefault(_split_table(name, default_schema or ""), None)
+    if not found:
+        m = _TABLE_AFTER.match(sql)
+        if m:
+            parts = [p.strip('`"') for p in m.group(1).split(".")]
+            schema, name = (parts[0], parts[1]) if len(parts) == 2 else (default_schema or "", parts[0])
+            found[(schema, name)] = None
+    return tuple(found)
+
+
+def _split_table(table: str, default_schema: str) -> tuple[str, str]:
+    parts = [p.strip('`"') for p in table.split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (default_schema, parts[0])
+
+
+def _short(query: str | None, secrets: Iterable[str | None]) -> str | None:
+    if query is None:
+        return None
+    text = " ".join(query.split())
+    if len(text) > QUERY_CHARS:
+        text = text[: QUERY_CHARS - 1] + "…"
+    return mask(text, secrets)
+
+
+# --- PostgreSQL: pg_blocking_pids ------------------------------------------------------------------
+
+
+def _pg_kind(backend_type: str | None, query: str | None) -> str:
+    if backend_type in (None, "client backend"):
+        return policy_mod.Kind.CLIENT.value
+    if backend_type == "autovacuum worker":
+        if query and "to prevent wraparound" in query:
+            return policy_mod.Kind.AUTOVACUUM_WRAPAROUND.value
+        return policy_mod.Kind.AUTOVACUUM.value
+    if backend_type in ("walsender", "walreceiver", "logical replication worker", "logical replication launcher"):
+        return policy_mod.Kind.REPLICATION.value
+    return policy_mod.Kind.BACKGROUND.value
+
+
+def _pg_state(state: str | None, wait_event_type: str | None) -> str:
+    if wait_event_type == "Lock":
+        return policy_mod.Activity.WAITING.value
+    return state or policy_mod.Activity.UNKNOWN.value
+
+
+def _pg_snapshot(conn: Connection, dialect: Any, database: str, secrets: Iterable[str | None],
+                 extra_ids: Collection[str] = ()) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
+    """Every session in a wait relation (and ``extra_ids``), and prepared transactions named ``prepared:gid``."""
+    secrets = list(secrets)
+    stmt = dialect.lock_sessions(QUERY_CHARS + 50, [int(i) for i in extra_ids if str(i).isdigit()])
+    rows = run(conn, stmt).mappings().all()
+    lock_rows = run(conn, dialect.lock_rows()).mappings().all()
+
+    locks: dict[str, list[LockRef]] = {}
+    wanted_rel: dict[str, set[tuple[str, str]]] = {}
+    wanted_xid: dict[str, set[str]] = {}
+    for r in lock_rows:
+        table = f"{r['nspname']}.{r['relname']}" if r["relname"] else None
+        if r["pid"] is None:
+            continue
+        sid = str(r["pid"])
+        locks.setdefault(sid, []).append(LockRef(mode=r["mode"], granted=bool(r["granted"]), table=table,
+                                                 locktype=r["locktype"]))
+        if not r["granted"]:
+            if r["relname"]:
+                wanted_rel.setdefault(sid, set()).add((r["nspname"], r["relname"]))
+            if r["xid"]:
+                wanted_xid.setdefault(sid, set()).add(r["xid"])
+
+    sessions: dict[str, LockSession] = {}
+    prepared_needed = any(0 in (r["blocked_by"] or ()) for r in rows)
+    prepared: dict[str, dict[str, Any]] = {}
+    if prepared_needed:
+        for p in run(conn, dialect.prepared_transactions()).mappings():
+            entry = prepared.setdefault(f"prepared:{p['gid']}", {"row": p, "tables": set(), "locks": []})
+            if p["relname"]:
+                entry["tables"].add((p["nspname"], p["relname"]))
+                entry["locks"].append(LockRef(mode=p["mode"], granted=True, table=f"{p['nspname']}.{p['relname']}"))
+
+    for r in rows:
+        sid = str(r["pid"])
+        blocked_by: list[str] = []
+        for b in r["blocked_by"] or ():
+            if b != 0:
+                blocked_by.append(str(b))
+                continue
+            # pid 0: a prepared transaction; match it by the table (or transaction id) waited for.
+            matches = [pid for pid, e in prepared.items()
+                       if e["row"]["database"] == database
+                       and (e["tables"] & wanted_rel.get(sid, set())
+                            or e["row"]["xid"] in wanted_xid.get(sid, set()))]
+            blocked_by.extend(matches or [pid for pid, e in prepared.items() if e["row"]["database"] == database])
+        client = None
+        if r["client_addr"]:
+            client = f"{r['client_addr'].split('/')[0]}:{r['client_port']}"
+        elif r["client_port"] == -1:
+            client = "local socket"
+        sessions[sid] = LockSession(
+            session_id=sid,
+            kind=_pg_kind(r["backend_type"], r["query"]),
+            user=r["usename"],
+            application=r["application_name"] or None,
+            client=client,
+            database=r["datname"],
+            state=_pg_state(r["state"], r["wait_event_type"]),
+            xact_age_s=None if r["xact_age_s"] is None else round(float(r["xact_age_s"]), 3),
+            query=_short(r["query"], secrets),
+            blocked_by=tuple(dict.fromkeys(blocked_by)),
+            privileged=bool(r["superuser"]),
+            identity=r["backend_start"].isoformat() if r["backend_start"] is not None else None,
+        )
+    for pid, e in prepared.items():
+        p = e["row"]
+        gid = p["gid"]
+        sessions[pid] = LockSession(
+            session_id=pid, kind=policy_mod.Kind.PREPARED.value, user=p["owner"], application=None, client=None,
+            database=p["database"], state="prepared",
+            xact_age_s=None if p["age_s"] is None else round(float(p["age_s"]), 3),
+            query=None, gid=gid, free_with=dialect.free_prepared_hint(gid),
+        )
+        locks[pid] = e["locks"]
+    return sessions, locks
+
+
+def _pg_tree(conn: Connection, dialect: Any, database: str, table: str | None,
+             secrets: Iterable[str | None]) -> LockTree:
+    sessions, locks = _pg_snapshot(conn, dialect, database, secrets)
+    blocked_by = {sid: s.blocked_by for sid, s in sessions.items()}
+    wanted = {sid: {lk.table for lk in locks.get(sid, ()) if not lk.granted and lk.table} for sid in sessions}
+    seeds = [sid for sid, s in sessions.items() if s.blocked_by and s.database == database]
+    if table is not None:
+        schema, name = _split_table(table, "")
+        seeds = [sid for sid in seeds
+                 if any(t == f"{schema}.{name}" or (not schema and t.split(".", 1)[-1] == name)
+                        for t in wanted[sid])]
+    return _assemble(dialect, database, "pg_blocking_pids", False, sessions, locks, blocked_by, seeds,
+                     waiting={sid for sid, s in sessions.items() if s.blocked_by}, table=table, warnings=())
+
+
+# --- MySQL / MariaDB: metadata locks ---------------------------------------------------------------
+
+_REPLICATION_COMMANDS = {"binlog dump", "binlog dump gtid", "slave_io", "slave_sql", "slave_worker",
+                         "connect out", "register slave"}
+
+
+def _mysql_kind(user: str | None, command: str | None) -> str:
+    command = (command or "").lower()
+    if command in _REPLICATION_COMMANDS or user == "system user":
+        return policy_mod.Kind.REPLICATION.value if command != "daemon" else policy_mod.Kind.BACKGROUND.value
+    if command == "daemon" or user in ("event_scheduler", "system user"):
+        return policy_mod.Kind.BACKGROUND.value
+    return policy_mod.Kind.CLIENT.value
+
+
+def _mysql_waiting(state: str | None) -> bool:
+    state = (state or "").lower()
+    return state.startswith("waiting for") and "lock" in state
+
+
+def _mysql_state(command: str | None, state: str | None, xact_age_s: float | None) -> str:
+    if _mysql_waiting(state):
+        return policy_mod.Activity.WAITING.value
+    if (command or "").lower() == "sleep":
+        return (policy_mod.Activity.IDLE_IN_TRANSACTION.value if xact_age_s is not None
+                else policy_mod.Activity.IDLE.value)
+    return policy_mod.Activity.ACTIVE.value
+
+
+@dataclasses.dataclass
+class _MdlSnapshot:
+    source: str
+    approximate: bool
+    rows: list[waitfor.MdlRow]
+    procs: dict[str, dict[str, Any]]
+    waiting: set[str]
+    unparsed_waiters: set[str]
+    warnings: list[str]
+
+
+def _choose_source(conn: Connection, dialect: Any, install_plugin: bool, warnings: list[str]) -> str:
+    for source in dialect.mdl_sources():
+        if source == "heuristic":
+            return source
+        ready = bool(run(conn, dialect.mdl_source_ready(source)).scalar())
+        install = dialect.install_mdl_plugin()
+        if not ready and install_plugin and install is not None:
+            try:
+                run(conn, install)
+            except DBAPIError as exc:
+                if not dialect.is_privilege_error(exc):
+                    raise
+                raise PrivilegeError(f"cannot install the metadata_lock_info plugin: "
+                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]} (needs INSERT on mysql.plugin)"
+                                     ) from None
+            ready = bool(run(conn, dialect.mdl_source_ready(source)).scalar())
+        if ready:
+            return source
+        warnings.append(f"{source} is not available: {dialect.mdl_source_fix(source)}")
+    return "heuristic"
+
+
+def _mdl_snapshot(conn: Connection, dialect: Any, database: str, install_plugin: bool,
+                  source: str | None = None) -> _MdlSnapshot:
+    warnings: list[str] = []
+    source = source or _choose_source(conn, dialect, install_plugin, warnings)
+    procs: dict[str, dict[str, Any]] = {}
+    for row in run(conn, dialect.lock_sessions()).all():
+        sid, user, host, db, command, seconds, state, info, age, identity = row
+        procs[str(sid)] = {"user": user, "host": host, "db": db, "command": command, "time": seconds,
+                           "state": state, "info": info, "xact_age_s": None if age is None else float(age),
+                           "identity": identity}
+    waiting = {sid for sid, p in procs.items() if _mysql_waiting(p["state"])}
+    rows: list[waitfor.MdlRow] = []
+    unparsed: set[str] = set()
+    if source != "heuristic":
+        for sid, schema, table, mode, granted in run(conn, dialect.mdl_rows(source, database)).all():
+            rows.append(waitfor.MdlRow(str(sid), schema, table, waitfor.normalize_mode(mode), bool(granted)))
+    if source == "heuristic" or not dialect.mdl_pending_visible(source):
+        # The waiting request is invisible: infer it from the waiter's statement.
+        for sid in sorted(waiting, key=int):
+            p = procs[sid]
+            tables = tables_in_statement(p["info"], dialect, p["db"]) if p["info"] else ()
+            mode = waitfor.statement_mdl_mode(statement_kind(p["info"]))
+            mine = [(s, t) for s, t in tables if s == database]
+            if tables and not mine:
+                continue  # it waits for another database's tables
+            if not mine:
+                unparsed.add(sid)
+            for schema, table in mine:
+                rows.append(waitfor.MdlRow(sid, schema, table, mode, False))
+    return _MdlSnapshot(source, source == "heuristic", rows, procs, waiting, unparsed, warnings)
+
+
+def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """Who waits for whom, from metadata locks, or guessed from open transactions (heuristic)."""
+    if snap.approximate:
+        holders = [sid for sid, p in snap.procs.items()
+                   if p["xact_age_s"] is not None and sid not in snap.waiting and sid not in exclude]
+        edges: dict[str, tuple[str, ...]] = {}
+        pending = [r for r in snap.rows if not r.granted]
+        waiters = {r.session_id for r in pending} | snap.unparsed_waiters
+        for sid in sorted(waiters, key=int):
+            mine = {(r.schema, r.table) for r in pending if r.session_id == sid}
+            ahead = [r.session_id for r in pending if r.session_id != sid and (r.schema, r.table) in mine
+                     and waitfor.mdl_blocks(r.mode, False, next(
+                         (m.mode for m in pending if m.session_id == sid), waitfor.UNKNOWN_MODE))]
+            edges[sid] = tuple(dict.fromkeys([*holders, *ahead]))
+        return edges
+    edges = dict(waitfor.mdl_wait_for(snap.rows))
+    if snap.unparsed_waiters:
+        holders = sorted({r.session_id for r in snap.rows if r.granted}, key=int)
+        for sid in snap.unparsed_waiters:
+            edges[sid] = tuple(h for h in holders if h != sid)
+    return edges
+
+
+def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: dict[str, tuple[str, ...]],
+                  secrets: Iterable[str | None]) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
+    secrets = list(secrets)
+    locks: dict[str, list[LockRef]] = {}
+    for r in snap.rows:
+        locks.setdefault(r.session_id, []).append(
+            LockRef(mode=r.mode, granted=r.granted, table=f"{r.schema}.{r.table}", locktype="metadata"))
+    sessions: dict[str, LockSession] = {}
+    for sid in ids:
+        p = snap.procs.get(sid)
+        if p is None:
+            continue
+        if snap.approximate:
+            db = None  # nobody can tell which database an open transaction's locks are in
+        else:
+            db = database if sid in locks else ""
+        sessions[sid] = LockSession(
+            session_id=sid,
+            kind=_mysql_kind(p["user"], p["command"]),
+            user=p["user"],
+            application=None,
+            client=p["host"],
+            database=db,
+            state=_mysql_state(p["command"], p["state"], p["xact_age_s"]),
+            xact_age_s=None if p["xact_age_s"] is None else round(p["xact_age_s"], 3),
+            query=_short(p["info"], secrets),
+            blocked_by=edges.get(sid, ()),
+            identity=p["identity"],
+        )
+    return sessions, locks
+
+
+def _approximate_warning(dialect: Any) -> str:
+    fix = dialect.mdl_source_fix(dialect.mdl_sources()[0])
+    return ("approximate: no metadata lock source, so blockers are guessed from open transactions "
+            "(INNODB_TRX) and PROCESSLIST; this over-includes and misses LOCK TABLES holders, and the "
+            f"database of a blocker's locks is unknown. To see real locks: {fix}")
+
+
+def _mdl_tree(conn: Connection, dialect: Any, database: str, table: str | None, secrets: Iterable[str | None],
+              own_ids: Collection[str], install_plugin: bool) -> LockTree:
+    snap = _mdl_snapshot(conn, dialect, database, install_plugin)
+    edges = _mdl_edges(snap, own_ids)
+    seeds = [sid for sid, blockers in edges.items() if sid in snap.waiting or blockers]
+    if table is not None:
+        schema, name = _split_table(table, database)
+        seeds = [sid for sid in seeds
+                 if any(r.session_id == sid and not r.granted and (r.schema, r.table) == (schema, name)
+                        for r in snap.rows) or sid in snap.unparsed_waiters]
+    ids = waitfor.closure(seeds, edges)
+    sessions, locks = _mdl_sessions(snap, database, ids, edges, secrets)
+    warnings = list(snap.warnings)
+    if snap.approximate:
+        warnings.insert(0, _approximate_warning(dialect))
+    for sid in sorted(snap.unparsed_waiters & set(ids), key=int):
+        warnings.append(f"session {sid} waits for a lock but its statement names no table dbguard could read: "
+                        "its blockers are every session holding a table lock here")
+    return _assemble(dialect, database, snap.source, snap.approximate, sessions, locks, edges, seeds,
+                     waiting=snap.waiting, table=table, warnings=tuple(warnings))
+
+
+# --- the tree --------------------------------------------------------------------------------------
+
+
+def _assemble(dialect: Any, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
+              locks: dict[str, list[LockRef]], blocked_by: dict[str, Sequence[str]], seeds: Sequence[str],
+              waiting: set[str], table: str | None, warnings: tuple[str, ...]) -> LockTree:
+    ids = [sid for sid in waitfor.closure(seeds, blocked_by) if sid in sessions]
+    scoped = {sid: tuple(b for b in blocked_by.get(sid, ()) if b in sessions) for sid in ids}
+    root_ids = [r for r in waitfor.roots(scoped, waiting) if r in scoped]
+    # Oldest transaction first among roots: usually the one to look at.
+    root_ids.sort(key=lambda r: -(sessions[r].xact_age_s or 0.0))
+    contested = {lk.table for sid in ids for lk in locks.get(sid, ()) if not lk.granted and lk.table}
+    out = []
+    for sid, depth in waitfor.tree_order(ids, scoped, root_ids):
+        mine = locks.get(sid, [])
+        shown = [lk for lk in mine if not lk.granted or lk.table in contested]
+        if not shown:
+            shown = [lk for lk in mine if lk.table][:5]
+        out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,
+                                       depth=depth, locks=tuple(shown)))
+    return LockTree(engine=dialect.name, database=database, source=source, approximate=approximate,
+                    sessions=tuple(out), roots=tuple(root_ids), table=table, warnings=warnings)
+
+
+def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: str | None = None,
+                  own_session_ids: Collection[str] = (), install_plugin: bool = False,
+                  secrets: Iterable[str | None] = ()) -> LockTree:
+    """The wait-for tree of ``database``: sessions waiting there and everyone they wait for, roots first.
+
+    ``table`` (``name`` or ``schema.name``) narrows it to the sessions waiting for that table and
+    their blockers. ``install_plugin`` lets MariaDB install ``metadata_lock_info`` (never silently).
+    Queries are truncated and masked with ``secrets``.
+    """
+    graph = getattr(dialect, "lock_graph", None)
+    if graph == "blocking_pids":
+        return _pg_tree(conn, dialect, database, table, secrets)
+    if graph == "metadata_locks":
+        return _mdl_tree(conn, dialect, database, table, secrets, own_session_ids, install_plugin)
+    raise ConfigError(f"{dialect.name} has no sessions or locks to inspect: dbguard locks needs a server "
+                      "(PostgreSQL, MySQL, MariaDB)")
+
+
+def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
+                             secrets: Iterable[str | None] = ()) -> list[LockSession]:
+    """PostgreSQL: the sessions at the root of the queue above ``session_id`` (a waiting DDL's pid).
+
+    Walks ``pg_blocking_pids`` upward (cycle and depth guarded) and keeps blockers that wait for
+    nobody. A prepared transaction comes back as kind ``prepared`` with ``free_with`` set. Call it
+    from another connection while the DDL waits: after its lock timeout the edges are gone.
+    """
+    ids = [str(pid) for pid in run(conn, dialect.root_blockers(session_id)).scalars()]
+    if not ids:
+        return []
+    database = run(conn, dialect.current_database()).scalar()
+    sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=[i for i in ids if i != "0"])
+    found = [sessions[i] for i in ids if i != "0" and i in sessions]
+    if "0" in ids:
+        mine = sessions.get(str(session_id))
+        prepared = [b for b in (mine.blocked_by if mine else ()) if b.startswith("prepared:")]
+        if not prepared:  # the prepared transaction blocks someone further up the queue
+            prepared = [sid for sid, s in sessions.items() if s.kind == policy_mod.Kind.PREPARED.value]
+        found.extend(sessions[p] for p in prepared if p in sessions)
+    return [dataclasses.replace(s, is_root=True, locks=tuple(locks.get(s.session_id, ()))) for s in found]
+
+
+def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: str, *,
+                           waiting_session_id: str | None = None, own_session_ids: Collection[str] = (),
+                           install_plugin: bool = False, secrets: Iterable[str | None] = ()) -> list[LockSession]:
+    """MySQL/MariaDB: root blockers of a DDL that wants ``schema.table`` exclusively.
+
+    The DDL's own pending request is invisible on MariaDB, so it is modelled as a pending EXCLUSIVE
+    request on the table by ``waiting_session_id`` (the migration connection's id). Every other
+    session holding a table metadata lock there blocks it; of those, the ones not waiting themselves
+    are the roots. Without a lock source (heuristic) every idle open transaction counts (approximate:
+    such sessions come back with ``database`` None, which the kill policy refuses unless named).
+    """
+    snap = _mdl_snapshot(conn, dialect, schema, install_plugin)
+    me = str(waiting_session_id) if waiting_session_id is not None else "dbguard-ddl"
+    snap.rows = [r for r in snap.rows if r.session_id != me]
+    snap.rows.append(waitfor.MdlRow(me, schema, table, waitfor.EXCLUSIVE, False))
+    snap.waiting.add(me)
+    snap.unparsed_waiters.discard(me)
+    exclude = {*own_session_ids, me}
+    edges = _mdl_edges(snap, exclude)
+    ids = waitfor.root_blockers_of(me, edges, snap.waiting)
+    ids = [i for i in ids if i not in exclude]
+    sessions, locks = _mdl_sessions(snap, schema, ids, edges, secrets)
+    return [dataclasses.replace(sessions[i], is_root=True, locks=tuple(locks.get(i, ())))
+            for i in ids if i in sessions]
+
+
+def session_snapshot(conn: Connection, dialect: Any, database: str, session_ids: Collection[str], *,
+                     secrets: Iterable[str | None] = ()) -> dict[str, LockSession]:
+    """Sessions by id, whether or not they are in a wait relation (for ``locks kill --pid``)."""
+    if dialect.lock_graph == "blocking_pids":
+        sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=session_ids)
+    else:
+        snap = _mdl_snapshot(conn, dialect, database, install_plugin=False)
+        sessions, locks = _mdl_sessions(snap, database, session_ids, _mdl_edges(snap, ()), secrets)
+    return {sid: dataclasses.replace(sessions[sid], locks=tuple(locks.get(sid, ())))
+            for sid in session_ids if sid in sessions}
+
+
+# --- ending sessions -------------------------------------------------------------------------------
+
+
+def candidate(session: LockSession, explicit: bool = False) -> Candidate:
+    """How the kill policy sees a session of the tree."""
+    return Candidate(session_id=session.session_id, kind=session.kind, user=session.user,
+                     application=session.application, database=session.database, activity=session.state,
+                     xact_age_s=session.xact_age_s, privileged=session.privileged, explicit=explicit)
+
+
+def judge_sessions(sessions: Sequence[LockSession], policy: KillPolicy,
+                   explicit_ids: Collection[str] = ()) -> tuple[Verdict, ...]:
+    return policy_mod.judge([candidate(s, s.session_id in explicit_ids) for s in sessions], policy)
+
+
+def _count(conn: Connection, stmt: Any) -> int:
+    return int(run(conn, stmt).scalar() or 0)
+
+
+def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
+    """Send a cancel/terminate; None when sent, else why not ("gone", "denied")."""
+    try:
+        result = run(conn, stmt)
+        if result.returns_rows:
+            row = result.first()
+            if row is None:
+                return "gone"  # the pid no longer belongs to the listed backend
+            if row[0] is False:
+                return "gone"
+    except DBAPIError as exc:
+        if getattr(dialect, "is_session_gone", lambda e: False)(exc):
+            return "gone"
+        if dialect.is_privilege_error(exc) or getattr(dialect, "is_kill_denied", lambda e: False)(exc):
+            return "denied"
+        raise
+    return None
+
+
+def _end_one(conn: Connection, dialect: Any, s: LockSession, verdict: Verdict, grace_ms: int) -> tuple[str, str]:
+    """(action actually taken, outcome)."""
+    sid, identity = s.session_id, s.identity or ""
+    alive = lambda: _count(conn, dialect.session_alive(sid, identity)) > 0
+    if not alive():
+        return "none", "gone before it was ended"
+    if verdict.action is Action.CANCEL_THEN_TERMINATE:
+        why = _signal(conn, dialect, dialect.cancel_session(sid, identity))
+        if why == "denied":
+            return "cancel", "failed: permission denied"
+        if why == "gone":
+            return "none", "gone before it was ended"
+        freed = _wait(lambda: _count(conn, dialect.session_blocking(sid, identity)) == 0, grace_ms / 1000)
+        if freed:
+            return "cancel", "cancelled"
+        taken = "cancel_then_terminate"
+    else:
+        taken = "terminate"
+    if not alive():
+        return taken, "gone before it was terminated"
+    why = _signal(conn, dialect, dialect.terminate_session(sid, identity))
+    if why == "denied":
+        return taken, "failed: permission denied"
+    if why == "gone":
+        return taken, "gone before it was terminated"
+    if _wait(lambda: not alive(), TERMINATE_WAIT_S):
+        return taken, "terminated"
+    return taken, "terminate signalled; session still present"
+
+
+def end_sessions(conn: Connection, dialect: Any, victims: Sequence[LockSession], policy: KillPolicy,
+                 audit: Audit | None, *, grace_ms: int = 2000, explicit_ids: Collection[str] = (),
+                 dry_run: bool = False) -> tuple[KillOutcome, ...]:
+    """End ``victims`` under ``policy``, writing one audit row per session signalled.
+
+    Each session is judged by :func:`dbguard.core.victims.judge`; refused ones are reported, never
+    touched. Right before each signal the session's identity is checked again (PostgreSQL:
+    ``backend_start``; MySQL: user, host and transaction start), so a reused id is never hit.
+    Idle transactions are terminated; running statements are cancelled, then terminated if the
+    session still holds its locks after ``grace_ms``. ``audit(session, action, outcome)`` returns
+    the audit row's id. With ``dry_run`` nothing is sent and nothing is written.
+    """
+    verdicts = judge_sessions(victims, policy, explicit_ids)
+    out = []
+    for s, v in zip(victims, verdicts):
+        grant = v.grant
+        if not v.allowed:
+            out.append(KillOutcome(session=s, action="none", code=v.code, reason=v.reason, outcome="refused",
+                                   grant=grant))
+            continue
+        if dry_run:
+            out.append(KillOutcome(session=s, action=v.action.value, code=v.code, reason=v.reason,
+                                   outcome=f"would {v.action.value.replace('_', ', then ')}"))
+            continue
+        started = time.monotonic()
+        taken, outcome = _end_one(conn, dialect, s, v, grace_ms)
+        duration = int((time.monotonic() - started) * 1000)
+        if outcome.startswith("failed: permission"):
+            grant = dialect.signal_grant_hint(policy.db_user or "CURRENT_USER")
+        audit_id = audit(s, taken, outcome) if audit is not None and taken != "none" else None
+        out.append(KillOutcome(session=s, action=taken, code=v.code, reason=v.reason, outcome=outcome, grant=grant,
+                               duration_ms=duration, audit_id=audit_id))
+    return tuple(out)

@@ -1,0 +1,249 @@
+"""`dbguard locks` and `dbguard locks kill` on a real MariaDB (MySQL 8 shares the code; its SQL is
+checked in test_locks_sql.py), with real sessions holding real metadata locks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from dbguard import api
+from dbguard.core.breaker import CONFIRM_TOKEN
+from dbguard.db import locks as dblocks
+from dbguard.dialects.mysql import MysqlDialect, run_lock_name
+from dbguard.settings import load_settings
+from tests.dbs import admin_engine
+from tests.lockscene import Background, Scene, dbguard, execute, session_id, write_ini
+from tests.projects import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _plugin_installed(conn) -> bool:
+    return bool(execute(conn, "SELECT COUNT(*) FROM information_schema.PLUGINS "
+                              "WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'")[0][0])
+
+
+def _set_plugin(conn, installed: bool) -> None:
+    if installed and not _plugin_installed(conn):
+        execute(conn, "INSTALL SONAME 'metadata_lock_info'")
+    elif not installed and _plugin_installed(conn):
+        execute(conn, "UNINSTALL SONAME 'metadata_lock_info'")
+
+
+@pytest.fixture
+def scene(mysql_url):
+    s = Scene(mysql_url)
+    if "mariadb" not in execute(s.admin, "SELECT VERSION()")[0][0].lower():
+        s.close()
+        pytest.skip("these sessions exercise MariaDB's sources; MySQL 8 is covered by its SQL text")
+    was_installed = _plugin_installed(s.admin)
+    execute(s.admin, "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    execute(s.admin, "INSERT INTO t VALUES (1)")
+    yield s
+    try:
+        _set_plugin(s.admin, was_installed)  # leave the server's plugins as found
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def ini(tmp_path):
+    return write_ini(tmp_path)
+
+
+def settings(ini, url, **more):
+    return load_settings({"config_path": str(ini), "url": url, **more}, environ={})
+
+
+def database_of(url):
+    return sa.engine.make_url(url).database
+
+
+def kills(url):
+    engine = admin_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("dbguard_kills"):
+                return []
+            return [dict(r) for r in conn.execute(sa.text("SELECT * FROM dbguard_kills ORDER BY id")).mappings()]
+    finally:
+        engine.dispose()
+
+
+def test_tree_from_metadata_lock_info(scene, ini, mysql_url):
+    _set_plugin(scene.admin, True)
+    a, x, b, _, _ = scene.chain()
+    ia, ix, ib = session_id(a), session_id(x), session_id(b)
+    tree = api.locks(settings(ini, mysql_url))
+    db = database_of(mysql_url)
+    assert tree.source == "metadata_lock_info" and not tree.approximate
+    assert tree.roots == (ia,)
+    by_id = {s.session_id: s for s in tree.sessions}
+    assert set(by_id) == {ia, ix, ib}
+    assert tree.sessions[0].session_id == ia
+    assert by_id[ia].state == "idle in transaction" and by_id[ia].database == db
+    assert any(lk.granted and lk.mode == "SHARED_READ" and lk.table == f"{db}.t" for lk in by_id[ia].locks)
+    assert by_id[ix].state == "waiting" and by_id[ix].blocked_by == (ia,)
+    assert any(not lk.granted and lk.mode == "EXCLUSIVE" for lk in by_id[ix].locks)
+    assert by_id[ib].blocked_by == (ix,)
+    assert api.locks(settings(ini, mysql_url), table="t").roots == (ia,)
+    assert api.locks(settings(ini, mysql_url), table="nope").sessions == ()
+
+
+def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_request(scene, ini, mysql_url):
+    _set_plugin(scene.admin, False)
+    a, x, _b, _, _ = scene.chain()
+    out = dbguard(ini, mysql_url, "--format", "json", "locks")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    if data["source"] != "heuristic":  # a parallel test run's teardown reinstalled it
+        pytest.skip("metadata_lock_info was reinstalled concurrently")
+    assert data["approximate"] is True
+    assert any(w.startswith("approximate") for w in data["warnings"])
+    assert any("--install-plugin" in w for w in data["warnings"])
+    assert session_id(a) in data["roots"] and session_id(x) not in data["roots"]
+    text = dbguard(ini, mysql_url, "locks")
+    assert "(APPROXIMATE)" in text.stdout and "warning: approximate" in text.stdout
+    # --roots under the heuristic: nobody can tell which database their locks are in.
+    refused = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--roots", "--confirm-risk",
+                      CONFIRM_TOKEN)
+    assert refused.returncode == 0, refused.stderr
+    mine = [o for o in json.loads(refused.stdout)["outcomes"] if o["session"]["session_id"] == session_id(a)]
+    assert mine[0]["code"] == "unknown_database" and scene.alive(a)
+    # Never silently: only --install-plugin installs it.
+    assert not _plugin_installed(scene.admin)
+    installed = dbguard(ini, mysql_url, "--format", "json", "locks", "--install-plugin")
+    assert installed.returncode == 0, installed.stderr
+    data = json.loads(installed.stdout)
+    assert data["source"] == "metadata_lock_info" and data["roots"] == [session_id(a)]
+
+
+def test_kill_roots_dry_run_then_no_token_then_token(scene, ini, mysql_url):
+    _set_plugin(scene.admin, True)
+    a, x, _b, x_job, b_job = scene.chain()
+    dry = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would terminate" in dry.stdout and scene.alive(a) and kills(mysql_url) == []
+    refused = dbguard(ini, mysql_url, "locks", "kill", "--roots")
+    assert refused.returncode == 3 and CONFIRM_TOKEN in refused.stderr
+    assert scene.alive(a) and scene.is_waiting(session_id(x)) and kills(mysql_url) == []
+    started = time.monotonic()
+    done = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0, done.stderr
+    x_job.join(10)
+    b_job.join(10)
+    assert x_job.error is None and b_job.error is None
+    assert x_job.finished_at - started < 10
+    assert not scene.alive(a) and scene.alive(x)
+    (row,) = kills(mysql_url)
+    assert row["victim_session"] == session_id(a) and row["action"] == "terminate"
+    assert row["outcome"] == "terminated" and row["victim_user"] == "root"
+    assert row["victim_state"] == "idle in transaction" and "SELECT" not in (row["victim_query"] or "")
+
+
+def test_kill_in_process_frees_the_ddl_fast(scene, ini, mysql_url):
+    _set_plugin(scene.admin, True)
+    a, _x, _b, x_job, b_job = scene.chain()
+    started = time.monotonic()
+    report = api.locks_kill(settings(ini, mysql_url), roots=True, confirm=lambda p: CONFIRM_TOKEN)
+    returned = time.monotonic()
+    x_job.join(10)
+    b_job.join(10)
+    assert [(o.session.session_id, o.outcome) for o in report.outcomes] == [(session_id(a), "terminated")]
+    print(f"\nMariaDB: kill call {1000 * (returned - started):.0f} ms; DDL done "
+          f"{1000 * (x_job.finished_at - started):.0f} ms after the call started")
+    assert x_job.error is None
+
+
+def test_running_blocker_is_cancelled_then_terminated_after_grace(scene, ini, mysql_url):
+    # KILL QUERY ends the statement but not the transaction: the metadata lock stays until KILL.
+    _set_plugin(scene.admin, True)
+    holder = scene.open()
+    execute(holder, "BEGIN")
+    execute(holder, "SELECT * FROM t")
+    scene.jobs.append(Background(holder, "SELECT SLEEP(20)"))
+    wait_for(lambda: execute(scene.admin, f"SELECT COMMAND FROM information_schema.PROCESSLIST "
+                                          f"WHERE ID = {session_id(holder)}")[0][0] == "Query",
+             message="sleeper never started")
+    x, x_job = scene.background("ALTER TABLE t ADD COLUMN c_y INT")
+    scene.wait_waiting(x)
+    report = api.locks_kill(settings(ini, mysql_url, kill_grace_ms=300), roots=True, confirm=lambda p: CONFIRM_TOKEN)
+    (o,) = report.outcomes
+    assert o.action == "cancel_then_terminate" and o.outcome == "terminated", o
+    assert o.duration_ms >= 300
+    x_job.join(10)
+    assert x_job.error is None and not scene.alive(holder)
+
+
+def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, mysql_url):
+    _set_plugin(scene.admin, True)
+    a, _x, _b, _, _ = scene.chain()
+    protected = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN,
+                        extra_env={"DBGUARD_PROTECTED_ROLES": "root"})
+    assert protected.returncode == 0, protected.stderr
+    assert "role root is protected" in protected.stdout and scene.alive(a)
+    # A dbguard run in progress holds the run lock: its session is dbguard's own.
+    holder = scene.open()
+    name = run_lock_name(database_of(mysql_url), "dbguard_")
+    assert execute(holder, f"SELECT GET_LOCK('{name}', 0)")[0][0] == 1
+    own = dbguard(ini, mysql_url, "locks", "kill", "--pid", session_id(holder), "--confirm-risk", CONFIRM_TOKEN)
+    assert own.returncode == 0 and "dbguard's own session" in own.stdout and scene.alive(holder)
+    # A session whose locks are in another schema, although its default database is this one.
+    foreign = scene.open()
+    execute(foreign, "BEGIN")
+    execute(foreign, "SELECT COUNT(*) FROM mysql.db")
+    out = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--pid", session_id(foreign),
+                  "--confirm-risk", CONFIRM_TOKEN)
+    assert out.returncode == 0, out.stderr
+    (outcome,) = json.loads(out.stdout)["outcomes"]
+    assert outcome["code"] == "other_database" and outcome["outcome"] == "refused" and scene.alive(foreign)
+    assert kills(mysql_url) == []
+
+
+def test_root_blockers_of_table_for_an_invisible_ddl(scene, mysql_url):
+    _set_plugin(scene.admin, True)
+    a, x, _b, _, _ = scene.chain()
+    dialect = MysqlDialect(mariadb=True)
+    engine = admin_engine(mysql_url)
+    with engine.connect() as conn:
+        tables = dblocks.tables_in_statement("ALTER TABLE t ADD COLUMN c_q INT", dialect, database_of(mysql_url))
+        assert tables == ((database_of(mysql_url), "t"),)
+        roots = dblocks.root_blockers_of_table(conn, dialect, *tables[0], waiting_session_id=session_id(x))
+    engine.dispose()
+    assert [r.session_id for r in roots] == [session_id(a)]
+    assert roots[0].identity and roots[0].database == database_of(mysql_url)
+
+
+@pytest.fixture
+def low_user(mysql_url):
+    name = f"dbg_lp_{uuid.uuid4().hex[:8]}"
+    engine = admin_engine(mysql_url)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE USER '{name}'@'%'"))
+        conn.execute(sa.text(f"GRANT ALL ON `{database_of(mysql_url)}`.* TO '{name}'@'%'"))
+    yield name
+    with engine.connect() as conn:
+        for (sid,) in conn.execute(sa.text(f"SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{name}'")):
+            conn.execute(sa.text(f"KILL {int(sid)}"))
+        conn.execute(sa.text(f"DROP USER IF EXISTS '{name}'@'%'"))
+    engine.dispose()
+
+
+def test_missing_privileges_are_named(scene, ini, mysql_url, low_user):
+    _set_plugin(scene.admin, True)
+    a, _x, _b, _, _ = scene.chain()
+    low_url = sa.engine.make_url(mysql_url).set(username=low_user).render_as_string(hide_password=False)
+    seen = dbguard(ini, low_url, "locks")
+    assert seen.returncode == 2 and seen.stdout == ""
+    assert f"GRANT PROCESS ON *.* TO '{low_user}'@'%';" in seen.stderr
+    execute(scene.admin, f"GRANT PROCESS ON *.* TO '{low_user}'@'%'")
+    listed = dbguard(ini, low_url, "--format", "json", "locks")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["roots"] == [session_id(a)]
+    killed = dbguard(ini, low_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
+    assert killed.returncode == 2
+    assert f"GRANT CONNECTION ADMIN ON *.* TO '{low_user}'@'%';" in killed.stderr
+    assert scene.alive(a)

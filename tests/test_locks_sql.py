@@ -1,0 +1,123 @@
+"""The lock killer's SQL per engine (MySQL 8 has no server here: its SQL is checked as text), the
+statement parser, and the settings it reads; no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbguard.db.locks import statement_kind, tables_in_statement
+from dbguard.dialects.mysql import MysqlDialect, account
+from dbguard.dialects.postgresql import PostgresqlDialect
+from dbguard.settings import load_settings
+
+MYSQL8 = MysqlDialect(mariadb=False)
+MARIADB = MysqlDialect(mariadb=True)
+PG = PostgresqlDialect()
+
+
+def test_mysql8_reads_performance_schema_metadata_locks_by_the_locks_schema():
+    assert MYSQL8.mdl_sources() == ("performance_schema", "heuristic")
+    assert MYSQL8.install_mdl_plugin() is None
+    assert MYSQL8.mdl_pending_visible("performance_schema")
+    stmt = MYSQL8.mdl_rows("performance_schema", "shop")
+    assert stmt.sql == (
+        "SELECT t.PROCESSLIST_ID, ml.OBJECT_SCHEMA, ml.OBJECT_NAME, ml.LOCK_TYPE, ml.LOCK_STATUS = 'GRANTED' "
+        "FROM performance_schema.metadata_locks ml "
+        "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
+        "WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = :db "
+        "AND ml.LOCK_STATUS IN ('GRANTED', 'PENDING') AND t.PROCESSLIST_ID IS NOT NULL"
+    )
+    assert stmt.params == {"db": "shop"}
+    # performance_schema off, or the mdl instrument off, returns no rows without an error: ask first.
+    ready = MYSQL8.mdl_source_ready("performance_schema").sql
+    assert "wait/lock/metadata/sql/mdl" in ready and "@@performance_schema = 1" in ready
+
+
+def test_mariadb_reads_metadata_lock_info_and_installs_it_only_on_request():
+    assert MARIADB.mdl_sources() == ("metadata_lock_info", "heuristic")
+    assert MARIADB.install_mdl_plugin().sql == "INSTALL SONAME 'metadata_lock_info'"
+    assert not MARIADB.mdl_pending_visible("metadata_lock_info")
+    stmt = MARIADB.mdl_rows("metadata_lock_info", "shop")
+    assert stmt.sql == ("SELECT THREAD_ID, TABLE_SCHEMA, TABLE_NAME, LOCK_MODE, 1 "
+                        "FROM information_schema.METADATA_LOCK_INFO "
+                        "WHERE LOCK_TYPE = 'Table metadata lock' AND TABLE_SCHEMA = :db")
+    assert "PLUGIN_NAME = 'METADATA_LOCK_INFO'" in MARIADB.mdl_source_ready("metadata_lock_info").sql
+    with pytest.raises(ValueError):
+        MARIADB.mdl_rows("heuristic", "shop")
+
+
+@pytest.mark.parametrize("dialect", [MYSQL8, MARIADB], ids=["mysql8", "mariadb"])
+def test_mysql_kill_statements_and_identity_guard(dialect):
+    assert dialect.cancel_session("42", "x").sql == "KILL QUERY 42"
+    assert dialect.terminate_session("42", "x").sql == "KILL CONNECTION 42"
+    with pytest.raises(ValueError):
+        dialect.terminate_session("42; DROP TABLE t", "x")
+    alive = dialect.session_alive("42", "root|h:1|")
+    assert alive.params == {"id": 42, "identity": "root|h:1|"}
+    assert "CONCAT_WS('|', p.USER, p.HOST, COALESCE(CAST(t.trx_started AS CHAR), ''))" in alive.sql
+    assert "CONCAT_WS('|', p.USER, p.HOST" in dialect.lock_sessions().sql
+    assert "INNODB_TRX" in dialect.read_privilege_probe().sql
+    assert "NOT IN ('Sleep', 'Killed')" in dialect.session_blocking("42", "i").sql
+
+
+def test_mysql_grants_named_per_server():
+    assert account("bob@10.0.0.%") == "'bob'@'10.0.0.%'"
+    assert MARIADB.read_grant_hint("bob@%") == "GRANT PROCESS ON *.* TO 'bob'@'%';"
+    assert MARIADB.signal_grant_hint("bob@%") == "GRANT CONNECTION ADMIN ON *.* TO 'bob'@'%';"
+    assert MYSQL8.read_grant_hint("bob@%") == ("GRANT PROCESS ON *.* TO 'bob'@'%'; "
+                                               "GRANT SELECT ON performance_schema.* TO 'bob'@'%';")
+    assert MYSQL8.signal_grant_hint("bob@%") == "GRANT CONNECTION_ADMIN ON *.* TO 'bob'@'%';"
+    assert MYSQL8.signal_privileges == {"CONNECTION_ADMIN", "SUPER"}
+    assert MARIADB.signal_privileges == {"CONNECTION ADMIN", "SUPER"}
+
+
+def test_postgres_lock_sql():
+    assert PG.lock_graph == "blocking_pids"
+    sessions = PG.lock_sessions(200, [7])
+    assert "pg_catalog.pg_blocking_pids(pid)" in sessions.sql and sessions.params == {"query_chars": 200,
+                                                                                        "extra": [7]}
+    roots = PG.root_blockers("99")
+    assert "WITH RECURSIVE" in roots.sql and "NOT nb = ANY(up.path)" in roots.sql
+    assert roots.params == {"pid": 99, "max_depth": 32}
+    term = PG.terminate_session("99", "2024-01-01T00:00:00+00:00")
+    assert term.sql == ("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                        "WHERE pid = :pid AND backend_start = CAST(:started AS timestamptz)")
+    assert "pg_cancel_backend" in PG.cancel_session("99", "x").sql
+    assert PG.free_prepared_hint("it's") == "ROLLBACK PREPARED 'it''s'"
+    assert PG.read_grant_hint("bob") == 'GRANT pg_read_all_stats TO "bob";'
+    assert PG.signal_grant_hint("bob") == 'GRANT pg_signal_backend TO "bob";'
+    assert "pg_prepared_xacts" in PG.prepared_transactions().sql
+
+
+@pytest.mark.parametrize(("sql", "dialect", "default", "tables"), [
+    ("ALTER TABLE t ADD COLUMN c INT", MARIADB, "shop", (("shop", "t"),)),
+    ("ALTER TABLE `other`.`t` ADD COLUMN c INT", MARIADB, "shop", (("other", "t"),)),
+    ("alter table public.users add column age int", PG, None, (("public", "users"),)),
+    ("CREATE INDEX ix ON orders (a)", PG, "public", (("public", "orders"),)),
+    ("WITH x AS (SELECT 1) SELECT * FROM x JOIN t ON true", PG, "public", (("public", "t"),)),
+    ("RENAME TABLE a TO b", MARIADB, "shop", (("shop", "a"), ("shop", "b"))),
+    ("DROP TABLE IF EXISTS shop.t", MARIADB, None, (("shop", "t"),)),
+])
+def test_tables_in_statement(sql, dialect, default, tables):
+    assert tables_in_statement(sql, dialect, default) == tables
+
+
+def test_statement_kind():
+    assert statement_kind("  ALTER TABLE t ADD x int") == "alter"
+    assert statement_kind("/* app */ select 1") == "select"
+    assert statement_kind("CREATE UNIQUE INDEX i ON t (a)") == "create index"
+    assert statement_kind("LOCK TABLES t WRITE") == "lock tables write"
+    assert statement_kind(None) is None
+
+
+def test_protected_lists_come_from_files_and_env(tmp_path):
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = s\n[dbguard]\nprotected_roles = replicator, svc_*\n"
+                   "kill_grace_ms = 500\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.dbguard]\nprotected_applications = ["pgbouncer", "etl-*"]\n')
+    s = load_settings({"config_path": str(ini)}, environ={}, cwd=tmp_path)
+    assert s.protected_roles == ("replicator", "svc_*")
+    assert s.protected_applications == ("pgbouncer", "etl-*")
+    assert s.kill_grace_ms == 500
+    s = load_settings({"config_path": str(ini)}, environ={"DBGUARD_PROTECTED_APPLICATIONS": "a,b"}, cwd=tmp_path)
+    assert s.protected_applications == ("a", "b")
