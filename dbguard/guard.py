@@ -213,10 +213,15 @@ class _StepJournal:
             "statement": (event.statement or "")[:500],
         })
 
-    def finished(self, step: bridge.TrackedStep) -> None:
+    def finished(self, step: bridge.TrackedStep, committed: Callable[[], bool] | None = None) -> None:
         def update() -> None:
             if step.key in self.rows:
-                self.ledger.update_step(self.rows[step.key], duration_ms=step.duration_ms)
+                values: dict[str, Any] = {"duration_ms": step.duration_ms}
+                # A step whose work is committed says so at once: if the process dies later, the
+                # ledger shows it succeeded, and only the step that really died as running.
+                if committed is not None and committed():
+                    values["status"] = StepStatus.SUCCEEDED.value
+                self.ledger.update_step(self.rows[step.key], **values)
 
         self._write(update)
 
@@ -403,9 +408,14 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         monitor.step(step.revision, True)
         journal.started(step)
 
+    def step_committed(step: bridge.TrackedStep) -> bool:
+        # Read on dbguard's own connection: true only once the step's transaction has committed.
+        heads = read_version_heads(session.conn, runner.target.version_table)
+        return (step.revision in bridge.applied_set(runner.script, heads)) == (step.direction == "up")
+
     def step_finished(step: bridge.TrackedStep) -> None:
         monitor.step(None, False)
-        journal.finished(step)
+        journal.finished(step, lambda: step_committed(step))
 
     def connection_ready(connection: Any) -> None:
         monitor.session_id = str(run(connection, session.dialect.session_id()).scalar())
