@@ -153,7 +153,7 @@ def _drop_defaults(obj: Any) -> dict[str, Any]:
 
 def _sort_key(item: Any) -> tuple[str, str]:
     name = getattr(item, "name", None)
-    return (name or "", json.dumps(dataclasses.asdict(item), sort_keys=True))
+    return (name or "", repr(item))  # frozen dataclasses: repr is deterministic and cheap
 
 
 def canonical(schema: Schema) -> Schema:

@@ -1,0 +1,252 @@
+"""Drift detection at scale: dbguard's comparison against `alembic check` (compare_metadata).
+
+Run:  .venv/bin/python benchmarks/drift_bench.py [--pg 200,1000,3000] [--mariadb 200,1000] [--runs 3] [--write]
+
+For each engine and N it creates a scratch database (always dropped), builds N tables of 8 columns
+(PK, 2 indexes, a FK to the previous table, server defaults) from generated models, stamps it, and
+measures in the same run:
+  - in-process, model import excluded: Alembic's compare_metadata vs dbguard's catalog read +
+    models conversion + diff;
+  - whole processes: `alembic check` vs `dbguard drift --against models`;
+  - `dbguard drift --against schema.json` (a snapshot written beforehand), end to end.
+Prints medians, ratios and the per-table cost; --write replaces the "Drift" section of
+docs/benchmarks.md. Server URLs come from DBGUARD_TEST_POSTGRES_URL / DBGUARD_TEST_MYSQL_URL
+(defaults: the local servers). Targets: in-process >= 10x, whole process >= 4x, snapshot < 2 s at
+3000 PostgreSQL tables and < 1 s at 1000 MariaDB tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+URLS = {
+    "postgresql": os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "mariadb": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+MODELS = '''
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+N = {n}
+for i in range(N):
+    cols = [
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("code", sa.String(20), nullable=False, server_default="x"),
+        sa.Column("amount", sa.Numeric(12, 2), nullable=False, server_default=sa.text("0")),
+        sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+        sa.Column("note", sa.Text),
+    ]
+    if i:
+        cols.append(sa.Column("parent_id", sa.Integer, sa.ForeignKey(f"t{{i - 1}}.id", ondelete="CASCADE")))
+    else:
+        cols.append(sa.Column("parent_id", sa.Integer))
+    sa.Table(f"t{{i}}", metadata, *cols,
+             sa.Index(f"ix_t{{i}}_name", "name"), sa.Index(f"ix_t{{i}}_parent_id", "parent_id"))
+'''
+
+ENV = '''
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+import bench_models
+config = context.config
+target_metadata = bench_models.metadata
+connectable = engine_from_config(config.get_section(config.config_ini_section, {{}}), prefix="sqlalchemy.",
+                                 poolclass=pool.NullPool)
+with connectable.connect() as connection:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+'''
+
+REVISION = '''
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+def upgrade():
+    pass
+def downgrade():
+    pass
+'''
+
+
+def _project(folder: Path, n: int, url: str) -> Path:
+    (folder / "versions").mkdir(parents=True)
+    (folder / "bench_models.py").write_text(MODELS.format(n=n))
+    (folder / "env.py").write_text(ENV.format())
+    (folder / "versions" / "0001_all.py").write_text(REVISION)
+    ini = folder / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = {folder}\nsqlalchemy.url = {url.replace('%', '%%')}\n")
+    return ini
+
+
+@contextlib.contextmanager
+def scratch(engine_name: str):
+    server = sa.engine.make_url(URLS[engine_name])
+    name = f"dbguard_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    quote = '"' if engine_name == "postgresql" else "`"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {quote}{name}{quote}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if engine_name == "postgresql" else ""
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{force}")
+        admin.dispose()
+
+
+def _median_process(cmd: list[str], runs: int, ok: tuple[int, ...]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - started)
+        if done.returncode not in ok:
+            raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}: {done.stderr[-500:]}")
+    return statistics.median(times)
+
+
+def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+
+    from dbguard.core.schema import diff
+    from dbguard.db.catalog import never_drift, read_schema
+    from dbguard.dialects import for_sqlalchemy_dialect
+    from dbguard.expected import schema_from_metadata
+
+    with tempfile.TemporaryDirectory() as tmp, scratch(engine_name) as url:
+        ini = _project(Path(tmp), n, url)
+        sys.path.insert(0, tmp)
+        sys.modules.pop("bench_models", None)
+        t0 = time.perf_counter()
+        models = importlib.import_module("bench_models")
+        import_s = time.perf_counter() - t0
+        sys.path.remove(tmp)
+        engine = sa.create_engine(url, poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                models.metadata.create_all(conn)
+            command.stamp(Config(str(ini)), "head")
+            result: dict[str, float] = {"models_import": import_s}
+            alembic_runs, dbguard_runs = [], []
+            with engine.connect() as conn:
+                dialect = for_sqlalchemy_dialect(conn.dialect)
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    found = compare_metadata(MigrationContext.configure(conn), models.metadata)
+                    alembic_runs.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    actual = read_schema(conn, dialect, never_drift("dbguard_"))
+                    expected = schema_from_metadata([models.metadata], conn.dialect, dialect)
+                    drifts = diff(expected, actual)
+                    dbguard_runs.append(time.perf_counter() - started)
+                    conn.rollback()
+                assert not drifts, drifts[:5]
+                result["alembic_found"] = len(found)
+            result["inproc_alembic"] = statistics.median(alembic_runs)
+            result["inproc_dbguard"] = statistics.median(dbguard_runs)
+            snap = Path(tmp) / "schema.json"
+            dbguard = [PYTHON, "-m", "dbguard.cli", "-c", str(ini)]
+            subprocess.run([*dbguard, "snapshot", "--live", "-o", str(snap)], check=True, capture_output=True)
+            result["proc_alembic"] = _median_process(
+                [PYTHON, "-m", "alembic", "-c", str(ini), "check"], runs, (0, 1, 255))
+            result["proc_dbguard"] = _median_process([*dbguard, "drift", "--against", "models"], runs, (0,))
+            result["proc_snapshot"] = _median_process([*dbguard, "drift", "--against", str(snap)], runs, (0,))
+            return result
+        finally:
+            engine.dispose()
+
+
+def _server_version(engine_name: str) -> str:
+    engine = sa.create_engine(URLS[engine_name], poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT version()").scalar()).split(" on ")[0].split(",")[0]
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="200,1000,3000")
+    parser.add_argument("--mariadb", default="200,1000")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    plan = [("postgresql", int(n)) for n in args.pg.split(",") if n] + \
+           [("mariadb", int(n)) for n in args.mariadb.split(",") if n]
+    rows = []
+    for engine_name, n in plan:
+        print(f"{engine_name} N={n} ...", flush=True)
+        r = measure(engine_name, n, args.runs)
+        rows.append((engine_name, n, r))
+        print(f"  {r}", flush=True)
+    header = ("| engine | N | compare_metadata (s) | dbguard compare (s) | ratio | per table (ms) a / d | "
+              "`alembic check` (s) | `dbguard drift --against models` (s) | ratio | "
+              "`dbguard drift --against schema.json` (s) | models import (s) |")
+    lines = [header, "|" + "---|" * 11]
+    for engine_name, n, r in rows:
+        lines.append(
+            f"| {engine_name} | {n} | {r['inproc_alembic']:.2f} | {r['inproc_dbguard']:.3f} | "
+            f"{r['inproc_alembic'] / r['inproc_dbguard']:.1f}x | "
+            f"{r['inproc_alembic'] / n * 1000:.2f} / {r['inproc_dbguard'] / n * 1000:.3f} | "
+            f"{r['proc_alembic']:.2f} | {r['proc_dbguard']:.2f} | {r['proc_alembic'] / r['proc_dbguard']:.1f}x | "
+            f"{r['proc_snapshot']:.2f} | {r['models_import']:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        write(table)
+
+
+def write(table: str) -> None:
+    nproc = os.cpu_count()
+    versions = ", ".join(f"{e} {_server_version(e)}" for e in URLS)
+    section = (
+        "## Drift\n\n"
+        f"`benchmarks/drift_bench.py`, {dt.date.today().isoformat()}; {nproc} cores (`nproc` {nproc}), "
+        f"Python {platform.python_version()}, {versions}. Median of 3 per cell; tables of 8 columns with a PK, "
+        "2 indexes, a FK and server defaults. \"dbguard compare\" is the catalog read + models conversion + "
+        "diff in-process (model import excluded, as for compare_metadata); whole-process columns include "
+        "interpreter start and the model import.\n\n"
+        f"Run: `.venv/bin/python benchmarks/drift_bench.py --write`\n\n{table}\n"
+    )
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find("## Drift\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
