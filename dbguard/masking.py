@@ -11,6 +11,9 @@ _KEYWORD_PASSWORD = re.compile(
     r"(?i)(?P<head>\b(?:password|passwd|pwd)\s*[=:]\s*)(?!(?-i:YES|NO)\))(?P<secret>'[^']*'|\"[^\"]*\"|\S+)"
 )
 
+# SQL that sets a password: ALTER ROLE ... PASSWORD 'x', CREATE USER ... IDENTIFIED BY 'x', SET PASSWORD = 'x'.
+_SQL_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:password|identified\s+by)\s+)(?P<secret>'(?:[^']|'')*'|\"[^\"]*\")")
+
 
 def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:
     """Replace passwords in URLs, ``password=...`` pairs and any known secret with ``***``."""
@@ -18,6 +21,7 @@ def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:
         return text or ""
     masked = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
     masked = _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + "***", masked)
+    masked = _SQL_PASSWORD.sub(lambda m: m.group("head") + "'***'", masked)
     for secret in secrets:
         if secret and len(secret) >= 3:
             masked = masked.replace(secret, "***")

@@ -25,6 +25,9 @@ def test_backoff_doubles_with_jitter_and_stops_at_the_cap():
         "mysql+pymysql://root:hunter2pw@127.0.0.1/x failed",
         "dsn host=db password=hunter2pw user=app",
         "PASSWORD: 'hunter2pw'",
+        "ALTER ROLE app PASSWORD 'hunter2pw'",
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'hunter2pw'",
+        "alter user app with encrypted password \"hunter2pw\"",
     ],
 )
 def test_passwords_never_survive_masking(text):
