@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -276,3 +277,107 @@ def checksum(path: str | None) -> str | None:
             return hashlib.sha256(handle.read()).hexdigest()
     except OSError:
         return None
+
+
+# Offline SQL per revision ---------------------------------------------------------------------
+
+_OFFLINE_CAVEATS = (
+    ("get_bind(", "uses op.get_bind(): what it reads or writes through the connection is not in the offline SQL"),
+    ("is_offline_mode(", "branches on context.is_offline_mode(): the offline SQL may differ from the real run"),
+    ("batch_alter_table(", "uses batch mode: on SQLite the real run copies the table, the offline SQL may differ"),
+)
+
+
+@dataclasses.dataclass
+class RenderedRevision:
+    """The exact SQL Alembic's offline mode writes for one revision, one entry per write."""
+
+    revision: str
+    doc: str | None
+    path: str | None
+    statements: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+class _SafeStep:
+    """A revision step whose migration function records its error instead of ending the render,
+    so one revision that needs a live connection does not hide the SQL of the others."""
+
+    def __init__(self, step: Any, record: RenderedRevision) -> None:
+        self._step, self._record = step, record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._step, name)
+
+    @property
+    def migration_fn(self) -> Callable[..., None]:
+        fn = self._step.migration_fn
+
+        def safe(**kw: Any) -> None:
+            try:
+                fn(**kw)
+            except Exception as exc:  # noqa: BLE001 - reported in the plan, never raised
+                line = (str(exc).strip().splitlines() or [""])[0][:300]
+                self._record.error = f"{type(exc).__name__}: {line}"
+
+        return safe
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def offline_sql(script: ScriptDirectory, config: Any, start: tuple[str, ...], destination: str) -> list[RenderedRevision]:
+    """``alembic upgrade START:DESTINATION --sql`` split per revision, on the loaded script directory.
+
+    Alembic writes one statement per ``output_buffer.write()``; the step wrapper says which
+    revision each write belongs to. Nothing connects to a database.
+    """
+    rendered: list[RenderedRevision] = []
+    current: list[RenderedRevision | None] = [None]
+
+    class Buffer:
+        def write(self, text: str) -> int:
+            if current[0] is not None:
+                current[0].statements.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    def steps(heads: Any, context: Any) -> Iterator[Any]:
+        for step in script._upgrade_revs(destination, heads):
+            script_rev = step.revision
+            record = RenderedRevision(revision=script_rev.revision, doc=script_rev.doc, path=script_rev.path,
+                                      notes=_caveats(script_rev.path))
+            rendered.append(record)
+            current[0] = record
+            yield _SafeStep(step, record)
+            current[0] = None
+
+    saved_buffer = config.output_buffer
+    quiet = _Quiet()
+    logger = logging.getLogger("alembic.runtime.migration")
+    logger.addFilter(quiet)
+    config.output_buffer = Buffer()
+    try:
+        with EnvironmentContext(config, script, fn=steps, as_sql=True, starting_rev=list(start) or None,
+                                destination_rev=destination):
+            script.run_env()
+    finally:
+        config.output_buffer = saved_buffer
+        logger.removeFilter(quiet)
+    return rendered
+
+
+def _caveats(path: str | None) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            source = handle.read()
+    except OSError:
+        return []
+    return [note for needle, note in _OFFLINE_CAVEATS if needle in source]

@@ -16,6 +16,7 @@ from dbguard.results import (
     KillReport,
     LockTree,
     OfflineSqlResult,
+    PlanReport,
     RevisionsReport,
     RiskPrompt,
     RunResult,
@@ -240,3 +241,16 @@ def snapshot(settings: Settings, revision: str = "head", output: str | None = No
     from dbguard import drift as drift_check
 
     return drift_check.snapshot(settings, revision, output, live, shadow_url, progress or (lambda line: None))
+
+
+def plan(settings: Settings, revision: str = "head", *, offline: bool = False, from_revision: str | None = None,
+         fail_on: str | None = None) -> PlanReport:
+    """The pending revisions' statements, the lock each takes, risk findings and blast radius,
+    without running them. Live by default (reads alembic_version and the tables' rows, size and
+    lock holders; takes no lock); ``offline`` with ``from_revision`` needs no database. Exit code 1
+    when a finding reaches ``fail_on`` (default: the ``fail_on`` setting, ``high``)."""
+    from dbguard import planner
+    from dbguard.target import load_target
+
+    return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,
+                        fail_on=fail_on)

@@ -212,6 +212,25 @@ def snapshot(state: _State, revision: str, output_path: str, live: bool, shadow_
                               shadow_url=shadow_url, progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("revision", default="head")
+@click.option("--offline", is_flag=True, help="No database: judge the SQL Alembic renders from --from REV.")
+@click.option("--from", "from_revision", default=None, metavar="REV",
+              help="With --offline: the revision the database is at (base for an empty one).")
+@click.option("--fail-on", type=click.Choice(["info", "low", "medium", "high", "critical", "none"]), default=None,
+              help="Exit 1 when a finding reaches this severity (default: the fail_on setting, high).")
+@click.pass_obj
+def plan(state: _State, revision: str, offline: bool, from_revision: str | None, fail_on: str | None) -> None:
+    """Pending revisions up to REVISION (default head): statements, locks, risk findings, blast radius.
+
+    Exits 1 when a finding reaches --fail-on, 2 when it could not plan. Formats: text, json, github.
+    """
+    from dbguard import api
+
+    _emit(state, api.plan(state.settings(), revision, offline=offline, from_revision=from_revision,
+                          fail_on=fail_on))
+
+
 @cli.group(context_settings=CONTEXT, invoke_without_command=True)
 @click.option("--table", default=None, metavar="TABLE", help="Only sessions waiting for this table, and their blockers.")
 @click.option("--install-plugin", is_flag=True,

@@ -309,10 +309,26 @@ def _locked_run(
             message=f"refused: {decision.reason}", advice=decision.advice, run_id=run_id,
             from_revisions=heads, to_revision=to_revision,
         )
-    if decision.needs_confirmation:
+    # The pending revisions' risk plan (upgrades; nothing pending costs nothing).
+    risk_plan, plan_notes = _risk_plan(runner, intent, destination, heads, planned, last)
+    risky = risk_plan is not None and risk_plan.failing > 0
+    if risky and not force:
+        reason = f"{risk_plan.failing} risk finding(s) at or above {risk_plan.fail_on} in the pending revisions"
+        run_id = runner.record_refusal(row, reason)
+        return RunResult(
+            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
+            advice="`dbguard plan` shows them; make the migration safer, or set fail_on, or pass --force and "
+                   f"confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan,
+        )
+    if decision.needs_confirmation or risky:
+        title = (f"--force: {intent.value} to {to_revision} although the circuit breaker is open"
+                 if decision.needs_confirmation else
+                 f"--force: {intent.value} to {to_revision} with {risk_plan.failing} risk finding(s) at or above "
+                 f"{risk_plan.fail_on}")
         prompt = RiskPrompt(
-            title=f"--force: {intent.value} to {to_revision} although the circuit breaker is open",
-            blast_radius=_blast_radius(decision, last, heads, planned),
+            title=title,
+            blast_radius=_blast_radius(decision, last, heads, planned, risk_plan, runner),
             token=breaker.CONFIRM_TOKEN,
         )
         answer = confirm(prompt) if confirm else None
@@ -325,11 +341,6 @@ def _locked_run(
                 from_revisions=heads, to_revision=to_revision,
             )
         row["forced"] = True
-
-    run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
-    with _closing_run(runner, run_id):
-        return _execute(runner, intent, _absolute_destination(destination, final_heads), heads, row, run_id)
-
 
     # Drift, changed revision files, alembic_version moved behind dbguard's back: warn or refuse.
     from dbguard import drift
@@ -344,6 +355,12 @@ def _locked_run(
             message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
             advice="see `dbguard drift`; fix the database, or set on_drift = \"warn\" to proceed anyway",
         )
+
+    run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    with _closing_run(runner, run_id):
+        return _with_plan(_execute(runner, intent, _absolute_destination(destination, final_heads), heads, row,
+                                   run_id), risk_plan, plan_notes)
+
 
 @contextlib.contextmanager
 def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
@@ -361,9 +378,34 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
         raise
 
 
+def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, ...],
+               planned: list[bridge.PlannedStep], last: RunRecord | None) -> tuple[Any, tuple[str, ...]]:
+    """The plan of the pending upgrade (None when nothing is pending or the engine has no rules);
+    a plan that cannot be made never stops the run: it becomes a warning."""
+    if intent is not Intent.UPGRADE or not planned or runner.session.dialect.risk_engine is None:
+        return None, ()
+    from dbguard import planner
+
+    try:
+        return planner.build_plan(runner.target, runner.script, heads, destination, session=runner.session,
+                                  last_run=last), ()
+    except Exception as exc:  # noqa: BLE001 - the pre-flight plan is advice; say it is missing
+        return None, (f"no risk plan: {dbconnect.first_line(exc)}",)
+
+
+def _with_plan(result: RunResult, risk_plan: Any, notes: tuple[str, ...]) -> RunResult:
+    if risk_plan is None and not notes:
+        return result
+    seen = [f"risk {f.code} {f.name} ({f.severity}) in {f.revision}: {f.message}"
+            for f in (risk_plan.findings if risk_plan is not None else ())
+            if f.severity in ("medium", "high", "critical")]
+    return dataclasses.replace(result, plan=risk_plan, warnings=(*result.warnings, *notes, *seen))
+
+
 def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tuple[str, ...],
-                  planned: list[bridge.PlannedStep]) -> tuple[str, ...]:
-    lines = [decision.reason]
+                  planned: list[bridge.PlannedStep], risk_plan: Any = None,
+                  runner: _Runner | None = None) -> tuple[str, ...]:
+    lines = [decision.reason] if decision.reason else []
     lines.append(f"the database is at {' '.join(heads) or 'base'}")
     if planned:
         lines.append("would run: " + ", ".join(f"{p.revision} ({p.direction})" for p in planned))
@@ -371,7 +413,36 @@ def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tup
         lines.append("no revision is pending")
     if last is not None and last.failed_step:
         lines.append(f"the failed step {last.failed_step} may have left part of its changes live")
+        lines += _live_leftovers(runner, heads, last)
+    if risk_plan is not None:
+        from dbguard.output import plan_lines
+
+        lines.append(f"plan of the pending revisions ({risk_plan.server}, fail_on {risk_plan.fail_on}):")
+        lines += [f"  {line}" for line in plan_lines(risk_plan, statements=False)]
     return tuple(lines)
+
+
+def _live_leftovers(runner: _Runner | None, heads: tuple[str, ...], last: RunRecord) -> list[str]:
+    """What of the failed step is live: the drift from the schema recorded at the current revision."""
+    if runner is None:
+        return []
+    try:
+        from dbguard import drift
+
+        check = drift.preflight(runner.session, runner.target, runner.script, heads, last,
+                                tuple(runner.settings.drift_ignore))
+    except Exception as exc:  # noqa: BLE001 - the prompt still shows the rest
+        return [f"what of it is live could not be read: {dbconnect.first_line(exc)}"]
+    if check.baseline_hash is None:
+        return [f"what of it is live is unknown: no schema was recorded at {' '.join(heads) or 'base'}"]
+    if not check.drifts:
+        at = " ".join(heads) or "base"
+        return [f"live schema equals the one recorded at {at}: nothing of {last.failed_step} is live"]
+    out = [f"live now, beyond the schema recorded at {' '.join(heads) or 'base'} ({len(check.drifts)}):"]
+    out += [f"  {d.describe()}" for d in check.drifts[:12]]
+    if len(check.drifts) > 12:
+        out.append(f"  ... and {len(check.drifts) - 12} more (`dbguard drift`)")
+    return out
 
 
 @dataclasses.dataclass
@@ -540,6 +611,10 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
 
     if error is None:
         ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
+        from dbguard import drift
+
+        common["warnings"] = drift.guard_after_run(runner.session, runner.target, script, runner.drift_check,
+                                                   heads_now, run_id, bool(steps))
         verb = "upgraded" if intent is Intent.UPGRADE else "downgraded"
         message = (f"{verb} {' '.join(heads_before) or 'base'} -> {' '.join(heads_now) or 'base'} "
                    f"({len(steps)} step{'s' if len(steps) != 1 else ''})") if steps else \
@@ -550,10 +625,6 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     if nothing_ran and not isinstance(error, KeyboardInterrupt):
         # Nothing touched the schema (env.py failed, or connected elsewhere): a configuration problem.
         ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(),
-        from dbguard import drift
-
-        common["warnings"] = drift.guard_after_run(runner.session, runner.target, script, runner.drift_check,
-                                                   heads_now, run_id, bool(steps))
                           error_class=error_class, error=error_text)
         exit_code = error.exit_code if isinstance(error, DbguardError) else ExitCode.USAGE
         return RunResult(status=RunStatus.REFUSED.value, exit_code=exit_code,

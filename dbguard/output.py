@@ -24,7 +24,7 @@ from dbguard.results import (
 FORMATS = ("text", "json", "github", "junit")
 # The CI formats only make sense for checks; other commands refuse them with a usage error.
 CI_FORMATS = ("github", "junit")
-CI_COMMANDS = ("drift",)
+CI_COMMANDS = ("drift", "plan")
 
 
 def _plain(value: Any) -> Any:
@@ -77,6 +77,8 @@ def _run_text(result: RunResult) -> str:
         attempts = f"  ({step.attempts} attempts)" if step.attempts > 1 else ""
         lines.append(f"  {step.revision:<28} {step.direction:<4} {step.status:<12} {_ms(step.duration_ms)}{attempts}")
     lines += [f"warning: {w}" for w in result.warnings]
+    if result.plan is not None and result.status == "refused" and result.plan.failing:
+        lines += [f"  {line}" for line in plan_lines(result.plan, statements=False)]
     for outcome in result.ended_sessions:
         lines.append(f"  ended: {describe_victim(outcome)} -> {outcome.outcome}")
     if result.phases:
@@ -340,3 +342,157 @@ def _kill_text(report: KillReport) -> str:
 
 
 _TEXT.update({LockTree: _locks_text, KillReport: _kill_text})
+
+
+# --- plan ---------------------------------------------------------------------------------------------
+
+
+def _bytes(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KiB"
+    if size < 1024 ** 3:
+        return f"{size / 1048576:.1f} MiB"
+    return f"{size / 1024 ** 3:.2f} GiB"
+
+
+def _rows(rows: int | None) -> str:
+    return "rows unknown" if rows is None else f"~{rows:,} rows"
+
+
+def _flat(sql: str, limit: int = 160) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finding_lines(f: Any, indent: str = "    ") -> list[str]:
+    where = ""
+    if f.table:
+        where = f" [{f.table}: {_rows(f.rows)}, {_bytes(f.size_bytes)}]" if (f.rows is not None or f.size_bytes) \
+            else f" [{f.table}: size unknown]"
+    lines = [f"{indent}{f.severity.upper():<8} {f.code} {f.name}{where}", f"{indent}  {f.message}"]
+    if f.lock and f.lock != "none":
+        lines.append(f"{indent}  lock: {f.lock}; held {f.hold}")
+    lines.append(f"{indent}  instead: {f.alternative}")
+    return lines
+
+
+def plan_lines(report: Any, statements: bool = True) -> list[str]:
+    """The plan as lines of text: also what the forced-upgrade prompt shows as its blast radius."""
+    lines: list[str] = []
+    for rev in report.revisions:
+        title = f"revision {rev.revision}" + (f": {rev.doc}" if rev.doc else "")
+        lines.append(title)
+        for note in rev.notes:
+            lines.append(f"  note: {note}")
+        if statements:
+            for st in rev.statements:
+                auto = " (autocommit)" if st.autocommit else ""
+                lines.append(f"  {st.index:>2}. {_flat(st.sql, 100)}{auto}")
+                if st.lock != "none":
+                    lines.append(f"      lock: {st.lock}; held {st.hold}")
+                for note in st.notes:
+                    lines.append(f"      note: {note}")
+        for f in rev.findings:
+            at = f"#{f.statement_index} " if f.statement_index and statements else ""
+            first, *rest = _finding_lines(f, "    ")
+            lines.append(first.replace("    ", f"  {at}", 1) if at else first)
+            lines += rest
+        if not rev.findings:
+            lines.append("  no findings")
+    s = report.summary
+    if s is not None:
+        lines.append("summary:")
+        hit = [t for t in s.tables if not t.new]
+        new = [t.table for t in s.tables if t.new]
+        for t in hit:
+            lines.append(f"  table {t.table}: {_rows(t.rows)}, {_bytes(t.size_bytes)}; strongest lock {t.strongest_lock} "
+                         f"(blocks {t.blocks})")
+        if new:
+            lines.append(f"  created by this plan: {', '.join(new)}")
+        unknown = f" (+ {s.tables_of_unknown_size} table(s) of unknown size)" if s.tables_of_unknown_size else ""
+        lines.append(f"  rows under locks that block reads or writes: {s.rows_under_exclusive_lock:,}{unknown}")
+        lines.append(f"  destructive operations: {len(s.destructive)}")
+        for d in s.destructive:
+            lines.append(f"    - {d}")
+        at = f" at {s.worst_hold_at}" if s.worst_hold_at else ""
+        lines.append(f"  expected worst lock hold: {s.worst_hold}{at}")
+        counts = ", ".join(f"{s.findings[k]} {k}" for k in ("critical", "high", "medium", "low", "info")
+                           if k in s.findings)
+        lines.append(f"  findings: {counts or 'none'}")
+    return lines
+
+
+def _plan_text(report: Any) -> str:
+    frm = " ".join(report.from_revisions) or "base"
+    head = f"dbguard: plan {frm} -> {report.to_revision} on {report.server} ({report.mode})"
+    lines = [head]
+    lines += [f"note: {n}" for n in report.notes]
+    lines += plan_lines(report)
+    if report.failing:
+        lines.append(f"dbguard: {report.failing} finding(s) at or above {report.fail_on}: exit 1")
+    elif report.revisions:
+        lines.append(f"dbguard: nothing at or above {report.fail_on}")
+    return "\n".join(lines)
+
+
+_GH_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "notice", "info": "notice"}
+
+
+def _plan_ci(report: Any, fmt: str) -> str:
+    findings = [(rev, f) for rev in report.revisions for f in rev.findings]
+    if fmt == "github":
+        lines = []
+        for rev, f in findings:
+            file = f"file={_gh_escape(_relpath(rev.path), prop=True)}," if rev.path else ""
+            title = _gh_escape(f"{f.code} {f.name} ({f.severity}) in {rev.revision}", prop=True)
+            body = f"{f.message}. Instead: {f.alternative}. Statement: {_flat(f.statement, 300)}"
+            lines.append(f"::{_GH_LEVEL[f.severity]} {file}title={title}::{_gh_escape(body)}")
+        for note in report.notes:
+            lines.append(f"::notice title=dbguard plan::{_gh_escape(note)}")
+        if not findings:
+            lines.append(f"::notice title=dbguard plan::{_gh_escape('no risk findings')}")
+        return "\n".join(lines)
+    from xml.sax.saxutils import escape, quoteattr
+
+    failures = sum(1 for rev in report.revisions if any(f.level >= _level(report.fail_on) for f in rev.findings))
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="dbguard plan" tests="{len(report.revisions)}" failures="{failures}" errors="0">',
+           f'  <testsuite name="risk findings" tests="{len(report.revisions)}" failures="{failures}" errors="0">']
+    for rev in report.revisions:
+        bad = [f for f in rev.findings if f.level >= _level(report.fail_on)]
+        case = f'    <testcase classname="dbguard.plan" name={quoteattr(rev.revision)}'
+        if not bad:
+            out.append(case + "/>")
+            continue
+        body = "\n".join("\n".join(_finding_lines(f, "")) for f in rev.findings)
+        failure = f'      <failure message={quoteattr(f"{len(bad)} finding(s)")} type="risk">{escape(body)}</failure>'
+        out += [case + ">", failure, "    </testcase>"]
+    out += ["  </testsuite>", "</testsuites>"]
+    return "\n".join(out)
+
+
+def _level(name: str) -> Any:
+    from dbguard.risk.model import Severity
+
+    return 99 if name == "none" else Severity[name.upper()]
+
+
+def _relpath(path: str) -> str:
+    import os
+
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def _register_plan() -> None:
+    from dbguard.results import PlanReport
+
+    _TEXT[PlanReport] = _plan_text
+    _CI[PlanReport] = _plan_ci
+
+
+_register_plan()

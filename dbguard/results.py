@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from dbguard.core.state import RunRecord, StepRecord
 from dbguard.errors import ExitCode
@@ -39,6 +40,8 @@ class RunResult:
     duration_ms: int | None = None
     # Pre- and post-flight findings that did not stop the run (drift, changed revision files ...).
     warnings: tuple[str, ...] = ()
+    # The pre-flight's risk plan of the pending revisions (a PlanReport), when one was made.
+    plan: Any = None
     # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
     ended_sessions: tuple = ()
     phases: tuple[tuple[str, int], ...] = ()
@@ -198,3 +201,27 @@ class SnapshotResult:
     schema_hash: str
     text: str = ""  # the JSON, when written to standard output
     exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanReport:
+    """``dbguard plan`` (and the upgrade pre-flight): per pending revision its statements, the lock
+    each takes and the risk findings, plus a summary. ``revisions`` holds
+    :class:`dbguard.risk.plan.RevisionPlan`, ``summary`` a :class:`dbguard.risk.plan.PlanSummary`."""
+
+    mode: str  # live | offline
+    server: str
+    engine: str
+    from_revisions: tuple[str, ...]
+    to_revision: str
+    revisions: tuple[Any, ...]
+    summary: Any
+    fail_on: str
+    failing: int
+    notes: tuple[str, ...] = ()
+    complete: bool = True
+    exit_code: ExitCode = ExitCode.OK
+
+    @property
+    def findings(self) -> tuple[Any, ...]:
+        return tuple(f for r in self.revisions for f in r.findings)

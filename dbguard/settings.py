@@ -58,6 +58,9 @@ class Settings:
     protected_applications: tuple[str, ...] = ()
     # A cancelled statement that still holds its lock after this long is terminated.
     kill_grace_ms: int = 2000
+    # `dbguard plan` exits 1, and `upgrade` refuses (exit 3) unless forced, when a risk finding
+    # reaches this severity: info, low, medium, high, critical, or none.
+    fail_on: str = "high"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -77,6 +80,7 @@ _FILE_KEYS = {
     "version_table",
     "heartbeat_interval_s",
     "on_drift",
+    "fail_on",
     "drift_ignore",
     "watchdog_interval_ms",
     "max_blocking_ms",
@@ -113,6 +117,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("lock_timeout_ms must be positive: an unbounded lock wait is what dbguard prevents")
     if settings.statement_timeout_ms < 0 or settings.lock_retries < 0 or settings.wait_lock_s < 0:
         raise ConfigError("statement_timeout_ms, lock_retries and wait_lock_s cannot be negative")
+    if settings.fail_on.strip().lower() not in ("info", "low", "medium", "high", "critical", "none"):
+        raise ConfigError(f"fail_on must be info, low, medium, high, critical or none, got {settings.fail_on!r}")
     if settings.on_drift not in ("warn", "refuse", "ignore"):
         raise ConfigError(f"on_drift must be warn, refuse or ignore, got {settings.on_drift!r}")
     if not settings.table_prefix.replace("_", "").isalnum():

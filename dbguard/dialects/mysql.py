@@ -382,6 +382,67 @@ class MysqlDialect:
     def is_cancelled(self, exc: BaseException) -> bool:
         return _errno(exc) in (1317, 3024)
 
+    # --- live facts for ``dbguard plan`` (rows, size, lock holders, server) ------------------------
+    # The risk rules' engine family; the flavour (mysql/mariadb) is ``name``.
+    risk_engine = "mysql"
+
+    def server_facts(self) -> Statement:
+        """(version number or NULL, version text, lock slots or NULL)."""
+        return Statement("SELECT NULL, VERSION(), NULL")
+
+    def table_facts_prelude(self) -> list[str]:
+        """MySQL 8 caches information_schema.TABLES statistics for a day by default; ask it for fresh
+        ones on dbguard's own session. MariaDB reads them live."""
+        return [] if self.mariadb else ["SET SESSION information_schema_stats_expiry = 0"]
+
+    def table_facts(self, tables: list[str]) -> Statement:
+        """(table, estimated rows, data + index bytes, data bytes) of tables in the current database."""
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        return Statement(
+            "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH, DATA_LENGTH FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
+            f"AND TABLE_NAME IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
+    @property
+    def rows_source(self) -> str:
+        return "information_schema.TABLES (InnoDB estimate)" if self.mariadb else \
+            "information_schema.TABLES (InnoDB estimate; cached unless information_schema_stats_expiry = 0)"
+
+    def lock_holder_sources(self) -> tuple[str, ...]:
+        return tuple(s for s in self.mdl_sources() if s != "heuristic")
+
+    def lock_holder_source_ready(self, source: str) -> Statement:
+        return self.mdl_source_ready(source)
+
+    def table_lock_holders(self, tables: list[str], source: str) -> Statement:
+        """Granted table metadata locks other sessions hold: (table, session, mode, command, transaction
+        age s, query)."""
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed = ", ".join(":" + k for k in names) or "NULL"
+        age = "TIMESTAMPDIFF(MICROSECOND, x.trx_started, NOW(6)) / 1000000"
+        if source == "metadata_lock_info":
+            return Statement(
+                f"SELECT m.TABLE_NAME, m.THREAD_ID, m.LOCK_MODE, p.COMMAND, {age}, LEFT(p.INFO, 200) "
+                "FROM information_schema.METADATA_LOCK_INFO m "
+                "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID "
+                "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID "
+                "WHERE m.LOCK_TYPE = 'Table metadata lock' AND m.TABLE_SCHEMA = DATABASE() "
+                f"AND m.THREAD_ID <> CONNECTION_ID() AND m.TABLE_NAME IN ({listed}) ORDER BY m.THREAD_ID",
+                names,
+            )
+        return Statement(
+            f"SELECT ml.OBJECT_NAME, t.PROCESSLIST_ID, ml.LOCK_TYPE, t.PROCESSLIST_COMMAND, {age}, "
+            "LEFT(t.PROCESSLIST_INFO, 200) "
+            "FROM performance_schema.metadata_locks ml "
+            "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
+            "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID "
+            "WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = DATABASE() AND ml.LOCK_STATUS = 'GRANTED' "
+            f"AND t.PROCESSLIST_ID <> CONNECTION_ID() AND ml.OBJECT_NAME IN ({listed}) ORDER BY t.PROCESSLIST_ID",
+            names,
+        )
+
 
 def from_sqlalchemy(sa_dialect: Any) -> MysqlDialect:
     return MysqlDialect(mariadb=bool(getattr(sa_dialect, "is_mariadb", False)) or sa_dialect.name == "mariadb")

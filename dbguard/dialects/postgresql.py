@@ -285,6 +285,58 @@ class PostgresqlDialect:
     def is_cancelled(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "57014"
 
+    # --- live facts for ``dbguard plan`` (rows, size, lock holders, server) ------------------------
+    # The risk rules' engine family, and the server flavour within it.
+    risk_engine = "postgresql"
+
+    def server_facts(self) -> Statement:
+        """(version number, version text, max_locks_per_transaction)."""
+        return Statement(
+            "SELECT current_setting('server_version_num')::int, version(), "
+            "current_setting('max_locks_per_transaction')::int"
+        )
+
+    def table_facts(self, tables: list[str]) -> Statement:
+        """(table, estimated rows, total bytes, heap bytes) of tables in the current schema.
+
+        reltuples is -1 until the first VACUUM/ANALYZE (PostgreSQL 14+); the heap size is exact.
+        """
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        return Statement(
+            "SELECT c.relname, c.reltuples::bigint, pg_catalog.pg_total_relation_size(c.oid), "
+            "pg_catalog.pg_relation_size(c.oid) "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
+    rows_source = "pg_class.reltuples (estimate; -1 before ANALYZE)"
+
+    def lock_holder_sources(self) -> tuple[str, ...]:
+        return ("pg_locks",)
+
+    def lock_holder_source_ready(self, source: str) -> Statement:
+        return Statement("SELECT 1")
+
+    def table_lock_holders(self, tables: list[str], source: str) -> Statement:
+        """Granted relation locks other sessions hold on these tables: (table, session, mode, state,
+        transaction age s, query)."""
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        return Statement(
+            "SELECT c.relname, l.pid, l.mode, a.state, "
+            "EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8, left(a.query, 200) "
+            "FROM pg_catalog.pg_locks l "
+            "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
+            "AND l.pid IS DISTINCT FROM pg_backend_pid() AND n.nspname = current_schema() "
+            f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY l.pid",
+            names,
+        )
+
 
 _LOCK_SESSIONS = """\
 WITH b AS (

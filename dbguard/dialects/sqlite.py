@@ -65,6 +65,8 @@ class SqliteDialect:
         }
     # No sessions to inspect or end: ``dbguard locks`` is for servers.
     lock_graph = None
+    # The risk rules judge server engines; SQLite locks the whole file for every write anyway.
+    risk_engine = None
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]

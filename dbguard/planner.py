@@ -1,0 +1,164 @@
+"""``dbguard plan`` and the upgrade pre-flight's plan: render each pending revision offline, read
+the live facts of the tables it touches, and judge every statement with the risk rules."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from dbguard import alembic_bridge as bridge
+from dbguard.errors import ConfigError, ExitCode
+from dbguard.results import PlanReport
+from dbguard.risk.model import ServerInfo, Severity
+
+
+def fail_level(text: str | None) -> Severity | None:
+    try:
+        return Severity.parse(text or "high")
+    except ValueError as exc:
+        raise ConfigError(f"fail_on: {exc}") from None
+
+
+def offline_server(url: Any) -> ServerInfo | None:
+    """The engine a URL names; without a connection the version is unknown (judged as current)."""
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return ServerInfo(engine="postgresql", flavor="postgresql")
+    if backend in ("mysql", "mariadb"):
+        return ServerInfo(engine="mysql", flavor=backend)
+    return None
+
+
+def _history(script: Any, config: Any, heads: tuple[str, ...]) -> tuple[list[Any], list[str]]:
+    """The revisions already applied at ``heads``, rendered offline: their tables count as existing."""
+    rendered: dict[str, Any] = {}
+    notes: list[str] = []
+    for head in heads:
+        try:
+            for rev in bridge.offline_sql(script, config, (), head):
+                rendered.setdefault(rev.revision, rev)
+        except Exception as exc:  # noqa: BLE001 - without history, old tables count as unknown
+            notes.append(f"the applied revisions could not be rendered offline ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); tables they created are judged "
+                         "as existing only where the live database says so")
+            break
+    return list(rendered.values()), notes
+
+
+def build_plan(
+    target: Any,
+    script: Any,
+    heads: tuple[str, ...],
+    destination: str,
+    *,
+    session: Any = None,
+    fail_on: str | None = None,
+    last_run: Any = None,
+) -> PlanReport:
+    """The plan from ``heads`` to ``destination``: live facts through ``session`` when given,
+    else offline (no database: tables that exist at ``heads`` count as existing, of unknown size)."""
+    from alembic.util import CommandError
+
+    from dbguard.risk.plan import analyse, tables_touched
+
+    settings = target.settings
+    level = fail_level(fail_on if fail_on is not None else settings.fail_on)
+    notes: list[str] = []
+    mode = "live" if session is not None else "offline"
+    if session is not None:
+        if session.dialect.risk_engine is None:
+            return _empty(mode, session.dialect.name, heads, destination, level,
+                          [("risk rules judge PostgreSQL and MySQL/MariaDB; this engine locks the whole database "
+                            "for each write")])
+        from dbguard.db import facts as live_facts
+
+        server = live_facts.server_info(session.conn, session.dialect)
+        with contextlib.suppress(Exception):
+            from dbguard import drift
+
+            moved = drift.heads_moved(last_run, heads) if last_run is not None else None
+            if moved:
+                notes.append(f"{moved}: the plan starts from what alembic_version says now")
+    else:
+        maybe = offline_server(target.url)
+        if maybe is None:
+            return _empty(mode, target.url.get_backend_name(), heads, destination, level,
+                          ["risk rules judge PostgreSQL and MySQL/MariaDB only"])
+        server = maybe
+        if server.flavor == "mysql":
+            notes.append("offline: judged as MySQL 8; use a mariadb:// URL to judge as MariaDB")
+        notes.append("offline: no live facts; tables that exist at the starting revision count as existing, "
+                     "of unknown size")
+
+    config = target.config
+    try:
+        planned, final_heads = bridge.plan_steps(script, "up", destination, heads)
+    except (CommandError, KeyError, ValueError) as exc:
+        raise ConfigError(f"cannot plan an upgrade to {destination!r}: {exc}") from None
+    to_revision = " ".join(final_heads) or "base"
+    if not planned:
+        return _empty(mode, server.describe, heads, to_revision, level, notes + ["no revision is pending"])
+    try:
+        pending = bridge.offline_sql(script, config, heads, destination)
+    except Exception as exc:  # noqa: BLE001 - env.py failed in offline mode: say so, exit 2
+        raise ConfigError(f"cannot render the pending revisions offline (env.py in --sql mode): "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    history, more = _history(script, config, heads)
+    notes += more
+    facts = None
+    if session is not None:
+        from dbguard.db import facts as live_facts
+
+        facts, more = live_facts.table_facts(session.conn, session.dialect,
+                                             tables_touched(pending, server.engine, settings.version_table))
+        notes += more
+    docs = {r.revision: (r.doc, r.path) for r in pending}
+    revisions, summary = analyse(pending, server, history=history, facts=facts, lock_timeout_ms=settings.lock_timeout_ms,
+                                 version_table=settings.version_table, docs=docs)
+    failing = sum(1 for r in revisions for f in r.findings if level is not None and f.level >= level)
+    unrendered = [r.revision for r in revisions if not r.rendered]
+    exit_code = ExitCode.FINDINGS if failing else ExitCode.OK
+    if unrendered:
+        notes.append(f"not fully planned: {', '.join(unrendered)} could not be rendered offline")
+    return PlanReport(mode=mode, server=server.describe, engine=server.engine, from_revisions=heads,
+                      to_revision=to_revision, revisions=revisions, summary=summary,
+                      fail_on=level.label if level is not None else "none", failing=failing,
+                      notes=tuple(notes), complete=not unrendered, exit_code=exit_code)
+
+
+def _empty(mode: str, server: str, heads: tuple[str, ...], to_revision: str, level: Severity | None,
+           notes: list[str]) -> PlanReport:
+    return PlanReport(mode=mode, server=server, engine="", from_revisions=heads, to_revision=to_revision,
+                      revisions=(), summary=None, fail_on=level.label if level is not None else "none", failing=0,
+                      notes=tuple(notes), exit_code=ExitCode.OK)
+
+
+def plan(target: Any, destination: str = "head", *, offline: bool = False, from_revision: str | None = None,
+         fail_on: str | None = None) -> PlanReport:
+    """``dbguard plan``: live by default (reads alembic_version and the tables' facts; takes no lock),
+    or offline from ``from_revision`` without any database."""
+    from alembic.util import CommandError
+
+    script = target.script()
+    if offline:
+        if from_revision is None:
+            raise ConfigError("plan --offline needs --from REV: the revision the database is at "
+                              "(base for an empty one)")
+        try:
+            resolved = script.get_revisions(from_revision)
+        except CommandError as exc:
+            raise ConfigError(f"--from {from_revision!r}: {exc}") from None
+        heads = tuple(sorted(r.revision for r in resolved if r is not None))
+        return build_plan(target, script, heads, destination, fail_on=fail_on)
+    if from_revision is not None:
+        raise ConfigError("--from goes with --offline: a live plan starts where the database is")
+    from dbguard.db.ledger import Ledger, read_version_heads
+    from dbguard.target import open_session
+
+    with open_session(target) as session:
+        heads = read_version_heads(session.conn, target.version_table)
+        last = None
+        with contextlib.suppress(Exception):
+            ledger = Ledger(session.conn, target.settings.table_prefix)
+            last = ledger.latest_changing_run() if ledger.exists() else None
+        return build_plan(target, script, heads, destination, session=session, fail_on=fail_on, last_run=last)

@@ -1,0 +1,245 @@
+"""The lock each operation takes and the work it does while holding it, per engine.
+
+Pure knowledge from the engines' documentation:
+
+- PostgreSQL: the lock level of each ALTER TABLE form (``ALTER TABLE`` reference page: most forms
+  ACCESS EXCLUSIVE; ADD FOREIGN KEY SHARE ROW EXCLUSIVE on both tables; VALIDATE CONSTRAINT SHARE
+  UPDATE EXCLUSIVE), CREATE INDEX SHARE (CONCURRENTLY: SHARE UPDATE EXCLUSIVE), ADD COLUMN with a
+  non-volatile default is catalog-only since PostgreSQL 11, SET NOT NULL skips its scan when a
+  valid CHECK (col IS NOT NULL) exists (12+).
+- MySQL 8 (docs, "Online DDL Operations"): ADD COLUMN INSTANT from 8.0.12 (any position from
+  8.0.29), DROP COLUMN INSTANT from 8.0.29, RENAME COLUMN INSTANT from 8.0.28, column type changes
+  COPY, NULL/NOT NULL INPLACE with a rebuild and concurrent DML, ADD FOREIGN KEY COPY unless
+  foreign_key_checks=0, ADD CHECK COPY, secondary indexes INPLACE with LOCK=NONE, first FULLTEXT
+  or SPATIAL index LOCK=SHARED, ADD PRIMARY KEY INPLACE with a rebuild.
+- MariaDB (KB, "InnoDB Online DDL Operations with the INSTANT/INPLACE Alter Algorithm"): ADD COLUMN
+  INSTANT from 10.3.2 (any position, and DROP COLUMN, from 10.4), widening VARCHAR INSTANT, other
+  type changes COPY, foreign keys COPY with foreign_key_checks on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dbguard.risk.model import NO_LOCK, Context, LockInfo, Op, ServerInfo
+
+_AE, _SUE, _SRE, _SHARE, _RE = ("ACCESS EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE",
+                                "ROW EXCLUSIVE")
+
+
+def lock_for(op: Op, ctx: Context) -> LockInfo:
+    if op.kind in ("begin", "commit", "set", "select", "other_ddl", "unknown"):
+        return NO_LOCK
+    if ctx.server.engine == "postgresql":
+        return _postgresql(op, ctx)
+    return _mysql(op, ctx)
+
+
+def _ae(work: str = "instant", **kw: object) -> LockInfo:
+    return LockInfo(mode=_AE, blocks_reads=True, blocks_writes=True, work=work, **kw)  # type: ignore[arg-type]
+
+
+_TYPE = re.compile(r"^\s*([A-Z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+))?\s*\))?\s*$")
+_INT_SIZE = {"SMALLINT": 2, "INT2": 2, "TINYINT": 1, "MEDIUMINT": 3, "INT": 4, "INTEGER": 4, "INT4": 4,
+             "BIGINT": 8, "INT8": 8, "SERIAL": 4, "BIGSERIAL": 8}
+_TEXTY = {"VARCHAR", "CHARACTER VARYING", "TEXT", "CHAR", "CHARACTER", "NVARCHAR", "STRING"}
+
+
+def parse_type(text: str | None) -> tuple[str, int | None, int | None] | None:
+    if not text:
+        return None
+    m = _TYPE.match(text.upper())
+    if not m:
+        return None
+    return m[1].strip(), int(m[2]) if m[2] else None, int(m[3]) if m[3] else None
+
+
+def type_change(old: str | None, new: str | None) -> str:
+    """'same', 'widen' (no data can be lost, often catalog-only), 'narrow' (data may not fit), 'other'
+    or 'unknown' when the old type is not known."""
+    a, b = parse_type(old), parse_type(new)
+    if a is None or b is None:
+        return "unknown"
+    if a == b:
+        return "same"
+    (na, la, sa), (nb, lb, sb) = a, b
+    if na in _INT_SIZE and nb in _INT_SIZE:
+        return "widen" if _INT_SIZE[nb] >= _INT_SIZE[na] else "narrow"
+    if na in _TEXTY and nb in _TEXTY:
+        if nb == "TEXT":
+            return "widen"
+        if na == "TEXT" and lb is not None:
+            return "narrow"
+        if la is not None and lb is not None:
+            return "widen" if lb >= la else "narrow"
+        return "other"
+    if na in ("NUMERIC", "DECIMAL") and nb in ("NUMERIC", "DECIMAL"):
+        if la is None or lb is None:
+            return "widen" if lb is None else "narrow"
+        if (lb - (sb or 0)) < (la - (sa or 0)) or (sb or 0) < (sa or 0):
+            return "narrow"
+        return "widen" if (sb or 0) == (sa or 0) else "other"
+    return "other"
+
+
+def old_type(op: Op, ctx: Context) -> str | None:
+    return ctx.columns.get(op.table or "", {}).get(op.column or "")
+
+
+def _postgresql(op: Op, ctx: Context) -> LockInfo:
+    server: ServerInfo = ctx.server
+    kind = op.kind
+    if kind == "create_table":
+        if op.references:
+            # The new table's foreign keys take SHARE ROW EXCLUSIVE on the referenced tables, briefly.
+            return LockInfo(mode=f"{_SRE} on {', '.join(op.references)}", blocks_reads=False, blocks_writes=False,
+                            work="instant", other_tables=op.references)
+        return NO_LOCK
+    if kind in ("drop_table", "rename_table", "truncate", "drop_column", "rename_column", "drop_not_null",
+                "set_default", "drop_constraint"):
+        return _ae()
+    if kind == "add_column":
+        rewrite = op.default_volatile or op.generated_stored or (op.auto_value and (op.type or "").endswith("SERIAL"))
+        if op.has_default and not server.at_least(11):
+            rewrite = True
+        return _ae("rewrite" if rewrite else "instant")
+    if kind == "alter_type":
+        change = type_change(old_type(op, ctx), op.type)
+        # Binary-coercible widenings (varchar(n) -> varchar(m > n), -> text) keep the data as is.
+        texty = (parse_type(op.type) or ("",))[0] in _TEXTY
+        return _ae("instant" if change == "same" or (change == "widen" and texty) else "rewrite")
+    if kind == "set_not_null":
+        checked = (op.table, op.column) in ctx.not_null_checks and server.at_least(12)
+        return _ae("instant" if checked else "scan")
+    if kind == "add_constraint":
+        if op.constraint == "foreign_key":
+            others = (op.ref_table,) if op.ref_table else ()
+            return LockInfo(mode=_SRE, blocks_reads=False, blocks_writes=True,
+                            work="instant" if op.not_valid else "scan", other_tables=others)
+        if op.constraint in ("unique", "primary_key"):
+            return _ae("instant" if op.using_index else "index")
+        return _ae("instant" if op.not_valid else "scan")
+    if kind == "validate_constraint":
+        return LockInfo(mode=_SUE, blocks_reads=False, blocks_writes=False, work="scan")
+    if kind == "create_index":
+        if op.concurrently:
+            return LockInfo(mode=_SUE, blocks_reads=False, blocks_writes=False, work="index")
+        if op.note == "REINDEX":
+            return LockInfo(mode=f"{_SHARE} (table), {_AE} (index)", blocks_reads=True, blocks_writes=True,
+                            work="index")
+        return LockInfo(mode=_SHARE, blocks_reads=False, blocks_writes=True, work="index")
+    if kind == "drop_index":
+        if op.concurrently:
+            return LockInfo(mode=_SUE, blocks_reads=False, blocks_writes=False, work="instant")
+        return _ae()
+    if kind in ("update", "delete", "insert"):
+        return LockInfo(mode=f"{_RE} + row locks", blocks_reads=False, blocks_writes=False, work="dml")
+    if kind == "lock_table":
+        mode = (op.value or _AE).upper()
+        return LockInfo(mode=mode, blocks_reads=mode == _AE,
+                        blocks_writes=mode in (_SHARE, _SRE, "EXCLUSIVE", _AE), work="instant")
+    if kind == "rewrite_table":
+        return _ae("rewrite")
+    return NO_LOCK
+
+
+_MDL = "metadata lock"
+
+
+def _mysql_lock(algorithm: str, work: str, concurrent_dml: bool, op: Op) -> LockInfo:
+    blocks_writes, blocks_reads = not concurrent_dml, False
+    explicit_alg = (op.algorithm or "").upper()
+    if explicit_alg == "COPY":
+        algorithm, work, blocks_writes = "COPY", "rewrite", True
+    lock_clause = (op.lock_clause or "").upper()
+    if lock_clause == "EXCLUSIVE":
+        blocks_reads = blocks_writes = True
+    elif lock_clause == "SHARED":
+        blocks_writes = True
+    mode = f"{_MDL} (exclusive at start and end), LOCK={'EXCLUSIVE' if blocks_reads else 'SHARED' if blocks_writes else 'NONE'}"
+    return LockInfo(mode=mode, blocks_reads=blocks_reads, blocks_writes=blocks_writes, work=work, algorithm=algorithm,
+                    exclusive_briefly=True)
+
+
+def _mysql(op: Op, ctx: Context) -> LockInfo:
+    server = ctx.server
+    maria = server.flavor == "mariadb"
+    kind = op.kind
+    if kind == "create_table":
+        return NO_LOCK
+    if kind in ("drop_table", "truncate", "rename_table"):
+        return LockInfo(mode=f"{_MDL} (exclusive)", blocks_reads=True, blocks_writes=True, work="instant")
+    if kind == "add_column":
+        if op.auto_value and not op.has_default and op.type and not op.generated_stored:
+            # An AUTO_INCREMENT column: in place with a rebuild, no concurrent DML.
+            return _mysql_lock("INPLACE", "rewrite", False, op)
+        if op.generated_stored:
+            return _mysql_lock("COPY", "rewrite", False, op)
+        instant = server.at_least(10, 3, 2) if maria else server.at_least(8, 0, 12)
+        return _mysql_lock("INSTANT", "instant", True, op) if instant else _mysql_lock("INPLACE", "rewrite", True, op)
+    if kind == "drop_column":
+        instant = server.at_least(10, 4) if maria else server.at_least(8, 0, 29)
+        return _mysql_lock("INSTANT", "instant", True, op) if instant else _mysql_lock("INPLACE", "rewrite", True, op)
+    if kind == "rename_column":
+        return _mysql_lock("INSTANT" if maria or server.at_least(8, 0, 28) else "INPLACE", "instant", True, op)
+    if kind in ("set_default", "drop_constraint", "drop_index"):
+        return _mysql_lock("INPLACE" if kind == "drop_index" else "INSTANT", "instant", True, op)
+    if kind in ("set_not_null", "drop_not_null"):
+        return _mysql_lock("INPLACE", "rewrite", True, op)
+    if kind == "alter_type":
+        change = type_change(old_type(op, ctx), op.type)
+        if change == "same":
+            # MODIFY restating the type: only NULL/NOT NULL changes, in place with a rebuild.
+            return _mysql_lock("INPLACE", "rewrite", True, op)
+        if change == "widen" and (parse_type(op.type) or ("",))[0] in ("VARCHAR", "CHARACTER VARYING"):
+            # Longer VARCHAR within the same length-byte class: catalog only (MySQL INPLACE, MariaDB INSTANT).
+            return _mysql_lock("INSTANT" if maria else "INPLACE", "instant", True, op)
+        return _mysql_lock("COPY", "rewrite", False, op)
+    if kind == "add_constraint":
+        if op.constraint in ("foreign_key", "check"):
+            return _mysql_lock("COPY", "rewrite", False, op)
+        if op.constraint == "primary_key":
+            return _mysql_lock("INPLACE", "rewrite", True, op)
+        return _mysql_lock("INPLACE", "index", True, op)
+    if kind == "create_index":
+        if op.index_kind in ("fulltext", "spatial"):
+            return _mysql_lock("INPLACE", "index", False, op)
+        return _mysql_lock("INPLACE", "index", True, op)
+    if kind in ("update", "delete", "insert"):
+        return LockInfo(mode="row locks", blocks_reads=False, blocks_writes=False, work="dml")
+    if kind == "lock_table":
+        write = (op.value or "").upper() == "WRITE"
+        return LockInfo(mode=f"LOCK TABLES {op.value}", blocks_reads=write, blocks_writes=True, work="instant")
+    if kind == "rewrite_table":
+        return _mysql_lock("COPY", "rewrite", False, op)
+    return NO_LOCK
+
+
+# Rough throughput per work kind, to turn a table's size into a lock hold estimate. An order of
+# magnitude on commodity disks, not a promise: the plan prints it as "~".
+_BYTES_PER_S = {"scan": 200e6, "index": 40e6, "rewrite": 25e6}
+_ROWS_PER_S = 20_000.0
+INSTANT_S = 0.01
+
+
+def estimate_hold(lock: LockInfo, rows: int | None, size_bytes: int | None, new_table: bool = False) -> float | None:
+    """Seconds the lock is held, or None when it scales with a size nobody knows."""
+    if lock.work in ("none", "instant") or new_table:
+        return INSTANT_S if lock.work != "none" else 0.0
+    if lock.work == "dml":
+        return None if rows is None else max(INSTANT_S, rows / _ROWS_PER_S)
+    if size_bytes is None:
+        return None
+    return max(INSTANT_S, size_bytes / _BYTES_PER_S[lock.work])
+
+
+def describe_hold(seconds: float | None, work: str) -> str:
+    if seconds is None:
+        return f"unknown: {work} scales with the table's size"
+    if seconds <= INSTANT_S:
+        return "instant (catalog only)" if work != "none" else "none"
+    if seconds < 1:
+        return f"~{seconds * 1000:.0f} ms ({work})"
+    if seconds < 120:
+        return f"~{seconds:.0f} s ({work})"
+    return f"~{seconds / 60:.0f} min ({work})"

@@ -1,0 +1,424 @@
+"""SQL text to :class:`Op` s, with sqlglot for the target dialect (imported here only: it costs
+about 150 ms) and a few patterns for what sqlglot keeps as an opaque command."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from typing import Any
+
+from dbguard.risk.model import Op
+
+SQLGLOT_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+_VOLATILE = {"clock_timestamp", "random", "gen_random_uuid", "uuid_generate_v4", "uuid_generate_v1",
+             "nextval", "timeofday", "txid_current", "uuid", "rand", "sysdate"}
+_AUTO_TYPES = {"SERIAL", "BIGSERIAL", "SMALLSERIAL"}
+
+_sqlglot: Any = None
+
+
+def _glot() -> Any:
+    global _sqlglot
+    if _sqlglot is None:
+        import sqlglot
+
+        # sqlglot logs a warning for every statement it keeps as a Command; we handle those below.
+        logging.getLogger("sqlglot").setLevel(logging.ERROR)
+        _sqlglot = sqlglot
+    return _sqlglot
+
+
+def _name(node: Any) -> str | None:
+    if node is None:
+        return None
+    name = getattr(node, "name", None)
+    if name:
+        return str(name).lower()
+    this = getattr(node, "this", None)
+    if this is not None and this is not node:
+        return _name(this)
+    return None
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) > 1 and text[0] in "\"`[" and text[-1] in "\"`]":
+        text = text[1:-1]
+    return text.split(".")[-1].strip("\"`").lower()
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split text into statements on semicolons outside quotes, dollar quotes and comments."""
+    out, buf, i, n = [], [], 0, len(sql)
+    quote: str | None = None
+    while i < n:
+        ch = sql[i]
+        if quote:
+            buf.append(ch)
+            if quote.startswith("$"):
+                if sql.startswith(quote, i):
+                    buf.append(sql[i + 1:i + len(quote)])
+                    i += len(quote)
+                    quote = None
+                    continue
+            elif ch == quote:
+                quote = None
+            i += 1
+            continue
+        if ch in "'\"`":
+            quote = ch
+        elif ch == "$":
+            m = re.match(r"\$[A-Za-z_]*\$", sql[i:])
+            if m:
+                quote = m.group(0)
+                buf.append(quote)
+                i += len(quote)
+                continue
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i)
+            i = n if end < 0 else end + 2
+            continue
+        elif ch == ";":
+            text = "".join(buf).strip()
+            if text:
+                out.append(text)
+            buf = []
+            i += 1
+            continue
+        buf.append(ch)
+        i += 1
+    text = "".join(buf).strip()
+    if text:
+        out.append(text)
+    return out
+
+
+def parse(sql: str, engine: str) -> list[Op]:
+    """Every operation of ``sql`` (one or more statements) for ``engine``."""
+    ops: list[Op] = []
+    for statement in split_statements(sql):
+        ops.extend(parse_statement(statement, engine))
+    return ops
+
+
+def parse_statement(sql: str, engine: str) -> list[Op]:
+    return list(_parse_cached(sql, engine))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(sql: str, engine: str) -> tuple[Op, ...]:
+    return tuple(_parse_statement(sql, engine))
+
+
+def _parse_statement(sql: str, engine: str) -> list[Op]:
+    fallback = _fallback(sql)
+    if fallback is not None:
+        return fallback
+    glot = _glot()
+    try:
+        tree = glot.parse_one(sql, read=SQLGLOT_DIALECT.get(engine, engine))
+    except Exception as exc:  # noqa: BLE001 - any parse failure: the statement is unknown, said so
+        return [Op("unknown", sql, note=f"not parsed: {str(exc).splitlines()[0][:120]}")]
+    try:
+        return _from_tree(tree, sql, engine) or [Op("unknown", sql, note="not understood")]
+    except Exception as exc:  # noqa: BLE001 - a shape we did not expect: unknown, never a crash
+        return [Op("unknown", sql, note=f"not understood: {type(exc).__name__}")]
+
+
+# Forms sqlglot keeps as an opaque Command (or parses lossily): recognised by pattern first.
+_FLAGS = re.IGNORECASE | re.DOTALL
+_ID = r"""(?:"[^"]+"|`[^`]+`|[\w$]+)(?:\.(?:"[^"]+"|`[^`]+`|[\w$]+))?"""
+_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?({_ID})\s+VALIDATE\s+CONSTRAINT\s+({_ID})", _FLAGS),
+     lambda m, s: [Op("validate_constraint", s, table=_unquote(m[1]), constraint_name=_unquote(m[2]))]),
+    (re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?({_ID})\s+ADD\s+CONSTRAINT\s+({_ID})\s+(UNIQUE|PRIMARY\s+KEY)"
+                rf"\s+USING\s+INDEX\s+({_ID})", _FLAGS),
+     lambda m, s: [Op("add_constraint", s, table=_unquote(m[1]), constraint_name=_unquote(m[2]),
+                      constraint="unique" if m[3].upper() == "UNIQUE" else "primary_key", using_index=True,
+                      index=_unquote(m[4]))]),
+    (re.compile(rf"^LOCK\s+(?:TABLE\s+)?(?:ONLY\s+)?({_ID})(?:\s+IN\s+([\w\s]+?)\s+MODE)?\s*(NOWAIT)?\s*$", _FLAGS),
+     lambda m, s: [Op("lock_table", s, table=_unquote(m[1]), value=(m[2] or "ACCESS EXCLUSIVE").upper(),
+                      setting="nowait" if m[3] else None)]),
+    (re.compile(rf"^LOCK\s+TABLES\s+({_ID})\s+(READ|WRITE)", _FLAGS),
+     lambda m, s: [Op("lock_table", s, table=_unquote(m[1]), value=m[2].upper())]),
+    (re.compile(rf"^(?:VACUUM\s+(?:\(\s*)?FULL\b[^;]*?|CLUSTER)\s+({_ID})\s*(?:USING\s+{_ID})?\s*$", _FLAGS),
+     lambda m, s: [Op("rewrite_table", s, table=_unquote(m[1]), note="rewrites the table")]),
+    (re.compile(rf"^RENAME\s+TABLE\s+({_ID})\s+TO\s+({_ID})", _FLAGS),
+     lambda m, s: [Op("rename_table", s, table=_unquote(m[1]), new_name=_unquote(m[2]))]),
+    (re.compile(rf"^CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+                rf"({_ID})\s+ON\s+({_ID})", _FLAGS),
+     lambda m, s: _mysql_index(m, s)),
+    (re.compile(r"^REINDEX\s+(?:\(.*?\)\s*)?(TABLE|INDEX)\s+(CONCURRENTLY\s+)?(" + _ID + ")", _FLAGS),
+     lambda m, s: [Op("create_index", s, table=_unquote(m[3]) if m[1].upper() == "TABLE" else None,
+                      index=_unquote(m[3]), concurrently=bool(m[2]), note="REINDEX")]),
+    (re.compile(r"^(ALTER\s+TYPE|CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE|TRIGGER|EXTENSION|SEQUENCE|"
+                r"SCHEMA|VIEW|MATERIALIZED\s+VIEW)|DROP\s+(?:TYPE|FUNCTION|PROCEDURE|TRIGGER|SEQUENCE|VIEW|"
+                r"EXTENSION|SCHEMA)|COMMENT\s+ON|GRANT|REVOKE|ANALYZE)\b", _FLAGS),
+     lambda m, s: [Op("other_ddl", s)]),
+]
+
+
+def _fallback(sql: str) -> list[Op] | None:
+    for pattern, build in _PATTERNS:
+        match = pattern.match(sql.strip())
+        if match:
+            ops = build(match, sql)
+            if ops is not None:
+                return ops
+    return None
+
+
+_ALGORITHM = re.compile(r"\bALGORITHM\s*=?\s*(\w+)", re.IGNORECASE)
+_LOCK = re.compile(r"\bLOCK\s*=?\s*(\w+)", re.IGNORECASE)
+
+
+def _mysql_index(m: re.Match[str], sql: str) -> list[Op] | None:
+    """CREATE FULLTEXT/SPATIAL INDEX, or CREATE INDEX ... ALGORITHM=/LOCK= (MySQL forms sqlglot keeps
+    as a Command); plain CREATE INDEX goes to sqlglot."""
+    kind = (m[1] or "").strip().upper()
+    algorithm, lock = _ALGORITHM.search(sql), _LOCK.search(sql)
+    if kind not in ("FULLTEXT", "SPATIAL") and not algorithm and not lock:
+        return None
+    return [Op("create_index", sql, table=_unquote(m[4]), index=_unquote(m[3]), unique=kind == "UNIQUE",
+               concurrently=bool(m[2]), index_kind=kind.lower() if kind in ("FULLTEXT", "SPATIAL") else None,
+               algorithm=algorithm[1].upper() if algorithm else None, lock_clause=lock[1].upper() if lock else None)]
+
+
+def _type_text(dtype: Any) -> str | None:
+    if dtype is None:
+        return None
+    try:
+        return dtype.sql(dialect="postgres").upper()
+    except Exception:  # noqa: BLE001
+        return str(dtype).upper()
+
+
+def _column_def(col: Any, glot: Any) -> dict[str, Any]:
+    exp = glot.exp
+    info: dict[str, Any] = {"column": _name(col.this), "type": _type_text(col.args.get("kind")),
+                            "nullable": True, "has_default": False, "default_volatile": False,
+                            "auto_value": False, "generated_stored": False}
+    kind = col.args.get("kind")
+    if kind is not None and str(getattr(kind, "this", "")).split(".")[-1] in _AUTO_TYPES:
+        info["auto_value"] = True
+    for constraint in col.args.get("constraints") or []:
+        k = constraint.args.get("kind")
+        if isinstance(k, exp.NotNullColumnConstraint):
+            info["nullable"] = bool(k.args.get("allow_null"))
+        elif isinstance(k, exp.PrimaryKeyColumnConstraint):
+            info["nullable"] = False
+        elif isinstance(k, exp.DefaultColumnConstraint):
+            info["has_default"] = True
+            default = k.this
+            if default is not None and not isinstance(default, exp.Null):
+                names = {_fn_name(f) for f in default.find_all(exp.Func)}
+                info["default_volatile"] = bool(names & _VOLATILE)
+            else:
+                info["has_default"] = False
+        elif isinstance(k, (exp.AutoIncrementColumnConstraint, exp.GeneratedAsIdentityColumnConstraint)):
+            info["auto_value"] = True
+        elif isinstance(k, exp.ComputedColumnConstraint):
+            info["auto_value"] = True
+            info["generated_stored"] = bool(k.args.get("persisted")) or "STORED" in k.sql().upper() or True
+    return info
+
+
+def _fn_name(func: Any) -> str:
+    name = getattr(func, "name", None) or type(func).__name__
+    mapping = {"Rand": "random", "Uuid": "gen_random_uuid", "CurrentTimestamp": "now"}
+    return mapping.get(type(func).__name__, str(name)).lower()
+
+
+def _options(tree: Any, glot: Any) -> tuple[str | None, str | None]:
+    exp = glot.exp
+    algorithm = lock = None
+    for option in tree.args.get("options") or []:
+        if isinstance(option, exp.AlgorithmProperty):
+            algorithm = str(option.this.name if hasattr(option.this, "name") else option.this).upper()
+        elif isinstance(option, exp.LockProperty):
+            lock = str(option.this.name if hasattr(option.this, "name") else option.this).upper()
+    return algorithm, lock
+
+
+def _check_not_null_of(check: Any, glot: Any) -> str | None:
+    exp = glot.exp
+    expr = check.this
+    if isinstance(expr, exp.Paren):
+        expr = expr.this
+    if isinstance(expr, exp.Not) and isinstance(expr.this, exp.Is) and isinstance(expr.this.expression, exp.Null):
+        return _name(expr.this.this)
+    if isinstance(expr, exp.Is) and expr.args.get("negate") and isinstance(expr.expression, exp.Null):
+        return _name(expr.this)
+    return None
+
+
+def _from_tree(tree: Any, sql: str, engine: str) -> list[Op]:
+    glot = _glot()
+    exp = glot.exp
+    if isinstance(tree, exp.Transaction):
+        return [Op("begin", sql)]
+    if isinstance(tree, exp.Commit):
+        return [Op("commit", sql)]
+    if isinstance(tree, exp.Set):
+        ops = []
+        for item in tree.expressions:
+            eq = item.this
+            if isinstance(eq, exp.EQ):
+                value = eq.expression
+                text = value.name if hasattr(value, "name") and value.name else value.sql()
+                ops.append(Op("set", sql, setting=_name(eq.this), value=str(text).strip("'\"")))
+        return ops or [Op("set", sql)]
+    if isinstance(tree, exp.Create):
+        return _create(tree, sql, glot)
+    if isinstance(tree, exp.Drop):
+        kind = str(tree.args.get("kind") or "").upper()
+        if kind == "TABLE":
+            return [Op("drop_table", sql, table=_name(t)) for t in _dropped(tree)]
+        if kind == "INDEX":
+            on = tree.args.get("cluster")
+            table = _name(on.this) if on is not None else None
+            return [Op("drop_index", sql, index=_name(t), table=table,
+                       concurrently=bool(tree.args.get("concurrently"))) for t in _dropped(tree)]
+        return [Op("other_ddl", sql)]
+    if isinstance(tree, exp.TruncateTable):
+        return [Op("truncate", sql, table=_name(t)) for t in tree.expressions]
+    if isinstance(tree, exp.Update):
+        return [Op("update", sql, table=_name(tree.this), has_where=tree.args.get("where") is not None)]
+    if isinstance(tree, exp.Delete):
+        return [Op("delete", sql, table=_name(tree.this), has_where=tree.args.get("where") is not None)]
+    if isinstance(tree, exp.Insert):
+        target = tree.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        return [Op("insert", sql, table=_name(target))]
+    if isinstance(tree, (exp.Select, exp.Union)):
+        return [Op("select", sql)]
+    if isinstance(tree, exp.Alter):
+        return _alter(tree, sql, glot, engine)
+    if isinstance(tree, exp.Command):
+        return [Op("unknown", sql, note=f"{tree.this} statement not understood")]
+    return []
+
+
+def _dropped(node: Any) -> list[Any]:
+    return list(node.args.get("tables") or node.expressions or [])
+
+
+def _create(tree: Any, sql: str, glot: Any) -> list[Op]:
+    exp = glot.exp
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind == "INDEX":
+        index = tree.this
+        params = index.args.get("params")
+        using = params.args.get("using") if params is not None else None
+        return [Op("create_index", sql, table=_name(index.args.get("table")), index=_name(index.this),
+                   concurrently=bool(tree.args.get("concurrently")), unique=bool(tree.args.get("unique")),
+                   index_kind=str(using.name).lower() if using is not None and str(using.name).lower()
+                   in ("fulltext", "spatial") else None)]
+    if kind == "TABLE":
+        schema = tree.this
+        table = _name(schema.this if isinstance(schema, exp.Schema) else schema)
+        refs, indexes = [], []
+        columns = {}
+        for part in (schema.expressions if isinstance(schema, exp.Schema) else []):
+            if isinstance(part, exp.ColumnDef):
+                info = _column_def(part, glot)
+                columns[info["column"]] = info["type"]
+            for ref in part.find_all(exp.Reference):
+                target = ref.this.this if isinstance(ref.this, exp.Schema) else ref.this
+                refs.append(_name(target))
+            if isinstance(part, (exp.PrimaryKey, exp.UniqueColumnConstraint)) or part.find(exp.PrimaryKey) or \
+                    part.find(exp.UniqueColumnConstraint) or part.find(exp.IndexColumnConstraint):
+                indexes.append(f"{table}:{len(indexes)}")
+        return [Op("create_table", sql, table=table, references=tuple(r for r in refs if r),
+                   created_indexes=tuple(indexes), columns=tuple(columns.items()))]
+    return [Op("other_ddl", sql)]
+
+
+def _alter(tree: Any, sql: str, glot: Any, engine: str) -> list[Op]:
+    exp = glot.exp
+    if str(tree.args.get("kind") or "TABLE").upper() != "TABLE":
+        return [Op("other_ddl", sql)]
+    table = _name(tree.this)
+    algorithm, lock = _options(tree, glot)
+    common = {"table": table, "algorithm": algorithm, "lock_clause": lock}
+    not_valid = bool(tree.args.get("not_valid"))
+    ops: list[Op] = []
+    for action in tree.args.get("actions") or []:
+        if isinstance(action, exp.ColumnDef):
+            info = _column_def(action, glot)
+            ops.append(Op("add_column", sql, **common, **info))
+        elif isinstance(action, exp.Drop):
+            kind = str(action.args.get("kind") or "").upper()
+            names = [_name(t) for t in _dropped(action)]
+            if kind == "COLUMN":
+                ops += [Op("drop_column", sql, column=n, **common) for n in names]
+            elif kind == "INDEX":
+                ops += [Op("drop_index", sql, index=n, **common) for n in names]
+            else:
+                ops += [Op("drop_constraint", sql, constraint_name=n, **common) for n in names]
+        elif isinstance(action, exp.AlterColumn):
+            column = _name(action.this)
+            if action.args.get("dtype") is not None:
+                ops.append(Op("alter_type", sql, column=column, type=_type_text(action.args["dtype"]), **common))
+            elif action.args.get("allow_null") is False:
+                ops.append(Op("set_not_null", sql, column=column, **common))
+            elif action.args.get("allow_null") is True:
+                ops.append(Op("drop_not_null", sql, column=column, **common))
+            else:
+                ops.append(Op("set_default", sql, column=column, **common))
+        elif isinstance(action, exp.ModifyColumn):
+            # MySQL MODIFY / CHANGE: restates the whole column.
+            info = _column_def(action.this, glot)
+            rename_from = _name(action.args.get("rename_from"))
+            column = rename_from or info["column"]
+            if rename_from and rename_from != info["column"]:
+                ops.append(Op("rename_column", sql, column=rename_from, new_name=info["column"], **common))
+            ops.append(Op("alter_type", sql, column=column, type=info["type"], nullable=info["nullable"],
+                          note="MODIFY/CHANGE restates the column", **common))
+        elif isinstance(action, exp.RenameColumn):
+            ops.append(Op("rename_column", sql, column=_name(action.this), new_name=_name(action.args.get("to")),
+                          **common))
+        elif isinstance(action, exp.AlterRename):
+            ops.append(Op("rename_table", sql, new_name=_name(action.this), **common))
+        elif isinstance(action, exp.AddConstraint):
+            for part in action.expressions:
+                ops.append(_constraint(part, sql, common, not_valid, glot))
+        elif isinstance(action, exp.AlterSet):
+            option = str(getattr(action.args.get("option"), "name", "") or "").upper()
+            if option in ("LOGGED", "UNLOGGED") or action.args.get("tablespace") is not None:
+                ops.append(Op("rewrite_table", sql, note=f"SET {option or 'TABLESPACE'} rewrites the table", **common))
+            else:
+                ops.append(Op("other_ddl", sql, **common))
+        else:
+            ops.append(Op("unknown", sql, note=f"ALTER TABLE action {type(action).__name__} not understood", **common))
+    return ops
+
+
+def _constraint(part: Any, sql: str, common: dict[str, Any], not_valid: bool, glot: Any) -> Op:
+    exp = glot.exp
+    name = _name(part.this) if isinstance(part, exp.Constraint) else None
+    inner = part.expressions[0] if isinstance(part, exp.Constraint) and part.expressions else part
+    if isinstance(inner, exp.ForeignKey):
+        ref = inner.args.get("reference")
+        target = ref.this.this if ref is not None and isinstance(ref.this, exp.Schema) else getattr(ref, "this", None)
+        return Op("add_constraint", sql, constraint="foreign_key", constraint_name=name, not_valid=not_valid,
+                  ref_table=_name(target), **common)
+    if isinstance(inner, exp.CheckColumnConstraint):
+        return Op("add_constraint", sql, constraint="check", constraint_name=name, not_valid=not_valid,
+                  check_not_null_of=_check_not_null_of(inner, glot), **common)
+    if isinstance(inner, (exp.PrimaryKey, exp.PrimaryKeyColumnConstraint)):
+        return Op("add_constraint", sql, constraint="primary_key", constraint_name=name, **common)
+    if isinstance(inner, exp.UniqueColumnConstraint):
+        return Op("add_constraint", sql, constraint="unique", constraint_name=name, **common)
+    if isinstance(inner, exp.IndexColumnConstraint):
+        kind = str(inner.args.get("kind") or "").lower() or None
+        return Op("create_index", sql, index=_name(inner.this) or name, unique=kind == "unique",
+                  index_kind=kind if kind in ("fulltext", "spatial") else None, **common)
+    return Op("add_constraint", sql, constraint="other", constraint_name=name, not_valid=not_valid, **common)

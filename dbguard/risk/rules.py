@@ -1,0 +1,440 @@
+"""The risk rules. Each is a small pure function with a stable code.
+
+A statement rule takes ``(op, lock, ctx, facts)``: the parsed operation, the lock it takes
+(:func:`dbguard.risk.locks.lock_for`), the plan context and the live facts of its table (None when
+unknown, e.g. ``plan --offline``), and returns a :class:`Hit` or None. A revision rule takes every
+``(op, lock)`` of one revision's transaction and the context. Codes never change meaning; a retired
+rule keeps its code unused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dbguard.risk.locks import old_type, type_change
+from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, TableFacts
+
+S = Severity
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    scope: str  # "statement" or "revision"
+    fn: Callable[..., Hit | None]
+
+    @property
+    def summary(self) -> str:
+        return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+
+RULES: list[Rule] = []
+
+
+def rule(code: str, name: str, scope: str = "statement") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        RULES.append(Rule(code, name, scope, fn))
+        return fn
+
+    return register
+
+
+def by_code(code: str) -> Rule:
+    for r in RULES:
+        if r.code == code:
+            return r
+    raise KeyError(code)
+
+
+def weigh(base: Severity, facts: TableFacts | None) -> Severity:
+    """Scale a size-dependent risk by the live table: unknown size keeps ``base``; an empty table
+    is low; a small one at most medium."""
+    if facts is None:
+        return base
+    if facts.empty:
+        return min(base, S.LOW)
+    if facts.small:
+        return min(base, S.MEDIUM)
+    return base
+
+
+def _existing(op: Op, ctx: Context) -> bool:
+    """The statement hits a table that holds data already (not one this plan created)."""
+    return op.table is not None and not ctx.is_new(op.table)
+
+
+def _size(facts: TableFacts | None) -> str:
+    if facts is None:
+        return "of unknown size"
+    if not facts.exists:
+        return "not found in the database"
+    rows = "unknown rows" if facts.rows is None else f"~{facts.rows:,} rows"
+    size = "" if facts.size_bytes is None else f", {facts.size_bytes / 1048576:.1f} MiB"
+    return f"{rows}{size}"
+
+
+@rule("DG101", "table-rewrite")
+def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """The statement rewrites or copies the whole table while holding its lock.
+
+    Anti-pattern (PostgreSQL: a volatile default rewrites every row under ACCESS EXCLUSIVE;
+    MySQL: a type change is ALGORITHM=COPY and blocks writes)::
+
+        ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();
+        ALTER TABLE orders MODIFY total DECIMAL(12,2) NOT NULL;
+
+    Best practice (add the column without the volatile default, fill it in batches, then set the
+    default for new rows; for type changes, add a new column, dual-write, backfill, swap)::
+
+        ALTER TABLE orders ADD COLUMN token uuid;
+        UPDATE orders SET token = gen_random_uuid() WHERE id BETWEEN 1 AND 10000;  -- batches
+        ALTER TABLE orders ALTER COLUMN token SET DEFAULT gen_random_uuid();
+    """
+    if lock.work != "rewrite" or not _existing(op, ctx):
+        return None
+    if op.kind == "add_constraint" and op.constraint in ("foreign_key", "check"):
+        return None  # DG105 says it, with the better alternative
+    online = not lock.blocks_writes
+    why = {"add_column": "the new column's value is computed for every row",
+           "alter_type": "the column's type changes", "rewrite_table": "the statement rebuilds the table",
+           "set_not_null": "NOT NULL is checked by rebuilding the table"}.get(op.kind, "the table is rebuilt")
+    base = S.MEDIUM if online else S.HIGH
+    alg = f" (ALGORITHM={lock.algorithm})" if lock.algorithm else ""
+    return Hit(
+        weigh(base, facts),
+        f"rewrites {op.table} ({_size(facts)}){alg}: {why}; "
+        + ("concurrent writes continue but the rebuild takes I/O and time" if online
+           else f"{lock.blocks} are blocked until it is done"),
+        "add a new column and backfill it in batches, then switch over; on MySQL/MariaDB an online "
+        "schema change tool (gh-ost, pt-online-schema-change) copies without blocking writes",
+        op.table,
+    )
+
+
+@rule("DG102", "index-not-concurrent")
+def index_not_concurrent(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """An index is built on an existing table while writes are blocked.
+
+    Anti-pattern (PostgreSQL: CREATE INDEX holds SHARE, blocking every INSERT/UPDATE/DELETE for
+    the whole build)::
+
+        op.create_index("ix_orders_status", "orders", ["status"])
+
+    Best practice (outside the migration's transaction)::
+
+        with op.get_context().autocommit_block():
+            op.create_index("ix_orders_status", "orders", ["status"], postgresql_concurrently=True)
+    """
+    if op.kind == "create_index" and lock.blocks_writes and _existing(op, ctx):
+        what = "FULLTEXT/SPATIAL index" if op.index_kind else "index"
+        return Hit(
+            weigh(S.HIGH, facts),
+            f"builds {what} {op.index or ''} on {op.table} ({_size(facts)}) holding {lock.mode}: "
+            f"{lock.blocks} wait for the whole build",
+            "PostgreSQL: CREATE INDEX CONCURRENTLY inside op.get_context().autocommit_block() "
+            "(postgresql_concurrently=True); MySQL/MariaDB: ALGORITHM=INPLACE, LOCK=NONE",
+            op.table,
+        )
+    if op.kind == "drop_index" and lock.blocks_reads and not op.concurrently and _existing(op, ctx) \
+            and ctx.server.concurrent_index and op.table is None:
+        return Hit(S.LOW, f"drops index {op.index} with ACCESS EXCLUSIVE on its table: brief, but queued "
+                          "behind any long transaction and blocking reads while it waits",
+                   "DROP INDEX CONCURRENTLY inside an autocommit_block", op.table)
+    return None
+
+
+@rule("DG103", "add-not-null-without-default")
+def not_null_without_default(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """A NOT NULL column without a default is added to a table that may hold rows.
+
+    Anti-pattern (PostgreSQL fails on the first existing row; MySQL silently writes 0 or '')::
+
+        op.add_column("users", sa.Column("tenant_id", sa.Integer(), nullable=False))
+
+    Best practice::
+
+        op.add_column("users", sa.Column("tenant_id", sa.Integer(), nullable=True))
+        # backfill in batches, then (PostgreSQL) CHECK NOT VALID + VALIDATE + SET NOT NULL
+    """
+    if op.kind != "add_column" or op.nullable is not False or op.has_default or op.auto_value:
+        return None
+    if not _existing(op, ctx) or (facts is not None and facts.empty):
+        return None
+    if ctx.server.not_null_add_fails_with_rows:
+        sev = S.CRITICAL if facts is not None else S.HIGH
+        what = "fails with 'column contains null values' as soon as the table has a row"
+    else:
+        sev = weigh(S.MEDIUM, facts)
+        what = "fills existing rows with the type's implicit default (0, '', zero date) without a word"
+    return Hit(sev, f"adds NOT NULL column {op.table}.{op.column} without a default ({_size(facts)}): {what}",
+               "add it nullable (or with a server_default), backfill, then make it NOT NULL", op.table)
+
+
+@rule("DG104", "set-not-null-scan")
+def set_not_null_scan(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """SET NOT NULL checks every row while holding an exclusive lock.
+
+    Anti-pattern::
+
+        op.alter_column("users", "tenant_id", nullable=False)
+
+    Best practice (PostgreSQL 12+: a validated CHECK lets SET NOT NULL skip the scan)::
+
+        op.execute("ALTER TABLE users ADD CONSTRAINT ck_tenant_nn CHECK (tenant_id IS NOT NULL) NOT VALID")
+        op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_tenant_nn")
+        op.alter_column("users", "tenant_id", nullable=False)
+        op.drop_constraint("ck_tenant_nn", "users")
+    """
+    if op.kind != "set_not_null" or lock.work != "scan" or not _existing(op, ctx):
+        return None
+    return Hit(
+        weigh(S.HIGH, facts),
+        f"SET NOT NULL on {op.table}.{op.column} ({_size(facts)}) scans the table holding {lock.mode}: "
+        f"{lock.blocks} wait; it fails if a NULL is left",
+        "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later step, then SET NOT NULL "
+        "(no scan on PostgreSQL 12+)",
+        op.table,
+    )
+
+
+@rule("DG105", "constraint-validated-under-lock")
+def constraint_validated_under_lock(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """A foreign key or CHECK constraint is added and validated in one step on an existing table.
+
+    Anti-pattern (PostgreSQL: every row is checked under SHARE ROW EXCLUSIVE on both tables;
+    MySQL/MariaDB: ALGORITHM=COPY with foreign_key_checks on)::
+
+        op.create_foreign_key("fk_orders_user", "orders", "users", ["user_id"], ["id"])
+
+    Best practice (PostgreSQL)::
+
+        op.execute("ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) "
+                   "REFERENCES users (id) NOT VALID")
+        op.execute("ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user")  # next revision
+    """
+    if op.kind != "add_constraint" or op.constraint not in ("foreign_key", "check") or op.not_valid:
+        return None
+    if not _existing(op, ctx) or not (lock.blocks_writes or lock.blocks_reads):
+        return None
+    what = "foreign key" if op.constraint == "foreign_key" else "CHECK constraint"
+    others = f" and {', '.join(lock.other_tables)}" if lock.other_tables else ""
+    return Hit(
+        weigh(S.HIGH, facts),
+        f"adds {what} {op.constraint_name or ''} on {op.table} ({_size(facts)}) and checks every row "
+        f"holding {lock.mode} on {op.table}{others}: {lock.blocks} wait",
+        "PostgreSQL: ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a separate step (SHARE UPDATE "
+        "EXCLUSIVE, writes continue); MySQL/MariaDB: an online schema change tool, or accept the copy in a "
+        "maintenance window",
+        op.table,
+    )
+
+
+@rule("DG106", "unique-built-under-lock")
+def unique_under_lock(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """A UNIQUE or PRIMARY KEY constraint builds its index while the table is locked.
+
+    Anti-pattern::
+
+        op.create_unique_constraint("uq_users_email", "users", ["email"])
+
+    Best practice (PostgreSQL)::
+
+        with op.get_context().autocommit_block():
+            op.create_index("uq_users_email", "users", ["email"], unique=True, postgresql_concurrently=True)
+        op.execute("ALTER TABLE users ADD CONSTRAINT uq_users_email UNIQUE USING INDEX uq_users_email")
+    """
+    if op.kind != "add_constraint" or op.constraint not in ("unique", "primary_key") or op.using_index:
+        return None
+    if not _existing(op, ctx) or lock.work != "index" or not lock.blocks_writes:
+        return None
+    return Hit(
+        weigh(S.HIGH, facts),
+        f"adds {op.constraint.replace('_', ' ')} {op.constraint_name or ''} on {op.table} ({_size(facts)}): "
+        f"the index is built holding {lock.mode}, {lock.blocks} wait",
+        "CREATE UNIQUE INDEX CONCURRENTLY in an autocommit_block, then ADD CONSTRAINT ... USING INDEX",
+        op.table,
+    )
+
+
+@rule("DG107", "destructive")
+def destructive(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """The statement destroys data: DROP TABLE, DROP COLUMN, TRUNCATE, DELETE without WHERE.
+
+    Anti-pattern (in the same deploy as the code that stops using it)::
+
+        op.drop_column("users", "legacy_flag")
+
+    Best practice: stop reading and writing it in one release, drop it in a later one, after a
+    backup; for tables, rename or archive first.
+    """
+    if op.kind not in ("drop_table", "drop_column", "truncate", "delete") or not _existing(op, ctx):
+        return None
+    if op.kind == "delete" and op.has_where:
+        return None
+    rows = "its rows" if facts is None or facts.rows is None else f"{facts.rows:,} rows"
+    if op.kind == "drop_column":
+        base = S.MEDIUM
+        what = f"drops column {op.table}.{op.column}: the values of {rows} are gone and running code that still " \
+               "reads it fails"
+    else:
+        base = S.HIGH
+        verb = {"drop_table": "drops table", "truncate": "truncates", "delete": "deletes every row of"}[op.kind]
+        what = f"{verb} {op.table}: {rows} destroyed ({_size(facts)})"
+    sev = min(base, S.LOW) if facts is not None and facts.empty else base
+    return Hit(sev, what, "expand/contract: stop using it first, back it up, destroy it in a later release",
+               op.table)
+
+
+@rule("DG108", "narrowing-type")
+def narrowing_type(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """A column's type is narrowed: values that do not fit fail the migration or are cut.
+
+    Anti-pattern::
+
+        op.alter_column("users", "name", type_=sa.String(50), existing_type=sa.String(255))
+
+    Best practice: check the longest value first (``SELECT max(length(name))``), add a CHECK
+    NOT VALID and validate it, or keep the wider type.
+    """
+    if op.kind != "alter_type" or not _existing(op, ctx):
+        return None
+    before = old_type(op, ctx)
+    if type_change(before, op.type) != "narrow":
+        return None
+    return Hit(weigh(S.HIGH, facts),
+               f"narrows {op.table}.{op.column} from {before} to {op.type} ({_size(facts)}): longer values fail "
+               "the statement (strict mode) or are truncated",
+               "verify the data fits (or add a validated CHECK) before narrowing; prefer keeping the wider type",
+               op.table)
+
+
+@rule("DG109", "rename")
+def rename(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """A table or column is renamed: the running application still uses the old name.
+
+    Anti-pattern::
+
+        op.alter_column("users", "name", new_column_name="full_name")
+
+    Best practice: add the new column (or a view with the new name), write both, backfill, move
+    the readers, drop the old one in a later release.
+    """
+    if op.kind not in ("rename_table", "rename_column") or not _existing(op, ctx):
+        return None
+    what = f"column {op.table}.{op.column} to {op.new_name}" if op.kind == "rename_column" \
+        else f"table {op.table} to {op.new_name}"
+    sev = S.LOW if facts is not None and facts.empty else S.HIGH
+    return Hit(sev, f"renames {what}: every running query that names the old one fails from this moment",
+               "expand/contract: add the new name next to the old (column or view), migrate the code, drop the old "
+               "name later", op.table)
+
+
+@rule("DG110", "lock-timeout-disabled")
+def lock_timeout_disabled(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """Raw SQL turns the lock timeout off (or takes an explicit table lock without one).
+
+    Anti-pattern::
+
+        op.execute("SET lock_timeout = 0")
+        op.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+
+    Best practice: leave dbguard's lock_timeout in place (``--lock-timeout MS``); if one step
+    really needs longer, raise it for that statement only (``SET LOCAL lock_timeout = '5s'``).
+    """
+    if op.kind == "set" and op.setting in ("lock_timeout", "lock_wait_timeout", "innodb_lock_wait_timeout"):
+        value = (op.value or "").strip().lower()
+        disabled = value in ("0", "0ms", "0s", "default")
+        if not disabled and op.setting != "lock_timeout":
+            try:
+                disabled = float(value) > 60  # MySQL/MariaDB take seconds
+            except ValueError:
+                disabled = False
+        if disabled:
+            return Hit(S.HIGH, f"SET {op.setting} = {op.value}: the next DDL may wait for a lock without bound and "
+                               "queue every query on its table behind it",
+                       "keep dbguard's lock timeout; use SET LOCAL lock_timeout for a single longer step")
+    if op.kind == "lock_table" and (lock.blocks_writes or lock.blocks_reads) and _existing(op, ctx) \
+            and ctx.lock_timeout_ms is None and op.setting != "nowait":
+        return Hit(S.MEDIUM, f"LOCK TABLE {op.table} ({lock.mode}) with no lock timeout set",
+                   "SET lock_timeout first, or LOCK ... NOWAIT and retry", op.table)
+    return None
+
+
+@rule("DG111", "many-locks-in-one-transaction", scope="revision")
+def many_locks(ops: Sequence[tuple[Op, LockInfo]], ctx: Context) -> Hit | None:
+    """One transaction locks more relations than the server's lock table comfortably holds.
+
+    Anti-pattern: one revision creating or altering hundreds of tables and indexes (PostgreSQL
+    keeps every lock until COMMIT; past ``max_locks_per_transaction`` it fails with "out of shared
+    memory").
+
+    Best practice: split the work over several revisions (dbguard runs one transaction per
+    revision), or raise max_locks_per_transaction first.
+    """
+    if not ctx.server.counts_lock_slots:
+        return None
+    relations: set[str] = set()
+    for op, lock in ops:
+        if lock.work == "none" and op.kind not in ("create_table", "drop_table"):
+            continue
+        if op.table:
+            relations.add(f"t:{op.table}")
+        if op.index:
+            relations.add(f"i:{op.index}")
+        relations.update(f"i:{name}" for name in op.created_indexes)
+        relations.update(f"t:{name}" for name in lock.other_tables)
+    if len(relations) <= ctx.server.lock_slots:
+        return None
+    return Hit(S.MEDIUM, f"one transaction locks {len(relations)} tables and indexes; max_locks_per_transaction "
+                         f"is {ctx.server.lock_slots}: it may fail with 'out of shared memory' and holds every lock "
+                         "until it commits",
+               "split the revision, or raise max_locks_per_transaction before running it")
+
+
+@rule("DG112", "concurrently-in-transaction")
+def concurrently_in_transaction(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """CREATE/DROP INDEX CONCURRENTLY inside the migration's transaction: PostgreSQL refuses it.
+
+    Anti-pattern::
+
+        op.create_index("ix_orders_status", "orders", ["status"], postgresql_concurrently=True)
+
+    Best practice::
+
+        with op.get_context().autocommit_block():
+            op.create_index("ix_orders_status", "orders", ["status"], postgresql_concurrently=True)
+    """
+    if op.kind in ("create_index", "drop_index") and op.concurrently and ctx.in_transaction \
+            and ctx.server.concurrent_index:
+        return Hit(S.CRITICAL, f"{'CREATE' if op.kind == 'create_index' else 'DROP'} INDEX CONCURRENTLY inside a "
+                               "transaction fails: 'cannot run inside a transaction block'",
+                   "wrap it in op.get_context().autocommit_block()", op.table)
+    return None
+
+
+@rule("DG113", "lock-contention")
+def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """Sessions hold locks on the table right now: the DDL will queue behind them (needs live facts).
+
+    Anti-pattern: running ``ALTER TABLE orders ...`` while a report keeps a transaction open on
+    ``orders``: the ALTER waits, and every query after it waits behind the ALTER.
+
+    Best practice: keep dbguard's lock timeout (it fails fast and retries), end or wait for the
+    holders (``dbguard locks``), deploy when they are gone.
+    """
+    if facts is None or not facts.lock_holders or not lock.queues:
+        return None
+    if ctx.is_new(op.table):
+        return None
+    oldest = max((h.xact_age_s or 0.0) for h in facts.lock_holders)
+    who = ", ".join(f"{h.session_id} ({h.state or '?'})" for h in facts.lock_holders[:5])
+    sev = S.HIGH if oldest > 60 else S.MEDIUM
+    timeout = f"dbguard's lock timeout ({ctx.lock_timeout_ms} ms) makes it fail fast and retry" \
+        if ctx.lock_timeout_ms else "nothing bounds the wait"
+    return Hit(sev, f"{len(facts.lock_holders)} session(s) hold locks on {op.table} now: {who}; oldest transaction "
+                    f"{oldest:.0f} s; the statement needs {lock.mode} and would queue behind them, and every query "
+                    f"on {op.table} behind it; {timeout}",
+               "look at `dbguard locks`; let them finish or end them before deploying", op.table)

@@ -1,0 +1,95 @@
+"""Helpers for the risk rule cases and the accuracy corpus: render Alembic ops offline in-process,
+and judge SQL with the planner, without a database."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from dbguard.risk.model import LockHolder, ServerInfo, TableFacts
+from dbguard.risk.plan import RevisionPlan, analyse
+
+
+@dataclasses.dataclass
+class Rev:
+    revision: str
+    statements: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def render_ops(code: str, engine: str) -> list[str]:
+    """The SQL Alembic's offline mode writes for ``code`` (op calls), one entry per statement."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    buffer = _Capture()
+    ctx = MigrationContext.configure(
+        dialect_name="postgresql" if engine == "postgresql" else "mysql",
+        opts={"as_sql": True, "output_buffer": buffer, "literal_binds": True},
+    )
+    exec(textwrap.dedent(code).strip(), {"op": Operations(ctx), "sa": sa})  # noqa: S102 - test data
+    return buffer.writes
+
+
+def version_of(text: str | None) -> tuple[int, ...] | None:
+    return tuple(int(p) for p in text.split(".")) if text else None
+
+
+def server_for(engine: str, version: str | None = None) -> ServerInfo:
+    family = "postgresql" if engine == "postgresql" else "mysql"
+    return ServerInfo(engine=family, flavor=engine, version=version_of(version))
+
+
+def facts_from(data: dict[str, Any] | None) -> dict[str, TableFacts] | None:
+    if data is None:
+        return None
+    out = {}
+    for table, f in data.items():
+        holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"))
+                        for h in f.get("holders", ()))
+        out[table] = TableFacts(table=table, rows=f.get("rows"), size_bytes=f.get("size"),
+                                data_bytes=f.get("data", f.get("size")), lock_holders=holders)
+    return out
+
+
+def statements(case: dict[str, Any], engine: str, key: str) -> list[str]:
+    """``sql`` (a string or a list), ``alembic`` (op calls) or ``generate`` for the pending part;
+    ``history`` / ``history_generate`` for what is already applied."""
+    out: list[str] = []
+    sql_key, gen_key = ("sql", "generate") if key == "pending" else ("history", "history_generate")
+    value = case.get(sql_key)
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        out.extend(value)
+    if key == "pending" and case.get("alembic"):
+        out.extend(render_ops(case["alembic"], engine))
+    gen = case.get(gen_key)
+    if gen:
+        out.extend(gen["sql"].format(n=n) for n in range(gen["count"]))
+    return out
+
+
+def judge(pending: Sequence[str], engine: str, *, history: Sequence[str] = (), facts: dict | None = None,
+          version: str | None = None) -> RevisionPlan:
+    plans, _ = analyse([Rev("r1", list(pending))], server_for(engine, version),
+                       history=[Rev("h", list(history))] if history else (), facts=facts_from(facts),
+                       lock_timeout_ms=2000)
+    return plans[0]
