@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from dbguard.risk import rules
+from tests.risk_support import judge, statements
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-
-from dbguard.risk import rules
-from tests.risk_support import judge, statements
 
 CASES_DIR = Path(__file__).parent / "risk_cases"
 
