@@ -328,8 +328,12 @@ def test_blocked_migration_gives_up_and_readers_are_not_stalled(
             wait_for(lambda: len(reader.samples) >= 3 or reader.error, timeout=15,
                      message="the reader never got going")
             started = time.monotonic()
-            blocked = run_dbguard(ini, url, "upgrade", "head", "--lock-timeout", str(lock_timeout_ms),
-                                  "--lock-retries", str(retries), timeout=120)
+            if kind == "postgresql":
+                blocked = run_dbguard(ini, url, "upgrade", "head", "--lock-timeout", str(lock_timeout_ms),
+                                      "--lock-retries", str(retries), timeout=120)
+            else:  # the same settings through the environment
+                blocked = run_dbguard(ini, url, "upgrade", "head", timeout=120, env={
+                    "DBGUARD_LOCK_TIMEOUT_MS": str(lock_timeout_ms), "DBGUARD_LOCK_RETRIES": str(retries)})
             gave_up = time.monotonic()
             # After dbguard gave up, the reader runs normally again.
             wait_for(lambda: len(reader.after(gave_up)) >= 5 or reader.error, timeout=15,

@@ -138,6 +138,7 @@ def test_successful_upgrade_records_run_steps_and_checksums(db_url: str, tmp_pat
     assert not run["forced"]
     assert run["error"] is None and run["failed_step"] is None
     assert run["finished_at"] is not None and run["finished_at"] >= run["started_at"]
+    assert run["heartbeat_at"] is not None and run["heartbeat_at"] >= run["started_at"]
     assert isinstance(run["pid"], int) and run["host"] and run["os_user"]
     assert run["dbguard_version"] == dbguard.__version__
     if backend_of(db_url) != "sqlite":
