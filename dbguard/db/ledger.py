@@ -11,13 +11,27 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from dbguard.core.state import RunRecord, StepRecord
 
-# MySQL's DATETIME keeps whole seconds unless told otherwise.
-_TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+class _Timestamp(sa.types.TypeDecorator):
+    """A timestamp with sub-second precision on every engine; the engine's dbguard dialect says how
+    (MySQL's DATETIME keeps whole seconds unless told otherwise). Chosen when the table is first used,
+    so no engine's SQLAlchemy dialect is imported for another engine's run."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        from dbguard.dialects import for_sqlalchemy_dialect
+
+        ledger_type = getattr(for_sqlalchemy_dialect(dialect), "ledger_timestamp_type", None)
+        return dialect.type_descriptor(ledger_type() if ledger_type else sa.DateTime())
+
+
+_TIMESTAMP = _Timestamp()
 
 
 def utcnow() -> dt.datetime:
@@ -107,7 +121,9 @@ class Ledger:
 
     def ensure_tables(self) -> None:
         """Create the tables on first use, and add columns a newer dbguard records; call only while
-        holding the run lock. The common case costs one cheap query per table."""
+        holding the run lock. The common case, every table with every column, costs one query."""
+        if self._complete():
+            return
         self.metadata.create_all(self.conn, checkfirst=True)
         for table in self.metadata.sorted_tables:
             try:
@@ -123,6 +139,20 @@ class Ledger:
                     self.conn.exec_driver_sql(
                         f"ALTER TABLE {self.conn.dialect.identifier_preparer.format_table(table)} ADD COLUMN {ddl}"
                     )
+
+    def _complete(self) -> bool:
+        """Whether every ledger table exists with every column: one statement that reads no row."""
+        tables = [t.alias(f"t{i}") for i, t in enumerate(self.metadata.sorted_tables)]
+        query = sa.select(*[c for t in tables for c in t.columns]).select_from(tables[0])
+        for table in tables[1:]:
+            query = query.join(table, sa.true())
+        try:
+            self.conn.execute(query.where(sa.false()))
+            return True
+        except sa.exc.DBAPIError:
+            if self.conn.in_transaction():
+                self.conn.rollback()
+            return False
 
     # runs ---------------------------------------------------------------------------------
 
@@ -287,7 +317,20 @@ class KillLedger:
 # schemas ----------------------------------------------------------------------------------------
 
 # MySQL's TEXT stops at 64 KB; the schema of thousands of tables needs more.
-_LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+class _LongText(sa.types.TypeDecorator):
+    """Text that holds a whole schema: MySQL's TEXT stops at 64 KiB; the dialect says what holds more."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        from dbguard.dialects import for_sqlalchemy_dialect
+
+        long_type = getattr(for_sqlalchemy_dialect(dialect), "ledger_long_text_type", None)
+        return dialect.type_descriptor(long_type() if long_type else sa.Text())
+
+
+_LONG_TEXT = _LongText()
 
 
 def schemas_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
