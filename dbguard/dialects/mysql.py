@@ -167,6 +167,17 @@ class MysqlDialect:
         self.mariadb = mariadb
         self.name = "mariadb" if mariadb else "mysql"
 
+    def ledger_long_text_type(self) -> Any:
+        from sqlalchemy.dialects.mysql import LONGTEXT
+
+        return LONGTEXT()
+
+    def ledger_timestamp_type(self) -> Any:
+        """DATETIME keeps whole seconds unless given a fractional precision."""
+        from sqlalchemy.dialects.mysql import DATETIME
+
+        return DATETIME(fsp=6)
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         seconds = whole_seconds(lock_timeout_ms)
         statements = [
@@ -353,12 +364,15 @@ class MysqlDialect:
         """(id, ms waited, statement) of sessions waiting for a metadata lock, minus the migration's.
 
         A waiting request names no table (PROCESSLIST shows the state, not the object), so the caller
-        keeps those whose statement names one of the tables the migration's statement touches.
+        keeps those whose statement names one of the tables the migration's statement touches. Nor
+        does it name the database: waiters of another database (another tenant's table of the same
+        name) are left out unless their statement names this one (run on a connection to the target).
         """
         waited = "TIME_MS" if self.mariadb else "TIME * 1000"
         return Statement(
             f"SELECT ID, CAST({waited} AS SIGNED) AS wait_ms, INFO FROM information_schema.PROCESSLIST "
-            "WHERE ID <> :sid AND STATE LIKE 'Waiting for table metadata lock%'",
+            "WHERE ID <> :sid AND STATE LIKE 'Waiting for table metadata lock%' "
+            "AND (DB IS NULL OR DB = DATABASE() OR LOCATE(DATABASE(), INFO) > 0)",
             {"sid": int(session_id)},
         )
 
@@ -385,6 +399,8 @@ class MysqlDialect:
     # --- live facts for ``dbguard plan`` (rows, size, lock holders, server) ------------------------
     # The risk rules' engine family; the flavour (mysql/mariadb) is ``name``.
     risk_engine = "mysql"
+    # A distributed fleet rollout needs a PostgreSQL control database (SKIP LOCKED claims).
+    fleet_claims = False
 
     def server_facts(self) -> Statement:
         """(version number or NULL, version text, lock slots or NULL)."""
