@@ -174,11 +174,14 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
                                      secrets=target.secrets)
     if holder_id not in found:
         return []
+    # It holds this database's run lock, so it belongs here, though MariaDB lists no table lock of it
+    # (GET_LOCK is no metadata lock on a table) and the snapshot would call it another database's.
+    holder = dataclasses.replace(found[holder_id], database=session.database)
     policy = _kill_policy(session, target, own)
     audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
                                  session.db_user, f"dbguard rollback: zombie takeover ({reason})", target.secrets,
                                  run_id=holder_run.id if holder_run else None)
-    return list(dblocks.end_sessions(session.conn, session.dialect, [found[holder_id]], policy, audit,
+    return list(dblocks.end_sessions(session.conn, session.dialect, [holder], policy, audit,
                                      grace_ms=target.settings.kill_grace_ms, explicit_ids=[holder_id]))
 
 

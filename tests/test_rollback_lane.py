@@ -1,0 +1,274 @@
+"""The emergency lane on real PostgreSQL and MariaDB: `dbguard rollback` clears its own way back to
+the last good revision, where plain `alembic downgrade` waits behind the same application session;
+a half-applied MariaDB revision is undone op by op; the lane asks before it acts, reports instead
+of ending sessions when told to, and never moves forward.
+
+Waits are on observable conditions (a session shows as waiting, a ledger row, a process exit) with
+deadlines; the one fixed wait is the 5 s that plain Alembic must still be waiting, which is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.dbs import create_database, drop_database
+from tests.lanekit import (
+    AppSession,
+    Cleanup,
+    Server,
+    alembic,
+    catalog,
+    columns,
+    database_of,
+    dbguard,
+    describe,
+    example_ini,
+    indexes,
+    json_out,
+    ledger,
+    rows,
+    start_alembic,
+    table_names,
+    versions,
+    wait_waiting,
+)
+from tests.projects import make_project
+
+pytestmark = pytest.mark.integration
+
+GOOD = "0002_orders"
+APPLIED_BEFORE_FAILURE = "0003_last_login_status_index"
+ENGINES = [pytest.param("postgresql", id="postgresql"), pytest.param("mysql", id="mysql")]
+
+
+def _urls(request: pytest.FixtureRequest, engine: str) -> tuple[str, str]:
+    """(a fresh database, its server's admin URL)."""
+    if engine == "postgresql":
+        return request.getfixturevalue("pg_url"), request.getfixturevalue("pg_server_url")
+    return request.getfixturevalue("mysql_url"), request.getfixturevalue("mysql_server_url")
+
+
+def _state(ini: Path) -> dict:
+    proc = dbguard(ini, "--format", "json", "status")
+    return json_out(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_incident_drill_rollback_clears_its_way_where_alembic_waits(
+        engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url, server_url = _urls(request, engine)
+    plain_url = create_database(server_url, engine)
+    cleanup = Cleanup()
+    try:
+        guarded = example_ini(tmp_path / "guarded", url)
+        plain = example_ini(tmp_path / "plain", plain_url)
+        server = cleanup.add(Server(url))
+
+        # dbguard's database: 0002 good, then a deploy whose 0004 fails after 0003 went in.
+        assert (p := dbguard(guarded, "upgrade", GOOD)).returncode == 0, describe(p)
+        p = dbguard(guarded, "-x", "fail=1", "upgrade", "head")
+        assert p.returncode == 5, describe(p)
+        assert versions(url) == [APPLIED_BEFORE_FAILURE]
+        if engine == "mysql":  # 0004 half-applied: its DDL before the failure stayed
+            assert "audit_log" in table_names(url) and "note" in columns(url, "orders")
+        app = cleanup.add(AppSession(url, "users"))
+        p = dbguard(guarded, "upgrade", "head")
+        assert p.returncode == 3, describe(p)
+
+        # The same situation on a second database, run by plain Alembic.
+        assert (p := alembic(plain, "upgrade", APPLIED_BEFORE_FAILURE)).returncode == 0, p.stderr
+        assert alembic(plain, "-x", "fail=1", "upgrade", "head").returncode != 0
+        assert versions(plain_url) == [APPLIED_BEFORE_FAILURE]
+        cleanup.add(AppSession(plain_url, "users"))
+        downgrade = cleanup.add(start_alembic(plain, "downgrade", GOOD))
+        wait_waiting(server, database=database_of(plain_url), like="users")
+
+        started = time.monotonic()
+        p = dbguard(guarded, "--format", "json", "rollback", "--yes")
+        took = time.monotonic() - started
+        finished = time.monotonic()
+        print(f"\n[{engine}] dbguard rollback --yes took {took:.2f} s")
+        request.node.user_properties.append(("rollback_s", round(took, 3)))
+        assert p.returncode == 0, describe(p)
+        assert took < 10
+
+        # Plain Alembic, same situation: still waiting 5 s after dbguard finished.
+        time.sleep(max(0.0, finished + 5 - time.monotonic()))
+        assert downgrade.poll() is None, f"plain alembic downgrade ended: {downgrade.returncode}"
+        assert server.waiting_sessions(database=database_of(plain_url), like="users")
+        assert versions(plain_url) == [APPLIED_BEFORE_FAILURE]
+        print(f"[{engine}] plain alembic downgrade still waiting {time.monotonic() - finished:.1f} s later")
+
+        # dbguard's database: back at 0002, nothing of 0003/0004 live, the blocker ended and audited.
+        result = json_out(p)
+        print(f"[{engine}] phases {result.get('phases')} steps "
+              f"{[(s['revision'], s['status'], s['attempts'], s['duration_ms']) for s in result['steps']]}")
+        assert not server.alive(app.id)
+        assert versions(url) == [GOOD]
+        assert "audit_log" not in table_names(url)
+        assert "last_login_at" not in columns(url, "users")
+        assert "note" not in columns(url, "orders")
+        assert "ix_orders_status_created" not in indexes(url, "orders")
+        assert _state(guarded)["state"] == "HEALTHY"
+        runs, _steps = ledger(url)
+        failed = [r for r in runs if r["intent"] == "upgrade" and r["failed_step"]]
+        assert [r["status"] for r in failed] == ["rolled_back"]
+        assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "succeeded"
+        kills = rows(url, "SELECT victim_session, action, outcome, run_id FROM dbguard_kills")
+        assert [k["victim_session"] for k in kills] == [app.id], kills
+        assert kills[0]["run_id"] == runs[-1]["id"]
+        assert result["ended_sessions"], result
+    finally:
+        cleanup.close()
+        drop_database(plain_url, server_url)
+
+
+# A small project: t, then t.c, then a revision that fails. --------------------------------------
+
+T = ("r1_t", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)))',
+     'op.drop_table("t")')
+T_C = ("r2_t_c", 'op.add_column("t", sa.Column("c", sa.Integer))', 'op.drop_column("t", "c")')
+FAILS = ("r3_fails", 'op.execute("SELECT * FROM dbguard_missing_table")', "pass")
+QUICK = {"DBGUARD_LOCK_TIMEOUT_MS": "1000"}
+
+
+def _kills(url: str) -> int:
+    if "dbguard_kills" not in table_names(url):
+        return 0
+    return int(rows(url, "SELECT COUNT(*) AS n FROM dbguard_kills")[0]["n"])
+
+
+def _failed_deploy(tmp_path: Path, url: str) -> Path:
+    """r1 deployed; then a deploy of r2 (applied) and r3 (failed). The rollback's target is r1."""
+    ini = make_project(tmp_path, url, [T, T_C, FAILS])
+    assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
+    assert (p := dbguard(ini, "upgrade", "head")).returncode == 5, describe(p)
+    assert versions(url) == [T_C[0]]
+    return ini
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rollback_asks_first_and_never_moves_forward(engine: str, request: pytest.FixtureRequest,
+                                                      tmp_path: Path) -> None:
+    url, _server_url = _urls(request, engine)
+    ini = _failed_deploy(tmp_path, url)
+    cleanup = Cleanup()
+    try:
+        server = cleanup.add(Server(url))
+        app = cleanup.add(AppSession(url, "t"))
+        before = catalog(url)
+        runs_before, _ = ledger(url)
+
+        # No terminal and no --yes: refused, and nothing changed (the blocker is not touched either).
+        p = dbguard(ini, "rollback")
+        assert p.returncode == 3, describe(p)
+        assert "--yes" in p.stderr
+        assert "r1_t" in p.stderr  # the plan it showed names the target
+        assert catalog(url) == before and versions(url) == [T_C[0]]
+        assert server.alive(app.id)
+        runs, _ = ledger(url)
+        assert [r["status"] for r in runs[len(runs_before):]] == ["refused"]
+        assert runs[len(runs_before) - 1]["status"] == "failed"
+        assert _kills(url) == 0
+
+        # A rollback never moves forward: r3 is above where the database is.
+        p = dbguard(ini, "rollback", "--yes", "--to", FAILS[0])
+        assert p.returncode == 2, describe(p)
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert len(lines) >= 1 and "never moves forward" in lines[-1], p.stderr
+        assert "use `dbguard upgrade`" in lines[-1]
+        assert catalog(url) == before and versions(url) == [T_C[0]]
+        assert server.alive(app.id)
+    finally:
+        cleanup.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_kill_blockers_only_reports_and_fails_after_its_budget(engine: str, request: pytest.FixtureRequest,
+                                                                   tmp_path: Path) -> None:
+    url, _server_url = _urls(request, engine)
+    ini = _failed_deploy(tmp_path, url)
+    cleanup = Cleanup()
+    try:
+        server = cleanup.add(Server(url))
+        app = cleanup.add(AppSession(url, "t"))
+        started = time.monotonic()
+        p = dbguard(ini, "rollback", "--yes", "--no-kill-blockers", "--budget", "3", env=QUICK)
+        took = time.monotonic() - started
+        print(f"\n[{engine}] rollback --no-kill-blockers --budget 3 failed after {took:.1f} s")
+        assert p.returncode == 5, describe(p)
+        assert 3 <= took < 12
+        assert app.id in p.stdout + p.stderr  # the blocker is named
+        assert "--no-kill-blockers" in p.stdout + p.stderr
+        assert server.alive(app.id)
+        assert versions(url) == [T_C[0]] and "c" in columns(url, "t")
+        assert _kills(url) == 0
+        runs, _ = ledger(url)
+        assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"
+    finally:
+        cleanup.close()
+
+
+# MariaDB: a revision left half-applied ---------------------------------------------------------
+
+PARTIAL = (
+    "r2_partial",
+    """
+    op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))
+    op.add_column("t", sa.Column("c1", sa.Integer))
+    op.execute("SELECT * FROM dbguard_missing_table")
+    op.add_column("t", sa.Column("c2", sa.Integer))
+    """,
+    """
+    op.drop_column("t", "c2")
+    op.drop_column("t", "c1")
+    op.drop_table("t2")
+    """,
+)
+
+
+def test_mariadb_partial_revision_is_undone_op_by_op(mysql_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, mysql_url, [T, PARTIAL])
+    assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
+    good = catalog(mysql_url)
+    assert (p := dbguard(ini, "upgrade", "head")).returncode == 5, describe(p)
+    runs, steps = ledger(mysql_url)
+    assert [(s["revision"], s["status"]) for s in steps if s["run_id"] == runs[-1]["id"]] == [
+        ("r2_partial", "partial")]
+    assert versions(mysql_url) == [T[0]]
+    assert "t2" in table_names(mysql_url) and "c1" in columns(mysql_url, "t")  # half of r2 is live
+    # Plain `alembic downgrade` cannot undo it: alembic_version says r1, so there is nothing to run.
+
+    p = dbguard(ini, "rollback", "--yes")
+    assert p.returncode == 0, describe(p)
+    assert versions(mysql_url) == [T[0]]
+    assert catalog(mysql_url) == good  # nothing of r2 left: no t2, no t.c1
+    runs, steps = ledger(mysql_url)
+    repair = [s for s in steps if s["run_id"] == runs[-1]["id"]]
+    assert [(s["revision"], s["direction"], s["status"]) for s in repair] == [("r2_partial", "down", "succeeded")]
+    notes = json.loads(repair[0]["notes"])
+    assert notes["applied"] == ["DropColumn(t.c1)", "DropTable(t2)"]
+    assert notes["already_undone"] == ["DropColumn(t.c2)"]
+    assert [r["status"] for r in runs if r["intent"] == "upgrade"] == ["succeeded", "rolled_back"]
+    assert json_out(dbguard(ini, "--format", "json", "status"))["state"] == "HEALTHY"
+
+
+def test_mariadb_partial_revision_that_cannot_be_checked_fails_naming_it(mysql_url: str, tmp_path: Path) -> None:
+    downgrade = 'op.drop_column("t", "c2")\nop.execute("DROP TABLE t2")\nop.drop_column("t", "c1")'
+    unclear = (PARTIAL[0], PARTIAL[1], downgrade)
+    ini = make_project(tmp_path, mysql_url, [T, unclear])
+    assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
+    assert (p := dbguard(ini, "upgrade", "head")).returncode == 5, describe(p)
+    p = dbguard(ini, "rollback", "--yes")
+    assert p.returncode == 5, describe(p)
+    assert "ExecuteSQL" in p.stdout + p.stderr and "r2_partial" in p.stdout + p.stderr
+    # It stopped instead of guessing: the raw SQL did not run, nor anything after it.
+    assert "t2" in table_names(mysql_url) and "c1" in columns(mysql_url, "t")
+    runs, _ = ledger(mysql_url)
+    assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"

@@ -1,0 +1,111 @@
+"""Zombie takeover on real PostgreSQL and MariaDB: a dbguard run stopped with SIGSTOP in the middle
+of a step (its heartbeat goes stale, its process is still there) holds the run lock; `dbguard
+rollback` ends it under the kill policy, with an audit row, takes the lock and returns the schema to
+the revision before the dead run. While the same run still heartbeats, the rollback never takes
+over: it exits 4 and says the heartbeat is fresh.
+
+Waits are on ledger rows, server sessions and the heartbeat's age on the server's clock, each with
+a deadline; the stopped process is SIGKILLed in a finally (SIGKILL works on stopped processes).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.lanekit import (
+    Cleanup,
+    Server,
+    columns,
+    dbguard,
+    describe,
+    json_out,
+    ledger,
+    rows,
+    start_dbguard,
+    versions,
+)
+from tests.projects import make_project, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ZOMBIE_ENV = {"DBGUARD_HEARTBEAT_INTERVAL_S": "0.2", "DBGUARD_ZOMBIE_AFTER_S": "1.5"}
+SLEEP = {"postgresql": "SELECT pg_sleep(20)", "mysql": "SELECT SLEEP(20)"}
+NOW = {"postgresql": "SELECT (clock_timestamp() AT TIME ZONE 'UTC') AS now",
+       "mysql": "SELECT UTC_TIMESTAMP(6) AS now"}
+T = ("z1_t", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
+
+
+def _slow(engine: str) -> tuple[str, str, str]:
+    return ("z2_slow", f'op.add_column("t", sa.Column("c", sa.Integer))\nop.execute("{SLEEP[engine]}")',
+            'op.drop_column("t", "c")')
+
+
+def _heartbeat_age_s(url: str, engine: str, run_id: int) -> float:
+    now = rows(url, NOW[engine])[0]["now"]
+    beat = rows(url, f"SELECT heartbeat_at FROM dbguard_runs WHERE id = {run_id}")[0]["heartbeat_at"]
+    return (now - beat).total_seconds()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_zombie_is_taken_over_and_a_live_run_never(engine: str, request: pytest.FixtureRequest,
+                                                   tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if engine == "postgresql" else "mysql_url")
+    ini = make_project(tmp_path, url, [T, _slow(engine)])
+    assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
+    cleanup = Cleanup()
+    try:
+        server = cleanup.add(Server(url))
+        deploy = cleanup.add(start_dbguard(ini, "upgrade", "head", env=ZOMBIE_ENV))
+
+        def step_running() -> dict | None:
+            runs, steps = ledger(url) if deploy.poll() is None else ([], [])
+            if deploy.poll() is not None:
+                raise AssertionError(f"the deploy ended early: {deploy.communicate()}")
+            running = [s for s in steps if s["revision"] == "z2_slow" and s["status"] == "running"]
+            return runs[-1] if running else None
+
+        run = wait_for(step_running, timeout=30, interval=0.05, message="the slow step never started")
+        sleeper = wait_for(lambda: server.rows(_sessions_running(engine, server.database, "sleep")), timeout=10,
+                           message="the slow step's statement never ran")[0][0]
+
+        # Alive and heartbeating: never taken over, however often asked.
+        p = dbguard(ini, "rollback", "--yes", env=ZOMBIE_ENV)
+        assert p.returncode == 4, describe(p)
+        assert "heartbeat is fresh" in p.stdout + p.stderr
+        assert deploy.poll() is None and server.alive(str(sleeper))
+        assert run["lock_session"] and server.alive(run["lock_session"])
+
+        # Stopped: its heartbeat goes stale while it still holds the run lock.
+        deploy.send_signal(signal.SIGSTOP)
+        wait_for(lambda: _heartbeat_age_s(url, engine, run["id"]) > 2.0, timeout=15, interval=0.1,
+                 message="the heartbeat never went stale")
+        p = dbguard(ini, "--format", "json", "rollback", "--yes", env=ZOMBIE_ENV)
+        print(f"\n[{engine}] takeover:\n{p.stderr}\n{p.stdout}")
+        assert p.returncode == 0, describe(p)
+        result = json_out(p)
+        assert result["ended_sessions"], result
+
+        # The lock was taken over: the zombie's lock session ended and audited.
+        assert not server.alive(run["lock_session"])
+        kills = rows(url, "SELECT victim_session, run_id, reason FROM dbguard_kills")
+        assert run["lock_session"] in [k["victim_session"] for k in kills], kills
+        assert versions(url) == [T[0]] and "c" not in columns(url, "t")
+        # Nothing of the dead step holds the table any more: the application can use it.
+        assert server.rows("SELECT COUNT(*) FROM t")[0][0] == 0
+        runs, _ = ledger(url)
+        assert next(r for r in runs if r["id"] == run["id"])["status"] == "rolled_back"
+        assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "succeeded"
+        assert json_out(dbguard(ini, "--format", "json", "status"))["state"] == "HEALTHY"
+    finally:
+        cleanup.close()
+
+
+def _sessions_running(engine: str, database: str, word: str) -> str:
+    if engine == "postgresql":
+        return (f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}' AND state = 'active' "
+                f"AND query ILIKE '%{word}%' AND pid <> pg_backend_pid()")
+    return (f"SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{database}' AND COMMAND = 'Query' "
+            f"AND INFO LIKE '%{word}%' AND ID <> CONNECTION_ID()")
