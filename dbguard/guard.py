@@ -423,26 +423,28 @@ def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tup
 
 
 def _live_leftovers(runner: _Runner | None, heads: tuple[str, ...], last: RunRecord) -> list[str]:
-    """What of the failed step is live: the drift from the schema recorded at the current revision."""
-    if runner is None:
+    """What of the failed step is live: the objects its SQL creates that exist now, and the drift
+    from the schema recorded at the current revision (when one was recorded)."""
+    if runner is None or not last.failed_step:
         return []
-    try:
-        from dbguard import drift
+    from dbguard import drift, planner
 
+    lines = []
+    try:
+        found = planner.live_leftovers(runner.session, runner.target, runner.script, heads, last.failed_step)
+        lines.append(f"live now from {last.failed_step}: {', '.join(found)}; re-running it will fail on them"
+                     if found else f"nothing {last.failed_step} creates is live")
+    except Exception as exc:  # noqa: BLE001 - the prompt still shows the rest
+        lines.append(f"what of it is live could not be read: {dbconnect.first_line(exc)}")
+    try:
         check = drift.preflight(runner.session, runner.target, runner.script, heads, last,
                                 tuple(runner.settings.drift_ignore))
-    except Exception as exc:  # noqa: BLE001 - the prompt still shows the rest
-        return [f"what of it is live could not be read: {dbconnect.first_line(exc)}"]
-    if check.baseline_hash is None:
-        return [f"what of it is live is unknown: no schema was recorded at {' '.join(heads) or 'base'}"]
-    if not check.drifts:
-        at = " ".join(heads) or "base"
-        return [f"live schema equals the one recorded at {at}: nothing of {last.failed_step} is live"]
-    out = [f"live now, beyond the schema recorded at {' '.join(heads) or 'base'} ({len(check.drifts)}):"]
-    out += [f"  {d.describe()}" for d in check.drifts[:12]]
-    if len(check.drifts) > 12:
-        out.append(f"  ... and {len(check.drifts) - 12} more (`dbguard drift`)")
-    return out
+    except Exception:  # noqa: BLE001 - drift is extra detail here
+        return lines
+    if check.drifts:
+        lines.append(f"drift from the schema recorded at {' '.join(heads) or 'base'} ({len(check.drifts)}):")
+        lines += [f"  {d.describe()}" for d in check.drifts[:12]]
+    return lines
 
 
 @dataclasses.dataclass

@@ -162,3 +162,35 @@ def plan(target: Any, destination: str = "head", *, offline: bool = False, from_
             ledger = Ledger(session.conn, target.settings.table_prefix)
             last = ledger.latest_changing_run() if ledger.exists() else None
         return build_plan(target, script, heads, destination, session=session, fail_on=fail_on, last_run=last)
+
+
+def live_leftovers(session: Any, target: Any, script: Any, heads: tuple[str, ...], revision: str) -> list[str]:
+    """What of ``revision`` (a failed step, pending from ``heads``) is live already: the tables,
+    columns and indexes its offline SQL creates that the live catalog holds. Empty when nothing."""
+    from dbguard.db.catalog import read_schema
+    from dbguard.risk.parse import parse
+    from dbguard.risk.plan import statements_of
+
+    engine = session.dialect.risk_engine or "postgresql"
+    rendered = [r for r in bridge.offline_sql(script, target.config, heads, revision) if r.revision == revision]
+    if not rendered:
+        return []
+    tables, columns, indexes = [], [], []
+    for statement in statements_of(rendered[0].statements, target.settings.version_table):
+        for op in parse(statement, engine):
+            if op.kind == "create_table" and op.table:
+                tables.append(op.table)
+            elif op.kind == "add_column" and op.table and op.column:
+                columns.append((op.table, op.column))
+            elif op.kind == "create_index" and op.index:
+                indexes.append(op.index)
+    live = read_schema(session.conn, session.dialect)
+    names = {t.name.lower(): t for t in live.tables}
+    found = [f"table {t}" for t in tables if t in names]
+    for table, column in columns:
+        t = names.get(table)
+        if t is not None and any(c.name.lower() == column for c in t.columns):
+            found.append(f"column {table}.{column}")
+    live_indexes = {(i.name or "").lower() for t in live.tables for i in t.indexes}
+    found += [f"index {i}" for i in indexes if i in live_indexes]
+    return found

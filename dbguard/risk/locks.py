@@ -189,7 +189,11 @@ def _mysql(op: Op, ctx: Context) -> LockInfo:
     if kind == "alter_type":
         change = type_change(old_type(op, ctx), op.type)
         if change == "same":
-            # MODIFY restating the type: only NULL/NOT NULL changes, in place with a rebuild.
+            was_nullable = (op.table, op.column) not in ctx.not_null_columns
+            if op.nullable is not None and op.nullable == was_nullable:
+                # MODIFY/CHANGE restating the column as it is (a rename, a comment): metadata only.
+                return _mysql_lock("INSTANT" if maria or server.at_least(8, 0, 28) else "INPLACE", "instant", True, op)
+            # Only NULL/NOT NULL changes: in place with a rebuild, concurrent DML allowed.
             return _mysql_lock("INPLACE", "rewrite", True, op)
         if change == "widen" and (parse_type(op.type) or ("",))[0] in ("VARCHAR", "CHARACTER VARYING"):
             # Longer VARCHAR within the same length-byte class: catalog only (MySQL INPLACE, MariaDB INSTANT).

@@ -81,8 +81,8 @@ class Op:
     # other tables the statement creates or touches (CREATE TABLE ... REFERENCES)
     created_indexes: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
-    # create_table: (column, type) pairs, for later narrowing checks
-    columns: tuple[tuple[str, str | None], ...] = ()
+    # create_table: (column, type, nullable), for later type and nullability checks
+    columns: tuple[tuple[str, str | None, bool], ...] = ()
     note: str | None = None
 
 
@@ -233,6 +233,8 @@ class Context:
     columns: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     # (table, column) pairs with a validated CHECK (column IS NOT NULL).
     not_null_checks: frozenset[tuple[str, str]] = frozenset()
+    # (table, column) pairs known to be NOT NULL already.
+    not_null_columns: frozenset[tuple[str, str]] = frozenset()
     # dbguard's own lock timeout for the run, when dbguard runs it.
     lock_timeout_ms: int | None = None
 

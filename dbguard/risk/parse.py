@@ -149,6 +149,10 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
      lambda m, s: [Op("lock_table", s, table=_unquote(m[1]), value=m[2].upper())]),
     (re.compile(rf"^(?:VACUUM\s+(?:\(\s*)?FULL\b[^;]*?|CLUSTER)\s+({_ID})\s*(?:USING\s+{_ID})?\s*$", _FLAGS),
      lambda m, s: [Op("rewrite_table", s, table=_unquote(m[1]), note="rewrites the table")]),
+    # PostgreSQL's RENAME without COLUMN (Alembic writes it so): sqlglot reads it as a table rename.
+    (re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?({_ID})\s+RENAME\s+(?!TO\b)(?:COLUMN\s+)?({_ID})"
+                rf"\s+TO\s+({_ID})\s*$", _FLAGS),
+     lambda m, s: [Op("rename_column", s, table=_unquote(m[1]), column=_unquote(m[2]), new_name=_unquote(m[3]))]),
     (re.compile(rf"^RENAME\s+TABLE\s+({_ID})\s+TO\s+({_ID})", _FLAGS),
      lambda m, s: [Op("rename_table", s, table=_unquote(m[1]), new_name=_unquote(m[2]))]),
     (re.compile(rf"^CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
@@ -329,7 +333,7 @@ def _create(tree: Any, sql: str, glot: Any) -> list[Op]:
         for part in (schema.expressions if isinstance(schema, exp.Schema) else []):
             if isinstance(part, exp.ColumnDef):
                 info = _column_def(part, glot)
-                columns[info["column"]] = info["type"]
+                columns[info["column"]] = (info["type"], info["nullable"])
             for ref in part.find_all(exp.Reference):
                 target = ref.this.this if isinstance(ref.this, exp.Schema) else ref.this
                 refs.append(_name(target))
@@ -337,7 +341,7 @@ def _create(tree: Any, sql: str, glot: Any) -> list[Op]:
                     part.find(exp.UniqueColumnConstraint) or part.find(exp.IndexColumnConstraint):
                 indexes.append(f"{table}:{len(indexes)}")
         return [Op("create_table", sql, table=table, references=tuple(r for r in refs if r),
-                   created_indexes=tuple(indexes), columns=tuple(columns.items()))]
+                   created_indexes=tuple(indexes), columns=tuple((c, t, n) for c, (t, n) in columns.items()))]
     return [Op("other_ddl", sql)]
 
 
@@ -378,10 +382,11 @@ def _alter(tree: Any, sql: str, glot: Any, engine: str) -> list[Op]:
             info = _column_def(action.this, glot)
             rename_from = _name(action.args.get("rename_from"))
             column = rename_from or info["column"]
-            if rename_from and rename_from != info["column"]:
-                ops.append(Op("rename_column", sql, column=rename_from, new_name=info["column"], **common))
+            # The restated column first, under its old name; then the rename (plan state follows it).
             ops.append(Op("alter_type", sql, column=column, type=info["type"], nullable=info["nullable"],
                           note="MODIFY/CHANGE restates the column", **common))
+            if rename_from and rename_from != info["column"]:
+                ops.append(Op("rename_column", sql, column=rename_from, new_name=info["column"], **common))
         elif isinstance(action, exp.RenameColumn):
             ops.append(Op("rename_column", sql, column=_name(action.this), new_name=_name(action.args.get("to")),
                           **common))

@@ -76,6 +76,7 @@ class _State:
     created: set[str] = dataclasses.field(default_factory=set)
     columns: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     not_null_checks: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    not_null: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     pending_checks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     def apply(self, op: Op, in_plan: bool) -> None:
@@ -84,7 +85,8 @@ class _State:
             self.tables.add(t)
             if in_plan:
                 self.created.add(t)
-            self.columns[t] = {c: ty for c, ty in op.columns if ty}
+            self.columns[t] = {c: ty for c, ty, _ in op.columns if ty}
+            self.not_null.update((t, c) for c, _, nullable in op.columns if not nullable)
         elif op.kind == "drop_table" and t:
             self.tables.discard(t)
             self.created.discard(t)
@@ -98,6 +100,10 @@ class _State:
                 self.columns[op.new_name] = self.columns.pop(t)
         elif op.kind in ("add_column", "alter_type") and t and op.column and op.type:
             self.columns.setdefault(t, {})[op.column] = op.type
+            if op.nullable is not None:
+                (self.not_null.discard if op.nullable else self.not_null.add)((t, op.column))
+        elif op.kind in ("set_not_null", "drop_not_null") and t and op.column:
+            (self.not_null.add if op.kind == "set_not_null" else self.not_null.discard)((t, op.column))
         elif op.kind == "rename_column" and t and op.column and op.new_name:
             cols = self.columns.get(t, {})
             if op.column in cols:
@@ -186,7 +192,8 @@ def analyse(
                     continue
                 ctx = Context(server=server, created_in_plan=frozenset(state.created),
                               existing=existing_before, in_transaction=in_tx, columns=state.columns,
-                              not_null_checks=frozenset(state.not_null_checks), lock_timeout_ms=lock_timeout_ms)
+                              not_null_checks=frozenset(state.not_null_checks),
+                              not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms)
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)

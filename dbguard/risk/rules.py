@@ -438,3 +438,23 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
                     f"{oldest:.0f} s; the statement needs {lock.mode} and would queue behind them, and every query "
                     f"on {op.table} behind it; {timeout}",
                "look at `dbguard locks`; let them finish or end them before deploying", op.table)
+
+
+@rule("DG114", "creates-what-exists")
+def creates_what_exists(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
+    """CREATE TABLE for a table the live database already has: the statement fails (needs live facts).
+
+    Anti-pattern: re-running a revision that failed half-way on MySQL/MariaDB (DDL is not
+    transactional there: the first CREATE TABLE stayed), or ``alembic stamp`` moved alembic_version
+    back behind the schema; the run dies with "Table ... already exists" (1050 / 42P07).
+
+    Best practice: look at what of the failed step is live (``dbguard drift``), then
+    ``dbguard rollback`` or repair by hand and ``dbguard resolve``.
+    """
+    if op.kind != "create_table" or facts is None or not facts.exists or ctx.is_new(op.table):
+        return None
+    if "IF NOT EXISTS" in " ".join(op.sql.upper().split()):
+        return None
+    return Hit(S.CRITICAL, f"creates table {op.table}, which exists already ({_size(facts)}): the statement fails, "
+                           "most likely left behind by a failed run",
+               "roll back (`dbguard rollback`) or repair by hand and `dbguard resolve`, then run it again", op.table)

@@ -1,0 +1,18 @@
+"""users.last_login_at, nullable: catalog only
+
+Revision ID: 0002_add_nullable_column
+Revises: 0001_base
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0002_add_nullable_column'
+down_revision = '0001_base'
+
+
+def upgrade() -> None:
+    op.add_column("users", sa.Column("last_login_at", sa.DateTime(), nullable=True))
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,18 @@
+"""orders.status SET NOT NULL with nothing prepared
+
+Revision ID: 0016_set_not_null_direct
+Revises: 0015_validate_then_set_not_null
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0016_set_not_null_direct'
+down_revision = '0015_validate_then_set_not_null'
+
+
+def upgrade() -> None:
+    op.alter_column("orders", "status", existing_type=sa.String(20), nullable=False)
+
+
+def downgrade() -> None:
+    pass

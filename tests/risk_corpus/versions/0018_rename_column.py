@@ -1,0 +1,18 @@
+"""orders.note renamed to comment
+
+Revision ID: 0018_rename_column
+Revises: 0017_drop_column
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0018_rename_column'
+down_revision = '0017_drop_column'
+
+
+def upgrade() -> None:
+    op.alter_column("orders", "note", new_column_name="comment", existing_type=sa.Text())
+
+
+def downgrade() -> None:
+    pass

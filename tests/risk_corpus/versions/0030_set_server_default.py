@@ -1,0 +1,18 @@
+"""orders.status server default: catalog only
+
+Revision ID: 0030_set_server_default
+Revises: 0029_many_tables
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0030_set_server_default'
+down_revision = '0029_many_tables'
+
+
+def upgrade() -> None:
+    op.alter_column("orders", "status", server_default="new", existing_type=sa.String(50), existing_nullable=False)
+
+
+def downgrade() -> None:
+    pass

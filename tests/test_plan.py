@@ -1,0 +1,150 @@
+"""`dbguard plan` end to end: the offline CLI (no database, exit codes, formats), live facts that
+raise a finding's risk on a 200,000-row table (PostgreSQL, MariaDB), the upgrade pre-flight that
+refuses a risky plan, and the intercepted `upgrade --force` over a FAILED state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.guardrun import connect, describe, json_out, run_dbguard, table_names, versions
+from tests.lanekit import example_ini
+from tests.projects import make_project
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_INI = ROOT / "migrations_example" / "alembic.ini"
+NO_DB = "postgresql+psycopg://nobody@invalid.invalid:1/none"
+
+
+# offline: no database at all ------------------------------------------------------------------------
+
+
+def test_offline_plan_exit_codes_and_formats() -> None:
+    found = run_dbguard(EXAMPLE_INI, NO_DB, "plan", "--offline", "--from", "0002_orders")
+    assert found.returncode == 1, describe(found)
+    assert "DG102 index-not-concurrent" in found.stdout and "orders: size unknown" in found.stdout
+    assert "expected worst lock hold" in found.stdout
+
+    relaxed = run_dbguard(EXAMPLE_INI, NO_DB, "plan", "--offline", "--from", "0002_orders", "--fail-on", "critical")
+    assert relaxed.returncode == 0, describe(relaxed)
+
+    gh = run_dbguard(EXAMPLE_INI, NO_DB, "--format", "github", "plan", "--offline", "--from", "0002_orders")
+    assert gh.returncode == 1
+    assert gh.stdout.startswith("::error file=") and "title=DG102 index-not-concurrent (high) in 0003" in gh.stdout
+
+    doc = json_out(run_dbguard(EXAMPLE_INI, NO_DB, "--format", "json", "plan", "--offline", "--from", "base"))
+    assert doc["mode"] == "offline" and doc["failing"] == 0  # from base every table is new
+    assert [r["revision"] for r in doc["revisions"]][0] == "0001_users"
+
+    for args in (("plan", "--offline"), ("plan", "nope", "--offline", "--from", "base"),
+                 ("plan", "--offline", "--from", "nope")):
+        bad = run_dbguard(EXAMPLE_INI, NO_DB, *args)
+        assert bad.returncode == 2, describe(bad)
+        assert "Traceback" not in bad.stderr
+
+
+def test_fail_on_from_pyproject(tmp_path: Path) -> None:
+    ini = example_ini(tmp_path, NO_DB)
+    (tmp_path / "pyproject.toml").write_text('[tool.dbguard]\nfail_on = "critical"\n')
+    assert run_dbguard(ini, None, "plan", "--offline", "--from", "0002_orders").returncode == 0
+    assert run_dbguard(ini, None, "plan", "--offline", "--from", "0002_orders", "--fail-on", "high").returncode == 1
+
+
+# live facts ------------------------------------------------------------------------------------------
+
+TYPE_CHANGE = [
+    ("r1", "op.create_table('items', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer),"
+           " sa.Column('label', sa.String(40)))"),
+    ("r2", "op.alter_column('items', 'n', type_=sa.BigInteger(), existing_type=sa.Integer())"),
+]
+
+
+def _fill(url: str, kind: str, rows: int = 200_000) -> None:
+    with connect(url) as conn:
+        if kind == "postgresql":
+            conn.exec_driver_sql(f"INSERT INTO items (n, label) SELECT g, 'label ' || g FROM generate_series(1, {rows}) g")
+            conn.exec_driver_sql("ANALYZE items")
+            return
+        conn.exec_driver_sql("INSERT INTO items (n, label) VALUES (1, 'label 1')")
+        count = 1
+        while count < rows:  # INSERT ... SELECT doubling: 18 statements for 200,000 rows
+            step = min(count, rows - count)
+            conn.exec_driver_sql(f"INSERT INTO items (n, label) SELECT n + {count}, label FROM items ORDER BY n "
+                                 f"LIMIT {step}")
+            count += step
+        conn.exec_driver_sql("ANALYZE TABLE items")
+
+
+def _finding(doc: dict, code: str) -> dict:
+    hits = [f for r in doc["revisions"] for f in r["findings"] if f["code"] == code]
+    assert len(hits) == 1, doc
+    return hits[0]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    ini = make_project(tmp_path, url, TYPE_CHANGE)
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+
+    empty = _finding(json_out(run_dbguard(ini, None, "--format", "json", "plan")), "DG101")
+    assert empty["severity"] == "low" and empty["table"] == "items"
+    assert empty["rows"] == 0 or empty["rows"] is None
+
+    _fill(url, kind)
+    text = run_dbguard(ini, None, "plan")
+    assert text.returncode == 1, describe(text)
+    big = _finding(json_out(run_dbguard(ini, None, "--format", "json", "plan")), "DG101")
+    assert big["severity"] == "high"
+    assert 150_000 <= big["rows"] <= 250_000, big  # MariaDB's count is InnoDB's estimate
+    assert big["size_bytes"] > 4 * 1024 * 1024 and big["hold_s"] is not None
+    rows_text = f"~{big['rows']:,} rows"
+    assert rows_text in text.stdout and "MiB" in text.stdout, text.stdout
+    algorithm = "ALGORITHM=COPY" if kind == "mysql" else "ACCESS EXCLUSIVE"
+    assert algorithm in text.stdout
+
+    # The upgrade pre-flight refuses the same plan, and nothing changes.
+    refused = run_dbguard(ini, None, "upgrade")
+    assert refused.returncode == 3, describe(refused)
+    assert "risk finding" in refused.stdout and "DG101" in refused.stdout
+    assert versions(url) == ["r1"]
+
+
+# the intercepted force -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_forced_upgrade_over_failed_state_shows_blast_radius_first(kind: str, request: pytest.FixtureRequest,
+                                                                   tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    ini = example_ini(tmp_path, url)
+    failed = run_dbguard(ini, None, "-x", "fail=1", "upgrade", "head")
+    assert failed.returncode == 5, describe(failed)
+    before_versions, before_tables = versions(url), table_names(url)
+
+    for extra in ((), ("--confirm-risk", "confirm_risk"), ("--confirm-risk", "yes")):
+        forced = run_dbguard(ini, None, "upgrade", "--force", *extra)
+        assert forced.returncode == 3, describe(forced)
+        err = forced.stderr
+        assert "blast radius:" in err
+        assert "failed at step 0004_audit_log_order_note" in err or "failed step 0004_audit_log_order_note" in err
+        assert "would run: 0004_audit_log_order_note (up)" in err
+        assert "plan of the pending revisions" in err and "revision 0004_audit_log_order_note" in err
+        assert "table orders" in err  # the pending plan's summary: tables hit, with rows and size
+        # the blast radius comes before the question
+        assert err.index("blast radius:") < err.index("Type CONFIRM_RISK to proceed")
+        assert versions(url) == before_versions and table_names(url) == before_tables
+
+    if kind == "mysql":
+        # MariaDB kept audit_log and orders.note (DDL is not transactional): the prompt says they are
+        # live, and the plan says re-running 0004 will fail on them.
+        assert "live now from 0004_audit_log_order_note: table audit_log, column orders.note" in err
+        assert "DG114 creates-what-exists" in err
+    else:
+        # PostgreSQL rolled 0004 back; with the exact token the forced run goes ahead (without -x fail=1).
+        assert "nothing 0004_audit_log_order_note creates is live" in err
+        done = run_dbguard(ini, None, "upgrade", "--force", "--confirm-risk", "CONFIRM_RISK")
+        assert done.returncode == 0, describe(done)
+        assert versions(url) == ["0004_audit_log_order_note"]
