@@ -35,7 +35,7 @@ def test_offline_plan_exit_codes_and_formats() -> None:
 
     doc = json_out(run_dbguard(EXAMPLE_INI, NO_DB, "--format", "json", "plan", "--offline", "--from", "base"))
     assert doc["mode"] == "offline" and doc["failing"] == 0  # from base every table is new
-    assert [r["revision"] for r in doc["revisions"]][0] == "0001_users"
+    assert doc["revisions"][0]["revision"] == "0001_users"
 
     for args in (("plan", "--offline"), ("plan", "nope", "--offline", "--from", "base"),
                  ("plan", "--offline", "--from", "nope")):
@@ -54,8 +54,8 @@ def test_fail_on_from_pyproject(tmp_path: Path) -> None:
 # live facts ------------------------------------------------------------------------------------------
 
 TYPE_CHANGE = [
-    ("r1", "op.create_table('items', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer),"
-           " sa.Column('label', sa.String(40)))"),
+    ("r1", ("op.create_table('items', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer), "
+            "sa.Column('label', sa.String(40)))")),
     ("r2", "op.alter_column('items', 'n', type_=sa.BigInteger(), existing_type=sa.Integer())"),
 ]
 
@@ -70,8 +70,8 @@ def _fill(url: str, kind: str, rows: int = 200_000) -> None:
         count = 1
         while count < rows:  # INSERT ... SELECT doubling: 18 statements for 200,000 rows
             step = min(count, rows - count)
-            conn.exec_driver_sql(f"INSERT INTO items (n, label) SELECT n + {count}, label FROM items ORDER BY n "
-                                 f"LIMIT {step}")
+            conn.exec_driver_sql(f"INSERT INTO items (n, label) SELECT n + {count}, label FROM items "
+                                 f"ORDER BY n LIMIT {step}")
             count += step
         conn.exec_driver_sql("ANALYZE TABLE items")
 

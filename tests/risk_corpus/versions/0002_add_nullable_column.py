@@ -3,8 +3,8 @@
 Revision ID: 0002_add_nullable_column
 Revises: 0001_base
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0002_add_nullable_column'
 down_revision = '0001_base'

@@ -4,7 +4,6 @@ Revision ID: 0003_index_not_concurrent
 Revises: 0002_add_nullable_column
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0003_index_not_concurrent'
 down_revision = '0002_add_nullable_column'

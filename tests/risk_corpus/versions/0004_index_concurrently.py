@@ -4,7 +4,6 @@ Revision ID: 0004_index_concurrently
 Revises: 0003_index_not_concurrent
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0004_index_concurrently'
 down_revision = '0003_index_not_concurrent'

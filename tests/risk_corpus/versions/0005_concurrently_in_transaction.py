@@ -4,7 +4,6 @@ Revision ID: 0005_concurrently_in_transaction
 Revises: 0004_index_concurrently
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0005_concurrently_in_transaction'
 down_revision = '0004_index_concurrently'

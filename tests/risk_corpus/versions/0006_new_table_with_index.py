@@ -3,8 +3,8 @@
 Revision ID: 0006_new_table_with_index
 Revises: 0005_concurrently_in_transaction
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0006_new_table_with_index'
 down_revision = '0005_concurrently_in_transaction'

@@ -4,7 +4,6 @@ Revision ID: 0007_index_on_table_created_earlier_in_plan
 Revises: 0006_new_table_with_index
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0007_index_on_table_created_earlier_in_plan'
 down_revision = '0006_new_table_with_index'

@@ -3,8 +3,8 @@
 Revision ID: 0008_not_null_without_default
 Revises: 0007_index_on_table_created_earlier_in_plan
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0008_not_null_without_default'
 down_revision = '0007_index_on_table_created_earlier_in_plan'

@@ -3,8 +3,8 @@
 Revision ID: 0009_not_null_with_server_default
 Revises: 0008_not_null_without_default
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0009_not_null_with_server_default'
 down_revision = '0008_not_null_without_default'

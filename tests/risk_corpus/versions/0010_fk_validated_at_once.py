@@ -4,7 +4,6 @@ Revision ID: 0010_fk_validated_at_once
 Revises: 0009_not_null_with_server_default
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0010_fk_validated_at_once'
 down_revision = '0009_not_null_with_server_default'

@@ -4,7 +4,6 @@ Revision ID: 0011_fk_not_valid
 Revises: 0010_fk_validated_at_once
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0011_fk_not_valid'
 down_revision = '0010_fk_validated_at_once'

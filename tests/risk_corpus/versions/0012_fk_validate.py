@@ -4,7 +4,6 @@ Revision ID: 0012_fk_validate
 Revises: 0011_fk_not_valid
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0012_fk_validate'
 down_revision = '0011_fk_not_valid'

@@ -3,8 +3,8 @@
 Revision ID: 0013_backfill_nullable
 Revises: 0012_fk_validate
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0013_backfill_nullable'
 down_revision = '0012_fk_validate'

@@ -4,7 +4,6 @@ Revision ID: 0014_check_not_null_not_valid
 Revises: 0013_backfill_nullable
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0014_check_not_null_not_valid'
 down_revision = '0013_backfill_nullable'

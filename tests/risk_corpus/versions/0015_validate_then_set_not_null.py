@@ -3,8 +3,8 @@
 Revision ID: 0015_validate_then_set_not_null
 Revises: 0014_check_not_null_not_valid
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0015_validate_then_set_not_null'
 down_revision = '0014_check_not_null_not_valid'

@@ -3,8 +3,8 @@
 Revision ID: 0016_set_not_null_direct
 Revises: 0015_validate_then_set_not_null
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0016_set_not_null_direct'
 down_revision = '0015_validate_then_set_not_null'

@@ -4,7 +4,6 @@ Revision ID: 0017_drop_column
 Revises: 0016_set_not_null_direct
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0017_drop_column'
 down_revision = '0016_set_not_null_direct'

@@ -3,8 +3,8 @@
 Revision ID: 0018_rename_column
 Revises: 0017_drop_column
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0018_rename_column'
 down_revision = '0017_drop_column'

@@ -3,8 +3,8 @@
 Revision ID: 0019_narrow_varchar
 Revises: 0018_rename_column
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0019_narrow_varchar'
 down_revision = '0018_rename_column'

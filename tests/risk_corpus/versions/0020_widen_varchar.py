@@ -3,8 +3,8 @@
 Revision ID: 0020_widen_varchar
 Revises: 0019_narrow_varchar
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0020_widen_varchar'
 down_revision = '0019_narrow_varchar'

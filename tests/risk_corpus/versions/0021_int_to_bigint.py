@@ -3,8 +3,8 @@
 Revision ID: 0021_int_to_bigint
 Revises: 0020_widen_varchar
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0021_int_to_bigint'
 down_revision = '0020_widen_varchar'

@@ -3,8 +3,8 @@
 Revision ID: 0022_volatile_default
 Revises: 0021_int_to_bigint
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0022_volatile_default'
 down_revision = '0021_int_to_bigint'

@@ -4,7 +4,6 @@ Revision ID: 0023_unique_constraint
 Revises: 0022_volatile_default
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0023_unique_constraint'
 down_revision = '0022_volatile_default'

@@ -4,7 +4,6 @@ Revision ID: 0024_unique_using_index
 Revises: 0023_unique_constraint
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0024_unique_using_index'
 down_revision = '0023_unique_constraint'

@@ -4,7 +4,6 @@ Revision ID: 0025_drop_table
 Revises: 0024_unique_using_index
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0025_drop_table'
 down_revision = '0024_unique_using_index'

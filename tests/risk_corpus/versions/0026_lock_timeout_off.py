@@ -3,8 +3,8 @@
 Revision ID: 0026_lock_timeout_off
 Revises: 0025_drop_table
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0026_lock_timeout_off'
 down_revision = '0025_drop_table'

@@ -4,7 +4,6 @@ Revision ID: 0027_batched_data_fix
 Revises: 0026_lock_timeout_off
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0027_batched_data_fix'
 down_revision = '0026_lock_timeout_off'

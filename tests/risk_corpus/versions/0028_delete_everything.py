@@ -4,7 +4,6 @@ Revision ID: 0028_delete_everything
 Revises: 0027_batched_data_fix
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0028_delete_everything'
 down_revision = '0027_batched_data_fix'

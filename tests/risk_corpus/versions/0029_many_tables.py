@@ -3,8 +3,8 @@
 Revision ID: 0029_many_tables
 Revises: 0028_delete_everything
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0029_many_tables'
 down_revision = '0028_delete_everything'

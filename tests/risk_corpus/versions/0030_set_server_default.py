@@ -3,8 +3,8 @@
 Revision ID: 0030_set_server_default
 Revises: 0029_many_tables
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0030_set_server_default'
 down_revision = '0029_many_tables'

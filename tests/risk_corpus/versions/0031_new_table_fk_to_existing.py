@@ -3,8 +3,8 @@
 Revision ID: 0031_new_table_fk_to_existing
 Revises: 0030_set_server_default
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0031_new_table_fk_to_existing'
 down_revision = '0030_set_server_default'

@@ -4,7 +4,6 @@ Revision ID: 0032_check_validated_at_once
 Revises: 0031_new_table_fk_to_existing
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = '0032_check_validated_at_once'
 down_revision = '0031_new_table_fk_to_existing'
