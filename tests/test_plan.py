@@ -148,3 +148,11 @@ def test_forced_upgrade_over_failed_state_shows_blast_radius_first(kind: str, re
         done = run_dbguard(ini, None, "upgrade", "--force", "--confirm-risk", "CONFIRM_RISK")
         assert done.returncode == 0, describe(done)
         assert versions(url) == ["0004_audit_log_order_note"]
+
+
+def test_sqlite_plan_and_upgrade_skip_the_rules(sqlite_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, sqlite_url, [TYPE_CHANGE[0], ("r2", "op.add_column('items', sa.Column('x', sa.Text))")])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    planned = run_dbguard(ini, None, "plan")
+    assert planned.returncode == 0 and "risk rules judge PostgreSQL and MySQL/MariaDB" in planned.stdout
+    assert run_dbguard(ini, None, "upgrade").returncode == 0
