@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.guardrun import connect, describe, json_out, run_dbguard, table_names, versions
-from tests.lanekit import example_ini
+from tests.lanekit import alembic, example_ini
 from tests.projects import make_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +110,12 @@ def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pyte
     assert refused.returncode == 3, describe(refused)
     assert "risk finding" in refused.stdout and "DG101" in refused.stdout
     assert versions(url) == ["r1"]
+
+    # A plain `alembic stamp` behind dbguard's back: the plan says alembic_version moved.
+    stamped = alembic(ini, "stamp", "r2")
+    assert stamped.returncode == 0, stamped.stderr
+    moved = run_dbguard(ini, None, "plan")
+    assert moved.returncode == 0 and "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
 
 
 # the intercepted force -------------------------------------------------------------------------------
