@@ -692,6 +692,8 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
             if revision is not None:
                 radius.append(f"sets alembic_version to {' '.join(new_heads) or 'base'} without running any "
                               "migration: the schema must already match it")
+            if last.failed_step and session.dialect.risk_engine is not None:
+                radius += _live_leftovers(runner, heads, last)
             answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
                                         token=breaker.CONFIRM_TOKEN)) if confirm else None
             if not breaker.confirmation_accepted(answer):

@@ -148,6 +148,10 @@ def test_forced_upgrade_over_failed_state_shows_blast_radius_first(kind: str, re
         # live, and the plan says re-running 0004 will fail on them.
         assert "live now from 0004_audit_log_order_note: table audit_log, column orders.note" in err
         assert "DG114 creates-what-exists" in err
+        # resolve asks for the same token: its blast radius says the same before asking
+        resolve = run_dbguard(ini, None, "resolve", "--reason", "test")
+        assert resolve.returncode == 3, describe(resolve)
+        assert "live now from 0004_audit_log_order_note: table audit_log" in resolve.stderr
     else:
         # PostgreSQL rolled 0004 back; with the exact token the forced run goes ahead (without -x fail=1).
         assert "nothing 0004_audit_log_order_note creates is live" in err
