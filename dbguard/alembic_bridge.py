@@ -10,6 +10,7 @@ proxy that env.py imports.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -329,12 +330,31 @@ class _Quiet(logging.Filter):
         return False
 
 
+# Offline SQL shared by the targets of a fleet rollout (None: every call renders). The rendering is
+# the same for every target that uses the same scripts, config file, -x arguments and engine and
+# starts at the same revisions, so a fleet renders each revision range once, not once per target.
+OFFLINE_CACHE: dict[tuple[Any, ...], list[RenderedRevision]] | None = None
+
+
+def offline_cache_key(script: ScriptDirectory, config: Any, start: tuple[str, ...], destination: str) -> tuple[Any, ...]:
+    url = config.get_main_option("sqlalchemy.url") or ""
+    engine = url.split("://", 1)[0]
+    x_args = tuple(getattr(config.cmd_opts, "x", None) or ())
+    return (str(script.dir), str(config.config_file_name), config.config_ini_section, x_args, engine,
+            tuple(sorted(start)), destination)
+
+
 def offline_sql(script: ScriptDirectory, config: Any, start: tuple[str, ...], destination: str) -> list[RenderedRevision]:
     """``alembic upgrade START:DESTINATION --sql`` split per revision, on the loaded script directory.
 
     Alembic writes one statement per ``output_buffer.write()``; the step wrapper says which
     revision each write belongs to. Nothing connects to a database.
     """
+    cache, key = OFFLINE_CACHE, None
+    if cache is not None:
+        key = offline_cache_key(script, config, start, destination)
+        if key in cache:
+            return copy.deepcopy(cache[key])
     rendered: list[RenderedRevision] = []
     current: list[RenderedRevision | None] = [None]
 
@@ -369,6 +389,8 @@ def offline_sql(script: ScriptDirectory, config: Any, start: tuple[str, ...], de
     finally:
         config.output_buffer = saved_buffer
         logger.removeFilter(quiet)
+    if cache is not None and key is not None:
+        cache[key] = copy.deepcopy(rendered)
     return rendered
 
 

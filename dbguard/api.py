@@ -6,11 +6,17 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dbguard.errors import ExitCode
 from dbguard.results import (
     DriftReport,
+    FleetResult,
+    FleetStatusReport,
+    FleetValidateReport,
+    FleetWorkerResult,
     HistoryEntry,
     HistoryReport,
     KillReport,
@@ -254,3 +260,89 @@ def plan(settings: Settings, revision: str = "head", *, offline: bool = False, f
 
     return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,
                         fail_on=fail_on)
+
+
+# fleets --------------------------------------------------------------------------------------------
+# A fleet command takes the fleet file instead of Settings: each target gets its own Settings from
+# its alembic.ini and URL, plus ``flags`` (load_settings flags every target shares: x_args,
+# lock_timeout_ms ...). Progress goes to ``progress`` as plain event dicts; nothing is printed.
+
+
+def _fleet(fleet_file: str | Path, control_url: str | None) -> Any:
+    from dbguard.fleet.spec import load_fleet
+
+    return load_fleet(fleet_file, control_url=control_url)
+
+
+def fleet_validate(fleet_file: str | Path, *, control_url: str | None = None, batches: str | None = None,
+                   flags: Mapping[str, Any] | None = None) -> FleetValidateReport:
+    """Parse the fleet file, expand ``${VAR}`` references, connect to each target (engine, version,
+    revisions, state; URLs masked) and show the batches; exit code 2 when a target is unreachable."""
+    from dbguard.fleet import rollout
+
+    return rollout.validate(_fleet(fleet_file, control_url), flags=dict(flags or {}), batches=batches)
+
+
+def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: str | None = None, parallel: int = 4,
+                  bake_s: float = 0.0, force: bool = False, confirm: Confirm | None = None, wait_lock_s: float = 0.0,
+                  distributed: bool = False, control_url: str | None = None, flags: Mapping[str, Any] | None = None,
+                  progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None) -> FleetResult:
+    """Batched rollout: canary first, each batch pre-flighted (every target HEALTHY), its targets
+    upgraded in parallel worker processes through the guarded upgrade, verified, baked; the first
+    failure stops every later batch. ``distributed`` publishes each batch for ``fleet worker``
+    processes on a PostgreSQL control database instead of running it here. ``pool`` lends a
+    process pool (tests share one); by default one of ``parallel`` processes is made."""
+    from dbguard.fleet import rollout
+
+    options = rollout.UpgradeOptions(revision=revision, batches=batches, parallel=parallel, bake_s=bake_s,
+                                     force=force, wait_lock_s=wait_lock_s, distributed=distributed,
+                                     flags=dict(flags or {}))
+    return rollout.upgrade(_fleet(fleet_file, control_url), options, confirm=confirm, progress=progress, pool=pool)
+
+
+def fleet_status(fleet_file: str | Path, *, control_url: str | None = None,
+                 flags: Mapping[str, Any] | None = None) -> FleetStatusReport:
+    """The fleet state, the last fleet run batch by batch, each target's state and revisions;
+    exit code 3 while FAILED/UNKNOWN, 4 while a fleet run holds the fleet lock."""
+    from dbguard.fleet import rollout
+
+    return rollout.status(_fleet(fleet_file, control_url), flags=dict(flags or {}))
+
+
+def fleet_rollback(fleet_file: str | Path, *, all_upgraded: bool = False,
+                   confirm: Callable[[RiskPrompt], bool] | None = None, parallel: int = 4, wait_lock_s: float = 0.0,
+                   control_url: str | None = None, flags: Mapping[str, Any] | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None) -> FleetResult:
+    """The fleet's open lane: the broken targets of the last fleet upgrade (``all_upgraded``: every
+    target it upgraded) back to their recorded from-revisions via ``dbguard rollback``, in parallel."""
+    from dbguard.fleet import rollout
+
+    return rollout.rollback(_fleet(fleet_file, control_url), all_upgraded=all_upgraded, confirm=confirm,
+                            parallel=parallel, wait_lock_s=wait_lock_s, flags=dict(flags or {}), progress=progress,
+                            pool=pool)
+
+
+def fleet_resolve(fleet_file: str | Path, reason: str, *, confirm: Confirm | None = None,
+                  control_url: str | None = None, wait_lock_s: float = 0.0) -> FleetResult:
+    """Mark the FAILED/UNKNOWN fleet run as repaired by hand, after the typed risk confirmation."""
+    from dbguard.fleet import rollout
+
+    return rollout.resolve(_fleet(fleet_file, control_url), reason, confirm=confirm, wait_lock_s=wait_lock_s)
+
+
+def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once: bool = False, poll_s: float = 0.2,
+                 flags: Mapping[str, Any] | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> FleetWorkerResult:
+    """Claim targets of the open batch of a distributed rollout from a PostgreSQL control database
+    (``SELECT ... FOR UPDATE SKIP LOCKED``), run each here, record the outcome. Without
+    ``fleet_file``, the path the coordinator recorded is used. ``once``: exit when that run ends."""
+    from dbguard.fleet import worker
+    from dbguard.fleet.spec import load_fleet
+
+    spec = load_fleet(fleet_file, control_url=control_url) if fleet_file is not None else None
+    done = worker.run_worker(control_url, spec, once=once, poll_s=poll_s, flags=dict(flags or {}),
+                             progress=progress or (lambda event: None),
+                             load_spec=lambda path: load_fleet(path, control_url=control_url))
+    return FleetWorkerResult(worker=worker.worker_name(), claimed=done["claimed"], succeeded=done["succeeded"],
+                             failed=done["failed"], refused=done["refused"], duration_ms=done["elapsed_ms"],
+                             exit_code=ExitCode.RUN_FAILED if done["failed"] else ExitCode.OK)

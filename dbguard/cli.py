@@ -71,6 +71,9 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     if fmt in output.CI_FORMATS and ctx.invoked_subcommand not in output.CI_COMMANDS:
         raise click.UsageError(f"--format {fmt} is for {', '.join(output.CI_COMMANDS)} only; "
                                f"{ctx.invoked_subcommand or 'this command'} supports text and json")
+    if fmt in output.STREAM_FORMATS and ctx.invoked_subcommand not in output.STREAM_COMMANDS:
+        raise click.UsageError(f"--format {fmt} streams progress events of {', '.join(output.STREAM_COMMANDS)} "
+                               f"commands only; {ctx.invoked_subcommand or 'this command'} supports text and json")
 
 
 def _run_options(fn: Any) -> Any:
@@ -317,6 +320,162 @@ def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_bloc
     settings = state.settings(rollback_budget_s=budget_s, wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms)
     _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes),
                               install_plugin=install_plugin))
+
+
+# fleets -------------------------------------------------------------------------------------------
+
+
+def _fleet_flags(state: _State, **more: Any) -> dict[str, Any]:
+    """Settings every target of the fleet gets (its own alembic.ini and URL come from the fleet file)."""
+    flags = {k: state.flags.get(k) for k in ("ini_section", "x_args")}
+    flags.update(more)
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _fleet_progress(state: _State) -> Any:
+    """Events as JSON lines on stdout (--format jsonl), else a live progress line on stderr."""
+    if state.fmt in output.STREAM_FORMATS:
+        return lambda event: click.echo(output.render_event(event))
+    printer = output.FleetProgress(sys.stderr.isatty())
+
+    def show(event: dict[str, Any]) -> None:
+        line = printer(event)
+        if line is not None:
+            click.echo(line, err=True, nl=not line.startswith("\r"))
+
+    return show
+
+
+def _control_option(fn: Any) -> Any:
+    return click.option("--control-url", default=None, envvar="DBGUARD_FLEET_CONTROL_URL", metavar="URL",
+                        help="The control database (fleet ledger and lock); default: a SQLite file next to the "
+                             "fleet file, or [fleet] control_url. PostgreSQL to deploy from several machines.")(fn)
+
+
+@cli.group(context_settings=CONTEXT)
+def fleet() -> None:
+    """Batched rollouts across a fleet of databases (a TOML fleet file): canary first, each batch
+    pre-flighted, run in parallel processes and verified; the first failure stops every later batch.
+
+    Exit codes as everywhere: 3 refused (the fleet's breaker is open), 4 busy (another fleet run
+    holds the fleet lock), 5 a target failed. --format jsonl streams one JSON event per line.
+    """
+
+
+@fleet.command("validate", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@click.option("--batches", default=None, metavar="SPEC", help="Show the batches of this --batches value.")
+@_control_option
+@click.pass_obj
+def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_url: str | None) -> None:
+    """Check the fleet file and connect to each target (engine, version, revision; URLs masked)."""
+    from dbguard import api
+
+    _emit(state, api.fleet_validate(fleet_file, control_url=control_url, batches=batches, flags=_fleet_flags(state)))
+
+
+@fleet.command("upgrade", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@click.argument("revision", default="head")
+@click.option("--batches", default=None, metavar="SPEC",
+              help="Cumulative targets per batch, e.g. 1,10%,50%,100% or tag:canary,tag:eu,100% "
+                   "(default: [fleet] batches, else 1,100%). canary-tagged targets go first.")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Targets migrated at once (worker processes, so also connections).")
+@click.option("--bake", "bake_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait this long after each verified batch before the next.")
+@click.option("--distributed", is_flag=True,
+              help="Publish each batch for `dbguard fleet worker` processes (PostgreSQL control database).")
+@click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
+              help="Wait this long for the fleet lock instead of exiting 4 at once.")
+@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
+@click.option("--statement-timeout", "statement_timeout_ms", type=int, default=None, metavar="MS")
+@click.option("--lock-retries", type=int, default=None, metavar="N")
+@click.option("--force", is_flag=True, help="Proceed although the fleet's breaker is open (asks for CONFIRM_RISK).")
+@click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
+@_control_option
+@click.pass_obj
+def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | None, parallel: int, bake_s: float,
+                  distributed: bool, wait_lock: float | None, lock_timeout_ms: int | None,
+                  statement_timeout_ms: int | None, lock_retries: int | None, force: bool, confirm_risk: str | None,
+                  control_url: str | None) -> None:
+    """Upgrade every target to REVISION (default head), batch by batch."""
+    from dbguard import api
+
+    flags = _fleet_flags(state, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+                         lock_retries=lock_retries)
+    _emit(state, api.fleet_upgrade(fleet_file, revision, batches=batches, parallel=parallel, bake_s=bake_s,
+                                   force=force, confirm=_confirm_with(confirm_risk), wait_lock_s=wait_lock or 0.0,
+                                   distributed=distributed, control_url=control_url, flags=flags,
+                                   progress=_fleet_progress(state)))
+
+
+@fleet.command("status", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@_control_option
+@click.pass_obj
+def fleet_status(state: _State, fleet_file: str, control_url: str | None) -> None:
+    """The fleet state, the last fleet run batch by batch, each target's state and revision.
+
+    Exits 3 while the fleet's breaker is open (FAILED or UNKNOWN) and 4 while a fleet run holds its lock.
+    """
+    from dbguard import api
+
+    _emit(state, api.fleet_status(fleet_file, control_url=control_url, flags=_fleet_flags(state)))
+
+
+@fleet.command("rollback", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@click.option("--all-upgraded", is_flag=True, help="Also every target the fleet run upgraded, not only the broken ones.")
+@click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to the confirmation (for scripts).")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@_control_option
+@click.pass_obj
+def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_yes: bool, parallel: int,
+                   wait_lock: float | None, control_url: str | None) -> None:
+    """The fleet's open lane: broken targets (--all-upgraded: every upgraded one) back to their last
+    good revision through `dbguard rollback`, in parallel; the fleet is HEALTHY again."""
+    from dbguard import api
+
+    _emit(state, api.fleet_rollback(fleet_file, all_upgraded=all_upgraded, confirm=_yes_with(assume_yes),
+                                    parallel=parallel, wait_lock_s=wait_lock or 0.0, control_url=control_url,
+                                    flags=_fleet_flags(state), progress=_fleet_progress(state)))
+
+
+@fleet.command("resolve", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@click.option("--reason", required=True, help="What was repaired by hand, and how.")
+@click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
+@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@_control_option
+@click.pass_obj
+def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str | None, wait_lock: float | None,
+                  control_url: str | None) -> None:
+    """Mark the FAILED/UNKNOWN fleet run as repaired by hand (after the typed confirmation)."""
+    from dbguard import api
+
+    _emit(state, api.fleet_resolve(fleet_file, reason, confirm=_confirm_with(confirm_risk), control_url=control_url,
+                                   wait_lock_s=wait_lock or 0.0))
+
+
+@fleet.command("worker", context_settings=CONTEXT)
+@click.argument("fleet_file", type=click.Path(dir_okay=False), required=False)
+@click.option("--control-url", required=True, envvar="DBGUARD_FLEET_CONTROL_URL", metavar="URL",
+              help="The PostgreSQL control database of the distributed rollout.")
+@click.option("--once", is_flag=True, help="Exit when the fleet run this worker took part in is over.")
+@click.option("--poll", "poll_s", type=click.FloatRange(min=0.01), default=0.2, show_default=True, metavar="SECONDS")
+@click.pass_obj
+def fleet_worker(state: _State, fleet_file: str | None, control_url: str, once: bool, poll_s: float) -> None:
+    """Claim targets of the open batch of a distributed rollout and migrate them, one at a time.
+
+    FILE gives the targets' URLs (credentials from this machine's environment); without it, the
+    path the coordinator recorded is used.
+    """
+    from dbguard import api
+
+    _emit(state, api.fleet_worker(control_url, fleet_file, once=once, poll_s=poll_s, flags=_fleet_flags(state),
+                                  progress=_fleet_progress(state)))
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

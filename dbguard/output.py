@@ -21,10 +21,13 @@ from dbguard.results import (
     StatusReport,
 )
 
-FORMATS = ("text", "json", "github", "junit")
+FORMATS = ("text", "json", "github", "junit", "jsonl")
 # The CI formats only make sense for checks; other commands refuse them with a usage error.
 CI_FORMATS = ("github", "junit")
 CI_COMMANDS = ("drift", "plan")
+# One JSON event per line, for long-running commands that stream progress; others refuse it.
+STREAM_FORMATS = ("jsonl",)
+STREAM_COMMANDS = ("fleet",)
 
 
 def _plain(value: Any) -> Any:
@@ -51,6 +54,8 @@ def render(result: Any, fmt: str = "text") -> str:
         return ""
     if fmt == "json":
         return to_json(result)
+    if fmt in STREAM_FORMATS:
+        return render_event({"event": "summary", **_plain(result)})
     if fmt in CI_FORMATS and type(result) in _CI:
         return _CI[type(result)](result, fmt)
     renderer = _TEXT.get(type(result))
@@ -496,3 +501,183 @@ def _register_plan() -> None:
 
 
 _register_plan()
+
+
+# --- fleets -----------------------------------------------------------------------------------------
+
+
+def render_event(event: dict[str, Any]) -> str:
+    """One line of ``--format jsonl``."""
+    return json.dumps(_plain(event), separators=(",", ":"), sort_keys=False)
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def blast_radius_lines(radius: Any, command: str | None) -> tuple[str, ...]:
+    """A fleet's blast radius (dbguard.core.fleet.BlastRadius) for people."""
+    if radius is None:
+        return ()
+    lines = []
+    if radius.failed:
+        lines.append(f"failed: {len(radius.failed)} target(s) ({', '.join(radius.failed)}), "
+                     f"{_pct(radius.failed_share)} of traffic")
+    else:
+        lines.append("failed: no target")
+    if radius.upgraded:
+        lines.append(f"upgraded and live: {len(radius.upgraded)} target(s), {_pct(radius.upgraded_share)} of traffic")
+    if radius.next_batch:
+        lines.append(f"the next batch would have added {len(radius.next_batch)} target(s) "
+                     f"({', '.join(radius.next_batch[:8])}{' ...' if len(radius.next_batch) > 8 else ''}), "
+                     f"{_pct(radius.next_share)} of traffic")
+    else:
+        lines.append("the next batch would have added nothing: this was the last batch")
+    lines.append(f"not started: {len(radius.not_started)} target(s)")
+    if command:
+        lines.append(f"roll back: {command}")
+    return tuple(lines)
+
+
+def _fleet_target_line(t: Any) -> str:
+    frm = " ".join(t.from_revisions) or "base"
+    to = t.to_revision or "-"
+    text = f"  {t.name:<20} {t.masked_url:<48} {t.status or '-':<11} {frm} -> {to}"
+    why = t.error or (t.message if t.status not in ("succeeded", "pending", "skipped") else None)
+    return text + (f"\n      {why}" if why else "")
+
+
+def _fleet_text(result: Any) -> str:
+    lines = [f"dbguard: {result.message}"]
+    if result.run_id is not None:
+        extra = f", {_ms(result.duration_ms)}" if result.duration_ms is not None else ""
+        flags = (", forced" if result.forced else "") + (", distributed" if result.distributed else "")
+        lines[0] += f"  [fleet run {result.run_id}{flags}{extra}]"
+    by_batch: dict[int | None, list[Any]] = {}
+    for t in result.targets:
+        by_batch.setdefault(t.batch, []).append(t)
+    for b in result.batches:
+        lines.append(f"batch {b.number} ({len(b.targets)} target(s)): {b.status}")
+        lines += [_fleet_target_line(t) for t in by_batch.get(b.number, [])]
+    if result.blast_radius is not None:
+        lines.append("blast radius:")
+        lines += [f"  - {line}" for line in blast_radius_lines(result.blast_radius, result.rollback_command)]
+    lines += [f"warning: {w}" for w in result.warnings]
+    if result.advice:
+        lines.append(f"next: {result.advice}")
+    return "\n".join(lines)
+
+
+def _fleet_status_text(report: Any) -> str:
+    lines = [f"fleet:     {report.fleet}", f"state:     {report.state}", f"control:   {report.control}"]
+    if report.lock_holder:
+        lines.append(f"fleet lock: held by {report.lock_holder}")
+    run = report.last_run
+    if run is None:
+        lines.append("last run:  none recorded")
+    else:
+        lines.append(f"last run:  {run.id} {run.intent} {run.status} to {run.revision or '-'}, started "
+                     f"{_when(run.started_at)} UTC by {run.os_user or '?'}@{run.host or '?'} pid {run.pid or '?'}"
+                     + (" (forced)" if run.forced else "") + (" (distributed)" if run.distributed else ""))
+        if run.error:
+            lines.append(f"error:     {run.error}")
+    if report.breaker_reason:
+        lines.append(f"breaker:   {report.breaker_reason}")
+    if report.blast_radius is not None:
+        lines.append("blast radius:")
+        lines += [f"  - {line}" for line in blast_radius_lines(report.blast_radius, report.rollback_command)]
+    if report.batches:
+        lines.append("last upgrade, batch by batch:")
+        for b in report.batches:
+            lines.append(f"  batch {b.number}: {b.status} ({', '.join(b.targets)})")
+    lines.append("targets:")
+    for t in report.targets:
+        status = f"  [{t.status}]" if t.status else ""
+        lines.append(f"  {t.name:<20} {t.state or '-':<11} {' '.join(t.revisions) or 'base':<14} "
+                     f"w={t.weight:g} {t.masked_url}{status}")
+        if t.error:
+            lines.append(f"      {t.error}")
+    if report.advice:
+        lines.append(f"next:      {report.advice}")
+    return "\n".join(lines)
+
+
+def _fleet_validate_text(report: Any) -> str:
+    lines = [f"fleet {report.fleet} ({report.path}), control database {report.control}"]
+    for c in report.targets:
+        if c.ok:
+            lines.append(f"  ok    {c.name:<20} {c.masked_url}  {c.engine} {c.server_version}  "
+                         f"at {' '.join(c.revisions) or 'base'}  {c.state}  weight {c.weight:g}"
+                         + (f"  tags {','.join(c.tags)}" if c.tags else ""))
+        else:
+            lines.append(f"  FAIL  {c.name:<20} {c.masked_url}  {c.error}")
+    for i, batch in enumerate(report.batches, start=1):
+        lines.append(f"batch {i}: {', '.join(batch)}")
+    lines += [f"warning: {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def _fleet_worker_text(result: Any) -> str:
+    return (f"dbguard: worker {result.worker}: claimed {result.claimed}, succeeded {result.succeeded}, "
+            f"failed {result.failed}, refused {result.refused} in {_ms(result.duration_ms)}")
+
+
+class FleetProgress:
+    """The live progress for people, on standard error: one line per batch (done / running / failed),
+    rewritten in place at a terminal, one line per change otherwise."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self._open = False
+
+    def __call__(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("event")
+        if kind in ("target_started", "target_finished") and "size" in event:
+            line = (f"batch {event.get('batch')}: {event.get('done', 0)}/{event['size']} done, "
+                    f"{event.get('running', 0)} running, {event.get('failed', 0)} failed")
+            if kind == "target_finished" and event.get("status") not in ("succeeded", "rolled_back"):
+                line += f"  ({event.get('target')}: {event.get('status')})"
+            if self.tty:
+                self._open = True
+                return "\r\033[K" + line
+            return line if kind == "target_finished" else None
+        text = self._line(event)
+        if text is None:
+            return None
+        prefix = "\n" if self.tty and self._open else ""
+        self._open = False
+        return prefix + text
+
+    @staticmethod
+    def _line(event: dict[str, Any]) -> str | None:
+        kind = event.get("event")
+        if kind == "fleet_started":
+            return (f"fleet {event['fleet']}: run {event['run_id']}: {event['targets']} target(s) in "
+                    f"{len(event['batches'])} batch(es) to {event['revision']}, {event['parallel']} at a time")
+        if kind == "batch_started":
+            return f"batch {event['batch']}/{event['batches']}: {event['size']} target(s): pre-flight"
+        if kind == "batch_verified":
+            return f"batch {event['batch']}/{event['batches']}: verified"
+        if kind == "baking":
+            return f"batch {event['batch']}: baking {event['seconds']:g} s"
+        if kind == "target_unknown":
+            return f"target {event['target']}: its worker died mid-target: UNKNOWN"
+        if kind == "target_finished":  # rollback targets
+            return f"target {event['target']}: {event['status']}"
+        if kind == "fleet_failed":
+            return f"fleet {event['fleet']}: FAILED at batch {event.get('batch')}: {event.get('error')}"
+        if kind == "fleet_finished":
+            return f"fleet {event['fleet']}: done"
+        return None
+
+
+def _register_fleet() -> None:
+    from dbguard.results import FleetResult, FleetStatusReport, FleetValidateReport, FleetWorkerResult
+
+    _TEXT[FleetResult] = _fleet_text
+    _TEXT[FleetStatusReport] = _fleet_status_text
+    _TEXT[FleetValidateReport] = _fleet_validate_text
+    _TEXT[FleetWorkerResult] = _fleet_worker_text
+
+
+_register_fleet()

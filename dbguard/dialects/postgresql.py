@@ -9,6 +9,8 @@ from typing import Any
 from dbguard.dialects import Statement, driver_error
 
 LOCK_NOT_AVAILABLE = "55P03"
+# The first half of a fleet claim's two-int advisory key ("dbgf"); the second is the claim row's id.
+FLEET_CLAIM_NAMESPACE = 0x64626766
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
@@ -335,6 +337,39 @@ class PostgresqlDialect:
             "AND l.pid IS DISTINCT FROM pg_backend_pid() AND n.nspname = current_schema() "
             f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY l.pid",
             names,
+        )
+
+
+    # --- fleet scale-out: workers claim targets on a PostgreSQL control database -------------------
+    # Whether this engine can be the control database of a distributed rollout.
+    fleet_claims = True
+
+    def fleet_claim(self, targets: str, batches: str, runs: str, fleet: str) -> Statement:
+        """The oldest pending target of an open batch of this fleet's running run, row-locked;
+        rows other workers are claiming right now are skipped, never waited for."""
+        return Statement(
+            f"SELECT t.id, t.run_id, t.target FROM {targets} t "
+            f"JOIN {batches} b ON b.run_id = t.run_id AND b.number = t.batch "
+            f"JOIN {runs} r ON r.id = t.run_id "
+            "WHERE t.status = 'pending' AND b.status = 'open' AND r.status = 'running' AND r.fleet = :fleet "
+            "ORDER BY t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
+            {"fleet": fleet},
+        )
+
+    def claim_lock(self, claim_id: int) -> Statement:
+        """Held by the claiming session for as long as it works on the claim; freed when it dies."""
+        return Statement("SELECT pg_advisory_lock(:ns, :id)", {"ns": FLEET_CLAIM_NAMESPACE, "id": int(claim_id)})
+
+    def claim_unlock(self, claim_id: int) -> Statement:
+        return Statement("SELECT pg_advisory_unlock(:ns, :id)", {"ns": FLEET_CLAIM_NAMESPACE, "id": int(claim_id)})
+
+    def claim_locks_held(self) -> Statement:
+        """The claim ids whose claim lock some session holds (two-int advisory keys: objsubid 2)."""
+        return Statement(
+            "SELECT l.objid::bigint FROM pg_catalog.pg_locks l "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid::bigint = :ns "
+            "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
+            {"ns": FLEET_CLAIM_NAMESPACE},
         )
 
 

@@ -67,6 +67,8 @@ class SqliteDialect:
     lock_graph = None
     # The risk rules judge server engines; SQLite locks the whole file for every write anyway.
     risk_engine = None
+    # A distributed fleet rollout needs a PostgreSQL control database (SKIP LOCKED claims).
+    fleet_claims = False
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]

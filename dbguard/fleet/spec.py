@@ -1,0 +1,200 @@
+"""The fleet file (TOML): targets with a name, a URL, a traffic weight and tags.
+
+URLs take credentials only by environment reference (``${VAR}``), expanded at load time; an
+inline password is accepted but reported as a warning. Every URL shown anywhere is masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dbguard.core.fleet import Member
+from dbguard.errors import ConfigError
+from dbguard.masking import mask
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The password part of a URL, before expansion: everything between user: and @.
+_URL_PASSWORD = re.compile(r"^[a-zA-Z][\w+.-]*://[^:/@\s]*:(?P<secret>[^@\s]*)@")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_TARGET_KEYS = {"name", "url", "weight", "tags", "alembic_config", "health_sql"}
+_FLEET_KEYS = {"name", "alembic_config", "control_url", "batches"}
+DEFAULT_BATCHES = "1,100%"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    url: str = dataclasses.field(repr=False)  # expanded: may hold a password; never shown
+    masked_url: str
+    weight: float
+    tags: tuple[str, ...]
+    alembic_config: Path
+    health_sql: str | None = None
+
+    @property
+    def member(self) -> Member:
+        return Member(self.name, self.weight, self.tags)
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetSpec:
+    path: Path
+    name: str
+    control_url: str = dataclasses.field(repr=False)
+    masked_control_url: str
+    batches: str
+    targets: tuple[TargetSpec, ...]
+    warnings: tuple[str, ...] = ()
+    # Values that came from ${VAR} references, masked wherever text leaves dbguard.
+    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+    @property
+    def members(self) -> list[Member]:
+        return [t.member for t in self.targets]
+
+    def target(self, name: str) -> TargetSpec:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise ConfigError(f"{self.path}: no target named {name!r}")
+
+    def mask(self, text: str | None) -> str:
+        return mask(text, self.secrets)
+
+
+def _expand(text: str, where: str, environ: Mapping[str, str], secrets: list[str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        secrets.append(environ[name])
+        return environ[name]
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _masked(url: str) -> str:
+    from dbguard.db.connect import masked, parse_url
+
+    return masked(parse_url(url))
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the fleet file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        # The parser's message quotes no value past the error's position; mask it anyway.
+        raise ConfigError(f"{path}: not valid TOML: {mask(str(exc))}") from None
+
+
+def _sqlite_beside(url: str, folder: Path) -> str:
+    """A relative SQLite path in the control URL is relative to the fleet file."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url[len(prefix):] not in ("", ":memory:"):
+        return prefix + str(folder / url[len(prefix):])
+    return url
+
+
+def default_control_url(path: Path) -> str:
+    return f"sqlite:///{path.parent / (path.stem + '.fleet.db')}"
+
+
+def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
+               control_url: str | None = None) -> FleetSpec:
+    """Parse and check a fleet file; expand ``${VAR}`` references from ``environ``."""
+    environ = os.environ if environ is None else environ
+    path = Path(path).resolve()
+    data = _load_toml(path)
+    folder = path.parent
+    secrets: list[str] = []
+    warnings: list[str] = []
+    fleet = data.get("fleet", {})
+    if not isinstance(fleet, dict):
+        raise ConfigError(f"{path}: [fleet] must be a table")
+    unknown = set(fleet) - _FLEET_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in [fleet]: {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(_FLEET_KEYS))})")
+    extra = set(data) - {"fleet", "targets"}
+    if extra:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(extra))}: use [fleet] and [[targets]]")
+    name = str(fleet.get("name") or path.stem)
+    if not _NAME.match(name):
+        raise ConfigError(f"{path}: fleet name {name!r} may hold only letters, digits, '.', '-' and '_'")
+    default_ini = fleet.get("alembic_config")
+    raw_targets = data.get("targets")
+    if not isinstance(raw_targets, list) or not raw_targets:
+        raise ConfigError(f"{path}: no [[targets]]: list at least one target with a name and a url")
+
+    targets: list[TargetSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_targets, start=1):
+        where = f"{path}: target #{i}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: each [[targets]] entry must be a table")
+        unknown = set(raw) - _TARGET_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(sorted(_TARGET_KEYS))})")
+        tname = raw.get("name")
+        if not isinstance(tname, str) or not _NAME.match(tname):
+            raise ConfigError(f"{where}: needs a name of letters, digits, '.', '-' and '_'")
+        where = f"{path}: target {tname}"
+        if tname in seen:
+            raise ConfigError(f"{where}: the name is used twice")
+        seen.add(tname)
+        raw_url = raw.get("url")
+        if not isinstance(raw_url, str) or not raw_url.strip():
+            raise ConfigError(f"{where}: needs a url")
+        inline = _URL_PASSWORD.match(raw_url.strip())
+        if inline and inline.group("secret") and not _ENV_REF.fullmatch(inline.group("secret")):
+            warnings.append(f"target {tname}: the URL holds an inline password; use an environment "
+                            "reference such as ${" + tname.upper().replace("-", "_").replace(".", "_") + "_PASSWORD}")
+            secrets.append(inline.group("secret"))
+        url = _expand(raw_url.strip(), where, environ, secrets)
+        try:
+            masked_url = _masked(url)
+        except ConfigError:
+            raise ConfigError(f"{where}: not a database URL: {mask(url, secrets)}") from None
+        weight = raw.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"{where}: weight must be a number of 0 or more (its share of traffic)")
+        tags = raw.get("tags", [])
+        if isinstance(tags, str):
+            tags = [tags]
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            raise ConfigError(f"{where}: tags must be a list of names")
+        ini = raw.get("alembic_config", default_ini)
+        if not ini:
+            raise ConfigError(f"{where}: no alembic_config: set it in [fleet] or on the target")
+        ini_path = (folder / str(ini)).resolve()
+        if not ini_path.is_file():
+            raise ConfigError(f"{where}: no Alembic configuration at {ini_path}")
+        health = raw.get("health_sql")
+        if health is not None and (not isinstance(health, str) or not health.strip()):
+            raise ConfigError(f"{where}: health_sql must be one SQL statement")
+        targets.append(TargetSpec(name=tname, url=url, masked_url=masked_url, weight=float(weight),
+                                  tags=tuple(tags), alembic_config=ini_path, health_sql=health))
+
+    raw_control = control_url or fleet.get("control_url") or default_control_url(path)
+    control = _sqlite_beside(_expand(str(raw_control), f"{path}: control_url", environ, secrets), folder)
+    try:
+        masked_control = _masked(control)
+    except ConfigError:
+        raise ConfigError(f"{path}: control_url is not a database URL: {mask(control, secrets)}") from None
+    batches = str(fleet.get("batches") or DEFAULT_BATCHES)
+    return FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
+                     batches=batches, targets=tuple(targets), warnings=tuple(warnings),
+                     secrets=tuple(s for s in dict.fromkeys(secrets) if s))

@@ -1,0 +1,133 @@
+"""The fleet file, and fleet commands on SQLite targets (no server needed): resolve, formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbguard.errors import ConfigError
+from dbguard.fleet.spec import load_fleet
+from tests.guardrun import cli_env
+from tests.projects import make_project
+
+DBGUARD = [sys.executable, "-m", "dbguard.cli"]
+
+
+def write(tmp: Path, text: str) -> Path:
+    (tmp / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    path = tmp / "fleet.toml"
+    path.write_text(text)
+    return path
+
+
+def test_env_references_are_expanded_and_masked(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[fleet]
+alembic_config = "alembic.ini"
+batches = "1,100%"
+
+[[targets]]
+name = "eu-1"
+url = "postgresql+psycopg://app:${EU_PW}@db1/app"
+weight = 3
+tags = ["canary", "eu"]
+health_sql = "SELECT 1"
+
+[[targets]]
+name = "us-1"
+url = "postgresql+psycopg://app:${US_PW}@db2/app"
+""")
+    spec = load_fleet(path, environ={"EU_PW": "eu-secret", "US_PW": "us-secret"})
+    assert spec.name == "fleet"
+    eu = spec.target("eu-1")
+    assert eu.url == "postgresql+psycopg://app:eu-secret@db1/app"
+    assert eu.masked_url == "postgresql+psycopg://app:***@db1/app"
+    assert eu.weight == 3 and eu.tags == ("canary", "eu") and eu.health_sql == "SELECT 1"
+    assert spec.target("us-1").weight == 1
+    assert spec.warnings == ()
+    assert spec.control_url == f"sqlite:///{tmp_path / 'fleet.fleet.db'}"
+    assert "eu-secret" not in repr(spec)
+    assert spec.mask("failed: us-secret") == "failed: ***"
+
+
+def test_inline_password_is_accepted_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[fleet]
+alembic_config = "alembic.ini"
+[[targets]]
+name = "a"
+url = "postgresql://app:hunter22@db/app"
+""")
+    spec = load_fleet(path, environ={})
+    assert len(spec.warnings) == 1 and "inline password" in spec.warnings[0]
+    assert "hunter22" not in spec.warnings[0]
+    assert spec.mask("hunter22") == "***"
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[[targets]]\nname = "a"\nurl = "postgresql://u:${NOPE}@h/d"\n', "NOPE is not set"),
+    ('[[targets]]\nname = "a"\n', "needs a url"),
+    ('[[targets]]\nurl = "sqlite:///x.db"\n', "needs a name"),
+    ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n[[targets]]\nname = "a"\nurl = "sqlite:///y.db"\n', "twice"),
+    ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\nweight = -1\n', "weight"),
+    ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\ncolour = "red"\n', "unknown key"),
+    ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\nalembic_config = "missing.ini"\n', "no Alembic configuration"),
+    ("", r"no \[\[targets"),
+    ("[[targets]\n", "not valid TOML"),
+])
+def test_bad_fleet_files(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, '[fleet]\nalembic_config = "alembic.ini"\n' + body)
+    with pytest.raises(ConfigError, match=message):
+        load_fleet(path, environ={})
+
+
+def _sqlite_fleet(tmp: Path, fail_in: str | None = None) -> Path:
+    fail = ""
+    if fail_in:
+        fail = f"\nif op.get_bind().engine.url.database.endswith({fail_in!r}):\n    raise RuntimeError('rigged')"
+    ini = make_project(tmp, f"sqlite:///{tmp / 'a.db'}", [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))", "op.drop_table('t1')"),
+        ("r2", "op.create_table('t2', sa.Column('id', sa.Integer, primary_key=True))" + fail, "op.drop_table('t2')"),
+    ])
+    lines = ["[fleet]", f'alembic_config = "{ini.relative_to(tmp)}"', ""]
+    for name in ("a", "b", "c"):
+        lines += ["[[targets]]", f'name = "{name}"', f'url = "sqlite:///{tmp / (name + ".db")}"', ""]
+    path = tmp / "fleet.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def dg(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DBGUARD, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                          env=cli_env(), cwd=tmp, check=False)
+
+
+def test_jsonl_is_for_fleet_commands_only(tmp_path: Path) -> None:
+    proc = dg(tmp_path, "--format", "jsonl", "status")
+    assert proc.returncode == 2 and "--format jsonl streams progress events of fleet" in proc.stderr
+
+
+@pytest.mark.slow
+def test_failed_fleet_is_resolved_with_the_typed_confirmation(tmp_path: Path) -> None:
+    path = _sqlite_fleet(tmp_path, fail_in="b.db")
+    up = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2,100%", "--parallel", "2")
+    assert up.returncode == 5, up.stdout + up.stderr
+    assert "blast radius" in up.stdout and "dbguard fleet rollback" in up.stdout
+    assert dg(tmp_path, "fleet", "status", str(path)).returncode == 3
+    refused = dg(tmp_path, "fleet", "resolve", str(path), "--reason", "fixed b by hand", "--confirm-risk", "yes")
+    assert refused.returncode == 3 and "CONFIRM_RISK" in refused.stdout, refused.stdout + refused.stderr
+    done = dg(tmp_path, "fleet", "resolve", str(path), "--reason", "fixed b by hand", "--confirm-risk", "CONFIRM_RISK")
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = dg(tmp_path, "--format", "json", "fleet", "status", str(path))
+    report = json.loads(status.stdout)
+    assert status.returncode == 0 and report["state"] == "HEALTHY"
+    # The fleet is healthy again, but target b keeps its own breaker: it still says FAILED.
+    states = {t["name"]: t["state"] for t in report["targets"]}
+    assert states == {"a": "HEALTHY", "b": "FAILED", "c": "HEALTHY"}
+    # The next rollout stops at b's pre-flight without touching it.
+    again = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2,100%")
+    assert again.returncode == 3 and "pre-flight" in again.stdout, again.stdout
