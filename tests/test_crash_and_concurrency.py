@@ -234,6 +234,33 @@ def test_concurrent_upgrades_one_applies_the_others_are_busy(db_url: str, tmp_pa
     assert versions(db_url) == [CONCURRENT_HEAD]
 
 
+def test_upgrades_started_at_the_same_moment_on_a_fresh_database(db_url: str, tmp_path: Path) -> None:
+    """No ledger yet: whoever wins the run lock creates it; the losers exit 4 without racing it."""
+    marker = tmp_path / "release"
+    ini = make_project(tmp_path, db_url, CONCURRENT_REVISIONS)
+    procs = [start_dbguard(ini, db_url, "upgrade", "head", env={RELEASE_ENV: str(marker)})
+             for _ in range(1 + OTHERS)]
+    try:
+        # The winner waits in its gated step until released: the others must all end meanwhile.
+        wait_for(lambda: sum(p.poll() is not None for p in procs) >= OTHERS, timeout=60, interval=0.05,
+                 message="the losing upgrades did not end while the winner held the run lock")
+        assert sum(p.poll() is None for p in procs) == 1
+        marker.touch()
+        outputs = [(p, *p.communicate(timeout=60)) for p in procs]
+    finally:
+        marker.touch()
+        for proc in procs:
+            stop(proc)
+    codes = sorted(p.returncode for p, _, _ in outputs)
+    assert codes == [0] + [4] * OTHERS, "\n".join(f"exit {p.returncode}\n{out}\n{err}" for p, out, err in outputs)
+    runs, steps = ledger(db_url)
+    (applier,) = [r for r in runs if r["status"] == "succeeded"]
+    assert [(s["run_id"], s["revision"], s["status"]) for s in steps] == [
+        (applier["id"], revision, "succeeded") for revision, _ in CONCURRENT_REVISIONS
+    ]
+    assert versions(db_url) == [CONCURRENT_HEAD]
+
+
 def test_concurrent_upgrades_with_wait_lock_all_reach_head_once(db_url: str, tmp_path: Path) -> None:
     marker = tmp_path / "release"
     ini = make_project(tmp_path, db_url, CONCURRENT_REVISIONS)
