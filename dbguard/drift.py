@@ -42,9 +42,9 @@ def _resolve_heads(script: Any, revision: str) -> tuple[str, ...]:
     return tuple(sorted(r.revision for r in found if r is not None))
 
 
-def _check_engine(expected: model.Schema, actual_engine: str, source: str) -> None:
-    if model.engine_family(expected.engine) != model.engine_family(actual_engine):
-        raise ConfigError(f"{source} describes a {expected.engine} schema; this database is {actual_engine}")
+def _check_engine(expected_engine: str, actual_engine: str, source: str) -> None:
+    if model.engine_family(expected_engine) != model.engine_family(actual_engine):
+        raise ConfigError(f"{source} describes a {expected_engine} schema; this database is {actual_engine}")
 
 
 # dbguard drift --------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
           progress: Callable[[str], None] = lambda line: None) -> DriftReport:
     """The live schema against models, replayed migrations, or a snapshot file."""
     from dbguard import expected as sources
-    from dbguard.db.catalog import read_schema
+    from dbguard.db.catalog import read_document
     from dbguard.db.ledger import read_version_heads
     from dbguard.target import load_target, open_session
 
@@ -63,20 +63,27 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     exclude = _exclusions(target)
     with open_session(target) as session:
         heads = read_version_heads(session.conn, target.version_table)
-        actual = read_schema(session.conn, session.dialect, exclude)
+        actual = read_document(session.conn, session.dialect, exclude)
         if against == "models":
-            expected = sources.models_schema(target, session, exclude)
-        elif against == "migrations":
-            expected = sources.migrations_schema(target, session, heads, shadow_url, exclude, progress)
+            expected_schema = sources.models_schema(target, session, exclude)
+            found = model.diff(expected_schema, model.from_dict(actual))
+            names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
         else:
-            expected = sources.snapshot_schema(against).without_tables(exclude)
-            _check_engine(expected, actual.engine, against)
-    found = model.diff(expected, actual)
+            if against == "migrations":
+                expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
+            else:
+                expected = model.document_without_tables(sources.snapshot_document(against), exclude)
+                _check_engine(expected["engine"], actual["engine"], against)
+            # Catalog against catalog: only tables whose documents differ are compared.
+            try:
+                found = model.diff_documents(expected, actual)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ConfigError(f"{against}: {exc}") from None
+            names = expected["tables"].keys() | actual["tables"].keys()
     patterns = tuple(settings.drift_ignore) + tuple(ignore)
     kept = model.filter_drift(found, patterns)
-    names = {t.name for t in expected.tables} | {t.name for t in actual.tables}
     return DriftReport(
-        against=against, engine=actual.engine, revisions=heads, drifts=tuple(kept), tables_compared=len(names),
+        against=against, engine=actual["engine"], revisions=heads, drifts=tuple(kept), tables_compared=len(names),
         table_names=tuple(sorted(names)),
         ignored=len(found) - len(kept), exit_code=ExitCode.FINDINGS if kept else ExitCode.OK,
         duration_ms=int((time.monotonic() - started) * 1000),
@@ -88,7 +95,7 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
     """The expected schema at ``revision`` (migrations replayed in a scratch database), or with
     ``live`` the live database's schema, as stable JSON."""
     from dbguard import expected as sources
-    from dbguard.db.catalog import read_schema
+    from dbguard.db.catalog import read_document
     from dbguard.db.ledger import read_version_heads
     from dbguard.target import load_target, open_session
 
@@ -97,11 +104,11 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
     with open_session(target) as session:
         if live:
             heads = read_version_heads(session.conn, target.version_table)
-            schema = read_schema(session.conn, session.dialect, exclude)
+            doc = read_document(session.conn, session.dialect, exclude)
         else:
             heads = _resolve_heads(target.script(), revision)
-            schema = sources.migrations_schema(target, session, heads, shadow_url, exclude, progress)
-    text = model.to_json(schema)
+            doc = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
+    text = model.document_json(doc)
     if output and output != "-":
         try:
             with open(output, "w", encoding="utf-8") as handle:
@@ -109,7 +116,7 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
         except OSError as exc:
             raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
     return SnapshotResult(path=output if output and output != "-" else None, revisions=heads,
-                          engine=schema.engine, tables=len(schema.tables), schema_hash=model.schema_hash(schema),
+                          engine=doc["engine"], tables=len(doc["tables"]), schema_hash=model.document_hash(doc),
                           text="" if output and output != "-" else text)
 
 
@@ -122,7 +129,7 @@ class Preflight:
 
     problems: tuple[str, ...] = ()
     drifts: tuple[model.Drift, ...] = ()
-    live: model.Schema | None = None
+    live: dict[str, Any] | None = None  # the live schema's snapshot document
     live_hash: str | None = None
     baseline_hash: str | None = None
     heads: tuple[str, ...] = ()
@@ -180,7 +187,7 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
               ignore: tuple[str, ...] = ()) -> Preflight:
     """Checksums of applied revisions, alembic_version vs the ledger, and the live schema vs the
     schema stored for the current revision. Call while holding the run lock."""
-    from dbguard.db.catalog import read_schema
+    from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
 
     prefix = target.settings.table_prefix
@@ -190,12 +197,13 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
         problems.append(moved)
     store = SchemaStore(session.conn, prefix)
     baseline = store.latest(heads)
-    live = read_schema(session.conn, session.dialect, _exclusions(target))
-    live_hash = model.schema_hash(live)
+    # The common case, nothing changed, is the catalog's rows hashed as plain data: no model objects.
+    live = read_document(session.conn, session.dialect, _exclusions(target))
+    live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
     if baseline is not None and baseline[1] != live_hash:
-        stored = model.from_json(_unpack(store.schema_text(baseline[0])))
-        drifts = model.filter_drift(model.diff(stored, live), ignore)
+        stored = json.loads(_unpack(store.schema_text(baseline[0])))
+        drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
         if drifts:
             problems.append(f"schema drift since {' '.join(heads) or 'base'} was recorded: {len(drifts)} "
                             f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
@@ -209,38 +217,39 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
     expected there (one stored for that revision, else the models when at the scripts' heads).
     Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
     from dbguard import expected as sources
-    from dbguard.db.catalog import read_schema
+    from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
 
     store = SchemaStore(session.conn, target.settings.table_prefix)
     if not steps_ran and before is not None and before.live is not None and tuple(heads_now) == before.heads:
         if before.baseline_hash is None:
-            store.store(heads_now, before.live_hash or "", _pack(model.to_json(before.live, indent=None)), run_id)
+            store.store(heads_now, before.live_hash or "", _pack(model.document_json(before.live, indent=None)),
+                        run_id)
         return ()
     exclude = _exclusions(target)
-    live = read_schema(session.conn, session.dialect, exclude)
-    live_hash = model.schema_hash(live)
+    live = read_document(session.conn, session.dialect, exclude)
+    live_hash = model.document_hash(live)
     warnings: list[str] = []
     drifts: list[model.Drift] = []
     baseline = store.latest(heads_now)
     source = None
     if baseline is not None:
         if baseline[1] != live_hash:
-            expected = model.from_json(_unpack(store.schema_text(baseline[0])))
-            drifts = model.filter_drift(model.diff(expected, live), ignore)
+            stored = json.loads(_unpack(store.schema_text(baseline[0])))
+            drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
         source = f"the schema recorded earlier at {' '.join(heads_now) or 'base'}"
     elif steps_ran and heads_now and set(heads_now) == set(script.get_heads()):
         source = "the models (env.py's target_metadata)"
         try:
             expected = sources.models_schema(target, session, exclude)
-            drifts = model.filter_drift(model.diff(expected, live), ignore)
+            drifts = model.filter_drift(model.diff(expected, model.from_dict(live)), ignore)
         except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning
             warnings.append(f"could not compare with the models after the run: {exc}")
     if drifts:
         warnings.append(f"after the run the schema differs from {source}: {len(drifts)} "
                         f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
     drift_text = json.dumps([dataclasses.asdict(d) for d in drifts]) if drifts else None
-    store.store(heads_now, live_hash, _pack(model.to_json(live, indent=None)), run_id, drift_text)
+    store.store(heads_now, live_hash, _pack(model.document_json(live, indent=None)), run_id, drift_text)
     return tuple(warnings)
 
 

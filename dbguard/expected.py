@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import signal
@@ -25,7 +26,8 @@ from dbguard.core.schema import (
     Table,
     Unique,
     canonical,
-    from_json,
+    check_document,
+    from_dict,
     normalize_type,
 )
 from dbguard.errors import ConfigError, DbguardError
@@ -243,14 +245,25 @@ def models_schema(target: Any, session: Any, exclude: tuple[str, ...]) -> Schema
 # Snapshot -------------------------------------------------------------------------------------
 
 
-def snapshot_schema(path: str | Path) -> Schema:
+def snapshot_document(path: str | Path) -> dict[str, Any]:
+    """A snapshot file as its document (plain JSON data, checked): objects are built later, only
+    for the tables that differ from the live ones."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
     try:
-        return from_json(text)
-    except ValueError as exc:
+        doc = check_document(json.loads(text))
+        from_dict(doc, ())  # the shape of everything but the tables
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return doc
+
+
+def snapshot_schema(path: str | Path) -> Schema:
+    try:
+        return from_dict(snapshot_document(path))
+    except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -367,10 +380,16 @@ def drop_scratch(session: Any, name: str) -> None:
 def migrations_schema(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
                       exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> Schema:
     """Replay the migrations up to ``heads`` into a scratch database and read it back."""
+    return from_dict(migrations_document(target, session, heads, shadow_url, exclude, announce))
+
+
+def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
+                        exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """:func:`migrations_schema` as a snapshot document."""
     from alembic import command
 
     from dbguard.db import connect as dbconnect
-    from dbguard.db.catalog import read_schema
+    from dbguard.db.catalog import read_document
     from dbguard.dialects import for_sqlalchemy_dialect
 
     with scratch_database(target, session, shadow_url, announce) as scratch:
@@ -392,7 +411,7 @@ def migrations_schema(target: Any, session: Any, heads: tuple[str, ...], shadow_
                 finally:
                     config.attributes.pop("connection", None)
             with dbconnect.connection(engine) as conn:
-                return read_schema(conn, for_sqlalchemy_dialect(conn.dialect), exclude)
+                return read_document(conn, for_sqlalchemy_dialect(conn.dialect), exclude)
         finally:
             engine.dispose()
 

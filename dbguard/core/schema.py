@@ -203,50 +203,117 @@ def schema_hash(schema: Schema) -> str:
     return hashlib.sha256(to_json(schema, indent=None).encode()).hexdigest()
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _build(cls: type, data: dict[str, Any]) -> Any:
-    kwargs = {}
-    for field in dataclasses.fields(cls):
-        if field.name in data:
-            value = data[field.name]
-            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+    # The snapshot form drops fields at their default and writes tuples as lists; keys this
+    # version does not know are left out.
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return cls(**{k: tuple(v) if type(v) is list else v for k, v in data.items() if k in known})
 
 
-def from_dict(doc: dict[str, Any]) -> Schema:
+def _sorted_items(items: list[dict[str, Any]], cls: type) -> list[dict[str, Any]]:
+    """Items of one table in :func:`canonical`'s order, on their snapshot form: by name, and by the
+    object's repr when names tie (unnamed items; rare, so only they become objects)."""
+    if len(items) < 2:
+        return items
+    names = [item["name"] for item in items]
+    if None not in names and len(set(names)) == len(names):
+        return sorted(items, key=lambda item: item["name"])
+    return sorted(items, key=lambda item: (item["name"] or "", repr(_build(cls, item))))
+
+
+_ITEM_CLASSES = (("uniques", Unique), ("checks", Check), ("indexes", Index), ("foreign_keys", ForeignKey))
+
+
+def canonical_table_document(data: dict[str, Any]) -> dict[str, Any]:
+    """One table's snapshot form in canonical order, empty collections left out, as :func:`to_dict`
+    writes it; catalog readers build this straight from their rows."""
+    for key, cls in _ITEM_CLASSES:
+        items = data.get(key)
+        if items:
+            data[key] = _sorted_items(items, cls)
+        elif key in data:
+            del data[key]
+    if not data.get("primary_key"):
+        data.pop("primary_key", None)
+    if data.get("comment") is None:
+        data.pop("comment", None)
+    data.setdefault("columns", [])
+    return data
+
+
+def table_from_dict(name: str, data: dict[str, Any]) -> Table:
+    return Table(
+        name=name,
+        columns=tuple(_build(Column, c) for c in data.get("columns", ())),
+        primary_key=tuple(data.get("primary_key", ())),
+        uniques=tuple(_build(Unique, u) for u in _sorted_items(list(data.get("uniques", ())), Unique)),
+        checks=tuple(_build(Check, c) for c in _sorted_items(list(data.get("checks", ())), Check)),
+        indexes=tuple(_build(Index, i) for i in _sorted_items(list(data.get("indexes", ())), Index)),
+        foreign_keys=tuple(_build(ForeignKey, f) for f in _sorted_items(list(data.get("foreign_keys", ())),
+                                                                       ForeignKey)),
+        comment=data.get("comment"),
+    )
+
+
+def check_document(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or "tables" not in doc or "engine" not in doc:
         raise ValueError("not a dbguard schema snapshot (no 'engine' and 'tables')")
     if doc.get("format", SNAPSHOT_FORMAT) > SNAPSHOT_FORMAT:
         raise ValueError(f"snapshot format {doc['format']} is newer than this dbguard understands")
-    tables = []
-    for name, data in doc["tables"].items():
-        tables.append(
-            Table(
-                name=name,
-                columns=tuple(_build(Column, c) for c in data.get("columns", ())),
-                primary_key=tuple(data.get("primary_key", ())),
-                uniques=tuple(_build(Unique, u) for u in data.get("uniques", ())),
-                checks=tuple(_build(Check, c) for c in data.get("checks", ())),
-                indexes=tuple(_build(Index, i) for i in data.get("indexes", ())),
-                foreign_keys=tuple(_build(ForeignKey, f) for f in data.get("foreign_keys", ())),
-                comment=data.get("comment"),
-            )
-        )
+    return doc
+
+
+def from_dict(doc: dict[str, Any], only: Iterable[str] | None = None) -> Schema:
+    """The schema a snapshot document describes (``only``: just these of its tables), in canonical order."""
+    check_document(doc)
+    names = sorted(doc["tables"]) if only is None else sorted(set(only) & doc["tables"].keys())
     views = doc.get("views", {})
     sequences = doc.get("sequences", [])
-    return canonical(
-        Schema(
-            engine=doc["engine"],
-            tables=tuple(tables),
-            enums=tuple((k, tuple(v)) for k, v in doc.get("enums", {}).items()),
-            views=None if views is None else tuple(views.items()),
-            sequences=None if sequences is None else tuple(sequences),
-            origin=doc.get("origin", "catalog"),
-        )
+    return Schema(
+        engine=doc["engine"],
+        tables=tuple(table_from_dict(name, doc["tables"][name]) for name in names),
+        enums=tuple(sorted((k, tuple(v)) for k, v in doc.get("enums", {}).items())),
+        views=None if views is None else tuple(sorted(views.items())),
+        sequences=None if sequences is None else tuple(sorted(sequences)),
+        origin=doc.get("origin", "catalog"),
     )
 
 
 def from_json(text: str) -> Schema:
     return from_dict(json.loads(text))
+
+
+def document_without_tables(doc: dict[str, Any], patterns: Iterable[str]) -> dict[str, Any]:
+    pats = tuple(patterns)
+    if not pats:
+        return doc
+    tables = {n: t for n, t in doc["tables"].items() if not any(fnmatch.fnmatchcase(n, p) for p in pats)}
+    return {**doc, "tables": tables}
+
+
+def document_json(doc: dict[str, Any], indent: int | None = 2) -> str:
+    """:func:`to_json` of a snapshot document: the same bytes as for the schema it describes."""
+    if indent is None:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(doc, sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
+
+
+def document_hash(doc: dict[str, Any]) -> str:
+    """:func:`schema_hash` of the schema a canonical snapshot document describes, without building it."""
+    return hashlib.sha256(document_json(doc, indent=None).encode()).hexdigest()
+
+
+def diff_documents(expected: dict[str, Any], actual: dict[str, Any]) -> list[Drift]:
+    """:func:`diff` of two snapshot documents. Tables whose documents are equal have nothing to
+    report, so only the others become objects and are compared."""
+    exp_tables, act_tables = expected["tables"], actual["tables"]
+    differing = [n for n in exp_tables.keys() | act_tables.keys() if exp_tables.get(n) != act_tables.get(n)]
+    return diff(from_dict(expected, differing), from_dict(actual, differing))
 
 
 # Normalisation --------------------------------------------------------------------------------

@@ -73,43 +73,52 @@ class MysqlDialect:
         """MariaDB's JSON is LONGTEXT plus a column CHECK (json_valid(col)); MySQL 8 has a JSON type."""
         return self.mariadb
 
-    def catalog_columns(self) -> Statement:
-        generation = "c.GENERATION_EXPRESSION"
+    # Each information_schema view is read on its own, filtered by TABLE_SCHEMA, and dbguard.db.catalog
+    # joins them: a join between two of them makes MariaDB fill the inner one for every outer row.
+
+    def catalog_tables(self) -> Statement:
         return Statement(
-            "SELECT c.TABLE_NAME AS table_name, t.TABLE_COMMENT AS table_comment, "
-            "t.TABLE_COLLATION AS table_collation, c.COLUMN_NAME AS column_name, "
-            "c.ORDINAL_POSITION AS position, c.COLUMN_TYPE AS type, c.IS_NULLABLE AS is_nullable, "
-            "c.COLUMN_DEFAULT AS default_expr, c.EXTRA AS extra, c.COLLATION_NAME AS collation, "
-            f"c.COLUMN_COMMENT AS comment, {generation} AS generated "
-            "FROM information_schema.TABLES t JOIN information_schema.COLUMNS c "
-            "ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME "
-            "WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
-            "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
+            "SELECT TABLE_NAME AS table_name, TABLE_COMMENT AS table_comment, TABLE_COLLATION AS table_collation "
+            "FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
+        )
+
+    def catalog_columns(self) -> Statement:
+        """Columns of tables and views (the reader keeps the tables')."""
+        return Statement(
+            "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, ORDINAL_POSITION AS position, "
+            "COLUMN_TYPE AS type, IS_NULLABLE AS is_nullable, COLUMN_DEFAULT AS default_expr, EXTRA AS extra, "
+            "COLLATION_NAME AS collation, COLUMN_COMMENT AS comment, GENERATION_EXPRESSION AS generated "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION"
         )
 
     def catalog_indexes(self) -> Statement:
         # MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none.
-        expression = "NULL" if self.mariadb else "s.EXPRESSION"
+        expression = "NULL" if self.mariadb else "EXPRESSION"
         return Statement(
-            "SELECT s.TABLE_NAME AS table_name, s.INDEX_NAME AS name, s.NON_UNIQUE AS non_unique, "
-            "s.SEQ_IN_INDEX AS position, s.COLUMN_NAME AS column_name, s.SUB_PART AS sub_part, "
-            f"s.INDEX_TYPE AS method, {expression} AS expression "
-            "FROM information_schema.STATISTICS s JOIN information_schema.TABLES t "
-            "ON t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME "
-            "WHERE s.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
-            "ORDER BY s.TABLE_NAME, s.INDEX_NAME, s.SEQ_IN_INDEX"
+            "SELECT TABLE_NAME AS table_name, INDEX_NAME AS name, NON_UNIQUE AS non_unique, "
+            "SEQ_IN_INDEX AS position, COLUMN_NAME AS column_name, SUB_PART AS sub_part, "
+            f"INDEX_TYPE AS method, {expression} AS expression "
+            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
         )
 
     def catalog_foreign_keys(self) -> Statement:
         return Statement(
-            "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, k.COLUMN_NAME AS column_name, "
-            "k.ORDINAL_POSITION AS position, k.REFERENCED_TABLE_NAME AS ref_table, "
-            "k.REFERENCED_COLUMN_NAME AS ref_column, r.DELETE_RULE AS on_delete, r.UPDATE_RULE AS on_update "
-            "FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
-            "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
-            "AND r.TABLE_NAME = k.TABLE_NAME "
-            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
-            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+            "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, COLUMN_NAME AS column_name, "
+            "ORDINAL_POSITION AS position, REFERENCED_TABLE_NAME AS ref_table, "
+            "REFERENCED_COLUMN_NAME AS ref_column "
+            "FROM information_schema.KEY_COLUMN_USAGE "
+            "WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL "
+            "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION"
+        )
+
+    def catalog_fk_rules(self) -> Statement:
+        return Statement(
+            "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, DELETE_RULE AS on_delete, "
+            "UPDATE_RULE AS on_update FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE()"
         )
 
     def catalog_checks(self) -> Statement:
@@ -139,9 +148,11 @@ class MysqlDialect:
 
     def catalog(self) -> dict[str, Statement]:
         return {
+            "tables": self.catalog_tables(),
             "columns": self.catalog_columns(),
             "indexes": self.catalog_indexes(),
             "foreign_keys": self.catalog_foreign_keys(),
+            "fk_rules": self.catalog_fk_rules(),
             "checks": self.catalog_checks(),
             "objects": self.catalog_objects(),
         }
