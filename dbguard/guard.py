@@ -169,7 +169,13 @@ class _StepJournal:
         self.notes: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def _write(self, fn: Callable[[], None]) -> None:
-        self.flush()
+        if self._pending:
+            # An earlier write met the migration's transaction (env.py's own engine.begin() holds
+            # SQLite's write lock through the run): queue behind it for the end of the run, instead
+            # of waiting out the busy timeout again, or failing the migration with dbguard's own
+            # lock timeout (which then even looked like the step's and was retried).
+            self._pending.append(fn)
+            return
         try:
             fn()
         except sa.exc.DBAPIError as exc:
@@ -312,16 +318,7 @@ def _locked_run(
     # The pending revisions' risk plan (upgrades; nothing pending costs nothing).
     risk_plan, plan_notes = _risk_plan(runner, intent, destination, heads, planned, last)
     risky = risk_plan is not None and risk_plan.failing > 0
-    if risky and not force:
-        reason = f"{risk_plan.failing} risk finding(s) at or above {risk_plan.fail_on} in the pending revisions"
-        run_id = runner.record_refusal(row, reason)
-        return RunResult(
-            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
-            advice="`dbguard plan` shows them; make the migration safer, or set fail_on, or pass --force and "
-                   f"confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan,
-        )
-    if decision.needs_confirmation or risky:
+    if decision.needs_confirmation or (risky and force):
         title = (f"--force: {intent.value} to {to_revision} although the circuit breaker is open"
                  if decision.needs_confirmation else
                  f"--force: {intent.value} to {to_revision} with {risk_plan.failing} risk finding(s) at or above "
@@ -334,10 +331,11 @@ def _locked_run(
         answer = confirm(prompt) if confirm else None
         if not breaker.confirmation_accepted(answer):
             reason = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
-            run_id = runner.record_refusal({**row, "forced": True}, f"{reason}; {decision.reason}")
+            run_id = runner.record_refusal({**row, "forced": True},
+                                           f"{reason}; {decision.reason}" if decision.reason else reason)
             return RunResult(
                 intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-                message=f"refused: {reason}", advice=decision.advice, run_id=run_id,
+                message=f"refused: {reason}", advice=decision.advice or None, run_id=run_id,
                 from_revisions=heads, to_revision=to_revision,
             )
         row["forced"] = True
@@ -354,6 +352,16 @@ def _locked_run(
             intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
             message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
             advice="see `dbguard drift`; fix the database, or set on_drift = \"warn\" to proceed anyway",
+        )
+    # Risky pending revisions refuse after the integrity checks above, unless forced and confirmed.
+    if risky and not force:
+        reason = f"{risk_plan.failing} risk finding(s) at or above {risk_plan.fail_on} in the pending revisions"
+        run_id = runner.record_refusal(row, reason)
+        return RunResult(
+            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
+            advice="`dbguard plan` shows them; make the migration safer, or set fail_on, or pass --force and "
+                   f"confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan,
         )
 
     run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())

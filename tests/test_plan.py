@@ -111,11 +111,19 @@ def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pyte
     assert "risk finding" in refused.stdout and "DG101" in refused.stdout
     assert versions(url) == ["r1"]
 
+    # --force asks for the token after the blast radius; with it, the run goes ahead, marked forced.
+    unconfirmed = run_dbguard(ini, None, "upgrade", "--force")
+    assert unconfirmed.returncode == 3 and "with 1 risk finding(s) at or above high" in unconfirmed.stderr
+    assert "DG101 table-rewrite" in unconfirmed.stderr and versions(url) == ["r1"]
+    done = run_dbguard(ini, None, "upgrade", "--force", "--confirm-risk", "CONFIRM_RISK")
+    assert done.returncode == 0, describe(done)
+    assert versions(url) == ["r2"] and "forced" in done.stdout and "warning: risk DG101" in done.stdout
+
     # A plain `alembic stamp` behind dbguard's back: the plan says alembic_version moved.
-    stamped = alembic(ini, "stamp", "r2")
+    stamped = alembic(ini, "stamp", "r1")
     assert stamped.returncode == 0, stamped.stderr
     moved = run_dbguard(ini, None, "plan")
-    assert moved.returncode == 0 and "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
+    assert "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
 
 
 # the intercepted force -------------------------------------------------------------------------------
