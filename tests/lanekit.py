@@ -51,9 +51,10 @@ def dbguard(ini: Path, *args: str, env: dict[str, str] | None = None, timeout: f
                           text=True, timeout=timeout, env=_env(env, fast), cwd=ini.parent)
 
 
-def start_dbguard(ini: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_dbguard(ini: Path, *args: str, env: dict[str, str] | None = None,
+                  fast: bool = True) -> subprocess.Popen[str]:
     return subprocess.Popen([*DBGUARD, "-c", str(ini), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(env), cwd=ini.parent)
+                            stderr=subprocess.PIPE, text=True, env=_env(env, fast), cwd=ini.parent)
 
 
 def describe(proc: subprocess.CompletedProcess[str]) -> str:

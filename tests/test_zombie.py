@@ -61,9 +61,9 @@ def test_zombie_is_taken_over_and_a_live_run_never(engine: str, request: pytest.
         deploy = cleanup.add(start_dbguard(ini, "upgrade", "head", env=ZOMBIE_ENV))
 
         def step_running() -> dict | None:
-            runs, steps = ledger(url) if deploy.poll() is None else ([], [])
             if deploy.poll() is not None:
                 raise AssertionError(f"the deploy ended early: {deploy.communicate()}")
+            runs, steps = ledger(url)
             running = [s for s in steps if s["revision"] == "z2_slow" and s["status"] == "running"]
             return runs[-1] if running else None
 
