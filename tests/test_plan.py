@@ -174,3 +174,20 @@ def test_sqlite_plan_and_upgrade_skip_the_rules(sqlite_url: str, tmp_path: Path)
     planned = run_dbguard(ini, None, "plan")
     assert planned.returncode == 0 and "risk rules judge PostgreSQL and MySQL/MariaDB" in planned.stdout
     assert run_dbguard(ini, None, "upgrade").returncode == 0
+
+
+def test_no_pending_revision_costs_no_plan(pg_url: str, tmp_path: Path) -> None:
+    """The pre-flight plan is skipped when nothing is pending: a no-op upgrade never imports sqlglot
+    (about 150 ms) or the planner, which keeps the foundation's overhead target."""
+    import subprocess
+
+    from tests.guardrun import cli_env, command
+
+    ini = make_project(tmp_path, pg_url, TYPE_CHANGE[:1])
+    assert run_dbguard(ini, None, "upgrade").returncode == 0
+    cmd = command(ini, None, ["upgrade"])
+    done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=cli_env(),
+                          cwd=tmp_path, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line}
+    assert "sqlglot" not in imported and "dbguard.planner" not in imported and "dbguard.risk.parse" not in imported
