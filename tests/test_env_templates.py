@@ -184,3 +184,27 @@ def test_env_py_connecting_elsewhere_is_refused_before_any_ddl(db_url: str, othe
     status = run_dbguard(ini, db_url, "--format", "json", "status")
     assert status.returncode == 0 and json_out(status)["state"] == "HEALTHY", describe(status)
     assert catalog(db_url)["alembic_version"] == []
+
+
+def test_env_py_with_one_outer_transaction(db_url: str, tmp_path: Path) -> None:
+    """env.py's ``engine.begin()`` runs every step in one transaction of its own (Alembic then ignores
+    transaction_per_migration): on SQLite that transaction holds the write lock through the run, so
+    dbguard's ledger writes must wait for it instead of failing (or retrying) the migration."""
+    ini = make_project(tmp_path, db_url, [*REVISIONS, FAILS_ON_REQUEST])
+    stock = env_py(ini).read_text()
+    needle = "with connectable.connect() as connection:"
+    assert stock.count(needle) == 1
+    env_py(ini).write_text(stock.replace(needle, "with connectable.begin() as connection:"))
+
+    result = run_dbguard(ini, db_url, "upgrade", HEAD)
+    assert result.returncode == 0, describe(result)
+    assert_migrated(db_url)
+    runs, steps = ledger(db_url)
+    assert all(s["attempts"] == 1 for s in steps), "no retry: nothing waited for a lock of the schema"
+
+    failed = run_dbguard(ini, db_url, "-x", "fail=1", "upgrade", "head")
+    assert failed.returncode == 5, describe(failed)
+    runs, steps = ledger(db_url)
+    assert runs[-1]["status"] == "failed" and runs[-1]["failed_step"] == "e3_fails"
+    assert steps[-1]["revision"] == "e3_fails" and steps[-1]["attempts"] == 1
+    assert versions(db_url) == [HEAD]
