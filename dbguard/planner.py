@@ -117,7 +117,8 @@ def build_plan(
                                  version_table=settings.version_table, docs=docs)
     failing = sum(1 for r in revisions for f in r.findings if level is not None and f.level >= level)
     unrendered = [r.revision for r in revisions if not r.rendered]
-    exit_code = ExitCode.FINDINGS if failing else ExitCode.OK
+    # A revision that could not be rendered was not planned: findings still gate (1), else "could not plan" (2).
+    exit_code = ExitCode.FINDINGS if failing else ExitCode.USAGE if unrendered else ExitCode.OK
     if unrendered:
         notes.append(f"not fully planned: {', '.join(unrendered)} could not be rendered offline")
     return PlanReport(mode=mode, server=server.describe, engine=server.engine, from_revisions=heads,

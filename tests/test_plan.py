@@ -191,3 +191,16 @@ def test_no_pending_revision_costs_no_plan(pg_url: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line}
     assert "sqlglot" not in imported and "dbguard.planner" not in imported and "dbguard.risk.parse" not in imported
+
+
+def test_offline_plan_says_where_offline_sql_differs(tmp_path: Path) -> None:
+    ini = make_project(tmp_path, NO_DB, [
+        ("d1", "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer))"),
+        ("d2", ("rows = op.get_bind().execute(sa.text('SELECT count(*) FROM t')).scalar()\n"
+                "op.create_index('ix_t_n', 't', ['n'])")),
+        ("d3", "if not op.get_context().as_sql:\n    op.execute('UPDATE t SET n = 0')\nop.drop_column('t', 'n')"),
+    ])
+    planned = run_dbguard(ini, None, "plan", "--offline", "--from", "d1")
+    assert planned.returncode == 2, describe(planned)  # d2 could not be planned (and d3's finding is medium)
+    assert "uses op.get_bind()" in planned.stdout and "could not be rendered offline" in planned.stdout
+    assert "DG107 destructive" in planned.stdout
