@@ -28,7 +28,9 @@ from dbguard.core.schema import (
     canonical,
     check_document,
     from_dict,
+    gc_paused,
     normalize_type,
+    without_gc,
 )
 from dbguard.errors import ConfigError, DbguardError
 
@@ -52,7 +54,8 @@ def read_target_metadata(config: Any, script: Any, connection: Any | None = None
     if connection is not None:
         config.attributes["connection"] = connection
     try:
-        with EnvironmentContext(config, script, fn=fn, dont_mutate=True):
+        # Importing thousands of models builds a big heap: no full collections while it grows.
+        with gc_paused(), EnvironmentContext(config, script, fn=fn, dont_mutate=True):
             script.run_env()
     except DbguardError:
         raise
@@ -88,6 +91,23 @@ def _compile(element: Any, dialect: Any) -> str:
     return str(element.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
+def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
+    """:func:`_compile`, once per distinct expression: thousands of columns share a handful of
+    defaults (``func.now()``, ``true()``). Keyed by SQLAlchemy's cache key (the statement's shape)
+    plus the literal values it binds; an element without a cache key is compiled every time."""
+    try:
+        key = element._generate_cache_key()
+    except Exception:  # noqa: BLE001 - not cacheable: compile it
+        key = None
+    if key is None:
+        return _compile(element, dialect)
+    full = (key.key, tuple((type(b.effective_value), repr(b.effective_value)) for b in key.bindparams))
+    text = cache.get(full)
+    if text is None:
+        text = cache[full] = _compile(element, dialect)
+    return text
+
+
 def _type_text(column: Any, dialect: Any) -> str:
     try:
         return column.type.compile(dialect=dialect)
@@ -95,7 +115,7 @@ def _type_text(column: Any, dialect: Any) -> str:
         return str(column.type)
 
 
-def _default_text(column: Any, dialect: Any) -> str | None:
+def _default_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None) -> str | None:
     default = column.server_default
     if default is None or not hasattr(default, "arg"):
         return None
@@ -104,9 +124,10 @@ def _default_text(column: Any, dialect: Any) -> str | None:
         return "'" + arg.replace("'", "''") + "'"
     if hasattr(arg, "text") and isinstance(arg, sa.TextClause):
         return arg.text
-    return _compile(arg, dialect)
+    return _compile(arg, dialect) if cache is None else _compile_cached(arg, dialect, cache)
 
 
+@without_gc
 def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) -> Schema:
     """The neutral model of what ``metadata.create_all`` would build on this engine.
 
@@ -117,11 +138,13 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) ->
     enums: dict[str, tuple[str, ...]] = {}
     sequences: set[str] = set()
     rowid_engine = dialect.catalog_style == "sqlite_pragma"
+    compiled: dict[Any, str] = {}
     for metadata in metadatas:
         for seq in metadata._sequences.values():
             if sa_dialect.supports_sequences and seq.schema is None and not getattr(seq, "optional", False):
                 sequences.add(seq.name)
-        for table in metadata.sorted_tables:
+        # Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway.
+        for table in metadata.tables.values():
             if table.schema is not None:
                 continue
             auto = table.autoincrement_column
@@ -136,7 +159,7 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) ->
                 computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
                 columns.append(Column(
                     name=col.name, type=normalize_type(engine, type_text), nullable=bool(col.nullable),
-                    default=None if computed else _default_text(col, sa_dialect),
+                    default=None if computed else _default_text(col, sa_dialect, compiled),
                     autoincrement=autoincrement and not rowid_engine,
                     collation=getattr(col.type, "collation", None),
                     comment=col.comment if sa_dialect.supports_comments else None, generated=computed,
@@ -237,9 +260,34 @@ def _action(value: str | None, dialect: Any) -> str | None:
     return value
 
 
+# The models' schema shared by the targets of a fleet rollout (None: every call reads env.py). It
+# depends on the scripts, the config file, -x and the engine, never on the database, so a fleet
+# worker computes it once per revision set instead of once per target. Failures are shared too.
+MODELS_CACHE: dict[tuple[Any, ...], Any] | None = None
+
+
 def models_schema(target: Any, session: Any, exclude: tuple[str, ...]) -> Schema:
-    metadatas = read_target_metadata(target.config, target.script())
-    return schema_from_metadata(metadatas, session.conn.dialect, session.dialect).without_tables(exclude)
+    cache, key = MODELS_CACHE, None
+    if cache is not None:
+        config, sa_dialect = target.config, session.conn.dialect
+        key = (config.get_main_option("script_location"), str(config.config_file_name), config.config_ini_section,
+               tuple(getattr(config.cmd_opts, "x", None) or ()), sa_dialect.name,
+               tuple(sa_dialect.server_version_info or ()))
+        if key in cache:
+            found = cache[key]
+            if isinstance(found, Exception):
+                raise found
+            return found.without_tables(exclude)  # type: ignore[no-any-return]
+    try:
+        metadatas = read_target_metadata(target.config, target.script())
+        schema = schema_from_metadata(metadatas, session.conn.dialect, session.dialect)
+    except ConfigError as exc:
+        if cache is not None and "passes no target_metadata" in exc.message:
+            cache[key] = exc  # the scripts' answer, the same for every target (not a connection problem)
+        raise
+    if cache is not None:
+        cache[key] = schema
+    return schema.without_tables(exclude)
 
 
 # Snapshot -------------------------------------------------------------------------------------

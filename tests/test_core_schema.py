@@ -95,10 +95,32 @@ def test_different_expressions_stay_different(a, b):
     assert not same_expression("postgresql", a, b)
 
 
+@pytest.mark.parametrize("text", [
+    "'x'::character varying", "'{}'::jsonb", "'0'::numeric", "'1.50'::numeric(10,2)", "'-1'::integer",
+    "'it''s'::text", "'a'::character varying(20)[]", "'2020-01-01 00:00:00'::timestamp without time zone",
+    "('x'::text)", "1.5::double precision",
+])
+def test_the_cast_fast_path_agrees_with_sqlglot(text):
+    from dbguard.core import schema
+
+    fast = schema._quick(text)
+    assert fast is not None
+    schema.normalize_expression.cache_clear()
+    original = schema._quick
+    try:
+        schema._quick = lambda value: None  # force the sqlglot path
+        assert schema.normalize_expression("postgresql", text) == fast
+    finally:
+        schema._quick = original
+        schema.normalize_expression.cache_clear()
+
+
 def test_easy_defaults_never_import_sqlglot():
     code = ("import sys; from dbguard.core.schema import same_expression as s;"
             "assert s('mariadb', 'current_timestamp()', 'now()') and s('postgresql', \"'x'\", \"'x'\");"
             "assert s('mariadb', '0.0000', '0') and s('postgresql', 'true', '1');"
+            "assert s('postgresql', \"'x'::character varying\", \"'x'\");"
+            "assert s('postgresql', \"'0'::numeric(10, 2)\", '0.00');"
             "print('sqlglot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

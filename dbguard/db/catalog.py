@@ -34,6 +34,7 @@ from dbguard.core.schema import (
     from_dict,
     normalize_type,
     to_dict,
+    without_gc,
 )
 from dbguard.db.sql import run
 
@@ -59,6 +60,7 @@ class _Rows:
         return rows
 
 
+@without_gc
 def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The snapshot document of the database ``conn`` is connected to (PostgreSQL: its current
     schema), canonical: equal to ``to_dict(read_schema(...))``, hashed by ``document_hash``."""
