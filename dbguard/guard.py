@@ -316,7 +316,8 @@ def _locked_run(
             from_revisions=heads, to_revision=to_revision,
         )
     # The pending revisions' risk plan (upgrades; nothing pending costs nothing).
-    risk_plan, plan_notes = _risk_plan(runner, intent, destination, heads, planned, last)
+    risk_plan, plan_notes = _risk_plan(runner, intent, destination, heads, planned, last,
+                                       decision.needs_confirmation)
     risky = risk_plan is not None and risk_plan.failing > 0
     if decision.needs_confirmation or (risky and force):
         title = (f"--force: {intent.value} to {to_revision} although the circuit breaker is open"
@@ -387,10 +388,14 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
 
 
 def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, ...],
-               planned: list[bridge.PlannedStep], last: RunRecord | None) -> tuple[Any, tuple[str, ...]]:
+               planned: list[bridge.PlannedStep], last: RunRecord | None,
+               for_prompt: bool = False) -> tuple[Any, tuple[str, ...]]:
     """The plan of the pending upgrade (None when nothing is pending or the engine has no rules);
-    a plan that cannot be made never stops the run: it becomes a warning."""
+    a plan that cannot be made never stops the run: it becomes a warning. ``fail_on = none`` skips
+    it (the render runs each pending upgrade() once more, offline) except for a confirmation prompt."""
     if intent is not Intent.UPGRADE or not planned or runner.session.dialect.risk_engine is None:
+        return None, ()
+    if runner.settings.fail_on.strip().lower() == "none" and not for_prompt:
         return None, ()
     from dbguard import planner
 
