@@ -1,22 +1,20 @@
-import importlib
+import importlib.util
 import os
-import sys
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-# models.py lives beside this file; put this folder first on sys.path so the
-# import works whatever the current directory is (alembic is often run from the
-# repository root with -c migrations_example/alembic.ini).
-_here = os.path.dirname(os.path.abspath(__file__))
-if _here not in sys.path:
-    sys.path.insert(0, _here)
-# A long-lived process (a test session, dbguard embedded in an app) may run
-# several copies of this project, or this one after models.py changed: a cached
-# "models" module would then hand back the wrong MetaData.
-sys.modules.pop("models", None)
-models = importlib.import_module("models")
+# models.py lives beside this file. Load it by its path: that works whatever the current
+# directory is (alembic is often run from the repository root with -c
+# migrations_example/alembic.ini), touches no sys.path, and a long-lived process that runs
+# several copies of this project (a test session, dbguard embedded in an app) never gets
+# another copy's cached MetaData.
+_spec = importlib.util.spec_from_file_location(
+    "migrations_example_models", os.path.join(os.path.dirname(os.path.abspath(__file__)), "models.py")
+)
+models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(models)
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.

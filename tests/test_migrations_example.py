@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def snapshot(url: str) -> dict[str, object]:
 
 
 def model_drift(url: str) -> list[object]:
-    import models  # the example's, on sys.path once its env.py has run
+    spec = importlib.util.spec_from_file_location("example_models_under_test", EXAMPLE_INI.parent / "models.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
 
     engine = sa.create_engine(url)
     try:
