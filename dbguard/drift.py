@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -47,6 +48,29 @@ def _check_engine(expected_engine: str, actual_engine: str, source: str) -> None
         raise ConfigError(f"{source} describes a {expected_engine} schema; this database is {actual_engine}")
 
 
+class _Background(threading.Thread):
+    """``fn(*args)`` in a thread; :meth:`result` waits for it and returns or raises what it did."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        super().__init__(name="dbguard-catalog", daemon=True)
+        self._fn, self._args = fn, args
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 # dbguard drift --------------------------------------------------------------------------------
 
 
@@ -63,12 +87,20 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     exclude = _exclusions(target)
     with open_session(target) as session:
         heads = read_version_heads(session.conn, target.version_table)
-        actual = read_document(session.conn, session.dialect, exclude)
         if against == "models":
-            expected_schema = sources.models_schema(target, session, exclude)
+            # The catalog is read on dbguard's connection while env.py imports the models: the
+            # server's work overlaps the import instead of following it.
+            reader = _Background(read_document, session.conn, session.dialect, exclude)
+            try:
+                expected_schema = sources.models_schema(target, session, exclude)
+            except BaseException:
+                reader.join()
+                raise
+            actual = reader.result()
             found = model.diff(expected_schema, model.from_dict(actual))
             names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
         else:
+            actual = read_document(session.conn, session.dialect, exclude)
             if against == "migrations":
                 expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
             else:
@@ -216,7 +248,6 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
     """Store the live schema for the new revision; when migrations ran, compare it with the schema
     expected there (one stored for that revision, else the models when at the scripts' heads).
     Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
-    from dbguard import expected as sources
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
 
@@ -241,6 +272,8 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
     elif steps_ran and heads_now and set(heads_now) == set(script.get_heads()):
         source = "the models (env.py's target_metadata)"
         try:
+            from dbguard import expected as sources
+
             expected = sources.models_schema(target, session, exclude)
             drifts = model.filter_drift(model.diff(expected, model.from_dict(live)), ignore)
         except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning

@@ -29,7 +29,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: building tens of thousands of small objects next to a
     big heap (a models module of thousands of tables) otherwise triggers full collections that
-    walk that heap again and again, and cost more than the building. These objects hold no cycles."""
+    walk that heap again and again, and cost more than the building.
+
+    On the way out what survived is frozen (``gc.freeze()``): schema objects and models live as
+    long as the command, and the first collection after re-enabling would otherwise walk all of
+    them once more (0.3 s at 1000 tables). Freed by reference counting as usual; only cyclic
+    garbage made inside would outlive its use, and these builders make none."""
     if not gc.isenabled():
         yield
         return
@@ -37,6 +42,7 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.freeze()
         gc.enable()
 
 
