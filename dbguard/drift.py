@@ -271,11 +271,13 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
         source = f"the schema recorded earlier at {' '.join(heads_now) or 'base'}"
     elif steps_ran and heads_now and set(heads_now) == set(script.get_heads()):
         source = "the models (env.py's target_metadata)"
-        try:
-            from dbguard import expected as sources
+        from dbguard import expected as sources
 
+        try:
             expected = sources.models_schema(target, session, exclude)
             drifts = model.filter_drift(model.diff(expected, model.from_dict(live)), ignore)
+        except sources.NoTargetMetadata:
+            pass  # a stock env.py has no models: nothing to compare with, which is not a problem
         except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning
             warnings.append(f"could not compare with the models after the run: {exc}")
     if drifts:

@@ -40,6 +40,10 @@ SCRATCH_PREFIX = "dbguard_shadow_"
 # Models ---------------------------------------------------------------------------------------
 
 
+class NoTargetMetadata(ConfigError):
+    """env.py gives no models to compare with (the stock template's ``target_metadata = None``)."""
+
+
 def read_target_metadata(config: Any, script: Any, connection: Any | None = None) -> list[Any]:
     """env.py's ``target_metadata`` (a list of MetaData), read by running env.py with a work
     function that only looks at the context's options: no migration runs, nothing is written."""
@@ -66,8 +70,8 @@ def read_target_metadata(config: Any, script: Any, connection: Any | None = None
             config.attributes.pop("connection", None)
     meta = found[0] if found else None
     if meta is None:
-        raise ConfigError("env.py passes no target_metadata to context.configure(): nothing to compare with; "
-                          "use --against migrations or a snapshot file")
+        raise NoTargetMetadata("env.py passes no target_metadata to context.configure(): nothing to compare "
+                               "with; use --against migrations or a snapshot file")
     return list(meta) if isinstance(meta, (list, tuple)) else [meta]
 
 
@@ -282,7 +286,7 @@ def models_schema(target: Any, session: Any, exclude: tuple[str, ...]) -> Schema
         metadatas = read_target_metadata(target.config, target.script())
         schema = schema_from_metadata(metadatas, session.conn.dialect, session.dialect)
     except ConfigError as exc:
-        if cache is not None and "passes no target_metadata" in exc.message:
+        if cache is not None and isinstance(exc, NoTargetMetadata):
             cache[key] = exc  # the scripts' answer, the same for every target (not a connection problem)
         raise
     if cache is not None:

@@ -650,7 +650,8 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
                       error=error_text, failed_step=failed_step)
     where = f" at step {failed_step}" if failed_step else ""
     timed_out = error is not None and any(runner.session.dialect.is_lock_timeout(e) for e in _error_chain(error))
-    why = (f" (lock wait over {runner.settings.lock_timeout_ms} ms, tried {retries + 1} times)"
+    why = (f" (lock wait over {runner.session.dialect.effective_lock_timeout_ms(runner.settings.lock_timeout_ms)} ms, "
+           f"tried {retries + 1} times)"
            if timed_out else "")
     return RunResult(
         status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,

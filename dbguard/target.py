@@ -30,7 +30,13 @@ class Target:
 
     @property
     def secrets(self) -> list[str | None]:
-        return [self.url.password]
+        """The password as typed in a URL (percent-encoded) and as the server sees it."""
+        from urllib.parse import quote, quote_plus
+
+        password = self.url.password
+        if not password:
+            return []
+        return list(dict.fromkeys([password, quote(str(password), safe=""), quote_plus(str(password))]))
 
     @property
     def version_table(self) -> str:

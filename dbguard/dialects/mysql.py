@@ -189,6 +189,10 @@ class MysqlDialect:
 
         return DATETIME(fsp=6)
 
+    def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
+        """What the server will wait: whole seconds, at least one."""
+        return whole_seconds(lock_timeout_ms) * 1000
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         seconds = whole_seconds(lock_timeout_ms)
         statements = [

@@ -142,6 +142,9 @@ class PostgresqlDialect:
         return Statement("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE :pattern",
                          {"pattern": prefix.replace("_", "\\_") + "%"})
 
+    def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
+        return int(lock_timeout_ms)
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         statements = [f"SET lock_timeout = '{int(lock_timeout_ms)}ms'"]
         if statement_timeout_ms > 0:

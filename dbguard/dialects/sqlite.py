@@ -70,6 +70,9 @@ class SqliteDialect:
     # A distributed fleet rollout needs a PostgreSQL control database (SKIP LOCKED claims).
     fleet_claims = False
 
+    def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
+        return int(lock_timeout_ms)
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
 
