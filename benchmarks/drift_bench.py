@@ -36,6 +36,7 @@ from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+RUNS = 3
 URLS = {
     "postgresql": os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
     "mariadb": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
@@ -128,15 +129,18 @@ def create_tables(engine: sa.Engine, metadata: sa.MetaData, chunk: int = 500) ->
             metadata.create_all(conn, tables=tables[start:start + chunk])
 
 
-def _median_process(cmd: list[str], runs: int, ok: tuple[int, ...]) -> float:
-    times = []
+def _medians_alternating(commands: dict[str, tuple[list[str], tuple[int, ...]]], runs: int) -> dict[str, float]:
+    """Each command once per round, round after round (a busy machine slows all of them alike);
+    the median wall time of each."""
+    times: dict[str, list[float]] = {key: [] for key in commands}
     for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        times.append(time.perf_counter() - started)
-        if done.returncode not in ok:
-            raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}: {done.stderr[-500:]}")
-    return statistics.median(times)
+        for key, (cmd, ok) in commands.items():
+            started = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            times[key].append(time.perf_counter() - started)
+            if done.returncode not in ok:
+                raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}: {done.stderr[-500:]}")
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
@@ -183,10 +187,12 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
             snap = Path(tmp) / "schema.json"
             dbguard = [PYTHON, "-m", "dbguard.cli", "-c", str(ini)]
             subprocess.run([*dbguard, "snapshot", "--live", "-o", str(snap)], check=True, capture_output=True)
-            result["proc_alembic"] = _median_process(
-                [PYTHON, "-m", "alembic", "-c", str(ini), "check"], runs, (0, 1, 255))
-            result["proc_dbguard"] = _median_process([*dbguard, "drift", "--against", "models"], runs, (0,))
-            result["proc_snapshot"] = _median_process([*dbguard, "drift", "--against", str(snap)], runs, (0,))
+            result.update(_medians_alternating({
+                "proc_alembic": ([PYTHON, "-m", "alembic", "-c", str(ini), "check"], (0, 1, 255)),
+                "proc_dbguard": ([*dbguard, "drift", "--against", "models"], (0,)),
+                "proc_snapshot": ([*dbguard, "drift", "--against", str(snap)], (0,)),
+            }, runs))
+            result["load"] = os.getloadavg()[0]
             return result
         finally:
             engine.dispose()
@@ -208,6 +214,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    global RUNS
+    RUNS = args.runs
+    # As pip installs it: dbguard's bytecode compiled (alembic's and SQLAlchemy's came compiled in
+    # their wheels). With PYTHONDONTWRITEBYTECODE set, an editable checkout is otherwise compiled
+    # from source in every process.
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "dbguard")], check=True)
     plan = [("postgresql", int(n)) for n in args.pg.split(",") if n] + \
            [("mariadb", int(n)) for n in args.mariadb.split(",") if n]
     rows = []
@@ -218,42 +230,53 @@ def main() -> None:
         print(f"  {r}", flush=True)
     header = ("| engine | N | compare_metadata (s) | dbguard compare (s) | ratio | per table (ms) a / d | "
               "`alembic check` (s) | `dbguard drift --against models` (s) | ratio | "
-              "`dbguard drift --against schema.json` (s) | models import (s) |")
-    lines = [header, "|" + "---|" * 11]
+              "`dbguard drift --against schema.json` (s) | snapshot per table (ms) | models import (s) | load |")
+    lines = [header, "|" + "---|" * 13]
     for engine_name, n, r in rows:
         lines.append(
             f"| {engine_name} | {n} | {r['inproc_alembic']:.2f} | {r['inproc_dbguard']:.3f} | "
             f"{r['inproc_alembic'] / r['inproc_dbguard']:.1f}x | "
             f"{r['inproc_alembic'] / n * 1000:.2f} / {r['inproc_dbguard'] / n * 1000:.3f} | "
             f"{r['proc_alembic']:.2f} | {r['proc_dbguard']:.2f} | {r['proc_alembic'] / r['proc_dbguard']:.1f}x | "
-            f"{r['proc_snapshot']:.2f} | {r['models_import']:.2f} |")
+            f"{r['proc_snapshot']:.2f} | {r['proc_snapshot'] / n * 1000:.2f} | {r['models_import']:.2f} | "
+            f"{r['load']:.1f} |")
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write(table)
+        write(table, [r["load"] for _, _, r in rows])
 
 
-def write(table: str) -> None:
+MARK_START, MARK_END = "<!-- drift:start -->", "<!-- drift:end -->"
+
+
+def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmarks.md") -> None:
     nproc = os.cpu_count()
     versions = ", ".join(f"{e} {_server_version(e)}" for e in URLS)
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
-        "## Drift\n\n"
-        f"`benchmarks/drift_bench.py`, {dt.date.today().isoformat()}; {nproc} cores (`nproc` {nproc}), "
-        f"Python {platform.python_version()}, {versions}. Median of 3 per cell; tables of 8 columns with a PK, "
-        "2 indexes, a FK and server defaults. \"dbguard compare\" is the catalog read + models conversion + "
-        "diff in-process (model import excluded, as for compare_metadata); whole-process columns include "
-        "interpreter start and the model import.\n\n"
-        f"Run: `.venv/bin/python benchmarks/drift_bench.py --write`\n\n{table}\n"
+        f"{MARK_START}\n## Drift\n\n"
+        f"`benchmarks/drift_bench.py`, {now}; {nproc} cores (`nproc` {nproc}), "
+        f"Python {platform.python_version()}, {versions}. Median of {RUNS} per cell, the tools alternating in "
+        "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. \"dbguard compare\" "
+        "is the catalog read + models conversion + diff in-process (model import excluded, as for "
+        "compare_metadata); whole-process columns include interpreter start and the model import; dbguard's "
+        "bytecode compiled as an install has it. The machine was shared with other test runs: 1-minute load "
+        f"average {min(loads):.1f}-{max(loads):.1f} while measuring (\"load\" column, at the end of each row).\n\n"
+        f"Run: `.venv/bin/python benchmarks/drift_bench.py --write`\n\n{table}\n{MARK_END}\n"
     )
-    path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## Drift\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    if MARK_START in text and MARK_END in text:
+        start, end = text.index(MARK_START), text.index(MARK_END) + len(MARK_END) + 1
+    elif "## Drift\n" in text:
+        # The section as first written, without markers: up to the next section or marker.
+        start = text.index("## Drift\n")
+        ends = [i + 1 for i in (text.find("\n## ", start), text.find("\n<!-- ", start)) if i >= 0]
+        end = min(ends) if ends else len(text)
     else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+        start = end = len(text)
+        section = "\n" + section
+    rest = text[end:].lstrip("\n")
+    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
 
 
 if __name__ == "__main__":

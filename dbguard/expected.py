@@ -112,11 +112,27 @@ def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
     return text
 
 
-def _type_text(column: Any, dialect: Any) -> str:
+def _type_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None) -> str:
+    """The type as this dialect's DDL spells it. With ``cache``: once per distinct type, keyed by
+    its class and its whole state (the same class and state compile alike; state that does not
+    repr stably only costs a cache miss)."""
+    key = None
+    if cache is not None:
+        try:
+            key = (type(column.type), repr(sorted(vars(column.type).items())))
+        except Exception:  # noqa: BLE001 - no usable key: compile it
+            key = None
+        else:
+            text = cache.get(key)
+            if text is not None:
+                return text
     try:
-        return column.type.compile(dialect=dialect)
+        text = column.type.compile(dialect=dialect)
     except Exception:  # noqa: BLE001 - a type this dialect cannot render: its generic name
-        return str(column.type)
+        text = str(column.type)
+    if key is not None:
+        cache[key] = text  # type: ignore[index]
+    return text
 
 
 def _default_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None) -> str | None:
@@ -143,6 +159,7 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) ->
     sequences: set[str] = set()
     rowid_engine = dialect.catalog_style == "sqlite_pragma"
     compiled: dict[Any, str] = {}
+    type_texts: dict[Any, str] = {}
     for metadata in metadatas:
         for seq in metadata._sequences.values():
             if sa_dialect.supports_sequences and seq.schema is None and not getattr(seq, "optional", False):
@@ -154,7 +171,7 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) ->
             auto = table.autoincrement_column
             columns = []
             for col in table.columns:
-                type_text = _type_text(col, sa_dialect)
+                type_text = _type_text(col, sa_dialect, type_texts)
                 if isinstance(col.type, sa.Enum) and col.type.native_enum and sa_dialect.supports_native_enum \
                         and not dialect.unique_constraints_are_indexes and col.type.name:
                     enums[col.type.name] = tuple(col.type.enums)

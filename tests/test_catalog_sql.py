@@ -52,10 +52,10 @@ def test_mariadb_and_mysql8_catalog_variants():
 
 KEYS = {
     "tables": ("table_name", "table_comment", "table_collation"),
-    "columns": ("table_name", "column_name", "position", "type", "is_nullable", "default_expr", "extra",
-                "collation", "comment", "generated"),
-    "indexes": ("table_name", "name", "non_unique", "position", "column_name", "sub_part", "method", "expression"),
-    "foreign_keys": ("table_name", "name", "column_name", "position", "ref_table", "ref_column"),
+    "columns": ("table_name", "column_name", "type", "is_nullable", "default_expr", "extra", "collation", "comment",
+                "generated"),
+    "indexes": ("table_name", "name", "non_unique", "column_name", "sub_part", "method", "expression"),
+    "foreign_keys": ("table_name", "name", "column_name", "ref_table", "ref_column"),
     "fk_rules": ("table_name", "name", "on_delete", "on_update"),
     "checks": ("table_name", "name", "expression", "level"),
     "objects": ("kind", "name", "detail", "db"),
@@ -65,7 +65,7 @@ KEYS = {
 def _mysql_rows(default, extra, type_="varchar(10)"):
     return {
         "tables": [{"table_name": "t", "table_comment": "", "table_collation": "utf8mb4_general_ci"}],
-        "columns": [{"table_name": "t", "column_name": "c", "position": 1, "type": type_, "is_nullable": "YES",
+        "columns": [{"table_name": "t", "column_name": "c", "type": type_, "is_nullable": "YES",
                      "default_expr": default, "extra": extra, "collation": "utf8mb4_general_ci", "comment": "",
                      "generated": None}],
         "indexes": [], "foreign_keys": [], "fk_rules": [], "checks": [], "objects": [],
