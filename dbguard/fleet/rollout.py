@@ -162,24 +162,43 @@ def _look_all(targets: Sequence[TargetSpec], flags: dict[str, Any], secrets: Seq
     return {t.name: s for t, s in zip(targets, seen)}
 
 
-def _health(target: TargetSpec, secrets: Sequence[str]) -> str | None:
-    """None when the target's health_sql succeeds, else why not (masked). Rolled back: read-only intent."""
-    if not target.health_sql:
-        return None
-    import sqlalchemy as sa
+def _verify_one(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) -> tuple[_Seen, str | None]:
+    """State and revisions as ``dbguard status`` reads them, and the health_sql, on one session;
+    health_sql runs in a transaction that is rolled back."""
+    from dbguard.core.state import derive_state
+    from dbguard.db.connect import first_line
+    from dbguard.db.ledger import Ledger, read_version_heads
+    from dbguard.guard import make_lock
+    from dbguard.target import load_target, open_session
 
-    from dbguard.db import connect as dbconnect
-
-    engine = dbconnect.create_engine(dbconnect.sync_url(dbconnect.parse_url(target.url)))
     try:
-        with dbconnect.connection(engine, autocommit=False) as conn:
-            conn.execute(sa.text(target.health_sql))
-            conn.rollback()
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure of the health check fails the target
-        return mask(f"health_sql failed: {dbconnect.first_line(exc)}", secrets)
-    finally:
-        engine.dispose()
+        loaded = load_target(_settings(target, flags))
+        with open_session(loaded) as session:
+            ledger = Ledger(session.conn, loaded.settings.table_prefix)
+            holder = make_lock(session, loaded).holder()
+            held = holder is not None and holder != session.session_id
+            revisions = read_version_heads(session.conn, loaded.version_table)
+            last = ledger.latest_changing_run() if ledger.exists() else None
+            state = derive_state(last, held).value
+            why = None
+            if state != TargetState.HEALTHY.value and last is not None:
+                why = mask(breaker.describe_breaker(TargetState(state), last), secrets)
+            health = None
+            if target.health_sql:
+                import sqlalchemy as sa
+
+                session.conn.commit()  # ends SQLAlchemy's autobegun (autocommit) transaction
+                conn = session.conn.execution_options(isolation_level=session.conn.default_isolation_level)
+                try:
+                    with conn.begin() as tx:
+                        conn.execute(sa.text(target.health_sql))
+                        tx.rollback()
+                except Exception as exc:  # noqa: BLE001 - any failure of the health check fails the target
+                    health = mask(f"health_sql failed: {first_line(exc)}", secrets)
+        return _Seen(state, revisions, why), health
+    except Exception as exc:  # noqa: BLE001 - an unreachable target fails verification
+        text = getattr(exc, "message", None) or f"{type(exc).__name__}: {first_line(exc)}"
+        return _Seen(None, (), mask(text, secrets)), None
 
 
 def _same_revisions(seen: Sequence[str], expected: str | None) -> bool:
@@ -599,10 +618,10 @@ class _Rollout:
 
     def _verify(self, number: int, targets: list[TargetSpec]) -> None:
         """After the batch: each target HEALTHY, at the revision its run reached, health_sql passing."""
-        seen = _look_all(targets, self.options.flags, self.spec.secrets, self.options.parallel)
         with ThreadPoolExecutor(max_workers=max(1, min(self.options.parallel, len(targets)))) as threads:
-            health = dict(zip([t.name for t in targets],
-                              threads.map(lambda t: _health(t, self.spec.secrets), targets)))
+            checked = list(threads.map(lambda t: _verify_one(t, self.options.flags, self.spec.secrets), targets))
+        seen = {t.name: c[0] for t, c in zip(targets, checked)}
+        health = {t.name: c[1] for t, c in zip(targets, checked)}
         bad = []
         for target in targets:
             s, expected = seen[target.name], self.outcomes.get(target.name, {}).get("to_revision")

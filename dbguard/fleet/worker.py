@@ -36,11 +36,14 @@ _busy = [0]
 
 
 def _init_worker(alive: Any) -> None:
-    from dbguard import alembic_bridge
+    from dbguard import alembic_bridge, expected
 
-    # Each worker renders a revision range offline once, however many targets it runs.
+    # Each worker renders a revision range offline, and reads the models' schema, once per
+    # revision set, however many targets it runs.
     if alembic_bridge.OFFLINE_CACHE is None:
         alembic_bridge.OFFLINE_CACHE = {}
+    if expected.MODELS_CACHE is None:
+        expected.MODELS_CACHE = {}
     threading.Thread(target=_exit_with_coordinator, args=(alive,), name="dbguard-orphan-watch", daemon=True).start()
 
 
@@ -184,6 +187,11 @@ def run_worker(control_url: str, spec: Any | None, *, once: bool, poll_s: float,
             elif once and (seen_run is not None or time.monotonic() - started > 60):
                 break
             fleet = current["fleet"] if current is not None else None
+            # A run whose coordinator is gone (the fleet lock is free) is UNKNOWN: take nothing of it.
+            if fleet is not None and control.lock(fleet).holder() is None:
+                if once:
+                    break
+                fleet = None
             claim = control.claim(fleet, me) if fleet is not None else None
             if claim is None:
                 time.sleep(poll_s)
