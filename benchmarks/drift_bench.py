@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gc
 import importlib
 import os
 import platform
@@ -161,6 +162,9 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
         t0 = time.perf_counter()
         models = importlib.import_module("bench_models")
         import_s = time.perf_counter() - t0
+        # Neither tool's in-process time includes collecting the models' heap: both run with it frozen.
+        gc.collect()
+        gc.freeze()
         sys.path.remove(tmp)
         engine = sa.create_engine(url, poolclass=NullPool)
         try:
@@ -196,6 +200,7 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
             return result
         finally:
             engine.dispose()
+            gc.unfreeze()
 
 
 def _server_version(engine_name: str) -> str:
@@ -259,7 +264,8 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         f"Python {platform.python_version()}, {versions}. Median of {RUNS} per cell, the tools alternating in "
         "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. \"dbguard compare\" "
         "is the catalog read + models conversion + diff in-process (model import excluded, as for "
-        "compare_metadata); whole-process columns include interpreter start and the model import; dbguard's "
+        "compare_metadata; the models' heap frozen for both, so neither pays the collector for it); "
+        "whole-process columns include interpreter start and the model import; dbguard's "
         "bytecode compiled as an install has it. The machine was shared with other test runs: 1-minute load "
         f"average {min(loads):.1f}-{max(loads):.1f} while measuring (\"load\" column, at the end of each row).\n\n"
         f"Run: `.venv/bin/python benchmarks/drift_bench.py --write`\n\n{table}\n{MARK_END}\n"

@@ -83,7 +83,8 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     from dbguard.target import load_target, open_session
 
     started = time.monotonic()
-    target = load_target(settings)
+    # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
+    target = load_target(settings, alembic=against in ("models", "migrations"))
     exclude = _exclusions(target)
     with open_session(target) as session:
         heads = read_version_heads(session.conn, target.version_table)
