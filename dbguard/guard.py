@@ -241,15 +241,21 @@ def guarded_run(
     confirm: Confirm | None = None,
 ) -> RunResult:
     """Run ``alembic upgrade/downgrade destination`` under the guard."""
+    with open_runner(target) as runner:
+        if not acquire(runner.lock, target.settings.wait_lock_s):
+            return _busy(runner, intent, destination)
+        return _locked_run(runner, intent, destination, force, confirm)
+
+
+@contextlib.contextmanager
+def open_runner(target: Target) -> Iterator[_Runner]:
+    """dbguard's session on the target with its ledger and run lock (not taken yet); the lock is
+    released on the way out if it was taken."""
     script = target.script()
     with open_session(target) as session:
-        ledger = Ledger(session.conn, target.settings.table_prefix)
         lock = make_lock(session, target)
-        runner = _Runner(target, session, ledger, lock, script)
-        if not acquire(lock, target.settings.wait_lock_s):
-            return _busy(runner, intent, destination)
         try:
-            return _locked_run(runner, intent, destination, force, confirm)
+            yield _Runner(target, session, Ledger(session.conn, target.settings.table_prefix), lock, script)
         finally:
             lock.release()
 
@@ -672,62 +678,56 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
 
     if not reason or not reason.strip():
         raise ConfigError("resolve needs --reason TEXT: say what was repaired and how")
-    script = target.script()
-    with open_session(target) as session:
-        ledger = Ledger(session.conn, target.settings.table_prefix)
-        lock = make_lock(session, target)
-        runner = _Runner(target, session, ledger, lock, script)
-        if not acquire(lock, target.settings.wait_lock_s):
+    with open_runner(target) as runner:
+        session, ledger, script = runner.session, runner.ledger, runner.script
+        if not acquire(runner.lock, target.settings.wait_lock_s):
             return _busy(runner, Intent.RESOLVE, revision or "")
-        try:
-            runner.ensure_ledger()
-            heads = read_version_heads(session.conn, target.version_table)
-            if revision is not None:
-                try:
-                    resolved = script.get_revisions(revision)
-                except CommandError as exc:
-                    raise ConfigError(f"cannot resolve to {revision!r}: {exc}") from None
-                new_heads = tuple(sorted(r.revision for r in resolved if r is not None))
-            else:
-                new_heads = heads
-            row = runner.base_row(Intent.RESOLVE, heads, " ".join(new_heads) or "base")
-            row["reason"] = reason
-            last = ledger.latest_changing_run()
-            state = derive_state(last, lock_held_by_other=False)
-            decision = breaker.decide(Intent.RESOLVE, state, last, force=False)
-            if not decision.allowed:
-                run_id = runner.record_refusal(row, decision.reason)
-                return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
-                                 exit_code=ExitCode.REFUSED, message=f"refused: {decision.reason}", run_id=run_id)
-            assert last is not None
-            radius = [(f"marks run {last.id} ({last.intent}, {last.status}) as repaired by hand: "
-                       f"{breaker.describe_breaker(state, last)}"),
-                      f"alembic_version says {' '.join(heads) or 'base'}"]
-            if revision is not None:
-                radius.append(f"sets alembic_version to {' '.join(new_heads) or 'base'} without running any "
-                              "migration: the schema must already match it")
-            if last.failed_step and session.dialect.risk_engine is not None:
-                radius += _live_leftovers(runner, heads, last)
-            answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
-                                        token=breaker.CONFIRM_TOKEN)) if confirm else None
-            if not breaker.confirmation_accepted(answer):
-                why = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
-                run_id = runner.record_refusal(row, why)
-                return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
-                                 exit_code=ExitCode.REFUSED, message=f"refused: {why}", run_id=run_id)
-            run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value)
-            if revision is not None:
-                _stamp(runner, command, revision)
-            ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
-            ledger.update_run(last.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
-            return RunResult(
-                intent=Intent.RESOLVE.value, status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
-                message=f"run {last.id} marked resolved by run {run_id}"
-                        + (f"; alembic_version set to {' '.join(new_heads) or 'base'}" if revision else ""),
-                run_id=run_id, from_revisions=heads, to_revision=row["to_revision"],
-            )
-        finally:
-            lock.release()
+        runner.ensure_ledger()
+        heads = read_version_heads(session.conn, target.version_table)
+        if revision is not None:
+            try:
+                resolved = script.get_revisions(revision)
+            except CommandError as exc:
+                raise ConfigError(f"cannot resolve to {revision!r}: {exc}") from None
+            new_heads = tuple(sorted(r.revision for r in resolved if r is not None))
+        else:
+            new_heads = heads
+        row = runner.base_row(Intent.RESOLVE, heads, " ".join(new_heads) or "base")
+        row["reason"] = reason
+        last = ledger.latest_changing_run()
+        state = derive_state(last, lock_held_by_other=False)
+        decision = breaker.decide(Intent.RESOLVE, state, last, force=False)
+        if not decision.allowed:
+            run_id = runner.record_refusal(row, decision.reason)
+            return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
+                             exit_code=ExitCode.REFUSED, message=f"refused: {decision.reason}", run_id=run_id)
+        assert last is not None
+        radius = [(f"marks run {last.id} ({last.intent}, {last.status}) as repaired by hand: "
+                   f"{breaker.describe_breaker(state, last)}"),
+                  f"alembic_version says {' '.join(heads) or 'base'}"]
+        if revision is not None:
+            radius.append(f"sets alembic_version to {' '.join(new_heads) or 'base'} without running any "
+                          "migration: the schema must already match it")
+        if last.failed_step and session.dialect.risk_engine is not None:
+            radius += _live_leftovers(runner, heads, last)
+        answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
+                                    token=breaker.CONFIRM_TOKEN)) if confirm else None
+        if not breaker.confirmation_accepted(answer):
+            why = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
+            run_id = runner.record_refusal(row, why)
+            return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
+                             exit_code=ExitCode.REFUSED, message=f"refused: {why}", run_id=run_id)
+        run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value)
+        if revision is not None:
+            _stamp(runner, command, revision)
+        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
+        ledger.update_run(last.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
+        return RunResult(
+            intent=Intent.RESOLVE.value, status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
+            message=f"run {last.id} marked resolved by run {run_id}"
+                    + (f"; alembic_version set to {' '.join(new_heads) or 'base'}" if revision else ""),
+            run_id=run_id, from_revisions=heads, to_revision=row["to_revision"],
+        )
 
 
 def _stamp(runner: _Runner, command: Any, revision: str) -> None:

@@ -28,7 +28,7 @@ from dbguard.db.sql import run
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.masking import mask
 from dbguard.results import KillOutcome, RiskPrompt, RunResult, StepResult
-from dbguard.target import Target, open_session
+from dbguard.target import Target
 
 ConfirmYes = Callable[[RiskPrompt], bool]
 
@@ -192,21 +192,14 @@ def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = Tru
              confirm: ConfirmYes | None = None, install_plugin: bool = False) -> RunResult:
     started = time.monotonic()
     phases: list[tuple[str, int]] = []
-    script = target.script()
-    with open_session(target) as session:
-        ledger = guard.Ledger(session.conn, target.settings.table_prefix)
-        lock = guard.make_lock(session, target)
-        runner = guard._Runner(target, session, ledger, lock, script)
+    with guard.open_runner(target) as runner:
         taken, why, takeover = _take_over(runner, target.settings.wait_lock_s)
         if not taken:
             result = guard._busy(runner, Intent.ROLLBACK, to or "")
             return dataclasses.replace(result, message=f"busy: {why}", ended_sessions=tuple(takeover))
-        try:
-            phases.append(("run lock", _ms(started)))
-            return _locked_rollback(runner, to, _Clearing(kill=kill_blockers, install_plugin=install_plugin),
-                                    confirm, phases, started, takeover)
-        finally:
-            lock.release()
+        phases.append(("run lock", _ms(started)))
+        return _locked_rollback(runner, to, _Clearing(kill=kill_blockers, install_plugin=install_plugin),
+                                confirm, phases, started, takeover)
 
 
 def _ms(since: float) -> int:

@@ -16,22 +16,29 @@ from sqlalchemy.engine import Connection
 from dbguard.core.state import RunRecord, StepRecord
 
 
-class _Timestamp(sa.types.TypeDecorator):
-    """A timestamp with sub-second precision on every engine; the engine's dbguard dialect says how
-    (MySQL's DATETIME keeps whole seconds unless told otherwise). Chosen when the table is first used,
-    so no engine's SQLAlchemy dialect is imported for another engine's run."""
+def _engine_type(base: type, hook: str, why: str) -> sa.types.TypeDecorator:
+    """A column type the engine's dbguard dialect may refine through ``hook`` (else ``base``).
 
-    impl = sa.DateTime
-    cache_ok = True
+    Chosen when a table is first used, so no engine's SQLAlchemy dialect is imported for another
+    engine's run."""
 
-    def load_dialect_impl(self, dialect: Any) -> Any:
-        from dbguard.dialects import for_sqlalchemy_dialect
+    class EngineType(sa.types.TypeDecorator):
+        impl = base
+        cache_ok = True
 
-        ledger_type = getattr(for_sqlalchemy_dialect(dialect), "ledger_timestamp_type", None)
-        return dialect.type_descriptor(ledger_type() if ledger_type else sa.DateTime())
+        def load_dialect_impl(self, dialect: Any) -> Any:
+            from dbguard.dialects import for_sqlalchemy_dialect
+
+            refine = getattr(for_sqlalchemy_dialect(dialect), hook, None)
+            return dialect.type_descriptor(refine() if refine else base())
+
+    EngineType.__doc__ = why
+    EngineType.__name__ = EngineType.__qualname__ = f"Ledger{base.__name__}"
+    return EngineType()
 
 
-_TIMESTAMP = _Timestamp()
+# MySQL's DATETIME keeps whole seconds unless told otherwise.
+_TIMESTAMP = _engine_type(sa.DateTime, "ledger_timestamp_type", "a timestamp with sub-second precision")
 
 
 def utcnow() -> dt.datetime:
@@ -317,20 +324,8 @@ class KillLedger:
 # schemas ----------------------------------------------------------------------------------------
 
 # MySQL's TEXT stops at 64 KB; the schema of thousands of tables needs more.
-class _LongText(sa.types.TypeDecorator):
-    """Text that holds a whole schema: MySQL's TEXT stops at 64 KiB; the dialect says what holds more."""
-
-    impl = sa.Text
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Any) -> Any:
-        from dbguard.dialects import for_sqlalchemy_dialect
-
-        long_type = getattr(for_sqlalchemy_dialect(dialect), "ledger_long_text_type", None)
-        return dialect.type_descriptor(long_type() if long_type else sa.Text())
-
-
-_LONG_TEXT = _LongText()
+# MySQL's TEXT stops at 64 KiB; a whole schema needs more.
+_LONG_TEXT = _engine_type(sa.Text, "ledger_long_text_type", "text that holds a whole schema")
 
 
 def schemas_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
