@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,11 +35,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from docsection import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SERVER = os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-MARK_START, MARK_END = "<!-- fleet:start -->", "<!-- fleet:end -->"
 BATCHES = "1,10%,50%,100%"
 
 
@@ -145,18 +144,6 @@ def target_seconds(summary: dict) -> list[float]:
     return out
 
 
-def write_docs(section: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"  # read right before writing
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=200)
@@ -207,17 +194,15 @@ def main() -> None:
         ("load average (1 min) before the loop / before the fleet / after",
          " / ".join(f"{x:.1f}" for x in loads)),
     ]
-    machine = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
-               f"{platform.python_version()}, {dt.date.today().isoformat()}")
     table = "\n".join(["| measure | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
-    section = (f"## Fleet\n\n`python benchmarks/fleet_bench.py --write` ({machine}; PostgreSQL on the same "
+    section = (f"## Fleet\n\n`python benchmarks/fleet_bench.py --write` ({machine()}; PostgreSQL on the same "
                f"machine). Every guarantee on: fleet lock and control database, per-target pre-flight, guarded "
                f"upgrade (run lock, ledger, drift and risk pre-flight, post-flight), verification with "
                f"health_sql after each batch. Other work shared the machine: the load average is in the "
                f"table; a busier machine slows the single-process loop more than the 8-process fleet.\n\n{table}\n")
     print(section)
     if args.write:
-        write_docs(section)
+        write_section("fleet", section)
         print("wrote docs/benchmarks.md")
 
 

@@ -13,9 +13,7 @@ under 150 ms added.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from docsection import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -35,7 +34,6 @@ SERVERS = {
     "mysql": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
 REVISIONS = 20
-MARK_START, MARK_END = "<!-- overhead:start -->", "<!-- overhead:end -->"
 
 
 def make_project(folder: Path) -> Path:
@@ -143,23 +141,6 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    return (f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"SQLAlchemy {sa.__version__}, {platform.system()} {platform.machine()}")
-
-
-def write(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in body:
-        head, rest = body.split(MARK_START, 1)
-        body = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        body = body.rstrip() + "\n\n" + section + "\n"
-    path.write_text(body)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="postgresql,mysql,sqlite")
@@ -180,7 +161,7 @@ def main() -> None:
         verdict = "met" if ratio < 1.3 and added < 150 else "NOT met"
         print(f"\nPostgreSQL no-op: {ratio:.2f}x, +{added:.0f} ms (target < 1.3x and < 150 ms: {verdict})")
     if args.write:
-        write(f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
+        write_section("overhead", f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
               f"`python benchmarks/overhead.py --write`; {machine()}; median of {args.runs} alternating "
               f"process runs (no-op) and of {max(3, args.runs // 3)} (20 revisions).\n\n{text}\n")
 

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 import tomllib
+from docsection import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CORPUS = ROOT / "tests" / "risk_corpus"
 URL = "postgresql+psycopg://corpus@localhost/corpus"
-MARK_START, MARK_END = "<!-- risk-peers:start -->", "<!-- risk-peers:end -->"
 # squawk's style rules say nothing about locks or breakage; shown apart so the comparison is fair.
 SQUAWK_STYLE = ("prefer-bigint-over-int", "prefer-bigint-over-smallint", "prefer-identity", "prefer-text-field",
                 "prefer-timestamp-tz", "prefer-robust-stmts")
@@ -166,15 +166,7 @@ def main() -> None:
     ])
     print(text)
     if args.write:
-        path = ROOT / "docs" / "benchmarks.md"
-        body = path.read_text() if path.exists() else "# Benchmarks\n"
-        section = f"{MARK_START}\n{text}\n{MARK_END}"
-        if MARK_START in body:
-            head, rest = body.split(MARK_START, 1)
-            body = head + section + rest.split(MARK_END, 1)[1]
-        else:
-            body = body.rstrip() + "\n\n" + section + "\n"
-        path.write_text(body)
+        write_section("risk-peers", text)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from docsection import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +59,6 @@ SERVERS = {
     "mysql": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
 NAMES = {"postgresql": "PostgreSQL", "mysql": "MariaDB"}
-MARK_START, MARK_END = "<!-- rollback:start -->", "<!-- rollback:end -->"
 DEFAULTS = Settings()
 ROLLBACK_TARGET_S = 3.0
 STALL_TARGET_MS = 1.5 * DEFAULTS.max_blocking_ms
@@ -158,19 +157,6 @@ def require_mdl_source(engine: str) -> None:
                          "first (what `dbguard rollback --install-plugin` does)")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({cpu}); "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="postgresql,mysql")
@@ -241,22 +227,9 @@ def main() -> None:
     ])
     print(text)
     if args.write:
-        write(text)
+        write_section("rollback", text)
     if not all(verdicts):
         sys.exit(1)
-
-
-def write(text: str) -> None:
-    """Insert or replace this benchmark's section only; the file is re-read right before writing."""
-    path = ROOT / "docs" / "benchmarks.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in body and MARK_END in body:
-        head, rest = body.split(MARK_START, 1)
-        body = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        body = body.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(body)
 
 
 if __name__ == "__main__":
