@@ -9,7 +9,6 @@ session a helper starts is ended by ``Cleanup.close()``, whatever the test did.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -17,15 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from tests.dbs import backend_of, url_string
+from tests.guardrun import connect, describe, json_out  # noqa: F401 - the lane tests import them from here
 from tests.projects import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,26 +55,6 @@ def start_dbguard(ini: Path, *args: str, env: dict[str, str] | None = None,
                             stderr=subprocess.PIPE, text=True, env=_env(env, fast), cwd=ini.parent)
 
 
-def describe(proc: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-
-
-def json_out(proc: subprocess.CompletedProcess[str]) -> Any:
-    try:
-        return json.loads(proc.stdout)
-    except ValueError as exc:
-        raise AssertionError(f"stdout is not one JSON document ({exc}):\n{describe(proc)}") from None
-
-
-@contextlib.contextmanager
-def connect(url: str) -> Iterator[sa.Connection]:
-    """An autocommit SQLAlchemy connection of the test's own (never dbguard's)."""
-    engine = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def example_ini(folder: Path, url: str) -> Path:
