@@ -5,8 +5,8 @@ Run:  .venv/bin/python benchmarks/drift_bench.py [--pg 200,1000,3000] [--mariadb
 For each engine and N it creates a scratch database (always dropped), builds N tables of 8 columns
 (PK, 2 indexes, a FK to the previous table, server defaults) from generated models, stamps it, and
 measures in the same run:
-  - in-process, model import excluded: Alembic's compare_metadata vs dbguard's catalog read +
-    models conversion + diff;
+  - in-process, model import excluded: Alembic's compare_metadata vs dbguard's models_drift
+    (catalog read in a thread + models conversion + diff);
   - whole processes: `alembic check` vs `dbguard drift --against models`;
   - `dbguard drift --against schema.json` (a snapshot written beforehand), end to end.
 Prints medians, ratios and the per-table cost; --write replaces the "Drift" section of
@@ -150,10 +150,9 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
     from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from dbguard.core.schema import diff
-    from dbguard.db.catalog import never_drift, read_schema
+    from dbguard.db.catalog import never_drift
     from dbguard.dialects import for_sqlalchemy_dialect
-    from dbguard.expected import schema_from_metadata
+    from dbguard.drift import models_drift
 
     with tempfile.TemporaryDirectory() as tmp, scratch(engine_name) as url:
         ini = _project(Path(tmp), n, url)
@@ -179,9 +178,7 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
                     found = compare_metadata(MigrationContext.configure(conn), models.metadata)
                     alembic_runs.append(time.perf_counter() - started)
                     started = time.perf_counter()
-                    actual = read_schema(conn, dialect, never_drift("dbguard_"))
-                    expected = schema_from_metadata([models.metadata], conn.dialect, dialect)
-                    drifts = diff(expected, actual)
+                    drifts = models_drift(conn, dialect, [models.metadata], never_drift("dbguard_"))
                     dbguard_runs.append(time.perf_counter() - started)
                     conn.rollback()
                 assert not drifts, drifts[:5]
@@ -262,12 +259,13 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         f"{MARK_START}\n## Drift\n\n"
         f"`benchmarks/drift_bench.py`, {now}; {nproc} cores (`nproc` {nproc}), "
         f"Python {platform.python_version()}, {versions}. Median of {RUNS} per cell, the tools alternating in "
-        "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. \"dbguard compare\" "
-        "is the catalog read + models conversion + diff in-process (model import excluded, as for "
-        "compare_metadata; the models' heap frozen for both, so neither pays the collector for it); "
-        "whole-process columns include interpreter start and the model import; dbguard's "
-        "bytecode compiled as an install has it. The machine was shared with other test runs: 1-minute load "
-        f"average {min(loads):.1f}-{max(loads):.1f} while measuring (\"load\" column, at the end of each row).\n\n"
+        "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. "
+        "\"dbguard compare\" is `dbguard.drift.models_drift` in-process: the catalog read (in a thread) + "
+        "the models' conversion + the diff, model import excluded as for compare_metadata, the models' heap "
+        "frozen for both so that neither pays the collector for it. Whole-process columns include interpreter "
+        "start and the model import; dbguard's bytecode compiled, as an install has it. The machine was shared "
+        "with other test runs: 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} while measuring (the \"load\" column, taken at the end of each row).\n\n"
         f"Run: `.venv/bin/python benchmarks/drift_bench.py --write`\n\n{table}\n{MARK_END}\n"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n"

@@ -74,6 +74,22 @@ class _Background(threading.Thread):
 # dbguard drift --------------------------------------------------------------------------------
 
 
+def models_drift(conn: Any, dialect: Any, metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[model.Drift]:
+    """The live schema on ``conn`` against SQLAlchemy MetaData already imported, in process: what
+    ``dbguard drift --against models`` does once env.py has given the models. The catalog is read
+    in a thread while the models are converted, so the server's work overlaps the conversion."""
+    from dbguard.db.catalog import read_document
+    from dbguard.expected import schema_from_metadata
+
+    reader = _Background(read_document, conn, dialect, exclude)
+    try:
+        expected = schema_from_metadata(metadatas, conn.dialect, dialect).without_tables(exclude)
+    except BaseException:
+        reader.join()
+        raise
+    return model.diff_models(expected, reader.result())
+
+
 def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), shadow_url: str | None = None,
           progress: Callable[[str], None] = lambda line: None) -> DriftReport:
     """The live schema against models, replayed migrations, or a snapshot file."""
@@ -98,7 +114,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 reader.join()
                 raise
             actual = reader.result()
-            found = model.diff(expected_schema, model.from_dict(actual))
+            found = model.diff_models(expected_schema, actual)
             names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
         else:
             actual = read_document(session.conn, session.dialect, exclude)
@@ -276,7 +292,7 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
 
         try:
             expected = sources.models_schema(target, session, exclude)
-            drifts = model.filter_drift(model.diff(expected, model.from_dict(live)), ignore)
+            drifts = model.filter_drift(model.diff_models(expected, live), ignore)
         except sources.NoTargetMetadata:
             pass  # a stock env.py has no models: nothing to compare with, which is not a problem
         except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning

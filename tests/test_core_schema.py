@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -21,6 +22,7 @@ from dbguard.core.schema import (
     Table,
     Unique,
     diff,
+    diff_models,
     filter_drift,
     from_json,
     normalize_expression,
@@ -232,6 +234,46 @@ def test_unnamed_constraints_match_by_shape_and_models_ignore_views():
                                 checks=(Check("users_email_check", "(length((email)::text) > 3)"),)),
                    views=(("v", "select 1"),))
     assert diff(models, live) == []
+
+
+def _variants():
+    """Model/live pairs: equal, equal but spelt differently, and each kind of difference."""
+    base = _schema()
+    cols = _users().columns
+    live_variants = [
+        base,
+        _schema(users=_users(columns=cols[:3] + (Column("created_at", "timestamp", False, "CURRENT_TIMESTAMP"),))),
+        _schema(users=_users(columns=cols[:3] + (Column("created_at", "timestamp", False, "'2020-01-01'"),))),
+        _schema(users=_users(columns=cols[:2] + (Column("full_name", "character varying(100)"),) + cols[3:])),
+        _schema(users=_users(columns=cols + (Column("age", "integer"),))),
+        _schema(users=_users(uniques=(Unique("users_email_key", ("email",)),))),
+        _schema(users=_users(uniques=())),
+        _schema(users=_users(checks=(Check("users_email_check", "(length((email)::text) > 3)"),))),
+        _schema(users=_users(checks=(Check("ck_users_email", "length(email) > 4"),))),
+        _schema(users=_users(indexes=(Index("ix_users_name", ("name",), unique=True),))),
+        _schema(users=_users(indexes=(Index("ix_users_name", ("name",)), Index("ix_extra", ("email",))))),
+        _schema(orders=_orders(foreign_keys=(ForeignKey("orders_user_id_fkey", ("user_id",), "users", ("id",),
+                                                        on_delete="CASCADE"),))),
+        _schema(orders=_orders(foreign_keys=(ForeignKey("fk_orders_user", ("user_id",), "users", ("id",)),))),
+        _schema(orders=_orders(foreign_keys=())),
+        _schema(orders=_orders(indexes=(Index("ix_lower", ("lower(status)",), where="id > 1"),))),
+        _schema(enums=(("order_status", ("new",)),)),
+        Schema("postgresql", (_users(), Table("hotfix", (Column("id", "integer"),))), enums=base.enums),
+    ]
+    models_variants = [
+        dataclasses.replace(base, origin="models", views=None),
+        dataclasses.replace(_schema(users=_users(uniques=(Unique(None, ("email",)),),
+                                                 checks=(Check(None, "length(email) > 3"),))),
+                            origin="models", views=None),
+        dataclasses.replace(_schema(users=_users(columns=cols[:3] + (Column("created_at", "timestamp", False,
+                                                                            "now()"),))), origin="models"),
+    ]
+    return [(m, a) for m in models_variants for a in live_variants]
+
+
+@pytest.mark.parametrize(("models", "live"), _variants())
+def test_models_against_a_document_find_what_the_full_diff_finds(models, live):
+    assert diff_models(models, json.loads(to_json(live))) == diff(models, live)
 
 
 def test_ignore_patterns():

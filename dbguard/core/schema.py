@@ -785,6 +785,87 @@ def diff(expected: Schema, actual: Schema) -> list[Drift]:
     return out
 
 
+# Models against a catalog document: tables whose comparison keys are equal are left out. A key
+# holds everything diff() looks at, defaults in their sqlglot-free normal form (else raw), the
+# names diff() ignores (foreign keys', checks' on the models side) left out; where diff() pairs
+# items by name, unnamed or duplicate items give no key, and the table is compared in full.
+
+
+def _qk(text: str | None) -> str | None:
+    if text is None:
+        return None
+    quick = _quick(text)
+    return text if quick is None else quick
+
+
+def _items_key(named: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    names = [item[0] for item in named]
+    if None in names or len(set(names)) != len(names):
+        return None
+    return tuple(sorted(named))
+
+
+def _fks_key(fks: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    signatures = {fk[:3] for fk in fks}
+    return tuple(sorted(fks)) if len(signatures) == len(fks) else None
+
+
+def _table_key(columns: tuple[Any, ...], primary_key: tuple[str, ...], uniques: tuple[Any, ...] | None,
+               checks: tuple[Any, ...], indexes: tuple[Any, ...] | None, fks: tuple[Any, ...] | None,
+               comment: str | None) -> tuple[Any, ...] | None:
+    if uniques is None or indexes is None or fks is None:
+        return None
+    return (columns, primary_key, uniques, checks, indexes, fks, comment or None)
+
+
+def _model_key(t: Table) -> tuple[Any, ...] | None:
+    return _table_key(
+        tuple((c.name, c.type, c.nullable, _qk(c.default), c.autoincrement, c.collation, c.comment or None,
+               _qk(c.generated)) for c in t.columns),
+        tuple(t.primary_key),
+        _items_key([(u.name, tuple(u.columns)) for u in t.uniques]),
+        tuple(sorted(_qk(c.expression) or "" for c in t.checks)),
+        _items_key([(i.name, tuple(i.columns), i.unique, _qk(i.where), i.method) for i in t.indexes]),
+        _fks_key([(tuple(f.columns), f.ref_table, tuple(f.ref_columns), f.on_delete, f.on_update)
+                  for f in t.foreign_keys]),
+        t.comment,
+    )
+
+
+def _document_key(data: dict[str, Any]) -> tuple[Any, ...] | None:
+    return _table_key(
+        tuple((c["name"], c["type"], c.get("nullable", True), _qk(c.get("default")), c.get("autoincrement", False),
+               c.get("collation"), c.get("comment") or None, _qk(c.get("generated")))
+              for c in data.get("columns", ())),
+        tuple(data.get("primary_key", ())),
+        _items_key([(u["name"], tuple(u["columns"])) for u in data.get("uniques", ())]),
+        tuple(sorted(_qk(c["expression"]) or "" for c in data.get("checks", ()))),
+        _items_key([(i["name"], tuple(i["columns"]), i.get("unique", False), _qk(i.get("where")), i.get("method"))
+                    for i in data.get("indexes", ())]),
+        _fks_key([(tuple(f["columns"]), f["ref_table"], tuple(f["ref_columns"]), f.get("on_delete"),
+                   f.get("on_update")) for f in data.get("foreign_keys", ())]),
+        data.get("comment"),
+    )
+
+
+@without_gc
+def diff_models(expected: Schema, actual: dict[str, Any]) -> list[Drift]:
+    """:func:`diff` of a models schema and a catalog document, the same drifts in the same order.
+    Tables whose keys are equal have nothing to report: only the others become objects and are
+    compared (most tables, when nothing drifted)."""
+    if expected.origin != "models":
+        return diff(expected, from_dict(actual))
+    act_tables = actual["tables"]
+    differing = act_tables.keys() - {t.name for t in expected.tables}
+    for t in expected.tables:
+        data = act_tables.get(t.name)
+        key = None if data is None else _model_key(t)
+        if key is None or key != _document_key(data):  # type: ignore[arg-type]
+            differing.add(t.name)
+    reduced = dataclasses.replace(expected, tables=tuple(t for t in expected.tables if t.name in differing))
+    return diff(reduced, from_dict(actual, differing))
+
+
 def ignored(drift: Drift, patterns: Iterable[str]) -> bool:
     """Whether a drift concerns an object matched by one of ``patterns`` (fnmatch on the table,
     the dotted object, or the bare name of an enum/view/sequence)."""
