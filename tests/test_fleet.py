@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,6 +275,46 @@ def test_two_fleet_upgrades_at_once_one_runs_the_other_exits_4(fleet: Fleet) -> 
     assert nothing.returncode == 3 and "nothing to resolve" in nothing.stdout, describe(nothing)
 
 
+def test_workers_and_coordinator_create_the_control_tables_at_once(pg_server_url: str) -> None:
+    # Workers and the coordinator start together on a fresh control database: every one of them
+    # creates the tables (concurrent CREATE TABLEs used to fail in all sessions but one).
+    from dbguard.fleet.control import Control
+
+    url = create_database(pg_server_url, "postgresql")
+    try:
+        controls = [Control(url) for _ in range(4)]
+        barrier = threading.Barrier(len(controls))
+        errors: list[BaseException] = []
+
+        def create(control: Control) -> None:
+            barrier.wait()
+            try:
+                control.ensure_tables()
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=create, args=(c,)) for c in controls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        for control in controls:
+            assert control._tables_exist()
+            control.close()
+        assert errors == []
+    finally:
+        drop_database(url)
+
+
+def _rollout_state(fleet: Fleet, procs: list[subprocess.Popen[str]]) -> str:
+    """What a stuck distributed rollout looked like: the control rows, who had exited and how."""
+    runs = [(r["id"], r["status"], r["error"]) for r in fleet.control_rows("runs")]
+    batches = [(b["number"], b["status"], b["error"]) for b in fleet.control_rows("batches")]
+    targets = [(t["target"], t["batch"], t["status"], t["worker"], t["error"]) for t in fleet.control_rows("targets")]
+    exits = [(p.pid, p.poll()) for p in procs]
+    return f"runs {runs}; batches {batches}; targets {targets}; processes (pid, exit) {exits}"
+
+
 def test_three_workers_share_a_distributed_rollout(fleet: Fleet) -> None:
     fleet.control_url = create_database(fleet.pg_server, "postgresql")
     slow = 6  # in the third batch: its worker is killed mid-target
@@ -282,10 +323,17 @@ def test_three_workers_share_a_distributed_rollout(fleet: Fleet) -> None:
     workers = [fleet.start("fleet", "worker", "--control-url", control, "--once", "--poll", "0.05", str(path))
                for _ in range(3)]
     coordinator = fleet.start("fleet", "upgrade", str(path), "--distributed", "--batches", "1,25%,100%")
+
+    def slow_target_running() -> dict[str, Any] | None:
+        if coordinator.poll() is not None:  # it failed: say why at once
+            raise AssertionError(f"the coordinator exited before the slow target started: "
+                                 f"{_rollout_state(fleet, [coordinator, *workers])}")
+        return next((r for r in fleet.control_rows("targets")
+                     if r["target"] == f"db{slow:02d}" and r["status"] == "running"), None)
+
     try:
-        row = wait_for(lambda: next((r for r in fleet.control_rows("targets")
-                                     if r["target"] == f"db{slow:02d}" and r["status"] == "running"), None),
-                       timeout=90, message="the slow target never started")
+        row = wait_for(slow_target_running, timeout=90,
+                       message=lambda: f"the slow target never started: {_rollout_state(fleet, [coordinator, *workers])}")
         pid = int(row["worker"].rsplit(":", 1)[1])
         victim = next(w for w in workers if w.pid == pid)
         time.sleep(0.5)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql
 
 from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
-from dbguard.db.runlock import FileRunLock, SqlRunLock
+from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import run
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
@@ -180,18 +180,37 @@ class Control:
     def exists(self) -> bool:
         return sa.inspect(self.conn).has_table(self.runs.name)
 
-    def ensure_tables(self) -> None:
+    def _tables_exist(self) -> bool:
+        inspector = sa.inspect(self.conn)
+        return all(inspector.has_table(t.name) for t in self.metadata.sorted_tables)
+
+    def ensure_tables(self, wait_s: float = 60.0) -> None:
+        """Create the tables on first use, one dbguard process at a time.
+
+        A coordinator and its workers start together on a fresh control database: concurrent
+        CREATE TABLEs of one name fail in every session but one (PostgreSQL: duplicate key in
+        pg_type), and the loser finds the winner's tables only half made. So creation is
+        serialised under a lock of its own (the run-lock machinery, another key than any fleet's)."""
+        if self._tables_exist():
+            return
+        lock = self._lock("fleet-tables.")
+        if not acquire(lock, wait_s):
+            raise ConfigError(f"the control database {self.masked_url}: another session has been creating the "
+                              f"fleet tables for over {wait_s:g} s (lock {lock.holder()})")
         try:
             self.metadata.create_all(self.conn, checkfirst=True)
         except sa.exc.DBAPIError:
-            # Two dbguard processes creating them at once: fine if they exist now.
-            inspector = sa.inspect(self.conn)
-            if not all(inspector.has_table(t.name) for t in self.metadata.sorted_tables):
+            # An older dbguard creating them without the lock: fine if they exist now.
+            if not self._tables_exist():
                 raise
+        finally:
+            lock.release()
 
     def lock(self, fleet: str) -> SqlRunLock | FileRunLock:
         """The fleet lock: the run-lock machinery of a single target, keyed by the fleet's name."""
-        prefix = f"fleet.{fleet}."
+        return self._lock(f"fleet.{fleet}.")
+
+    def _lock(self, prefix: str) -> SqlRunLock | FileRunLock:
         if self.dialect.run_lock_kind == "file":
             return FileRunLock(self.dialect.run_lock_path(self.database, prefix))  # type: ignore[attr-defined]
         return SqlRunLock(self.conn, self.dialect, self.database, prefix)
