@@ -119,14 +119,19 @@ def _type_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None) -
     repr stably only costs a cache miss)."""
     key = None
     if cache is not None:
+        state = vars(column.type)
         try:
-            key = (type(column.type), repr(sorted(vars(column.type).items())))
-        except Exception:  # noqa: BLE001 - no usable key: compile it
-            key = None
-        else:
+            # Plain values (lengths, flags, names): hashed as they are, with their types.
+            key = (type(column.type), tuple((k, type(v), v) for k, v in state.items()))
             text = cache.get(key)
-            if text is not None:
-                return text
+        except TypeError:  # a list or a dict in the state (Enum): its repr, sorted
+            try:
+                key = (type(column.type), repr(sorted(state.items())))
+                text = cache.get(key)
+            except Exception:  # noqa: BLE001 - no usable key: compile it
+                key, text = None, None
+        if text is not None:
+            return text
     try:
         text = column.type.compile(dialect=dialect)
     except Exception:  # noqa: BLE001 - a type this dialect cannot render: its generic name

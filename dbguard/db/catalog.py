@@ -251,10 +251,14 @@ def _build_mysql(dialect: Any, rows: dict[str, _Rows]) -> dict[str, Any]:
     quoted = dialect.column_default_quoted
     tables: dict[str, dict[str, Any]] = {}
     table_collation: dict[str, str | None] = {}
+    sequences: list[str] = []
     res = rows["tables"]
     at = res.at
     for r in res.rows:
         name = r[at["table_name"]]
+        if r[at["kind"]] == "SEQUENCE":
+            sequences.append(name)
+            continue
         tables[name] = _new_table(r[at["table_comment"]])
         table_collation[name] = r[at["table_collation"]]
     res = rows["columns"]
@@ -345,7 +349,6 @@ def _build_mysql(dialect: Any, rows: dict[str, _Rows]) -> dict[str, Any]:
             continue
         tb["checks"].append({"name": name, "expression": expression})
     views: dict[str, str] = {}
-    sequences: list[str] = []
     res = rows["objects"]
     at = res.at
     for r in res.rows:

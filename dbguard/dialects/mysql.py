@@ -79,10 +79,11 @@ class MysqlDialect:
     # in Python, and that decoding is most of the read's time.
 
     def catalog_tables(self) -> Statement:
+        """Tables and (MariaDB 10.3+) sequences, told apart by ``kind``."""
         return Statement(
-            "SELECT TABLE_NAME AS table_name, TABLE_COMMENT AS table_comment, TABLE_COLLATION AS table_collation "
-            "FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')"
+            "SELECT TABLE_NAME AS table_name, TABLE_TYPE AS kind, TABLE_COMMENT AS table_comment, "
+            "TABLE_COLLATION AS table_collation FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')"
         )
 
     def catalog_columns(self) -> Statement:
@@ -139,13 +140,9 @@ class MysqlDialect:
         )
 
     def catalog_objects(self) -> Statement:
-        """Views and (MariaDB 10.3+) sequences."""
-        sql = ("SELECT 'view' AS kind, TABLE_NAME AS name, VIEW_DEFINITION AS detail, TABLE_SCHEMA AS db "
-               "FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()")
-        if self.mariadb:
-            sql += (" UNION ALL SELECT 'sequence', TABLE_NAME, NULL, TABLE_SCHEMA FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'")
-        return Statement(sql)
+        """Views (sequences come with the tables: one scan of information_schema.TABLES less)."""
+        return Statement("SELECT 'view' AS kind, TABLE_NAME AS name, VIEW_DEFINITION AS detail, TABLE_SCHEMA AS db "
+                         "FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()")
 
     def catalog(self) -> dict[str, Statement]:
         return {
