@@ -286,18 +286,26 @@ def fleet_validate(fleet_file: str | Path, *, control_url: str | None = None, ba
 def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: str | None = None, parallel: int = 4,
                   bake_s: float = 0.0, force: bool = False, confirm: Confirm | None = None, wait_lock_s: float = 0.0,
                   distributed: bool = False, control_url: str | None = None, flags: Mapping[str, Any] | None = None,
-                  progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None) -> FleetResult:
+                  progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None,
+                  worker_timeout_s: float | None = None) -> FleetResult:
     """Batched rollout: canary first, each batch pre-flighted (every target HEALTHY), its targets
     upgraded in parallel worker processes through the guarded upgrade, verified, baked; the first
     failure stops every later batch. ``distributed`` publishes each batch for ``fleet worker``
-    processes on a PostgreSQL control database instead of running it here. ``pool`` lends a
+    processes on a PostgreSQL control database instead of running it here; a batch nobody claims
+    anything of for ``worker_timeout_s`` (default: the fleet file's, else 300) fails. ``pool`` lends a
     process pool (tests share one); by default one of ``parallel`` processes is made."""
     from dbguard.fleet import rollout
 
+    spec = _fleet(fleet_file, control_url)
+    if worker_timeout_s is not None and worker_timeout_s <= 0:
+        from dbguard.errors import ConfigError
+
+        raise ConfigError("--worker-timeout must be above 0 seconds")
     options = rollout.UpgradeOptions(revision=revision, batches=batches, parallel=parallel, bake_s=bake_s,
                                      force=force, wait_lock_s=wait_lock_s, distributed=distributed,
-                                     flags=dict(flags or {}))
-    return rollout.upgrade(_fleet(fleet_file, control_url), options, confirm=confirm, progress=progress, pool=pool)
+                                     flags=dict(flags or {}),
+                                     worker_timeout_s=worker_timeout_s or spec.worker_timeout_s)
+    return rollout.upgrade(spec, options, confirm=confirm, progress=progress, pool=pool)
 
 
 def fleet_status(fleet_file: str | Path, *, control_url: str | None = None,

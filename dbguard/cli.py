@@ -386,6 +386,10 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_
               help="Wait this long after each verified batch before the next.")
 @click.option("--distributed", is_flag=True,
               help="Publish each batch for `dbguard fleet worker` processes (PostgreSQL control database).")
+@click.option("--worker-timeout", "worker_timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              envvar="DBGUARD_FLEET_WORKER_TIMEOUT_S", metavar="SECONDS",
+              help="--distributed: fail a batch no worker claims anything of for this long "
+                   "(default: [fleet] worker_timeout_s, else 300).")
 @click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
               help="Wait this long for the fleet lock instead of exiting 4 at once.")
 @click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
@@ -396,9 +400,9 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_
 @_control_option
 @click.pass_obj
 def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | None, parallel: int, bake_s: float,
-                  distributed: bool, wait_lock: float | None, lock_timeout_ms: int | None,
-                  statement_timeout_ms: int | None, lock_retries: int | None, force: bool, confirm_risk: str | None,
-                  control_url: str | None) -> None:
+                  distributed: bool, worker_timeout_s: float | None, wait_lock: float | None,
+                  lock_timeout_ms: int | None, statement_timeout_ms: int | None, lock_retries: int | None, force: bool,
+                  confirm_risk: str | None, control_url: str | None) -> None:
     """Upgrade every target to REVISION (default head), batch by batch."""
     from dbguard import api
 
@@ -407,7 +411,7 @@ def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | 
     _emit(state, api.fleet_upgrade(fleet_file, revision, batches=batches, parallel=parallel, bake_s=bake_s,
                                    force=force, confirm=_confirm_with(confirm_risk), wait_lock_s=wait_lock or 0.0,
                                    distributed=distributed, control_url=control_url, flags=flags,
-                                   progress=_fleet_progress(state)))
+                                   progress=_fleet_progress(state), worker_timeout_s=worker_timeout_s))
 
 
 @fleet.command("status", context_settings=CONTEXT)

@@ -275,6 +275,43 @@ def test_two_fleet_upgrades_at_once_one_runs_the_other_exits_4(fleet: Fleet) -> 
     assert nothing.returncode == 3 and "nothing to resolve" in nothing.stdout, describe(nothing)
 
 
+def test_distributed_batch_nobody_claims_fails_after_the_worker_timeout(fleet: Fleet) -> None:
+    fleet.control_url = create_database(fleet.pg_server, "postgresql")
+    path = fleet.write(revisions(slow_s=3, slow_only=fleet.database(0)), control_url=fleet.control_url)
+    control = fleet.env()["FLEET_CONTROL_URL"]
+
+    # No worker at all: the published batch is given up after the timeout, never waited for forever.
+    started = time.monotonic()
+    lonely = fleet.run("--format", "json", "fleet", "upgrade", str(path), "--distributed", "--batches", "1,100%",
+                       "--worker-timeout", "2", timeout=60)
+    assert lonely.returncode == 3, describe(lonely)
+    assert time.monotonic() - started < 30
+    result = json.loads(lonely.stdout)
+    assert result["status"] == "refused"
+    assert "batch 1: no worker claimed a target of it in 2 s" in result["message"]
+    assert "start `dbguard fleet worker --control-url postgresql" in result["message"]
+    assert [t["status"] for t in result["targets"]] == ["skipped"] * len(fleet.urls)
+    for url in fleet.urls:
+        assert versions(url) == [] and upgrade_runs(url) == [], url
+    # Nothing ran: the fleet's breaker stays closed.
+    status = fleet.run("--format", "json", "fleet", "status", str(path))
+    assert status.returncode == 0 and json.loads(status.stdout)["state"] == "HEALTHY", describe(status)
+
+    # A claim that is alive is waited for however long its target takes (db00 sleeps 3 s > 2 s).
+    worker = fleet.start("fleet", "worker", "--control-url", control, "--once", "--poll", "0.05", str(path))
+    try:
+        served = fleet.run("--format", "json", "fleet", "upgrade", str(path), "--distributed", "--batches",
+                           "1,100%", "--worker-timeout", "2", timeout=120)
+        assert served.returncode == 0, describe(served)
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+        fleet.finish(worker)
+    for url in fleet.urls:
+        assert versions(url) == ["r3"], url
+    fleet.assert_no_secret()
+
+
 def test_workers_and_coordinator_create_the_control_tables_at_once(pg_server_url: str) -> None:
     # Workers and the coordinator start together on a fresh control database: every one of them
     # creates the tables (concurrent CREATE TABLEs used to fail in all sessions but one).
@@ -322,10 +359,11 @@ def test_three_workers_share_a_distributed_rollout(fleet: Fleet) -> None:
     control = fleet.env()["FLEET_CONTROL_URL"]
     workers = [fleet.start("fleet", "worker", "--control-url", control, "--once", "--poll", "0.05", str(path))
                for _ in range(3)]
-    coordinator = fleet.start("fleet", "upgrade", str(path), "--distributed", "--batches", "1,25%,100%")
+    coordinator = fleet.start("fleet", "upgrade", str(path), "--distributed", "--batches", "1,25%,100%",
+                              "--worker-timeout", "30")
 
     def slow_target_running() -> dict[str, Any] | None:
-        if coordinator.poll() is not None:  # it failed: say why at once
+        if coordinator.poll() is not None:  # it gave up (or failed): say why at once
             raise AssertionError(f"the coordinator exited before the slow target started: "
                                  f"{_rollout_state(fleet, [coordinator, *workers])}")
         return next((r for r in fleet.control_rows("targets")

@@ -29,6 +29,7 @@ def test_env_references_are_expanded_and_masked(tmp_path: Path) -> None:
 [fleet]
 alembic_config = "alembic.ini"
 batches = "1,100%"
+worker_timeout_s = 45
 
 [[targets]]
 name = "eu-1"
@@ -52,6 +53,7 @@ url = "postgresql+psycopg://app:${US_PW}@db2/app"
     assert spec.control_url == f"sqlite:///{tmp_path / 'fleet.fleet.db'}"
     assert "eu-secret" not in repr(spec)
     assert spec.mask("failed: us-secret") == "failed: ***"
+    assert spec.worker_timeout_s == 45
 
 
 def test_inline_password_is_accepted_with_a_warning(tmp_path: Path) -> None:
@@ -78,6 +80,7 @@ url = "postgresql://app:hunter22@db/app"
     ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\nalembic_config = "missing.ini"\n', "no Alembic configuration"),
     ("", r"no \[\[targets"),
     ("[[targets]\n", "not valid TOML"),
+    ('worker_timeout_s = 0\n[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n', "worker_timeout_s must be"),
 ])
 def test_bad_fleet_files(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, '[fleet]\nalembic_config = "alembic.ini"\n' + body)

@@ -42,7 +42,7 @@ from dbguard.core.state import Intent, RunStatus, TargetState
 from dbguard.db.runlock import acquire
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.fleet.control import Control, run_record, utcnow
-from dbguard.fleet.spec import FleetSpec, TargetSpec
+from dbguard.fleet.spec import DEFAULT_WORKER_TIMEOUT_S, FleetSpec, TargetSpec
 from dbguard.masking import mask
 from dbguard.results import (
     FleetBatchResult,
@@ -221,6 +221,9 @@ class UpgradeOptions:
     wait_lock_s: float = 0.0
     distributed: bool = False
     heartbeat_s: float = 2.0
+    # Distributed: a published batch none of whose targets changed state for this long, with no
+    # live claim, fails (no worker is taking it) instead of waiting forever.
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
     # Settings given to every target (x_args, lock_timeout_ms ...): as the command-line flags.
     flags: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -390,6 +393,7 @@ class _Rollout:
         self.current_batch: int | None = None
         self.failure: str | None = None
         self.refused_first = False
+        self.advice: str | None = None
         self.warnings: list[str] = []
         self.outcomes: dict[str, dict[str, Any]] = {}
         self._planned: set[tuple[Any, ...]] = set()
@@ -580,6 +584,9 @@ class _Rollout:
         self.emit("batch_published", batch=number, size=len(targets))
         reported: dict[str, str] = {}
         closed = False
+        timeout = self.options.worker_timeout_s
+        seen: dict[str, str] = {}
+        changed = time.monotonic()
         while True:
             for name in self.control.mark_dead_claims(self.run_id):
                 self.emit("target_unknown", batch=number, target=name)
@@ -587,6 +594,9 @@ class _Rollout:
             counts = {"size": len(rows), "done": sum(1 for r in rows if r["status"] in {s.value for s in FINISHED_TARGET}),
                       "running": sum(1 for r in rows if r["status"] in ("claimed", "running")),
                       "failed": sum(1 for r in rows if r["status"] in {s.value for s in STOPS_ROLLOUT})}
+            now = {r["target"]: r["status"] for r in rows}
+            if now != seen:
+                seen, changed = now, time.monotonic()
             for r in rows:
                 status, name = r["status"], r["target"]
                 if status == TargetStatus.RUNNING.value and name not in reported:
@@ -612,6 +622,19 @@ class _Rollout:
             live = [r for r in rows if r["status"] in ("pending", "claimed", "running")]
             if not live:
                 return
+            # A claimed or running row has a live claim (mark_dead_claims above turned dead ones
+            # unknown) and is waited for however long it takes; a batch left with only pending rows,
+            # none changing for worker_timeout_s, has no worker taking it.
+            idle = time.monotonic() - changed
+            if self.failure is None and idle >= timeout and all(r["status"] == "pending" for r in live):
+                started = any(r["started_at"] is not None for r in rows)
+                self._fail(number, f"batch {number}: no worker claimed a target of it in {timeout:g} s: start "
+                                   f"`dbguard fleet worker --control-url {self.spec.masked_control_url} "
+                                   f"{shlex.quote(str(self.spec.path))}` (on machines that reach the targets), "
+                                   "then run the fleet upgrade again", refused=not started)
+                self.advice = ("start `dbguard fleet worker` processes on the control database (or run the fleet "
+                               "upgrade without --distributed), then run it again")
+                continue
             time.sleep(_POLL_S)
 
     # verification -----------------------------------------------------------------------------
@@ -660,8 +683,8 @@ class _Rollout:
                                        f"in {len(batches)} batch(es)", **common)
         if self.refused_first:
             return FleetResult(status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-                               message=f"refused: {self.failure}", advice="make every target HEALTHY first "
-                               "(`dbguard fleet status` shows them), then run the rollout again", **common)
+                               message=f"refused: {self.failure}", advice=self.advice or "make every target HEALTHY "
+                               "first (`dbguard fleet status` shows them), then run the rollout again", **common)
         command = rollback_command(self.spec, all_upgraded=True)
         radius = _radius_of(self.control, self.spec, self.control.get_run(self.run_id))
         refused = any(t.status == TargetStatus.REFUSED.value for t in targets)

@@ -22,8 +22,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL_PASSWORD = re.compile(r"^[a-zA-Z][\w+.-]*://[^:/@\s]*:(?P<secret>[^@\s]*)@")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TARGET_KEYS = {"name", "url", "weight", "tags", "alembic_config", "health_sql"}
-_FLEET_KEYS = {"name", "alembic_config", "control_url", "batches"}
+_FLEET_KEYS = {"name", "alembic_config", "control_url", "batches", "worker_timeout_s"}
 DEFAULT_BATCHES = "1,100%"
+# A distributed rollout fails a published batch nobody claims anything of for this long.
+DEFAULT_WORKER_TIMEOUT_S = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class FleetSpec:
     warnings: tuple[str, ...] = ()
     # Values that came from ${VAR} references, masked wherever text leaves dbguard.
     secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
 
     @property
     def members(self) -> list[Member]:
@@ -195,6 +198,9 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
     except ConfigError:
         raise ConfigError(f"{path}: control_url is not a database URL: {mask(control, secrets)}") from None
     batches = str(fleet.get("batches") or DEFAULT_BATCHES)
+    worker_timeout = fleet.get("worker_timeout_s", DEFAULT_WORKER_TIMEOUT_S)
+    if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout <= 0:
+        raise ConfigError(f"{path}: worker_timeout_s must be a number of seconds above 0")
     return FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
                      batches=batches, targets=tuple(targets), warnings=tuple(warnings),
-                     secrets=tuple(s for s in dict.fromkeys(secrets) if s))
+                     secrets=tuple(s for s in dict.fromkeys(secrets) if s), worker_timeout_s=float(worker_timeout))
