@@ -343,6 +343,46 @@ def test_workers_and_coordinator_create_the_control_tables_at_once(pg_server_url
         drop_database(url)
 
 
+def test_workers_take_nothing_of_a_dead_run_that_still_says_running(pg_server_url: str) -> None:
+    # Run 1's coordinator died mid-batch (it still says running, a target pending in an open batch);
+    # another session holds the fleet lock now (a fleet rollback, or a forced upgrade: run 2).
+    from dbguard.fleet.control import Control, utcnow
+    from dbguard.fleet.worker import run_worker
+
+    url = create_database(pg_server_url, "postgresql")
+    try:
+        with Control(url) as control, Control(url) as other:
+            control.ensure_tables()
+
+            def published(lock_session: str) -> int:
+                run_id = control.insert_run(fleet="f", intent="upgrade", status="running", started_at=utcnow(),
+                                            lock_session=lock_session)
+                control.insert_batch(run_id=run_id, number=1, size=1, status="open")
+                control.insert_targets([{"run_id": run_id, "batch": 1, "position": 0, "target": "a",
+                                         "status": "pending"}])
+                return run_id
+
+            dead = published("1")
+            lock = other.lock("f")
+            assert lock.try_acquire()
+            # While only the dead run says running, a worker claims nothing of it.
+            polls = iter(range(20))
+            done = run_worker(url, None, once=False, poll_s=0.01, flags={}, progress=lambda event: None,
+                              stop=lambda: next(polls, None) is None)
+            assert done["claimed"] == 0
+            assert {r["status"] for r in control.targets_of(dead)} == {"pending"}
+            # The live run's claims come from that run only, never from the dead one's open batch.
+            live = published(str(other.session_id))
+            claim = control.claim("f", "w", live)
+            assert claim is not None and claim["run_id"] == live
+            control.release_claim(int(claim["id"]))
+            assert control.claim("f", "w", live) is None
+            assert {r["status"] for r in control.targets_of(dead)} == {"pending"}
+            lock.release()
+    finally:
+        drop_database(url)
+
+
 def _rollout_state(fleet: Fleet, procs: list[subprocess.Popen[str]]) -> str:
     """What a stuck distributed rollout looked like: the control rows, who had exited and how."""
     runs = [(r["id"], r["status"], r["error"]) for r in fleet.control_rows("runs")]

@@ -347,16 +347,18 @@ class PostgresqlDialect:
     # Whether this engine can be the control database of a distributed rollout.
     fleet_claims = True
 
-    def fleet_claim(self, targets: str, batches: str, runs: str, fleet: str) -> Statement:
-        """The oldest pending target of an open batch of this fleet's running run, row-locked;
-        rows other workers are claiming right now are skipped, never waited for."""
+    def fleet_claim(self, targets: str, batches: str, runs: str, fleet: str, run_id: int | None = None) -> Statement:
+        """The oldest pending target of an open batch of this fleet's running run (of that run only,
+        given ``run_id``: a dead run also still says running), row-locked; rows other workers are
+        claiming right now are skipped, never waited for."""
+        only_run = "" if run_id is None else "AND t.run_id = :run_id "
         return Statement(
             f"SELECT t.id, t.run_id, t.target FROM {targets} t "
             f"JOIN {batches} b ON b.run_id = t.run_id AND b.number = t.batch "
             f"JOIN {runs} r ON r.id = t.run_id "
             "WHERE t.status = 'pending' AND b.status = 'open' AND r.status = 'running' AND r.fleet = :fleet "
-            "ORDER BY t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
-            {"fleet": fleet},
+            f"{only_run}ORDER BY t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
+            {"fleet": fleet, **({} if run_id is None else {"run_id": int(run_id)})},
         )
 
     def claim_lock(self, claim_id: int) -> Statement:

@@ -307,16 +307,16 @@ class Control:
         finally:
             conn.close()
 
-    def claim(self, fleet: str, worker: str) -> dict[str, Any] | None:
-        """Take the oldest pending target of an open batch: row locked with SKIP LOCKED in a short
-        transaction, marked claimed with this session's id, and the claim lock taken on this
-        (session-scoped) connection before the claim becomes visible."""
+    def claim(self, fleet: str, worker: str, run_id: int | None = None) -> dict[str, Any] | None:
+        """Take the oldest pending target of an open batch (of fleet run ``run_id``, if given): row
+        locked with SKIP LOCKED in a short transaction, marked claimed with this session's id, and
+        the claim lock taken on this (session-scoped) connection before the claim becomes visible."""
         t = self.targets
         # The row lock and the UPDATE must be on this session: it holds the claim lock for the work.
         self.conn.execute(sa.text("BEGIN"))
         try:
             row = run(self.conn, self.dialect.fleet_claim(t.name, self.batches.name, self.runs.name,  # type: ignore[attr-defined]
-                                                          fleet)).mappings().first()
+                                                          fleet, run_id)).mappings().first()
             if row is None:
                 self.conn.execute(sa.text("COMMIT"))
                 return None

@@ -187,12 +187,14 @@ def run_worker(control_url: str, spec: Any | None, *, once: bool, poll_s: float,
             elif once and (seen_run is not None or time.monotonic() - started > 60):
                 break
             fleet = current["fleet"] if current is not None else None
-            # A run whose coordinator is gone (the fleet lock is free) is UNKNOWN: take nothing of it.
-            if fleet is not None and control.lock(fleet).holder() is None:
+            # A run whose coordinator is gone is UNKNOWN: take nothing of it. Gone means the fleet
+            # lock is free, or held by another session than the run's (a fleet rollback or a
+            # refused upgrade of that fleet, while the dead run still says running).
+            if fleet is not None and control.lock(fleet).holder() != str(current["lock_session"]):  # type: ignore[index]
                 if once:
                     break
                 fleet = None
-            claim = control.claim(fleet, me) if fleet is not None else None
+            claim = control.claim(fleet, me, current["id"]) if fleet is not None else None  # type: ignore[index]
             if claim is None:
                 time.sleep(poll_s)
                 continue
