@@ -12,27 +12,30 @@ from typing import TYPE_CHECKING, Any
 
 from dbguard.errors import ExitCode
 from dbguard.results import (
-    DriftReport,
-    FleetResult,
-    FleetStatusReport,
-    FleetValidateReport,
-    FleetWorkerResult,
     HistoryEntry,
     HistoryReport,
-    KillReport,
-    LockTree,
     OfflineSqlResult,
-    PlanReport,
     RevisionsReport,
     RiskPrompt,
     RunResult,
-    SnapshotResult,
     StatusReport,
 )
 from dbguard.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from dbguard.results import (
+        DriftReport,
+        FleetResult,
+        FleetStatusReport,
+        FleetValidateReport,
+        FleetWorkerResult,
+        KillReport,
+        LockTree,
+        PlanReport,
+        SnapshotResult,
+    )
 
     Confirm = Callable[[RiskPrompt], "str | None"]
 
@@ -351,6 +354,8 @@ def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once
     done = worker.run_worker(control_url, spec, once=once, poll_s=poll_s, flags=dict(flags or {}),
                              progress=progress or (lambda event: None),
                              load_spec=lambda path: load_fleet(path, control_url=control_url))
+    from dbguard.results import FleetWorkerResult
+
     return FleetWorkerResult(worker=worker.worker_name(), claimed=done["claimed"], succeeded=done["succeeded"],
                              failed=done["failed"], refused=done["refused"], duration_ms=done["elapsed_ms"],
                              exit_code=ExitCode.RUN_FAILED if done["failed"] else ExitCode.OK)

@@ -6,20 +6,20 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbguard.results import (
-    HistoryReport,
-    KillOutcome,
-    KillReport,
-    LockSession,
-    LockTree,
-    OfflineSqlResult,
-    RevisionsReport,
-    RiskPrompt,
-    RunResult,
-    StatusReport,
-)
+if TYPE_CHECKING:
+    from dbguard.results import (
+        HistoryReport,
+        KillOutcome,
+        KillReport,
+        LockSession,
+        LockTree,
+        RevisionsReport,
+        RiskPrompt,
+        RunResult,
+        StatusReport,
+    )
 
 FORMATS = ("text", "json", "github", "junit", "jsonl")
 # The CI formats only make sense for checks; other commands refuse them with a usage error.
@@ -50,15 +50,16 @@ def to_json(result: Any) -> str:
 
 def render(result: Any, fmt: str = "text") -> str:
     """What goes to standard output for ``result``; empty when there is nothing to print."""
-    if isinstance(result, OfflineSqlResult):
+    if type(result).__name__ == "OfflineSqlResult":
         return ""
     if fmt == "json":
         return to_json(result)
     if fmt in STREAM_FORMATS:
         return render_event({"event": "summary", **_plain(result)})
-    if fmt in CI_FORMATS and type(result) in _CI:
-        return _CI[type(result)](result, fmt)
-    renderer = _TEXT.get(type(result))
+    kind = type(result).__name__
+    if fmt in CI_FORMATS and kind in _CI:
+        return _CI[kind](result, fmt)
+    renderer = _TEXT.get(kind)
     return renderer(result) if renderer else str(result)
 
 
@@ -149,11 +150,12 @@ def _revisions_text(report: RevisionsReport) -> str:
     return "\n".join(report.revisions) if report.revisions else ("base (empty)" if report.kind == "current" else "")
 
 
-_TEXT = {
-    RunResult: _run_text,
-    StatusReport: _status_text,
-    HistoryReport: _history_text,
-    RevisionsReport: _revisions_text,
+# Renderers by result class name: rendering one result never imports every command's result types.
+_TEXT: dict[str, Any] = {
+    "RunResult": _run_text,
+    "StatusReport": _status_text,
+    "HistoryReport": _history_text,
+    "RevisionsReport": _revisions_text,
 }
 
 
@@ -245,16 +247,8 @@ def _snapshot_text(result: Any) -> str:
             f"to {result.path}  sha256:{result.schema_hash[:12]}")
 
 
-def _register_drift() -> None:
-    from dbguard.results import DriftReport, SnapshotResult
-
-    _TEXT[DriftReport] = _drift_text
-    _TEXT[SnapshotResult] = _snapshot_text
-    _CI[DriftReport] = _drift_ci
-
-
-_CI: dict[type, Any] = {}
-_register_drift()
+_TEXT.update({"DriftReport": _drift_text, "SnapshotResult": _snapshot_text})
+_CI: dict[str, Any] = {"DriftReport": _drift_ci}
 
 
 # --- locks ------------------------------------------------------------------------------------------
@@ -346,7 +340,7 @@ def _kill_text(report: KillReport) -> str:
     return "\n".join(lines)
 
 
-_TEXT.update({LockTree: _locks_text, KillReport: _kill_text})
+_TEXT.update({"LockTree": _locks_text, "KillReport": _kill_text})
 
 
 # --- plan ---------------------------------------------------------------------------------------------
@@ -493,14 +487,8 @@ def _relpath(path: str) -> str:
         return path
 
 
-def _register_plan() -> None:
-    from dbguard.results import PlanReport
-
-    _TEXT[PlanReport] = _plan_text
-    _CI[PlanReport] = _plan_ci
-
-
-_register_plan()
+_TEXT["PlanReport"] = _plan_text
+_CI["PlanReport"] = _plan_ci
 
 
 # --- fleets -----------------------------------------------------------------------------------------
@@ -671,13 +659,5 @@ class FleetProgress:
         return None
 
 
-def _register_fleet() -> None:
-    from dbguard.results import FleetResult, FleetStatusReport, FleetValidateReport, FleetWorkerResult
-
-    _TEXT[FleetResult] = _fleet_text
-    _TEXT[FleetStatusReport] = _fleet_status_text
-    _TEXT[FleetValidateReport] = _fleet_validate_text
-    _TEXT[FleetWorkerResult] = _fleet_worker_text
-
-
-_register_fleet()
+_TEXT.update({"FleetResult": _fleet_text, "FleetStatusReport": _fleet_status_text,
+              "FleetValidateReport": _fleet_validate_text, "FleetWorkerResult": _fleet_worker_text})

@@ -1,0 +1,86 @@
+"""Results of ``dbguard locks`` and ``locks kill``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dbguard.errors import ExitCode
+
+
+@dataclasses.dataclass(frozen=True)
+class LockRef:
+    """A lock a session holds (granted) or waits for, on a table when it is a table lock."""
+
+    mode: str
+    granted: bool
+    table: str | None = None
+    locktype: str = "relation"
+
+
+@dataclasses.dataclass(frozen=True)
+class LockSession:
+    """One session in the wait-for tree (or a prepared transaction: kind ``prepared``, id ``prepared:<gid>``)."""
+
+    session_id: str
+    kind: str
+    user: str | None
+    application: str | None
+    client: str | None
+    # The database its locks belong to (MySQL: the lock's schema); None when the source cannot tell.
+    database: str | None
+    state: str
+    xact_age_s: float | None
+    query: str | None
+    blocked_by: tuple[str, ...] = ()
+    is_root: bool = False
+    depth: int = 0
+    locks: tuple[LockRef, ...] = ()
+    privileged: bool = False
+    # Opaque: compared again right before ending the session, so a reused id is never hit.
+    identity: str | None = None
+    gid: str | None = None
+    free_with: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LockTree:
+    """``dbguard locks``: who blocks whom in the target database, root blockers first."""
+
+    engine: str
+    database: str
+    source: str
+    approximate: bool
+    sessions: tuple[LockSession, ...]
+    roots: tuple[str, ...]
+    table: str | None = None
+    warnings: tuple[str, ...] = ()
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class KillOutcome:
+    """What happened (or would happen) to one chosen session."""
+
+    session: LockSession
+    action: str
+    code: str
+    reason: str
+    outcome: str
+    grant: str | None = None
+    duration_ms: int | None = None
+    audit_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KillReport:
+    """``dbguard locks kill``: the chosen sessions, the policy's verdicts and the outcomes."""
+
+    database: str
+    selection: str
+    dry_run: bool
+    outcomes: tuple[KillOutcome, ...]
+    exit_code: ExitCode = ExitCode.OK
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+    approximate: bool = False
