@@ -246,8 +246,12 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     if partial:
         lines.append(f"undo what is live of the half-applied revision {partial}, each operation checked first")
     lines += [f"downgrade {p.revision}" for p in planned] or (["no downgrade step"] if not partial else [])
-    lines.append("sessions blocking the rollback will be ended under the kill policy (audited)" if clearing.kill
-                 else "sessions blocking the rollback will be reported, not ended (--no-kill-blockers)")
+    if getattr(session.dialect, "lock_graph", None) is None:
+        lines.append(f"{session.dialect.name} has no other sessions to end: lock waits are bounded by the timeout")
+    elif clearing.kill:
+        lines.append("sessions blocking the rollback will be ended under the kill policy (audited)")
+    else:
+        lines.append("sessions blocking the rollback will be reported, not ended (--no-kill-blockers)")
     row = runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base")
     prompt = RiskPrompt(title=f"roll back {session.database} to {' '.join(target_revs) or 'base'}",
                         blast_radius=tuple(lines), token="yes")
