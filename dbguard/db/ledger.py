@@ -63,6 +63,16 @@ def from_db_time(value: dt.datetime | str | None) -> dt.datetime | None:
     return _from_db(value)  # type: ignore[arg-type]
 
 
+def _create_if_missing(conn: Connection, table: sa.Table) -> None:
+    """Create a table written outside the run lock; two dbguard processes may race to create it,
+    which is fine as long as it exists afterwards."""
+    try:
+        table.create(conn, checkfirst=True)
+    except sa.exc.DBAPIError:
+        if not sa.inspect(conn).has_table(table.name):
+            raise
+
+
 def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     metadata = sa.MetaData()
     runs = sa.Table(
@@ -297,12 +307,7 @@ class KillLedger:
     def ensure_table(self) -> None:
         if self._ready:
             return
-        try:
-            self.table.create(self.conn, checkfirst=True)
-        except sa.exc.DBAPIError:
-            # Two dbguard processes creating it at once: fine if it exists now.
-            if not sa.inspect(self.conn).has_table(self.table.name):
-                raise
+        _create_if_missing(self.conn, self.table)
         self._ready = True
 
     def record(self, **values: Any) -> int:
@@ -360,11 +365,7 @@ class SchemaStore:
     def ensure_table(self) -> None:
         if self.exists():
             return
-        try:
-            self.table.create(self.conn, checkfirst=True)
-        except sa.exc.DBAPIError:
-            if not sa.inspect(self.conn).has_table(self.table.name):
-                raise
+        _create_if_missing(self.conn, self.table)
         self._exists = True
 
     def latest(self, revisions: Iterable[str]) -> tuple[int, str] | None:
