@@ -95,3 +95,27 @@ def test_mariadb_json_is_longtext_with_its_own_check():
     rows["checks"] = [{"table_name": "t", "name": "c", "expression": "json_valid(`c`)", "level": "Column"}]
     table = _build(MysqlDialect(mariadb=True), rows).tables[0]
     assert table.columns[0].type == "json" and table.checks == ()
+
+
+def test_mariadb_columns_come_packed_one_row_per_table_and_unpack_to_the_plain_rows():
+    from dbguard.db.catalog import _unpack_columns
+
+    maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
+    assert "GROUP_CONCAT" in maria.catalog_columns().sql and "SET STATEMENT" in maria.catalog_columns().sql
+    assert "GROUP_CONCAT" not in maria.catalog_columns(packed=False).sql
+    assert "GROUP_CONCAT" not in mysql8.catalog_columns().sql
+    fields = (["a", "int(11)", "NO", "", "auto_increment", "", "", ""],
+              ["b", "varchar(4)", "YES", "='NULL'", "", "utf8mb4_bin", "note", ""])
+    packed = "\x1f".join("\x1e".join(f) for f in fields)
+    res = _Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": 2, "packed": packed}])
+    assert _unpack_columns(res)
+    assert [dict(zip(res.at, r)) for r in res.rows] == [
+        {"table_name": "t", "column_name": "a", "type": "int(11)", "is_nullable": "NO", "default_expr": None,
+         "extra": "auto_increment", "collation": None, "comment": "", "generated": None},
+        {"table_name": "t", "column_name": "b", "type": "varchar(4)", "is_nullable": "YES", "default_expr": "'NULL'",
+         "extra": "", "collation": "utf8mb4_bin", "comment": "note", "generated": None},
+    ]
+    # A value holding a separator (or a GROUP_CONCAT cut short): the counts do not match, read plain.
+    for n, text in ((2, packed.replace("note", "no\x1fte")), (2, packed.replace("note", "no\x1ete")),
+                    (3, packed), (2, None)):
+        assert not _unpack_columns(_Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": n, "packed": text}]))

@@ -65,8 +65,43 @@ def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -
     """The snapshot document of the database ``conn`` is connected to (PostgreSQL: its current
     schema), canonical: equal to ``to_dict(read_schema(...))``, hashed by ``document_hash``."""
     rows = {key: _Rows(run(conn, stmt)) for key, stmt in dialect.catalog().items()}
+    columns = rows.get("columns")
+    if columns is not None and "packed" in columns.at and not _unpack_columns(columns):
+        rows["columns"] = _Rows(run(conn, dialect.catalog_columns(packed=False)))
     doc = _BUILDERS[dialect.catalog_style](dialect, rows)
     return document_without_tables(doc, exclude)
+
+
+_COLUMN_FIELDS = ("table_name", "column_name", "type", "is_nullable", "default_expr", "extra", "collation", "comment",
+                  "generated")
+
+
+def _unpack_columns(res: _Rows) -> bool:
+    """MySQL dialect's packed columns (one row per table: a count and the fields joined by the
+    0x1f/0x1e separators) turned into plain rows, in place. False when a value held a separator:
+    each one adds a part, so the parts match the counts only when no value held one (a GROUP_CONCAT
+    cut short or NULL does not match either)."""
+    at = res.at
+    i_table, i_count, i_packed = at["table_name"], at["n"], at["packed"]
+    plain = []
+    append = plain.append
+    for r in res.rows:
+        table, packed = r[i_table], r[i_packed]
+        if packed is None:
+            return False
+        items = packed.split("\x1f")
+        if len(items) != r[i_count]:
+            return False
+        for item in items:
+            f = item.split("\x1e")
+            if len(f) != 8:
+                return False
+            default = f[3]
+            append((table, f[0], f[1], f[2], default[1:] if default else None, f[4], f[5] or None, f[6],
+                    f[7] or None))
+    res.at = {key: i for i, key in enumerate(_COLUMN_FIELDS)}
+    res.rows = plain
+    return True
 
 
 def read_schema(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> Schema:

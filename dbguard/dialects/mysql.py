@@ -86,8 +86,25 @@ class MysqlDialect:
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')"
         )
 
-    def catalog_columns(self) -> Statement:
-        """Columns of tables and views (the reader keeps the tables')."""
+    def catalog_columns(self, packed: bool | None = None) -> Statement:
+        """Columns of tables and views (the reader keeps the tables').
+
+        MariaDB (``packed``, its default): one row per table, its columns' fields joined with the
+        ASCII unit and record separators and counted, so PyMySQL decodes two fields per table
+        instead of nine per column (a third of the read's time at 1000 tables). dbguard.db.catalog
+        unpacks them and, when a value held a separator (the counts do not match), reads them plain.
+        A NULL default comes as '', any other prefixed with '='."""
+        if self.mariadb if packed is None else packed:
+            # SET STATEMENT: the limit for this statement only, the session's setting is left alone.
+            return Statement(
+                "SET STATEMENT group_concat_max_len = 4294967295 FOR "
+                "SELECT TABLE_NAME AS table_name, COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(CHAR(30), COLUMN_NAME, "
+                "COLUMN_TYPE, IS_NULLABLE, IFNULL(CONCAT('=', COLUMN_DEFAULT), ''), EXTRA, "
+                "IFNULL(COLLATION_NAME, ''), COLUMN_COMMENT, IFNULL(GENERATION_EXPRESSION, '')) "
+                "ORDER BY ORDINAL_POSITION SEPARATOR 0x1f) AS packed "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "GROUP BY TABLE_NAME ORDER BY TABLE_NAME"
+            )
         return Statement(
             "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, COLUMN_TYPE AS type, "
             "IS_NULLABLE AS is_nullable, COLUMN_DEFAULT AS default_expr, EXTRA AS extra, "
