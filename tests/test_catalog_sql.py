@@ -29,7 +29,7 @@ def test_postgres_catalog_reads_the_current_schema_only_and_skips_extension_obje
 
 def test_mariadb_and_mysql8_catalog_variants():
     maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
-    assert "NULL AS expression" in maria.catalog_indexes().sql
+    assert "NULL AS expression" in maria.catalog_indexes(packed=False).sql
     assert "EXPRESSION AS expression" in mysql8.catalog_indexes().sql
     # MariaDB fills an information_schema view once per row of another it is joined with: no joins.
     for key, stmt in maria.catalog().items():
@@ -98,7 +98,7 @@ def test_mariadb_json_is_longtext_with_its_own_check():
 
 
 def test_mariadb_columns_come_packed_one_row_per_table_and_unpack_to_the_plain_rows():
-    from dbguard.db.catalog import _unpack_columns
+    from dbguard.db.catalog import _unpack
 
     maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
     assert "GROUP_CONCAT" in maria.catalog_columns().sql and "SET STATEMENT" in maria.catalog_columns().sql
@@ -108,7 +108,7 @@ def test_mariadb_columns_come_packed_one_row_per_table_and_unpack_to_the_plain_r
               ["b", "varchar(4)", "YES", "='NULL'", "", "utf8mb4_bin", "note", ""])
     packed = "\x1f".join("\x1e".join(f) for f in fields)
     res = _Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": 2, "packed": packed}])
-    assert _unpack_columns(res)
+    assert _unpack(res, "columns")
     assert [dict(zip(res.at, r)) for r in res.rows] == [
         {"table_name": "t", "column_name": "a", "type": "int(11)", "is_nullable": "NO", "default_expr": None,
          "extra": "auto_increment", "collation": None, "comment": "", "generated": None},
@@ -118,4 +118,16 @@ def test_mariadb_columns_come_packed_one_row_per_table_and_unpack_to_the_plain_r
     # A value holding a separator (or a GROUP_CONCAT cut short): the counts do not match, read plain.
     for n, text in ((2, packed.replace("note", "no\x1fte")), (2, packed.replace("note", "no\x1ete")),
                     (3, packed), (2, None)):
-        assert not _unpack_columns(_Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": n, "packed": text}]))
+        assert not _unpack(_Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": n, "packed": text}]),
+                           "columns")
+    assert "GROUP_CONCAT" in maria.catalog_indexes().sql and "GROUP_CONCAT" not in mysql8.catalog_indexes().sql
+    ix = "\x1f".join("\x1e".join(f) for f in (["PRIMARY", "0", "=id", "", "BTREE", ""],
+                                               ["ix_a", "1", "=a", "10", "BTREE", ""]))
+    res = _Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": 2, "packed": ix}])
+    assert _unpack(res, "indexes")
+    assert [dict(zip(res.at, r)) for r in res.rows] == [
+        {"table_name": "t", "name": "PRIMARY", "non_unique": "0", "column_name": "id", "sub_part": None,
+         "method": "BTREE", "expression": None},
+        {"table_name": "t", "name": "ix_a", "non_unique": "1", "column_name": "a", "sub_part": "10",
+         "method": "BTREE", "expression": None},
+    ]

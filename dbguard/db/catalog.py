@@ -65,22 +65,34 @@ def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -
     """The snapshot document of the database ``conn`` is connected to (PostgreSQL: its current
     schema), canonical: equal to ``to_dict(read_schema(...))``, hashed by ``document_hash``."""
     rows = {key: _Rows(run(conn, stmt)) for key, stmt in dialect.catalog().items()}
-    columns = rows.get("columns")
-    if columns is not None and "packed" in columns.at and not _unpack_columns(columns):
-        rows["columns"] = _Rows(run(conn, dialect.catalog_columns(packed=False)))
+    for key in _PACKED_FIELDS:
+        res = rows.get(key)
+        if res is not None and "packed" in res.at and not _unpack(res, key):
+            rows[key] = _Rows(run(conn, getattr(dialect, f"catalog_{key}")(packed=False)))
     doc = _BUILDERS[dialect.catalog_style](dialect, rows)
     return document_without_tables(doc, exclude)
 
 
-_COLUMN_FIELDS = ("table_name", "column_name", "type", "is_nullable", "default_expr", "extra", "collation", "comment",
-                  "generated")
+# The MySQL dialect's packed results (dialect.catalog_columns / catalog_indexes on MariaDB): each
+# field after the table's name, and how it was written: "=" prefixed or '' for NULL ("n"), '' for
+# NULL ("e"), as it is ("").
+_PACKED_FIELDS = {
+    "columns": (("column_name", ""), ("type", ""), ("is_nullable", ""), ("default_expr", "n"), ("extra", ""),
+                ("collation", "e"), ("comment", ""), ("generated", "e")),
+    "indexes": (("name", ""), ("non_unique", ""), ("column_name", "n"), ("sub_part", "e"), ("method", ""),
+                ("expression", "n")),
+}
 
 
-def _unpack_columns(res: _Rows) -> bool:
-    """MySQL dialect's packed columns (one row per table: a count and the fields joined by the
-    0x1f/0x1e separators) turned into plain rows, in place. False when a value held a separator:
-    each one adds a part, so the parts match the counts only when no value held one (a GROUP_CONCAT
-    cut short or NULL does not match either)."""
+def _unpack(res: _Rows, key: str) -> bool:
+    """A packed result (one row per table: a count and its rows' fields joined by the 0x1f/0x1e
+    separators) turned into plain rows, in place. False when a value held a separator: each one adds
+    a part, so the parts match the counts only when no value held one (a GROUP_CONCAT cut short or
+    NULL does not match either)."""
+    fields = _PACKED_FIELDS[key]
+    width = len(fields)
+    nullable = [i for i, (_, how) in enumerate(fields) if how == "n"]
+    empty = [i for i, (_, how) in enumerate(fields) if how == "e"]
     at = res.at
     i_table, i_count, i_packed = at["table_name"], at["n"], at["packed"]
     plain = []
@@ -93,13 +105,15 @@ def _unpack_columns(res: _Rows) -> bool:
         if len(items) != r[i_count]:
             return False
         for item in items:
-            f = item.split("\x1e")
-            if len(f) != 8:
+            f: list[Any] = item.split("\x1e")
+            if len(f) != width:
                 return False
-            default = f[3]
-            append((table, f[0], f[1], f[2], default[1:] if default else None, f[4], f[5] or None, f[6],
-                    f[7] or None))
-    res.at = {key: i for i, key in enumerate(_COLUMN_FIELDS)}
+            for i in nullable:
+                f[i] = f[i][1:] if f[i] else None
+            for i in empty:
+                f[i] = f[i] or None
+            append((table, *f))
+    res.at = {name: i for i, name in enumerate(("table_name", *(name for name, _ in fields)))}
     res.rows = plain
     return True
 

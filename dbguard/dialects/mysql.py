@@ -113,7 +113,18 @@ class MysqlDialect:
             "ORDER BY TABLE_NAME, ORDINAL_POSITION"
         )
 
-    def catalog_indexes(self) -> Statement:
+    def catalog_indexes(self, packed: bool | None = None) -> Statement:
+        """Index key parts; on MariaDB (``packed``) one row per table, as catalog_columns."""
+        if self.mariadb if packed is None else packed:
+            # MariaDB has no functional key parts: no expression, ever.
+            return Statement(
+                "SET STATEMENT group_concat_max_len = 4294967295 FOR "
+                "SELECT TABLE_NAME AS table_name, COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(CHAR(30), INDEX_NAME, "
+                "NON_UNIQUE, IFNULL(CONCAT('=', COLUMN_NAME), ''), IFNULL(SUB_PART, ''), INDEX_TYPE, '') "
+                "ORDER BY INDEX_NAME, SEQ_IN_INDEX SEPARATOR 0x1f) AS packed "
+                "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+                "GROUP BY TABLE_NAME ORDER BY TABLE_NAME"
+            )
         # MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none.
         expression = "NULL" if self.mariadb else "EXPRESSION"
         return Statement(
