@@ -533,9 +533,10 @@ def main(argv: list[str] | None = None) -> None:
 
         if verbose:
             traceback.print_exc()
+        from dbguard.db.connect import first_line
+
         orig = getattr(exc, "orig", None) or exc
-        line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        click.echo(output.render_error(f"{type(orig).__name__}: {mask(line)}"), err=True)
+        click.echo(output.render_error(f"{type(orig).__name__}: {mask(first_line(exc))}"), err=True)
         sys.exit(int(ExitCode.USAGE))
 
 
