@@ -791,7 +791,9 @@ def diff(expected: Schema, actual: Schema) -> list[Drift]:
 # items by name, unnamed or duplicate items give no key, and the table is compared in full.
 
 
+@functools.lru_cache(maxsize=16384)
 def _qk(text: str | None) -> str | None:
+    # Memoised: a schema repeats a handful of defaults ('x', 0, true, now()) over thousands of columns.
     if text is None:
         return None
     quick = _quick(text)
