@@ -29,7 +29,7 @@ def test_postgres_catalog_reads_the_current_schema_only_and_skips_extension_obje
 
 def test_mariadb_and_mysql8_catalog_variants():
     maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
-    assert "NULL AS expression" in maria.catalog_indexes(packed=False).sql
+    assert "NULL AS expression" in maria.catalog_indexes().sql
     assert "EXPRESSION AS expression" in mysql8.catalog_indexes().sql
     # MariaDB fills an information_schema view once per row of another it is joined with: no joins.
     for key, stmt in maria.catalog().items():
@@ -97,37 +97,57 @@ def test_mariadb_json_is_longtext_with_its_own_check():
     assert table.columns[0].type == "json" and table.checks == ()
 
 
-def test_mariadb_columns_come_packed_one_row_per_table_and_unpack_to_the_plain_rows():
-    from dbguard.db.catalog import _unpack
+def test_mariadb_reads_the_whole_catalog_packed_in_one_statement_and_unpacks_it_to_the_plain_rows():
+    from dbguard.db.catalog import unpack
 
     maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
-    assert "GROUP_CONCAT" in maria.catalog_columns().sql and "SET STATEMENT" in maria.catalog_columns().sql
-    assert "GROUP_CONCAT" not in maria.catalog_columns(packed=False).sql
-    assert "GROUP_CONCAT" not in mysql8.catalog_columns().sql
-    fields = (["a", "int(11)", "NO", "", "auto_increment", "", "", ""],
-              ["b", "varchar(4)", "YES", "='NULL'", "", "utf8mb4_bin", "note", ""])
-    packed = "\x1f".join("\x1e".join(f) for f in fields)
-    res = _Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": 2, "packed": packed}])
-    assert _unpack(res, "columns")
+    packed = maria.catalog_packed()
+    assert packed is not None and mysql8.catalog_packed() is None
+    assert PostgresqlDialect().catalog_packed() is None and SqliteDialect().catalog_packed() is None
+    assert packed.sql.startswith("SET STATEMENT group_concat_max_len = 4294967295 FOR SELECT ")
+    assert packed.params == {} and " JOIN " not in packed.sql.upper()
+    # One part per plain statement, in the same order, each with the plain rows' labels.
+    parts = packed.sql.split(" UNION ALL ")
+    assert [p.split("'")[1] for p in parts] == list(maria.catalog())
+    for key in maria.catalog():
+        labels = [label for label, _ in maria.catalog_packed_fields(key)]
+        assert labels == _plain_labels(maria.catalog()[key].sql), key
+    assert "GROUP_CONCAT" not in maria.catalog_columns().sql and "GROUP_CONCAT" not in mysql8.catalog_columns().sql
+
+    fields = maria.catalog_packed_fields("columns")
+    items = (["t", "a", "int(11)", "NO", "", "auto_increment", "", "", ""],
+             ["t", "b", "varchar(4)", "YES", "='NULL'", "", "utf8mb4_bin", "note", ""])
+    text = "\x1f".join("\x1e".join(f) for f in items)
+    res = unpack(text, 2, fields)
+    assert res is not None
     assert [dict(zip(res.at, r)) for r in res.rows] == [
         {"table_name": "t", "column_name": "a", "type": "int(11)", "is_nullable": "NO", "default_expr": None,
-         "extra": "auto_increment", "collation": None, "comment": "", "generated": None},
+         "extra": "auto_increment", "collation": None, "comment": None, "generated": None},
         {"table_name": "t", "column_name": "b", "type": "varchar(4)", "is_nullable": "YES", "default_expr": "'NULL'",
-         "extra": "", "collation": "utf8mb4_bin", "comment": "note", "generated": None},
+         "extra": None, "collation": "utf8mb4_bin", "comment": "note", "generated": None},
     ]
-    # A value holding a separator (or a GROUP_CONCAT cut short): the counts do not match, read plain.
-    for n, text in ((2, packed.replace("note", "no\x1fte")), (2, packed.replace("note", "no\x1ete")),
-                    (3, packed), (2, None)):
-        assert not _unpack(_Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": n, "packed": text}]),
-                           "columns")
-    assert "GROUP_CONCAT" in maria.catalog_indexes().sql and "GROUP_CONCAT" not in mysql8.catalog_indexes().sql
-    ix = "\x1f".join("\x1e".join(f) for f in (["PRIMARY", "0", "=id", "", "BTREE", ""],
-                                               ["ix_a", "1", "=a", "10", "BTREE", ""]))
-    res = _Rows.of(("table_name", "n", "packed"), [{"table_name": "t", "n": 2, "packed": ix}])
-    assert _unpack(res, "indexes")
+    # A value holding a separator, a GROUP_CONCAT cut short, or NULL for rows that exist: the
+    # counts do not match, and the part is read plain.
+    for n, bad in ((2, text.replace("note", "no\x1fte")), (2, text.replace("note", "no\x1ete")), (3, text),
+                   (2, None), (2, text[:-20])):
+        assert unpack(bad, n, fields) is None
+    empty = unpack(None, 0, maria.catalog_packed_fields("checks"))
+    assert empty is not None and empty.rows == []
+    ix = "\x1f".join("\x1e".join(f) for f in (["t", "PRIMARY", "0", "=id", "", "BTREE", ""],
+                                               ["t", "ix_a", "1", "=a", "10", "BTREE", ""]))
+    res = unpack(ix, 2, maria.catalog_packed_fields("indexes"))
+    assert res is not None
     assert [dict(zip(res.at, r)) for r in res.rows] == [
         {"table_name": "t", "name": "PRIMARY", "non_unique": "0", "column_name": "id", "sub_part": None,
          "method": "BTREE", "expression": None},
         {"table_name": "t", "name": "ix_a", "non_unique": "1", "column_name": "a", "sub_part": "10",
          "method": "BTREE", "expression": None},
     ]
+
+
+def _plain_labels(sql: str) -> list[str]:
+    """The ``AS label`` names of a plain catalog statement's select list, in order."""
+    import re
+
+    select = sql.split(" FROM ", 1)[0]
+    return re.findall(r" AS (\w+)", select)

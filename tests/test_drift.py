@@ -206,6 +206,43 @@ def test_a_half_applied_mariadb_revision_is_drift(request, url, tmp_path):
     assert report.exit_code == 1
 
 
+@pytest.mark.parametrize("url", ["mysql_url"])
+def test_the_packed_mariadb_catalog_reads_what_the_plain_statements_read(request, url, tmp_path):
+    """Every type, checks, comments, a view; then comments holding the packing's separators, which
+    make their part fall back to the plain statement: the document is the same either way."""
+    from dbguard.db.catalog import _build_mysql, _Rows, never_drift, read_document
+    from dbguard.db.sql import run
+    from dbguard.dialects import for_sqlalchemy_dialect
+
+    url = request.getfixturevalue(url)
+    upgrade(SCHEMA_INI, url, tmp_path)
+
+    def both_reads() -> tuple[dict, dict]:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                dialect = for_sqlalchemy_dialect(conn.dialect)
+                assert dialect.catalog_packed() is not None
+                packed = read_document(conn, dialect, never_drift("dbguard_"))
+                plain = {key: _Rows(run(conn, stmt)) for key, stmt in dialect.catalog().items()}
+                from dbguard.core.schema import document_without_tables
+
+                return packed, document_without_tables(_build_mysql(dialect, plain), never_drift("dbguard_"))
+        finally:
+            engine.dispose()
+
+    packed, plain = both_reads()
+    assert packed == plain
+    assert packed["tables"]["things"]["checks"] and packed["views"]["open_things"]
+    assert packed["tables"]["accounts"]["comment"] == "people who log in"
+    execute(url, "ALTER TABLE accounts COMMENT 'odd\x1fcomment'",
+            "ALTER TABLE accounts MODIFY name VARCHAR(100) COMMENT 'odd\x1ename'")
+    packed, plain = both_reads()
+    assert packed == plain
+    assert packed["tables"]["accounts"]["comment"] == "odd\x1fcomment"
+    assert [c.get("comment") for c in packed["tables"]["accounts"]["columns"] if c["name"] == "name"] == ["odd\x1ename"]
+
+
 # Scratch databases -----------------------------------------------------------------------------
 
 

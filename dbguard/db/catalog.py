@@ -64,58 +64,55 @@ class _Rows:
 def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The snapshot document of the database ``conn`` is connected to (PostgreSQL: its current
     schema), canonical: equal to ``to_dict(read_schema(...))``, hashed by ``document_hash``."""
-    rows = {key: _Rows(run(conn, stmt)) for key, stmt in dialect.catalog().items()}
-    for key in _PACKED_FIELDS:
-        res = rows.get(key)
-        if res is not None and "packed" in res.at and not _unpack(res, key):
-            rows[key] = _Rows(run(conn, getattr(dialect, f"catalog_{key}")(packed=False)))
-    doc = _BUILDERS[dialect.catalog_style](dialect, rows)
+    doc = _BUILDERS[dialect.catalog_style](dialect, _read_rows(conn, dialect))
     return document_without_tables(doc, exclude)
 
 
-# The MySQL dialect's packed results (dialect.catalog_columns / catalog_indexes on MariaDB): each
-# field after the table's name, and how it was written: "=" prefixed or '' for NULL ("n"), '' for
-# NULL ("e"), as it is ("").
-_PACKED_FIELDS = {
-    "columns": (("column_name", ""), ("type", ""), ("is_nullable", ""), ("default_expr", "n"), ("extra", ""),
-                ("collation", "e"), ("comment", ""), ("generated", "e")),
-    "indexes": (("name", ""), ("non_unique", ""), ("column_name", "n"), ("sub_part", "e"), ("method", ""),
-                ("expression", "n")),
-}
+def _read_rows(conn: Connection, dialect: Any) -> dict[str, _Rows]:
+    """Each part of ``dialect.catalog()`` as rows: from the dialect's packed statement where it has
+    one (MariaDB), a part read plain where its packed form does not unpack."""
+    plain = dialect.catalog()
+    packed = dialect.catalog_packed()
+    if packed is None:
+        return {key: _Rows(run(conn, stmt)) for key, stmt in plain.items()}
+    rows: dict[str, _Rows] = {}
+    for part, count, text in run(conn, packed).fetchall():
+        if part in plain:
+            found = unpack(text, int(count), dialect.catalog_packed_fields(part))
+            rows[part] = found if found is not None else _Rows(run(conn, plain[part]))
+    for part in plain.keys() - rows.keys():
+        rows[part] = _Rows(run(conn, plain[part]))
+    return rows
 
 
-def _unpack(res: _Rows, key: str) -> bool:
-    """A packed result (one row per table: a count and its rows' fields joined by the 0x1f/0x1e
-    separators) turned into plain rows, in place. False when a value held a separator: each one adds
-    a part, so the parts match the counts only when no value held one (a GROUP_CONCAT cut short or
-    NULL does not match either)."""
-    fields = _PACKED_FIELDS[key]
+def unpack(text: str | None, count: int, fields: tuple[tuple[str, str], ...]) -> _Rows | None:
+    """A packed part (see the MySQL dialect's ``catalog_packed``) as plain rows; None when a value
+    held a separator: each one adds a part, so the parts match the counts only when no value held
+    one (a GROUP_CONCAT cut short, or NULL for rows that exist, does not match either)."""
+    rows = _Rows.__new__(_Rows)
+    rows.at = {name: i for i, (name, _) in enumerate(fields)}
+    rows.rows = []
+    if count == 0:
+        return rows
+    if text is None:
+        return None
+    items = text.split("\x1f")
+    if len(items) != count:
+        return None
     width = len(fields)
     nullable = [i for i, (_, how) in enumerate(fields) if how == "n"]
     empty = [i for i, (_, how) in enumerate(fields) if how == "e"]
-    at = res.at
-    i_table, i_count, i_packed = at["table_name"], at["n"], at["packed"]
-    plain = []
-    append = plain.append
-    for r in res.rows:
-        table, packed = r[i_table], r[i_packed]
-        if packed is None:
-            return False
-        items = packed.split("\x1f")
-        if len(items) != r[i_count]:
-            return False
-        for item in items:
-            f: list[Any] = item.split("\x1e")
-            if len(f) != width:
-                return False
-            for i in nullable:
-                f[i] = f[i][1:] if f[i] else None
-            for i in empty:
-                f[i] = f[i] or None
-            append((table, *f))
-    res.at = {name: i for i, name in enumerate(("table_name", *(name for name, _ in fields)))}
-    res.rows = plain
-    return True
+    append = rows.rows.append
+    for item in items:
+        f: list[Any] = item.split("\x1e")
+        if len(f) != width:
+            return None
+        for i in nullable:
+            f[i] = f[i][1:] if f[i] else None
+        for i in empty:
+            f[i] = f[i] or None
+        append(f)
+    return rows
 
 
 def read_schema(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> Schema:

@@ -86,25 +86,8 @@ class MysqlDialect:
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')"
         )
 
-    def catalog_columns(self, packed: bool | None = None) -> Statement:
-        """Columns of tables and views (the reader keeps the tables').
-
-        MariaDB (``packed``, its default): one row per table, its columns' fields joined with the
-        ASCII unit and record separators and counted, so PyMySQL decodes two fields per table
-        instead of nine per column (a third of the read's time at 1000 tables). dbguard.db.catalog
-        unpacks them and, when a value held a separator (the counts do not match), reads them plain.
-        A NULL default comes as '', any other prefixed with '='."""
-        if self.mariadb if packed is None else packed:
-            # SET STATEMENT: the limit for this statement only, the session's setting is left alone.
-            return Statement(
-                "SET STATEMENT group_concat_max_len = 4294967295 FOR "
-                "SELECT TABLE_NAME AS table_name, COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(CHAR(30), COLUMN_NAME, "
-                "COLUMN_TYPE, IS_NULLABLE, IFNULL(CONCAT('=', COLUMN_DEFAULT), ''), EXTRA, "
-                "IFNULL(COLLATION_NAME, ''), COLUMN_COMMENT, IFNULL(GENERATION_EXPRESSION, '')) "
-                "ORDER BY ORDINAL_POSITION SEPARATOR 0x1f) AS packed "
-                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                "GROUP BY TABLE_NAME ORDER BY TABLE_NAME"
-            )
+    def catalog_columns(self) -> Statement:
+        """Columns of tables and views (the reader keeps the tables')."""
         return Statement(
             "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, COLUMN_TYPE AS type, "
             "IS_NULLABLE AS is_nullable, COLUMN_DEFAULT AS default_expr, EXTRA AS extra, "
@@ -113,19 +96,8 @@ class MysqlDialect:
             "ORDER BY TABLE_NAME, ORDINAL_POSITION"
         )
 
-    def catalog_indexes(self, packed: bool | None = None) -> Statement:
-        """Index key parts; on MariaDB (``packed``) one row per table, as catalog_columns."""
-        if self.mariadb if packed is None else packed:
-            # MariaDB has no functional key parts: no expression, ever.
-            return Statement(
-                "SET STATEMENT group_concat_max_len = 4294967295 FOR "
-                "SELECT TABLE_NAME AS table_name, COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(CHAR(30), INDEX_NAME, "
-                "NON_UNIQUE, IFNULL(CONCAT('=', COLUMN_NAME), ''), IFNULL(SUB_PART, ''), INDEX_TYPE, '') "
-                "ORDER BY INDEX_NAME, SEQ_IN_INDEX SEPARATOR 0x1f) AS packed "
-                "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
-                "GROUP BY TABLE_NAME ORDER BY TABLE_NAME"
-            )
-        # MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none.
+    def catalog_indexes(self) -> Statement:
+        """Index key parts. MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none."""
         expression = "NULL" if self.mariadb else "EXPRESSION"
         return Statement(
             "SELECT TABLE_NAME AS table_name, INDEX_NAME AS name, NON_UNIQUE AS non_unique, "
@@ -182,6 +154,30 @@ class MysqlDialect:
             "checks": self.catalog_checks(),
             "objects": self.catalog_objects(),
         }
+
+    def catalog_packed(self) -> Statement | None:
+        """MariaDB: the whole catalog in one statement of one row per part (the keys of
+        :meth:`catalog`): its row count, and its rows' fields joined by the ASCII record (0x1e) and
+        unit (0x1f) separators, in :meth:`catalog` order. PyMySQL decodes every field in Python,
+        and that was most of the read's time; one string per part is split in C instead, and one
+        round trip replaces seven. dbguard.db.catalog reads a part plain when its counts do not
+        match (a value that held a separator, a GROUP_CONCAT cut short by max_allowed_packet).
+        None on MySQL 8, which has no SET STATEMENT: it reads :meth:`catalog` as it is."""
+        if not self.mariadb:
+            return None
+        parts = []
+        for part, (source, order, fields) in _PACKED_PARTS.items():
+            values = ", ".join(_packed_value(expr, how) for _, expr, how in fields)
+            parts.append(f"SELECT '{part}' AS part, COUNT(*) AS n, GROUP_CONCAT(CONCAT_WS(CHAR(30), {values}) "
+                         f"ORDER BY {order} SEPARATOR 0x1f) AS packed FROM {source}")
+        # SET STATEMENT: the limit for this statement only, the session's setting is left alone.
+        return Statement("SET STATEMENT group_concat_max_len = 4294967295 FOR " + " UNION ALL ".join(parts))
+
+    @staticmethod
+    def catalog_packed_fields(part: str) -> tuple[tuple[str, str], ...]:
+        """A packed part's fields: each one's label in :meth:`catalog`'s rows, and how it was
+        written ("" as it is, "n" NULL as '' and any value prefixed with '=', "e" NULL as '')."""
+        return tuple((label, how) for label, _, how in _PACKED_PARTS[part][2])
 
     def create_scratch_database(self, name: str) -> Statement:
         return Statement(f"CREATE DATABASE `{name}`")
@@ -503,3 +499,52 @@ class MysqlDialect:
 
 def from_sqlalchemy(sa_dialect: Any) -> MysqlDialect:
     return MysqlDialect(mariadb=bool(getattr(sa_dialect, "is_mariadb", False)) or sa_dialect.name == "mariadb")
+
+
+# The packed catalog (MariaDB): per part of catalog(), its rows' source, their order, and each
+# field as (label in catalog()'s rows, SQL expression, how a NULL is written: see catalog_packed_fields).
+_PACKED_PARTS: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
+    "tables": (
+        ("information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+         "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')"), "TABLE_NAME",
+        (("table_name", "TABLE_NAME", ""), ("kind", "TABLE_TYPE", ""), ("table_comment", "TABLE_COMMENT", "e"),
+         ("table_collation", "TABLE_COLLATION", "e"))),
+    "columns": (
+        "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()", "TABLE_NAME, ORDINAL_POSITION",
+        (("table_name", "TABLE_NAME", ""), ("column_name", "COLUMN_NAME", ""), ("type", "COLUMN_TYPE", ""),
+         ("is_nullable", "IS_NULLABLE", ""), ("default_expr", "COLUMN_DEFAULT", "n"), ("extra", "EXTRA", "e"),
+         ("collation", "COLLATION_NAME", "e"), ("comment", "COLUMN_COMMENT", "e"),
+         ("generated", "GENERATION_EXPRESSION", "e"))),
+    "indexes": (
+        "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()", "TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+        (("table_name", "TABLE_NAME", ""), ("name", "INDEX_NAME", ""), ("non_unique", "NON_UNIQUE", ""),
+         ("column_name", "COLUMN_NAME", "n"), ("sub_part", "SUB_PART", "e"), ("method", "INDEX_TYPE", "e"),
+         ("expression", "NULL", "e"))),  # MariaDB has no functional key parts
+    "foreign_keys": (
+        "information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL",
+        "TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+        (("table_name", "TABLE_NAME", ""), ("name", "CONSTRAINT_NAME", ""), ("column_name", "COLUMN_NAME", ""),
+         ("ref_table", "REFERENCED_TABLE_NAME", ""), ("ref_column", "REFERENCED_COLUMN_NAME", ""))),
+    "fk_rules": (
+        "information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()",
+        "TABLE_NAME, CONSTRAINT_NAME",
+        (("table_name", "TABLE_NAME", ""), ("name", "CONSTRAINT_NAME", ""), ("on_delete", "DELETE_RULE", ""),
+         ("on_update", "UPDATE_RULE", ""))),
+    "checks": (
+        "information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()", "TABLE_NAME, CONSTRAINT_NAME",
+        (("table_name", "TABLE_NAME", ""), ("name", "CONSTRAINT_NAME", ""), ("expression", "CHECK_CLAUSE", "e"),
+         ("level", "LEVEL", ""))),
+    "objects": (
+        "information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()", "TABLE_NAME",
+        (("kind", "'view'", ""), ("name", "TABLE_NAME", ""), ("detail", "VIEW_DEFINITION", "e"),
+         ("db", "TABLE_SCHEMA", ""))),
+}
+
+
+def _packed_value(expr: str, how: str) -> str:
+    # CONCAT_WS skips NULLs: every field is written, so that the fields of a row can be counted.
+    if how == "n":
+        return f"IFNULL(CONCAT('=', {expr}), '')"
+    if how == "e":
+        return f"IFNULL({expr}, '')"
+    return expr

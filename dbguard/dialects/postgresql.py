@@ -128,6 +128,10 @@ class PostgresqlDialect:
             "objects": self.catalog_objects(),
         }
 
+    def catalog_packed(self) -> Statement | None:
+        """No packed form: :meth:`catalog` is read as it is."""
+        return None
+
     def create_scratch_database(self, name: str) -> Statement:
         return Statement(f'CREATE DATABASE "{name}"')
 

@@ -63,6 +63,11 @@ class SqliteDialect:
             "foreign_keys": self.catalog_foreign_keys(),
             "objects": self.catalog_objects(),
         }
+
+    def catalog_packed(self) -> Statement | None:
+        """No packed form: :meth:`catalog` is read as it is."""
+        return None
+
     # No sessions to inspect or end: ``dbguard locks`` is for servers.
     lock_graph = None
     # The risk rules judge server engines; SQLite locks the whole file for every write anyway.
