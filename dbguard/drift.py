@@ -93,14 +93,17 @@ def models_drift(conn: Any, dialect: Any, metadatas: list[Any], exclude: tuple[s
 def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), shadow_url: str | None = None,
           progress: Callable[[str], None] = lambda line: None) -> DriftReport:
     """The live schema against models, replayed migrations, or a snapshot file."""
-    from dbguard import expected as sources
-    from dbguard.db.catalog import read_document
-    from dbguard.db.ledger import read_version_heads
-    from dbguard.target import load_target, open_session
-
     started = time.monotonic()
-    # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
-    target = load_target(settings, alembic=against in ("models", "migrations"))
+    # SQLAlchemy's and Alembic's modules live as long as the process: imported without the
+    # collector walking them again and again as they grow, then frozen.
+    with model.gc_paused(freeze=True):
+        from dbguard import expected as sources
+        from dbguard.db.catalog import read_document
+        from dbguard.db.ledger import read_version_heads
+        from dbguard.target import load_target, open_session
+
+        # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
+        target = load_target(settings, alembic=against in ("models", "migrations"))
     exclude = _exclusions(target)
     with open_session(target) as session:
         heads = read_version_heads(session.conn, target.version_table)
