@@ -1,6 +1,6 @@
 """Every column type the engines commonly use, server defaults with functions and casts, enums,
 JSON, partial and expression indexes, FKs with actions, identity and auto-increment columns,
-check constraints, comments. The revisions build exactly this: drift must find nothing."""
+check constraints, comments, a generated column. The revisions build exactly this: drift must find nothing."""
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -35,6 +35,7 @@ things = sa.Table(
     sa.Column("parent_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
               sa.ForeignKey("things.id", ondelete="SET NULL")),
     sa.Column("small", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("double_small", sa.Integer, sa.Computed("small * 2", persisted=True)),
     sa.Column("code", sa.String(20), nullable=False, server_default="x"),
     sa.Column("title", sa.Unicode(200)),
     sa.Column("body", sa.Text),
