@@ -239,6 +239,13 @@ def main() -> None:
         r = measure(engine_name, n, args.runs)
         rows.append((engine_name, n, r))
         print(f"  {r}", flush=True)
+    table = table_text(rows)
+    print(table)
+    if args.write:
+        write(table, [r["load"] for _, _, r in rows])
+
+
+def table_text(rows: list[tuple[str, int, dict[str, float]]]) -> str:
     header = ("| engine | N | compare_metadata (s) | dbguard compare (s) | ratio | per table (ms) a / d | "
               "`alembic check` (s) | `dbguard drift --against models` (s) | ratio | floor (s) | ratio bound | "
               "`dbguard drift --against schema.json` (s) | snapshot per table (ms) | models import (s) | load |")
@@ -252,10 +259,7 @@ def main() -> None:
             f"{r['proc_floor']:.2f} | {r['proc_alembic'] / r['proc_floor']:.1f}x | "
             f"{r['proc_snapshot']:.2f} | {r['proc_snapshot'] / n * 1000:.2f} | {r['models_import']:.2f} | "
             f"{r['load']:.1f} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write(table, [r["load"] for _, _, r in rows])
+    return "\n".join(lines)
 
 
 MARK_START, MARK_END = "<!-- drift:start -->", "<!-- drift:end -->"
