@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -300,24 +301,30 @@ def test_the_scratch_database_is_dropped_after_sigint(db_url, tmp_path):
 # The CLI and its formats -----------------------------------------------------------------------
 
 
-def test_cli_exit_codes_and_ci_formats(pg_url, tmp_path):
+def test_cli_exit_codes_and_ci_formats(db_url, tmp_path):
     import xml.etree.ElementTree as ET
 
-    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
-    base = [*DBGUARD, "-c", str(EXAMPLE_INI), "--url", pg_url]
+    base = [*DBGUARD, "-c", str(EXAMPLE_INI), "--url", db_url]
 
     def cli(*args):
         return subprocess.run([*base, *args], check=False, capture_output=True, text=True, env=env, cwd=tmp_path)
 
     assert cli("drift").returncode == 0
-    execute(pg_url, "ALTER TABLE users ADD COLUMN nickname varchar(20)", "DROP INDEX ix_orders_user_id")
+    on_table = " ON orders" if backend_of(db_url) == "mysql" else ""
+    execute(db_url, "ALTER TABLE users ADD COLUMN nickname varchar(20)", f"DROP INDEX ix_orders_status_created{on_table}")
     out = cli("--format", "junit", "drift")
     assert out.returncode == 1
     suite = ET.fromstring(out.stdout).find("testsuite")
     assert suite.get("tests") == "3" and suite.get("failures") == "2"
     out = cli("--format", "github", "drift")
-    assert out.returncode == 1 and out.stdout.startswith(("::error ", "::warning "))
+    assert out.returncode == 1
+    # The workflow command syntax: ::level key=value,...::message, properties escaped (%, CR, LF, ':' and ',').
+    command_line = re.compile(r"^::(error|warning|notice)( [a-z]+=([^,:\r\n%]|%25|%0D|%0A|%3A|%2C)*"
+                              r"(,[a-z]+=([^,:\r\n%]|%25|%0D|%0A|%3A|%2C)*)*)?::[^\r\n]+$")
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and all(command_line.match(line) for line in lines), lines
     out = cli("--format", "json", "drift")
     assert {d["kind"] for d in json.loads(out.stdout)["drifts"]} == {"extra_column", "missing_index"}
     out = cli("--format", "junit", "status")
@@ -347,33 +354,33 @@ def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
                    drift_ignore=("users.ix_hotfix",), on_drift="refuse").warnings == ()
 
 
-def test_preflight_sees_a_changed_revision_file_and_a_stamp_behind_its_back(pg_url, tmp_path):
+def test_preflight_sees_a_changed_revision_file_and_a_stamp_behind_its_back(db_url, tmp_path):
     ini = _example_copy(tmp_path)
-    upgrade(ini, pg_url, tmp_path)
+    upgrade(ini, db_url, tmp_path)
     path = ini.parent / "versions" / "0002_orders.py"
     path.write_text(path.read_text() + "\n# edited after it ran\n")
-    warned = upgrade(ini, pg_url, tmp_path)
+    warned = upgrade(ini, db_url, tmp_path)
     assert any("revision 0002_orders changed since it was applied" in w for w in warned.warnings)
-    refused = api.upgrade(settings(ini, pg_url, tmp_path, on_drift="refuse"), "head")
+    refused = api.upgrade(settings(ini, db_url, tmp_path, on_drift="refuse"), "head")
     assert refused.exit_code == 3 and "0002_orders changed" in refused.message
 
     ini = _example_copy(tmp_path / "second")
     config = Config(str(ini))
-    config.set_main_option("sqlalchemy.url", pg_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
     command.stamp(config, "0003_last_login_status_index", purge=True)
-    refused = api.upgrade(settings(ini, pg_url, tmp_path, on_drift="refuse"), "head")
+    refused = api.upgrade(settings(ini, db_url, tmp_path, on_drift="refuse"), "head")
     assert refused.exit_code == 3 and "alembic_version was moved outside dbguard" in refused.message
 
 
-def test_post_flight_records_the_schema_and_compares_with_the_models(pg_url, tmp_path):
+def test_post_flight_records_the_schema_and_compares_with_the_models(db_url, tmp_path):
     ini = _example_copy(tmp_path)
-    upgrade(ini, pg_url, tmp_path, "0003_last_login_status_index")
+    upgrade(ini, db_url, tmp_path, "0003_last_login_status_index")
     models = ini.parent / "models.py"
     models.write_text(models.read_text().replace('sa.Column("action", sa.String(50)',
                                                  'sa.Column("action", sa.String(80)'))
-    done = upgrade(ini, pg_url, tmp_path)
+    done = upgrade(ini, db_url, tmp_path)
     assert any("differs from the models" in w and "audit_log.action" in w for w in done.warnings)
-    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT revisions, drift_json FROM dbguard_schemas ORDER BY id")).all()
