@@ -390,10 +390,10 @@ def test_post_flight_records_the_schema_and_compares_with_the_models(db_url, tmp
     assert rows[0][1] is None and "changed_column_type" in rows[1][1]
 
 
-def test_preflight_does_not_import_sqlglot_when_nothing_differs(pg_url, tmp_path):
-    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+def test_preflight_does_not_import_sqlglot_when_nothing_differs(db_url, tmp_path):
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
     code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
-            f"r = api.upgrade(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {pg_url!r}}}, environ={{}}));"
+            f"r = api.upgrade(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {db_url!r}}}, environ={{}}));"
             "assert r.exit_code == 0 and not r.warnings, r; print('sqlglot' in sys.modules)")
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
@@ -401,12 +401,12 @@ def test_preflight_does_not_import_sqlglot_when_nothing_differs(pg_url, tmp_path
     assert time.monotonic() - started < 20
 
 
-def test_drift_against_a_snapshot_imports_neither_alembic_nor_sqlglot(pg_url, tmp_path):
-    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+def test_drift_against_a_snapshot_imports_neither_alembic_nor_sqlglot(db_url, tmp_path):
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
     snap = tmp_path / "schema.json"
-    api.snapshot(settings(EXAMPLE_INI, pg_url, tmp_path), output=str(snap), live=True)
+    api.snapshot(settings(EXAMPLE_INI, db_url, tmp_path), output=str(snap), live=True)
     code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
-            f"r = api.drift(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {pg_url!r}}}, environ={{}}),"
+            f"r = api.drift(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {db_url!r}}}, environ={{}}),"
             f" against={str(snap)!r});"
             "assert r.exit_code == 0 and not r.drifts, r; print('alembic' in sys.modules, 'sqlglot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
