@@ -206,6 +206,23 @@ def _ms(since: float) -> int:
     return int((time.monotonic() - since) * 1000)
 
 
+def _drift_preflight(runner: Any, heads: tuple[str, ...], last: RunRecord | None) -> tuple[str, ...]:
+    """The drift pre-flight of the rollback lane: what it finds (the leftovers of a half-applied
+    revision, a hotfix, a changed revision file) is shown, never a reason to refuse, and a catalog
+    it cannot read (a lock wait that timed out) never holds the way out either."""
+    from dbguard import drift
+
+    try:
+        runner.drift_check = drift.guard_preflight(runner.session, runner.target, runner.script, heads, last,
+                                                   Intent.ROLLBACK.value)
+    except Exception as exc:  # noqa: BLE001 - the rollback goes on; the reason is shown with it
+        with contextlib.suppress(Exception):
+            runner.session.conn.rollback()
+        runner.drift_check = drift.GuardCheck(
+            warnings=(f"could not check for drift before the rollback: {dbconnect.first_line(exc)}",))
+    return tuple(runner.drift_check.warnings)
+
+
 def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: ConfirmYes | None,
                      phases: list[tuple[str, int]], started: float, takeover: list[KillOutcome]) -> RunResult:
     target, session, ledger, script = runner.target, runner.session, runner.ledger, runner.script
@@ -243,6 +260,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
 
     lines = [(f"target: {' '.join(target_revs) or 'base'} ({picked.reason}); the database is at "
               f"{' '.join(heads) or 'base'}")]
+    lines += [f"warning: {w}" for w in _drift_preflight(runner, heads, last)]
     if partial:
         lines.append(f"undo what is live of the half-applied revision {partial}, each operation checked first")
     lines += [f"downgrade {p.revision}" for p in planned] or (["no downgrade step"] if not partial else [])

@@ -354,6 +354,38 @@ def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
                    drift_ignore=("users.ix_hotfix",), on_drift="refuse").warnings == ()
 
 
+def test_the_rollback_lane_shows_drift_and_never_refuses_on_it(db_url, tmp_path):
+    upgrade(EXAMPLE_INI, db_url, tmp_path, "0003_last_login_status_index")
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
+    execute(db_url, "CREATE INDEX ix_hotfix ON users (name)")
+    prompts = []
+    result = api.rollback(settings(EXAMPLE_INI, db_url, tmp_path, on_drift="refuse"),
+                          confirm=lambda prompt: prompts.append(prompt) or True)
+    assert result.exit_code == 0 and result.message.startswith("rolled back to 0003_last_login_status_index")
+    assert any("extra index users.ix_hotfix" in w for w in result.warnings), result.warnings
+    assert any(line.startswith("warning: schema drift") and "users.ix_hotfix" in line
+               for line in prompts[0].blast_radius), prompts[0].blast_radius
+
+
+@pytest.mark.parametrize("url", ["mysql_url"])
+def test_the_rollback_lane_shows_what_a_half_applied_revision_left(request, url, tmp_path):
+    url = request.getfixturevalue(url)
+    ini = make_project(tmp_path, url, [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
+        ("r2", ("op.create_table('t2a', sa.Column('id', sa.Integer, primary_key=True))\n"
+               "op.execute('SELECT * FROM no_such_table')"),
+         "op.drop_table('t2a')"),
+    ])
+    assert api.upgrade(settings(ini, url, tmp_path), "r1").exit_code == 0
+    assert api.upgrade(settings(ini, url, tmp_path), "head").exit_code == 5
+    prompts = []
+    result = api.rollback(settings(ini, url, tmp_path), confirm=lambda prompt: prompts.append(prompt) or True)
+    assert result.exit_code == 0, result
+    shown = [line for line in prompts[0].blast_radius if line.startswith("warning: ")]
+    assert len(shown) == 1 and "extra table t2a" in shown[0], prompts[0].blast_radius
+    assert not any("moved outside dbguard" in w for w in result.warnings), result.warnings
+
+
 def test_preflight_sees_a_changed_revision_file_and_a_stamp_behind_its_back(db_url, tmp_path):
     ini = _example_copy(tmp_path)
     upgrade(ini, db_url, tmp_path)
