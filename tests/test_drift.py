@@ -349,6 +349,8 @@ def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
     assert len(warned.warnings) == 1 and "extra index users.ix_hotfix" in warned.warnings[0]
     refused = api.upgrade(settings(EXAMPLE_INI, db_url, tmp_path, on_drift="refuse"), "head")
     assert refused.exit_code == 3 and "extra index users.ix_hotfix" in refused.message
+    refused = api.downgrade(settings(EXAMPLE_INI, db_url, tmp_path, on_drift="refuse"), "0003_last_login_status_index")
+    assert refused.exit_code == 3 and "extra index users.ix_hotfix" in refused.message
     assert upgrade(EXAMPLE_INI, db_url, tmp_path, on_drift="ignore").warnings == ()
     assert upgrade(EXAMPLE_INI, db_url, tmp_path,
                    drift_ignore=("users.ix_hotfix",), on_drift="refuse").warnings == ()
