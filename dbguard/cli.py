@@ -74,6 +74,15 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     if fmt in output.STREAM_FORMATS and ctx.invoked_subcommand not in output.STREAM_COMMANDS:
         raise click.UsageError(f"--format {fmt} streams progress events of {', '.join(output.STREAM_COMMANDS)} "
                                f"commands only; {ctx.invoked_subcommand or 'this command'} supports text and json")
+    if ctx.invoked_subcommand == "fleet":
+        # Each target's alembic.ini and URL come from the fleet file: a -c or --url typed here would
+        # otherwise be silently ignored (set in the environment, they are just not used).
+        typed = [flag for flag, name in (("-c/--config", "config_path"), ("--url", "url"))
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if typed:
+            verb = "do" if len(typed) > 1 else "does"
+            raise click.UsageError(f"{' and '.join(typed)} {verb} not apply to fleet commands: each target's "
+                                   "alembic.ini and URL come from the fleet file")
 
 
 def _run_options(fn: Any) -> Any:

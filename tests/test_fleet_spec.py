@@ -114,6 +114,21 @@ def test_jsonl_is_for_fleet_commands_only(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--format jsonl streams progress events of fleet" in proc.stderr
 
 
+def test_a_typed_config_or_url_is_refused_by_fleet_commands_not_ignored(tmp_path: Path) -> None:
+    fleet = _sqlite_fleet(tmp_path)
+    for typed, named in ((["-c", "other.ini"], "-c/--config does not apply"),
+                         (["--url", "sqlite:///other.db"], "--url does not apply"),
+                         (["-c", "other.ini", "--url", "sqlite:///other.db"], "-c/--config and --url do not apply")):
+        proc = dg(tmp_path, *typed, "fleet", "validate", str(fleet))
+        assert proc.returncode == 2 and named in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "other.db").exists()
+    # Set in the environment (a shell profile), they are simply not used: the fleet file decides.
+    proc = subprocess.run([*DBGUARD, "fleet", "validate", str(fleet)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
+                          env=cli_env({"DBGUARD_CONFIG": "other.ini", "DBGUARD_URL": "sqlite:///other.db"}))
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.slow
 def test_failed_fleet_is_resolved_with_the_typed_confirmation(tmp_path: Path) -> None:
     path = _sqlite_fleet(tmp_path, fail_in="b.db")
