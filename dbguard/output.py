@@ -653,7 +653,10 @@ class FleetProgress:
         if kind == "target_finished":  # rollback targets
             return f"target {event['target']}: {event['status']}"
         if kind == "fleet_failed":
-            return f"fleet {event['fleet']}: FAILED at batch {event.get('batch')}: {event.get('error')}"
+            # A pre-flight that refused the first batch changed nothing: not a failure. A rollback has no batch.
+            word = "REFUSED" if event.get("status") == "refused" else "FAILED"
+            where = f" at batch {event['batch']}" if event.get("batch") is not None else ""
+            return f"fleet {event['fleet']}: {word}{where}: {event.get('error')}"
         if kind == "fleet_finished":
             return f"fleet {event['fleet']}: done"
         return None

@@ -136,3 +136,15 @@ def test_run_to_undo() -> None:
 
 def test_dead_claims() -> None:
     assert dead_claims({1: "claimed", 2: "running", 3: "running", 4: "succeeded"}, held={2}) == [1, 3]
+
+
+def test_the_progress_line_of_a_stopped_fleet_says_refused_or_failed_and_where() -> None:
+    from dbguard.output import FleetProgress
+
+    line = FleetProgress._line
+    assert line({"event": "fleet_failed", "fleet": "f", "status": "failed", "batch": 2, "error": "t3 failed"}) == \
+        "fleet f: FAILED at batch 2: t3 failed"
+    assert line({"event": "fleet_failed", "fleet": "f", "status": "refused", "batch": 1, "error": "t1 not HEALTHY"}) \
+        == "fleet f: REFUSED at batch 1: t1 not HEALTHY"
+    assert line({"event": "fleet_failed", "fleet": "f", "status": "failed", "error": "t2: busy"}) == \
+        "fleet f: FAILED: t2: busy"
