@@ -392,7 +392,7 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
               help="Targets migrated at once (worker processes, so also connections).")
 @click.option("--bake", "bake_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
-              help="Wait this long after each verified batch before the next.")
+              help="Wait this long after each verified batch, then verify it again before the next.")
 @click.option("--distributed", is_flag=True,
               help="Publish each batch for `dbguard fleet worker` processes (PostgreSQL control database).")
 @click.option("--worker-timeout", "worker_timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -130,6 +130,38 @@ def test_a_typed_config_or_url_is_refused_by_fleet_commands_not_ignored(tmp_path
 
 
 @pytest.mark.slow
+def test_a_batch_that_breaks_while_it_bakes_stops_the_next_one(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = _sqlite_fleet(tmp_path)
+    path.write_text(path.read_text().replace('name = "a"', 'name = "a"\nhealth_sql = "SELECT 1 FROM probe"'))
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        db.execute("CREATE TABLE probe (id INTEGER)")
+    up = subprocess.Popen([*DBGUARD, "--format", "jsonl", "fleet", "upgrade", str(path), "--batches", "1,100%",
+                           "--bake", "3"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=cli_env(), cwd=tmp_path)
+    try:
+        events = []
+        for line in up.stdout:  # the JSON lines arrive as they happen: wait for the bake to begin
+            events.append(json.loads(line))
+            if events[-1]["event"] == "baking":
+                break
+        assert events[-1] == {**events[-1], "event": "baking", "batch": 1}, events
+        with sqlite3.connect(tmp_path / "a.db") as db:  # the canary breaks while it bakes
+            db.execute("DROP TABLE probe")
+        rest, err = up.communicate(timeout=120)
+    finally:
+        up.kill()
+    assert up.returncode == 5, rest + err
+    failed = [json.loads(line) for line in rest.splitlines() if '"fleet_failed"' in line]
+    assert failed and "batch 1 failed verification after baking 3 s: a: health_sql failed" in failed[0]["error"]
+    # Batch 2 never started: b and c are still at base.
+    for name in ("b", "c"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as db:
+            assert not db.execute("SELECT name FROM sqlite_master WHERE name = 't1'").fetchall()
+
+
+@pytest.mark.slow
 def test_failed_fleet_is_resolved_with_the_typed_confirmation(tmp_path: Path) -> None:
     path = _sqlite_fleet(tmp_path, fail_in="b.db")
     up = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2,100%", "--parallel", "2")

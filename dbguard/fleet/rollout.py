@@ -432,6 +432,10 @@ class _Rollout:
                 if self.options.bake_s > 0 and number < len(self.plan):
                     self.emit("baking", batch=number, seconds=self.options.bake_s)
                     time.sleep(self.options.bake_s)
+                    # What the bake is for: the batch is checked again before the next one starts.
+                    self._verify(number, targets, f" after baking {self.options.bake_s:g} s")
+                    if self.failure is not None:
+                        break
         finally:
             if owned is not None:
                 # In-flight targets finish (a migration is never stopped mid-DDL).
@@ -639,8 +643,9 @@ class _Rollout:
 
     # verification -----------------------------------------------------------------------------
 
-    def _verify(self, number: int, targets: list[TargetSpec]) -> None:
-        """After the batch: each target HEALTHY, at the revision its run reached, health_sql passing."""
+    def _verify(self, number: int, targets: list[TargetSpec], when: str = "") -> None:
+        """After the batch (and again after its bake): each target HEALTHY, at the revision its run
+        reached, health_sql passing."""
         with ThreadPoolExecutor(max_workers=max(1, min(self.options.parallel, len(targets)))) as threads:
             checked = list(threads.map(lambda t: _verify_one(t, self.options.flags, self.spec.secrets), targets))
         seen = {t.name: c[0] for t, c in zip(targets, checked)}
@@ -666,7 +671,7 @@ class _Rollout:
             else:
                 self.control.update_target(self.run_id, target.name, target_state=s.state, verified_at=utcnow())
         if bad:
-            self._fail(number, f"batch {number} failed verification: {'; '.join(bad)}")
+            self._fail(number, f"batch {number} failed verification{when}: {'; '.join(bad)}")
 
     # the summary ------------------------------------------------------------------------------
 
