@@ -190,15 +190,21 @@ def test_every_injected_drift_is_found_and_named(db_url, tmp_path):
     assert report.ignored > 0
 
 
-@pytest.mark.parametrize("url", ["mysql_url"])
-def test_a_half_applied_mariadb_revision_is_drift(request, url, tmp_path):
-    url = request.getfixturevalue(url)
-    ini = make_project(tmp_path, url, [
+def _half_applied_project(tmp_path: Path, url: str) -> Path:
+    """r1 creates t1; r2 creates t2a, adds t1.age, then fails: on MariaDB both stay (DDL commits)."""
+    return make_project(tmp_path, url, [
         ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
         ("r2", ("op.create_table('t2a', sa.Column('id', sa.Integer, primary_key=True))\n"
                "op.add_column('t1', sa.Column('age', sa.Integer))\n"
-               "op.execute('SELECT * FROM no_such_table')")),
+               "op.execute('SELECT * FROM no_such_table')"),
+         "op.drop_column('t1', 'age')\nop.drop_table('t2a')"),
     ])
+
+
+@pytest.mark.parametrize("url", ["mysql_url"])
+def test_a_half_applied_mariadb_revision_is_drift(request, url, tmp_path):
+    url = request.getfixturevalue(url)
+    ini = _half_applied_project(tmp_path, url)
     result = api.upgrade(settings(ini, url, tmp_path), "head")
     assert result.exit_code == 5
     report = api.drift(settings(ini, url, tmp_path), against="migrations")
@@ -372,19 +378,14 @@ def test_the_rollback_lane_shows_drift_and_never_refuses_on_it(db_url, tmp_path)
 @pytest.mark.parametrize("url", ["mysql_url"])
 def test_the_rollback_lane_shows_what_a_half_applied_revision_left(request, url, tmp_path):
     url = request.getfixturevalue(url)
-    ini = make_project(tmp_path, url, [
-        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
-        ("r2", ("op.create_table('t2a', sa.Column('id', sa.Integer, primary_key=True))\n"
-               "op.execute('SELECT * FROM no_such_table')"),
-         "op.drop_table('t2a')"),
-    ])
+    ini = _half_applied_project(tmp_path, url)
     assert api.upgrade(settings(ini, url, tmp_path), "r1").exit_code == 0
     assert api.upgrade(settings(ini, url, tmp_path), "head").exit_code == 5
     prompts = []
     result = api.rollback(settings(ini, url, tmp_path), confirm=lambda prompt: prompts.append(prompt) or True)
     assert result.exit_code == 0, result
     shown = [line for line in prompts[0].blast_radius if line.startswith("warning: ")]
-    assert len(shown) == 1 and "extra table t2a" in shown[0], prompts[0].blast_radius
+    assert len(shown) == 1 and "extra table t2a" in shown[0] and "extra column t1.age" in shown[0], shown
     assert not any("moved outside dbguard" in w for w in result.warnings), result.warnings
 
 
