@@ -178,7 +178,7 @@ def test_every_injected_drift_is_found_and_named(db_url, tmp_path):
     api.snapshot(settings(EXAMPLE_INI, db_url, tmp_path), output=str(snap), live=True)
     execute(db_url, *{"postgresql": PG_DDL, "mysql": MARIA_DDL, "sqlite": SQLITE_DDL}[engine])
     s = settings(EXAMPLE_INI, db_url, tmp_path)
-    for against in ("models", str(snap)):
+    for against in ("models", "migrations", str(snap)):
         report = api.drift(s, against=against)
         # Each injected change is found under its own name, and nothing else is reported.
         found = kinds(report)
