@@ -243,6 +243,12 @@ def test_the_packed_mariadb_catalog_reads_what_the_plain_statements_read(request
     assert packed == plain
     assert packed["tables"]["things"]["checks"] and packed["views"]["open_things"]
     assert packed["tables"]["accounts"]["comment"] == "people who log in"
+    # Names and comments beyond ASCII, and a table without any key, come through the packed read alike.
+    execute(url, "CREATE TABLE `naïve_ünits` (`größe` VARCHAR(10) COMMENT 'é ☃', `日付` DATE) COMMENT 'ü'",
+            "CREATE TABLE bare (id INT)")
+    packed, plain = both_reads()
+    assert packed == plain
+    assert [c["name"] for c in packed["tables"]["naïve_ünits"]["columns"]] == ["größe", "日付"]
     execute(url, "ALTER TABLE accounts COMMENT 'odd\x1fcomment'",
             "ALTER TABLE accounts MODIFY name VARCHAR(100) COMMENT 'odd\x1ename'")
     packed, plain = both_reads()
