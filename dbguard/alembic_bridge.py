@@ -129,6 +129,9 @@ class RunHooks:
     verify_connection: Callable[[Any], None]
     # Told env.py's connection once it is ready (the watchdog needs its session id).
     on_connection: Callable[[Any], None] = lambda connection: None
+    # (env.py's target_metadata,) as the run's first configure() got it, None until then: the
+    # post-flight compares the schema with it instead of running env.py a second time.
+    seen_metadata: tuple[Any] | None = None
 
 
 _original_configure: Callable[..., Any] | None = None
@@ -151,7 +154,10 @@ def install() -> None:
             if fn is not None and not getattr(fn, "__dbguard_wrapped__", False):
                 self.context_opts["fn"] = hooks.tracker.wrap(fn)
         assert _original_configure is not None
-        return _original_configure(self, *args, **kw)
+        configured = _original_configure(self, *args, **kw)
+        if isinstance(hooks, RunHooks) and hooks.seen_metadata is None and not self.is_offline_mode():
+            hooks.seen_metadata = (self.context_opts.get("target_metadata"),)
+        return configured
 
     EnvironmentContext.configure = configure  # type: ignore[method-assign]
 

@@ -264,7 +264,8 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
 
 
 def after_run(session: Any, target: Any, script: Any, before: Preflight | None, heads_now: tuple[str, ...],
-              run_id: int | None, steps_ran: bool, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
+              run_id: int | None, steps_ran: bool, ignore: tuple[str, ...] = (),
+              seen_metadata: tuple[Any] | None = None) -> tuple[str, ...]:
     """Store the live schema for the new revision; when migrations ran, compare it with the schema
     expected there (one stored for that revision, else the models when at the scripts' heads).
     Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
@@ -294,7 +295,7 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
         from dbguard import expected as sources
 
         try:
-            expected = sources.models_schema(target, session, exclude)
+            expected = sources.models_schema(target, session, exclude, seen_metadata)
             drifts = model.filter_drift(model.diff_models(expected, live), ignore)
         except sources.NoTargetMetadata:
             pass  # a stock env.py has no models: nothing to compare with, which is not a problem
@@ -336,14 +337,15 @@ def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ..
 
 
 def guard_after_run(session: Any, target: Any, script: Any, check: GuardCheck | None, heads_now: tuple[str, ...],
-                    run_id: int | None, steps_ran: bool) -> tuple[str, ...]:
-    """The pre-flight's warnings plus the post-flight's; never raises: the run already succeeded."""
+                    run_id: int | None, steps_ran: bool, seen_metadata: tuple[Any] | None = None) -> tuple[str, ...]:
+    """The pre-flight's warnings plus the post-flight's; never raises: the run already succeeded.
+    ``seen_metadata``: (env.py's target_metadata,) as the run got it; None: env.py is run again."""
     warnings = list(check.warnings) if check else []
     if target.settings.on_drift == "ignore":
         return tuple(warnings)
     try:
         warnings += after_run(session, target, script, check.preflight if check else None, heads_now, run_id,
-                              steps_ran, tuple(target.settings.drift_ignore))
+                              steps_ran, tuple(target.settings.drift_ignore), seen_metadata)
     except Exception as exc:  # noqa: BLE001 - recording the schema must never fail a successful run
         from dbguard.db.connect import first_line
 

@@ -71,7 +71,11 @@ def read_target_metadata(config: Any, script: Any, connection: Any | None = None
     finally:
         if connection is not None:
             config.attributes.pop("connection", None)
-    meta = found[0] if found else None
+    return metadata_list(found[0] if found else None)
+
+
+def metadata_list(meta: Any) -> list[Any]:
+    """env.py's ``target_metadata`` (a MetaData, or a list of them) as a list."""
     if meta is None:
         raise NoTargetMetadata("env.py passes no target_metadata to context.configure(): nothing to compare "
                                "with; use --against migrations or a snapshot file")
@@ -299,7 +303,13 @@ def _action(value: str | None, dialect: Any) -> str | None:
 MODELS_CACHE: dict[tuple[Any, ...], Any] | None = None
 
 
-def models_schema(target: Any, session: Any, exclude: tuple[str, ...]) -> Schema:
+def models_schema(target: Any, session: Any, exclude: tuple[str, ...],
+                  seen_metadata: tuple[Any] | None = None) -> Schema:
+    """The models' schema on this session's engine. ``seen_metadata``: (env.py's target_metadata,)
+    as a guarded run already got it from configure(); None: env.py is run to read it."""
+    if seen_metadata is not None:
+        return schema_from_metadata(metadata_list(seen_metadata[0]), session.conn.dialect,
+                                    session.dialect).without_tables(exclude)
     cache, key = MODELS_CACHE, None
     if cache is not None:
         config, sa_dialect = target.config, session.conn.dialect

@@ -566,7 +566,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
             journal.flush()
 
     result = _post_flight(runner, intent, heads_before, row, run_id, tracker, journal, error, retries,
-                          int((time.monotonic() - started) * 1000), blocked_traffic)
+                          int((time.monotonic() - started) * 1000), blocked_traffic, hooks.seen_metadata)
     if interrupted:
         raise KeyboardInterrupt
     return result
@@ -575,7 +575,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
 def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
                  run_id: int, tracker: bridge.StepTracker, journal: _StepJournal,
                  error: BaseException | None, retries: int, duration_ms: int,
-                 blocked_traffic: list[Any] | None = None) -> RunResult:
+                 blocked_traffic: list[Any] | None = None, seen_metadata: tuple[Any] | None = None) -> RunResult:
     script, ledger, secrets = runner.script, runner.ledger, runner.target.secrets
     heads_now = read_version_heads(runner.session.conn, runner.target.version_table)
     applied_before = bridge.applied_set(script, heads_before)
@@ -635,7 +635,7 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
         from dbguard import drift
 
         common["warnings"] = drift.guard_after_run(runner.session, runner.target, script, runner.drift_check,
-                                                   heads_now, run_id, bool(steps))
+                                                   heads_now, run_id, bool(steps), seen_metadata)
         verb = "upgraded" if intent is Intent.UPGRADE else "downgraded"
         message = (f"{verb} {' '.join(heads_before) or 'base'} -> {' '.join(heads_now) or 'base'} "
                    f"({len(steps)} step{'s' if len(steps) != 1 else ''})") if steps else \

@@ -432,6 +432,25 @@ def test_post_flight_records_the_schema_and_compares_with_the_models(db_url, tmp
     assert rows[0][1] is None and "changed_column_type" in rows[1][1]
 
 
+def test_the_post_flight_compares_with_the_models_the_run_saw_without_running_env_py_again(db_url, tmp_path):
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer))"),
+    ])
+    env_py = ini.parent / "migrations" / "env.py"
+    runs = tmp_path / "env_runs.txt"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", (
+        "import sqlalchemy as _sa\n"
+        "target_metadata = _sa.MetaData()\n"
+        "_sa.Table('t1', target_metadata, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+        "          _sa.Column('n', _sa.BigInteger))\n"
+        f"with open({str(runs)!r}, 'a') as _f:\n"
+        "    _f.write(('offline' if context.is_offline_mode() else 'online') + '\\n')\n")))
+    done = upgrade(ini, db_url, tmp_path)
+    # The models say t1.n is a BIGINT: the post-flight says so, from the metadata of the run itself.
+    assert any("differs from the models" in w and "t1.n" in w for w in done.warnings), done.warnings
+    assert runs.read_text().split().count("online") == 1, runs.read_text()
+
+
 def test_preflight_does_not_import_sqlglot_when_nothing_differs(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
