@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import traceback
@@ -547,6 +548,10 @@ def main(argv: list[str] | None = None) -> None:
         orig = getattr(exc, "orig", None) or exc
         click.echo(output.render_error(f"{type(orig).__name__}: {mask(first_line(exc))}"), err=True)
         sys.exit(int(ExitCode.USAGE))
+    finally:
+        # The process ends here: without this, the interpreter's last collection walks the whole
+        # heap (SQLAlchemy, Alembic, the models) once more on the way out, 50-150 ms.
+        gc.freeze()
 
 
 if __name__ == "__main__":
