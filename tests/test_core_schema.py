@@ -341,3 +341,18 @@ def test_normalize_expression_is_cached():
     normalize_expression("postgresql", "lower((x)::text)")
     normalize_expression("postgresql", "lower((x)::text)")
     assert normalize_expression.cache_info().hits == 1
+
+
+def test_the_models_default_cache_never_mixes_up_two_defaults() -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from dbguard.expected import _compile_cached
+
+    cache: dict = {}
+    defaults = (sa.func.now(), sa.func.pg_catalog.now(), sa.func.current_timestamp(), sa.true(), sa.false(),
+                sa.null(), sa.func.coalesce(1, 2), sa.func.coalesce(1, 3), sa.func.now(), sa.true())
+    texts = [_compile_cached(d, postgresql.dialect(), cache) for d in defaults]
+    assert texts == ["now()", "pg_catalog.now()", "CURRENT_TIMESTAMP", "true", "false", "NULL",
+                     "coalesce(1, 2)", "coalesce(1, 3)", "now()", "true"]
+    assert len(cache) == 8  # the repeated now() and true() were compiled once
