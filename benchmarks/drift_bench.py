@@ -84,10 +84,11 @@ with connectable.connect() as connection:
 
 # What any comparison with env.py's models pays in a fresh process before it compares anything:
 # the interpreter, SQLAlchemy, the driver, Alembic's context (env.py imports it) and the models,
-# with the collector off (its best case). `alembic check` / this is the highest whole-process
+# with the collector off and the heap frozen before exit (its best case: the interpreter's last
+# collection would walk all of it once more). `alembic check` / this is the highest whole-process
 # ratio any such tool can reach.
 FLOOR = ("import gc, sys; gc.disable(); sys.path.insert(0, {folder!r}); import sqlalchemy, {driver}; "
-         "from alembic import context; import bench_models")
+         "from alembic import context; import bench_models; gc.freeze()")
 DRIVERS = {"postgresql": "psycopg", "mariadb": "pymysql"}
 
 REVISION = '''
@@ -279,7 +280,8 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         "frozen for both so that neither pays the collector for it. Whole-process columns include interpreter "
         "start and the model import; dbguard's bytecode compiled, as an install has it. \"floor\" is a process "
         "that only starts Python and imports SQLAlchemy, the driver, Alembic's context and the models, with the "
-        "collector off: what any tool comparing with env.py's models pays before comparing anything; "
+        "collector off and the heap frozen before exit: what any tool comparing with env.py's models pays before "
+        "comparing anything; "
         "\"ratio bound\" (`alembic check` / floor) is the highest whole-process ratio such a tool can reach. "
         "1-minute load average "
         f"{min(loads):.1f}-{max(loads):.1f} while measuring (the \"load\" column, taken at the end of each row).\n\n"
