@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import importlib
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from docsection import machine
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,13 +266,10 @@ MARK_START, MARK_END = "<!-- drift:start -->", "<!-- drift:end -->"
 
 
 def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    nproc = os.cpu_count()
     versions = ", ".join(f"{e} {_server_version(e)}" for e in URLS)
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"{MARK_START}\n## Drift\n\n"
-        f"`benchmarks/drift_bench.py`, {now}; {nproc} cores (`nproc` {nproc}), "
-        f"Python {platform.python_version()}, {versions}. Median of {RUNS} per cell, the tools alternating in "
+        f"`benchmarks/drift_bench.py`, {machine()}; {versions}. Median of {RUNS} per cell, the tools alternating in "
         "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. "
         "\"dbguard compare\" is `dbguard.drift.models_drift` in-process: the catalog read (in a thread) + "
         "the models' conversion + the diff, model import excluded as for compare_metadata, the models' heap "
