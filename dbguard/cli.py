@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+import dbguard
 from dbguard import __version__, output
 from dbguard.errors import DbguardError, ExitCode
 
@@ -519,6 +520,7 @@ def _hoist_format(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     signal.signal(signal.SIGTERM, _on_sigterm)
     argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
     verbose = "-vv" in argv or "--verbose" in argv

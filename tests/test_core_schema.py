@@ -356,3 +356,24 @@ def test_the_models_default_cache_never_mixes_up_two_defaults() -> None:
     assert texts == ["now()", "pg_catalog.now()", "CURRENT_TIMESTAMP", "true", "false", "NULL",
                      "coalesce(1, 2)", "coalesce(1, 3)", "now()", "true"]
     assert len(cache) == 8  # the repeated now() and true() were compiled once
+
+
+def test_the_heap_is_frozen_only_in_a_process_dbguard_owns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import dbguard
+    from dbguard.core.schema import gc_paused
+
+    gc.unfreeze()
+    try:
+        kept = [[] for _ in range(100)]
+        monkeypatch.setattr(dbguard, "OWNS_PROCESS", False)  # dbguard.api inside a host application
+        with gc_paused(freeze=True):
+            assert not gc.isenabled()
+        assert gc.get_freeze_count() == 0 and gc.isenabled()
+        monkeypatch.setattr(dbguard, "OWNS_PROCESS", True)  # the CLI, a fleet worker
+        with gc_paused(freeze=True):
+            pass
+        assert gc.get_freeze_count() > len(kept)
+    finally:
+        gc.unfreeze()

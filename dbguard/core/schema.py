@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import dbguard
+
 SNAPSHOT_FORMAT = 1
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -42,7 +44,8 @@ def gc_paused(freeze: bool = False) -> Iterator[None]:
 
     ``freeze``: what exists when the last pause ends is frozen (``gc.freeze()``): for the models'
     heap, which lives as long as the process anyway; the first collection after re-enabling would
-    otherwise walk all of it once more (0.3 s at 1000 tables)."""
+    otherwise walk all of it once more (0.3 s at 1000 tables). Only in a process dbguard owns
+    (``dbguard.OWNS_PROCESS``): in a host application the pause is all there is."""
     global _gc_pauses, _gc_was_enabled, _gc_freeze
     with _gc_lock:
         if _gc_pauses == 0:
@@ -57,7 +60,8 @@ def gc_paused(freeze: bool = False) -> Iterator[None]:
             _gc_freeze = _gc_freeze or freeze
             if _gc_pauses == 0:
                 if _gc_freeze:
-                    gc.freeze()
+                    if dbguard.OWNS_PROCESS:
+                        gc.freeze()
                     _gc_freeze = False
                 if _gc_was_enabled:
                     gc.enable()

@@ -36,7 +36,10 @@ _busy = [0]
 
 
 def _init_worker(alive: Any) -> None:
+    import dbguard
     from dbguard import alembic_bridge, expected
+
+    dbguard.OWNS_PROCESS = True  # a worker process of dbguard's own, ended with the rollout
 
     # Each worker renders a revision range offline, and reads the models' schema, once per
     # revision set, however many targets it runs.
