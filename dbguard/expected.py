@@ -101,16 +101,17 @@ def _compile(element: Any, dialect: Any) -> str:
 
 
 _CONSTANTS = (sa.sql.elements.True_, sa.sql.elements.False_, sa.sql.elements.Null)
+_PLAIN_FUNCTIONS = (sa.sql.functions.AnsiFunction, sa.sql.functions.now)
 
 
 def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
     """:func:`_compile`, once per distinct expression: thousands of columns share a handful of
     defaults (``func.now()``, ``true()``). Keyed by SQLAlchemy's cache key (the statement's shape)
     plus the literal values it binds; an element without a cache key is compiled every time."""
-    if isinstance(element, _CONSTANTS) or (isinstance(element, sa.sql.functions.FunctionElement)
-                                           and not element.clauses.clauses):
-        # true(), false(), null(), now(), current_timestamp(): alike by class, name and package.
-        # SQLAlchemy's cache key, built on first use, costs more than the rest of a column's conversion.
+    if isinstance(element, _CONSTANTS) or (isinstance(element, _PLAIN_FUNCTIONS) and not element.clauses.clauses):
+        # true(), false(), null(), now(), current_timestamp(), func.name(): alike by class, name and
+        # package. SQLAlchemy's cache key, built on first use, costs more than the rest of a column's
+        # conversion. Other functions (a sequence's next_value()) carry more state: the cache key.
         plain: Any = (type(element), getattr(element, "name", None), tuple(getattr(element, "packagenames", ())))
         text = cache.get(plain)
         if text is None:

@@ -351,11 +351,13 @@ def test_the_models_default_cache_never_mixes_up_two_defaults() -> None:
 
     cache: dict = {}
     defaults = (sa.func.now(), sa.func.pg_catalog.now(), sa.func.current_timestamp(), sa.true(), sa.false(),
-                sa.null(), sa.func.coalesce(1, 2), sa.func.coalesce(1, 3), sa.func.now(), sa.true())
+                sa.null(), sa.func.coalesce(1, 2), sa.func.coalesce(1, 3), sa.Sequence("s1").next_value(),
+                sa.Sequence("s2").next_value(), sa.func.gen_random_uuid(), sa.func.now(), sa.true())
     texts = [_compile_cached(d, postgresql.dialect(), cache) for d in defaults]
     assert texts == ["now()", "pg_catalog.now()", "CURRENT_TIMESTAMP", "true", "false", "NULL",
-                     "coalesce(1, 2)", "coalesce(1, 3)", "now()", "true"]
-    assert len(cache) == 8  # the repeated now() and true() were compiled once
+                     "coalesce(1, 2)", "coalesce(1, 3)", "nextval('s1')", "nextval('s2')", "gen_random_uuid()",
+                     "now()", "true"]
+    assert len(cache) == 11  # the repeated now() and true() were compiled once
 
 
 def test_the_heap_is_frozen_only_in_a_process_dbguard_owns(monkeypatch: pytest.MonkeyPatch) -> None:
