@@ -218,8 +218,8 @@ def _drift_preflight(runner: Any, heads: tuple[str, ...], last: RunRecord | None
     except Exception as exc:  # noqa: BLE001 - the rollback goes on; the reason is shown with it
         with contextlib.suppress(Exception):
             runner.session.conn.rollback()
-        runner.drift_check = drift.GuardCheck(
-            warnings=(f"could not check for drift before the rollback: {dbconnect.first_line(exc)}",))
+        reason = mask(dbconnect.first_line(exc), runner.target.secrets)
+        runner.drift_check = drift.GuardCheck(warnings=(f"could not check for drift before the rollback: {reason}",))
     return tuple(runner.drift_check.warnings)
 
 
