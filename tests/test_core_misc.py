@@ -51,6 +51,20 @@ def test_settings_merge_order_last_source_wins(tmp_path: Path):
     assert settings.table_prefix == "d_"  # flag beats everything
 
 
+def test_pyproject_drift_table_gives_ignore_patterns_and_the_policy(tmp_path: Path):
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = x\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.dbguard]\nlock_retries = 2\n\n[tool.dbguard.drift]\nignore = ['partition_*', 'users.ix_*']\n"
+        "on_drift = 'refuse'\n")
+    settings = load_settings({"config_path": str(ini)}, environ={}, cwd=tmp_path)
+    assert settings.drift_ignore == ("partition_*", "users.ix_*")
+    assert settings.on_drift == "refuse" and settings.lock_retries == 2
+    (tmp_path / "pyproject.toml").write_text("[tool.dbguard.drift]\non_drift = 'sometimes'\n")
+    with pytest.raises(ConfigError, match="on_drift must be warn, refuse or ignore"):
+        load_settings({"config_path": str(ini)}, environ={}, cwd=tmp_path)
+
+
 def test_settings_reject_nonsense(tmp_path: Path):
     with pytest.raises(ConfigError, match="lock_timeout_ms"):
         load_settings({"lock_timeout_ms": 0}, environ={}, cwd=tmp_path)

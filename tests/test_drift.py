@@ -345,6 +345,19 @@ def test_cli_exit_codes_and_ci_formats(db_url, tmp_path):
     assert cli("drift", "--against", str(tmp_path / "missing.json")).returncode == 2
 
 
+def test_pyproject_drift_ignore_reaches_the_cli(sqlite_url, tmp_path):
+    ini = _example_copy(tmp_path)
+    (ini.parent / "pyproject.toml").write_text("[tool.dbguard.drift]\nignore = ['hotfix']\n")
+    upgrade(ini, sqlite_url, tmp_path)
+    execute(sqlite_url, "CREATE TABLE hotfix (id int)", "CREATE TABLE other (id int)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", sqlite_url, "--format", "json", "drift"],
+                         check=False, capture_output=True, text=True, env=env, cwd=tmp_path)
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and report["ignored"] == 1, out.stdout + out.stderr
+    assert [d["object"] for d in report["drifts"]] == ["other"]
+
+
 # Pre-flight ------------------------------------------------------------------------------------
 
 
