@@ -158,7 +158,7 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
     from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from dbguard.db.catalog import never_drift
+    from dbguard.core.schema import never_drift
     from dbguard.dialects import for_sqlalchemy_dialect
     from dbguard.drift import models_drift
 

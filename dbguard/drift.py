@@ -25,10 +25,8 @@ POLICIES = ("warn", "refuse", "ignore")
 _SHOWN = 5
 
 
-def _exclusions(target: Any) -> tuple[str, ...]:
-    from dbguard.db.catalog import never_drift
-
-    return never_drift(target.settings.table_prefix, target.version_table)
+def _exclusions(settings: Any) -> tuple[str, ...]:
+    return model.never_drift(settings.table_prefix, settings.version_table)
 
 
 def _resolve_heads(script: Any, revision: str) -> tuple[str, ...]:
@@ -94,48 +92,100 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
           progress: Callable[[str], None] = lambda line: None) -> DriftReport:
     """The live schema against models, replayed migrations, or a snapshot file."""
     started = time.monotonic()
-    # SQLAlchemy's and Alembic's modules live as long as the process: imported without the
-    # collector walking them again and again as they grow, then frozen.
-    with model.gc_paused(freeze=True):
-        from dbguard import expected as sources
-        from dbguard.db.catalog import read_document
-        from dbguard.db.ledger import read_version_heads
-        from dbguard.target import load_target, open_session
+    exclude = _exclusions(settings)
+    # Against the models, the live catalog is read in a child process on the other core while
+    # this one imports SQLAlchemy, Alembic and the models (None: not worth it or not possible here).
+    if against == "models":
+        from dbguard import prefetch as catalog_prefetch
 
-        # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
-        target = load_target(settings, alembic=against in ("models", "migrations"))
-    exclude = _exclusions(target)
-    with open_session(target) as session:
-        heads = read_version_heads(session.conn, target.version_table)
-        if against == "models":
-            # The catalog is read on dbguard's connection while env.py imports the models: the
-            # server's work overlaps the import instead of following it.
-            reader = _Background(read_document, session.conn, session.dialect, exclude)
-            try:
-                expected_schema = sources.models_schema(target, session, exclude)
-            except BaseException:
-                reader.join()
-                raise
-            actual = reader.result()
-            found = model.diff_models(expected_schema, actual)
-            names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
-        else:
-            actual = read_document(session.conn, session.dialect, exclude)
-            if against == "migrations":
-                expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
+        prefetch = catalog_prefetch.start(settings, exclude)
+    else:
+        prefetch = None
+    try:
+        # SQLAlchemy's and Alembic's modules live as long as the process: imported without the
+        # collector walking them again and again as they grow, then frozen.
+        with model.gc_paused(freeze=True):
+            from dbguard import expected as sources
+            from dbguard.db.catalog import read_document
+            from dbguard.db.ledger import read_version_heads
+            from dbguard.target import load_target, open_session
+
+            # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
+            target = load_target(settings, alembic=against in ("models", "migrations"))
+        seen_models = None
+        if prefetch is not None:
+            metadatas, sa_dialect = sources.read_env_models(target.config, target.script())
+            report = _models_against_prefetch(settings, ignore, started, exclude, metadatas, sa_dialect, prefetch)
+            if report is not None:
+                return report
+            # The child failed or read another engine: the catalog is read here, env.py not run again.
+            seen_models = (metadatas,)
+        with open_session(target) as session:
+            heads = read_version_heads(session.conn, target.version_table)
+            if against == "models":
+                # The catalog is read on dbguard's connection while env.py imports the models: the
+                # server's work overlaps the import instead of following it.
+                reader = _Background(read_document, session.conn, session.dialect, exclude)
+                try:
+                    expected_schema = sources.models_schema(target, session, exclude, seen_models)
+                except BaseException:
+                    reader.join()
+                    raise
+                actual = reader.result()
+                found = model.diff_models(expected_schema, actual)
+                names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
             else:
-                expected = model.document_without_tables(sources.snapshot_document(against), exclude)
-                _check_engine(expected["engine"], actual["engine"], against)
-            # Catalog against catalog: only tables whose documents differ are compared.
-            try:
-                found = model.diff_documents(expected, actual)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise ConfigError(f"{against}: {exc}") from None
-            names = expected["tables"].keys() | actual["tables"].keys()
+                actual = read_document(session.conn, session.dialect, exclude)
+                if against == "migrations":
+                    expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
+                else:
+                    expected = model.document_without_tables(sources.snapshot_document(against), exclude)
+                    _check_engine(expected["engine"], actual["engine"], against)
+                # Catalog against catalog: only tables whose documents differ are compared.
+                try:
+                    found = model.diff_documents(expected, actual)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    raise ConfigError(f"{against}: {exc}") from None
+                names = expected["tables"].keys() | actual["tables"].keys()
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+    return _report(settings, against, ignore, started, actual["engine"], heads, found, names)
+
+
+def _models_against_prefetch(settings: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
+                             metadatas: list[Any], sa_dialect: Any, child: Any) -> DriftReport | None:
+    """The models against the catalog a forked child read (see :mod:`dbguard.prefetch`), compiled
+    with the dialect of the connection env.py opened: table digests first, objects built for the
+    tables whose digests differ only. None when the child failed or read another engine."""
+    from dbguard import expected as sources
+    from dbguard import prefetch as catalog_prefetch
+    from dbguard.dialects import for_sqlalchemy_dialect
+
+    live = catalog_prefetch.receive(child)
+    if live is None or sa_dialect is None or catalog_prefetch.engine_signature(sa_dialect) != live.engine:
+        return None
+    dialect = for_sqlalchemy_dialect(sa_dialect)
+    digests = sources.model_digests(metadatas, sa_dialect, dialect, exclude)
+    differing = model.differing_tables(digests.tables, live.digests)
+    if differing:
+        document = live.document()
+        if document is None:
+            return None
+        expected = sources.schema_from_metadata(metadatas, sa_dialect, dialect, only=differing)
+    else:
+        document, expected = live.rest, digests.schema_without_tables()
+    found = model.diff(expected, model.from_dict(document, differing))
+    names = digests.tables.keys() | live.digests.keys()
+    return _report(settings, "models", ignore, started, document["engine"], live.heads, found, names)
+
+
+def _report(settings: Any, against: str, ignore: tuple[str, ...], started: float, engine: str,
+            heads: tuple[str, ...], found: list[model.Drift], names: Any) -> DriftReport:
     patterns = tuple(settings.drift_ignore) + tuple(ignore)
     kept = model.filter_drift(found, patterns)
     return DriftReport(
-        against=against, engine=actual["engine"], revisions=heads, drifts=tuple(kept), tables_compared=len(names),
+        against=against, engine=engine, revisions=heads, drifts=tuple(kept), tables_compared=len(names),
         table_names=tuple(sorted(names)),
         ignored=len(found) - len(kept), exit_code=ExitCode.FINDINGS if kept else ExitCode.OK,
         duration_ms=int((time.monotonic() - started) * 1000),
@@ -152,7 +202,7 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
-    exclude = _exclusions(target)
+    exclude = _exclusions(settings)
     with open_session(target) as session:
         if live:
             heads = read_version_heads(session.conn, target.version_table)
@@ -250,7 +300,7 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
     store = SchemaStore(session.conn, prefix)
     baseline = store.latest(heads)
     # The common case, nothing changed, is the catalog's rows hashed as plain data: no model objects.
-    live = read_document(session.conn, session.dialect, _exclusions(target))
+    live = read_document(session.conn, session.dialect, _exclusions(target.settings))
     live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
     if baseline is not None and baseline[1] != live_hash:
@@ -278,7 +328,7 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
             store.store(heads_now, before.live_hash or "", _pack(model.document_json(before.live, indent=None)),
                         run_id)
         return ()
-    exclude = _exclusions(target)
+    exclude = _exclusions(target.settings)
     live = read_document(session.conn, session.dialect, exclude)
     live_hash = model.document_hash(live)
     warnings: list[str] = []

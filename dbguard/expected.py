@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ from dbguard.core.schema import (
     Unique,
     canonical,
     check_document,
+    excluded,
     from_dict,
     gc_paused,
     normalize_type,
+    parts_digest,
     without_gc,
 )
 from dbguard.errors import ConfigError, DbguardError
@@ -49,12 +51,21 @@ class NoTargetMetadata(ConfigError):
 def read_target_metadata(config: Any, script: Any, connection: Any | None = None) -> list[Any]:
     """env.py's ``target_metadata`` (a list of MetaData), read by running env.py with a work
     function that only looks at the context's options: no migration runs, nothing is written."""
+    return read_env_models(config, script, connection)[0]
+
+
+def read_env_models(config: Any, script: Any, connection: Any | None = None) -> tuple[list[Any], Any | None]:
+    """:func:`read_target_metadata`, and the SQLAlchemy dialect of the connection env.py opened
+    (None when it opened none): initialised by the server it connected to."""
     from alembic.runtime.environment import EnvironmentContext
 
     found: list[Any] = []
+    dialects: list[Any] = []
 
     def fn(rev: Any, context: Any) -> list[Any]:
         found.append(context.opts.get("target_metadata"))
+        if context.connection is not None:
+            dialects.append(context.connection.dialect)
         return []
 
     if connection is not None:
@@ -71,7 +82,7 @@ def read_target_metadata(config: Any, script: Any, connection: Any | None = None
     finally:
         if connection is not None:
             config.attributes.pop("connection", None)
-    return metadata_list(found[0] if found else None)
+    return metadata_list(found[0] if found else None), (dialects[0] if dialects else None)
 
 
 def metadata_list(meta: Any) -> list[Any]:
@@ -172,112 +183,187 @@ def _default_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None
     return _compile(arg, dialect) if cache is None else _compile_cached(arg, dialect, cache)
 
 
+# A models table as plain tuples: name, columns, primary key, uniques, checks, indexes, foreign
+# keys, comment (see _TableConverter.parts).
+_TableParts = tuple[str, list[tuple[Any, ...]], tuple[str, ...], list[tuple[Any, ...]], list[tuple[Any, ...]],
+                    list[tuple[Any, ...]], list[tuple[Any, ...]], "str | None"]
+
+
+class _TableConverter:
+    """Models tables as neutral :class:`Table` objects for one live engine, with the caches that
+    make thousands of alike columns cheap; collects the native enums the columns use."""
+
+    def __init__(self, sa_dialect: Any, dialect: Any) -> None:
+        self.sa_dialect, self.dialect, self.engine = sa_dialect, dialect, dialect.name
+        self.rowid_engine = dialect.catalog_style == "sqlite_pragma"
+        self.compiled: dict[Any, str] = {}
+        self.type_texts: dict[Any, str] = {}
+        self.native_enums = sa_dialect.supports_native_enum and not dialect.unique_constraints_are_indexes
+        self.family = _family_key(dialect)
+        self.comments = sa_dialect.supports_comments
+        self.enums: dict[str, tuple[str, ...]] = {}
+
+    def convert(self, table: Any) -> Table:
+        name, columns, pk, uniques, checks, indexes, fks, comment = self.parts(table)
+        return Table(name=name, columns=tuple(Column(*c) for c in columns), primary_key=pk,
+                     uniques=tuple(Unique(*u) for u in uniques), checks=tuple(Check(*c) for c in checks),
+                     indexes=tuple(Index(*i) for i in indexes), foreign_keys=tuple(ForeignKey(*f) for f in fks),
+                     comment=comment)
+
+    def digest(self, table: Any) -> bytes | None:
+        """The table's :func:`dbguard.core.schema.model_table_digest`, without building its objects."""
+        return parts_digest(*self.parts(table))
+
+    def parts(self, table: Any) -> _TableParts:
+        """The table as plain tuples in the fields' order of Column, Unique, Check, Index and
+        ForeignKey: :meth:`convert` builds the objects, :meth:`digest` needs none."""
+        sa_dialect, dialect, engine, rowid_engine = self.sa_dialect, self.dialect, self.engine, self.rowid_engine
+        compiled, type_texts, native_enums, family = self.compiled, self.type_texts, self.native_enums, self.family
+        comments, enum_type, sequence_type = self.comments, sa.Enum, sa.Sequence
+        auto = table.autoincrement_column
+        columns = []
+        for col in table.columns:
+            col_type = col.type
+            type_text = _type_text(col_type, sa_dialect, type_texts)
+            if native_enums and isinstance(col_type, enum_type) and col_type.native_enum and col_type.name:
+                self.enums[col_type.name] = tuple(col_type.enums)
+            autoincrement = (col is auto and not isinstance(col.default, sequence_type)) or col.identity is not None
+            computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
+            columns.append((
+                str(col.name), normalize_type(engine, type_text), bool(col.nullable),
+                None if computed else _default_text(col, sa_dialect, compiled),
+                autoincrement and not rowid_engine, getattr(col_type, "collation", None),
+                col.comment if comments else None, computed,
+            ))
+        # Plain str, not SQLAlchemy's quoted_name: these tuples are digested with marshal.
+        pk = tuple(str(c.name) for c in table.primary_key.columns)
+        uniques: list[tuple[Any, ...]] = []
+        checks: list[tuple[Any, ...]] = []
+        fks: list[tuple[Any, ...]] = []
+        indexes: list[tuple[Any, ...]] = []
+        for constraint in table.constraints:
+            if not _ddl_applies(constraint, sa_dialect):
+                continue
+            if isinstance(constraint, sa.UniqueConstraint):
+                cols = tuple(str(c.name) for c in constraint.columns)
+                if dialect.unique_constraints_are_indexes:
+                    indexes.append((_constraint_name(constraint), cols, True, None, None))
+                else:
+                    uniques.append((_constraint_name(constraint), cols))
+            elif isinstance(constraint, sa.CheckConstraint):
+                checks.append((_constraint_name(constraint), _compile(constraint.sqltext, sa_dialect)))
+            elif isinstance(constraint, sa.ForeignKeyConstraint):
+                ref = constraint.elements[0].column.table
+                fks.append((_constraint_name(constraint), tuple(str(c.name) for c in constraint.columns),
+                            str(ref.name), tuple(str(e.column.name) for e in constraint.elements),
+                            _action(constraint.ondelete, dialect), _action(constraint.onupdate, dialect)))
+        for index in table.indexes:
+            if not _ddl_applies(index, sa_dialect):
+                continue
+            opts = index.dialect_options
+            parts = []
+            for expr in index.expressions:
+                if isinstance(expr, sa.Column):
+                    length = _mysql_length(index, expr.name) if dialect.unique_constraints_are_indexes else None
+                    parts.append(expr.name + (f"({length})" if length else ""))
+                elif isinstance(expr, str):
+                    parts.append(expr)
+                else:
+                    parts.append(_compile(expr, sa_dialect))
+            where = None
+            method = None
+            for key in ("postgresql", "sqlite"):
+                if key in opts and opts[key].get("where") is not None:
+                    where = _compile(opts[key]["where"], sa_dialect) if key == family else where
+            if family == "postgresql":
+                method = opts["postgresql"].get("using") if "postgresql" in opts else None
+                method = None if method in (None, False, "", "btree") else str(method)
+            elif dialect.unique_constraints_are_indexes and "mysql" in opts:
+                prefix = opts["mysql"].get("prefix")
+                method = prefix.lower() if prefix else None
+            indexes.append((_constraint_name(index), tuple(parts), bool(index.unique), where, method))
+        if fks and dialect.fk_creates_index:
+            # InnoDB adds an index for a foreign key unless one starts with its columns.
+            leading = [pk] + [tuple(p.split("(")[0] for p in ix[1]) for ix in indexes]
+            for fk in fks:
+                width = len(fk[1])
+                if not any(cols[:width] == fk[1] for cols in leading):
+                    indexes.append((fk[0], fk[1], False, None, None))
+                    leading.append(fk[1])
+        if rowid_engine and len(pk) == 1:
+            columns = [(c[0], c[1], c[2], c[3], True, *c[5:]) if c[0] == pk[0] and c[1] == "integer" else c
+                       for c in columns]
+        return (str(table.name), columns, pk, uniques, checks, indexes, fks,
+                table.comment if sa_dialect.supports_comments else None)
+
+    def collect_enums(self, table: Any) -> None:
+        """The native enums of a table's columns, without converting the table."""
+        if self.native_enums:
+            for col in table.columns:
+                col_type = col.type
+                if isinstance(col_type, sa.Enum) and col_type.native_enum and col_type.name:
+                    self.enums[col_type.name] = tuple(col_type.enums)
+
+
+def _model_tables(metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[Any]:
+    """The models' tables in the connection's default schema, without those matching ``exclude``.
+    Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway."""
+    return [table for metadata in metadatas for table in metadata.tables.values()
+            if table.schema is None and not (exclude and excluded(table.name, exclude))]
+
+
+def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
+    if not sa_dialect.supports_sequences:
+        return None
+    return tuple(sorted({seq.name for metadata in metadatas for seq in metadata._sequences.values()
+                         if seq.schema is None and not getattr(seq, "optional", False)}))
+
+
 @without_gc
-def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any) -> Schema:
-    """The neutral model of what ``metadata.create_all`` would build on this engine.
+def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any,
+                         only: Iterable[str] | None = None) -> Schema:
+    """The neutral model of what ``metadata.create_all`` would build on this engine (``only``:
+    just these tables, with every enum and sequence).
 
     Types are compiled with the live engine's SQLAlchemy dialect, then spelt the catalog's way.
     """
-    engine = dialect.name
-    tables: list[Table] = []
-    enums: dict[str, tuple[str, ...]] = {}
-    sequences: set[str] = set()
-    rowid_engine = dialect.catalog_style == "sqlite_pragma"
-    compiled: dict[Any, str] = {}
-    type_texts: dict[Any, str] = {}
-    native_enums = sa_dialect.supports_native_enum and not dialect.unique_constraints_are_indexes
-    family = _family_key(dialect)
-    comments = sa_dialect.supports_comments
-    enum_type, sequence_type = sa.Enum, sa.Sequence
-    for metadata in metadatas:
-        for seq in metadata._sequences.values():
-            if sa_dialect.supports_sequences and seq.schema is None and not getattr(seq, "optional", False):
-                sequences.add(seq.name)
-        # Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway.
-        for table in metadata.tables.values():
-            if table.schema is not None:
-                continue
-            auto = table.autoincrement_column
-            columns = []
-            for col in table.columns:
-                col_type = col.type
-                type_text = _type_text(col_type, sa_dialect, type_texts)
-                if native_enums and isinstance(col_type, enum_type) and col_type.native_enum and col_type.name:
-                    enums[col_type.name] = tuple(col_type.enums)
-                autoincrement = (col is auto and not isinstance(col.default, sequence_type)) \
-                    or col.identity is not None
-                computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
-                # Positional: this runs once per column of every model, and keywords cost a third more.
-                columns.append(Column(
-                    col.name, normalize_type(engine, type_text), bool(col.nullable),
-                    None if computed else _default_text(col, sa_dialect, compiled),
-                    autoincrement and not rowid_engine, getattr(col_type, "collation", None),
-                    col.comment if comments else None, computed,
-                ))
-            pk = tuple(c.name for c in table.primary_key.columns)
-            uniques, checks, fks, indexes = [], [], [], []
-            for constraint in table.constraints:
-                if not _ddl_applies(constraint, sa_dialect):
-                    continue
-                if isinstance(constraint, sa.UniqueConstraint):
-                    cols = tuple(c.name for c in constraint.columns)
-                    if dialect.unique_constraints_are_indexes:
-                        indexes.append(Index(name=_constraint_name(constraint), columns=cols, unique=True))
-                    else:
-                        uniques.append(Unique(name=_constraint_name(constraint), columns=cols))
-                elif isinstance(constraint, sa.CheckConstraint):
-                    checks.append(Check(name=_constraint_name(constraint),
-                                        expression=_compile(constraint.sqltext, sa_dialect)))
-                elif isinstance(constraint, sa.ForeignKeyConstraint):
-                    ref = constraint.elements[0].column.table
-                    fks.append(ForeignKey(
-                        name=_constraint_name(constraint), columns=tuple(c.name for c in constraint.columns),
-                        ref_table=ref.name, ref_columns=tuple(e.column.name for e in constraint.elements),
-                        on_delete=_action(constraint.ondelete, dialect), on_update=_action(constraint.onupdate, dialect),
-                    ))
-            for index in table.indexes:
-                if not _ddl_applies(index, sa_dialect):
-                    continue
-                opts = index.dialect_options
-                parts = []
-                for expr in index.expressions:
-                    if isinstance(expr, sa.Column):
-                        length = _mysql_length(index, expr.name) if dialect.unique_constraints_are_indexes else None
-                        parts.append(expr.name + (f"({length})" if length else ""))
-                    elif isinstance(expr, str):
-                        parts.append(expr)
-                    else:
-                        parts.append(_compile(expr, sa_dialect))
-                where = None
-                method = None
-                for key in ("postgresql", "sqlite"):
-                    if key in opts and opts[key].get("where") is not None:
-                        where = _compile(opts[key]["where"], sa_dialect) if key == family else where
-                if family == "postgresql":
-                    method = opts["postgresql"].get("using") if "postgresql" in opts else None
-                    method = None if method in (None, False, "", "btree") else str(method)
-                elif dialect.unique_constraints_are_indexes and "mysql" in opts:
-                    prefix = opts["mysql"].get("prefix")
-                    method = prefix.lower() if prefix else None
-                indexes.append(Index(name=_constraint_name(index), columns=tuple(parts), unique=bool(index.unique),
-                                     where=where, method=method))
-            if fks and dialect.fk_creates_index:
-                # InnoDB adds an index for a foreign key unless one starts with its columns.
-                leading = [pk] + [tuple(p.split("(")[0] for p in ix.columns) for ix in indexes]
-                for fk in fks:
-                    width = len(fk.columns)
-                    if not any(cols[:width] == fk.columns for cols in leading):
-                        indexes.append(Index(name=fk.name, columns=fk.columns))
-                        leading.append(fk.columns)
-            if rowid_engine and len(pk) == 1:
-                columns = [dataclasses.replace(c, autoincrement=True) if c.name == pk[0] and c.type == "integer"
-                           else c for c in columns]
-            tables.append(Table(name=table.name, columns=tuple(columns), primary_key=pk, uniques=tuple(uniques),
-                                checks=tuple(checks), indexes=tuple(indexes), foreign_keys=tuple(fks),
-                                comment=table.comment if sa_dialect.supports_comments else None))
-    return canonical(Schema(engine=engine, tables=tuple(tables), enums=tuple(enums.items()), views=None,
-                            sequences=tuple(sorted(sequences)) if sa_dialect.supports_sequences else None,
-                            origin="models"))
+    converter = _TableConverter(sa_dialect, dialect)
+    wanted = None if only is None else set(only)
+    tables = [converter.convert(table) for table in _model_tables(metadatas)
+              if wanted is None or table.name in wanted]
+    if wanted is not None:
+        # The enums come from the columns of every table, not only of those converted.
+        for table in _model_tables(metadatas):
+            if table.name not in wanted:
+                converter.collect_enums(table)
+    return canonical(Schema(engine=dialect.name, tables=tuple(tables), enums=tuple(converter.enums.items()),
+                            views=None, sequences=_model_sequences(metadatas, sa_dialect), origin="models"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDigests:
+    """Each models table's digest (:func:`dbguard.core.schema.model_table_digest`), and what the
+    models hold besides tables."""
+
+    engine: str
+    tables: dict[str, bytes | None]
+    enums: tuple[tuple[str, tuple[str, ...]], ...]
+    sequences: tuple[str, ...] | None
+
+    def schema_without_tables(self) -> Schema:
+        return Schema(engine=self.engine, tables=(), enums=self.enums, views=None, sequences=self.sequences,
+                      origin="models")
+
+
+@without_gc
+def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, exclude: tuple[str, ...] = ()) -> ModelDigests:
+    """The models' tables digested for comparing with a catalog's digests; no converted object is
+    kept. (Converting half of them in a forked child was measured slower: after the fork, both
+    processes copy every page of the models' heap they touch.)"""
+    converter = _TableConverter(sa_dialect, dialect)
+    digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, exclude)}
+    return ModelDigests(engine=dialect.name, tables=digests, enums=tuple(sorted(converter.enums.items())),
+                        sequences=_model_sequences(metadatas, sa_dialect))
 
 
 def _ddl_applies(item: Any, sa_dialect: Any) -> bool:

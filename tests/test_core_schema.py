@@ -23,8 +23,12 @@ from dbguard.core.schema import (
     Unique,
     diff,
     diff_models,
+    differing_tables,
+    document_table_digest,
     filter_drift,
+    from_dict,
     from_json,
+    model_table_digest,
     normalize_expression,
     normalize_type,
     same_expression,
@@ -274,6 +278,57 @@ def _variants():
 @pytest.mark.parametrize(("models", "live"), _variants())
 def test_models_against_a_document_find_what_the_full_diff_finds(models, live):
     assert diff_models(models, json.loads(to_json(live))) == diff(models, live)
+
+
+@pytest.mark.parametrize(("models", "live"), _variants())
+def test_table_digests_never_hide_a_drift(models, live):
+    """The CLI compares digests first and only the tables whose digests differ in full: every
+    table with a drift must be among them, and equal tables digest alike."""
+    doc = json.loads(to_json(live))
+    differing = differing_tables({t.name: model_table_digest(t) for t in models.tables},
+                                 {name: document_table_digest(data) for name, data in doc["tables"].items()})
+    drifted = {d.table for d in diff(models, live) if d.table}
+    assert drifted <= differing
+    if models.tables == live.tables:
+        assert all(model_table_digest(t) is not None for t in models.tables)  # comparable by digest
+    reduced = dataclasses.replace(models, tables=tuple(t for t in models.tables if t.name in differing))
+    assert diff(reduced, from_dict(doc, differing)) == diff(models, live)
+
+
+@pytest.mark.parametrize("dialect_name", ["postgresql", "mysql", "mariadb", "sqlite"])
+def test_a_models_table_digests_alike_from_its_parts_and_from_its_object(dialect_name):
+    """The CLI digests the models' tables without building their objects: the same digest."""
+    import importlib.util
+    from pathlib import Path
+
+    from sqlalchemy.dialects import registry
+
+    from dbguard.dialects import for_sqlalchemy_dialect
+    from dbguard.expected import _TableConverter, model_digests
+
+    path = Path(__file__).parent / "drift_schema" / "drift_models.py"
+    spec = importlib.util.spec_from_file_location("drift_models_digest", path)
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    sa_dialect = registry.load("mysql" if dialect_name == "mariadb" else dialect_name)()
+    if dialect_name == "mariadb":
+        sa_dialect.is_mariadb = True
+    dialect = for_sqlalchemy_dialect(sa_dialect)
+    converter = _TableConverter(sa_dialect, dialect)
+    digests = model_digests([models.metadata], sa_dialect, dialect)
+    assert set(digests.tables) == set(models.metadata.tables)
+    for table in models.metadata.tables.values():
+        assert converter.digest(table) == model_table_digest(converter.convert(table)) == digests.tables[table.name]
+
+
+def test_digests_see_through_str_subclasses():
+    class Quoted(str):
+        pass
+
+    plain = Table("t", (Column("id", "integer", False),), ("id",))
+    quoted = Table(Quoted("t"), (Column(Quoted("id"), "integer", False),), (Quoted("id"),))
+    assert model_table_digest(quoted) == model_table_digest(plain) is not None
+    assert model_table_digest(dataclasses.replace(plain, primary_key=())) != model_table_digest(plain)
 
 
 def test_ignore_patterns():

@@ -191,6 +191,112 @@ def test_every_injected_drift_is_found_and_named(db_url, tmp_path):
     assert report.ignored > 0
 
 
+# The CLI's way: the catalog read in a forked child ---------------------------------------------
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """api.drift as the CLI runs it, in a process dbguard owns: against the models, the catalog is
+    read in a forked child. Yields a list that records, per comparison, whether it went through
+    the child's digests (True) or fell back to reading the catalog in process (False)."""
+    import gc
+
+    import dbguard
+    from dbguard import drift as drift_module
+    from dbguard import forked
+
+    if not forked.can_fork():
+        pytest.skip("dbguard forks only with fork() and a second CPU")
+    used: list[bool] = []
+    original = drift_module._models_against_prefetch
+
+    def spy(*args):
+        report = original(*args)
+        used.append(report is not None)
+        return report
+
+    monkeypatch.setattr(drift_module, "_models_against_prefetch", spy)
+    monkeypatch.setattr(dbguard, "OWNS_PROCESS", True)
+    try:
+        yield used
+    finally:
+        gc.unfreeze()  # what the owned process froze goes back to the collector
+
+
+def _documents_fetched(monkeypatch) -> list[int]:
+    """Counts the tables' documents fetched from the child: only when some table's digest differs."""
+    from dbguard import prefetch
+
+    fetched: list[int] = []
+    document = prefetch.LiveCatalog.document
+    monkeypatch.setattr(prefetch.LiveCatalog, "document", lambda self: fetched.append(1) or document(self))
+    return fetched
+
+
+@pytest.mark.parametrize("ini", [EXAMPLE_INI, SCHEMA_INI], ids=["migrations_example", "every_type"])
+def test_the_forked_read_finds_no_drift_where_there_is_none(db_url, ini, tmp_path, forking, monkeypatch):
+    import dbguard
+
+    upgrade(ini, db_url, tmp_path)
+    s = settings(ini, db_url, tmp_path)
+    fetched = _documents_fetched(monkeypatch)
+    report = api.drift(s, against="models")
+    assert forking == [True]
+    assert report.drifts == () and report.exit_code == 0, [d.describe() for d in report.drifts]
+    if ini == EXAMPLE_INI and backend_of(db_url) != "sqlite":
+        # Each table digests as its catalog table does: no table is compared in full. (The every-type
+        # schema's checks need sqlglot to compare, SQLite names no unique constraint: compared in full.)
+        assert fetched == []
+    monkeypatch.setattr(dbguard, "OWNS_PROCESS", False)
+    in_process = api.drift(s, against="models")
+    assert forking == [True]  # no child the second time
+    assert (report.table_names, report.revisions, report.engine) == \
+        (in_process.table_names, in_process.revisions, in_process.engine)
+    assert len(report.table_names) >= 3
+
+
+def test_the_forked_read_names_every_injected_drift(db_url, tmp_path, forking, monkeypatch):
+    engine = backend_of(db_url)
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
+    execute(db_url, *{"postgresql": PG_DDL, "mysql": MARIA_DDL, "sqlite": SQLITE_DDL}[engine])
+    fetched = _documents_fetched(monkeypatch)
+    report = api.drift(settings(EXAMPLE_INI, db_url, tmp_path), against="models")
+    assert forking == [True] and fetched == [1]
+    found = kinds(report)
+    assert found == EXPECTED[engine], (EXPECTED[engine] - found, found - EXPECTED[engine])
+    assert report.exit_code == 1 and report.revisions
+
+
+@pytest.mark.parametrize("failure", ["the child fails", "the child read another engine"])
+def test_the_forked_read_falls_back_without_running_env_py_again(db_url, tmp_path, forking, monkeypatch, failure):
+    from dbguard import expected, prefetch
+
+    if failure == "the child fails":
+        def broken(settings, exclude):
+            raise RuntimeError("no catalog")
+            yield
+
+        monkeypatch.setattr(prefetch, "_read_catalog", broken)
+    else:
+        original = prefetch.receive
+
+        def elsewhere(child):
+            live = original(child)
+            live.engine = ("otherdb", False, (1,))
+            return live
+
+        monkeypatch.setattr(prefetch, "receive", elsewhere)
+    env_runs = []
+    read_env_models = expected.read_env_models
+    monkeypatch.setattr(expected, "read_env_models", lambda *a: env_runs.append(1) or read_env_models(*a))
+    monkeypatch.setattr(expected, "read_target_metadata", lambda *a: pytest.fail("env.py run a second time"))
+    upgrade(EXAMPLE_INI, db_url, tmp_path)
+    execute(db_url, "CREATE TABLE hotfix (id int)")
+    report = api.drift(settings(EXAMPLE_INI, db_url, tmp_path), against="models")
+    assert forking == [False] and env_runs == [1]
+    assert kinds(report) == {("extra_table", "hotfix")} and report.exit_code == 1
+
+
 def _half_applied_project(tmp_path: Path, url: str) -> Path:
     """r1 creates t1; r2 creates t2a, adds t1.age, then fails: on MariaDB both stay (DDL commits)."""
     return make_project(tmp_path, url, [
@@ -218,7 +324,8 @@ def test_a_half_applied_mariadb_revision_is_drift(request, url, tmp_path):
 def test_the_packed_mariadb_catalog_reads_what_the_plain_statements_read(request, url, tmp_path):
     """Every type, checks, comments, a view; then comments holding the packing's separators, which
     make their part fall back to the plain statement: the document is the same either way."""
-    from dbguard.db.catalog import _build_mysql, _Rows, never_drift, read_document
+    from dbguard.core.schema import never_drift
+    from dbguard.db.catalog import _build_mysql, _Rows, read_document
     from dbguard.db.sql import run
     from dbguard.dialects import for_sqlalchemy_dialect
 

@@ -17,6 +17,7 @@ import functools
 import gc
 import hashlib
 import json
+import marshal
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -348,6 +349,16 @@ def from_dict(doc: dict[str, Any], only: Iterable[str] | None = None) -> Schema:
 
 def from_json(text: str) -> Schema:
     return from_dict(json.loads(text))
+
+
+def never_drift(prefix: str, version_table: str = "alembic_version") -> tuple[str, ...]:
+    """Table patterns that are never drift: dbguard's ledger and Alembic's version table."""
+    return (f"{prefix}*", version_table)
+
+
+def excluded(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a table name matches one of the fnmatch ``patterns``."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def document_without_tables(doc: dict[str, Any], patterns: Iterable[str]) -> dict[str, Any]:
@@ -852,6 +863,65 @@ def _document_key(data: dict[str, Any]) -> tuple[Any, ...] | None:
                    f.get("on_update")) for f in data.get("foreign_keys", ())]),
         data.get("comment"),
     )
+
+
+def _digest(key: tuple[Any, ...] | None) -> bytes | None:
+    # A table's key as 16 bytes that cross a pipe: equal keys give equal digests. marshal format 2
+    # writes no back-references, so its bytes depend on the values only. Keys equal only by
+    # Python's rules (1 == True) digest apart, which costs a full comparison, never a miss.
+    if key is None:
+        return None
+    try:
+        data = marshal.dumps(key, 2)
+    except ValueError:  # a str subclass (SQLAlchemy's quoted_name) somewhere: plain values, same bytes
+        data = marshal.dumps(_plain(key), 2)
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    return value
+
+
+def model_table_digest(t: Table) -> bytes | None:
+    """A models table's digest, equal to :func:`document_table_digest` of the same table read from
+    a catalog; None when the table can only be compared in full."""
+    return _digest(_model_key(t))
+
+
+def parts_digest(name: str, columns: Sequence[tuple[Any, ...]], primary_key: tuple[str, ...],
+                 uniques: Sequence[tuple[Any, ...]], checks: Sequence[tuple[Any, ...]],
+                 indexes: Sequence[tuple[Any, ...]], fks: Sequence[tuple[Any, ...]], comment: str | None) -> bytes | None:
+    """:func:`model_table_digest` of the Table these tuples (in the fields' order of Column,
+    Unique, Check, Index and ForeignKey) would build, without building it."""
+    return _digest(_table_key(
+        tuple((c[0], c[1], c[2], _qk(c[3]), c[4], c[5], c[6] or None, _qk(c[7])) for c in columns),
+        primary_key,
+        _items_key([(u[0], u[1]) for u in uniques]),
+        tuple(sorted(_qk(c[1]) or "" for c in checks)),
+        _items_key([(i[0], i[1], i[2], _qk(i[3]), i[4]) for i in indexes]),
+        _fks_key([f[1:] for f in fks]),
+        comment,
+    ))
+
+
+def document_table_digest(data: dict[str, Any]) -> bytes | None:
+    return _digest(_document_key(data))
+
+
+def differing_tables(expected: dict[str, bytes | None], actual: dict[str, bytes | None]) -> set[str]:
+    """The tables to compare in full: on one side only, or without equal digests."""
+    differing = expected.keys() ^ actual.keys()
+    differing.update(name for name, digest in expected.items()
+                     if name in actual and (digest is None or actual[name] != digest))
+    return differing
 
 
 @without_gc

@@ -39,11 +39,6 @@ from dbguard.core.schema import (
 from dbguard.db.sql import run
 
 
-def never_drift(prefix: str, version_table: str = "alembic_version") -> tuple[str, ...]:
-    """Table patterns that are never drift: dbguard's ledger and Alembic's version table."""
-    return (f"{prefix}*", version_table)
-
-
 class _Rows:
     """A result's rows as plain tuples, and each column's position by its label."""
 
