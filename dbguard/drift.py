@@ -114,12 +114,19 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
             target = load_target(settings, alembic=against in ("models", "migrations"))
         seen_models = None
         if prefetch is not None:
-            metadatas, sa_dialect = sources.read_env_models(target.config, target.script())
-            report = _models_against_prefetch(settings, ignore, started, exclude, metadatas, sa_dialect, prefetch)
-            if report is not None:
-                return report
-            # The child failed or read another engine: the catalog is read here, env.py not run again.
-            seen_models = (metadatas,)
+            try:
+                metadatas, sa_dialect = sources.read_env_models(target.config, target.script())
+            except ConfigError:
+                # Say it as without the child: when the server cannot be reached, dbguard's own
+                # connection says so first (env.py's failure is met again only if it can be).
+                prefetch.close()
+            else:
+                report = _models_against_prefetch(settings, ignore, started, exclude, metadatas, sa_dialect,
+                                                  prefetch)
+                if report is not None:
+                    return report
+                # The child failed or read another engine: the catalog is read here, env.py not run again.
+                seen_models = (metadatas,)
         with open_session(target) as session:
             heads = read_version_heads(session.conn, target.version_table)
             if against == "models":

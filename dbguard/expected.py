@@ -78,7 +78,10 @@ def read_env_models(config: Any, script: Any, connection: Any | None = None) -> 
     except DbguardError:
         raise
     except Exception as exc:  # noqa: BLE001 - env.py is user code: one line, exit 2
-        raise ConfigError(f"env.py failed while reading target_metadata: {type(exc).__name__}: {exc}") from None
+        cause = getattr(exc, "orig", None) or exc  # a driver's error without SQLAlchemy's wrapping and link
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        raise ConfigError(f"env.py failed while reading target_metadata: {type(cause).__name__}: {first_line}") \
+            from None
     finally:
         if connection is not None:
             config.attributes.pop("connection", None)

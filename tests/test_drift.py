@@ -474,6 +474,20 @@ def _example_copy(tmp_path: Path) -> Path:
     return target / "alembic.ini"
 
 
+def test_env_py_failing_is_one_clear_line(db_url, tmp_path):
+    """env.py is user code: its failure while dbguard reads the models (here while the catalog is
+    read in a forked child) is one line naming it, exit 2, the server's own error not mistaken for it."""
+    ini = _example_copy(tmp_path)
+    env_py = ini.parent / "env.py"
+    env_py.write_text('raise RuntimeError("models unavailable\\nsecond line")\n' + env_py.read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, "drift"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "dbguard: error: env.py failed while reading target_metadata: RuntimeError: models unavailable"], out.stderr
+
+
 def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     assert upgrade(EXAMPLE_INI, db_url, tmp_path).warnings == ()
