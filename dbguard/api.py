@@ -11,15 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbguard.errors import ExitCode
-from dbguard.results import (
-    HistoryEntry,
-    HistoryReport,
-    OfflineSqlResult,
-    RevisionsReport,
-    RiskPrompt,
-    RunResult,
-    StatusReport,
-)
 from dbguard.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,10 +22,16 @@ if TYPE_CHECKING:
         FleetStatusReport,
         FleetValidateReport,
         FleetWorkerResult,
+        HistoryReport,
         KillReport,
         LockTree,
+        OfflineSqlResult,
         PlanReport,
+        RevisionsReport,
+        RiskPrompt,
+        RunResult,
         SnapshotResult,
+        StatusReport,
     )
 
     Confirm = Callable[[RiskPrompt], "str | None"]
@@ -87,6 +84,7 @@ def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
     from alembic.util import CommandError
 
     from dbguard.errors import ConfigError
+    from dbguard.results import OfflineSqlResult
 
     config = target.config  # type: ignore[attr-defined]
     config.stdout = sys.stdout
@@ -134,6 +132,7 @@ def status(settings: Settings) -> StatusReport:
     from dbguard.core.state import TargetState, derive_state
     from dbguard.db.ledger import Ledger, read_version_heads
     from dbguard.guard import make_lock
+    from dbguard.results import StatusReport
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
@@ -168,6 +167,7 @@ def status(settings: Settings) -> StatusReport:
 def history(settings: Settings, limit: int = 20) -> HistoryReport:
     """The ledger's runs, newest first, with their steps."""
     from dbguard.db.ledger import Ledger
+    from dbguard.results import HistoryEntry, HistoryReport
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
@@ -183,6 +183,7 @@ def history(settings: Settings, limit: int = 20) -> HistoryReport:
 def current(settings: Settings) -> RevisionsReport:
     """The revisions in the database's version table (Alembic's ``current``), read on dbguard's connection."""
     from dbguard.db.ledger import read_version_heads
+    from dbguard.results import RevisionsReport
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
@@ -192,6 +193,7 @@ def current(settings: Settings) -> RevisionsReport:
 
 def heads(settings: Settings) -> RevisionsReport:
     """The head revisions of the script directory (Alembic's ``heads``); needs no database."""
+    from dbguard.results import RevisionsReport
     from dbguard.target import load_config, load_script
 
     script = load_script(load_config(settings), settings)

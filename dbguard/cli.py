@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import signal
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -544,6 +543,8 @@ def main(argv: list[str] | None = None) -> None:
         from dbguard.masking import mask
 
         if verbose:
+            import traceback  # only here: every command would pay for importing it
+
             traceback.print_exc()
         from dbguard.db.connect import first_line
 

@@ -21,8 +21,16 @@ def test_unknown_names_still_raise_attribute_error():
         raise AssertionError("an unknown name resolved")
 
 
-def test_the_cli_and_the_guarded_run_import_no_other_commands_results():
-    code = ("import sys, dbguard.cli, dbguard.api, dbguard.guard, dbguard.output; "
-            "print(sorted(m for m in sys.modules if m.startswith('dbguard.results.')))")
+def _loaded(modules: str) -> list[str]:
+    code = (f"import sys, {modules}; "
+            "print(*sorted(m for m in sys.modules if m.startswith(('dbguard.results.', 'dbguard.core.state'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return out.stdout.split()
+
+
+def test_each_command_imports_only_its_own_results():
+    assert _loaded("dbguard.cli, dbguard.api, dbguard.output") == []
+    assert _loaded("dbguard.cli, dbguard.api, dbguard.guard, dbguard.output") == [
+        "dbguard.core.state", "dbguard.results.runs"]
+    # dbguard drift builds neither the guarded run's classes nor the ledger's records.
+    assert _loaded("dbguard.cli, dbguard.api, dbguard.drift, dbguard.output") == ["dbguard.results.checks"]

@@ -1,0 +1,97 @@
+"""Results of guarded runs (upgrade, downgrade, resolve, rollback) and of the read commands
+(status, history, current, heads)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dbguard.core.state import RunRecord, StepRecord
+from dbguard.errors import ExitCode
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    revision: str
+    direction: str
+    status: str
+    duration_ms: int | None = None
+    attempts: int = 1
+    checksum: str | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """The outcome of a run that tried to change a target: upgrade, downgrade, resolve."""
+
+    intent: str
+    status: str
+    exit_code: ExitCode
+    message: str
+    run_id: int | None = None
+    from_revisions: tuple[str, ...] = ()
+    to_revision: str | None = None
+    steps: tuple[StepResult, ...] = ()
+    forced: bool = False
+    error: str | None = None
+    failed_step: str | None = None
+    advice: str | None = None
+    lock_waits_retried: int = 0
+    duration_ms: int | None = None
+    # Pre- and post-flight findings that did not stop the run (drift, changed revision files ...).
+    warnings: tuple[str, ...] = ()
+    # The pre-flight's risk plan of the pending revisions (a PlanReport), when one was made.
+    plan: Any = None
+    # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
+    ended_sessions: tuple = ()
+    phases: tuple[tuple[str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    state: str
+    exit_code: ExitCode
+    revisions: tuple[str, ...]
+    last_run: RunRecord | None
+    breaker_reason: str | None = None
+    advice: str | None = None
+    lock_holder: str | None = None
+    ledger_exists: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    run: RunRecord
+    steps: tuple[StepRecord, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryReport:
+    runs: tuple[HistoryEntry, ...]
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionsReport:
+    """``current`` (what the database says) or ``heads`` (what the scripts say)."""
+
+    kind: str
+    revisions: tuple[str, ...]
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineSqlResult:
+    """``--sql``: Alembic wrote the SQL to standard output; nothing touched the database."""
+
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskPrompt:
+    """What a person must read before typing the risk token."""
+
+    title: str
+    blast_radius: tuple[str, ...]
+    token: str
