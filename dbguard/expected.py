@@ -228,8 +228,8 @@ class _TableConverter:
         for col in table.columns:
             col_type = col.type
             type_text = _type_text(col_type, sa_dialect, type_texts)
-            if native_enums and isinstance(col_type, enum_type) and col_type.native_enum and col_type.name:
-                self.enums[col_type.name] = tuple(col_type.enums)
+            if native_enums and isinstance(col_type, enum_type):
+                self._note_enum(col_type)
             autoincrement = (col is auto and not isinstance(col.default, sequence_type)) or col.identity is not None
             computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
             columns.append((
@@ -303,9 +303,12 @@ class _TableConverter:
         """The native enums of a table's columns, without converting the table."""
         if self.native_enums:
             for col in table.columns:
-                col_type = col.type
-                if isinstance(col_type, sa.Enum) and col_type.native_enum and col_type.name:
-                    self.enums[col_type.name] = tuple(col_type.enums)
+                if isinstance(col.type, sa.Enum):
+                    self._note_enum(col.type)
+
+    def _note_enum(self, enum_type: Any) -> None:
+        if enum_type.native_enum and enum_type.name:
+            self.enums[enum_type.name] = tuple(enum_type.enums)
 
 
 def _model_tables(metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[Any]:
