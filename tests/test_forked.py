@@ -100,11 +100,14 @@ def test_not_forked_inside_a_host_application_or_beside_another_thread(monkeypat
 
 
 _PARENT = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
     from pathlib import Path
     import dbguard
     from dbguard import forked
     dbguard.OWNS_PROCESS = True
+    # Ctrl-C as in a terminal, whatever this test's runner inherited (a shell's background job ignores
+    # SIGINT, and Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def sleeps(path):
         Path(path).write_text(str(os.getpid()))
