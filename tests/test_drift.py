@@ -3,6 +3,7 @@ always dropped, the CI formats, and the pre-flight of guarded runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -381,6 +382,28 @@ def test_the_scratch_database_is_dropped_after_a_failed_replay(db_url, tmp_path)
         assert not path.exists() and not path.parent.exists()
     else:
         assert scratch_databases(db_url) <= before
+
+
+@pytest.mark.parametrize("url", ["pg_url", "mysql_url"])
+def test_the_scratch_database_is_dropped_under_a_session_holding_its_locks(request, url, tmp_path):
+    """A replay interrupted mid-transaction can leave a session in the scratch database holding
+    locks on its tables (MariaDB: metadata locks DROP DATABASE waits for). The drop ends it first."""
+    from dbguard.expected import scratch_database
+    from dbguard.target import load_target, open_session
+
+    db_url = request.getfixturevalue(url)
+    ini = make_project(tmp_path, db_url, [("r1", "pass")])
+    target = load_target(settings(ini, db_url, tmp_path))
+    holder = None
+    with open_session(target) as session:
+        with scratch_database(target, session, None) as scratch:
+            holder = sa.create_engine(scratch.url, poolclass=sa.pool.NullPool).connect()
+            holder.exec_driver_sql("CREATE TABLE t (id int)")
+            holder.commit()
+            holder.exec_driver_sql("SELECT * FROM t").fetchall()  # in a transaction: its locks stay held
+        assert scratch.name not in scratch_databases(db_url)
+    with contextlib.suppress(Exception):
+        holder.close()
 
 
 def _sleepy_project(tmp_path: Path, url: str, marker: Path) -> Path:
