@@ -78,10 +78,11 @@ def read_env_models(config: Any, script: Any, connection: Any | None = None) -> 
     except DbguardError:
         raise
     except Exception as exc:  # noqa: BLE001 - env.py is user code: one line, exit 2
-        cause = getattr(exc, "orig", None) or exc  # a driver's error without SQLAlchemy's wrapping and link
-        first_line = (str(cause).strip().splitlines() or [""])[0]
-        raise ConfigError(f"env.py failed while reading target_metadata: {type(cause).__name__}: {first_line}") \
-            from None
+        # The driver's error, first line, without SQLAlchemy's wrapping and link.
+        from dbguard.db.connect import first_line
+
+        raise ConfigError(f"env.py failed while reading target_metadata: "
+                          f"{type(getattr(exc, 'orig', None) or exc).__name__}: {first_line(exc)}") from None
     finally:
         if connection is not None:
             config.attributes.pop("connection", None)
