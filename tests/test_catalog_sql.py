@@ -151,3 +151,28 @@ def _plain_labels(sql: str) -> list[str]:
 
     select = sql.split(" FROM ", 1)[0]
     return re.findall(r" AS (\w+)", select)
+
+
+def test_postgres_key_numbers_a_columns_part_does_not_hold_mean_the_schema_changed_under_the_read():
+    import pytest
+
+    from dbguard.db.catalog import CatalogChanged, _build_pg
+
+    columns = _Rows.of(
+        ["table_name", "table_comment", "column_name", "position", "type", "not_null", "default_expr",
+         "identity", "generated", "collation", "comment"],
+        [{"table_name": "t", "column_name": "id", "position": 1, "type": "integer", "not_null": True,
+          "identity": "", "generated": ""}])
+    empty = _Rows.of(["kind", "name", "detail"], [])
+    indexes = _Rows.of(["table_name", "name", "is_unique", "method", "predicate", "column_numbers", "columns"], [])
+
+    def constraints(numbers):
+        return _Rows.of(["table_name", "name", "type", "column_numbers", "ref_table", "ref_column_numbers",
+                         "ref_columns", "on_delete", "on_update", "definition"],
+                        [{"table_name": "t", "name": "t_pkey", "type": "p", "column_numbers": numbers}])
+
+    rows = {"columns": columns, "indexes": indexes, "objects": empty}
+    doc = _build_pg(PostgresqlDialect(), {**rows, "constraints": constraints([1])})
+    assert doc["tables"]["t"]["primary_key"] == ["id"]
+    with pytest.raises(CatalogChanged):
+        _build_pg(PostgresqlDialect(), {**rows, "constraints": constraints([1, 2])})

@@ -365,6 +365,54 @@ def test_the_packed_mariadb_catalog_reads_what_the_plain_statements_read(request
     assert [c.get("comment") for c in packed["tables"]["accounts"]["columns"] if c["name"] == "name"] == ["odd\x1ename"]
 
 
+def test_postgres_catalog_names_key_and_index_columns_by_number_right(pg_url):
+    """Keys and indexes come as attribute numbers, named from the columns part: numbering gaps
+    (a dropped column), key order unlike the table's, names needing quotes, INCLUDE columns,
+    expressions, and foreign keys to tables the columns part does not hold (another schema with a
+    same-named table here, an extension's table) are all named as the server names them."""
+    from dbguard.core.schema import never_drift
+    from dbguard.db.catalog import read_document
+    from dbguard.dialects import for_sqlalchemy_dialect
+
+    execute(
+        pg_url,
+        "CREATE SCHEMA elsewhere",
+        "CREATE TABLE elsewhere.target (x int, y int, PRIMARY KEY (y, x))",
+        "CREATE TABLE target (y int, x int, z int, PRIMARY KEY (x, y))",
+        "CREATE TABLE ext_owned (code text PRIMARY KEY)",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "ALTER EXTENSION pg_trgm ADD TABLE ext_owned",
+        'CREATE TABLE t (a int, gone int, "Mixed Case" int, c text, ty int, tx int, code text, '
+        'PRIMARY KEY ("Mixed Case", a), UNIQUE (c, a))',
+        "ALTER TABLE t DROP COLUMN gone",
+        "ALTER TABLE t ADD COLUMN late int",
+        "ALTER TABLE t ADD CONSTRAINT to_elsewhere FOREIGN KEY (ty, tx) REFERENCES elsewhere.target (y, x)",
+        "ALTER TABLE t ADD CONSTRAINT to_here FOREIGN KEY (tx, ty) REFERENCES target (x, y)",
+        "ALTER TABLE t ADD CONSTRAINT to_extension FOREIGN KEY (code) REFERENCES ext_owned (code)",
+        'CREATE INDEX ix_cover ON t (late, "Mixed Case") INCLUDE (a)',
+        "CREATE INDEX ix_expr ON t (lower(c), a)",
+    )
+    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            doc = read_document(conn, for_sqlalchemy_dialect(conn.dialect), never_drift("dbguard_"))
+    finally:
+        engine.dispose()
+    t = doc["tables"]["t"]
+    assert [c["name"] for c in t["columns"]] == ["a", "Mixed Case", "c", "ty", "tx", "code", "late"]
+    assert t["primary_key"] == ["Mixed Case", "a"]
+    assert [u["columns"] for u in t["uniques"]] == [["c", "a"]]
+    assert {f["name"]: (f["columns"], f["ref_table"], f["ref_columns"]) for f in t["foreign_keys"]} == {
+        "to_elsewhere": (["ty", "tx"], "target", ["y", "x"]),
+        "to_here": (["tx", "ty"], "target", ["x", "y"]),
+        "to_extension": (["code"], "ext_owned", ["code"]),
+    }
+    assert {i["name"]: i["columns"] for i in t["indexes"]} == {
+        "ix_cover": ["late", "Mixed Case"], "ix_expr": ["lower(c)", "a"]}
+    assert "ext_owned" not in doc["tables"]  # an extension's table is the extension's business
+    assert doc["tables"]["target"]["primary_key"] == ["x", "y"]
+
+
 # Scratch databases -----------------------------------------------------------------------------
 
 

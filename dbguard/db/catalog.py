@@ -37,6 +37,7 @@ from dbguard.core.schema import (
     without_gc,
 )
 from dbguard.db.sql import run
+from dbguard.errors import DbguardError
 
 
 class _Rows:
@@ -59,7 +60,15 @@ class _Rows:
 def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The snapshot document of the database ``conn`` is connected to (PostgreSQL: its current
     schema), canonical: equal to ``to_dict(read_schema(...))``, hashed by ``document_hash``."""
-    doc = _BUILDERS[dialect.catalog_style](dialect, _read_rows(conn, dialect))
+    build = _BUILDERS[dialect.catalog_style]
+    try:
+        doc = build(dialect, _read_rows(conn, dialect))
+    except CatalogChanged:
+        # A migration changed the schema between two statements: each statement reads anew.
+        try:
+            doc = build(dialect, _read_rows(conn, dialect))
+        except CatalogChanged as exc:
+            raise DbguardError(f"the schema of table {exc} changed twice while it was read; run again") from None
     return document_without_tables(doc, exclude)
 
 
@@ -186,26 +195,36 @@ def _pg_check(definition: str) -> str:
     return text
 
 
+class CatalogChanged(Exception):
+    """A constraint or index named a column the columns part did not hold: the schema changed
+    between the catalog's statements."""
+
+
 def _build_pg(dialect: Any, rows: dict[str, _Rows]) -> dict[str, Any]:
     engine = dialect.name
     tables: dict[str, dict[str, Any]] = {}
+    # Each table's column names by attribute number, for the constraints' and indexes' numbers.
+    names_by_number: dict[str, dict[int, str]] = {}
     res = rows["columns"]
     at = res.at
     i_table, i_tcomment, i_name, i_type = at["table_name"], at["table_comment"], at["column_name"], at["type"]
     i_notnull, i_default, i_identity, i_generated = at["not_null"], at["default_expr"], at["identity"], at["generated"]
-    i_collation, i_comment = at["collation"], at["comment"]
+    i_collation, i_comment, i_position = at["collation"], at["comment"], at["position"]
     current_name = None
     columns: list[dict[str, Any]] = []
+    numbers: dict[int, str] = {}
     for r in res.rows:
         table_name = r[i_table]
         if table_name != current_name:
             tb = tables.get(table_name)
             if tb is None:
                 tb = tables[table_name] = _new_table(r[i_tcomment])
-            columns, current_name = tb["columns"], table_name
+                names_by_number[table_name] = {}
+            columns, current_name, numbers = tb["columns"], table_name, names_by_number[table_name]
         name = r[i_name]
         if name is None:
             continue
+        numbers[r[i_position]] = name
         default = r[i_default]
         generated = None
         if r[i_generated]:
@@ -215,14 +234,23 @@ def _build_pg(dialect: Any, rows: dict[str, _Rows]) -> dict[str, Any]:
             autoincrement, default = True, None
         columns.append(_column(name, normalize_type(engine, r[i_type]), not r[i_notnull], default, autoincrement,
                                r[i_collation], r[i_comment], generated))
+
+    def named(table: str, attnums: Any) -> list[str]:
+        known = names_by_number.get(table, {})
+        try:
+            return [known[n] for n in attnums or ()]
+        except KeyError:
+            raise CatalogChanged(table) from None
+
     res = rows["constraints"]
     at = res.at
-    i_table, i_name, i_kind, i_cols = at["table_name"], at["name"], at["type"], at["columns"]
+    i_table, i_name, i_kind, i_cols = at["table_name"], at["name"], at["type"], at["column_numbers"]
     for r in res.rows:
-        tb = tables.get(r[i_table])
+        table_name = r[i_table]
+        tb = tables.get(table_name)
         if tb is None:
             continue
-        kind, cols = r[i_kind], list(r[i_cols] or ())
+        kind, cols = r[i_kind], named(table_name, r[i_cols])
         if kind == "p":
             tb["primary_key"] = cols
         elif kind == "u":
@@ -230,19 +258,24 @@ def _build_pg(dialect: Any, rows: dict[str, _Rows]) -> dict[str, Any]:
         elif kind == "c":
             tb["checks"].append({"name": r[i_name], "expression": _pg_check(r[at["definition"]])})
         elif kind == "f":
+            ref_table, ref_columns = r[at["ref_table"]], r[at["ref_columns"]]
             tb["foreign_keys"].append(_foreign_key(
-                r[i_name], cols, r[at["ref_table"]], list(r[at["ref_columns"]] or ()),
+                r[i_name], cols, ref_table,
+                list(ref_columns) if ref_columns is not None else named(ref_table, r[at["ref_column_numbers"]]),
                 _PG_ACTIONS.get(r[at["on_delete"]]), _PG_ACTIONS.get(r[at["on_update"]])))
     res = rows["indexes"]
     at = res.at
     for r in res.rows:
-        tb = tables.get(r[at["table_name"]])
+        table_name = r[at["table_name"]]
+        tb = tables.get(table_name)
         if tb is None:
             continue
-        method = r[at["method"]]
+        method, expressions = r[at["method"]], r[at["columns"]]
         tb["indexes"].append(_index(
-            r[at["name"]], [_unquote_pg(c) for c in (r[at["columns"]] or ())], bool(r[at["is_unique"]]),
-            r[at["predicate"]], None if method == "btree" else method))
+            r[at["name"]],
+            [_unquote_pg(c) for c in expressions] if expressions is not None
+            else named(table_name, r[at["column_numbers"]]),
+            bool(r[at["is_unique"]]), r[at["predicate"]], None if method == "btree" else method))
     enums: dict[str, list[str]] = {}
     views: dict[str, str] = {}
     sequences: list[str] = []
