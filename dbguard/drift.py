@@ -74,18 +74,49 @@ class _Background(threading.Thread):
 
 def models_drift(conn: Any, dialect: Any, metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[model.Drift]:
     """The live schema on ``conn`` against SQLAlchemy MetaData already imported, in process: what
-    ``dbguard drift --against models`` does once env.py has given the models. The catalog is read
-    in a thread while the models are converted, so the server's work overlaps the conversion."""
-    from dbguard.db.catalog import read_document
-    from dbguard.expected import schema_from_metadata
+    ``dbguard drift --against models`` does once env.py has given the models."""
+    return _models_in_process(conn, dialect, lambda: metadatas, exclude)[0]
 
-    reader = _Background(read_document, conn, dialect, exclude)
+
+def _read_digested(conn: Any, dialect: Any, exclude: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from dbguard.db.catalog import read_document
+
+    document = read_document(conn, dialect, exclude)
+    return document, {name: model.document_table_digest(t) for name, t in document["tables"].items()}
+
+
+def _models_in_process(conn: Any, dialect: Any, load_metadatas: Callable[[], list[Any]],
+                       exclude: tuple[str, ...]) -> tuple[list[model.Drift], set[str], dict[str, Any]]:
+    """The drifts, the tables compared and the catalog's document. The catalog is read and
+    digested in a thread while ``load_metadatas`` (which may run env.py) and the models' digests
+    run here, so the server's work overlaps them; objects are built only for the tables whose
+    digests differ."""
+    from dbguard import expected as sources
+
+    reader = _Background(_read_digested, conn, dialect, exclude)
     try:
-        expected = schema_from_metadata(metadatas, conn.dialect, dialect).without_tables(exclude)
+        metadatas = load_metadatas()
+        digests = sources.model_digests(metadatas, conn.dialect, dialect, exclude)
     except BaseException:
         reader.join()
         raise
-    return model.diff_models(expected, reader.result())
+    document, live_digests = reader.result()
+    found = _diff_by_digests(metadatas, conn.dialect, dialect, digests, live_digests, document)
+    return found, digests.tables.keys() | live_digests.keys(), document
+
+
+def _diff_by_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, digests: Any,
+                     live_digests: dict[str, Any], document: dict[str, Any]) -> list[model.Drift]:
+    """The models against a catalog document, given both sides' table digests: only the tables
+    whose digests differ (or that one side lacks) become objects and are compared."""
+    from dbguard import expected as sources
+
+    differing = model.differing_tables(digests.tables, live_digests)
+    if differing:
+        expected = sources.schema_from_metadata(metadatas, sa_dialect, dialect, only=differing)
+    else:
+        expected = digests.schema_without_tables()
+    return model.diff(expected, model.from_dict(document, differing))
 
 
 def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), shadow_url: str | None = None,
@@ -129,9 +160,17 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 seen_models = (metadatas,)
         with open_session(target) as session:
             heads = read_version_heads(session.conn, target.version_table)
-            if against == "models":
+            if against == "models" and sources.MODELS_CACHE is None:
                 # The catalog is read on dbguard's connection while env.py imports the models: the
                 # server's work overlaps the import instead of following it.
+                def load() -> list[Any]:
+                    if seen_models is not None:
+                        return seen_models[0]
+                    return sources.read_target_metadata(target.config, target.script())
+
+                found, names, actual = _models_in_process(session.conn, session.dialect, load, exclude)
+            elif against == "models":
+                # A fleet's worker: the models' schema, converted once, serves every target.
                 reader = _Background(read_document, session.conn, session.dialect, exclude)
                 try:
                     expected_schema = sources.models_schema(target, session, exclude, seen_models)
@@ -174,15 +213,11 @@ def _models_against_prefetch(settings: Any, ignore: tuple[str, ...], started: fl
         return None
     dialect = for_sqlalchemy_dialect(sa_dialect)
     digests = sources.model_digests(metadatas, sa_dialect, dialect, exclude)
-    differing = model.differing_tables(digests.tables, live.digests)
-    if differing:
-        document = live.document()
-        if document is None:
-            return None
-        expected = sources.schema_from_metadata(metadatas, sa_dialect, dialect, only=differing)
-    else:
-        document, expected = live.rest, digests.schema_without_tables()
-    found = model.diff(expected, model.from_dict(document, differing))
+    # The tables' documents are a second message, only fetched when some table differs.
+    document = live.document() if model.differing_tables(digests.tables, live.digests) else live.rest
+    if document is None:
+        return None
+    found = _diff_by_digests(metadatas, sa_dialect, dialect, digests, live.digests, document)
     names = digests.tables.keys() | live.digests.keys()
     return _report(settings, "models", ignore, started, document["engine"], live.heads, found, names)
 
