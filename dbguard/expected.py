@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import secrets
 import signal
 import tempfile
@@ -512,6 +513,37 @@ def scratch_name() -> str:
     return f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
 
 
+# Only names scratch_name() makes are ever swept: a shadow database a team named with the same
+# prefix (and passes as --shadow-url) is theirs.
+_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"[0-9]+_[0-9a-f]{8}")
+
+
+def drop_abandoned_scratch(session: Any, own: str, announce: Callable[[str], None]) -> list[str]:
+    """Drop the scratch databases whose dbguard died without dropping them (SIGKILL, a lost
+    host): those whose owner lock no session on the server holds. The owner takes its lock before
+    it creates the database and drops the database before it lets go, so a scratch database that
+    exists with its lock free has no owner. Returns the names dropped."""
+    from dbguard.db import connect as dbconnect
+    from dbguard.db.sql import run
+
+    dialect = session.dialect
+    dropped = []
+    names = [name for (name,) in run(session.conn, dialect.list_scratch_databases(SCRATCH_PREFIX)).fetchall()]
+    for name in names:
+        if name == own or not _SCRATCH_NAME.fullmatch(name):
+            continue
+        try:
+            if run(session.conn, dialect.scratch_held(name)).scalar():
+                continue
+            drop_scratch(session, name)
+        except sa.exc.DBAPIError as exc:
+            announce(f"could not drop the abandoned scratch database {name}: {dbconnect.first_line(exc)}")
+            continue
+        dropped.append(name)
+        announce(f"dropped the scratch database {name}, left by a dbguard process that died")
+    return dropped
+
+
 @contextlib.contextmanager
 def scratch_database(target: Any, session: Any, shadow_url: str | None,
                      announce: Callable[[str], None] = lambda line: None) -> Iterator[Scratch]:
@@ -542,9 +574,12 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
         return
     from dbguard.db.sql import run
 
-    created = False
+    created = held = False
     try:
         with _interrupt_as_exception():
+            # Held before the database exists and let go after it is gone: see drop_abandoned_scratch.
+            held = bool(run(session.conn, dialect.hold_scratch(name)).scalar())
+            drop_abandoned_scratch(session, name, announce)
             try:
                 run(session.conn, dialect.create_scratch_database(name))
             except sa.exc.DBAPIError as exc:
@@ -556,9 +591,12 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
             announce(f"replaying migrations into scratch database {name}")
             yield Scratch(url=target.ledger_url.set(database=name), name=name, created=True)
     finally:
-        if created:
-            with _shielded():
+        with _shielded():
+            if created:
                 drop_scratch(session, name)
+            if held:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    run(session.conn, dialect.release_scratch(name))
 
 
 def drop_scratch(session: Any, name: str) -> None:

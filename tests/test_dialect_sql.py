@@ -77,3 +77,25 @@ def test_lock_timeout_errors_are_recognised_per_engine():
     assert PostgresqlDialect().is_lock_timeout(Wrapped(PgError()))
     assert MysqlDialect(True).is_lock_timeout(Wrapped(Exception(1205, "Lock wait timeout exceeded")))
     assert not MysqlDialect(True).is_lock_timeout(Wrapped(Exception(1146, "no table")))
+
+
+def test_scratch_owner_locks_are_server_wide_and_only_dbguards_names_are_swept():
+    from dbguard.dialects.postgresql import scratch_key
+    from dbguard.expected import _SCRATCH_NAME, SCRATCH_PREFIX, scratch_name
+
+    name = scratch_name()
+    assert _SCRATCH_NAME.fullmatch(name)
+    for other in (f"{SCRATCH_PREFIX}team", f"{SCRATCH_PREFIX}ci_db", f"{SCRATCH_PREFIX}12_abcdef01x", "shadow"):
+        assert not _SCRATCH_NAME.fullmatch(other), other
+    pg = PostgresqlDialect()
+    assert pg.hold_scratch(name).params == {"key": scratch_key(name)} != {"key": advisory_key(name)}
+    held = pg.scratch_held(name)
+    # Every database's advisory locks: the owner held its lock from the database it worked in.
+    assert "l.database" not in held.sql and "pg_locks" in held.sql
+    assert held.params["hi"] << 32 | held.params["lo"] == scratch_key(name) & 0xFFFFFFFFFFFFFFFF
+    for dialect in (MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)):
+        lock = f"dbguard-scratch:{name}"
+        assert dialect.hold_scratch(name) == ("SELECT GET_LOCK(:name, 0)", {"name": lock})
+        assert dialect.scratch_held(name) == ("SELECT IS_USED_LOCK(:name) IS NOT NULL", {"name": lock})
+        assert dialect.release_scratch(name) == ("SELECT RELEASE_LOCK(:name)", {"name": lock})
+        assert len(lock) <= 64

@@ -489,6 +489,90 @@ def test_the_scratch_database_is_dropped_after_sigint(db_url, tmp_path):
         assert name.startswith(SCRATCH_PREFIX) and name not in scratch_databases(db_url)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("url", ["pg_url", "mysql_url"])
+def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(request, url, tmp_path):
+    """SIGKILL leaves no chance to drop anything: the next replay on the server drops what the
+    dead process left (its owner lock is free), never the scratch database of a replay still
+    running elsewhere, nor a shadow database a team named with the same prefix."""
+    url = request.getfixturevalue(url)
+    started = tmp_path / "started"
+    started.mkdir()
+    # The replay waits while SCRATCH_TEST_WAIT is set; it says which process it is first.
+    ini = make_project(tmp_path, url, [(
+        "r1",
+        ("op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))\n"
+         "import os, time\n"
+         f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+         "deadline = time.monotonic() + 60\n"
+         "while os.environ.get('SCRATCH_TEST_WAIT') and time.monotonic() < deadline:\n"
+         "    time.sleep(0.05)"),
+    )])
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.stamp(config, "r1")
+    quote = '"' if backend_of(url) == "postgresql" else "`"
+    force = " WITH (FORCE)" if backend_of(url) == "postgresql" else ""
+
+    def databases(verb: str, names) -> None:
+        admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                for name in names:
+                    conn.exec_driver_sql(f"{verb} DATABASE {'IF EXISTS ' if verb == 'DROP' else ''}"
+                                         f"{quote}{name}{quote}{force if verb == 'DROP' else ''}")
+        finally:
+            admin.dispose()
+
+    team_shadow = f"{SCRATCH_PREFIX}team"
+    databases("CREATE", [team_shadow])
+    before = scratch_databases(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    cmd = [*DBGUARD, "-c", str(ini), "--url", url, "drift", "--against", "migrations"]
+    procs: list[subprocess.Popen] = []
+
+    def start(wait: bool) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**env, "SCRATCH_TEST_WAIT": "1" if wait else ""})
+        procs.append(proc)
+        return proc
+
+    def replaying(proc: subprocess.Popen) -> None:
+        wait_for(lambda: (started / str(proc.pid)).exists(), timeout=30, message="the replay never started")
+
+    try:
+        killed = start(wait=True)
+        replaying(killed)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        (left,) = scratch_databases(url) - before
+        assert left.startswith(f"{SCRATCH_PREFIX}{killed.pid}_")
+
+        running = start(wait=True)
+        replaying(running)
+        (own,) = scratch_databases(url) - before
+        assert own.startswith(f"{SCRATCH_PREFIX}{running.pid}_")  # the dead one's is gone
+
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert done.returncode == 1, done.stderr  # t1 was never created here: missing table
+        assert "dropped the scratch database" not in done.stderr
+        assert scratch_databases(url) - before == {own}  # a live replay keeps its scratch database
+
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=30)
+        assert running.returncode == 130, err
+        assert f"dropped the scratch database {left}, left by a dbguard process that died" in err
+        # Nothing of this test's is left; the team's database stays (anything older that was
+        # abandoned on this server is gone too).
+        assert team_shadow in scratch_databases(url) and scratch_databases(url) <= before
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        databases("DROP", (scratch_databases(url) - before) | {team_shadow})
+
+
 # The CLI and its formats -----------------------------------------------------------------------
 
 

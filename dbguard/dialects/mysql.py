@@ -51,6 +51,11 @@ def run_lock_name(database: str, prefix: str) -> str:
     return f"{name[: MAX_LOCK_NAME - 17]}~{digest}"
 
 
+def scratch_lock_name(name: str) -> str:
+    """The GET_LOCK name of a scratch database's owner lock; scratch names are short enough."""
+    return f"dbguard-scratch:{name}"[:MAX_LOCK_NAME]
+
+
 class MysqlDialect:
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
@@ -195,6 +200,17 @@ class MysqlDialect:
     def list_scratch_databases(self, prefix: str) -> Statement:
         return Statement("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :pattern",
                          {"pattern": prefix.replace("_", "\\_") + "%"})
+
+    def hold_scratch(self, name: str) -> Statement:
+        """A session lock that says a live dbguard owns scratch database ``name``: the server frees
+        it when that session ends, however its process died. GET_LOCK names are server-wide."""
+        return Statement("SELECT GET_LOCK(:name, 0)", {"name": scratch_lock_name(name)})
+
+    def release_scratch(self, name: str) -> Statement:
+        return Statement("SELECT RELEASE_LOCK(:name)", {"name": scratch_lock_name(name)})
+
+    def scratch_held(self, name: str) -> Statement:
+        return Statement("SELECT IS_USED_LOCK(:name) IS NOT NULL", {"name": scratch_lock_name(name)})
 
     def __init__(self, mariadb: bool) -> None:
         self.mariadb = mariadb

@@ -25,6 +25,12 @@ def advisory_key(prefix: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def scratch_key(name: str) -> int:
+    """The advisory key of a scratch database's owner lock (see :meth:`PostgresqlDialect.hold_scratch`)."""
+    digest = hashlib.sha256(f"dbguard-scratch:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class PostgresqlDialect:
     name = "postgresql"
     run_lock_kind = "sql"
@@ -152,6 +158,24 @@ class PostgresqlDialect:
     def list_scratch_databases(self, prefix: str) -> Statement:
         return Statement("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE :pattern",
                          {"pattern": prefix.replace("_", "\\_") + "%"})
+
+    def hold_scratch(self, name: str) -> Statement:
+        """A session lock that says a live dbguard owns scratch database ``name``: the server frees
+        it when that session ends, however its process died."""
+        return Statement("SELECT pg_try_advisory_lock(:key)", {"key": scratch_key(name)})
+
+    def release_scratch(self, name: str) -> Statement:
+        return Statement("SELECT pg_advisory_unlock(:key)", {"key": scratch_key(name)})
+
+    def scratch_held(self, name: str) -> Statement:
+        # Advisory locks are scoped to a database: the owner held it from whichever database it
+        # was connected to, so every database's locks are looked at.
+        key = scratch_key(name) & 0xFFFFFFFFFFFFFFFF
+        return Statement(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.objsubid = 1 AND l.classid::bigint = :hi AND l.objid::bigint = :lo)",
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+        )
 
     def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
         return int(lock_timeout_ms)
