@@ -518,6 +518,55 @@ def scratch_name() -> str:
 _SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"[0-9]+_[0-9a-f]{8}")
 
 
+# A scratch file's folder is mkdtemp's: the prefix and eight characters of its alphabet.
+_SCRATCH_FOLDER = re.compile(re.escape(SCRATCH_PREFIX) + r"[a-z0-9_]{8}")
+_OWNER_FILE = "owner.lock"
+
+
+def _hold_scratch_folder(folder: Path) -> Any:
+    """Lock a file in the folder for as long as this process uses it (the kernel frees the lock
+    when the process dies). Locked under another name first, then renamed: an owner file that a
+    sweep can see is always one that was locked."""
+    from dbguard.db.runlock import FileRunLock
+
+    pending = folder / f".{_OWNER_FILE}"
+    owner = FileRunLock(pending)
+    owner.try_acquire()
+    os.rename(pending, folder / _OWNER_FILE)
+    return owner
+
+
+def _remove_scratch_folder(folder: Path) -> None:
+    for leftover in folder.glob("*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def drop_abandoned_scratch_folders(own: Path, announce: Callable[[str], None]) -> list[str]:
+    """SQLite's side of :func:`drop_abandoned_scratch`: remove the scratch folders beside ``own``
+    whose owner file nobody holds a lock on."""
+    from dbguard.db.runlock import FileRunLock
+
+    dropped = []
+    for folder in own.parent.iterdir():
+        if folder == own or not _SCRATCH_FOLDER.fullmatch(folder.name) or not (folder / _OWNER_FILE).is_file():
+            continue
+        try:
+            if FileRunLock(folder / _OWNER_FILE).holder() is not None:
+                continue
+        except OSError:
+            continue
+        _remove_scratch_folder(folder)
+        if folder.exists():
+            announce(f"could not remove the abandoned scratch database folder {folder}")
+            continue
+        dropped.append(str(folder))
+        announce(f"dropped the scratch database folder {folder}, left by a dbguard process that died")
+    return dropped
+
+
 def drop_abandoned_scratch(session: Any, own: str, announce: Callable[[str], None]) -> list[str]:
     """Drop the scratch databases whose dbguard died without dropping them (SIGKILL, a lost
     host): those whose owner lock no session on the server holds. The owner takes its lock before
@@ -559,18 +608,17 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
     name = scratch_name()
     if dialect.scratch_database_kind == "file":
         folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+        owner = _hold_scratch_folder(Path(folder))
         path = Path(folder) / f"{name}.sqlite"
-        announce(f"replaying migrations into scratch database {path}")
         try:
+            drop_abandoned_scratch_folders(Path(folder), announce)
+            announce(f"replaying migrations into scratch database {path}")
             with _interrupt_as_exception():
                 yield Scratch(url=target.ledger_url.set(database=str(path)), name=str(path), created=True)
         finally:
             with _shielded():
-                for leftover in Path(folder).glob("*"):
-                    with contextlib.suppress(OSError):
-                        leftover.unlink()
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)
+                _remove_scratch_folder(Path(folder))
+                owner.release()
         return
     from dbguard.db.sql import run
 

@@ -490,14 +490,16 @@ def test_the_scratch_database_is_dropped_after_sigint(db_url, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("url", ["pg_url", "mysql_url"])
-def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(request, url, tmp_path):
-    """SIGKILL leaves no chance to drop anything: the next replay on the server drops what the
-    dead process left (its owner lock is free), never the scratch database of a replay still
-    running elsewhere, nor a shadow database a team named with the same prefix."""
-    url = request.getfixturevalue(url)
+def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(db_url, tmp_path):
+    """SIGKILL leaves no chance to drop anything: the next replay drops what the dead process left
+    (its owner lock is free), never the scratch database of a replay still running elsewhere, nor
+    a database or folder dbguard did not make with the same prefix."""
+    url, backend = db_url, backend_of(db_url)
     started = tmp_path / "started"
     started.mkdir()
+    # SQLite's scratch databases are folders in the temporary directory: this test's own.
+    temp = tmp_path / "temp"
+    temp.mkdir()
     # The replay waits while SCRATCH_TEST_WAIT is set; it says which process it is first.
     ini = make_project(tmp_path, url, [(
         "r1",
@@ -511,8 +513,8 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
     config = Config(str(ini))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.stamp(config, "r1")
-    quote = '"' if backend_of(url) == "postgresql" else "`"
-    force = " WITH (FORCE)" if backend_of(url) == "postgresql" else ""
+    quote = '"' if backend == "postgresql" else "`"
+    force = " WITH (FORCE)" if backend == "postgresql" else ""
 
     def databases(verb: str, names) -> None:
         admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -524,10 +526,19 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
         finally:
             admin.dispose()
 
-    team_shadow = f"{SCRATCH_PREFIX}team"
-    databases("CREATE", [team_shadow])
-    before = scratch_databases(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    def scratches() -> set[str]:
+        if backend == "sqlite":
+            return {entry.name for entry in temp.iterdir() if entry.name.startswith(SCRATCH_PREFIX)}
+        return scratch_databases(url)
+
+    # Not dbguard's: a server database named with the prefix, a folder without an owner file.
+    not_ours = f"{SCRATCH_PREFIX}team" if backend != "sqlite" else f"{SCRATCH_PREFIX}abcd1234"
+    if backend == "sqlite":
+        (temp / not_ours).mkdir()
+    else:
+        databases("CREATE", [not_ours])
+    before = scratches()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")} | {"TMPDIR": str(temp)}
     cmd = [*DBGUARD, "-c", str(ini), "--url", url, "drift", "--against", "migrations"]
     procs: list[subprocess.Popen] = []
 
@@ -545,32 +556,35 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
         replaying(killed)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=30)
-        (left,) = scratch_databases(url) - before
-        assert left.startswith(f"{SCRATCH_PREFIX}{killed.pid}_")
+        (left,) = scratches() - before
+        if backend != "sqlite":
+            assert left.startswith(f"{SCRATCH_PREFIX}{killed.pid}_")
 
         running = start(wait=True)
         replaying(running)
-        (own,) = scratch_databases(url) - before
-        assert own.startswith(f"{SCRATCH_PREFIX}{running.pid}_")  # the dead one's is gone
+        (own,) = scratches() - before
+        assert own != left  # the dead one's is gone
 
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
         assert done.returncode == 1, done.stderr  # t1 was never created here: missing table
         assert "dropped the scratch database" not in done.stderr
-        assert scratch_databases(url) - before == {own}  # a live replay keeps its scratch database
+        assert scratches() - before == {own}  # a live replay keeps its scratch database
 
         running.send_signal(signal.SIGINT)
         _, err = running.communicate(timeout=30)
         assert running.returncode == 130, err
-        assert f"dropped the scratch database {left}, left by a dbguard process that died" in err
-        # Nothing of this test's is left; the team's database stays (anything older that was
+        assert re.search(rf"dropped the scratch database (folder )?\S*{left}, left by a dbguard process that died",
+                         err), err
+        # Nothing of this test's is left; what is not dbguard's stays (anything older that was
         # abandoned on this server is gone too).
-        assert team_shadow in scratch_databases(url) and scratch_databases(url) <= before
+        assert not_ours in scratches() and scratches() <= before
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        databases("DROP", (scratch_databases(url) - before) | {team_shadow})
+        if backend != "sqlite":
+            databases("DROP", (scratches() - before) | {not_ours})
 
 
 # The CLI and its formats -----------------------------------------------------------------------
