@@ -166,6 +166,8 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
         ini = _project(Path(tmp), n, url)
         sys.path.insert(0, tmp)
         sys.modules.pop("bench_models", None)
+        # The previous cell's models are garbage by now: collected before, not during, this import.
+        gc.collect()
         t0 = time.perf_counter()
         models = importlib.import_module("bench_models")
         import_s = time.perf_counter() - t0
@@ -273,9 +275,11 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         f"{MARK_START}\n## Drift\n\n"
         f"`benchmarks/drift_bench.py`, {machine()}; {versions}. Median of {RUNS} per cell, the tools alternating in "
         "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. "
-        "\"dbguard compare\" is `dbguard.drift.models_drift` in-process: the catalog read (in a thread) + "
-        "the models' conversion + the diff, model import excluded as for compare_metadata, the models' heap "
-        "frozen for both so that neither pays the collector for it. Whole-process columns include interpreter "
+        "\"dbguard compare\" is `dbguard.drift.models_drift` in-process: the catalog read and its tables "
+        "digested (in a thread) while the models' tables are digested, then objects and the diff for the tables "
+        "whose digests differ; model import excluded as for compare_metadata, the models' heap "
+        "frozen for both so that neither pays the collector for it. "
+        "\"models import\" is the import of the models module alone, in the benchmark's process. Whole-process columns include interpreter "
         "start and the model import; dbguard's bytecode compiled, as an install has it; the `dbguard drift` "
         "process reads the catalog in a forked child while env.py imports the models and compares table "
         "digests first (`dbguard/prefetch.py`). \"floor\" is a process "
