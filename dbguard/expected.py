@@ -584,7 +584,11 @@ def drop_abandoned_scratch(session: Any, own: str, announce: Callable[[str], Non
         try:
             if run(session.conn, dialect.scratch_held(name)).scalar():
                 continue
-            drop_scratch(session, name)
+            # Nobody's sessions are ended for it: a person looking into it keeps it.
+            if run(session.conn, dialect.scratch_users(name)).scalar():
+                announce(f"left the abandoned scratch database {name}: a session is using it")
+                continue
+            drop_scratch(session, name, force=False)
         except sa.exc.DBAPIError as exc:
             announce(f"could not drop the abandoned scratch database {name}: {dbconnect.first_line(exc)}")
             continue
@@ -647,17 +651,20 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
                     run(session.conn, dialect.release_scratch(name))
 
 
-def drop_scratch(session: Any, name: str) -> None:
+def drop_scratch(session: Any, name: str, force: bool = True) -> None:
+    """Drop a scratch database. ``force``: end the sessions still in it first (our own replay's);
+    without, as for a database a dead dbguard left, none is ended (PostgreSQL refuses to drop a
+    database someone is connected to; MariaDB waits for their locks, up to the lock timeout)."""
     from dbguard.db.sql import run
 
     dialect = session.dialect
-    sessions = dialect.scratch_sessions(name)
+    sessions = dialect.scratch_sessions(name) if force else None
     if sessions is not None:
         with contextlib.suppress(Exception):
             for (session_id,) in run(session.conn, sessions).fetchall():
                 with contextlib.suppress(Exception):
                     session.conn.exec_driver_sql(f"KILL {int(session_id)}")
-    run(session.conn, dialect.drop_scratch_database(name))
+    run(session.conn, dialect.drop_scratch_database(name, force))
 
 
 def migrations_schema(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,

@@ -99,3 +99,16 @@ def test_scratch_owner_locks_are_server_wide_and_only_dbguards_names_are_swept()
         assert dialect.scratch_held(name) == ("SELECT IS_USED_LOCK(:name) IS NOT NULL", {"name": lock})
         assert dialect.release_scratch(name) == ("SELECT RELEASE_LOCK(:name)", {"name": lock})
         assert len(lock) <= 64
+
+
+def test_an_abandoned_scratch_database_is_dropped_without_ending_anybodys_session():
+    pg = PostgresqlDialect()
+    assert pg.drop_scratch_database("dbguard_shadow_1_0a1b2c3d").sql == (
+        'DROP DATABASE IF EXISTS "dbguard_shadow_1_0a1b2c3d" WITH (FORCE)')
+    assert pg.drop_scratch_database("dbguard_shadow_1_0a1b2c3d", force=False).sql == (
+        'DROP DATABASE IF EXISTS "dbguard_shadow_1_0a1b2c3d"')
+    assert pg.scratch_users("x") == ("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = :name",
+                                     {"name": "x"})
+    for dialect in (MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)):
+        assert dialect.scratch_users("x") == (
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :name", {"name": "x"})

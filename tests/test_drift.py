@@ -587,6 +587,70 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
             databases("DROP", (scratches() - before) | {not_ours})
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("url", ["pg_url", "mysql_url"])
+def test_an_abandoned_scratch_database_someone_is_using_is_left_alone(request, url, tmp_path):
+    """The sweep ends nobody's session: a session inside an abandoned scratch database (a person
+    looking at what the dead replay left) keeps it, and the next replay says it could not drop it."""
+    url = request.getfixturevalue(url)
+    backend = backend_of(url)
+    started = tmp_path / "started"
+    started.mkdir()
+    ini = make_project(tmp_path, url, [(
+        "r1",
+        ("op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))\n"
+         "import os, time\n"
+         f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+         "deadline = time.monotonic() + 60\n"
+         "while os.environ.get('SCRATCH_TEST_WAIT') and time.monotonic() < deadline:\n"
+         "    time.sleep(0.05)"),
+    )])
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.stamp(config, "r1")
+    before = scratch_databases(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")} | {"DBGUARD_LOCK_TIMEOUT_MS": "1000"}
+    cmd = [*DBGUARD, "-c", str(ini), "--url", url, "drift", "--against", "migrations"]
+    killed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "SCRATCH_TEST_WAIT": "1"})
+    person = None
+    try:
+        wait_for(lambda: (started / str(killed.pid)).exists(), timeout=30, message="the replay never started")
+        killed.kill()
+        killed.wait(timeout=30)
+        (left,) = scratch_databases(url) - before
+        person = sa.create_engine(sa.engine.make_url(url).set(database=left), poolclass=sa.pool.NullPool).connect()
+        # Connected is enough on PostgreSQL; on MariaDB (whose DDL stayed: t1 exists) it holds t1's lock.
+        probe = "SELECT 1" if backend == "postgresql" else "SELECT count(*) + 1 FROM t1"
+        assert person.exec_driver_sql(probe).scalar() == 1
+
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert done.returncode == 1, done.stderr
+        assert f"left the abandoned scratch database {left}: a session is using it" in done.stderr
+        assert left in scratch_databases(url)
+        assert person.exec_driver_sql("SELECT 1").scalar() == 1  # not ended
+        person.close()
+        person = None
+
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert f"dropped the scratch database {left}" in done.stderr
+        assert scratch_databases(url) <= before
+    finally:
+        if person is not None:
+            person.close()
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+        leftovers = scratch_databases(url) - before
+        if leftovers:
+            admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                for name in leftovers:
+                    quoted = f'"{name}" WITH (FORCE)' if backend == "postgresql" else f"`{name}`"
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+            admin.dispose()
+
+
 # The CLI and its formats -----------------------------------------------------------------------
 
 

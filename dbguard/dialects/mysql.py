@@ -187,7 +187,8 @@ class MysqlDialect:
     def create_scratch_database(self, name: str) -> Statement:
         return Statement(f"CREATE DATABASE `{name}`")
 
-    def drop_scratch_database(self, name: str) -> Statement:
+    def drop_scratch_database(self, name: str, force: bool = True) -> Statement:
+        # Sessions in it are ended beforehand (see scratch_sessions), or not: the statement is one.
         return Statement(f"DROP DATABASE IF EXISTS `{name}`")
 
     def scratch_sessions(self, name: str) -> Statement | None:
@@ -196,6 +197,10 @@ class MysqlDialect:
             "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :name AND ID <> CONNECTION_ID()",
             {"name": name},
         )
+
+    def scratch_users(self, name: str) -> Statement:
+        """How many sessions use scratch database ``name`` as their default database."""
+        return Statement("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :name", {"name": name})
 
     def list_scratch_databases(self, prefix: str) -> Statement:
         return Statement("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :pattern",

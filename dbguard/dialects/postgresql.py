@@ -148,12 +148,17 @@ class PostgresqlDialect:
     def create_scratch_database(self, name: str) -> Statement:
         return Statement(f'CREATE DATABASE "{name}"')
 
-    def drop_scratch_database(self, name: str) -> Statement:
-        # WITH (FORCE) (PG 13+) ends any session a failed or interrupted replay left connected.
-        return Statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    def drop_scratch_database(self, name: str, force: bool = True) -> Statement:
+        # WITH (FORCE) (PG 13+) ends any session a failed or interrupted replay left connected;
+        # without it, a database someone is connected to is not dropped.
+        return Statement(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force else ""))
 
     def scratch_sessions(self, name: str) -> Statement | None:
         return None
+
+    def scratch_users(self, name: str) -> Statement:
+        """How many sessions are connected to scratch database ``name``."""
+        return Statement("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = :name", {"name": name})
 
     def list_scratch_databases(self, prefix: str) -> Statement:
         return Statement("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE :pattern",
