@@ -9,12 +9,13 @@ byte for byte when nothing changed, and sqlglot is never imported.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dbguard.core import schema as model
@@ -327,6 +328,25 @@ def heads_moved(last_run: Any, heads: tuple[str, ...]) -> str | None:
             f"the database says {' '.join(heads) or 'base'}")
 
 
+@contextlib.contextmanager
+def _bounded_catalog_read(session: Any, lock_timeout_ms: int) -> Iterator[None]:
+    """A guarded run's catalog read waits for a lock no longer than a migration step would
+    (``lock_timeout_ms``), not the ledger writes' longer bound: in the rollback lane the site may
+    be down while something holds a lock the catalog needs (deparsing a view waits for its lock)."""
+    from dbguard.target import LEDGER_LOCK_TIMEOUT_MS
+
+    def bound(ms: int) -> None:
+        for statement in session.dialect.session_timeouts(ms, 0):
+            session.conn.exec_driver_sql(statement)
+
+    bound(min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            bound(LEDGER_LOCK_TIMEOUT_MS)
+
+
 def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], last_run: Any,
               ignore: tuple[str, ...] = ()) -> Preflight:
     """Checksums of applied revisions, alembic_version vs the ledger, and the live schema vs the
@@ -342,7 +362,8 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
     store = SchemaStore(session.conn, prefix)
     baseline = store.latest(heads)
     # The common case, nothing changed, is the catalog's rows hashed as plain data: no model objects.
-    live = read_document(session.conn, session.dialect, _exclusions(target.settings))
+    with _bounded_catalog_read(session, target.settings.lock_timeout_ms):
+        live = read_document(session.conn, session.dialect, _exclusions(target.settings))
     live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
     if baseline is not None and baseline[1] != live_hash:
@@ -371,7 +392,8 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
                         run_id)
         return ()
     exclude = _exclusions(target.settings)
-    live = read_document(session.conn, session.dialect, exclude)
+    with _bounded_catalog_read(session, target.settings.lock_timeout_ms):
+        live = read_document(session.conn, session.dialect, exclude)
     live_hash = model.document_hash(live)
     warnings: list[str] = []
     drifts: list[model.Drift] = []
@@ -420,7 +442,19 @@ def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ..
     settings = target.settings
     if settings.on_drift == "ignore":
         return GuardCheck()
-    check = preflight(session, target, script, heads, last_run, tuple(settings.drift_ignore))
+    try:
+        check = preflight(session, target, script, heads, last_run, tuple(settings.drift_ignore))
+    except Exception as exc:
+        if not session.dialect.is_lock_timeout(exc):
+            raise
+        # Not knowing is the policy's business, as drift is: refuse, or go on and say so.
+        from dbguard.db.connect import first_line
+
+        reason = (f"could not check for drift before the {intent}: the catalog waited too long for a lock "
+                  f"({first_line(exc)})")
+        if settings.on_drift == "refuse" and intent != "rollback":
+            return GuardCheck(refuse_reason=reason)
+        return GuardCheck(warnings=(reason,))
     if not check.problems:
         return GuardCheck(preflight=check)
     if settings.on_drift == "refuse" and intent != "rollback":

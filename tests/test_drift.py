@@ -749,6 +749,48 @@ def test_the_rollback_lane_shows_drift_and_never_refuses_on_it(db_url, tmp_path)
                for line in prompts[0].blast_radius), prompts[0].blast_radius
 
 
+def test_a_catalog_the_rollback_lane_cannot_read_never_holds_the_rollback(pg_url, tmp_path):
+    """Deparsing a view waits for its lock: a session holding the view ACCESS EXCLUSIVE makes the
+    pre-flight's catalog read time out. The rollback goes on and says why drift was not checked."""
+    upgrade(EXAMPLE_INI, pg_url, tmp_path, "0003_last_login_status_index")
+    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+    execute(pg_url, "CREATE VIEW active_users AS SELECT id FROM users")
+    holder = sa.create_engine(pg_url, poolclass=sa.pool.NullPool).connect()
+    try:
+        holder.exec_driver_sql("LOCK TABLE active_users IN ACCESS EXCLUSIVE MODE")
+        result = api.rollback(settings(EXAMPLE_INI, pg_url, tmp_path, lock_timeout_ms=300, on_drift="refuse"),
+                              confirm=lambda prompt: True)
+        assert result.exit_code == 0 and result.message.startswith("rolled back to 0003_last_login_status_index")
+        assert any(w.startswith("could not check for drift before the rollback:") and "lock timeout" in w
+                   for w in result.warnings), result.warnings
+        assert any(w.startswith("could not record the schema after the run:") for w in result.warnings)
+        # The catalog waited as long as a migration step may (300 ms here), not the ledger writes' 5 s.
+        phases = dict(result.phases)
+        assert phases["pre-flight"] < 2500 and phases["total"] < 5000, phases
+        assert holder.exec_driver_sql("SELECT 1").scalar() == 1  # not a blocker of the rollback: not ended
+    finally:
+        holder.close()
+
+
+def test_a_catalog_the_upgrade_cannot_read_is_the_drift_policys_business(pg_url, tmp_path):
+    """warn: the upgrade goes on and says drift was not checked; refuse: it refuses (exit 3)."""
+    upgrade(EXAMPLE_INI, pg_url, tmp_path, "0003_last_login_status_index")
+    execute(pg_url, "CREATE VIEW active_users AS SELECT id FROM users")
+    holder = sa.create_engine(pg_url, poolclass=sa.pool.NullPool).connect()
+    try:
+        holder.exec_driver_sql("LOCK TABLE active_users IN ACCESS EXCLUSIVE MODE")
+        strict = settings(EXAMPLE_INI, pg_url, tmp_path, lock_timeout_ms=300, on_drift="refuse")
+        refused = api.upgrade(strict, "head")
+        assert refused.exit_code == 3, refused
+        assert ("could not check for drift before the upgrade: the catalog waited too long for a lock"
+                in refused.message)
+        warned = api.upgrade(settings(EXAMPLE_INI, pg_url, tmp_path, lock_timeout_ms=300), "head")
+        assert warned.exit_code == 0 and warned.to_revision == "0004_audit_log_order_note", warned
+        assert any(w.startswith("could not check for drift before the upgrade:") for w in warned.warnings)
+    finally:
+        holder.close()
+
+
 @pytest.mark.parametrize("url", ["mysql_url"])
 def test_the_rollback_lane_shows_what_a_half_applied_revision_left(request, url, tmp_path):
     url = request.getfixturevalue(url)
