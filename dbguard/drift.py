@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dbguard.core import schema as model
-from dbguard.errors import ConfigError, ExitCode
+from dbguard.errors import ConfigError, DbguardError, ExitCode
 from dbguard.results import DriftReport, SnapshotResult
 
 POLICIES = ("warn", "refuse", "ignore")
@@ -68,6 +68,22 @@ class _Background(threading.Thread):
         if self._error is not None:
             raise self._error
         return self._value
+
+
+@contextlib.contextmanager
+def _reading_catalog(session: Any, settings: Any) -> Iterator[None]:
+    """The drift command's reads of the catalog, bounded by ``lock_timeout_ms``; a lock timeout
+    there is a one-line "could not read the schema" (exit 2)."""
+    from dbguard.target import catalog_lock_waits, catalog_wait_error
+
+    try:
+        with catalog_lock_waits(session, settings.lock_timeout_ms):
+            yield
+    except Exception as exc:
+        waited = catalog_wait_error(session, exc)
+        if waited is None:
+            raise
+        raise DbguardError(f"could not read the schema: {waited}") from None
 
 
 # dbguard drift --------------------------------------------------------------------------------
@@ -160,7 +176,8 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 # The child failed or read another engine: the catalog is read here, env.py not run again.
                 seen_models = (metadatas,)
         with open_session(target) as session:
-            heads = read_version_heads(session.conn, target.version_table)
+            # Waits on locks are bounded for the catalog's reads, not for the scratch database's
+            # CREATE and DROP (a replay's killed session may take a moment to let go of it).
             if against == "models" and sources.MODELS_CACHE is None:
                 # The catalog is read on dbguard's connection while env.py imports the models: the
                 # server's work overlaps the import instead of following it.
@@ -169,20 +186,26 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                         return seen_models[0]
                     return sources.read_target_metadata(target.config, target.script())
 
-                found, names, actual = _models_in_process(session.conn, session.dialect, load, exclude)
+                with _reading_catalog(session, settings):
+                    heads = read_version_heads(session.conn, target.version_table)
+                    found, names, actual = _models_in_process(session.conn, session.dialect, load, exclude)
             elif against == "models":
                 # A fleet's worker: the models' schema, converted once, serves every target.
-                reader = _Background(read_document, session.conn, session.dialect, exclude)
-                try:
-                    expected_schema = sources.models_schema(target, session, exclude, seen_models)
-                except BaseException:
-                    reader.join()
-                    raise
-                actual = reader.result()
+                with _reading_catalog(session, settings):
+                    heads = read_version_heads(session.conn, target.version_table)
+                    reader = _Background(read_document, session.conn, session.dialect, exclude)
+                    try:
+                        expected_schema = sources.models_schema(target, session, exclude, seen_models)
+                    except BaseException:
+                        reader.join()
+                        raise
+                    actual = reader.result()
                 found = model.diff_models(expected_schema, actual)
                 names = {t.name for t in expected_schema.tables} | actual["tables"].keys()
             else:
-                actual = read_document(session.conn, session.dialect, exclude)
+                with _reading_catalog(session, settings):
+                    heads = read_version_heads(session.conn, target.version_table)
+                    actual = read_document(session.conn, session.dialect, exclude)
                 if against == "migrations":
                     expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
                 else:
@@ -328,31 +351,13 @@ def heads_moved(last_run: Any, heads: tuple[str, ...]) -> str | None:
             f"the database says {' '.join(heads) or 'base'}")
 
 
-@contextlib.contextmanager
-def _bounded_catalog_read(session: Any, lock_timeout_ms: int) -> Iterator[None]:
-    """A guarded run's catalog read waits for a lock no longer than a migration step would
-    (``lock_timeout_ms``), not the ledger writes' longer bound: in the rollback lane the site may
-    be down while something holds a lock the catalog needs (deparsing a view waits for its lock)."""
-    from dbguard.target import LEDGER_LOCK_TIMEOUT_MS
-
-    def bound(ms: int) -> None:
-        for statement in session.dialect.session_timeouts(ms, 0):
-            session.conn.exec_driver_sql(statement)
-
-    bound(min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            bound(LEDGER_LOCK_TIMEOUT_MS)
-
-
 def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], last_run: Any,
               ignore: tuple[str, ...] = ()) -> Preflight:
     """Checksums of applied revisions, alembic_version vs the ledger, and the live schema vs the
     schema stored for the current revision. Call while holding the run lock."""
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
+    from dbguard.target import catalog_lock_waits
 
     prefix = target.settings.table_prefix
     problems = changed_revision_files(session.conn, prefix, script, heads)
@@ -362,7 +367,7 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
     store = SchemaStore(session.conn, prefix)
     baseline = store.latest(heads)
     # The common case, nothing changed, is the catalog's rows hashed as plain data: no model objects.
-    with _bounded_catalog_read(session, target.settings.lock_timeout_ms):
+    with catalog_lock_waits(session, target.settings.lock_timeout_ms):
         live = read_document(session.conn, session.dialect, _exclusions(target.settings))
     live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
@@ -384,6 +389,7 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
     Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
+    from dbguard.target import catalog_lock_waits
 
     store = SchemaStore(session.conn, target.settings.table_prefix)
     if not steps_ran and before is not None and before.live is not None and tuple(heads_now) == before.heads:
@@ -392,7 +398,7 @@ def after_run(session: Any, target: Any, script: Any, before: Preflight | None, 
                         run_id)
         return ()
     exclude = _exclusions(target.settings)
-    with _bounded_catalog_read(session, target.settings.lock_timeout_ms):
+    with catalog_lock_waits(session, target.settings.lock_timeout_ms):
         live = read_document(session.conn, session.dialect, exclude)
     live_hash = model.document_hash(live)
     warnings: list[str] = []
@@ -445,13 +451,13 @@ def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ..
     try:
         check = preflight(session, target, script, heads, last_run, tuple(settings.drift_ignore))
     except Exception as exc:
-        if not session.dialect.is_lock_timeout(exc):
+        from dbguard.target import catalog_wait_error
+
+        waited = catalog_wait_error(session, exc)
+        if waited is None:
             raise
         # Not knowing is the policy's business, as drift is: refuse, or go on and say so.
-        from dbguard.db.connect import first_line
-
-        reason = (f"could not check for drift before the {intent}: the catalog waited too long for a lock "
-                  f"({first_line(exc)})")
+        reason = f"could not check for drift before the {intent}: {waited}"
         if settings.on_drift == "refuse" and intent != "rollback":
             return GuardCheck(refuse_reason=reason)
         return GuardCheck(warnings=(reason,))

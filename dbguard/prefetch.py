@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from dbguard.core import schema as model
+from dbguard.errors import DbguardError
 from dbguard.forked import Forked
+
+# The child's message when the catalog waited too long for a lock: (this, the reason).
+_WAITED = "lock-timeout"
 
 # The engine a document was read from, so it is only compared with models compiled for the same:
 # (SQLAlchemy dialect name, is MariaDB, server version).
@@ -45,8 +49,11 @@ def start(settings: Any, exclude: tuple[str, ...]) -> Forked | None:
 
 
 def receive(child: Forked) -> LiveCatalog | None:
-    """What the child read, without the tables' documents; None when it failed."""
+    """What the child read, without the tables' documents; None when it failed. A catalog that
+    waited too long for a lock is raised: reading it here would only wait as long again."""
     found = child.receive()
+    if isinstance(found, tuple) and len(found) == 2 and found[0] == _WAITED:
+        raise DbguardError(f"could not read the schema: {found[1]}")
     if not isinstance(found, tuple) or len(found) != 4:
         return None
     heads, engine, rest, digests = found
@@ -57,12 +64,20 @@ def receive(child: Forked) -> LiveCatalog | None:
 def _read_catalog(settings: Any, exclude: tuple[str, ...]) -> Iterator[Any]:
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import read_version_heads
-    from dbguard.target import load_target, open_session
+    from dbguard.target import catalog_lock_waits, catalog_wait_error, load_target, open_session
 
     target = load_target(settings, alembic=False)
     with open_session(target) as session:
-        heads = read_version_heads(session.conn, target.version_table)
-        document = read_document(session.conn, session.dialect, exclude)
+        try:
+            with catalog_lock_waits(session, settings.lock_timeout_ms):
+                heads = read_version_heads(session.conn, target.version_table)
+                document = read_document(session.conn, session.dialect, exclude)
+        except Exception as exc:
+            waited = catalog_wait_error(session, exc)
+            if waited is None:
+                raise
+            yield (_WAITED, waited)
+            return
         engine = engine_signature(session.conn.dialect)
     tables = document["tables"]
     digests = {name: model.document_table_digest(data) for name, data in tables.items()}

@@ -159,3 +159,28 @@ def open_session(target: Target) -> Iterator[Session]:
                 conn.close()
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def catalog_lock_waits(session: Session, lock_timeout_ms: int) -> Iterator[None]:
+    """Reading the catalog waits for a lock no longer than a migration step would
+    (``lock_timeout_ms``), not the ledger writes' longer bound: deparsing a view waits for its
+    lock, and in the rollback lane the site may be down meanwhile. A lock timeout inside is
+    raised as it is; :func:`catalog_wait_error` words it."""
+    def bound(ms: int) -> None:
+        for statement in session.dialect.session_timeouts(ms, 0):
+            session.conn.exec_driver_sql(statement)
+
+    bound(min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            bound(LEDGER_LOCK_TIMEOUT_MS)
+
+
+def catalog_wait_error(session: Session, exc: BaseException) -> str | None:
+    """The reason to show when ``exc`` is a lock timeout met reading the catalog; None otherwise."""
+    if not session.dialect.is_lock_timeout(exc):
+        return None
+    return f"the catalog waited too long for a lock ({dbconnect.first_line(exc)})"

@@ -772,6 +772,31 @@ def test_a_catalog_the_rollback_lane_cannot_read_never_holds_the_rollback(pg_url
         holder.close()
 
 
+def test_drift_says_in_one_line_that_the_catalog_waited_too_long_for_a_lock(pg_url, tmp_path):
+    """In process and in the CLI's forked child alike: one wait of lock_timeout_ms, exit 2."""
+    from dbguard.errors import DbguardError
+
+    upgrade(EXAMPLE_INI, pg_url, tmp_path)
+    execute(pg_url, "CREATE VIEW active_users AS SELECT id FROM users")
+    holder = sa.create_engine(pg_url, poolclass=sa.pool.NullPool).connect()
+    try:
+        holder.exec_driver_sql("LOCK TABLE active_users IN ACCESS EXCLUSIVE MODE")
+        for against in ("models", "migrations"):
+            with pytest.raises(DbguardError, match="^could not read the schema: the catalog waited too long for a lock"):
+                api.drift(settings(EXAMPLE_INI, pg_url, tmp_path, lock_timeout_ms=300), against=against)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")} | {"DBGUARD_LOCK_TIMEOUT_MS": "300"}
+        out = subprocess.run([*DBGUARD, "-c", str(EXAMPLE_INI), "--url", pg_url, "drift"], capture_output=True,
+                             text=True, env=env, timeout=60, check=False)
+        assert out.returncode == 2, out.stderr
+        # (Above it, env.py's own logging, as the example's alembic.ini configures it.)
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith("dbguard: error: could not read the schema: the catalog waited too long for a lock")
+        assert "Traceback" not in out.stderr
+    finally:
+        holder.close()
+    assert scratch_databases(pg_url) == set()
+
+
 def test_a_catalog_the_upgrade_cannot_read_is_the_drift_policys_business(pg_url, tmp_path):
     """warn: the upgrade goes on and says drift was not checked; refuse: it refuses (exit 3)."""
     upgrade(EXAMPLE_INI, pg_url, tmp_path, "0003_last_login_status_index")
