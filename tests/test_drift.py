@@ -489,18 +489,11 @@ def test_the_scratch_database_is_dropped_after_sigint(db_url, tmp_path):
         assert name.startswith(SCRATCH_PREFIX) and name not in scratch_databases(db_url)
 
 
-@pytest.mark.slow
-def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(db_url, tmp_path):
-    """SIGKILL leaves no chance to drop anything: the next replay drops what the dead process left
-    (its owner lock is free), never the scratch database of a replay still running elsewhere, nor
-    a database or folder dbguard did not make with the same prefix."""
-    url, backend = db_url, backend_of(db_url)
+def _waiting_replay_project(tmp_path: Path, url: str) -> tuple[Path, Path]:
+    """A project stamped at r1 whose replay writes a file named by its pid in the folder returned,
+    then waits while SCRATCH_TEST_WAIT is set (60 s at most)."""
     started = tmp_path / "started"
     started.mkdir()
-    # SQLite's scratch databases are folders in the temporary directory: this test's own.
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    # The replay waits while SCRATCH_TEST_WAIT is set; it says which process it is first.
     ini = make_project(tmp_path, url, [(
         "r1",
         ("op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))\n"
@@ -513,6 +506,19 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
     config = Config(str(ini))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.stamp(config, "r1")
+    return ini, started
+
+
+@pytest.mark.slow
+def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(db_url, tmp_path):
+    """SIGKILL leaves no chance to drop anything: the next replay drops what the dead process left
+    (its owner lock is free), never the scratch database of a replay still running elsewhere, nor
+    a database or folder dbguard did not make with the same prefix."""
+    url, backend = db_url, backend_of(db_url)
+    ini, started = _waiting_replay_project(tmp_path, url)
+    # SQLite's scratch databases are folders in the temporary directory: this test's own.
+    temp = tmp_path / "temp"
+    temp.mkdir()
     quote = '"' if backend == "postgresql" else "`"
     force = " WITH (FORCE)" if backend == "postgresql" else ""
 
@@ -594,20 +600,7 @@ def test_an_abandoned_scratch_database_someone_is_using_is_left_alone(request, u
     looking at what the dead replay left) keeps it, and the next replay says it could not drop it."""
     url = request.getfixturevalue(url)
     backend = backend_of(url)
-    started = tmp_path / "started"
-    started.mkdir()
-    ini = make_project(tmp_path, url, [(
-        "r1",
-        ("op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))\n"
-         "import os, time\n"
-         f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
-         "deadline = time.monotonic() + 60\n"
-         "while os.environ.get('SCRATCH_TEST_WAIT') and time.monotonic() < deadline:\n"
-         "    time.sleep(0.05)"),
-    )])
-    config = Config(str(ini))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.stamp(config, "r1")
+    ini, started = _waiting_replay_project(tmp_path, url)
     before = scratch_databases(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")} | {"DBGUARD_LOCK_TIMEOUT_MS": "1000"}
     cmd = [*DBGUARD, "-c", str(ini), "--url", url, "drift", "--against", "migrations"]
