@@ -576,8 +576,13 @@ def drop_abandoned_scratch(session: Any, own: str, announce: Callable[[str], Non
     from dbguard.db.sql import run
 
     dialect = session.dialect
-    dropped = []
-    names = [name for (name,) in run(session.conn, dialect.list_scratch_databases(SCRATCH_PREFIX)).fetchall()]
+    dropped: list[str] = []
+    try:
+        names = [name for (name,) in run(session.conn, dialect.list_scratch_databases(SCRATCH_PREFIX)).fetchall()]
+    except sa.exc.DBAPIError as exc:
+        # Housekeeping: never a reason for the replay itself to fail.
+        announce(f"could not look for abandoned scratch databases: {dbconnect.first_line(exc)}")
+        return dropped
     for name in names:
         if name == own or not _SCRATCH_NAME.fullmatch(name):
             continue
@@ -611,18 +616,20 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
     dialect = session.dialect
     name = scratch_name()
     if dialect.scratch_database_kind == "file":
-        folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
-        owner = _hold_scratch_folder(Path(folder))
-        path = Path(folder) / f"{name}.sqlite"
+        folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        path = folder / f"{name}.sqlite"
+        owner = None
         try:
-            drop_abandoned_scratch_folders(Path(folder), announce)
+            owner = _hold_scratch_folder(folder)
+            drop_abandoned_scratch_folders(folder, announce)
             announce(f"replaying migrations into scratch database {path}")
             with _interrupt_as_exception():
                 yield Scratch(url=target.ledger_url.set(database=str(path)), name=str(path), created=True)
         finally:
             with _shielded():
-                _remove_scratch_folder(Path(folder))
-                owner.release()
+                _remove_scratch_folder(folder)
+                if owner is not None:
+                    owner.release()
         return
     from dbguard.db.sql import run
 
