@@ -670,7 +670,7 @@ def drop_scratch(session: Any, name: str, force: bool = True) -> None:
         with contextlib.suppress(Exception):
             for (session_id,) in run(session.conn, sessions).fetchall():
                 with contextlib.suppress(Exception):
-                    session.conn.exec_driver_sql(f"KILL {int(session_id)}")
+                    run(session.conn, dialect.terminate_session(str(session_id), ""))
     run(session.conn, dialect.drop_scratch_database(name, force))
 
 

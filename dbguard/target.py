@@ -119,6 +119,13 @@ def load_target(settings: Settings, alembic: bool = True) -> Target:
 LEDGER_LOCK_TIMEOUT_MS = 5000
 
 
+def bound_lock_waits(conn: Connection, dialect: Dialect, lock_timeout_ms: int) -> None:
+    """How long a statement on one of dbguard's own connections may wait for a lock (no
+    statement timeout: those are for the migration's connection)."""
+    for statement in dialect.session_timeouts(lock_timeout_ms, 0):
+        conn.exec_driver_sql(statement)
+
+
 @dataclasses.dataclass
 class Session:
     """dbguard's own autocommit connection to a target, with what it learnt on connecting."""
@@ -144,8 +151,7 @@ def open_session(target: Target) -> Iterator[Session]:
             session_id = run(conn, dialect.session_id()).scalar()
             db_user = run(conn, dialect.current_user()).scalar()
             # dbguard's own statements never queue behind anybody for long either.
-            for statement in dialect.session_timeouts(LEDGER_LOCK_TIMEOUT_MS, 0):
-                conn.exec_driver_sql(statement)
+            bound_lock_waits(conn, dialect, LEDGER_LOCK_TIMEOUT_MS)
             yield Session(
                 engine=engine,
                 conn=conn,
@@ -167,16 +173,12 @@ def catalog_lock_waits(session: Session, lock_timeout_ms: int) -> Iterator[None]
     (``lock_timeout_ms``), not the ledger writes' longer bound: deparsing a view waits for its
     lock, and in the rollback lane the site may be down meanwhile. A lock timeout inside is
     raised as it is; :func:`catalog_wait_error` words it."""
-    def bound(ms: int) -> None:
-        for statement in session.dialect.session_timeouts(ms, 0):
-            session.conn.exec_driver_sql(statement)
-
-    bound(min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
+    bound_lock_waits(session.conn, session.dialect, min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
-            bound(LEDGER_LOCK_TIMEOUT_MS)
+            bound_lock_waits(session.conn, session.dialect, LEDGER_LOCK_TIMEOUT_MS)
 
 
 def catalog_wait_error(session: Session, exc: BaseException) -> str | None:
