@@ -26,6 +26,7 @@ from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, read_version_heads, utcnow
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import run
+from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import ConfigError, DbguardError, ExitCode, PrivilegeError, TargetMismatchError
 from dbguard.masking import mask
 from dbguard.results import RiskPrompt, RunResult, StepResult
@@ -177,10 +178,10 @@ class _StepJournal:
             self._pending.append(fn)
             return
         try:
-            fn()
-        except sa.exc.DBAPIError as exc:
-            if not self.dialect.is_lock_timeout(exc):
-                raise
+            # One try: a write that meets the migration's own transaction waits for the next boundary.
+            with single_attempt(self.ledger):
+                fn()
+        except LockWaitError:
             self._pending.append(fn)
 
     def flush(self) -> None:

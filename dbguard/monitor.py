@@ -20,7 +20,7 @@ from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, from_db_time
 from dbguard.db.sql import run
 from dbguard.dialects import Dialect
-from dbguard.target import LEDGER_LOCK_TIMEOUT_MS, Target, bound_lock_waits
+from dbguard.target import Target, bound_lock_waits
 
 # Given the monitor's connection, the migration's session id and the statement it runs.
 Clearer = Callable[[Any, str, "str | None"], None]
@@ -93,7 +93,7 @@ class RunMonitor:
                 try:
                     if conn is None:
                         conn = dbconnect.connect(engine)
-                        bound_lock_waits(conn, self._dialect, LEDGER_LOCK_TIMEOUT_MS)
+                        bound_lock_waits(conn, self._dialect, self._target.settings.ledger_lock_timeout_ms)
                     if time.monotonic() >= next_beat:
                         self._beat(conn)
                         next_beat = time.monotonic() + self._heartbeat_s

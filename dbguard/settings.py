@@ -33,6 +33,9 @@ class Settings:
     lock_retries: int = 5
     retry_backoff_ms: int = 500
     retry_backoff_max_ms: int = 10_000
+    # dbguard's own statements (ledger, kill audit, lock inspection) wait at most this long for a lock,
+    # are tried twice more, and then give up in one line (exit 2).
+    ledger_lock_timeout_ms: int = 5000
     # How long to wait for the run lock before answering "busy" (exit 4).
     wait_lock_s: float = 0.0
     table_prefix: str = "dbguard_"
@@ -73,6 +76,7 @@ _FILE_KEYS = {
     "lock_timeout_ms",
     "statement_timeout_ms",
     "lock_retries",
+    "ledger_lock_timeout_ms",
     "retry_backoff_ms",
     "retry_backoff_max_ms",
     "wait_lock_s",
@@ -113,8 +117,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 
 def _validate(settings: Settings) -> Settings:
-    if settings.lock_timeout_ms <= 0:
-        raise ConfigError("lock_timeout_ms must be positive: an unbounded lock wait is what dbguard prevents")
+    if settings.lock_timeout_ms <= 0 or settings.ledger_lock_timeout_ms <= 0:
+        raise ConfigError("lock_timeout_ms and ledger_lock_timeout_ms must be positive: an unbounded lock wait "
+                          "is what dbguard prevents")
     if settings.statement_timeout_ms < 0 or settings.lock_retries < 0 or settings.wait_lock_s < 0:
         raise ConfigError("statement_timeout_ms, lock_retries and wait_lock_s cannot be negative")
     if settings.fail_on.strip().lower() not in ("info", "low", "medium", "high", "critical", "none"):

@@ -116,7 +116,8 @@ def load_target(settings: Settings, alembic: bool = True) -> Target:
     return Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
 
 
-LEDGER_LOCK_TIMEOUT_MS = 5000
+# dbguard's own statements wait this long for a lock unless ledger_lock_timeout_ms says otherwise.
+LEDGER_LOCK_TIMEOUT_MS = Settings.ledger_lock_timeout_ms
 
 
 def bound_lock_waits(conn: Connection, dialect: Dialect, lock_timeout_ms: int) -> None:
@@ -136,6 +137,8 @@ class Session:
     database: str
     session_id: str | None
     db_user: str | None
+    # How long dbguard's own statements on this connection wait for a lock.
+    lock_timeout_ms: int = LEDGER_LOCK_TIMEOUT_MS
 
 
 @contextlib.contextmanager
@@ -151,7 +154,8 @@ def open_session(target: Target) -> Iterator[Session]:
             session_id = run(conn, dialect.session_id()).scalar()
             db_user = run(conn, dialect.current_user()).scalar()
             # dbguard's own statements never queue behind anybody for long either.
-            bound_lock_waits(conn, dialect, LEDGER_LOCK_TIMEOUT_MS)
+            bound = target.settings.ledger_lock_timeout_ms
+            bound_lock_waits(conn, dialect, bound)
             yield Session(
                 engine=engine,
                 conn=conn,
@@ -159,6 +163,7 @@ def open_session(target: Target) -> Iterator[Session]:
                 database=str(database),
                 session_id=None if session_id is None else str(session_id),
                 db_user=db_user,
+                lock_timeout_ms=bound,
             )
         finally:
             with contextlib.suppress(Exception):
@@ -173,12 +178,12 @@ def catalog_lock_waits(session: Session, lock_timeout_ms: int) -> Iterator[None]
     (``lock_timeout_ms``), not the ledger writes' longer bound: deparsing a view waits for its
     lock, and in the rollback lane the site may be down meanwhile. A lock timeout inside is
     raised as it is; :func:`catalog_wait_error` words it."""
-    bound_lock_waits(session.conn, session.dialect, min(lock_timeout_ms, LEDGER_LOCK_TIMEOUT_MS))
+    bound_lock_waits(session.conn, session.dialect, min(lock_timeout_ms, session.lock_timeout_ms))
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
-            bound_lock_waits(session.conn, session.dialect, LEDGER_LOCK_TIMEOUT_MS)
+            bound_lock_waits(session.conn, session.dialect, session.lock_timeout_ms)
 
 
 def catalog_wait_error(session: Session, exc: BaseException) -> str | None:

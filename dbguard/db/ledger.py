@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dbguard.core.state import RunRecord, StepRecord
+from dbguard.db.waits import LOCK_RETRIES, retried, with_lock_retries
 
 
 def _engine_type(base: type, hook: str, why: str) -> sa.types.TypeDecorator:
@@ -131,11 +132,14 @@ class Ledger:
     def __init__(self, conn: Connection, prefix: str) -> None:
         self.conn = conn
         self.prefix = prefix
+        self.lock_retries = LOCK_RETRIES
         self.metadata, self.runs, self.steps = ledger_tables(prefix)
 
+    @retried("dbguard's ledger")
     def exists(self) -> bool:
         return sa.inspect(self.conn).has_table(self.runs.name)
 
+    @retried("dbguard's ledger")
     def ensure_tables(self) -> None:
         """Create the tables on first use, and add columns a newer dbguard records; call only while
         holding the run lock. The common case, every table with every column, costs one query."""
@@ -173,6 +177,7 @@ class Ledger:
 
     # runs ---------------------------------------------------------------------------------
 
+    @retried("dbguard's ledger")
     def insert_run(self, **values: Any) -> int:
         values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
         if "from_revisions" in values:
@@ -180,12 +185,14 @@ class Ledger:
         result = self.conn.execute(self.runs.insert().values(**values))
         return int(result.inserted_primary_key[0])
 
+    @retried("dbguard's ledger")
     def update_run(self, run_id: int, **values: Any) -> None:
         values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
         if "from_revisions" in values:
             values["from_revisions"] = _join(values["from_revisions"])
         self.conn.execute(self.runs.update().where(self.runs.c.id == run_id).values(**values))
 
+    @retried("dbguard's ledger")
     def recent_runs(self, limit: int | None = None, changing_only: bool = False) -> list[RunRecord]:
         query = sa.select(self.runs).order_by(self.runs.c.id.desc())
         if changing_only:
@@ -198,6 +205,7 @@ class Ledger:
         found = self.recent_runs(limit=1, changing_only=True)
         return found[0] if found else None
 
+    @retried("dbguard's ledger")
     def get_run(self, run_id: int) -> RunRecord | None:
         row = self.conn.execute(sa.select(self.runs).where(self.runs.c.id == run_id)).mappings().first()
         return self._run(row) if row else None
@@ -227,14 +235,17 @@ class Ledger:
 
     # steps --------------------------------------------------------------------------------
 
+    @retried("dbguard's ledger")
     def insert_step(self, **values: Any) -> int:
         values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
         result = self.conn.execute(self.steps.insert().values(**values))
         return int(result.inserted_primary_key[0])
 
+    @retried("dbguard's ledger")
     def update_step(self, step_id: int, **values: Any) -> None:
         self.conn.execute(self.steps.update().where(self.steps.c.id == step_id).values(**values))
 
+    @retried("dbguard's ledger")
     def steps_of(self, run_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
         found: dict[int, list[StepRecord]] = {run_id: [] for run_id in run_ids}
         if not run_ids:
@@ -259,11 +270,14 @@ class Ledger:
 
 def read_version_heads(conn: Connection, version_table: str, schema: str | None = None) -> tuple[str, ...]:
     """The revisions in alembic_version, read on dbguard's connection; empty when the table is absent."""
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(version_table, schema=schema):
-        return ()
-    table = sa.table(version_table, sa.column("version_num"), schema=schema)
-    return tuple(sorted(row[0] for row in conn.execute(sa.select(table.c.version_num))))
+
+    def read() -> tuple[str, ...]:
+        if not sa.inspect(conn).has_table(version_table, schema=schema):
+            return ()
+        table = sa.table(version_table, sa.column("version_num"), schema=schema)
+        return tuple(sorted(row[0] for row in conn.execute(sa.select(table.c.version_num))))
+
+    return with_lock_retries(conn, read, f"reading {version_table}")
 
 
 # kills ------------------------------------------------------------------------------------------
@@ -302,20 +316,24 @@ class KillLedger:
     def __init__(self, conn: Connection, prefix: str) -> None:
         self.conn = conn
         self.table = kills_table(prefix)
+        self.lock_retries = LOCK_RETRIES
         self._ready = False
 
+    @retried("dbguard's kill audit")
     def ensure_table(self) -> None:
         if self._ready:
             return
         _create_if_missing(self.conn, self.table)
         self._ready = True
 
+    @retried("dbguard's kill audit")
     def record(self, **values: Any) -> int:
         self.ensure_table()
         values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
         result = self.conn.execute(self.table.insert().values(**values))
         return int(result.inserted_primary_key[0])
 
+    @retried("dbguard's kill audit")
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         if not sa.inspect(self.conn).has_table(self.table.name):
             return []
@@ -355,19 +373,23 @@ class SchemaStore:
     def __init__(self, conn: Connection, prefix: str) -> None:
         self.conn = conn
         self.table = schemas_table(prefix)
+        self.lock_retries = LOCK_RETRIES
         self._exists: bool | None = None
 
+    @retried("dbguard's stored schemas")
     def exists(self) -> bool:
         if self._exists is None:
             self._exists = sa.inspect(self.conn).has_table(self.table.name)
         return self._exists
 
+    @retried("dbguard's stored schemas")
     def ensure_table(self) -> None:
         if self.exists():
             return
         _create_if_missing(self.conn, self.table)
         self._exists = True
 
+    @retried("dbguard's stored schemas")
     def latest(self, revisions: Iterable[str]) -> tuple[int, str] | None:
         """(id, hash) of the newest schema stored for exactly these revisions."""
         if not self.exists():
@@ -379,10 +401,12 @@ class SchemaStore:
         row = self.conn.execute(query).first()
         return (int(row[0]), str(row[1])) if row else None
 
+    @retried("dbguard's stored schemas")
     def schema_text(self, row_id: int) -> str:
         t = self.table
         return str(self.conn.execute(sa.select(t.c.schema_json).where(t.c.id == row_id)).scalar_one())
 
+    @retried("dbguard's stored schemas")
     def store(self, revisions: Iterable[str], schema_hash: str, schema_text: str, run_id: int | None,
               drift_text: str | None = None) -> int:
         self.ensure_table()
@@ -399,4 +423,4 @@ def applied_checksums(conn: Connection, prefix: str) -> dict[str, str]:
     query = (sa.select(steps.c.revision, steps.c.checksum)
              .where(steps.c.direction == "up", steps.c.status == "succeeded", steps.c.checksum.is_not(None))
              .order_by(steps.c.id))
-    return {row[0]: row[1] for row in conn.execute(query)}
+    return with_lock_retries(conn, lambda: {row[0]: row[1] for row in conn.execute(query)}, "dbguard's ledger")

@@ -25,6 +25,7 @@ from dbguard.core import victims as policy_mod
 from dbguard.core import waitfor
 from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict
 from dbguard.db.sql import run
+from dbguard.db.waits import retried_reads
 from dbguard.dialects import Dialect
 from dbguard.errors import ConfigError, PrivilegeError
 from dbguard.masking import mask
@@ -479,6 +480,7 @@ def _assemble(dialect: Any, database: str, source: str, approximate: bool, sessi
                     sessions=tuple(out), roots=tuple(root_ids), table=table, warnings=warnings)
 
 
+@retried_reads("reading the server's locks")
 def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: str | None = None,
                   own_session_ids: Collection[str] = (), install_plugin: bool = False,
                   secrets: Iterable[str | None] = ()) -> LockTree:
@@ -497,6 +499,7 @@ def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: s
                       "(PostgreSQL, MySQL, MariaDB)")
 
 
+@retried_reads("reading the server's locks")
 def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
                              secrets: Iterable[str | None] = ()) -> list[LockSession]:
     """PostgreSQL: the sessions at the root of the queue above ``session_id`` (a waiting DDL's pid).
@@ -520,6 +523,7 @@ def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
     return [dataclasses.replace(s, is_root=True, locks=tuple(locks.get(s.session_id, ()))) for s in found]
 
 
+@retried_reads("reading the server's locks")
 def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: str, *,
                            waiting_session_id: str | None = None, own_session_ids: Collection[str] = (),
                            install_plugin: bool = False, secrets: Iterable[str | None] = ()) -> list[LockSession]:
@@ -546,6 +550,7 @@ def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: s
             for i in ids if i in sessions]
 
 
+@retried_reads("reading the server's locks")
 def session_snapshot(conn: Connection, dialect: Any, database: str, session_ids: Collection[str], *,
                      secrets: Iterable[str | None] = ()) -> dict[str, LockSession]:
     """Sessions by id, whether or not they are in a wait relation (for ``locks kill --pid``)."""

@@ -21,8 +21,10 @@ from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import run
+from dbguard.db.waits import LOCK_RETRIES, retried
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
+from dbguard.target import LEDGER_LOCK_TIMEOUT_MS, bound_lock_waits
 
 PREFIX = "dbguard_fleet_"
 _TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -144,6 +146,8 @@ class Control:
         self.engine = dbconnect.create_engine(self.url)
         self.conn = dbconnect.connect(self.engine)
         self.dialect: Dialect = for_sqlalchemy_dialect(self.conn.dialect)
+        self.lock_retries = LOCK_RETRIES
+        bound_lock_waits(self.conn, self.dialect, LEDGER_LOCK_TIMEOUT_MS)
         self.database = str(run(self.conn, self.dialect.current_database()).scalar() or "")
         sid = run(self.conn, self.dialect.session_id()).scalar()
         self.session_id = None if sid is None else str(sid)
@@ -170,6 +174,8 @@ class Control:
         other.url, other.secrets, other.dialect, other.database = self.url, self.secrets, self.dialect, self.database
         other.engine = dbconnect.create_engine(self.url)
         other.conn = dbconnect.connect(other.engine)
+        other.lock_retries = self.lock_retries
+        bound_lock_waits(other.conn, self.dialect, LEDGER_LOCK_TIMEOUT_MS)
         sid = run(other.conn, self.dialect.session_id()).scalar()
         other.session_id = None if sid is None else str(sid)
         other.metadata, other.runs, other.batches, other.targets = self.metadata, self.runs, self.batches, self.targets
@@ -177,6 +183,7 @@ class Control:
 
     # tables and the fleet lock ------------------------------------------------------------------
 
+    @retried("the fleet's control database")
     def exists(self) -> bool:
         return sa.inspect(self.conn).has_table(self.runs.name)
 
@@ -217,18 +224,22 @@ class Control:
 
     # runs -----------------------------------------------------------------------------------------
 
+    @retried("the fleet's control database")
     def insert_run(self, **values: Any) -> int:
         values = {k: _to_db(v) for k, v in values.items()}
         return int(self.conn.execute(self.runs.insert().values(**values)).inserted_primary_key[0])
 
+    @retried("the fleet's control database")
     def update_run(self, run_id: int, **values: Any) -> None:
         values = {k: _to_db(v) for k, v in values.items()}
         self.conn.execute(self.runs.update().where(self.runs.c.id == run_id).values(**values))
 
+    @retried("the fleet's control database")
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         row = self.conn.execute(sa.select(self.runs).where(self.runs.c.id == run_id)).mappings().first()
         return _plain(row) if row else None
 
+    @retried("the fleet's control database")
     def latest_changing_run(self, fleet: str, intent: str | None = None) -> dict[str, Any] | None:
         if not self.exists():
             return None
@@ -239,6 +250,7 @@ class Control:
         row = self.conn.execute(query.order_by(self.runs.c.id.desc()).limit(1)).mappings().first()
         return _plain(row) if row else None
 
+    @retried("the fleet's control database")
     def changing_runs(self, fleet: str, intent: str, limit: int = 50) -> list[dict[str, Any]]:
         """The fleet's runs of one intent that tried to change something, newest first."""
         if not self.exists():
@@ -249,6 +261,7 @@ class Control:
                  .order_by(self.runs.c.id.desc()).limit(limit))
         return [_plain(r) for r in self.conn.execute(query).mappings()]
 
+    @retried("the fleet's control database")
     def running_run(self, fleet: str | None = None) -> dict[str, Any] | None:
         """The newest fleet run that says running (of one fleet, or any)."""
         query = sa.select(self.runs).where(self.runs.c.status == "running")
@@ -259,24 +272,29 @@ class Control:
 
     # batches and targets --------------------------------------------------------------------------
 
+    @retried("the fleet's control database")
     def insert_batch(self, **values: Any) -> int:
         values = {k: _to_db(v) for k, v in values.items()}
         return int(self.conn.execute(self.batches.insert().values(**values)).inserted_primary_key[0])
 
+    @retried("the fleet's control database")
     def update_batch(self, run_id: int, number: int, **values: Any) -> None:
         values = {k: _to_db(v) for k, v in values.items()}
         b = self.batches
         self.conn.execute(b.update().where(b.c.run_id == run_id, b.c.number == number).values(**values))
 
+    @retried("the fleet's control database")
     def batches_of(self, run_id: int) -> list[dict[str, Any]]:
         b = self.batches
         rows = self.conn.execute(sa.select(b).where(b.c.run_id == run_id).order_by(b.c.number)).mappings()
         return [_plain(r) for r in rows]
 
+    @retried("the fleet's control database")
     def insert_targets(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(self.targets.insert(), [{k: _to_db(v) for k, v in r.items()} for r in rows])
 
+    @retried("the fleet's control database")
     def update_target(self, run_id: int, name: str, only_if: Sequence[str] | None = None, **values: Any) -> int:
         t = self.targets
         query = t.update().where(t.c.run_id == run_id, t.c.target == name)
@@ -284,6 +302,7 @@ class Control:
             query = query.where(t.c.status.in_(list(only_if)))
         return int(self.conn.execute(query.values(**{k: _to_db(v) for k, v in values.items()})).rowcount or 0)
 
+    @retried("the fleet's control database")
     def targets_of(self, run_id: int, batch: int | None = None) -> list[dict[str, Any]]:
         t = self.targets
         query = sa.select(t).where(t.c.run_id == run_id)
@@ -334,6 +353,7 @@ class Control:
     def release_claim(self, claim_id: int) -> None:
         run(self.conn, self.dialect.claim_unlock(claim_id))  # type: ignore[attr-defined]
 
+    @retried("the fleet's control database")
     def mark_dead_claims(self, run_id: int) -> list[str]:
         """Claims whose holder session is gone (claim lock free while the row says claimed/running):
         marked unknown, never re-queued. Returns the targets so marked."""
