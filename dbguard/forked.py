@@ -29,18 +29,20 @@ _LENGTH = 8
 def usable() -> bool:
     """Forking pays and is safe: a process dbguard owns (never inside a host application), no
     other thread running (a fork copies locks other threads hold), and a second CPU to run on."""
-    return dbguard.OWNS_PROCESS and can_fork() and threading.active_count() == 1
+    return dbguard.OWNS_PROCESS and can_fork() and cpus() >= 2 and threading.active_count() == 1
 
 
 def can_fork() -> bool:
-    """This system forks, and this process may run on at least two CPUs."""
-    if not hasattr(os, "fork"):
-        return False
+    """This system forks."""
+    return hasattr(os, "fork")
+
+
+def cpus() -> int:
+    """How many CPUs this process may run on."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+        return os.cpu_count() or 1
 
 
 class Forked:

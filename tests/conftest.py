@@ -30,10 +30,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tests.dbs import (
     backend_of,
+    cannot_run,
     check_server,
     create_database,
     drop_database,
-    env_flag,
     safe_url,
 )
 from tests.projects import wait_for
@@ -49,7 +49,8 @@ CONTAINER_IMAGE = {
 CONTAINER_START_TIMEOUT_S = 120
 
 # Tests using any of these need a real server: marked integration automatically.
-SERVER_FIXTURES = {"pg_server_url", "mysql_server_url", "pg_url", "mysql_url"}
+SERVER_FIXTURES = {"pg_server_url", "mysql_server_url", "pg_url", "mysql_url", "private_mariadb_server_url",
+                   "private_mysql_url"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,16 +71,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def in_ci() -> bool:
-    """True on CI (``CI=true``), where a missing database fails instead of skipping."""
-    return env_flag("CI")
-
-
 def unavailable(reason: str) -> NoReturn:
     """Skip the test for lack of a database, or fail it on CI."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: a missing database is an error, not a skip)", pytrace=False)
-    pytest.skip(reason)
+    cannot_run(reason)
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,6 +213,28 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url, mysql_server_url)
+
+
+@pytest.fixture(scope="session")
+def private_mariadb_server_url() -> Iterator[str]:
+    """Admin URL of a MariaDB server of this test process's own, for tests that change what is
+    server-wide (a plugin's absence, a global read lock) and must never do so on the shared server."""
+    from tests.private_servers import mariadb_binaries, private_mariadb
+
+    if mariadb_binaries() is None:
+        unavailable("mariadb-install-db and mariadbd are not installed: no private MariaDB server")
+    with private_mariadb() as url:
+        yield url
+
+
+@pytest.fixture
+def private_mysql_url(private_mariadb_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the private MariaDB server, dropped after the test."""
+    url = create_database(private_mariadb_server_url, "mysql")
+    try:
+        yield url
+    finally:
+        drop_database(url, private_mariadb_server_url)
 
 
 @pytest.fixture

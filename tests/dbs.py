@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -315,6 +316,16 @@ def _mariadb_lock_holders(conn: Connection, name: str) -> set[int]:
     except DBAPIError:
         # Not installable here: the PROCESSLIST.DB match is all we have.
         return set()
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """Skip the test because this machine lacks what it needs, or fail it on CI (``CI=true``), where
+    a skipped check would pass for a green one. Say in ``reason`` what is missing and how to get it."""
+    import pytest
+
+    if env_flag("CI"):
+        pytest.fail(f"{reason} (CI=true: a test that cannot run is an error, not a skip)", pytrace=False)
+    pytest.skip(reason)
 
 
 def env_flag(name: str) -> bool:

@@ -34,7 +34,7 @@ def connect(url: str, application: str | None = None) -> Any:
     import pymysql
 
     return pymysql.connect(host=u.host, port=u.port or 3306, user=u.username, password=u.password or "",
-                           database=u.database, autocommit=True)
+                           database=u.database, autocommit=True, unix_socket=u.query.get("unix_socket"))
 
 
 def session_id(conn: Any) -> str:

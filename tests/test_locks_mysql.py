@@ -3,6 +3,7 @@ checked in test_locks_sql.py), with real sessions holding real metadata locks.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -27,25 +28,43 @@ def _plugin_installed(conn) -> bool:
                               "WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'")[0][0])
 
 
-def _set_plugin(conn, installed: bool) -> None:
-    if installed and not _plugin_installed(conn):
-        execute(conn, "INSTALL SONAME 'metadata_lock_info'")
-    elif not installed and _plugin_installed(conn):
-        execute(conn, "UNINSTALL SONAME 'metadata_lock_info'")
+def _install_plugin(conn) -> None:
+    """Install metadata_lock_info if absent; never uninstalled on the shared server, where other tests
+    (and parallel runs) rely on it. The tests of its absence use a private server."""
+    if not _plugin_installed(conn):
+        with contextlib.suppress(Exception):  # a parallel test installed it a moment ago
+            execute(conn, "INSTALL SONAME 'metadata_lock_info'")
+    assert _plugin_installed(conn)
+
+
+def _scene(url):
+    s = Scene(url)
+    if "mariadb" not in execute(s.admin, "SELECT VERSION()")[0][0].lower():
+        s.close()
+        pytest.skip("these sessions exercise MariaDB's sources; MySQL 8 is covered by its SQL text")
+    execute(s.admin, "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    execute(s.admin, "INSERT INTO t VALUES (1)")
+    return s
 
 
 @pytest.fixture
 def scene(mysql_url):
-    s = Scene(mysql_url)
-    if "mariadb" not in execute(s.admin, "SELECT VERSION()")[0][0].lower():
-        s.close()
-        pytest.skip("these sessions exercise MariaDB's sources; MySQL 8 is covered by its SQL text")
-    was_installed = _plugin_installed(s.admin)
-    execute(s.admin, "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
-    execute(s.admin, "INSERT INTO t VALUES (1)")
-    yield s
+    s = _scene(mysql_url)
     try:
-        _set_plugin(s.admin, was_installed)  # leave the server's plugins as found
+        _install_plugin(s.admin)
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def bare_scene(private_mysql_url):
+    """A scene on the private MariaDB server, where metadata_lock_info is not installed."""
+    s = _scene(private_mysql_url)
+    try:
+        if _plugin_installed(s.admin):  # a drop on this private server installed it: nobody else is here
+            execute(s.admin, "UNINSTALL SONAME 'metadata_lock_info'")
+        yield s
     finally:
         s.close()
 
@@ -75,7 +94,6 @@ def kills(url):
 
 
 def test_tree_from_metadata_lock_info(scene, ini, mysql_url):
-    _set_plugin(scene.admin, True)
     a, x, b, _, _ = scene.chain()
     ia, ix, ib = session_id(a), session_id(x), session_id(b)
     tree = api.locks(settings(ini, mysql_url))
@@ -94,14 +112,14 @@ def test_tree_from_metadata_lock_info(scene, ini, mysql_url):
     assert api.locks(settings(ini, mysql_url), table="nope").sessions == ()
 
 
-def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_request(scene, ini, mysql_url):
-    _set_plugin(scene.admin, False)
+def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_request(bare_scene, ini,
+                                                                                     private_mysql_url):
+    scene, mysql_url = bare_scene, private_mysql_url
     a, x, _b, _, _ = scene.chain()
     out = dbguard(ini, mysql_url, "--format", "json", "locks")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    if data["source"] != "heuristic":  # a parallel test run's teardown reinstalled it
-        pytest.skip("metadata_lock_info was reinstalled concurrently")
+    assert data["source"] == "heuristic"
     assert data["approximate"] is True
     assert any(w.startswith("approximate") for w in data["warnings"])
     assert any("--install-plugin" in w for w in data["warnings"])
@@ -123,7 +141,6 @@ def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_reque
 
 
 def test_kill_roots_dry_run_then_no_token_then_token(scene, ini, mysql_url):
-    _set_plugin(scene.admin, True)
     a, x, _b, x_job, b_job = scene.chain()
     dry = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -146,7 +163,6 @@ def test_kill_roots_dry_run_then_no_token_then_token(scene, ini, mysql_url):
 
 
 def test_kill_in_process_frees_the_ddl_fast(scene, ini, mysql_url):
-    _set_plugin(scene.admin, True)
     a, _x, _b, x_job, b_job = scene.chain()
     started = time.monotonic()
     report = api.locks_kill(settings(ini, mysql_url), roots=True, confirm=lambda p: CONFIRM_TOKEN)
@@ -161,7 +177,6 @@ def test_kill_in_process_frees_the_ddl_fast(scene, ini, mysql_url):
 
 def test_running_blocker_is_cancelled_then_terminated_after_grace(scene, ini, mysql_url):
     # KILL QUERY ends the statement but not the transaction: the metadata lock stays until KILL.
-    _set_plugin(scene.admin, True)
     holder = scene.open()
     execute(holder, "BEGIN")
     execute(holder, "SELECT * FROM t")
@@ -180,7 +195,6 @@ def test_running_blocker_is_cancelled_then_terminated_after_grace(scene, ini, my
 
 
 def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, mysql_url):
-    _set_plugin(scene.admin, True)
     a, _x, _b, _, _ = scene.chain()
     protected = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN,
                         extra_env={"DBGUARD_PROTECTED_ROLES": "root"})
@@ -205,7 +219,6 @@ def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, my
 
 
 def test_root_blockers_of_table_for_an_invisible_ddl(scene, mysql_url):
-    _set_plugin(scene.admin, True)
     a, x, _b, _, _ = scene.chain()
     dialect = MysqlDialect(mariadb=True)
     engine = admin_engine(mysql_url)
@@ -234,7 +247,6 @@ def low_user(mysql_url):
 
 
 def test_missing_privileges_are_named(scene, ini, mysql_url, low_user):
-    _set_plugin(scene.admin, True)
     a, _x, _b, _, _ = scene.chain()
     low_url = sa.engine.make_url(mysql_url).set(username=low_user).render_as_string(hide_password=False)
     seen = dbguard(ini, low_url, "locks")
