@@ -254,11 +254,11 @@ def _mysql_errno(exc: DBAPIError) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def _kill_sessions_using(conn: Connection, name: str) -> None:
+def _kill_sessions_using(conn: Connection, name: str) -> set[int]:
     """KILL every other session that has ``name`` as its default database or holds a
     metadata lock on something in it. The latter matters most: PROCESSLIST.DB is
     only the default database and is often NULL for the very session holding
-    the lock, and DROP DATABASE waits on every such lock."""
+    the lock, and DROP DATABASE waits on every such lock. Returns the ids it ended."""
     ids = set(
         conn.execute(
             sa.text(
@@ -274,6 +274,7 @@ def _kill_sessions_using(conn: Connection, name: str) -> None:
         except OperationalError as exc:
             if _mysql_errno(exc) != _ER_NO_SUCH_THREAD:  # already gone
                 raise
+    return {int(i) for i in ids}
 
 
 def _metadata_lock_holders(conn: Connection, name: str) -> set[int]:

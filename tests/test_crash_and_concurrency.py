@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -301,13 +300,13 @@ def test_concurrent_upgrades_with_wait_lock_all_reach_head_once(db_url: str, tmp
 
 
 class Reader(threading.Thread):
-    """Runs ``SELECT count(*) FROM t`` every 50 ms on a connection of its own and keeps each
-    query's start time and latency."""
+    """Runs ``SELECT count(*) FROM t`` every 50 ms on a connection of its own and counts the queries
+    that came back."""
 
     def __init__(self, url: str) -> None:
         super().__init__(name="reader", daemon=True)
         self.url = url
-        self.samples: list[tuple[float, float]] = []
+        self.served = 0
         self.error: BaseException | None = None
         self._halt = threading.Event()
 
@@ -320,9 +319,8 @@ class Reader(threading.Thread):
                 else:
                     conn.exec_driver_sql("SET SESSION max_statement_time = 20")
                 while not self._halt.is_set():
-                    started = time.monotonic()
                     conn.execute(sa.text("SELECT count(*) FROM t")).scalar()
-                    self.samples.append((started, time.monotonic() - started))
+                    self.served += 1
                     self._halt.wait(0.05)
         except Exception as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
@@ -331,27 +329,40 @@ class Reader(threading.Thread):
         self._halt.set()
         self.join(timeout=30)
 
-    def worst(self, since: float, until: float) -> float:
-        return max((lat for start, lat in self.samples if since <= start <= until), default=0.0)
 
-    def after(self, moment: float) -> list[float]:
-        return [lat for start, lat in self.samples if start >= moment]
+# The migration's own session says which lock timeout it runs with, before its ALTER queues.
+SEEN_TIMEOUT = """
+from alembic import context
+if not context.is_offline_mode():
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        seen = bind.exec_driver_sql("SHOW lock_timeout").scalar()
+    else:
+        seen = bind.exec_driver_sql("SELECT @@SESSION.lock_wait_timeout").scalar()
+    with open({path!r}, "a") as f:
+        f.write(str(seen) + "\\n")
+op.add_column("t", sa.Column("extra", sa.Integer))
+"""
 
 
 @pytest.mark.parametrize(
-    ("kind", "lock_timeout_ms"),
+    ("kind", "lock_timeout_ms", "server_says"),
     [
-        pytest.param("postgresql", 300, id="postgresql"),
+        pytest.param("postgresql", 300, "300ms", id="postgresql"),
         # MariaDB's lock_wait_timeout takes whole seconds, 1 at least.
-        pytest.param("mysql", 1000, id="mysql"),
+        pytest.param("mysql", 1000, "1", id="mysql"),
     ],
 )
 def test_blocked_migration_gives_up_and_readers_are_not_stalled(
-    kind: str, lock_timeout_ms: int, tmp_path: Path, request: pytest.FixtureRequest, record_property
+    kind: str, lock_timeout_ms: int, server_says: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    """An open transaction holds t: each try of the ALTER waits the lock timeout dbguard handed the
+    server, then dbguard gives up and the readers queued behind the ALTER are served again. How long
+    they stalled meanwhile is benchmarks/rollback_bench.py's business."""
     url = request.getfixturevalue({"postgresql": "pg_url", "mysql": "mysql_url"}[kind])
     retries = 2
-    ini = make_project(tmp_path, url, [TABLE_T, ("k3_add", 'op.add_column("t", sa.Column("extra", sa.Integer))')])
+    seen = tmp_path / "seen_lock_timeout"
+    ini = make_project(tmp_path, url, [TABLE_T, ("k3_add", SEEN_TIMEOUT.format(path=str(seen)))])
     prepared = run_dbguard(ini, url, "upgrade", "k1_t")
     assert prepared.returncode == 0, describe(prepared)
 
@@ -361,18 +372,16 @@ def test_blocked_migration_gives_up_and_readers_are_not_stalled(
         assert len(blocker.execute(sa.text("SELECT * FROM t")).all()) == 10
         reader.start()
         try:
-            wait_for(lambda: len(reader.samples) >= 3 or reader.error, timeout=15,
-                     message="the reader never got going")
-            started = time.monotonic()
+            wait_for(lambda: reader.served >= 3 or reader.error, timeout=15, message="the reader never got going")
             if kind == "postgresql":
                 blocked = run_dbguard(ini, url, "upgrade", "head", "--lock-timeout", str(lock_timeout_ms),
                                       "--lock-retries", str(retries), timeout=120)
             else:  # the same settings through the environment
                 blocked = run_dbguard(ini, url, "upgrade", "head", timeout=120, env={
                     "DBGUARD_LOCK_TIMEOUT_MS": str(lock_timeout_ms), "DBGUARD_LOCK_RETRIES": str(retries)})
-            gave_up = time.monotonic()
-            # After dbguard gave up, the reader runs normally again.
-            wait_for(lambda: len(reader.after(gave_up)) >= 5 or reader.error, timeout=15,
+            # After dbguard gave up, the reader runs again while the blocker still holds t.
+            served = reader.served
+            wait_for(lambda: reader.served >= served + 5 or reader.error, timeout=15,
                      message="the reader did not run after dbguard gave up")
         finally:
             reader.stop()
@@ -380,33 +389,17 @@ def test_blocked_migration_gives_up_and_readers_are_not_stalled(
         blocker.rollback()
     assert reader.error is None, reader.error
 
-    elapsed = gave_up - started
-    worst = reader.worst(started, gave_up)
-    worst_after = max(reader.after(gave_up))
-    print(f"\n[{kind}] lock timeout {lock_timeout_ms} ms, {retries} retries: dbguard gave up after "
-          f"{elapsed:.2f} s; reader's worst latency meanwhile {worst * 1000:.0f} ms over "
-          f"{len([s for s in reader.samples if started <= s[0] <= gave_up])} queries; "
-          f"after: {worst_after * 1000:.0f} ms")
-    record_property(f"{kind}_reader_worst_stall_ms", round(worst * 1000))
-    record_property(f"{kind}_reader_worst_after_ms", round(worst_after * 1000))
-    record_property(f"{kind}_dbguard_gave_up_after_s", round(elapsed, 2))
-
     assert blocked.returncode == 5, describe(blocked)
     assert "lock" in blocked.stdout and "tried 3 times" in blocked.stdout
+    # Every try ran with the bound dbguard handed the server, and the server ended its wait.
+    assert seen.read_text().split() == [server_says] * (retries + 1)
     runs, steps = ledger(url)
     assert runs[-1]["status"] == "failed" and runs[-1]["failed_step"] == "k3_add"
     (step,) = [s for s in steps if s["revision"] == "k3_add"]
     assert step["status"] == "failed"
     assert step["attempts"] == retries + 1
+    assert any(words in step["error"].lower() for words in ("lock timeout", "lock wait timeout")), step
     assert versions(url) == ["k1_t"]
-
-    # It gave up instead of waiting: (retries + 1) lock waits, short backoffs, process start-up.
-    assert elapsed < (retries + 1) * (lock_timeout_ms / 1000 + 0.5) + 5
-    # The reader queued behind the DDL (the point of the test), but never much longer than one
-    # lock timeout, and not at all once dbguard gave up.
-    assert worst > lock_timeout_ms / 1000 / 3, "the reader was never queued behind the migration"
-    assert worst < lock_timeout_ms / 1000 + 1.0
-    assert worst_after < 0.5
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -916,10 +915,9 @@ def test_preflight_does_not_import_sqlglot_when_nothing_differs(db_url, tmp_path
     code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
             f"r = api.upgrade(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {db_url!r}}}, environ={{}}));"
             "assert r.exit_code == 0 and not r.warnings, r; print('sqlglot' in sys.modules)")
-    started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
-    assert time.monotonic() - started < 20
 
 
 def test_drift_against_a_snapshot_imports_neither_alembic_nor_sqlglot(db_url, tmp_path):

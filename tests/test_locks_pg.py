@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import time
 import uuid
 
 import pytest
@@ -128,19 +127,14 @@ def test_kill_roots_dry_run_then_no_token_then_token(scene, ini, pg_url):
     assert row["victim_xact_age_s"] > 0 and row["killed_at"] is not None
 
 
-def test_kill_in_process_frees_the_ddl_fast(scene, ini, pg_url):
+def test_kill_in_process_frees_the_ddl(scene, ini, pg_url):
     a, _x, _b, x_job, b_job = scene.chain()
-    started = time.monotonic()
     report = api.locks_kill(settings(ini, pg_url), roots=True, confirm=lambda prompt: CONFIRM_TOKEN)
-    returned = time.monotonic()
     x_job.join(10)
     b_job.join(10)
     assert [o.session.session_id for o in report.outcomes] == [session_id(a)]
     assert report.outcomes[0].outcome == "terminated" and report.outcomes[0].audit_id
-    # Measured: terminate -> the waiting ALTER completes (reported in the summary).
-    print(f"\nPG: kill call {1000 * (returned - started):.0f} ms; DDL done "
-          f"{1000 * (x_job.finished_at - started):.0f} ms after the call started")
-    assert x_job.finished_at - started < 5
+    assert x_job.error is None and b_job.error is None
 
 
 def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, pg_url, pg_server_url):

@@ -4,7 +4,6 @@ database. The same corpus goes through squawk and alembic-guard in benchmarks/ri
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -47,15 +46,12 @@ def test_every_revision_gets_exactly_its_findings(judged: tuple[str, dict[str, l
     assert not wrong, "\n".join(wrong)
 
 
-def test_offline_plan_of_the_example_needs_no_database_and_is_fast() -> None:
+def test_offline_plan_of_the_example_needs_no_database() -> None:
     """`dbguard plan --offline --from REV` on migrations_example: no database (the URL's host does
-    not exist), and well under a second in process."""
+    not exist). How long it takes is benchmarks/risk_peers.py's business."""
     settings = load_settings({"config_path": str(Path(__file__).parent.parent / "migrations_example" / "alembic.ini"),
                               "url": "postgresql+psycopg://nobody@invalid.invalid:1/none"})
-    started = time.perf_counter()
     report = api.plan(settings, "head", offline=True, from_revision="0002_orders")
-    elapsed = time.perf_counter() - started
     assert [r.revision for r in report.revisions] == ["0003_last_login_status_index", "0004_audit_log_order_note"]
     assert [f.code for f in report.findings] == ["DG102"]  # the orders index of 0003, of unknown size
     assert report.mode == "offline"
-    assert elapsed < 1.0, f"offline plan took {elapsed:.2f} s"

@@ -4,27 +4,22 @@ a half-applied MariaDB revision is undone op by op; the lane asks before it acts
 of ending sessions when told to, and never moves forward.
 
 Waits are on observable conditions (a session shows as waiting, a ledger row, a process exit) with
-deadlines; the one fixed wait is the 5 s that plain Alembic must still be waiting, which is the point.
+deadlines; how long the lane takes against plain Alembic is benchmarks/rollback_bench.py's business.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.dbs import create_database, drop_database
 from tests.lanekit import (
     AppSession,
     Cleanup,
     Server,
-    alembic,
     catalog,
     columns,
-    database_of,
     dbguard,
     describe,
     example_ini,
@@ -32,10 +27,8 @@ from tests.lanekit import (
     json_out,
     ledger,
     rows,
-    start_alembic,
     table_names,
     versions,
-    wait_waiting,
 )
 from tests.projects import make_project
 
@@ -60,24 +53,16 @@ def _state(ini: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
-def test_incident_drill_rollback_clears_its_way_where_alembic_waits(
-        engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    url, server_url = _urls(request, engine)
-    plain_url = create_database(server_url, engine)
+def test_incident_drill_rollback_clears_its_way(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The rollback ends the application session its downgrade waits for (plain `alembic downgrade`
+    waits behind it for as long as it stays: benchmarks/rollback_bench.py times both)."""
+    url, _server_url = _urls(request, engine)
     cleanup = Cleanup()
     try:
         guarded = example_ini(tmp_path / "guarded", url)
-        plain = example_ini(tmp_path / "plain", plain_url)
         server = cleanup.add(Server(url))
 
-        # The same situation on a second database, run by plain Alembic (set up meanwhile).
-        def plain_setup() -> None:
-            assert (q := alembic(plain, "upgrade", APPLIED_BEFORE_FAILURE)).returncode == 0, q.stderr
-            assert alembic(plain, "-x", "fail=1", "upgrade", "head").returncode != 0
-
-        plain_ready = concurrent.futures.ThreadPoolExecutor(1).submit(plain_setup)
-
-        # dbguard's database: 0002 good, then a deploy whose 0004 fails after 0003 went in.
+        # 0002 good, then a deploy whose 0004 fails after 0003 went in.
         assert (p := dbguard(guarded, "upgrade", GOOD)).returncode == 0, describe(p)
         p = dbguard(guarded, "-x", "fail=1", "upgrade", "head")
         assert p.returncode == 5, describe(p)
@@ -88,32 +73,11 @@ def test_incident_drill_rollback_clears_its_way_where_alembic_waits(
         p = dbguard(guarded, "upgrade", "head")
         assert p.returncode == 3, describe(p)
 
-        plain_ready.result(timeout=120)
-        assert versions(plain_url) == [APPLIED_BEFORE_FAILURE]
-        cleanup.add(AppSession(plain_url, "users"))
-        downgrade = cleanup.add(start_alembic(plain, "downgrade", GOOD))
-        wait_waiting(server, database=database_of(plain_url), like="users")
-
-        started = time.monotonic()
         p = dbguard(guarded, "--format", "json", "rollback", "--yes")
-        took = time.monotonic() - started
-        finished = time.monotonic()
-        print(f"\n[{engine}] dbguard rollback --yes took {took:.2f} s")
-        request.node.user_properties.append(("rollback_s", round(took, 3)))
         assert p.returncode == 0, describe(p)
-        assert took < 10
-
-        # Plain Alembic, same situation: still waiting 5 s after dbguard finished.
-        time.sleep(max(0.0, finished + 5 - time.monotonic()))
-        assert downgrade.poll() is None, f"plain alembic downgrade ended: {downgrade.returncode}"
-        assert server.waiting_sessions(database=database_of(plain_url), like="users")
-        assert versions(plain_url) == [APPLIED_BEFORE_FAILURE]
-        print(f"[{engine}] plain alembic downgrade still waiting {time.monotonic() - finished:.1f} s later")
 
         # dbguard's database: back at 0002, nothing of 0003/0004 live, the blocker ended and audited.
         result = json_out(p)
-        print(f"[{engine}] phases {result.get('phases')} steps "
-              f"{[(s['revision'], s['status'], s['attempts'], s['duration_ms']) for s in result['steps']]}")
         assert not server.alive(app.id)
         assert versions(url) == [GOOD]
         assert "audit_log" not in table_names(url)
@@ -133,7 +97,6 @@ def test_incident_drill_rollback_clears_its_way_where_alembic_waits(
         assert [name for name, _ms in result["phases"]][-1] == "total"
     finally:
         cleanup.close()
-        drop_database(plain_url, server_url)
 
 
 # A small project: t, then t.c, then a revision that fails. --------------------------------------
@@ -197,19 +160,19 @@ def test_rollback_asks_first_never_moves_forward_and_reports_when_told(
         assert server.alive(app.id)
 
         # --no-kill-blockers: the blocker is only reported; the run fails once its budget is spent.
-        started = time.monotonic()
         p = dbguard(ini, "rollback", "--yes", "--no-kill-blockers", "--budget", "3", env=QUICK)
-        took = time.monotonic() - started
-        print(f"\n[{engine}] rollback --no-kill-blockers --budget 3 failed after {took:.1f} s")
         assert p.returncode == 5, describe(p)
-        assert 3 <= took < 12
         assert app.id in p.stdout + p.stderr  # the blocker is named
         assert "--no-kill-blockers" in p.stdout + p.stderr
         assert server.alive(app.id)
         assert versions(url) == [T_C[0]] and "c" in columns(url, "t")
         assert _kills(url) == 0
-        runs, _ = ledger(url)
+        runs, steps = ledger(url)
         assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"
+        # Each try waited the lock timeout the server was given, and ended on it.
+        (step,) = [s for s in steps if s["run_id"] == runs[-1]["id"]]
+        assert step["status"] == "failed" and step["attempts"] >= 1
+        assert any(words in step["error"].lower() for words in ("lock timeout", "lock wait timeout")), step
     finally:
         cleanup.close()
 

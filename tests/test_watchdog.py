@@ -1,19 +1,17 @@
 """The watchdog on real PostgreSQL and MariaDB: a long transaction holds a table, a migration's
-ALTER queues behind it, and a reader queries the table every 50 ms. Guarded, the reader's worst
-stall stays near max_blocking_ms (the watchdog cancels the ALTER, the step fails as "blocking
-traffic" after its retries, and the ledger keeps the queue it saw); run by plain Alembic, the
-reader stalls for the whole blocking transaction.
+ALTER queues behind it, and a reader queries the table every 50 ms. Guarded, the watchdog cancels
+the ALTER once the reader has waited behind it longer than max_blocking_ms (the server's own account
+of the wait, recorded in the ledger), the step fails as "blocking traffic" after its retries, and the
+ledger keeps the queue it saw. How long the reader stalls, guarded and under plain Alembic, is
+benchmarks/rollback_bench.py's business.
 
-Waits are on observable conditions (a session waits for a lock, a process exits) with deadlines;
-the one fixed wait is how long the blocking transaction of the unguarded run stays open, which is
-the point of that half.
+Waits are on observable conditions (a session waits for a lock, a process exits) with deadlines.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -30,20 +28,16 @@ from tests.lanekit import (
     dbguard,
     describe,
     ledger,
-    start_alembic,
     start_dbguard,
-    versions,
     wait_waiting,
 )
-from tests.projects import make_project
+from tests.projects import make_project, wait_for
 
 pytestmark = pytest.mark.integration
 
 MAX_BLOCKING_MS = 1000
-SLACK_MS = 600
 GUARD_ENV = {"DBGUARD_LOCK_TIMEOUT_MS": "5000", "DBGUARD_MAX_BLOCKING_MS": str(MAX_BLOCKING_MS),
              "DBGUARD_LOCK_RETRIES": "2"}
-HOLD_S = 4.0
 
 T1 = ("w1_t1", """
 op.create_table("t1", sa.Column("id", sa.Integer, primary_key=True))
@@ -63,22 +57,23 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_watchdog_bounds_the_reader_stall_where_plain_alembic_does_not(
-        engine: str, request: pytest.FixtureRequest, record_property: pytest.RecordProperty,
-        tmp_path: Path) -> None:
+def test_watchdog_cancels_the_ddl_that_queues_readers(engine: str, request: pytest.FixtureRequest,
+                                                       tmp_path: Path) -> None:
     url = _url(request, engine)
     ini = make_project(tmp_path, url, [T1, ADD])
     assert (p := dbguard(ini, "upgrade", T1[0])).returncode == 0, describe(p)
     cleanup = Cleanup()
     try:
         server = cleanup.add(Server(url))
-
-        # Guarded: the blocker never lets go; the watchdog keeps the reader's stalls short.
+        # The blocker never lets go; the watchdog cancels the ALTER every time the reader queues too long.
         blocker = cleanup.add(AppSession(url, "t1"))
         reader = cleanup.add(Reader(url, "t1"))
         run = cleanup.add(start_dbguard(ini, "upgrade", "head", env=GUARD_ENV))
         code, output = _finish(run)
-        guarded_ms = reader.stop() * 1000
+        # Once dbguard gave up, the reader is served again, the blocker still open.
+        served = reader.queries
+        wait_for(lambda: reader.queries > served + 2, timeout=30, message="the reader is still queued")
+        reader.stop()
         assert code == 5, output
         assert "blocking traffic" in output
         assert server.alive(blocker.id)
@@ -87,31 +82,10 @@ def test_watchdog_bounds_the_reader_stall_where_plain_alembic_does_not(
         assert step["attempts"] == 3 and step["status"] == "failed"
         assert "blocking traffic" in step["error"]
         notes = json.loads(step["notes"])
+        # Each cancellation came once the server said the reader had waited longer than the bound.
         assert len(notes) == 3 and all(n["oldest_ms"] > MAX_BLOCKING_MS for n in notes)
         assert all(reader.id in n["sessions"] for n in notes), notes
         assert "c" not in columns(url, "t1")
-        blocker.close()
-        reader.close()
-
-        # Unguarded: plain Alembic, the same ALTER, a transaction held for HOLD_S and then committed.
-        blocker = cleanup.add(AppSession(url, "t1"))
-        reader = cleanup.add(Reader(url, "t1"))
-        plain = cleanup.add(start_alembic(ini, "upgrade", "head"))
-        wait_waiting(server, like="alter table")
-        time.sleep(HOLD_S)  # how long the transaction stays open is the point here
-        blocker.commit()
-        code, output = _finish(plain)
-        plain_ms = reader.stop() * 1000
-        assert code == 0, output
-        assert versions(url) == [ADD[0]]
-
-        print(f"\n[{engine}] reader's worst stall: guarded {guarded_ms:.0f} ms "
-              f"(max_blocking_ms {MAX_BLOCKING_MS}), plain alembic {plain_ms:.0f} ms "
-              f"(blocking transaction held {HOLD_S:.0f} s after the ALTER queued)")
-        record_property("worst_stall_guarded_ms", round(guarded_ms))
-        record_property("worst_stall_plain_alembic_ms", round(plain_ms))
-        assert guarded_ms < MAX_BLOCKING_MS + SLACK_MS
-        assert plain_ms > 3000
     finally:
         cleanup.close()
 
