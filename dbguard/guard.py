@@ -30,7 +30,7 @@ from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import ConfigError, DbguardError, ExitCode, PrivilegeError, TargetMismatchError
 from dbguard.masking import mask
 from dbguard.results import RiskPrompt, RunResult, StepResult
-from dbguard.target import Session, Target, open_session
+from dbguard.target import Session, Target, open_session, shorter_lock_waits
 
 Confirm = Callable[[RiskPrompt], "str | None"]
 
@@ -158,12 +158,17 @@ class _MigrationConnection:
             self._engine.dispose()
 
 
+# On SQLite nobody but the run's own migration writes while the run lock is held: a step row that
+# meets its transaction waits only this long before it joins the queue.
+_JOURNAL_WAIT_MS = 100
+
+
 class _StepJournal:
     """Step rows written as steps start and end; on SQLite a write that meets the migration's
     open transaction waits in a queue until the next boundary instead of failing the run."""
 
-    def __init__(self, ledger: Ledger, run_id: int, dialect: Any) -> None:
-        self.ledger, self.run_id, self.dialect = ledger, run_id, dialect
+    def __init__(self, ledger: Ledger, run_id: int, session: Session) -> None:
+        self.ledger, self.run_id, self.session = ledger, run_id, session
         self.rows: dict[tuple[str, str], int] = {}
         self.attempts: dict[tuple[str, str], int] = {}
         self._pending: list[Callable[[], None]] = []
@@ -177,9 +182,11 @@ class _StepJournal:
             # lock timeout (which then even looked like the step's and was retried).
             self._pending.append(fn)
             return
+        # One try: a write that meets the migration's own transaction waits for the next boundary.
+        waits = (contextlib.nullcontext() if self.session.dialect.concurrent_ledger_writes
+                 else shorter_lock_waits(self.session, _JOURNAL_WAIT_MS))
         try:
-            # One try: a write that meets the migration's own transaction waits for the next boundary.
-            with single_attempt(self.ledger):
+            with waits, single_attempt(self.ledger):
                 fn()
         except LockWaitError:
             self._pending.append(fn)
@@ -493,7 +500,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     policy = policy or ExecutionPolicy(max_retries=settings.lock_retries)
     started = time.monotonic()
     monitor = RunMonitor(runner.target, session.dialect, run_id, clearer=policy.clearer)
-    journal = _StepJournal(runner.ledger, run_id, session.dialect)
+    journal = _StepJournal(runner.ledger, run_id, session)
 
     def step_started(step: bridge.TrackedStep) -> None:
         if session.dialect.concurrent_ledger_writes:

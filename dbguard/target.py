@@ -173,17 +173,23 @@ def open_session(target: Target) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def catalog_lock_waits(session: Session, lock_timeout_ms: int) -> Iterator[None]:
-    """Reading the catalog waits for a lock no longer than a migration step would
-    (``lock_timeout_ms``), not the ledger writes' longer bound: deparsing a view waits for its
-    lock, and in the rollback lane the site may be down meanwhile. A lock timeout inside is
-    raised as it is; :func:`catalog_wait_error` words it."""
+def shorter_lock_waits(session: Session, lock_timeout_ms: int) -> Iterator[None]:
+    """Within the block, statements on the session wait for a lock at most ``lock_timeout_ms``
+    (never longer than the session's own bound); the session's bound is back afterwards."""
     bound_lock_waits(session.conn, session.dialect, min(lock_timeout_ms, session.lock_timeout_ms))
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
             bound_lock_waits(session.conn, session.dialect, session.lock_timeout_ms)
+
+
+def catalog_lock_waits(session: Session, lock_timeout_ms: int) -> contextlib.AbstractContextManager[None]:
+    """Reading the catalog waits for a lock no longer than a migration step would
+    (``lock_timeout_ms``), not the ledger writes' longer bound: deparsing a view waits for its
+    lock, and in the rollback lane the site may be down meanwhile. A lock timeout inside is
+    raised as it is; :func:`catalog_wait_error` words it."""
+    return shorter_lock_waits(session, lock_timeout_ms)
 
 
 def catalog_wait_error(session: Session, exc: BaseException) -> str | None:
