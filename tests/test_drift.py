@@ -604,8 +604,8 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
 
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
         assert done.returncode == 1, done.stderr  # t1 was never created here: missing table
-        assert "dropped the scratch database" not in done.stderr
-        assert own in scratches()  # a live replay keeps its scratch database
+        # A live replay keeps its scratch database (another test's abandoned one may go meanwhile).
+        assert own not in done.stderr and own in scratches()
 
         running.send_signal(signal.SIGINT)
         _, err = running.communicate(timeout=30)

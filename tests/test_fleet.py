@@ -25,7 +25,9 @@ from tests.dbs import create_database, drop_database
 from tests.guardrun import cli_env, ledger, versions
 from tests.projects import make_project, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Twelve databases and a dozen processes each: one such test at a time per run, so two of them in
+# parallel workers never compete for the servers' connections.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("fleet")]
 
 DBGUARD = [sys.executable, "-m", "dbguard.cli"]
 SECRET = "Fl33t-Pa55-9f2c"
