@@ -311,7 +311,11 @@ def _from_tree(tree: Any, sql: str, engine: str) -> list[Op]:
 
 
 def _dropped(node: Any) -> list[Any]:
-    return list(node.args.get("tables") or node.expressions or [])
+    # sqlglot before 30.18 keeps the one dropped object in ``this``; later ones list them in ``tables``.
+    dropped = node.args.get("tables") or node.expressions
+    if dropped:
+        return list(dropped)
+    return [node.this] if node.this is not None else []
 
 
 def _create(tree: Any, sql: str, glot: Any) -> list[Op]:
