@@ -47,3 +47,19 @@ class PrivilegeError(DbguardError):
 
 class TargetMismatchError(DbguardError):
     """env.py connected to another server or database than the one dbguard locked."""
+
+
+class StatementParseError(DbguardError):
+    """sqlglot could not parse a migration statement, or dbguard could not read the tree it made (how
+    an unsupported sqlglot shows up): the risk rules cannot judge the statement, and a plan that
+    passed it unjudged would say "safe" about SQL nobody read."""
+
+    def __init__(self, detail: str, statement: str, revision: str | None = None) -> None:
+        self.detail, self.statement, self.revision = detail, statement, revision
+        where = f"revision {revision}: " if revision else ""
+        super().__init__(f"{where}{detail}; the risk rules cannot judge it: rewrite it in a form sqlglot "
+                         "reads, or set fail_on = none to run upgrades without the risk plan")
+
+    def in_revision(self, revision: str) -> StatementParseError:
+        """The same error, naming the revision the statement belongs to."""
+        return StatementParseError(self.detail, self.statement, revision)

@@ -27,7 +27,14 @@ from dbguard.db.ledger import Ledger, read_version_heads, utcnow
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
-from dbguard.errors import ConfigError, DbguardError, ExitCode, PrivilegeError, TargetMismatchError
+from dbguard.errors import (
+    ConfigError,
+    DbguardError,
+    ExitCode,
+    PrivilegeError,
+    StatementParseError,
+    TargetMismatchError,
+)
 from dbguard.masking import mask
 from dbguard.results import RiskPrompt, RunResult, StepResult
 from dbguard.target import Session, Target, open_session, shorter_lock_waits
@@ -405,17 +412,24 @@ def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[s
                planned: list[bridge.PlannedStep], last: RunRecord | None,
                for_prompt: bool = False) -> tuple[Any, tuple[str, ...]]:
     """The plan of the pending upgrade (None when nothing is pending or the engine has no rules);
-    a plan that cannot be made never stops the run: it becomes a warning. ``fail_on = none`` skips
-    it (the render runs each pending upgrade() once more, offline) except for a confirmation prompt."""
+    a plan that cannot be made becomes a warning, except a statement sqlglot cannot read, which stops
+    the run before it starts (exit 2). ``fail_on = none`` skips the plan (the render runs each pending
+    upgrade() once more, offline) except for a confirmation prompt, where it is only shown."""
     if intent is not Intent.UPGRADE or not planned or runner.session.dialect.risk_engine is None:
         return None, ()
-    if runner.settings.fail_on.strip().lower() == "none" and not for_prompt:
+    rules_off = runner.settings.fail_on.strip().lower() == "none"
+    if rules_off and not for_prompt:
         return None, ()
     from dbguard import planner
 
     try:
         return planner.build_plan(runner.target, runner.script, heads, destination, session=runner.session,
                                   last_run=last), ()
+    except StatementParseError as exc:
+        # Unjudged SQL must not pass the gate as if judged safe; with the rules off it only costs the prompt its plan.
+        if rules_off:
+            return None, (f"no risk plan: {exc.message}",)
+        raise
     except Exception as exc:  # noqa: BLE001 - the pre-flight plan is advice; say it is missing
         return None, (f"no risk plan: {dbconnect.first_line(exc)}",)
 

@@ -6,6 +6,7 @@ against the env.py users actually have, never a hand-written imitation.
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import textwrap
@@ -131,7 +132,10 @@ def make_project(
     script_dir = root / "migrations"
     # The config files must be named up front: init renders alembic.ini (and,
     # for pyproject templates, pyproject.toml) at these paths.
-    config = Config(ini_path, toml_file=root / "pyproject.toml", stdout=io.StringIO())
+    # toml_file came with Alembic 1.16's pyproject.toml configuration; older releases, which
+    # dbguard supports too, take the ini file alone.
+    toml = {"toml_file": root / "pyproject.toml"} if "toml_file" in inspect.signature(Config).parameters else {}
+    config = Config(ini_path, stdout=io.StringIO(), **toml)
     command.init(config, str(script_dir), template=template)
 
     # init writes script_location as the absolute path it was given; make it

@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import alembic
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -226,6 +227,8 @@ def test_make_project_runs_with_plain_alembic(db_url: str, tmp_path: Path, engin
         assert sa.inspect(conn).get_table_names() == ["alembic_version"]
 
 
+@pytest.mark.skipif(not (Path(alembic.__file__).parent / "templates" / "pyproject").is_dir(),
+                    reason="Alembic before 1.16 (the floors job runs 1.10) has no pyproject template")
 def test_make_project_pyproject_template(sqlite_url: str, tmp_path: Path) -> None:
     ini = make_project(tmp_path, sqlite_url, _REVISIONS[:1], template="pyproject")
     toml = ini.parent / "pyproject.toml"

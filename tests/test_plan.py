@@ -126,6 +126,35 @@ def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pyte
     assert "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
 
 
+# a statement sqlglot cannot parse --------------------------------------------------------------------
+
+# Unbalanced: sqlglot cannot parse it and no fallback pattern reads it. The revision creates a table
+# first, so a run that started anyway would leave it behind.
+UNPARSABLE = "UPDATE items SET label = 'x' WHERE id IN (1, 2"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_statement_sqlglot_cannot_parse_stops_plan_and_upgrade(kind: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    ini = make_project(tmp_path, url, [TYPE_CHANGE[0], (
+        "r2", f"op.create_table('gadgets', sa.Column('id', sa.Integer, primary_key=True))\nop.execute({UNPARSABLE!r})")])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    before = table_names(url)
+
+    for args in (("plan",), ("upgrade",)):
+        stopped = run_dbguard(ini, None, *args)
+        assert stopped.returncode == 2, describe(stopped)
+        named = [line for line in stopped.stderr.splitlines() if UNPARSABLE in line]
+        assert len(named) == 1, describe(stopped)
+        assert named[0].startswith("dbguard: error: revision r2: sqlglot ") and "cannot parse" in named[0]
+        assert "fail_on = none" in named[0] and "Traceback" not in stopped.stderr
+        # Stopped before the run: nothing of r2 is live, and no warning says it went ahead unplanned.
+        assert versions(url) == ["r1"] and table_names(url) == before, describe(stopped)
+        assert "no risk plan" not in stopped.stdout + stopped.stderr
+
+
 # the intercepted force -------------------------------------------------------------------------------
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlglot
 
+from dbguard.errors import ExitCode, StatementParseError
+from dbguard.risk import parse as risk_parse
 from dbguard.risk import rules
 from tests.risk_support import judge, statements
 
@@ -62,3 +65,43 @@ def test_rules_document_themselves() -> None:
         doc = rule.fn.__doc__ or ""
         assert "Anti-pattern" in doc and "Best practice" in doc, rule.code
         assert rule.code.startswith("DG1") and len(rule.code) == 5
+
+
+# statements sqlglot cannot read --------------------------------------------------------------------
+
+# Unbalanced: no sqlglot parses it, and no fallback pattern in dbguard.risk.parse matches it.
+UNPARSABLE = "UPDATE widgets SET label = 'x' WHERE id IN (1, 2"
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_a_statement_sqlglot_cannot_parse_is_an_error_naming_it(engine: str) -> None:
+    with pytest.raises(StatementParseError) as raised:
+        risk_parse.parse(UNPARSABLE, engine)
+    error = raised.value
+    assert error.exit_code == ExitCode.USAGE and error.statement == UNPARSABLE
+    assert "\n" not in error.message and f'"{UNPARSABLE}"' in error.message
+    assert f"sqlglot {sqlglot.__version__} cannot parse" in error.message and "fail_on = none" in error.message
+
+
+def test_the_plan_names_the_revision_and_an_applied_one_does_not_stop_it() -> None:
+    with pytest.raises(StatementParseError, match=r"^revision r1: sqlglot .* cannot parse"):
+        judge(["CREATE TABLE t (id INT)", UNPARSABLE], "postgresql")
+    # Applied revisions are only read for the tables they made: later plans go on.
+    plan = judge(["DROP TABLE t"], "postgresql", history=["CREATE TABLE t (id INT)", UNPARSABLE])
+    assert [f.code for f in plan.findings] == ["DG107"]
+
+
+def test_what_sqlglot_keeps_as_a_command_and_the_patterns_read_are_no_error() -> None:
+    assert [o.kind for o in risk_parse.parse("ALTER TABLE t OWNER TO app", "postgresql")] == ["unknown"]
+    assert [o.kind for o in risk_parse.parse(
+        "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql", "postgresql")] == [
+        "other_ddl"]
+
+
+def test_a_tree_in_a_shape_dbguard_does_not_know_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How an unsupported sqlglot shows up: the statement parses, but its tree is not where dbguard
+    looks (here a DROP TABLE whose table is in no argument dbguard reads)."""
+    statement = "DROP TABLE legacy_in_an_unknown_shape"
+    monkeypatch.setattr(sqlglot, "parse_one", lambda sql, read=None: sqlglot.exp.Drop(kind="TABLE"))
+    with pytest.raises(StatementParseError, match=r"cannot read sqlglot .*'s tree of \"DROP TABLE legacy_in_an"):
+        risk_parse.parse(statement, "postgresql")

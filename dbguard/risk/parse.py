@@ -8,6 +8,7 @@ import logging
 import re
 from typing import Any
 
+from dbguard.errors import StatementParseError
 from dbguard.risk.model import Op
 
 SQLGLOT_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
@@ -108,6 +109,8 @@ def parse(sql: str, engine: str) -> list[Op]:
 
 
 def parse_statement(sql: str, engine: str) -> list[Op]:
+    """The operations of one statement; raises :class:`StatementParseError` when sqlglot cannot parse
+    it (and no pattern below reads it) or its tree has a shape this module does not know."""
     return list(_parse_cached(sql, engine))
 
 
@@ -121,14 +124,36 @@ def _parse_statement(sql: str, engine: str) -> list[Op]:
     if fallback is not None:
         return fallback
     glot = _glot()
+    read = SQLGLOT_DIALECT.get(engine, engine)
+    # A statement nobody could read must stop the plan: kept as "unknown" it passed every rule.
     try:
-        tree = glot.parse_one(sql, read=SQLGLOT_DIALECT.get(engine, engine))
-    except Exception as exc:  # noqa: BLE001 - any parse failure: the statement is unknown, said so
-        return [Op("unknown", sql, note=f"not parsed: {str(exc).splitlines()[0][:120]}")]
+        tree = glot.parse_one(sql, read=read)
+    except Exception as exc:  # noqa: BLE001 - ParseError, TokenError ...: every parser failure
+        raise StatementParseError(f"sqlglot {_glot_version()} cannot parse {shown_statement(sql)} as {read} "
+                                  f"[{_first_line(exc)}]", sql) from None
     try:
-        return _from_tree(tree, sql, engine) or [Op("unknown", sql, note="not understood")]
-    except Exception as exc:  # noqa: BLE001 - a shape we did not expect: unknown, never a crash
-        return [Op("unknown", sql, note=f"not understood: {type(exc).__name__}")]
+        ops = _from_tree(tree, sql, engine)
+    except Exception as exc:  # noqa: BLE001 - a tree shape this module does not know: an unsupported sqlglot
+        raise StatementParseError(f"dbguard cannot read sqlglot {_glot_version()}'s tree of {shown_statement(sql)} "
+                                  f"[{type(exc).__name__}: {_first_line(exc)}] (is this sqlglot version one "
+                                  "dbguard supports?)", sql) from None
+    # Parsed, but a statement dbguard has no rules for (sqlglot's opaque Command, a GRANT ...).
+    return ops or [Op("unknown", sql, note="not understood")]
+
+
+def shown_statement(sql: str, limit: int = 100) -> str:
+    """``sql`` on one line, quoted, cut at ``limit`` characters: how an error names a statement."""
+    flat = " ".join(sql.split())
+    return f'"{flat if len(flat) <= limit else flat[:limit - 3] + "..."}"'
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
+
+
+def _glot_version() -> str:
+    return str(getattr(_glot(), "__version__", "(version unknown)"))
 
 
 # Forms sqlglot keeps as an opaque Command (or parses lossily): recognised by pattern first.
@@ -311,7 +336,13 @@ def _from_tree(tree: Any, sql: str, engine: str) -> list[Op]:
 
 
 def _dropped(node: Any) -> list[Any]:
-    return list(node.args.get("tables") or node.expressions or [])
+    # sqlglot before 30.18 keeps the one dropped object in ``this``; later ones list them in ``tables``.
+    dropped = node.args.get("tables") or node.expressions or ([node.this] if node.this is not None else [])
+    if not dropped:
+        # Every DROP names what it drops: a tree without it has moved it where this code does not look,
+        # and a DROP TABLE read as dropping nothing would pass DG107.
+        raise ValueError("a DROP whose target is not in the tree")
+    return list(dropped)
 
 
 def _create(tree: Any, sql: str, glot: Any) -> list[Op]:

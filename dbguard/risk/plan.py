@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from dbguard.errors import StatementParseError
 from dbguard.risk import rules as rules_mod
 from dbguard.risk.locks import describe_hold, estimate_hold, lock_for
 from dbguard.risk.model import Context, Finding, LockInfo, Op, ServerInfo, Severity, TableFacts
@@ -141,9 +142,17 @@ def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: s
     tables: set[str] = set()
     for rev in pending:
         for statement in statements_of(rev.statements, version_table):
-            for op in parse(statement, engine):
+            for op in _parse_pending(statement, engine, rev.revision):
                 tables.update(t for t in (op.table, op.ref_table, *op.references) if t)
     return tables
+
+
+def _parse_pending(sql: str, engine: str, revision: str) -> list[Op]:
+    """A pending statement's operations; one sqlglot cannot read stops the plan, naming its revision."""
+    try:
+        return parse(sql, engine)
+    except StatementParseError as exc:
+        raise exc.in_revision(revision) from None
 
 
 def analyse(
@@ -162,7 +171,14 @@ def analyse(
     state = _State()
     for rev in history:
         for statement in statements_of(rev.statements, version_table):
-            for op in parse(statement, engine):
+            try:
+                ops = parse(statement, engine)
+            except StatementParseError:
+                # Applied revisions are not judged, only read for the tables they made: one statement
+                # sqlglot cannot read must not stop every later plan. What it made counts as existing
+                # where the live facts say so.
+                continue
+            for op in ops:
                 state.apply(op, in_plan=False)
     existing_before = frozenset(state.tables)
 
@@ -177,7 +193,7 @@ def analyse(
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
         for index, sql in enumerate(statements_of(rev.statements, version_table)):
-            ops = parse(sql, engine)
+            ops = _parse_pending(sql, engine, rev.revision)
             kinds, notes = [], []
             strongest: tuple[LockInfo, float | None, str | None] | None = None
             for op in ops:
