@@ -50,7 +50,7 @@ CONTAINER_START_TIMEOUT_S = 120
 
 # Tests using any of these need a real server: marked integration automatically.
 SERVER_FIXTURES = {"pg_server_url", "mysql_server_url", "pg_url", "mysql_url", "private_mariadb_server_url",
-                   "private_mysql_url"}
+                   "private_mysql_url", "private_pg_server_url", "private_pg_url"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -235,6 +235,28 @@ def private_mysql_url(private_mariadb_server_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url, private_mariadb_server_url)
+
+
+@pytest.fixture(scope="session")
+def private_pg_server_url() -> Iterator[str]:
+    """Admin URL of a PostgreSQL cluster of this test process's own, for tests that watch what is
+    server-wide (the scratch databases every replay sweeps) and must not see other tests' work."""
+    from tests.private_servers import postgres_binaries, private_postgres
+
+    if postgres_binaries() is None:
+        unavailable("initdb and postgres are not installed: no private PostgreSQL cluster")
+    with private_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def private_pg_url(private_pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the private PostgreSQL cluster, dropped after the test."""
+    url = create_database(private_pg_server_url, "postgresql")
+    try:
+        yield url
+    finally:
+        drop_database(url, private_pg_server_url)
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
-"""A private MariaDB server for the tests that must change what is server-wide (a plugin that is
-absent, a global read lock), so the shared server stays as every other test expects it.
+"""Private MariaDB and PostgreSQL servers, for the tests that must change or watch what is
+server-wide (a plugin that is absent, a global read lock, the scratch databases a replay sweeps away),
+so the shared servers stay as every other test, running in parallel, expects them.
 
-``mariadb-install-db`` and ``mariadbd`` come with the MariaDB server package; the instance listens
-on a Unix socket only (no port to collide on), lives in a temporary folder, runs as a child that
-dies with the test process, and is removed when the session ends.
+``mariadb-install-db``/``mariadbd`` and ``initdb``/``postgres`` come with the server packages; an
+instance listens on a Unix socket only (no port to collide on), lives in a temporary folder, runs as a
+child that dies with the test process, and is removed when the session ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
 import subprocess
 import tempfile
@@ -75,6 +78,70 @@ def private_mariadb() -> Iterator[str]:
     finally:
         if proc is not None:
             proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of ``initdb`` and ``postgres`` (Debian keeps them off PATH), newest version first."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """Start a PostgreSQL cluster of its own (as the ``postgres`` user when run as root, since the
+    server refuses root); yield its admin URL (postgres, trust, database ``postgres``)."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        raise RuntimeError("initdb and postgres are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="dbg-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_owner = ["--reuid", "postgres", "--regid", "postgres", "--init-groups"]
+    setpriv = shutil.which("setpriv")
+    if as_owner and setpriv is None:
+        raise RuntimeError("running as root needs setpriv (util-linux) to start PostgreSQL as postgres")
+    data = folder / "data"
+    proc = None
+    try:
+        subprocess.run([*([setpriv, *as_owner, "--"] if as_owner else []), str(binaries / "initdb"), "-D", str(data),
+                        "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True, timeout=START_TIMEOUT_S)
+        server = [str(binaries / "postgres"), "-D", str(data), "-k", str(folder), "-c", "listen_addresses=",
+                  "-c", "fsync=off", "-c", "max_prepared_transactions=10"]
+        if setpriv is not None:
+            server = [setpriv, *as_owner, "--pdeathsig", "KILL", "--", *server]
+        with open(folder / "server.log", "wb") as log:
+            proc = subprocess.Popen(server, stdout=log, stderr=subprocess.STDOUT)
+        url = f"postgresql+psycopg://postgres@/postgres?host={folder}"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the private PostgreSQL exited: {(folder / 'server.log').read_text()[-2000:]}")
+            engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                return True
+            except sa.exc.DBAPIError:
+                return False
+            finally:
+                engine.dispose()
+
+        wait_for(ready, timeout=START_TIMEOUT_S, interval=0.05, message="the private PostgreSQL never answered")
+        yield url
+    finally:
+        if proc is not None:
+            proc.terminate()  # smart shutdown would wait for clients; SIGTERM is "fast"
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

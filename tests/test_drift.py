@@ -533,11 +533,18 @@ def _waiting_replay_project(tmp_path: Path, url: str) -> tuple[Path, Path]:
     return ini, started
 
 
+# Every replay sweeps its server's abandoned scratch databases: a test of the sweep uses a server of
+# its own, where no other test's replay can be "the next replay".
+_SWEPT = {"sqlite": "sqlite_url", "postgresql": "private_pg_url", "mysql": "private_mysql_url"}
+
+
 @pytest.mark.slow
-def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(db_url, tmp_path):
+@pytest.mark.parametrize("engine", list(_SWEPT))
+def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_replay(request, engine, tmp_path):
     """SIGKILL leaves no chance to drop anything: the next replay drops what the dead process left
     (its owner lock is free), never the scratch database of a replay still running elsewhere, nor
     a database or folder dbguard did not make with the same prefix."""
+    db_url = request.getfixturevalue(_SWEPT[engine])
     url, backend = db_url, backend_of(db_url)
     ini, started = _waiting_replay_project(tmp_path, url)
     # SQLite's scratch databases are folders in the temporary directory: this test's own.
@@ -625,7 +632,7 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("url", ["pg_url", "mysql_url"])
+@pytest.mark.parametrize("url", ["private_pg_url", "private_mysql_url"])
 def test_an_abandoned_scratch_database_someone_is_using_is_left_alone(request, url, tmp_path):
     """The sweep ends nobody's session: a session inside an abandoned scratch database (a person
     looking at what the dead replay left) keeps it, and the next replay says it could not drop it."""
