@@ -117,13 +117,16 @@ def rollback(
 
 
 def resolve(
-    settings: Settings, reason: str, revision: str | None = None, *, confirm: Confirm | None = None
+    settings: Settings, reason: str, revision: str | None = None, *, confirm: Confirm | None = None,
+    accept_schema: bool = False,
 ) -> RunResult:
-    """Mark a FAILED/UNKNOWN run as repaired by hand, after the typed risk confirmation."""
+    """Mark a FAILED/UNKNOWN run as repaired by hand, after the typed risk confirmation, once
+    alembic_version and the live schema match the reference at those revisions (differences known
+    before aside); ``accept_schema`` stores the live schema as that reference instead."""
     from dbguard import guard
     from dbguard.target import load_target
 
-    return guard.resolve(load_target(settings), reason, revision, confirm)
+    return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
 
 
 def status(settings: Settings) -> StatusReport:
@@ -142,14 +145,17 @@ def status(settings: Settings) -> StatusReport:
         held_by_other = holder is not None and holder != session.session_id
         revisions = read_version_heads(session.conn, target.version_table)
         exists = ledger.exists()
-        last = ledger.latest_changing_run() if exists else None
+        runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
+    last = runs[0] if runs else None
     state = derive_state(last, held_by_other)
     reason = advice = None
     exit_code = ExitCode.OK
     if state in (TargetState.FAILED, TargetState.UNKNOWN):
+        from dbguard.core.lanes import way_out
+
         exit_code = ExitCode.REFUSED
         reason = f"circuit breaker open: {breaker.describe_breaker(state, last)}"
-        advice = "roll back with `dbguard rollback`, or repair by hand and record it with `dbguard resolve`"
+        advice = way_out(runs)
     elif state is TargetState.RUNNING:
         exit_code = ExitCode.BUSY
     return StatusReport(
@@ -161,6 +167,7 @@ def status(settings: Settings) -> StatusReport:
         advice=advice,
         lock_holder=holder if held_by_other else None,
         ledger_exists=exists,
+        schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified",
     )
 
 

@@ -157,16 +157,20 @@ def history(state: _State, limit: int) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.option("--reason", required=True, help="What was repaired by hand, and how.")
 @click.option("--revision", default=None, help="Also set alembic_version to this revision.")
+@click.option("--accept-schema", is_flag=True,
+              help="Store the live schema as the reference at these revisions instead of comparing with it.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
 @click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
 @click.pass_obj
-def resolve(state: _State, reason: str, revision: str | None, confirm_risk: str | None,
+def resolve(state: _State, reason: str, revision: str | None, accept_schema: bool, confirm_risk: str | None,
             wait_lock: float | None) -> None:
-    """Mark a FAILED/UNKNOWN run as repaired by hand (after the typed confirmation)."""
+    """Mark a FAILED/UNKNOWN run as repaired by hand (after the typed confirmation), once alembic_version
+    and the schema check out against the reference (or, with --accept-schema, the live schema becomes it)."""
     from dbguard import api
 
     settings = state.settings(wait_lock_s=wait_lock)
-    _emit(state, api.resolve(settings, reason, revision, confirm=_confirm_with(confirm_risk)))
+    _emit(state, api.resolve(settings, reason, revision, confirm=_confirm_with(confirm_risk),
+                             accept_schema=accept_schema))
 
 
 @cli.command(context_settings=CONTEXT)

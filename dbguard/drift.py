@@ -26,7 +26,7 @@ POLICIES = ("warn", "refuse", "ignore")
 _SHOWN = 5
 
 
-def _exclusions(settings: Any) -> tuple[str, ...]:
+def exclusions(settings: Any) -> tuple[str, ...]:
     return model.never_drift(settings.table_prefix, settings.version_table)
 
 
@@ -140,7 +140,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
           progress: Callable[[str], None] = lambda line: None) -> DriftReport:
     """The live schema against models, replayed migrations, or a snapshot file."""
     started = time.monotonic()
-    exclude = _exclusions(settings)
+    exclude = exclusions(settings)
     # Against the models, the live catalog is read in a child process on the other core while
     # this one imports SQLAlchemy, Alembic and the models (None: not worth it or not possible here).
     if against == "models":
@@ -268,7 +268,7 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
-    exclude = _exclusions(settings)
+    exclude = exclusions(settings)
     with open_session(target) as session:
         if live:
             heads = read_version_heads(session.conn, target.version_table)
@@ -276,7 +276,9 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
         else:
             heads = _resolve_heads(target.script(), revision)
             doc = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
-    text = model.document_json(doc)
+    schema_hash = model.document_hash(doc)
+    # The revisions it stands for: the `expected_schema` setting uses it only at those revisions.
+    text = model.document_json({**doc, "revisions": list(heads)})
     if output and output != "-":
         try:
             with open(output, "w", encoding="utf-8") as handle:
@@ -284,7 +286,7 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
         except OSError as exc:
             raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
     return SnapshotResult(path=output if output and output != "-" else None, revisions=heads,
-                          engine=doc["engine"], tables=len(doc["tables"]), schema_hash=model.document_hash(doc),
+                          engine=doc["engine"], tables=len(doc["tables"]), schema_hash=schema_hash,
                           text="" if output and output != "-" else text)
 
 
@@ -301,13 +303,16 @@ class Preflight:
     live_hash: str | None = None
     baseline_hash: str | None = None
     heads: tuple[str, ...] = ()
+    # The line of ``problems`` about drift (None: none found): at the run's end the end check says
+    # which of it is still there.
+    drift_line: str | None = None
 
 
-def _pack(text: str) -> str:
+def pack(text: str) -> str:
     return "z:" + base64.b64encode(zlib.compress(text.encode(), 6)).decode()
 
 
-def _unpack(text: str) -> str:
+def unpack(text: str) -> str:
     return zlib.decompress(base64.b64decode(text[2:])).decode() if text.startswith("z:") else text
 
 
@@ -342,9 +347,11 @@ def changed_revision_files(conn: Any, prefix: str, script: Any, heads: tuple[str
 
 def heads_moved(last_run: Any, heads: tuple[str, ...]) -> str | None:
     """alembic_version moved behind dbguard's back: it no longer says what the last good run left."""
-    if last_run is None or last_run.status != "succeeded" or last_run.to_revision is None:
+    from dbguard.core.lanes import end_revisions
+
+    if last_run is None or last_run.status != "succeeded" or end_revisions(last_run) is None:
         return None
-    left = tuple(sorted(r for r in last_run.to_revision.split() if r != "base"))
+    left = tuple(sorted(end_revisions(last_run) or ()))
     if left == tuple(sorted(heads)):
         return None
     return (f"alembic_version was moved outside dbguard: run {last_run.id} left {' '.join(left) or 'base'}, "
@@ -368,68 +375,22 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
     baseline = store.latest(heads)
     # The common case, nothing changed, is the catalog's rows hashed as plain data: no model objects.
     with catalog_lock_waits(session, target.settings.lock_timeout_ms):
-        live = read_document(session.conn, session.dialect, _exclusions(target.settings))
+        live = read_document(session.conn, session.dialect, exclusions(target.settings))
     live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
+    drift_line = None
     if baseline is not None and baseline[1] != live_hash:
-        stored = json.loads(_unpack(store.schema_text(baseline[0])))
+        stored = json.loads(unpack(store.schema_text(baseline[0])))
         drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
         if drifts:
-            problems.append(f"schema drift since {' '.join(heads) or 'base'} was recorded: {len(drifts)} "
-                            f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
+            drift_line = (f"schema drift since {' '.join(heads) or 'base'} was recorded: {len(drifts)} "
+                          f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
+            problems.append(drift_line)
     return Preflight(problems=tuple(problems), drifts=tuple(drifts), live=live, live_hash=live_hash,
-                     baseline_hash=None if baseline is None else baseline[1], heads=heads)
+                     baseline_hash=None if baseline is None else baseline[1], heads=heads, drift_line=drift_line)
 
 
-def after_run(session: Any, target: Any, script: Any, before: Preflight | None, heads_now: tuple[str, ...],
-              run_id: int | None, steps_ran: bool, ignore: tuple[str, ...] = (),
-              seen_metadata: tuple[Any] | None = None) -> tuple[str, ...]:
-    """Store the live schema for the new revision; when migrations ran, compare it with the schema
-    expected there (one stored for that revision, else the models when at the scripts' heads).
-    Returns the warnings to show; a mismatch is also recorded beside the stored schema."""
-    from dbguard.db.catalog import read_document
-    from dbguard.db.ledger import SchemaStore
-    from dbguard.target import catalog_lock_waits
-
-    store = SchemaStore(session.conn, target.settings.table_prefix)
-    if not steps_ran and before is not None and before.live is not None and tuple(heads_now) == before.heads:
-        if before.baseline_hash is None:
-            store.store(heads_now, before.live_hash or "", _pack(model.document_json(before.live, indent=None)),
-                        run_id)
-        return ()
-    exclude = _exclusions(target.settings)
-    with catalog_lock_waits(session, target.settings.lock_timeout_ms):
-        live = read_document(session.conn, session.dialect, exclude)
-    live_hash = model.document_hash(live)
-    warnings: list[str] = []
-    drifts: list[model.Drift] = []
-    baseline = store.latest(heads_now)
-    source = None
-    if baseline is not None:
-        if baseline[1] != live_hash:
-            stored = json.loads(_unpack(store.schema_text(baseline[0])))
-            drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
-        source = f"the schema recorded earlier at {' '.join(heads_now) or 'base'}"
-    elif steps_ran and heads_now and set(heads_now) == set(script.get_heads()):
-        source = "the models (env.py's target_metadata)"
-        from dbguard import expected as sources
-
-        try:
-            expected = sources.models_schema(target, session, exclude, seen_metadata)
-            drifts = model.filter_drift(model.diff_models(expected, live), ignore)
-        except sources.NoTargetMetadata:
-            pass  # a stock env.py has no models: nothing to compare with, which is not a problem
-        except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning
-            warnings.append(f"could not compare with the models after the run: {exc}")
-    if drifts:
-        warnings.append(f"after the run the schema differs from {source}: {len(drifts)} "
-                        f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")
-    drift_text = json.dumps([dataclasses.asdict(d) for d in drifts]) if drifts else None
-    store.store(heads_now, live_hash, _pack(model.document_json(live, indent=None)), run_id, drift_text)
-    return tuple(warnings)
-
-
-# The two calls guard.py makes -----------------------------------------------------------------
+# The pre-flight's verdict for guard.py ----------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,14 +401,18 @@ class GuardCheck:
     refuse_reason: str | None = None
     preflight: Preflight | None = None
 
+    def still_true(self) -> tuple[str, ...]:
+        """The warnings that stay true after the run; its drift is the end check's to report."""
+        line = self.preflight.drift_line if self.preflight is not None else None
+        return tuple(w for w in self.warnings if w != line)
+
 
 def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], last_run: Any,
                     intent: str) -> GuardCheck:
     """Apply the ``on_drift`` policy to what the pre-flight finds. The rollback lane never refuses
-    on drift: it is the way out, so drift there is a warning."""
+    on drift: it is the way out, so drift there is a warning. With ``on_drift = ignore`` the
+    pre-flight still runs (the run's end check needs what it read) and says nothing."""
     settings = target.settings
-    if settings.on_drift == "ignore":
-        return GuardCheck()
     try:
         check = preflight(session, target, script, heads, last_run, tuple(settings.drift_ignore))
     except Exception as exc:
@@ -456,30 +421,15 @@ def guard_preflight(session: Any, target: Any, script: Any, heads: tuple[str, ..
         waited = catalog_wait_error(session, exc)
         if waited is None:
             raise
+        if settings.on_drift == "ignore":
+            return GuardCheck()
         # Not knowing is the policy's business, as drift is: refuse, or go on and say so.
         reason = f"could not check for drift before the {intent}: {waited}"
         if settings.on_drift == "refuse" and intent != "rollback":
             return GuardCheck(refuse_reason=reason)
         return GuardCheck(warnings=(reason,))
-    if not check.problems:
+    if not check.problems or settings.on_drift == "ignore":
         return GuardCheck(preflight=check)
     if settings.on_drift == "refuse" and intent != "rollback":
         return GuardCheck(refuse_reason="; ".join(check.problems), preflight=check)
     return GuardCheck(warnings=check.problems, preflight=check)
-
-
-def guard_after_run(session: Any, target: Any, script: Any, check: GuardCheck | None, heads_now: tuple[str, ...],
-                    run_id: int | None, steps_ran: bool, seen_metadata: tuple[Any] | None = None) -> tuple[str, ...]:
-    """The pre-flight's warnings plus the post-flight's; never raises: the run already succeeded.
-    ``seen_metadata``: (env.py's target_metadata,) as the run got it; None: env.py is run again."""
-    warnings = list(check.warnings) if check else []
-    if target.settings.on_drift == "ignore":
-        return tuple(warnings)
-    try:
-        warnings += after_run(session, target, script, check.preflight if check else None, heads_now, run_id,
-                              steps_ran, tuple(target.settings.drift_ignore), seen_metadata)
-    except Exception as exc:  # noqa: BLE001 - recording the schema must never fail a successful run
-        from dbguard.db.connect import first_line
-
-        warnings.append(f"could not record the schema after the run: {first_line(exc)}")
-    return tuple(warnings)

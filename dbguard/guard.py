@@ -83,6 +83,29 @@ class _Runner:
     script: Any
     # The drift pre-flight's verdict (dbguard.drift.GuardCheck), for the post-flight.
     drift_check: Any = None
+    # Differences from the reference known before the run: carried over by the end check.
+    known_drift: frozenset[str] = frozenset()
+    # The pre-flight has just stored the reference of the starting revisions (nothing to verify against).
+    stored_start: bool = False
+    # Something changed the schema besides the migration's steps (the rollback's repair of a partial step).
+    schema_touched: bool = False
+
+    def start_reference(self, heads: tuple[str, ...], last: RunRecord | None) -> None:
+        """Where the target is as the ledger left it: the drift the pre-flight found is pre-existing
+        (carried over by the end check), and what it read becomes the reference of the starting
+        revisions if none is stored. After a failed or dead run neither: what the pre-flight finds
+        then may be that run's leftovers."""
+        from dbguard import verify
+
+        check = self.drift_check.preflight if self.drift_check is not None else None
+        if check is None or not verify.ledger_agrees(last, heads):
+            return
+        self.known_drift = self.known_drift | verify.drift_keys(check.drifts)
+        self.stored_start = verify.store_start_reference(self.session, self.target, check.live, check.live_hash,
+                                                         heads, last)
+
+    def preflight_findings(self) -> tuple[str, ...]:
+        return tuple(self.drift_check.warnings) if self.drift_check is not None else ()
 
     @property
     def settings(self) -> Any:
@@ -386,7 +409,9 @@ def _locked_run(
                    f"confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan,
         )
 
-    run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    runner.start_reference(heads, last)
+    run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
+                                      known_drift=runner.known_drift)
     with _closing_run(runner, run_id):
         return _with_plan(_execute(runner, intent, _absolute_destination(destination, final_heads), heads, row,
                                    run_id), risk_plan, plan_notes)
@@ -649,33 +674,25 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     common: dict[str, Any] = {
         "intent": intent.value, "run_id": run_id, "from_revisions": heads_before,
         "to_revision": row["to_revision"], "steps": tuple(steps), "forced": row["forced"],
-        "lock_waits_retried": retries, "duration_ms": duration_ms,
+        "lock_waits_retried": retries, "duration_ms": duration_ms, "preflight": runner.preflight_findings(),
     }
 
     if error is None:
-        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
-        from dbguard import drift
-
-        common["warnings"] = drift.guard_after_run(runner.session, runner.target, script, runner.drift_check,
-                                                   heads_now, run_id, bool(steps), seen_metadata)
-        verb = "upgraded" if intent is Intent.UPGRADE else "downgraded"
-        message = (f"{verb} {' '.join(heads_before) or 'base'} -> {' '.join(heads_now) or 'base'} "
-                   f"({len(steps)} step{'s' if len(steps) != 1 else ''})") if steps else \
-            f"nothing to do: already at {' '.join(heads_now) or 'base'}"
-        return RunResult(status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK, message=message, **common)
+        return _verified_end(runner, intent, heads_before, row, run_id, bool(steps) or runner.schema_touched,
+                             seen_metadata, common)
 
     nothing_ran = not tracker.steps and set(heads_now) == set(heads_before)
     if nothing_ran and not isinstance(error, KeyboardInterrupt):
         # Nothing touched the schema (env.py failed, or connected elsewhere): a configuration problem.
         ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(),
-                          error_class=error_class, error=error_text)
+                          error_class=error_class, error=error_text, revisions_after=heads_now)
         exit_code = error.exit_code if isinstance(error, DbguardError) else ExitCode.USAGE
         return RunResult(status=RunStatus.REFUSED.value, exit_code=exit_code,
                          message=f"could not run the migrations: {error_text}", error=error_text, **common)
 
     failed_step = failing.revision if failing else None
     ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(), error_class=error_class,
-                      error=error_text, failed_step=failed_step)
+                      error=error_text, failed_step=failed_step, revisions_after=heads_now)
     where = f" at step {failed_step}" if failed_step else ""
     timed_out = error is not None and any(runner.session.dialect.is_lock_timeout(e) for e in _error_chain(error))
     why = (f" (lock wait over {runner.session.dialect.effective_lock_timeout_ms(runner.settings.lock_timeout_ms)} ms, "
@@ -684,17 +701,57 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     return RunResult(
         status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
         message=f"run {run_id} failed{where}{why}: {error_text}", error=error_text, failed_step=failed_step,
-        advice="the circuit breaker is now open: `dbguard status` shows it; roll back with `dbguard rollback` "
-               "or repair by hand and `dbguard resolve --reason TEXT`",
-        **common,
+        advice=FAILED_ADVICE, warnings=runner.preflight_findings(), **common,
     )
+
+
+FAILED_ADVICE = ("the circuit breaker is now open: `dbguard status` shows it; roll back with `dbguard rollback` "
+                 "or repair by hand and `dbguard resolve --reason TEXT`")
+
+
+def _verified_end(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
+                  run_id: int, steps_ran: bool, seen_metadata: tuple[Any] | None,
+                  common: dict[str, Any]) -> RunResult:
+    """The migrations ran: the run succeeds only if the database says what it claims (see
+    :mod:`dbguard.verify`); otherwise it failed, each difference named, and the breaker opens."""
+    from dbguard import verify
+
+    recorded = tuple((row["to_revision"] or "").split())
+    check = runner.drift_check.preflight if runner.drift_check is not None else None
+    end = verify.check_end(runner.session, runner.target, runner.script, recorded=recorded,
+                           known=runner.known_drift, run_id=run_id, steps_ran=steps_ran, before=check,
+                           reused_reference=runner.stored_start and not steps_ran, seen_metadata=seen_metadata)
+    verdict = end.verdict
+    before = " ".join(heads_before) or "base"
+    after = " ".join(end.heads) or "base"
+    if not verdict.passed:
+        runner.ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                                 error_class="dbguard.EndCheck", error=end.error, **end.ledger_values())
+        return RunResult(status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
+                         message=f"run {run_id} failed its end check ({before} -> {after}): "
+                                 f"{'; '.join(verdict.failures[:5])}",
+                         error=end.error, advice=FAILED_ADVICE, warnings=(*runner.preflight_findings(), *end.warnings),
+                         schema_check=verdict.check.value, schema_note=verdict.note, **common)
+    runner.ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values())
+    still = runner.drift_check.still_true() if runner.drift_check is not None else ()
+    steps = len(common["steps"])
+    verb = {Intent.UPGRADE: "upgraded", Intent.DOWNGRADE: "downgraded"}.get(intent, "rolled back")
+    message = (f"{verb} {before} -> {after} ({steps} step{'s' if steps != 1 else ''})" if steps_ran
+               else f"nothing to do: already at {after}")
+    return RunResult(status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK, message=message,
+                     warnings=(*still, *end.warnings), schema_check=verdict.check.value, schema_note=verdict.note,
+                     **common)
 
 
 # resolve ------------------------------------------------------------------------------------
 
 
-def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm | None) -> RunResult:
-    """Mark a FAILED/UNKNOWN run as repaired by hand; with ``revision``, also set alembic_version."""
+def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm | None,
+            accept_schema: bool = False) -> RunResult:
+    """Mark a FAILED/UNKNOWN run as repaired by hand; with ``revision``, also set alembic_version.
+    It succeeds once alembic_version and the live schema match the reference at those revisions
+    (what the failed runs knew before them aside); ``accept_schema`` makes the live schema the
+    reference instead: a deliberate hand repair is never a dead end."""
     from alembic import command
     from alembic.util import CommandError
 
@@ -732,6 +789,9 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
                           "migration: the schema must already match it")
         if last.failed_step and session.dialect.risk_engine is not None:
             radius += _live_leftovers(runner, heads, last)
+        at = " ".join(new_heads) or "base"
+        radius.append(f"stores the live schema as the reference at {at} (--accept-schema)" if accept_schema else
+                      f"then checks alembic_version and the live schema against the reference at {at}")
         answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
                                     token=breaker.CONFIRM_TOKEN)) if confirm else None
         if not breaker.confirmation_accepted(answer):
@@ -739,16 +799,38 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
             run_id = runner.record_refusal(row, why)
             return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
                              exit_code=ExitCode.REFUSED, message=f"refused: {why}", run_id=run_id)
-        run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value)
+        from dbguard import verify
+        from dbguard.core import lanes
+
+        chain = lanes.rollback_target(ledger.recent_runs(limit=200, changing_only=True)).undoes or (last,)
+        known = verify.known_since(chain)
+        run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, known_drift=known)
         if revision is not None:
             _stamp(runner, command, revision)
-        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
-        ledger.update_run(last.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
+        end = verify.check_end(session, target, script, recorded=new_heads, known=known, run_id=run_id,
+                               steps_ran=True, accept=accept_schema)
+        common: dict[str, Any] = {"intent": Intent.RESOLVE.value, "run_id": run_id, "from_revisions": heads,
+                                  "to_revision": row["to_revision"], "schema_check": end.verdict.check.value,
+                                  "schema_note": end.verdict.note}
+        if not end.verdict.passed:
+            ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                              error_class="dbguard.EndCheck", error=end.error, **end.ledger_values())
+            return RunResult(status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
+                             message=f"run {run_id} could not resolve run {last.id}: {'; '.join(end.verdict.failures[:5])}",
+                             error=end.error, warnings=end.warnings, advice=(
+                                 "repair what differs by hand and resolve again, or accept the live schema as "
+                                 f"the reference at {at} with `dbguard resolve --accept-schema`"), **common)
+        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values())
+        for undone in chain:
+            ledger.update_run(undone.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
+        resolved = ", ".join(str(r.id) for r in sorted(chain, key=lambda r: r.id))
         return RunResult(
-            intent=Intent.RESOLVE.value, status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
-            message=f"run {last.id} marked resolved by run {run_id}"
-                    + (f"; alembic_version set to {' '.join(new_heads) or 'base'}" if revision else ""),
-            run_id=run_id, from_revisions=heads, to_revision=row["to_revision"],
+            status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
+            message=f"run{'s' if len(chain) > 1 else ''} {resolved} marked resolved by run {run_id}"
+                    + (f"; alembic_version set to {at}" if revision else "")
+                    + ("; the live schema is the reference from now on" if accept_schema else
+                       "; alembic_version and schema checked"),
+            warnings=end.warnings, **common,
         )
 
 

@@ -82,6 +82,8 @@ def _run_text(result: RunResult) -> str:
     for step in result.steps:
         attempts = f"  ({step.attempts} attempts)" if step.attempts > 1 else ""
         lines.append(f"  {step.revision:<28} {step.direction:<4} {step.status:<12} {_ms(step.duration_ms)}{attempts}")
+    if result.schema_note:
+        lines.append(f"  {result.schema_note}")
     lines += [f"warning: {w}" for w in result.warnings]
     if result.plan is not None and result.status == "refused" and result.plan.failing:
         lines += [f"  {line}" for line in plan_lines(result.plan, statements=False)]
@@ -95,8 +97,12 @@ def _run_text(result: RunResult) -> str:
 
 
 def _status_text(report: StatusReport) -> str:
+    state = report.state
+    if report.state == "HEALTHY" and report.last_run is not None:
+        state += (" (schema verified against the reference)" if report.schema_verified else
+                  " (schema not verified yet: " + _unverified(report.last_run.schema_check) + ")")
     lines = [
-        f"state:     {report.state}",
+        f"state:     {state}",
         f"revisions: {' '.join(report.revisions) or 'base (empty)'}",
     ]
     if report.lock_holder:
@@ -121,6 +127,14 @@ def _status_text(report: StatusReport) -> str:
     return "\n".join(lines)
 
 
+def _unverified(check: str | None) -> str:
+    return {
+        "first": "the last run stored the reference at these revisions; the next run compares with it",
+        "accepted": "the live schema was accepted as the reference by resolve --accept-schema",
+        "unchecked": "the last run could not read the schema",
+    }.get(check or "", "the last run predates schema checks")
+
+
 def _history_text(report: HistoryReport) -> str:
     if not report.runs:
         return "no runs recorded"
@@ -132,6 +146,7 @@ def _history_text(report: HistoryReport) -> str:
             f"{run.id:>5}  {_when(run.started_at)}  {run.intent:<9} {run.status:<11}{flags} "
             f"{' '.join(run.from_revisions) or 'base'} -> {run.to_revision or '-'}  "
             f"{run.os_user or '?'}@{run.host or '?'} pid {run.pid or '?'}"
+            + (f"  schema {run.schema_check}" if run.schema_check else "")
         )
         if run.reason:
             lines.append(f"       reason: {run.reason}")

@@ -7,8 +7,9 @@ and guessing would be worse.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,15 +69,49 @@ def _needed(op: Any, inspector: Any) -> bool | None:
     return None
 
 
-def undo_partial(connection: Any, script: Any, revision: str,
-                 on_statement: Callable[[str | None], None] | None = None) -> RepairLog:
+@contextlib.contextmanager
+def _migration_context(config: Any, script: Any, connection: Any, version_table: str) -> Iterator[Any]:
+    """A migration context on ``connection`` inside Alembic's EnvironmentContext, so a revision's
+    code finds ``alembic.context`` as it does under ``alembic downgrade`` (``get_x_argument``,
+    ``is_offline_mode``)."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    with EnvironmentContext(config, script, as_sql=False) as environment:
+        environment.configure(connection=connection, version_table=version_table)
+        yield environment.get_context()
+
+
+def undo_partial(connection: Any, config: Any, script: Any, revision: str, version_table: str,
+                 log: RepairLog | None = None) -> RepairLog:
     """Run ``revision``'s downgrade on ``connection`` op by op, each only where it is still needed."""
+    with _migration_context(config, script, connection, version_table) as context:
+        return _checked_downgrade(context, connection, script, revision, log or RepairLog(),
+                                  f"undo the half-applied revision {revision}")
+
+
+def finish_downgrade(connection: Any, config: Any, script: Any, revision: str, version_table: str,
+                     log: RepairLog | None = None) -> RepairLog:
+    """Finish a downgrade of ``revision`` that stopped half-way (its DDL before the failure stayed,
+    alembic_version still names it): the rest of its downgrade op by op, each only where still
+    needed, then alembic_version moved below it, as the downgrade would have left it."""
+    below = script.get_revision(revision).down_revision
+    if isinstance(below, (tuple, list)):
+        raise RepairError(f"cannot finish the half-done downgrade of the merge revision {revision} safely "
+                          "(it has several parents); finish by hand, then `dbguard resolve`")
+    with _migration_context(config, script, connection, version_table) as context:
+        log = _checked_downgrade(context, connection, script, revision, log or RepairLog(),
+                                 f"finish the half-done downgrade of {revision}")
+        context.stamp(script, below or "base")
+    if connection.in_transaction():
+        connection.commit()
+    return log
+
+
+def _checked_downgrade(context: Any, connection: Any, script: Any, revision: str, log: RepairLog,
+                       what: str) -> RepairLog:
     from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
 
     module = script.get_revision(revision).module
-    context = MigrationContext.configure(connection=connection, opts={"as_sql": False})
-    log = RepairLog()
     operations = Operations(context)
     original_invoke = operations.invoke
 
@@ -84,7 +119,7 @@ def undo_partial(connection: Any, script: Any, revision: str,
         needed = _needed(op, sa.inspect(connection))
         if needed is None:
             raise RepairError(
-                f"cannot undo the half-applied revision {revision} safely: {_describe(op)} cannot be "
+                f"cannot {what} safely: {_describe(op)} cannot be "
                 f"checked against the live schema (already undone: {', '.join(log.applied) or 'nothing'}; "
                 "finish by hand, then `dbguard resolve`)"
             )

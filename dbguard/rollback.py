@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dbguard import alembic_bridge as bridge
-from dbguard import guard
+from dbguard import guard, verify
 from dbguard.core import breaker, lanes, zombie
 from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
 from dbguard.db import connect as dbconnect
@@ -256,14 +256,22 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
         raise ConfigError(f"the last good state has several heads ({' '.join(target_revs)}); name one with --to REV")
     destination = target_revs[0] if target_revs else "base"
     planned, _final = guard._plan(runner, Intent.DOWNGRADE, destination, heads)
-    partial = _partial_step(ledger, picked.undoes, applied_now)
+    partials = partial_steps(ledger, picked.undoes, applied_now)
+    finished = {p.revision for p in partials if p.finish}
 
     lines = [(f"target: {' '.join(target_revs) or 'base'} ({picked.reason}); the database is at "
               f"{' '.join(heads) or 'base'}")]
     lines += [f"warning: {w}" for w in _drift_preflight(runner, heads, last)]
-    if partial:
-        lines.append(f"undo what is live of the half-applied revision {partial}, each operation checked first")
-    lines += [f"downgrade {p.revision}" for p in planned] or (["no downgrade step"] if not partial else [])
+    runner.start_reference(heads, last)
+    runner.known_drift = runner.known_drift | verify.known_since(picked.undoes)
+    for partial in partials:
+        lines.append(f"finish the half-done downgrade of {partial.revision}, each operation checked first"
+                     if partial.finish else
+                     f"undo what is live of the half-applied revision {partial.revision}, each operation "
+                     "checked first")
+    lines += ([f"downgrade {p.revision}" for p in planned if p.revision not in finished]
+              or (["no downgrade step"] if not partials else []))
+    lines.append(f"then check alembic_version and the schema against the reference at {' '.join(target_revs) or 'base'}")
     if getattr(session.dialect, "lock_graph", None) is None:
         lines.append(f"{session.dialect.name} has no other sessions to end: lock waits are bounded by the timeout")
     elif clearing.kill:
@@ -280,7 +288,8 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                          advice="answer yes at the prompt, or pass --yes where no terminal is attached")
     phases.append(("pre-flight", _ms(started)))
 
-    run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
+                               known_drift=runner.known_drift)
     own = {session.session_id} if session.session_id else set()
     clearer = None
     if getattr(session.dialect, "lock_graph", None) is not None:
@@ -290,7 +299,8 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     deadline = time.monotonic() + target.settings.rollback_budget_s
 
     def repair_first(hooks: Any, monitor: Any) -> None:
-        if partial:
+        for partial in partials:
+            runner.schema_touched = True
             repaired.append(_repair(runner, partial, hooks, monitor, run_id, deadline))
 
     execution = guard.ExecutionPolicy(max_retries=10**6, deadline=deadline, clearer=clearer, before=repair_first)
@@ -303,10 +313,10 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     result = dataclasses.replace(result, intent="rollback", steps=tuple(repaired) + result.steps)
     ended = tuple(takeover) + tuple(clearing.outcomes)
     if result.status == RunStatus.SUCCEEDED.value:
-        if picked.undoes is not None:
-            ledger.update_run(picked.undoes.id, status=RunStatus.ROLLED_BACK.value, resolved_by=run_id)
+        for undone in picked.undoes:
+            ledger.update_run(undone.id, status=RunStatus.ROLLED_BACK.value, resolved_by=run_id)
         heads_now = read_version_heads(session.conn, target.version_table)
-        message = (f"rolled back to {' '.join(heads_now) or 'base'}"
+        message = (f"rolled back to {' '.join(heads_now) or 'base'}, alembic_version and schema checked"
                    + (f"; ended {len(clearing.outcomes)} blocking session(s)" if clearing.outcomes else ""))
         result = dataclasses.replace(result, message=message, advice=None)
     elif clearing.reported:
@@ -314,34 +324,61 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
             "blocked by session(s) " + ", ".join(sorted(clearing.reported))
             + "; rerun without --no-kill-blockers to end them, or `dbguard locks kill --roots`"))
     phases.append(("total", _ms(started)))
-    return dataclasses.replace(result, ended_sessions=ended, phases=tuple(phases))
+    return dataclasses.replace(result, ended_sessions=ended, phases=durations(phases))
 
 
-def _partial_step(ledger: Any, undone: RunRecord | None, applied_now: set[str]) -> str | None:
-    """The revision the run being undone left half-applied (partial, or running when its process died)."""
-    if undone is None or not undone.failed_step and undone.status != RunStatus.RUNNING.value:
-        return None
-    steps = ledger.steps_of([undone.id]).get(undone.id, [])
-    for step in reversed(steps):
-        if (step.direction == "up" and step.status in (StepStatus.PARTIAL.value, StepStatus.RUNNING.value)
-                and step.revision not in applied_now):
-            return step.revision
-    return None
+def durations(marks: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """Each phase's own duration from marks taken since the start (ms); "total" stays the whole."""
+    out, previous = [], 0
+    for name, at in marks:
+        out.append((name, at if name == "total" else at - previous))
+        previous = at
+    return tuple(out)
 
 
-def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, deadline: float) -> StepResult:
-    """Undo the live part of a half-applied revision on dbguard's own connection, lock waits bounded."""
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """A step a run being undone left half-done: an upgrade whose live part is undone (``finish`` is
+    False: the revision is not applied), or a downgrade that is finished (the revision is still applied)."""
+
+    revision: str
+    finish: bool
+
+
+def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[str]) -> list[Partial]:
+    """What the runs being undone left half-done, newest first. A revision's newest step decides: a
+    partial or dead step that a later repair completed needs nothing more."""
+    if not undone:
+        return []
+    steps = ledger.steps_of([r.id for r in undone])
+    newest: dict[str, Any] = {}
+    for step in sorted((s for run_steps in steps.values() for s in run_steps),
+                       key=lambda s: (s.run_id, s.started_at is not None, s.started_at or 0)):
+        newest[step.revision] = step
+    found = []
+    for revision, step in newest.items():
+        if step.status not in (StepStatus.PARTIAL.value, StepStatus.RUNNING.value):
+            continue
+        found.append((step.run_id, Partial(revision, finish=revision in applied_now)))
+    return [p for _run, p in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int, deadline: float) -> StepResult:
+    """Undo the live part of a half-applied upgrade, or finish a half-done downgrade, on dbguard's own
+    connection, every operation checked against the live schema first, lock waits bounded."""
     import json
 
     from dbguard import repair
 
     session, ledger = runner.session, runner.ledger
+    revision = partial.revision
     started_at, started = utcnow(), time.monotonic()
     step_id = ledger.insert_step(run_id=run_id, revision=revision, direction="down",
                                  status=StepStatus.RUNNING.value, started_at=started_at,
                                  checksum=bridge.checksum(runner.script.get_revision(revision).path), attempts=1)
     engine = dbconnect.create_engine(runner.target.ledger_url)
     attempts = 0
+    log = repair.RepairLog()  # across attempts: what one attempt applied stays applied
     try:
         while True:
             attempts += 1
@@ -354,10 +391,13 @@ def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, d
                 if session.dialect.concurrent_ledger_writes:
                     monitor.start()
                 monitor.step(revision, True)
-                log = repair.undo_partial(conn, runner.script, revision, on_statement=monitor.executing)
+                undo = repair.finish_downgrade if partial.finish else repair.undo_partial
+                undo(conn, runner.target.config, runner.script, revision, runner.target.version_table, log=log)
                 break
             except repair.RepairError as exc:
-                ledger.update_step(step_id, status=StepStatus.FAILED.value, error=exc.message, attempts=attempts,
+                # Operations it applied before stopping are live: the next rollback goes on from there.
+                status = StepStatus.PARTIAL if log.applied else StepStatus.FAILED
+                ledger.update_step(step_id, status=status.value, error=exc.message, attempts=attempts,
                                    duration_ms=_ms(started))
                 raise RepairFailed(revision, exc.message) from None
             except Exception as exc:  # noqa: BLE001 - a lock wait is retried within the budget; the rest fails
@@ -365,7 +405,8 @@ def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, d
                 if timed_out and time.monotonic() < deadline:
                     continue
                 text = mask(dbconnect.first_line(exc), runner.target.secrets)
-                ledger.update_step(step_id, status=StepStatus.FAILED.value, error=text, attempts=attempts,
+                status = StepStatus.PARTIAL if log.applied else StepStatus.FAILED
+                ledger.update_step(step_id, status=status.value, error=text, attempts=attempts,
                                    duration_ms=_ms(started))
                 raise RepairFailed(revision, text) from None
             finally:
@@ -374,8 +415,8 @@ def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, d
                     conn.close()
     finally:
         engine.dispose()
-    notes = json.dumps({"repaired": "undid the live part of a half-applied upgrade",
-                        "applied": log.applied, "already_undone": log.skipped})
+    what = "finished a half-done downgrade" if partial.finish else "undid the live part of a half-applied upgrade"
+    notes = json.dumps({"repaired": what, "applied": log.applied, "already_undone": log.skipped})
     ledger.update_step(step_id, status=StepStatus.SUCCEEDED.value, attempts=attempts, duration_ms=_ms(started),
                        notes=notes)
     return StepResult(revision=revision, direction="down", status=StepStatus.SUCCEEDED.value,
@@ -384,9 +425,12 @@ def _repair(runner: Any, revision: str, hooks: Any, monitor: Any, run_id: int, d
 
 def _repair_failed(runner: Any, run_id: int, heads: tuple[str, ...], row: dict[str, Any],
                    exc: Any, repaired: list[StepResult]) -> RunResult:
+    heads_now = read_version_heads(runner.session.conn, runner.target.version_table)
     runner.ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
-                             error_class="dbRepairFailed", error=exc.message, failed_step=exc.revision)
+                             error_class="dbguard.RepairFailed", error=exc.message, failed_step=exc.revision,
+                             revisions_after=heads_now)
     return RunResult(intent="rollback", status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
                      message=f"run {run_id} failed repairing {exc.revision}: {exc.message}", run_id=run_id,
                      from_revisions=heads, to_revision=row["to_revision"], error=exc.message,
-                     failed_step=exc.revision)
+                     failed_step=exc.revision, preflight=runner.preflight_findings(),
+                     warnings=runner.preflight_findings())

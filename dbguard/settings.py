@@ -64,6 +64,11 @@ class Settings:
     # `dbguard plan` exits 1, and `upgrade` refuses (exit 3) unless forced, when a risk finding
     # reaches this severity: info, low, medium, high, critical, or none.
     fail_on: str = "high"
+    # Where a run reaches revisions with no reference schema in the ledger yet: compare with this
+    # committed snapshot of them (`dbguard snapshot`; relative to alembic.ini), or with the migrations
+    # replayed in a scratch database (needs CREATE DATABASE), instead of storing the live schema unchecked.
+    expected_schema: str | None = None
+    verify_replay: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -93,6 +98,8 @@ _FILE_KEYS = {
     "protected_roles",
     "protected_applications",
     "kill_grace_ms",
+    "expected_schema",
+    "verify_replay",
 }
 
 

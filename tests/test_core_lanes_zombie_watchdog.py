@@ -14,13 +14,15 @@ from dbguard.core.state import RunRecord
 # lanes.rollback_target --------------------------------------------------------------------------
 
 
-def run(id: int, intent: str, status: str, frm: tuple[str, ...] = (), to: str | None = None) -> RunRecord:
-    return RunRecord(id=id, intent=intent, status=status, from_revisions=frm, to_revision=to)
+def run(id: int, intent: str, status: str, frm: tuple[str, ...] = (), to: str | None = None,
+        after: tuple[str, ...] | None = None, check: str | None = None) -> RunRecord:
+    return RunRecord(id=id, intent=intent, status=status, from_revisions=frm, to_revision=to,
+                     revisions_after=after, schema_check=check)
 
 
 def test_no_runs_nothing_to_roll_back() -> None:
     picked = lanes.rollback_target([])
-    assert picked.revisions is None and picked.undoes is None
+    assert picked.revisions is None and picked.undoes == ()
     assert "no run" in picked.reason
 
 
@@ -29,14 +31,14 @@ def test_only_refused_and_busy_runs_count_as_no_runs() -> None:
     assert picked.revisions is None
 
 
-@pytest.mark.parametrize(("status", "word"), [("failed", "failed"), ("running", "died")])
-def test_failed_or_dead_run_goes_back_to_its_from_revisions(status: str, word: str) -> None:
-    ok = run(1, "upgrade", "succeeded", (), "a")
+@pytest.mark.parametrize("status", ["failed", "running"])
+def test_failed_or_dead_run_goes_back_to_the_last_verified_state(status: str) -> None:
+    ok = run(1, "upgrade", "succeeded", (), "a", after=("a",), check="verified")
     bad = run(2, "upgrade", status, ("a",), "c")
     picked = lanes.rollback_target([ok, bad])
     assert picked.revisions == ("a",)
-    assert picked.undoes == bad
-    assert word in picked.reason and "run 2" in picked.reason
+    assert picked.undoes == (bad,) and picked.checkpoint == ok
+    assert "run 1" in picked.reason and "run 2" in picked.reason
 
 
 def test_failed_first_deploy_goes_back_to_base() -> None:
@@ -44,11 +46,28 @@ def test_failed_first_deploy_goes_back_to_base() -> None:
     assert picked.revisions == ()  # base, which is a target, not "nothing to roll back"
 
 
+def test_without_a_verified_state_the_ledger_s_first_run_is_where_it_started() -> None:
+    runs = [run(1, "upgrade", "failed", ("a",), "c"), run(2, "rollback", "failed", ("b",), "a")]
+    picked = lanes.rollback_target(runs)
+    assert picked.revisions == ("a",) and picked.undoes == (runs[1], runs[0]) and picked.checkpoint is None
+
+
 def test_refusals_after_a_failure_do_not_hide_it() -> None:
     bad = run(2, "upgrade", "failed", ("a",), "c")
     runs = [run(1, "upgrade", "succeeded", (), "a"), bad, run(3, "upgrade", "refused", ("b",), "c"),
             run(4, "rollback", "refused", ("b",), "a"), run(5, "rollback", "busy", ("b",), "a")]
-    assert lanes.rollback_target(runs).undoes == bad
+    assert lanes.rollback_target(runs).undoes == (bad,)
+
+
+def test_a_run_whose_schema_check_failed_is_no_checkpoint() -> None:
+    """A "succeeded" status is not enough once the end checks exist: the check must have passed."""
+    good = run(1, "upgrade", "succeeded", (), "a", after=("a",), check="first")
+    differs = run(2, "rollback", "failed", ("b",), "a", after=("a",), check="differs")
+    unchecked = run(3, "upgrade", "succeeded", ("a",), "b", after=("b",), check="unchecked")
+    bad = run(4, "upgrade", "failed", ("b",), "c")
+    picked = lanes.rollback_target([good, differs, unchecked, bad])
+    assert picked.revisions == ("a",) and picked.checkpoint == good
+    assert picked.undoes == (bad, differs)
 
 
 def test_runs_may_come_in_any_order() -> None:
@@ -61,14 +80,14 @@ def test_runs_may_come_in_any_order() -> None:
 def test_healthy_undoes_the_last_deploy() -> None:
     runs = [run(1, "upgrade", "succeeded", (), "a"), run(2, "upgrade", "succeeded", ("a",), "b")]
     picked = lanes.rollback_target(runs)
-    assert picked.revisions == ("a",) and picked.undoes == runs[1]
+    assert picked.revisions == ("a",) and picked.undoes == (runs[1],)
     assert "last deploy" in picked.reason
 
 
 def test_a_no_op_upgrade_is_not_a_deploy() -> None:
     deploy = run(2, "upgrade", "succeeded", ("a",), "b")
     runs = [run(1, "upgrade", "succeeded", (), "a"), deploy, run(3, "upgrade", "succeeded", ("b",), "b")]
-    assert lanes.rollback_target(runs).undoes == deploy
+    assert lanes.rollback_target(runs).undoes == (deploy,)
 
 
 @pytest.mark.parametrize("intent", ["rollback", "downgrade"])
@@ -81,12 +100,20 @@ def test_nothing_to_undo_after_a_rollback_or_downgrade(intent: str) -> None:
     assert "since the last rollback or downgrade" in picked.reason
 
 
-def test_a_failed_rollback_is_itself_rolled_back_from() -> None:
-    """A rollback that failed is the last failed run: the lane starts again from where it stood."""
+def test_a_failed_rollback_is_followed_by_another_to_the_same_state() -> None:
+    """upgrade-fail, rollback-fail, downgrade-fail: the way out is still the last verified state,
+    never the starting point of the last failed run."""
     runs = [run(1, "upgrade", "succeeded", (), "a"), run(2, "upgrade", "failed", ("a",), "c"),
-            run(3, "rollback", "failed", ("b",), "a")]
+            run(3, "rollback", "failed", ("b",), "a"), run(4, "downgrade", "failed", ("b",), "a")]
     picked = lanes.rollback_target(runs)
-    assert picked.revisions == ("b",) and picked.undoes == runs[2]
+    assert picked.revisions == ("a",) and picked.undoes == (runs[3], runs[2], runs[1])
+    assert picked.checkpoint == runs[0]
+
+
+def test_revisions_after_say_where_a_run_ended() -> None:
+    runs = [run(1, "upgrade", "succeeded", (), "head", after=("r3",), check="verified"),
+            run(2, "upgrade", "failed", ("r3",), "r5")]
+    assert lanes.rollback_target(runs).revisions == ("r3",)
 
 
 def test_several_heads_are_kept() -> None:

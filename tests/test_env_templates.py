@@ -31,7 +31,8 @@ from tests.projects import make_project
 pytestmark = pytest.mark.integration
 
 TEMPLATES = Path(alembic.__file__).parent / "templates"
-LEDGER_TABLES = {"dbguard_runs", "dbguard_steps"}
+# The ledger, and the reference schema of the empty database dbguard first found.
+LEDGER_TABLES = {"dbguard_runs", "dbguard_steps", "dbguard_schemas"}
 
 REVISIONS = [
     ("e1_accounts", """

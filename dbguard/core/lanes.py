@@ -1,4 +1,4 @@
-"""Where the emergency lane goes: the last known-good revision, from the ledger's runs."""
+"""Where the emergency lane goes: the last state in the ledger whose checks passed."""
 
 from __future__ import annotations
 
@@ -6,30 +6,69 @@ import dataclasses
 from collections.abc import Sequence
 
 from dbguard.core.state import RunRecord, RunStatus
+from dbguard.core.verdict import PASSED
 
 
 @dataclasses.dataclass(frozen=True)
 class RollbackTarget:
     revisions: tuple[str, ...] | None
     reason: str
-    # The run the rollback undoes: marked rolled_back once the rollback succeeds.
-    undoes: RunRecord | None = None
+    # The runs the rollback undoes (newest first): marked rolled_back once the rollback succeeds.
+    undoes: tuple[RunRecord, ...] = ()
+    # The run whose end state the rollback returns to (None: the ledger's starting state).
+    checkpoint: RunRecord | None = None
+
+
+_FINISHED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.ROLLED_BACK.value, RunStatus.RESOLVED.value})
+
+
+def end_revisions(run: RunRecord) -> tuple[str, ...] | None:
+    """What alembic_version said when ``run`` ended; for rows older than that record, the revisions a
+    finished run went to."""
+    if run.revisions_after is not None:
+        return run.revisions_after
+    if run.status in _FINISHED and run.to_revision is not None:
+        return tuple(sorted(r for r in run.to_revision.split() if r != "base"))
+    return None
+
+
+def is_checkpoint(run: RunRecord) -> bool:
+    """``run`` ended in a state a rollback may return to: its end checks passed (an upgrade undone
+    later passed them too, at the time). A row older than the checks counts when it finished."""
+    if run.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+        return False
+    if run.schema_check is not None:
+        return run.schema_check in PASSED
+    return run.status in _FINISHED and end_revisions(run) is not None
 
 
 def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
-    """The ``from`` revisions of the failed (or dead) run; when healthy, those of the last upgrade
-    that changed something ("undo the last deploy"). ``runs`` are the ledger's, any order."""
+    """While the last run failed or died: the end state of the newest run whose checks passed,
+    however many failed upgrades, downgrades and rollbacks came after it (with none, the revisions
+    the ledger's first run started from). While healthy: the revisions before the last deploy
+    ("undo the last deploy"). ``runs`` are the ledger's, any order."""
     changing = sorted((r for r in runs if r.changes_state), key=lambda r: r.id, reverse=True)
     if not changing:
         return RollbackTarget(None, "the ledger records no run to roll back")
     last = changing[0]
     if last.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+        chain: list[RunRecord] = []
+        for run in changing:
+            if is_checkpoint(run):
+                what = f"run {run.id} ({run.intent})"
+                failed = ", ".join(f"run {r.id}" for r in reversed(chain))
+                return RollbackTarget(end_revisions(run), f"the last verified state, left by {what}; undoes "
+                                      f"{failed}", tuple(chain), run)
+            if run.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+                chain.append(run)
+        first = changing[-1]
         what = "failed" if last.status == RunStatus.FAILED.value else "died"
-        return RollbackTarget(last.from_revisions, f"the revisions before run {last.id}, which {what}", last)
+        return RollbackTarget(first.from_revisions, f"the revisions before run {first.id}, the ledger's first; "
+                              f"run {last.id} {what}", tuple(chain))
     for run in changing:
         moved = set(run.from_revisions) != set((run.to_revision or "").split())
         if run.intent == "upgrade" and run.status == RunStatus.SUCCEEDED.value and moved:
-            return RollbackTarget(run.from_revisions, f"the revisions before run {run.id}, the last deploy", run)
+            return RollbackTarget(run.from_revisions, f"the revisions before run {run.id}, the last deploy", (run,))
         if run.intent in ("rollback", "downgrade") and run.status == RunStatus.SUCCEEDED.value:
             break
     return RollbackTarget(None, "no deploy to undo since the last rollback or downgrade")
@@ -38,3 +77,23 @@ def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
 def never_forward(target_applied: set[str], applied_now: set[str]) -> bool:
     """A rollback only removes revisions: everything applied at the target is applied now."""
     return target_applied <= applied_now
+
+
+def way_out(runs: Sequence[RunRecord]) -> str:
+    """What to do while the breaker is open, naming only what can work: a rollback to the last
+    verified state, unless the database is already there with a schema that differs from its
+    reference (a rollback cannot remove what no downgrade created): then a repair and resolve."""
+    target = rollback_target(runs)
+    changing = sorted((r for r in runs if r.changes_state), key=lambda r: r.id, reverse=True)
+    last = changing[0] if changing else None
+    where = " ".join(target.revisions or ()) or "base"
+    stuck = (last is not None and last.schema_check == "differs" and target.revisions is not None
+             and tuple(sorted(last.revisions_after or ())) == tuple(sorted(target.revisions)))
+    if stuck:
+        return (f"the database is at {where} but its schema differs from the reference there (see the error): "
+                "repair it by hand and record it with `dbguard resolve --reason TEXT`, or accept the live schema "
+                "with `dbguard resolve --accept-schema --reason TEXT`")
+    if target.revisions is None:
+        return "repair by hand and record it with `dbguard resolve --reason TEXT`"
+    return (f"roll back to {where} with `dbguard rollback`, or repair by hand and record it with "
+            "`dbguard resolve --reason TEXT`")

@@ -65,6 +65,12 @@ class RunRecord:
     failed_step: str | None = None
     reason: str | None = None
     lock_session: str | None = None
+    # What alembic_version said when the run ended (None: it never ended, or the row predates it).
+    revisions_after: tuple[str, ...] | None = None
+    # How its end state was checked (dbguard.core.verdict.SchemaCheck), and the differences from the
+    # reference it knew of before it ran (carried over, never failures).
+    schema_check: str | None = None
+    known_drift: tuple[str, ...] = ()
 
     @property
     def changes_state(self) -> bool:

@@ -7,6 +7,7 @@ recorded even when the migration's transaction rolls back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -100,6 +101,11 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("lock_session", sa.String(64)),
         sa.Column("resolved_by", sa.Integer),
         sa.Column("command", sa.Text),
+        # What alembic_version said when the run ended, how the end state was checked against the
+        # reference schema, and the differences from it known before the run (JSON list).
+        sa.Column("revisions_after", sa.String(1000)),
+        sa.Column("schema_check", sa.String(20)),
+        sa.Column("known_drift", sa.Text),
     )
     steps = sa.Table(
         f"{prefix}steps",
@@ -126,6 +132,16 @@ def _join(revisions: Iterable[str]) -> str:
 
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(value.split()) if value else ()
+
+
+def _run_values(values: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
+    for key in ("from_revisions", "revisions_after"):
+        if out.get(key) is not None:
+            out[key] = _join(out[key])
+    if out.get("known_drift") is not None:
+        out["known_drift"] = json.dumps(sorted(out["known_drift"])) if out["known_drift"] else None
+    return out
 
 
 class Ledger:
@@ -179,18 +195,12 @@ class Ledger:
 
     @retried("dbguard's ledger")
     def insert_run(self, **values: Any) -> int:
-        values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
-        if "from_revisions" in values:
-            values["from_revisions"] = _join(values["from_revisions"])
-        result = self.conn.execute(self.runs.insert().values(**values))
+        result = self.conn.execute(self.runs.insert().values(**_run_values(values)))
         return int(result.inserted_primary_key[0])
 
     @retried("dbguard's ledger")
     def update_run(self, run_id: int, **values: Any) -> None:
-        values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
-        if "from_revisions" in values:
-            values["from_revisions"] = _join(values["from_revisions"])
-        self.conn.execute(self.runs.update().where(self.runs.c.id == run_id).values(**values))
+        self.conn.execute(self.runs.update().where(self.runs.c.id == run_id).values(**_run_values(values)))
 
     @retried("dbguard's ledger")
     def recent_runs(self, limit: int | None = None, changing_only: bool = False) -> list[RunRecord]:
@@ -231,6 +241,9 @@ class Ledger:
             failed_step=row["failed_step"],
             reason=row["reason"],
             lock_session=row["lock_session"],
+            revisions_after=None if row["revisions_after"] is None else _split(row["revisions_after"]),
+            schema_check=row["schema_check"],
+            known_drift=tuple(json.loads(row["known_drift"])) if row["known_drift"] else (),
         )
 
     # steps --------------------------------------------------------------------------------

@@ -39,8 +39,14 @@ class RunResult:
     advice: str | None = None
     lock_waits_retried: int = 0
     duration_ms: int | None = None
-    # Pre- and post-flight findings that did not stop the run (drift, changed revision files ...).
+    # Findings that did not stop the run and are true at its end (drift carried over, changed revision
+    # files ...); ``preflight``: everything the pre-flight found before the run, whatever came of it.
     warnings: tuple[str, ...] = ()
+    preflight: tuple[str, ...] = ()
+    # How the end state was checked against the reference schema (dbguard.core.verdict.SchemaCheck;
+    # None: no end check, the run failed before it) and what the check had to say.
+    schema_check: str | None = None
+    schema_note: str | None = None
     # The pre-flight's risk plan of the pending revisions (a PlanReport), when one was made.
     plan: Any = None
     # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
@@ -58,6 +64,8 @@ class StatusReport:
     advice: str | None = None
     lock_holder: str | None = None
     ledger_exists: bool = True
+    # HEALTHY is backed by a comparison with the reference schema (not only a first run storing it).
+    schema_verified: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,283 @@
+"""Verified verdicts on real PostgreSQL, MariaDB and SQLite: a run ends HEALTHY (exit 0) only when
+alembic_version says what it recorded and the live schema equals the reference schema stored at
+those revisions, whatever on_drift says; the rollback lane always has a way out (the last state
+whose checks passed, however many failed runs followed it), partial steps repaired in both
+directions; and what cannot be undone is named, never passed for a success.
+
+The runs are in process (``dbguard.api``) where the command line adds nothing; the ledger, the
+version table and the catalog are read on connections of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dbguard import api
+from dbguard.core.breaker import CONFIRM_TOKEN
+from dbguard.settings import load_settings
+from tests.dbs import backend_of
+from tests.guardrun import (
+    column_names,
+    connect,
+    describe,
+    json_out,
+    ledger,
+    run_dbguard,
+    table_names,
+    versions,
+)
+from tests.projects import make_project, render_revision
+
+T = ("r1_t", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)))',
+     'op.drop_table("t")')
+FAILS = ("r9_fails", 'op.execute("SELECT * FROM dbguard_missing_table")', "pass")
+
+
+def settings(ini: Path, url: str, *x: str, **more):
+    return load_settings({"config_path": str(ini), "url": url, "x_args": x, "lock_timeout_ms": 1000,
+                          "retry_backoff_ms": 50, "retry_backoff_max_ms": 100, **more}, environ={})
+
+
+def yes(_prompt) -> bool:
+    return True
+
+
+def confirmed(_prompt) -> str:
+    return CONFIRM_TOKEN
+
+
+def runs_of(url: str) -> list[dict]:
+    return [r for r in ledger(url)[0] if r["status"] not in ("refused", "busy")]
+
+
+def execute(url: str, *statements: str) -> None:
+    with connect(url) as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+# a no-op downgrade() of a half-applied revision -----------------------------------------------------------
+
+HALF = ("r2_half", """
+op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))
+op.add_column("t", sa.Column("c", sa.Integer))
+op.execute("SELECT * FROM dbguard_missing_table")
+""", "pass")
+
+
+def test_a_no_op_downgrade_never_passes_for_a_rollback(db_url: str, tmp_path: Path) -> None:
+    """MariaDB and SQLite keep what r2 did before it failed; r2's downgrade() is `pass`. The
+    rollback's repair finds nothing to run, and its end check names what is still live instead of
+    calling it HEALTHY. PostgreSQL rolled r2 back whole: the rollback verifies and succeeds."""
+    ini = make_project(tmp_path, db_url, [T, HALF])
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    failed = api.upgrade(settings(ini, db_url))
+    assert failed.exit_code == 5 and versions(db_url) == ["r1_t"]
+
+    p = run_dbguard(ini, db_url, "--format", "json", "rollback", "--yes")
+    result = json_out(p)
+    if backend_of(db_url) == "postgresql":
+        assert p.returncode == 0, describe(p)
+        assert result["schema_check"] == "verified"
+        assert json_out(run_dbguard(ini, db_url, "--format", "json", "status"))["state"] == "HEALTHY"
+        return
+    assert p.returncode == 5, describe(p)
+    assert "t2" in result["error"] and "t.c" in result["error"], result["error"]
+    assert result["schema_check"] == "differs"
+    status = run_dbguard(ini, db_url, "--format", "json", "status")
+    assert status.returncode == 3, describe(status)
+    report = json_out(status)
+    assert report["state"] == "FAILED"
+    # Another rollback cannot remove what no downgrade created: the advice is the repair and resolve.
+    assert "resolve" in report["advice"] and "dbguard rollback`" not in report["advice"], report["advice"]
+
+    # The repair by hand, then resolve: checked against the reference at r1, HEALTHY and verified.
+    execute(db_url, "DROP TABLE t2", "ALTER TABLE t DROP COLUMN c")
+    done = api.resolve(settings(ini, db_url), "dropped r2's leftovers", confirm=confirmed)
+    assert done.exit_code == 0, done
+    assert done.schema_check == "verified"
+    after = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
+    assert after["state"] == "HEALTHY" and after["schema_verified"] is True
+
+
+# a failed rollback, then another one; a partial down-step finished --------------------------------------
+
+CHAIN = [
+    T,
+    ("r2_c", 'op.add_column("t", sa.Column("c", sa.Integer))', """
+import os
+op.create_table("marker", sa.Column("id", sa.Integer, primary_key=True))
+if os.environ.get("DBGUARD_TEST_FAIL_DOWN"):
+    op.execute("SELECT * FROM dbguard_missing_table")
+op.drop_table("marker")
+op.drop_column("t", "c")
+"""),
+    ("r3_t3", 'op.create_table("t3", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t3")'),
+    FAILS,
+]
+
+
+def test_a_failed_rollback_is_followed_by_one_that_reaches_the_last_verified_state(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """upgrade fails, the rollback fails half-way through r2's downgrade (on MariaDB and SQLite its
+    first DDL stays: a partial down-step), a second rollback finishes r2's downgrade op by op and
+    reaches r1, the last verified state; every failed run is then rolled back."""
+    ini = make_project(tmp_path, db_url, CHAIN)
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    assert api.upgrade(settings(ini, db_url)).exit_code == 5
+    assert versions(db_url) == ["r3_t3"]
+
+    monkeypatch.setenv("DBGUARD_TEST_FAIL_DOWN", "1")
+    first = api.rollback(settings(ini, db_url), confirm=yes)
+    monkeypatch.delenv("DBGUARD_TEST_FAIL_DOWN")
+    assert first.exit_code == 5, first
+    assert versions(db_url) == ["r2_c"]  # r3 went down; r2's downgrade failed
+    partial = backend_of(db_url) != "postgresql"
+    assert ("marker" in table_names(db_url)) is partial
+
+    second = api.rollback(settings(ini, db_url), confirm=yes)
+    assert second.exit_code == 0, second
+    assert second.schema_check == "verified"
+    # Phases are each one's own duration, the total the whole.
+    phases = dict(second.phases)
+    assert list(phases) == ["run lock", "pre-flight", "downgrade", "total"]
+    assert sum(ms for name, ms in second.phases if name != "total") <= phases["total"]
+    assert versions(db_url) == ["r1_t"]
+    assert "c" not in column_names(db_url, "t") and {"marker", "t3"}.isdisjoint(table_names(db_url))
+    runs = runs_of(db_url)
+    assert [(r["intent"], r["status"]) for r in runs] == [
+        ("upgrade", "succeeded"), ("upgrade", "rolled_back"), ("rollback", "rolled_back"), ("rollback", "succeeded")]
+    assert runs[-1]["to_revision"] == "r1_t" and runs[-1]["revisions_after"] == "r1_t"
+    if partial:
+        steps = [s for s in ledger(db_url)[1] if s["run_id"] == runs[-1]["id"]]
+        assert steps[0]["revision"] == "r2_c" and steps[0]["status"] == "succeeded"
+        assert json.loads(steps[0]["notes"])["repaired"] == "finished a half-done downgrade"
+    assert api.status(settings(ini, db_url)).schema_verified
+
+
+def test_rollback_to_base_through_a_partial_down_step(db_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ini = make_project(tmp_path, db_url, CHAIN[:3])
+    assert api.upgrade(settings(ini, db_url)).exit_code == 0
+    monkeypatch.setenv("DBGUARD_TEST_FAIL_DOWN", "1")
+    failed = api.rollback(settings(ini, db_url), "base", confirm=yes)
+    monkeypatch.delenv("DBGUARD_TEST_FAIL_DOWN")
+    assert failed.exit_code == 5 and versions(db_url) == ["r2_c"]
+    done = api.rollback(settings(ini, db_url), "base", confirm=yes)
+    assert done.exit_code == 0, done
+    assert done.schema_check == "verified"  # against the empty schema dbguard first found
+    assert versions(db_url) == []
+    assert {t for t in table_names(db_url) if not t.startswith("dbguard_")} <= {"alembic_version"}
+
+
+# merge and empty revisions ---------------------------------------------------------------------------------
+
+
+def test_merge_and_empty_revisions_in_a_rolled_back_range_are_no_failures(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [T])
+    versions_dir = ini.parent / "migrations" / "versions"
+    (versions_dir / "r2a.py").write_text(render_revision(
+        "r2a", "r1_t", 'op.create_table("a", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("a")'))
+    (versions_dir / "r2b.py").write_text(render_revision(
+        "r2b", "r1_t", 'op.create_table("b", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("b")'))
+    (versions_dir / "r3_merge.py").write_text(render_revision("r3_merge", ("r2a", "r2b")))
+    (versions_dir / "r4_empty.py").write_text(render_revision("r4_empty", "r3_merge"))
+    (versions_dir / "r5_fails.py").write_text(render_revision("r5_fails", "r4_empty", FAILS[1]))
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    assert api.upgrade(settings(ini, db_url)).exit_code == 5
+    assert versions(db_url) == ["r4_empty"]
+    done = api.rollback(settings(ini, db_url), confirm=yes)
+    assert done.exit_code == 0, done
+    assert done.schema_check == "verified" and versions(db_url) == ["r1_t"]
+    assert {"a", "b"}.isdisjoint(table_names(db_url))
+    # Forward again through the merge, and down one: a merge or an empty revision is no failure.
+    again = api.upgrade(settings(ini, db_url), "r4_empty")
+    assert again.exit_code == 0 and again.schema_check == "first", again
+    down = api.downgrade(settings(ini, db_url), "r3_merge")
+    assert down.exit_code == 0 and down.schema_check == "first", down
+
+
+# drift a DBA added before the run --------------------------------------------------------------------------
+
+
+def test_drift_added_by_hand_before_the_run_is_carried_over_not_a_failure(db_url: str, tmp_path: Path) -> None:
+    t2 = 'op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))'
+    ini = make_project(tmp_path, db_url, [T, ("r2_t2", t2, 'op.drop_table("t2")')])
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    assert api.upgrade(settings(ini, db_url), "r2_t2").exit_code == 0
+    assert api.downgrade(settings(ini, db_url), "r1_t").exit_code == 0  # r2's reference is stored now
+    execute(db_url, "ALTER TABLE t ADD COLUMN hotfix INTEGER")
+
+    up = api.upgrade(settings(ini, db_url))
+    assert up.exit_code == 0, up
+    assert up.schema_check == "verified"
+    assert any("t.hotfix" in w for w in up.preflight)
+    assert any("known before the run" in w and "t.hotfix" in w for w in up.warnings), up.warnings
+    # The same with on_drift = ignore: nothing said before the run, the end check still made.
+    down = api.downgrade(settings(ini, db_url, on_drift="ignore"), "r1_t")
+    assert down.exit_code == 0 and down.schema_check == "verified" and down.preflight == ()
+    # A difference the run itself brings is a failure: r2's reference has no column t2.x.
+    execute(db_url, "CREATE TABLE t2_template (id INTEGER)")  # unrelated, known before the run
+    versions_dir = ini.parent / "migrations" / "versions"
+    source = (versions_dir / "r2_t2.py").read_text()
+    (versions_dir / "r2_t2.py").write_text(source.replace(t2, t2[:-1] + ', sa.Column("x", sa.Integer))'))
+    differs = api.upgrade(settings(ini, db_url))
+    assert differs.exit_code == 5, differs
+    assert differs.schema_check == "differs" and "t2.x" in differs.error
+    assert "t2_template" not in differs.error and "hotfix" not in differs.error
+    # What the pre-flight found stays in the result of a run that failed.
+    assert any("t2_template" in w for w in differs.preflight) and any("t2_template" in w for w in differs.warnings)
+    assert api.status(settings(ini, db_url)).state == "FAILED"
+
+
+# resolve checks too; --accept-schema stores the live schema ---------------------------------------------
+
+
+def test_resolve_checks_the_schema_and_accept_schema_makes_the_live_one_the_reference(db_url: str,
+                                                                                    tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [T, HALF])
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    assert api.upgrade(settings(ini, db_url)).exit_code == 5
+    if backend_of(db_url) == "postgresql":  # nothing of r2 stayed: leave something the way a person might
+        execute(db_url, "CREATE TABLE t2 (id INTEGER PRIMARY KEY)")
+
+    refused = run_dbguard(ini, db_url, "resolve", "--reason", "looked at it", "--confirm-risk", CONFIRM_TOKEN)
+    assert refused.returncode == 5, describe(refused)
+    assert "t2" in refused.stdout and "--accept-schema" in refused.stdout
+    assert json_out(run_dbguard(ini, db_url, "--format", "json", "status"))["state"] == "FAILED"
+
+    wrong = run_dbguard(ini, db_url, "resolve", "--reason", "keep t2", "--accept-schema", "--confirm-risk", "no")
+    assert wrong.returncode == 3, describe(wrong)
+    accepted = run_dbguard(ini, db_url, "--format", "json", "resolve", "--reason", "keep t2", "--accept-schema",
+                           "--confirm-risk", CONFIRM_TOKEN)
+    assert accepted.returncode == 0, describe(accepted)
+    assert json_out(accepted)["schema_check"] == "accepted"
+    assert [r["status"] for r in runs_of(db_url)][-3:] == ["resolved", "resolved", "succeeded"]
+    # The accepted schema is the reference at r1 now: the next run checks against it and passes.
+    again = api.upgrade(settings(ini, db_url), "r1_t")
+    assert again.exit_code == 0 and again.schema_check == "verified", again
+
+
+# first run at new revisions ------------------------------------------------------------------------------
+
+
+def test_a_first_run_is_healthy_unverified_until_a_later_run_matches(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [T])
+    first = run_dbguard(ini, db_url, "upgrade")
+    assert first.returncode == 0, describe(first)
+    assert "schema: first run at r1_t, nothing to compare with" in first.stdout
+    status = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
+    assert status["state"] == "HEALTHY" and status["schema_verified"] is False
+    assert status["last_run"]["schema_check"] == "first"
+    again = api.upgrade(settings(ini, db_url))
+    assert again.exit_code == 0 and again.schema_check == "verified"
+    assert api.status(settings(ini, db_url)).schema_verified
+    # Changed by hand after the last run: the next run's pre-flight says so; its end carries it.
+    with connect(db_url) as conn:
+        conn.execute(sa.text("CREATE TABLE handmade (id INTEGER)"))
+    carried = api.upgrade(settings(ini, db_url))
+    assert carried.exit_code == 0 and any("handmade" in w for w in carried.warnings)
