@@ -47,14 +47,19 @@ def private_mariadb() -> Iterator[str]:
     install, server = binaries
     # Short: a Unix socket path must fit in 107 bytes.
     folder = Path(tempfile.mkdtemp(prefix="dbg-maria-"))
-    data, socket = folder / "data", folder / "sock"
+    data, socket, tmp = folder / "data", folder / "sock", folder / "tmp"
+    # A temporary folder of its own: two bootstraps at once (two test workers) collide on the
+    # temporary tables they both create in /tmp.
+    tmp.mkdir()
     proc = None
     try:
-        subprocess.run([install, "--no-defaults", f"--datadir={data}", "--user=root",
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       check=True, capture_output=True, timeout=START_TIMEOUT_S)
+        installed = subprocess.run([install, "--no-defaults", f"--datadir={data}", f"--tmpdir={tmp}", "--user=root",
+                                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                                   check=False, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+        if installed.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {(installed.stdout + installed.stderr)[-2000:]}")
         proc = subprocess.Popen(_dies_with_us(
-            [server, "--no-defaults", f"--datadir={data}", f"--socket={socket}", "--skip-networking",
+            [server, "--no-defaults", f"--datadir={data}", f"--tmpdir={tmp}", f"--socket={socket}", "--skip-networking",
              f"--pid-file={folder / 'pid'}", "--user=root", "--innodb-buffer-pool-size=16M",
              f"--log-error={folder / 'error.log'}"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,9 +118,11 @@ def private_postgres() -> Iterator[str]:
     data = folder / "data"
     proc = None
     try:
-        subprocess.run([*([setpriv, *as_owner, "--"] if as_owner else []), str(binaries / "initdb"), "-D", str(data),
-                        "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-                       check=True, capture_output=True, timeout=START_TIMEOUT_S)
+        initdb = subprocess.run([*([setpriv, *as_owner, "--"] if as_owner else []), str(binaries / "initdb"), "-D",
+                                 str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                                check=False, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed: {(initdb.stdout + initdb.stderr)[-2000:]}")
         server = [str(binaries / "postgres"), "-D", str(data), "-k", str(folder), "-c", "listen_addresses=",
                   "-c", "fsync=off", "-c", "max_prepared_transactions=10"]
         if setpriv is not None:

@@ -64,6 +64,29 @@ def owned_by(names: set[str], pid: int) -> set[str]:
     return {name for name in names if name.startswith(f"{SCRATCH_PREFIX}{pid}_")}
 
 
+def _stuck(proc: subprocess.Popen, url: str) -> str:
+    """What a replay that never got going was doing: its stack (py-spy is not here, so its stderr after
+    SIGKILL) and the server's sessions."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if backend_of(url) == "postgresql":
+                sessions = conn.exec_driver_sql("SELECT pid, datname, state, wait_event_type, left(query, 120) "
+                                                "FROM pg_stat_activity WHERE backend_type = 'client backend'").all()
+            elif backend_of(url) == "mysql":
+                sessions = conn.exec_driver_sql("SELECT ID, DB, COMMAND, STATE, LEFT(INFO, 120) "
+                                                "FROM information_schema.PROCESSLIST").all()
+            else:
+                sessions = []
+    except sa.exc.DBAPIError as exc:
+        sessions = [f"could not list sessions: {exc}"]
+    finally:
+        engine.dispose()
+    proc.kill()
+    _, err = proc.communicate()
+    return f"sessions {sessions}; its stderr: {err[-2000:]}"
+
+
 def let_go(url: str, name: str) -> bool:
     """The server has let go of a killed owner: nobody holds the scratch database's owner lock and no
     session is in it (the server notices a dead client's sessions a moment after the kill)."""
@@ -591,7 +614,12 @@ def test_a_scratch_database_left_by_a_killed_dbguard_is_dropped_by_the_next_repl
         return proc
 
     def replaying(proc: subprocess.Popen) -> None:
-        wait_for(lambda: (started / str(proc.pid)).exists(), timeout=30, message="the replay never started")
+        def started_or_failed() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the replay exited {proc.returncode}: {proc.communicate()[1][-3000:]}")
+            return (started / str(proc.pid)).exists()
+
+        wait_for(started_or_failed, timeout=30, message=lambda: f"the replay never started: {_stuck(proc, url)}")
 
     try:
         killed = start(wait=True)
