@@ -324,6 +324,10 @@ class _SafeStep:
         def safe(**kw: Any) -> None:
             try:
                 fn(**kw)
+            except SystemExit as exc:
+                # A revision that calls sys.exit() must not end dbguard while it only renders the
+                # plan: the real run meets it again and records it.
+                self._record.error = f"the migration called sys.exit({exc.code!r})"
             except Exception as exc:  # noqa: BLE001 - reported in the plan, never raised
                 line = (str(exc).strip().splitlines() or [""])[0][:300]
                 self._record.error = f"{type(exc).__name__}: {line}"

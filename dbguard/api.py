@@ -5,6 +5,7 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -146,8 +147,13 @@ def status(settings: Settings) -> StatusReport:
         revisions = read_version_heads(session.conn, target.version_table)
         exists = ledger.exists()
         runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
+        dying_step = next((step.revision for step in reversed(ledger.steps_of([runs[0].id])[runs[0].id])
+                           if step.status == "running"), None) if runs and runs[0].status == "running" else None
     last = runs[0] if runs else None
     state = derive_state(last, held_by_other)
+    if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:
+        # A process that died left its step running: that is the step it failed at.
+        last = dataclasses.replace(last, failed_step=dying_step)
     reason = advice = None
     exit_code = ExitCode.OK
     if state in (TargetState.FAILED, TargetState.UNKNOWN):

@@ -498,7 +498,9 @@ def fleet_worker(state: _State, fleet_file: str | None, control_url: str, once: 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     # A deployer stopping us politely gets the run recorded as failed instead of left UNKNOWN.
-    raise KeyboardInterrupt
+    from dbguard.errors import Terminated
+
+    raise Terminated
 
 
 def _hoist_format(argv: list[str]) -> list[str]:

@@ -63,3 +63,9 @@ class StatementParseError(DbguardError):
     def in_revision(self, revision: str) -> StatementParseError:
         """The same error, naming the revision the statement belongs to."""
         return StatementParseError(self.detail, self.statement, revision)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT raises KeyboardInterrupt: a run stopped either way is recorded."""
+
+    signal_name = "SIGTERM"

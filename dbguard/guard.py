@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dbguard import __version__
+from dbguard import __version__, faultpoints
 from dbguard import alembic_bridge as bridge
 from dbguard.core import breaker
 from dbguard.core.retry import backoff_ms
@@ -89,6 +89,50 @@ class _Runner:
     stored_start: bool = False
     # Something changed the schema besides the migration's steps (the rollback's repair of a partial step).
     schema_touched: bool = False
+    # The server sessions this run migrates on, recorded in its ledger row as they open.
+    sessions: list[Any] = dataclasses.field(default_factory=list)
+    # What became of the statement in flight when the run was interrupted (None: none was).
+    interrupted_statement: str | None = None
+
+    def migration_session_statements(self) -> list[str]:
+        """The SETs on every connection a migration runs on: bounded lock waits and statements,
+        and, where the server can, a check for a client that died mid-statement."""
+        dialect, settings = self.session.dialect, self.settings
+        statements = dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms)
+        version = getattr(self.session.conn.dialect, "server_version_info", None) or ()
+        checks = getattr(dialect, "dead_client_checks", None)
+        if checks is not None and dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
+            statements = [*statements, *checks(DEAD_CLIENT_CHECK_MS)]
+        return statements
+
+    def record_session(self, connection: Any, session_id: str, run_id: int) -> None:
+        """Write down a migration session as it opens, so nothing it runs outlives a dead process."""
+        from dbguard.db import orphans
+
+        found = orphans.identify(connection, self.session.dialect, session_id)
+        if found is None or found in self.sessions:
+            return
+        self.sessions.append(found)
+        self.ledger.update_run(run_id, sessions=tuple((s.session_id, s.identity) for s in self.sessions))
+
+    def stop_statement(self, session_id: str | None, statement: str | None) -> str | None:
+        """On an interrupt: cancel the migration's statement on the server and wait, bounded, until
+        the server says it ended (else end the session). Returns what happened, for the record."""
+        from dbguard.db import orphans
+
+        if session_id is None or statement is None:
+            return None
+        recorded = next((s for s in self.sessions if s.session_id == session_id), None)
+        if recorded is None:
+            return None
+        try:
+            grace = self.settings.kill_grace_ms / 1000
+            ended = orphans.end(self.session.conn, self.session.dialect, recorded, grace, INTERRUPT_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - the record says what could not be confirmed
+            return f"its statement could not be cancelled on the server ({dbconnect.first_line(exc)})"
+        if ended.confirmed:
+            return f"its statement ended on the server ({ended.outcome})"
+        return f"its statement still runs on the server in session {session_id}: end it before any retry"
 
     def start_reference(self, heads: tuple[str, ...], last: RunRecord | None) -> None:
         """Where the target is as the ledger left it: the drift the pre-flight found is pre-existing
@@ -188,6 +232,11 @@ class _MigrationConnection:
             self._engine.dispose()
 
 
+# How often a PostgreSQL migration session looks for a client that died mid-statement.
+DEAD_CLIENT_CHECK_MS = 500
+# How long an interrupted run waits for the server to confirm its statement ended, after the grace.
+INTERRUPT_WAIT_S = 5.0
+
 # On SQLite nobody but the run's own migration writes while the run lock is held: a step row that
 # meets its transaction waits only this long before it joins the queue.
 _JOURNAL_WAIT_MS = 100
@@ -204,7 +253,8 @@ class _StepJournal:
         self._pending: list[Callable[[], None]] = []
         self.notes: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
-    def _write(self, fn: Callable[[], None]) -> None:
+    def _write(self, fn: Callable[[], None], what: str) -> None:
+        faultpoints.reached("ledger-write", what)
         if self._pending:
             # An earlier write met the migration's transaction (env.py's own engine.begin() holds
             # SQLite's write lock through the run): queue behind it for the end of the run, instead
@@ -231,7 +281,8 @@ class _StepJournal:
         self.attempts[key] = self.attempts.get(key, 0) + 1
         if key in self.rows:
             row_id, attempts = self.rows[key], self.attempts[key]
-            self._write(lambda: self.ledger.update_step(row_id, status=StepStatus.RUNNING.value, attempts=attempts))
+            self._write(lambda: self.ledger.update_step(row_id, status=StepStatus.RUNNING.value, attempts=attempts),
+                        "step-start")
             return
 
         def insert() -> None:
@@ -245,7 +296,7 @@ class _StepJournal:
                 attempts=1,
             )
 
-        self._write(insert)
+        self._write(insert, "step-start")
 
     def note(self, step: bridge.TrackedStep | None, event: Any) -> None:
         """Record on the step the queue the watchdog saw when it cancelled the step's statement."""
@@ -267,7 +318,7 @@ class _StepJournal:
                     values["status"] = StepStatus.SUCCEEDED.value
                 self.ledger.update_step(self.rows[step.key], **values)
 
-        self._write(update)
+        self._write(update, "step-end")
 
 
 def guarded_run(
@@ -420,19 +471,47 @@ def _locked_run(
 @contextlib.contextmanager
 def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
     """A run that dbguard itself failed to finish recording is closed as failed, not left running:
-    nobody can tell what it changed, so the breaker must open instead of reporting a dead process."""
+    nobody can tell what it changed, so the breaker must open instead of reporting a dead process.
+    A run whose row someone else closed meanwhile was taken over (this process was stopped, its
+    sessions were ended): it says so on its row and fails (exit 5), never as a raw driver error."""
     try:
         yield
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            current = runner.ledger.get_run(run_id)
-            if current is not None and current.status == RunStatus.RUNNING.value:
-                error_class, text = describe_error(exc, runner.target.secrets)
-                runner.ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
-                                         error_class=error_class, error=f"dbguard failed mid-run: {text}")
+        taken_over = _close_failed(runner, run_id, exc)
+        if taken_over is not None:
+            raise DbguardError(taken_over, ExitCode.RUN_FAILED) from None
         raise
 
 
+def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | None:
+    """Record the run failed (on a fresh connection if dbguard's own was ended); the message to fail
+    with when another run took this one over, else None."""
+    error_class, text = describe_error(exc, runner.target.secrets)
+
+    def close(ledger: Ledger) -> str | None:
+        current = ledger.get_run(run_id)
+        if current is None:
+            return None
+        if current.status == RunStatus.RUNNING.value:
+            ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                              error_class=error_class, error=f"dbguard failed mid-run: {text}")
+            return None
+        newer = [r for r in ledger.recent_runs(limit=20) if r.id > run_id and r.changes_state]
+        by = current.resolved_by if current.resolved_by is not None else (newer[-1].id if newer else None)
+        if by is None:
+            return None
+        note = f"taken over by run {by} while this process was not running"
+        ledger.update_run(run_id, error=f"{current.error}; {note}" if current.error else note)
+        return f"run {run_id} was {note}: it stopped here, its sessions ended; see `dbguard status`"
+
+    # dbguard's own session may be the one a takeover ended: then on a fresh one.
+    with contextlib.suppress(Exception):
+        return close(runner.ledger)
+    try:
+        with open_session(runner.target) as fresh:
+            return close(Ledger(fresh.conn, runner.settings.table_prefix))
+    except Exception:  # noqa: BLE001 - nothing more to record with: the original error goes on
+        return None
 def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, ...],
                planned: list[bridge.PlannedStep], last: RunRecord | None,
                for_prompt: bool = False) -> tuple[Any, tuple[str, ...]]:
@@ -542,6 +621,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     journal = _StepJournal(runner.ledger, run_id, session)
 
     def step_started(step: bridge.TrackedStep) -> None:
+        faultpoints.reached("before-step", step.revision)
         if session.dialect.concurrent_ledger_writes:
             monitor.start()
         monitor.step(step.revision, True)
@@ -558,12 +638,22 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
 
     def connection_ready(connection: Any) -> None:
         monitor.session_id = str(run(connection, session.dialect.session_id()).scalar())
+        runner.record_session(connection, monitor.session_id, run_id)
+
+    statements: dict[str, int] = {}
+
+    def on_statement(statement: str | None) -> None:
+        step = tracker.current
+        if statement is not None and step is not None:
+            statements[step.revision] = statements.get(step.revision, 0) + 1
+            faultpoints.reached("statement", f"{step.revision}#{statements[step.revision]}")
+        monitor.executing(statement)
 
     tracker = bridge.StepTracker(on_start=step_started, on_finish=step_finished)
-    tracker.on_statement = monitor.executing
+    tracker.on_statement = on_statement
     hooks = bridge.RunHooks(
         tracker=tracker,
-        session_statements=session.dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
+        session_statements=runner.migration_session_statements(),
         verify_connection=runner.verify_connection,
         on_connection=connection_ready,
     )
@@ -587,10 +677,13 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                 bridge.run_migrations(runner.script, config, _DIRECTION[intent], destination, tracker)
                 error = None
                 break
-            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
+            except BaseException as exc:  # noqa: BLE001 - every failure is recorded, sys.exit() and signals too
                 error = exc
-                interrupted = isinstance(exc, KeyboardInterrupt)
+                interrupted = not isinstance(exc, Exception)
                 failing = tracker.current
+                if interrupted:
+                    # Its statement must not run on after the run is recorded: cancelled, confirmed.
+                    runner.interrupted_statement = runner.stop_statement(monitor.session_id, monitor.statement)
                 monitor.step(None, False)
                 fired = monitor.take_fired()
                 if fired is not None:
@@ -612,11 +705,8 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         with contextlib.suppress(Exception):
             journal.flush()
 
-    result = _post_flight(runner, intent, heads_before, row, run_id, tracker, journal, error, retries,
-                          int((time.monotonic() - started) * 1000), blocked_traffic, hooks.seen_metadata)
-    if interrupted:
-        raise KeyboardInterrupt
-    return result
+    return _post_flight(runner, intent, heads_before, row, run_id, tracker, journal, error, retries,
+                        int((time.monotonic() - started) * 1000), blocked_traffic, hooks.seen_metadata)
 
 
 def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
@@ -638,7 +728,12 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
                           f"{last_block.revision}, the oldest for {last_block.oldest_ms} ms "
                           f"(max_blocking_ms {runner.settings.max_blocking_ms}); the watchdog cancelled it")
         elif isinstance(error, KeyboardInterrupt):
-            error_class, error_text = "KeyboardInterrupt", "interrupted"
+            error_class = type(error).__name__
+            error_text = f"interrupted by {getattr(error, 'signal_name', 'SIGINT')}"
+            if runner.interrupted_statement:
+                error_text += f"; {runner.interrupted_statement}"
+        elif isinstance(error, SystemExit):
+            error_class, error_text = "SystemExit", f"the migration called sys.exit({error.code!r})"
         elif isinstance(error, DbguardError):
             error_class, error_text = type(error).__name__, mask(error.message, secrets)
         else:
@@ -691,6 +786,7 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
                          message=f"could not run the migrations: {error_text}", error=error_text, **common)
 
     failed_step = failing.revision if failing else None
+    faultpoints.reached("ledger-write", "run-end")
     ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(), error_class=error_class,
                       error=error_text, failed_step=failed_step, revisions_after=heads_now)
     where = f" at step {failed_step}" if failed_step else ""
@@ -732,6 +828,7 @@ def _verified_end(runner: _Runner, intent: Intent, heads_before: tuple[str, ...]
                                  f"{'; '.join(verdict.failures[:5])}",
                          error=end.error, advice=FAILED_ADVICE, warnings=(*runner.preflight_findings(), *end.warnings),
                          schema_check=verdict.check.value, schema_note=verdict.note, **common)
+    faultpoints.reached("ledger-write", "run-end")
     runner.ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values())
     still = runner.drift_check.still_true() if runner.drift_check is not None else ()
     steps = len(common["steps"])
@@ -823,6 +920,7 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values())
         for undone in chain:
             ledger.update_run(undone.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
+        ledger.close_running_steps([r.id for r in chain])
         resolved = ", ".join(str(r.id) for r in sorted(chain, key=lambda r: r.id))
         return RunResult(
             status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,

@@ -13,8 +13,10 @@ import contextlib
 import dataclasses
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dbguard import alembic_bridge as bridge
@@ -27,7 +29,7 @@ from dbguard.db.runlock import acquire
 from dbguard.db.sql import run
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.masking import mask
-from dbguard.results import KillOutcome, RiskPrompt, RunResult, StepResult
+from dbguard.results import KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
 from dbguard.target import Target
 
 ConfirmYes = Callable[[RiskPrompt], bool]
@@ -123,29 +125,107 @@ def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillO
                            target.settings.zombie_after_s)
     if not verdict.zombie:
         return False, f"run {holder_run.id if holder_run else '?'} holds the run lock: {verdict.reason}", []
-    ended = _end_holder(runner, holder_id, holder_run, verdict.reason)
+    # Every session the old run migrated on first, then the lock's: it must not commit later.
+    ended = end_recorded(runner, [holder_run] if holder_run else [], f"zombie takeover ({verdict.reason})",
+                         everything=True)
+    still = [o for o in ended if o.outcome == "still running"]
+    if still:
+        return False, (f"a session of the zombie run could not be ended ({', '.join(o.session.session_id for o in still)}):"
+                       " it may still commit"), ended
+    ended += _end_holder(runner, holder_id, holder_run, verdict.reason)
     if acquire(runner.lock, 5.0):
         return True, None, ended
     return False, f"the zombie holding the run lock could not be ended ({verdict.reason})", ended
+
+
+def end_recorded(runner: Any, runs: list[RunRecord], why: str, everything: bool = False,
+                 run_id: int | None = None) -> list[KillOutcome]:
+    """End what the given (dead or taken over) runs left on the server: with ``everything`` every
+    session they recorded, else the ones still running a statement (cancelled, then terminated).
+    dbguard's own orphaned work, so not the kill policy's call; each signal is audited before it is
+    sent; the server must confirm each within the rollback's budget."""
+    from dbguard.db import orphans
+
+    session, target = runner.session, runner.target
+    if session.dialect.run_lock_kind != "sql":
+        return []
+    audit = KillLedger(session.conn, target.settings.table_prefix)
+    budget = target.settings.rollback_budget_s
+    outcomes: list[KillOutcome] = []
+    for dead in runs:
+        for session_id, identity in dead.sessions:
+            recorded = orphans.RecordedSession(session_id, identity)
+            state = orphans.command(session.conn, session.dialect, recorded)
+            if state is None or not (everything or session.dialect.is_running(state)):
+                continue
+            rows: list[int] = []
+
+            def before_signal(victim: Any, action: str, state: str = state, dead: RunRecord = dead,
+                              rows: list[int] = rows) -> None:
+                rows.append(audit.record(
+                    killed_at=utcnow(), database_name=session.database, run_id=run_id,
+                    killed_by_db_user=session.db_user, killed_by_os_user=guard.os_user(),
+                    killed_by_host=socket.gethostname(), killed_by_pid=os.getpid(),
+                    command=mask(" ".join(sys.argv), target.secrets)[:4000], victim_session=victim.session_id,
+                    victim_state=state, action=action, outcome="signalling",
+                    reason=f"dbguard's own session of run {dead.id}: {why}"))
+
+            if everything:
+                ended = orphans.end_session(session.conn, session.dialect, recorded, budget, before_signal)
+            else:
+                ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
+                                    budget, before_signal)
+            for row_id in rows:
+                audit.update(row_id, outcome=ended.outcome)
+            victim = LockSession(session_id=session_id, kind="dbguard", user=None, application=None, client=None,
+                                 database=session.database, state=state, xact_age_s=None, query=None,
+                                 identity=identity)
+            outcomes.append(KillOutcome(session=victim, action=ended.action, code="orphan",
+                                        reason=f"left by run {dead.id}", outcome=ended.outcome))
+    return outcomes
 
 
 def _server_now(session: Any) -> Any:
     return from_db_time(run(session.conn, session.dialect.utc_now()).scalar())
 
 
+def local_process(pid: int, not_after: Any) -> str | None:
+    """The state letter (/proc/<pid>/stat) of process ``pid`` on this host if it exists and started no
+    later than ``not_after`` (an aware datetime: the run's start; a later process reuses the pid);
+    None when there is no such process. Where /proc is missing, a signal-0 probe says only "exists"."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    fields = stat.rsplit(")", 1)[1].split()
+    state, started_ticks = fields[0], int(fields[19])
+    if state in ("Z", "X"):
+        return None
+    if not_after is not None:
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + started_ticks / os.sysconf("SC_CLK_TCK")
+        if started > not_after.timestamp() + 1:  # ticks and the ledger's clock: a second of slack
+            return None
+    return state
+
+
 def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) -> zombie.Holder | None:
     if holder_run is None:
         return None
     same_host = holder_run.host == socket.gethostname()
-    alive = None
+    alive = state = None
     if same_host and holder_run.pid:
-        try:
-            os.kill(holder_run.pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
+        state = local_process(holder_run.pid, holder_run.started_at)
+        alive = state is not None
     idle_s = None
     idle_sql = getattr(runner.session.dialect, "session_idle_seconds", None)
     if idle_sql is not None and runner.session.dialect.run_lock_kind == "sql":
@@ -153,7 +233,8 @@ def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) 
             value = run(runner.session.conn, idle_sql(holder_id)).scalar()
             idle_s = None if value is None else float(value)
     return zombie.Holder(heartbeat_at=holder_run.heartbeat_at, started_at=holder_run.started_at,
-                         same_host=same_host, process_alive=alive, session_idle_s=idle_s)
+                         same_host=same_host, process_alive=alive, session_idle_s=idle_s,
+                         pid=holder_run.pid, host=holder_run.host, process_state=state)
 
 
 def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reason: str) -> list[KillOutcome]:
@@ -264,6 +345,10 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     lines += [f"warning: {w}" for w in _drift_preflight(runner, heads, last)]
     runner.start_reference(heads, last)
     runner.known_drift = runner.known_drift | verify.known_since(picked.undoes)
+    left_running = _left_running(runner, picked.undoes)
+    for dead, session_id in left_running:
+        lines.append(f"end run {dead.id}'s statement still running in session {session_id} (dbguard's own "
+                     "orphaned work, ended whatever --no-kill-blockers says)")
     for partial in partials:
         lines.append(f"finish the half-done downgrade of {partial.revision}, each operation checked first"
                      if partial.finish else
@@ -290,6 +375,21 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
 
     run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                known_drift=runner.known_drift)
+    if left_running:
+        orphaned = end_recorded(runner, list(picked.undoes), "its run is over: nothing of it may run on",
+                                run_id=run_id)
+        takeover = [*takeover, *orphaned]
+        still = [o.session.session_id for o in orphaned if o.outcome == "still running"]
+        if still:
+            why = (f"a statement of an earlier run still runs in session {', '.join(still)} and could not be "
+                   f"ended within {target.settings.rollback_budget_s:g} s: nothing was rolled back")
+            heads_now = read_version_heads(session.conn, target.version_table)
+            ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
+                              error_class="dbguard.OrphanedStatement", error=why, revisions_after=heads_now)
+            return RunResult(intent="rollback", status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
+                             message=f"run {run_id} failed: {why}", run_id=run_id, from_revisions=heads,
+                             to_revision=row["to_revision"], error=why, ended_sessions=tuple(takeover),
+                             advice="end it on the server (it is dbguard's own), then roll back again")
     own = {session.session_id} if session.session_id else set()
     clearer = None
     if getattr(session.dialect, "lock_graph", None) is not None:
@@ -315,6 +415,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     if result.status == RunStatus.SUCCEEDED.value:
         for undone in picked.undoes:
             ledger.update_run(undone.id, status=RunStatus.ROLLED_BACK.value, resolved_by=run_id)
+        ledger.close_running_steps([r.id for r in picked.undoes])
         heads_now = read_version_heads(session.conn, target.version_table)
         message = (f"rolled back to {' '.join(heads_now) or 'base'}, alembic_version and schema checked"
                    + (f"; ended {len(clearing.outcomes)} blocking session(s)" if clearing.outcomes else ""))
@@ -334,6 +435,20 @@ def durations(marks: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
         out.append((name, at if name == "total" else at - previous))
         previous = at
     return tuple(out)
+
+
+def _left_running(runner: Any, runs: tuple[RunRecord, ...]) -> list[tuple[RunRecord, str]]:
+    """(run, session) of every recorded session of these runs still running a statement."""
+    from dbguard.db import orphans
+
+    session = runner.session
+    if session.dialect.run_lock_kind != "sql":
+        return []
+    found = []
+    for dead in runs:
+        recorded = [orphans.RecordedSession(i, identity) for i, identity in dead.sessions]
+        found += [(dead, s.session_id) for s in orphans.running(session.conn, session.dialect, recorded)]
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +502,7 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
                 for statement in hooks.session_statements:
                     conn.exec_driver_sql(statement)
                 monitor.session_id = str(run(conn, session.dialect.session_id()).scalar())
+                runner.record_session(conn, monitor.session_id, run_id)
                 conn.commit()
                 if session.dialect.concurrent_ledger_writes:
                     monitor.start()

@@ -65,12 +65,17 @@ class RunRecord:
     failed_step: str | None = None
     reason: str | None = None
     lock_session: str | None = None
+    # The run that closed this one (a rollback, a resolve).
+    resolved_by: int | None = None
     # What alembic_version said when the run ended (None: it never ended, or the row predates it).
     revisions_after: tuple[str, ...] | None = None
     # How its end state was checked (dbguard.core.verdict.SchemaCheck), and the differences from the
     # reference it knew of before it ran (carried over, never failures).
     schema_check: str | None = None
     known_drift: tuple[str, ...] = ()
+    # The server sessions the run migrated on, as (session id, identity): what a rollback or a
+    # takeover ends if the run's process died and left a statement running.
+    sessions: tuple[tuple[str, str], ...] = ()
 
     @property
     def changes_state(self) -> bool:

@@ -106,6 +106,8 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("revisions_after", sa.String(1000)),
         sa.Column("schema_check", sa.String(20)),
         sa.Column("known_drift", sa.Text),
+        # The server sessions the run migrated on (JSON list of {id, identity}).
+        sa.Column("sessions", sa.Text),
     )
     steps = sa.Table(
         f"{prefix}steps",
@@ -141,6 +143,8 @@ def _run_values(values: dict[str, Any]) -> dict[str, Any]:
             out[key] = _join(out[key])
     if out.get("known_drift") is not None:
         out["known_drift"] = json.dumps(sorted(out["known_drift"])) if out["known_drift"] else None
+    if out.get("sessions") is not None:
+        out["sessions"] = json.dumps([{"id": i, "identity": identity} for i, identity in out["sessions"]])
     return out
 
 
@@ -241,9 +245,12 @@ class Ledger:
             failed_step=row["failed_step"],
             reason=row["reason"],
             lock_session=row["lock_session"],
+            resolved_by=row["resolved_by"],
             revisions_after=None if row["revisions_after"] is None else _split(row["revisions_after"]),
             schema_check=row["schema_check"],
             known_drift=tuple(json.loads(row["known_drift"])) if row["known_drift"] else (),
+            sessions=tuple((str(s["id"]), str(s["identity"])) for s in json.loads(row["sessions"]))
+            if row["sessions"] else (),
         )
 
     # steps --------------------------------------------------------------------------------
@@ -257,6 +264,16 @@ class Ledger:
     @retried("dbguard's ledger")
     def update_step(self, step_id: int, **values: Any) -> None:
         self.conn.execute(self.steps.update().where(self.steps.c.id == step_id).values(**values))
+
+    @retried("dbguard's ledger")
+    def close_running_steps(self, run_ids: Sequence[int],
+                            error: str = "its run ended without finishing it (the process died, or was stopped "
+                                         "and taken over)") -> None:
+        """Steps of closed runs that still say running: failed, so no step row stays running forever."""
+        if run_ids:
+            self.conn.execute(self.steps.update().where(self.steps.c.run_id.in_(list(run_ids)),
+                                                        self.steps.c.status == "running")
+                              .values(status="failed", error=sa.func.coalesce(self.steps.c.error, error)))
 
     @retried("dbguard's ledger")
     def steps_of(self, run_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
@@ -345,6 +362,10 @@ class KillLedger:
         values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
         result = self.conn.execute(self.table.insert().values(**values))
         return int(result.inserted_primary_key[0])
+
+    @retried("dbguard's kill audit")
+    def update(self, row_id: int, **values: Any) -> None:
+        self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**values))
 
     @retried("dbguard's kill audit")
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:

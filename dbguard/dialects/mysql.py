@@ -451,6 +451,30 @@ class MysqlDialect:
         # KILL takes a literal id, never a bound parameter; int() keeps it one.
         return Statement(f"KILL QUERY {int(session_id)}")
 
+    # --- a run's own sessions, recorded so no statement of a dead run outlives it -----------------
+
+    def session_identity(self, session_id: str) -> Statement:
+        """User and client address:port: with the id, what tells this session from a later one (ids
+        only wrap after 2^32 connections; a port is reused only after its connection is gone)."""
+        return Statement("SELECT CONCAT_WS('|', USER, HOST) FROM information_schema.PROCESSLIST WHERE ID = :id",
+                         {"id": int(session_id)})
+
+    def session_command(self, session_id: str, identity: str) -> Statement:
+        """The recorded session's COMMAND ('Query' while a statement runs), if it is still the same
+        session; no row once it is gone."""
+        return Statement(
+            "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = :id AND CONCAT_WS('|', USER, HOST) = :identity",
+            {"id": int(session_id), "identity": identity},
+        )
+
+    def is_running(self, command: str | None) -> bool:
+        # 'Killed' is a statement still unwinding after KILL QUERY: it holds its locks until done.
+        return command is not None and command not in ("Sleep", "Daemon")
+
+    def dead_client_checks(self, interval_ms: int) -> list[str]:
+        """No equivalent: the server notices a closed client only when it next talks to it."""
+        return []
+
     def is_cancelled(self, exc: BaseException) -> bool:
         return _errno(exc) in (1317, 3024)
 

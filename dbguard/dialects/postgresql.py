@@ -327,6 +327,31 @@ class PostgresqlDialect:
     def cancel_own_statement(self, session_id: str) -> Statement:
         return Statement("SELECT pg_catalog.pg_cancel_backend(:sid)", {"sid": int(session_id)})
 
+    # --- a run's own sessions, recorded so no statement of a dead run outlives it -----------------
+
+    def session_identity(self, session_id: str) -> Statement:
+        """What tells this backend from a later one with the same pid (pids are reused)."""
+        return Statement("SELECT CAST(backend_start AS text) FROM pg_catalog.pg_stat_activity WHERE pid = :pid",
+                         {"pid": int(session_id)})
+
+    def session_command(self, session_id: str, identity: str) -> Statement:
+        """The recorded session's state, if it is still the same backend: 'active' while a statement
+        runs; no row once it is gone."""
+        return Statement(
+            "SELECT state FROM pg_catalog.pg_stat_activity "
+            "WHERE pid = :pid AND backend_start = CAST(:started AS timestamptz)",
+            {"pid": int(session_id), "started": identity},
+        )
+
+    def is_running(self, command: str | None) -> bool:
+        return command is not None and command not in ("idle", "idle in transaction",
+                                                       "idle in transaction (aborted)")
+
+    def dead_client_checks(self, interval_ms: int) -> list[str]:
+        """PostgreSQL 14+: the backend looks for a closed client socket while a statement runs, so a
+        killed dbguard's statement ends within ``interval_ms`` instead of running on."""
+        return [f"SET client_connection_check_interval = {int(interval_ms)}"]
+
     def is_cancelled(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "57014"
 

@@ -1,0 +1,306 @@
+"""Faults injected into real dbguard processes on real PostgreSQL, MariaDB and SQLite, one trial per
+fault and engine at the point where the fault matters most (benchmarks/faults.py runs the whole
+fault x point x engine matrix and a randomized soak).
+
+Each point is reached deterministically: the process under test stops itself there
+(``DBGUARD_TEST_PAUSE_AT``, see dbguard/faultpoints.py) or the test waits until the server shows
+its statement running; then the fault is delivered. After recovery one invariant must hold:
+whenever a command exited 0 or status says HEALTHY, alembic_version equals what the ledger recorded,
+the live schema equals the schema the target had at those revisions, and no statement of any run
+still runs on the server.
+
+Not applicable, and why: a takeover needs a run lock held by a process that cannot be seen (see
+test_zombie.py, which makes the run row say another host); connection faults need a server (see the
+proxy tests).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dbguard import api
+from dbguard.dialects import for_sqlalchemy_dialect
+from dbguard.settings import load_settings
+from tests.dbs import backend_of
+from tests.guardrun import catalog, connect, ledger, start_dbguard, versions
+from tests.projects import make_project, wait_for
+
+pytestmark = pytest.mark.integration
+
+SLEEP = {"postgresql": "SELECT pg_sleep(60)", "mysql": "SELECT SLEEP(60)"}
+
+R1 = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
+
+
+def r2(engine: str, seen: Path | None = None, sleep: bool = True) -> tuple[str, str, str]:
+    """Two DDL operations with a long statement between them (a server), or a plain pair (SQLite);
+    its downgrade undoes each operation, so a half-applied r2 can be repaired. ``seen`` gets the
+    migration session's client_connection_check_interval (PostgreSQL)."""
+    body = 'op.add_column("t", sa.Column("c", sa.Integer))\n'
+    if seen is not None:
+        body += ("from alembic import context\nif not context.is_offline_mode():\n"
+                 f"    open({str(seen)!r}, 'w').write(op.get_bind().exec_driver_sql("
+                 "'SHOW client_connection_check_interval').scalar())\n")
+    if engine in SLEEP and sleep:
+        body += f'op.execute("{SLEEP[engine]}")\n'
+    body += 'op.add_column("t", sa.Column("d", sa.Integer))'
+    return ("r2", body, 'op.drop_column("t", "d")\nop.drop_column("t", "c")')
+
+
+def settings(ini: Path, url: str, **more: Any):
+    return load_settings({"config_path": str(ini), "url": url, **more}, environ={})
+
+
+def stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def user_tables(url: str) -> dict[str, Any]:
+    """The schema as a test sees it, dbguard's own tables left out."""
+    tables = catalog(url)["tables"]
+    return {name: t for name, t in tables.items() if not name.startswith("dbguard_")}
+
+
+def running_statements(url: str) -> list[str]:
+    """Recorded sessions of any run that still run a statement."""
+    runs, _ = ledger(url)
+    found = []
+    with connect(url) as conn:
+        dialect = for_sqlalchemy_dialect(conn.dialect)
+        if dialect.run_lock_kind != "sql":
+            return []
+        for run in runs:
+            for recorded in json.loads(run["sessions"] or "[]"):
+                statement = dialect.session_command(str(recorded["id"]), recorded["identity"])
+                if dialect.is_running(conn.execute(sa.text(statement.sql), statement.params).scalar()):
+                    found.append(str(recorded["id"]))
+    return found
+
+
+def invariant(ini: Path, url: str, at: dict[str, dict[str, Any]]) -> None:
+    """HEALTHY means: alembic_version is what the ledger recorded, the schema is the one the target had
+    at those revisions (``at``: revision -> schema seen there by the test), nothing of any run runs."""
+    status = api.status(settings(ini, url))
+    if status.state != "HEALTHY":
+        return
+    assert running_statements(url) == []
+    runs, _ = ledger(url)
+    last = [r for r in runs if r["status"] not in ("refused", "busy")][-1]
+    assert versions(url) == sorted((last["revisions_after"] or "").split())
+    revision = " ".join(versions(url))
+    if revision in at:
+        assert user_tables(url) == at[revision]
+
+
+def project(tmp_path: Path, url: str, seen: Path | None = None,
+            sleep: bool = True) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """r1 applied (its schema remembered), r2 pending."""
+    engine = backend_of(url)
+    ini = make_project(tmp_path, url, [R1, r2(engine, seen, sleep)])
+    assert api.upgrade(settings(ini, url), "r1").exit_code == 0
+    return ini, {"r1": user_tables(url)}
+
+
+def running_sleep(url: str) -> bool:
+    with connect(url) as conn:
+        if backend_of(url) == "postgresql":
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%%'"
+        else:
+            sql = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND INFO LIKE 'SELECT SLEEP%%'"
+        return bool(conn.exec_driver_sql(sql + f" AND {'datname' if backend_of(url) == 'postgresql' else 'DB'} = "
+                                         f"'{sa.engine.make_url(url).database}'").scalar())
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out + err
+
+
+def recover(ini: Path, url: str) -> Any:
+    done = api.rollback(settings(ini, url), confirm=lambda prompt: True)
+    assert done.exit_code == 0, done
+    assert api.status(settings(ini, url)).state == "HEALTHY"
+    return done
+
+
+SERVERS = [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")]
+ALL = [pytest.param("sqlite_url", id="sqlite"), *SERVERS]
+
+
+# SIGKILL mid-statement: the statement must not outlive its run -------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", SERVERS)
+def test_sigkill_mid_statement_leaves_no_statement_running_after_the_rollback(
+        fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    seen = tmp_path / "seen" if backend_of(url) == "postgresql" else None
+    ini, at = project(tmp_path, url, seen)
+    proc = start_dbguard(ini, url, "upgrade", "head")
+    try:
+        wait_for(lambda: running_sleep(url), timeout=60, message="r2's statement never ran")
+        proc.kill()
+        proc.wait(timeout=30)
+        if seen is not None:
+            # PostgreSQL: the session looks for its dead client this often, and ends the statement.
+            assert seen.read_text() == "500ms"
+        invariant(ini, url, at)
+        assert api.status(settings(ini, url)).state == "UNKNOWN"
+        done = recover(ini, url)
+        if backend_of(url) == "mysql":  # MariaDB runs a dead client's statement on: the rollback ended it
+            orphans = [o for o in done.ended_sessions if o.code == "orphan"]
+            assert [o.outcome for o in orphans] == ["cancelled"], done.ended_sessions
+            with connect(url) as conn:
+                audit = conn.exec_driver_sql("SELECT action, outcome FROM dbguard_kills").all()
+            assert [tuple(a) for a in audit] == [("cancel", "cancelled")]
+        invariant(ini, url, at)
+        steps = ledger(url)[1]
+        assert "running" not in {s["status"] for s in steps}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# SIGTERM and SIGINT: recorded failed with the step, the statement cancelled first ------------------------
+
+
+@pytest.mark.parametrize("fixture", SERVERS)
+def test_sigterm_mid_statement_cancels_it_and_records_the_run_failed(
+        fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url)
+    proc = start_dbguard(ini, url, "upgrade", "head")
+    wait_for(lambda: running_sleep(url), timeout=60, message="r2's statement never ran")
+    proc.send_signal(signal.SIGTERM)
+    code, output = finish(proc)
+    assert code == 5, output
+    assert "interrupted by SIGTERM; its statement ended on the server" in output
+    assert not running_sleep(url)
+    run = ledger(url)[0][-1]
+    assert run["status"] == "failed" and run["failed_step"] == "r2"
+    invariant(ini, url, at)
+    recover(ini, url)
+    invariant(ini, url, at)
+
+
+@pytest.mark.parametrize("fixture", ALL)
+def test_sigint_between_two_operations_is_recorded_failed(fixture: str, request: pytest.FixtureRequest,
+                                                          tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url, sleep=False)
+    # Before r2's second statement: c is live on MariaDB and SQLite, in an open transaction on PostgreSQL.
+    proc = start_dbguard(ini, url, "upgrade", "head", env={"DBGUARD_TEST_PAUSE_AT": "statement:r2#2"})
+    try:
+        wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
+        code, output = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 5, output
+    assert "interrupted by SIGINT" in output
+    run = ledger(url)[0][-1]
+    assert run["status"] == "failed" and run["failed_step"] == "r2"
+    invariant(ini, url, at)
+    recover(ini, url)
+    invariant(ini, url, at)
+
+
+# SIGSTOP: a stopped deploy is alive; the rollback does not take it over ----------------------------------
+
+
+@pytest.mark.parametrize("fixture", ALL)
+def test_a_stopped_deploy_is_not_taken_over_and_finishes_when_resumed(fixture: str, request: pytest.FixtureRequest,
+                                                                      tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url)
+    env = {"DBGUARD_TEST_PAUSE_AT": "before-step:r2", "DBGUARD_ZOMBIE_AFTER_S": "0.1"}
+    proc = start_dbguard(ini, url, "upgrade", "head", env=env)
+    try:
+        wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
+        busy = api.rollback(settings(ini, url, zombie_after_s=0.1), confirm=lambda prompt: True)
+        assert busy.exit_code == 4, busy
+        assert f"its process {proc.pid} on" in busy.message and "state T, stopped" in busy.message
+        proc.send_signal(signal.SIGCONT)
+        code, output = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, output
+    assert versions(url) == ["r2"]
+    invariant(ini, url, at)
+
+
+# sys.exit() and os._exit() inside a migration -----------------------------------------------------------------
+
+
+def _exiting_project(tmp_path: Path, url: str, call: str) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """r2 creates a table, then exits the process: sys.exit() in any mode (the plan renders r2 offline
+    first, and must survive it), os._exit() only in the real run (nothing survives it)."""
+    guard = "if not context.is_offline_mode(): " if "_exit" in call else ""
+    body = ('op.create_table("x", sa.Column("id", sa.Integer, primary_key=True))\n'
+            f"import os, sys\nfrom alembic import context\n{guard}{call}")
+    ini = make_project(tmp_path, url, [R1, ("r2", body, 'op.drop_table("x")')])
+    assert api.upgrade(settings(ini, url), "r1").exit_code == 0
+    return ini, {"r1": user_tables(url)}
+
+
+@pytest.mark.parametrize("fixture", ALL)
+def test_sys_exit_in_a_migration_is_a_failed_run(fixture: str, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = _exiting_project(tmp_path, url, "sys.exit(0)")
+    proc = start_dbguard(ini, url, "upgrade", "head")
+    code, output = finish(proc)
+    assert code == 5, output
+    assert "the migration called sys.exit(0)" in output
+    run = ledger(url)[0][-1]
+    assert run["status"] == "failed" and run["failed_step"] == "r2"
+    recover(ini, url)
+    invariant(ini, url, at)
+
+
+@pytest.mark.parametrize("fixture", [pytest.param("sqlite_url", id="sqlite"), pytest.param("mysql_url", id="mysql")])
+def test_os_exit_in_a_migration_is_unknown_and_its_step_is_named(fixture: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = _exiting_project(tmp_path, url, "os._exit(3)")
+    code, output = finish(start_dbguard(ini, url, "upgrade", "head"))
+    assert code == 3, output
+    status = api.status(settings(ini, url))
+    assert status.state == "UNKNOWN" and status.last_run.failed_step == "r2", status
+    recover(ini, url)
+    invariant(ini, url, at)
+    assert "running" not in {s["status"] for s in ledger(url)[1]}
+
+
+# SIGKILL during a ledger write ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", [pytest.param("pg_url", id="postgresql")])
+def test_sigkill_during_a_ledger_write(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url, sleep=False)
+    proc = start_dbguard(ini, url, "upgrade", "head", env={"DBGUARD_TEST_PAUSE_AT": "ledger-write:step-end"})
+    try:
+        wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert api.status(settings(ini, url)).state == "UNKNOWN"
+    invariant(ini, url, at)
+    recover(ini, url)
+    invariant(ini, url, at)
