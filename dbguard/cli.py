@@ -527,6 +527,10 @@ def _hoist_format(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # A job a shell started in the background inherits SIGINT ignored, and Python keeps it so; a CI
+    # runner cancelling a deploy that way must still stop it cleanly (the run recorded, its statement
+    # cancelled).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
     verbose = "-vv" in argv or "--verbose" in argv
     try:

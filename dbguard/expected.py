@@ -691,7 +691,7 @@ def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shado
 
     with scratch_database(target, session, shadow_url, announce) as scratch:
         config = _config_for(target.config, scratch.url)
-        engine = dbconnect.create_engine(scratch.url)
+        engine = dbconnect.create_engine(scratch.url, target.settings.connect_timeout_s)
         try:
             with dbconnect.connection(engine, autocommit=False) as conn:
                 config.attributes["connection"] = conn

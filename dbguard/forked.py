@@ -28,8 +28,15 @@ _LENGTH = 8
 
 def usable() -> bool:
     """Forking pays and is safe: a process dbguard owns (never inside a host application), no
-    other thread running (a fork copies locks other threads hold), and a second CPU to run on."""
-    return dbguard.OWNS_PROCESS and can_fork() and cpus() >= 2 and threading.active_count() == 1
+    other thread running (a fork copies locks other threads hold) but fork-safe ones, and a second
+    CPU to run on."""
+    return dbguard.OWNS_PROCESS and can_fork() and cpus() >= 2 and _alone()
+
+
+def _alone() -> bool:
+    """No thread but this one, or threads made fork-safe (dbguard.db.deadline's watcher)."""
+    return all(thread is threading.current_thread() or getattr(thread, "fork_safe", False)
+               for thread in threading.enumerate())
 
 
 def can_fork() -> bool:

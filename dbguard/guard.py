@@ -93,6 +93,8 @@ class _Runner:
     sessions: list[Any] = dataclasses.field(default_factory=list)
     # What became of the statement in flight when the run was interrupted (None: none was).
     interrupted_statement: str | None = None
+    # The connections migrations ran on (env.py's, the repair's).
+    migration_connections: list[Any] = dataclasses.field(default_factory=list)
 
     def migration_session_statements(self) -> list[str]:
         """The SETs on every connection a migration runs on: bounded lock waits and statements,
@@ -104,6 +106,21 @@ class _Runner:
         if checks is not None and dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
             statements = [*statements, *checks(DEAD_CLIENT_CHECK_MS)]
         return statements
+
+    def guard_migration_socket(self, connection: Any) -> None:
+        """A migration statement without an answer by its statement timeout plus frozen_margin_s is
+        given up (its socket shut down); its error says so (:meth:`frozen`)."""
+        from dbguard.target import guard_socket
+
+        if self.settings.statement_timeout_ms > 0:
+            guard_socket(connection, self.settings, self.settings.statement_timeout_ms / 1000)
+        self.migration_connections.append(connection)
+
+    def frozen(self) -> str | None:
+        """Why a migration connection was given up, if one was."""
+        from dbguard.db import deadline
+
+        return next((why for why in map(deadline.expired, self.migration_connections) if why), None)
 
     def record_session(self, connection: Any, session_id: str, run_id: int) -> None:
         """Write down a migration session as it opens, so nothing it runs outlives a dead process."""
@@ -127,7 +144,10 @@ class _Runner:
             return None
         try:
             grace = self.settings.kill_grace_ms / 1000
-            ended = orphans.end(self.session.conn, self.session.dialect, recorded, grace, INTERRUPT_WAIT_S)
+            ended = orphans.end(self.session.conn, self.session.dialect, recorded, grace, INTERRUPT_WAIT_S,
+                                terminate=False)
+            if not ended.confirmed:  # it did not stop when cancelled: the session goes with it
+                ended = orphans.end(self.session.conn, self.session.dialect, recorded, grace, INTERRUPT_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - the record says what could not be confirmed
             return f"its statement could not be cancelled on the server ({dbconnect.first_line(exc)})"
         if ended.confirmed:
@@ -215,7 +235,7 @@ class _MigrationConnection:
 
     def open(self) -> Any:
         if self.conn is None:
-            self._engine = dbconnect.create_engine(self._target.ledger_url)
+            self._engine = dbconnect.create_engine(self._target.ledger_url, self._target.settings.connect_timeout_s)
             self.conn = dbconnect.connect(self._engine, autocommit=False)
         return self.conn
 
@@ -478,14 +498,23 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
         yield
     except BaseException as exc:
         taken_over = _close_failed(runner, run_id, exc)
-        if taken_over is not None:
+        if taken_over is _UNRECORDED and isinstance(exc, sa.exc.DBAPIError):
+            why = runner.frozen() or dbconnect.first_line(exc)
+            raise DbguardError(f"lost the database mid-run ({mask(why, runner.target.secrets)}): run {run_id} could "
+                               "not be recorded and stays UNKNOWN; `dbguard status` and `dbguard rollback` will "
+                               "say what it left", ExitCode.USAGE) from None
+        if isinstance(taken_over, str):
             raise DbguardError(taken_over, ExitCode.RUN_FAILED) from None
         raise
 
 
-def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | None:
-    """Record the run failed (on a fresh connection if dbguard's own was ended); the message to fail
-    with when another run took this one over, else None."""
+_UNRECORDED = object()
+
+
+def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | object | None:
+    """Record the run failed (on a fresh connection if dbguard's own was ended). Returns the message
+    to fail with when another run took this one over, ``_UNRECORDED`` when nothing could be written,
+    else None."""
     error_class, text = describe_error(exc, runner.target.secrets)
 
     def close(ledger: Ledger) -> str | None:
@@ -511,7 +540,7 @@ def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | Non
         with open_session(runner.target) as fresh:
             return close(Ledger(fresh.conn, runner.settings.table_prefix))
     except Exception:  # noqa: BLE001 - nothing more to record with: the original error goes on
-        return None
+        return _UNRECORDED
 def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, ...],
                planned: list[bridge.PlannedStep], last: RunRecord | None,
                for_prompt: bool = False) -> tuple[Any, tuple[str, ...]]:
@@ -637,6 +666,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         journal.finished(step, lambda: step_committed(step))
 
     def connection_ready(connection: Any) -> None:
+        runner.guard_migration_socket(connection)
         monitor.session_id = str(run(connection, session.dialect.session_id()).scalar())
         runner.record_session(connection, monitor.session_id, run_id)
 
@@ -738,6 +768,9 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
             error_class, error_text = type(error).__name__, mask(error.message, secrets)
         else:
             error_class, error_text = describe_error(error, secrets)
+        frozen = runner.frozen()
+        if frozen is not None:
+            error_class, error_text = "dbguard.FrozenConnection", f"{frozen} ({error_text})"
 
     latest: dict[tuple[str, str], bridge.TrackedStep] = {}
     for step in tracker.steps:
@@ -939,7 +972,7 @@ def _stamp(runner: _Runner, command: Any, revision: str) -> None:
         verify_connection=runner.verify_connection)
     bridge.install()
     config = runner.target.config
-    engine = dbconnect.create_engine(runner.target.ledger_url)
+    engine = dbconnect.create_engine(runner.target.ledger_url, runner.settings.connect_timeout_s)
     try:
         with dbconnect.connection(engine, autocommit=False) as conn:
             config.attributes["dbguard"] = hooks

@@ -20,7 +20,7 @@ from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, from_db_time
 from dbguard.db.sql import run
 from dbguard.dialects import Dialect
-from dbguard.target import Target, bound_lock_waits
+from dbguard.target import Target, bound_lock_waits, guard_socket
 
 # Given the monitor's connection, the migration's session id and the statement it runs.
 Clearer = Callable[[Any, str, "str | None"], None]
@@ -85,7 +85,7 @@ class RunMonitor:
     # The monitor thread -------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        engine = dbconnect.create_engine(self._target.ledger_url)
+        engine = dbconnect.create_engine(self._target.ledger_url, self._target.settings.connect_timeout_s)
         try:
             conn = None
             next_beat = 0.0
@@ -93,7 +93,9 @@ class RunMonitor:
                 try:
                     if conn is None:
                         conn = dbconnect.connect(engine)
-                        bound_lock_waits(conn, self._dialect, self._target.settings.ledger_lock_timeout_ms)
+                        bound = self._target.settings.ledger_lock_timeout_ms
+                        bound_lock_waits(conn, self._dialect, bound)
+                        guard_socket(conn, self._target.settings, bound / 1000)
                     if time.monotonic() >= next_beat:
                         self._beat(conn)
                         next_beat = time.monotonic() + self._heartbeat_s

@@ -126,8 +126,7 @@ def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillO
     if not verdict.zombie:
         return False, f"run {holder_run.id if holder_run else '?'} holds the run lock: {verdict.reason}", []
     # Every session the old run migrated on first, then the lock's: it must not commit later.
-    ended = end_recorded(runner, [holder_run] if holder_run else [], f"zombie takeover ({verdict.reason})",
-                         everything=True)
+    ended = end_recorded(runner, [holder_run] if holder_run else [], f"zombie takeover ({verdict.reason})")
     still = [o for o in ended if o.outcome == "still running"]
     if still:
         return False, (f"a session of the zombie run could not be ended ({', '.join(o.session.session_id for o in still)}):"
@@ -138,12 +137,11 @@ def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillO
     return False, f"the zombie holding the run lock could not be ended ({verdict.reason})", ended
 
 
-def end_recorded(runner: Any, runs: list[RunRecord], why: str, everything: bool = False,
-                 run_id: int | None = None) -> list[KillOutcome]:
-    """End what the given (dead or taken over) runs left on the server: with ``everything`` every
-    session they recorded, else the ones still running a statement (cancelled, then terminated).
-    dbguard's own orphaned work, so not the kill policy's call; each signal is audited before it is
-    sent; the server must confirm each within the rollback's budget."""
+def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | None = None) -> list[KillOutcome]:
+    """End every session the given (dead, failed or taken over) runs recorded that the server still
+    has: a running statement cancelled first, then the session ended (an open transaction of a dead
+    run would keep its locks). dbguard's own orphaned work, so not the kill policy's call; each
+    signal is audited before it is sent; the server must confirm each gone within the budget."""
     from dbguard.db import orphans
 
     session, target = runner.session, runner.target
@@ -156,7 +154,7 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, everything: bool 
         for session_id, identity in dead.sessions:
             recorded = orphans.RecordedSession(session_id, identity)
             state = orphans.command(session.conn, session.dialect, recorded)
-            if state is None or not (everything or session.dialect.is_running(state)):
+            if state is None:
                 continue
             rows: list[int] = []
 
@@ -170,11 +168,8 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, everything: bool 
                     victim_state=state, action=action, outcome="signalling",
                     reason=f"dbguard's own session of run {dead.id}: {why}"))
 
-            if everything:
-                ended = orphans.end_session(session.conn, session.dialect, recorded, budget, before_signal)
-            else:
-                ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
-                                    budget, before_signal)
+            ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
+                                budget, before_signal)
             for row_id in rows:
                 audit.update(row_id, outcome=ended.outcome)
             victim = LockSession(session_id=session_id, kind="dbguard", user=None, application=None, client=None,
@@ -345,10 +340,10 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     lines += [f"warning: {w}" for w in _drift_preflight(runner, heads, last)]
     runner.start_reference(heads, last)
     runner.known_drift = runner.known_drift | verify.known_since(picked.undoes)
-    left_running = _left_running(runner, picked.undoes)
-    for dead, session_id in left_running:
-        lines.append(f"end run {dead.id}'s statement still running in session {session_id} (dbguard's own "
-                     "orphaned work, ended whatever --no-kill-blockers says)")
+    left_behind = _left_behind(runner, picked.undoes)
+    for dead, session_id, state in left_behind:
+        lines.append(f"end run {dead.id}'s session {session_id} ({state}): dbguard's own orphaned work, ended "
+                     "whatever --no-kill-blockers says")
     for partial in partials:
         lines.append(f"finish the half-done downgrade of {partial.revision}, each operation checked first"
                      if partial.finish else
@@ -375,14 +370,14 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
 
     run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                known_drift=runner.known_drift)
-    if left_running:
+    if left_behind:
         orphaned = end_recorded(runner, list(picked.undoes), "its run is over: nothing of it may run on",
                                 run_id=run_id)
         takeover = [*takeover, *orphaned]
         still = [o.session.session_id for o in orphaned if o.outcome == "still running"]
         if still:
-            why = (f"a statement of an earlier run still runs in session {', '.join(still)} and could not be "
-                   f"ended within {target.settings.rollback_budget_s:g} s: nothing was rolled back")
+            why = (f"a session of an earlier run ({', '.join(still)}) could not be ended within "
+                   f"{target.settings.rollback_budget_s:g} s: nothing was rolled back")
             heads_now = read_version_heads(session.conn, target.version_table)
             ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
                               error_class="dbguard.OrphanedStatement", error=why, revisions_after=heads_now)
@@ -437,8 +432,8 @@ def durations(marks: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _left_running(runner: Any, runs: tuple[RunRecord, ...]) -> list[tuple[RunRecord, str]]:
-    """(run, session) of every recorded session of these runs still running a statement."""
+def _left_behind(runner: Any, runs: tuple[RunRecord, ...]) -> list[tuple[RunRecord, str, str]]:
+    """(run, session, its state) of every recorded session of these runs the server still has."""
     from dbguard.db import orphans
 
     session = runner.session
@@ -446,8 +441,10 @@ def _left_running(runner: Any, runs: tuple[RunRecord, ...]) -> list[tuple[RunRec
         return []
     found = []
     for dead in runs:
-        recorded = [orphans.RecordedSession(i, identity) for i, identity in dead.sessions]
-        found += [(dead, s.session_id) for s in orphans.running(session.conn, session.dialect, recorded)]
+        for session_id, identity in dead.sessions:
+            state = orphans.command(session.conn, session.dialect, orphans.RecordedSession(session_id, identity))
+            if state is not None:
+                found.append((dead, session_id, state))
     return found
 
 
@@ -491,13 +488,14 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
     step_id = ledger.insert_step(run_id=run_id, revision=revision, direction="down",
                                  status=StepStatus.RUNNING.value, started_at=started_at,
                                  checksum=bridge.checksum(runner.script.get_revision(revision).path), attempts=1)
-    engine = dbconnect.create_engine(runner.target.ledger_url)
+    engine = dbconnect.create_engine(runner.target.ledger_url, runner.target.settings.connect_timeout_s)
     attempts = 0
     log = repair.RepairLog()  # across attempts: what one attempt applied stays applied
     try:
         while True:
             attempts += 1
             conn = dbconnect.connect(engine, autocommit=False)
+            runner.guard_migration_socket(conn)
             try:
                 for statement in hooks.session_statements:
                     conn.exec_driver_sql(statement)

@@ -36,6 +36,11 @@ class Settings:
     # dbguard's own statements (ledger, kill audit, lock inspection) wait at most this long for a lock,
     # are tried twice more, and then give up in one line (exit 2).
     ledger_lock_timeout_ms: int = 5000
+    # How long connecting to a database may take.
+    connect_timeout_s: float = 10.0
+    # A statement that has had no answer this long after the bound handed to the server (its statement
+    # timeout, or the lock timeout of dbguard's own statements) is given up: its socket is shut down.
+    frozen_margin_s: float = 30.0
     # How long to wait for the run lock before answering "busy" (exit 4).
     wait_lock_s: float = 0.0
     table_prefix: str = "dbguard_"
@@ -82,6 +87,8 @@ _FILE_KEYS = {
     "statement_timeout_ms",
     "lock_retries",
     "ledger_lock_timeout_ms",
+    "frozen_margin_s",
+    "connect_timeout_s",
     "retry_backoff_ms",
     "retry_backoff_max_ms",
     "wait_lock_s",
@@ -127,6 +134,10 @@ def _validate(settings: Settings) -> Settings:
     if settings.lock_timeout_ms <= 0 or settings.ledger_lock_timeout_ms <= 0:
         raise ConfigError("lock_timeout_ms and ledger_lock_timeout_ms must be positive: an unbounded lock wait "
                           "is what dbguard prevents")
+    if not settings.connect_timeout_s > 0:
+        raise ConfigError("connect_timeout_s must be a positive number of seconds")
+    if settings.frozen_margin_s <= 0:
+        raise ConfigError("frozen_margin_s must be positive: a connection that stops answering must end")
     if settings.statement_timeout_ms < 0 or settings.lock_retries < 0 or settings.wait_lock_s < 0:
         raise ConfigError("statement_timeout_ms, lock_retries and wait_lock_s cannot be negative")
     if settings.fail_on.strip().lower() not in ("info", "low", "medium", "high", "critical", "none"):

@@ -127,6 +127,15 @@ def bound_lock_waits(conn: Connection, dialect: Dialect, lock_timeout_ms: int) -
         conn.exec_driver_sql(statement)
 
 
+def guard_socket(conn: Connection, settings: Settings, longest_s: float) -> None:
+    """The connection's socket gives up on a silent peer (keepalives), and every statement on it on an
+    answer that has not come ``longest_s`` + ``frozen_margin_s`` after it was sent (dbguard.db.deadline)."""
+    from dbguard.db import deadline
+
+    deadline.keep_alive(conn, settings.frozen_margin_s)
+    deadline.bound(conn, longest_s + settings.frozen_margin_s)
+
+
 @dataclasses.dataclass
 class Session:
     """dbguard's own autocommit connection to a target, with what it learnt on connecting."""
@@ -143,7 +152,7 @@ class Session:
 
 @contextlib.contextmanager
 def open_session(target: Target) -> Iterator[Session]:
-    engine = dbconnect.create_engine(target.ledger_url)
+    engine = dbconnect.create_engine(target.ledger_url, target.settings.connect_timeout_s)
     try:
         conn = dbconnect.connect(engine)
         try:
@@ -153,9 +162,11 @@ def open_session(target: Target) -> Iterator[Session]:
                 raise ConfigError(f"{target.masked_url} names no database")
             session_id = run(conn, dialect.session_id()).scalar()
             db_user = run(conn, dialect.current_user()).scalar()
-            # dbguard's own statements never queue behind anybody for long either.
+            # dbguard's own statements never queue behind anybody for long either, nor wait for ever
+            # on a server or network that stopped answering.
             bound = target.settings.ledger_lock_timeout_ms
             bound_lock_waits(conn, dialect, bound)
+            guard_socket(conn, target.settings, bound / 1000)
             yield Session(
                 engine=engine,
                 conn=conn,

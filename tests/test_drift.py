@@ -265,6 +265,10 @@ def forking(monkeypatch):
     # On one CPU dbguard does not fork (it would not pay); the path is tested as if it would.
     available = max(2, forked.cpus())
     monkeypatch.setattr(forked, "cpus", lambda: available)
+    # It forks only when no other thread runs: one an earlier test left winding down must be gone.
+    import threading
+
+    wait_for(forked._alone, timeout=30, message=lambda: f"threads still running: {threading.enumerate()}")
     try:
         yield used
     finally:

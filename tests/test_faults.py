@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from dbguard import api
 from dbguard.dialects import for_sqlalchemy_dialect
 from dbguard.settings import load_settings
 from tests.dbs import backend_of
-from tests.guardrun import catalog, connect, ledger, start_dbguard, versions
+from tests.guardrun import catalog, cli_env, command, connect, ledger, start_dbguard, versions
 from tests.projects import make_project, wait_for
 
 pytestmark = pytest.mark.integration
@@ -121,6 +122,19 @@ def running_sleep(url: str) -> bool:
                                          f"'{sa.engine.make_url(url).database}'").scalar())
 
 
+# A job a shell started in the background (a CI runner) inherits SIGINT ignored; dbguard must stop on
+# it all the same. The process under test is started that way, whatever this test process inherited.
+_IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                    "os.execv(sys.executable, [sys.executable, '-m', 'dbguard.cli', *sys.argv[1:]])")
+
+
+def start_ignoring_sigint(ini: Path, url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    arguments = command(ini, url, args)[3:]  # after ``python -m dbguard.cli``
+    return subprocess.Popen([sys.executable, "-c", _IGNORING_SIGINT, *arguments], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env),
+                            cwd=ini.parent)
+
+
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out + err
@@ -158,11 +172,14 @@ def test_sigkill_mid_statement_leaves_no_statement_running_after_the_rollback(
         assert api.status(settings(ini, url)).state == "UNKNOWN"
         done = recover(ini, url)
         if backend_of(url) == "mysql":  # MariaDB runs a dead client's statement on: the rollback ended it
-            orphans = [o for o in done.ended_sessions if o.code == "orphan"]
-            assert [o.outcome for o in orphans] == ["cancelled"], done.ended_sessions
+            (orphan,) = [o for o in done.ended_sessions if o.code == "orphan"]
+            # Cancelled first (the dead client's session may then go by itself), confirmed either way.
+            assert orphan.action.startswith("cancel") and orphan.outcome in ("cancelled", "terminated"), orphan
             with connect(url) as conn:
-                audit = conn.exec_driver_sql("SELECT action, outcome FROM dbguard_kills").all()
-            assert [tuple(a) for a in audit] == [("cancel", "cancelled")]
+                audit = conn.exec_driver_sql("SELECT action, outcome FROM dbguard_kills ORDER BY id").all()
+            # Each signal audited before it was sent, its outcome written once the server confirmed it.
+            assert [a[0] for a in audit] == orphan.action.replace("cancel_then_terminate", "cancel terminate").split()
+            assert {a[1] for a in audit} == {orphan.outcome}
         invariant(ini, url, at)
         steps = ledger(url)[1]
         assert "running" not in {s["status"] for s in steps}
@@ -199,7 +216,7 @@ def test_sigint_between_two_operations_is_recorded_failed(fixture: str, request:
     url = request.getfixturevalue(fixture)
     ini, at = project(tmp_path, url, sleep=False)
     # Before r2's second statement: c is live on MariaDB and SQLite, in an open transaction on PostgreSQL.
-    proc = start_dbguard(ini, url, "upgrade", "head", env={"DBGUARD_TEST_PAUSE_AT": "statement:r2#2"})
+    proc = start_ignoring_sigint(ini, url, "upgrade", "head", env={"DBGUARD_TEST_PAUSE_AT": "statement:r2#2"})
     try:
         wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
         proc.send_signal(signal.SIGINT)
@@ -224,7 +241,7 @@ def test_sigint_between_two_operations_is_recorded_failed(fixture: str, request:
 def test_a_stopped_deploy_is_not_taken_over_and_finishes_when_resumed(fixture: str, request: pytest.FixtureRequest,
                                                                       tmp_path: Path) -> None:
     url = request.getfixturevalue(fixture)
-    ini, at = project(tmp_path, url)
+    ini, at = project(tmp_path, url, sleep=False)
     env = {"DBGUARD_TEST_PAUSE_AT": "before-step:r2", "DBGUARD_ZOMBIE_AFTER_S": "0.1"}
     proc = start_dbguard(ini, url, "upgrade", "head", env=env)
     try:
@@ -302,5 +319,40 @@ def test_sigkill_during_a_ledger_write(fixture: str, request: pytest.FixtureRequ
             proc.kill()
     assert api.status(settings(ini, url)).state == "UNKNOWN"
     invariant(ini, url, at)
+    recover(ini, url)
+    invariant(ini, url, at)
+
+
+# A connection that stops answering mid-statement ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", [pytest.param("pg_url", id="postgresql")])
+def test_a_frozen_connection_ends_in_bounded_time_and_the_rollback_ends_its_orphan(
+        fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A proxy that keeps every socket open and forwards nothing (the kernel acknowledges, so TCP
+    keepalives see nothing wrong): the statement's deadline (statement_timeout_ms + frozen_margin_s)
+    shuts its socket, dbguard's own statements have theirs, and the process ends on its own. The run is
+    recorded FAILED or left UNKNOWN; a rollback on a working path ends what the server still holds."""
+    from tests.tcpproxy import Proxy
+
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url)
+    proxy = Proxy(url)
+    env = {"DBGUARD_STATEMENT_TIMEOUT_MS": "2000", "DBGUARD_FROZEN_MARGIN_S": "1",
+           "DBGUARD_LEDGER_LOCK_TIMEOUT_MS": "1000", "DBGUARD_CONNECT_TIMEOUT_S": "2"}
+    proc = start_dbguard(ini, proxy.url(url), "upgrade", "head", env=env)
+    try:
+        wait_for(lambda: running_sleep(url), timeout=60, message="r2's statement never ran")
+        proxy.freeze()
+        code, output = finish(proc)  # the harness's timeout guards a hang; the deadlines end it
+    finally:
+        proxy.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert code in (2, 5), output
+    run = ledger(url)[0][-1]
+    assert run["status"] in ("running", "failed"), run
+    if run["status"] == "failed":
+        assert "no answer from the server within 3 s" in run["error"]
     recover(ini, url)
     invariant(ini, url, at)

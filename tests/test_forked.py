@@ -27,6 +27,11 @@ def owned(monkeypatch):
     monkeypatch.setattr(dbguard, "OWNS_PROCESS", True)
     available = max(2, forked.cpus())
     monkeypatch.setattr(forked, "cpus", lambda: available)
+    # dbguard forks only when no other thread runs: a thread an earlier test in this process left
+    # winding down (a run monitor's, a session's) must be gone first.
+    import threading
+
+    wait_for(forked._alone, timeout=30, message=lambda: f"threads still running: {threading.enumerate()}")
 
 
 def _items(n):

@@ -40,9 +40,21 @@ def masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create_engine(url: URL) -> Engine:
+# How long connecting may take by default (the connect_timeout_s setting). libpq counts the whole
+# set-up (TCP, startup, authentication); PyMySQL only the TCP connect.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _connect_args(url: URL, timeout_s: float) -> dict[str, object]:
+    if url.get_backend_name() == "sqlite" or "connect_timeout" in url.query:
+        return {}
+    # libpq takes whole seconds, at least 2; PyMySQL a number of seconds.
+    return {"connect_timeout": max(2, round(timeout_s))}
+
+
+def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Engine:
     try:
-        return sa.create_engine(url, poolclass=NullPool)
+        return sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; install dbguard's extra for this engine") from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -37,8 +37,8 @@ class RecordedSession:
 @dataclasses.dataclass(frozen=True)
 class Ended:
     session: RecordedSession
-    # "cancelled" (its statement ended, the session idle), "terminated", "gone" (nothing to end),
-    # or "still running" (the server did not confirm within the time given).
+    # "cancelled" (its statement ended), "idle" (it ran none), "terminated", "gone" (nothing to
+    # end), or "still running" (the server did not confirm within the time given).
     outcome: str
     action: str
 
@@ -63,11 +63,6 @@ def command(conn: Connection, dialect: Any, session: RecordedSession) -> str | N
     return None if row is None else str(row[0])
 
 
-def running(conn: Connection, dialect: Any, sessions: Iterable[RecordedSession]) -> list[RecordedSession]:
-    """The recorded sessions still running a statement."""
-    return [s for s in sessions if dialect.is_running(command(conn, dialect, s))]
-
-
 def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
@@ -89,32 +84,28 @@ def _signal(conn: Connection, dialect: Any, statement: Any) -> None:
 def end(conn: Connection, dialect: Any, session: RecordedSession, grace_s: float, wait_s: float,
         before_signal: Callable[[RecordedSession, str], None] = lambda session, action: None,
         terminate: bool = True) -> Ended:
-    """Cancel the session's statement and wait ``grace_s`` for the server to say it ended; then
-    (``terminate``) end the session and wait ``wait_s`` for it to be gone. ``before_signal`` is told
-    each signal before it is sent (the audit)."""
-    if not dialect.is_running(command(conn, dialect, session)):
-        return Ended(session, "gone" if command(conn, dialect, session) is None else "cancelled", "none")
-    before_signal(session, "cancel")
-    _signal(conn, dialect, dialect.cancel_session(session.session_id, session.identity))
-    if _wait(lambda: not dialect.is_running(command(conn, dialect, session)), grace_s):
-        return Ended(session, "cancelled", "cancel")
-    if not terminate:
-        return Ended(session, "still running", "cancel")
-    before_signal(session, "terminate")
-    _signal(conn, dialect, dialect.terminate_session(session.session_id, session.identity))
-    if _wait(lambda: command(conn, dialect, session) is None, wait_s):
-        return Ended(session, "terminated", "cancel_then_terminate")
-    return Ended(session, "still running", "cancel_then_terminate")
-
-
-def end_session(conn: Connection, dialect: Any, session: RecordedSession, wait_s: float,
-                before_signal: Callable[[RecordedSession, str], None] = lambda session, action: None) -> Ended:
-    """End the session whatever it is doing (a takeover: the old run must not commit later), and
-    wait ``wait_s`` for the server to say it is gone."""
-    if command(conn, dialect, session) is None:
+    """End what the session does: a running statement is cancelled first (so it unwinds cleanly) and
+    given ``grace_s``; then, with ``terminate``, the session itself is ended (an orphan's open
+    transaction would keep its locks) and given ``wait_s`` to be gone. ``before_signal`` is told each
+    signal before it is sent (the audit)."""
+    state = command(conn, dialect, session)
+    if state is None:
         return Ended(session, "gone", "none")
+    action = "none"
+    if dialect.is_running(state):
+        before_signal(session, "cancel")
+        action = "cancel"
+        _signal(conn, dialect, dialect.cancel_session(session.session_id, session.identity))
+        stopped = _wait(lambda: not dialect.is_running(command(conn, dialect, session)), grace_s)
+        if not terminate:
+            return Ended(session, "cancelled" if stopped else "still running", action)
+    elif not terminate:
+        return Ended(session, "idle", action)
+    if command(conn, dialect, session) is None:
+        return Ended(session, "gone" if action == "none" else "cancelled", action)
     before_signal(session, "terminate")
+    action = "terminate" if action == "none" else "cancel_then_terminate"
     _signal(conn, dialect, dialect.terminate_session(session.session_id, session.identity))
     if _wait(lambda: command(conn, dialect, session) is None, wait_s):
-        return Ended(session, "terminated", "terminate")
-    return Ended(session, "still running", "terminate")
+        return Ended(session, "terminated", action)
+    return Ended(session, "still running", action)

@@ -1,0 +1,176 @@
+"""Connections that stop answering end in bounded time.
+
+A server that dies, or a network path that stops passing packets, leaves a client waiting for an
+answer forever. Two defences on every connection dbguard runs statements on (its own, and the
+migration's, env.py's included):
+
+- the socket's TCP keepalives and ``TCP_USER_TIMEOUT`` (Linux), so the kernel gives up on a peer that
+  no longer acknowledges anything;
+- a deadline per statement: a path that still acknowledges packets but never delivers an answer
+  (a stuck proxy) defeats the kernel's checks, so one watcher thread shuts the socket down when a
+  statement has had no answer by its deadline. The driver then fails the statement at once, and
+  :func:`expired` says why.
+
+The deadline is the longest a statement may legitimately take (the statement or lock timeout handed
+to the server) plus a margin (``frozen_margin_s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+
+# Keepalive probes: the first after this idle time, then every interval, this many before giving up.
+_KEEPALIVE_IDLE_S = 10
+_KEEPALIVE_INTERVAL_S = 5
+_KEEPALIVE_COUNT = 3
+
+
+def _socket_of(dbapi_connection: Any) -> socket.socket | None:
+    """A socket object sharing the connection's descriptor (the caller closes it), or None (SQLite,
+    a driver dbguard does not know)."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)  # psycopg 3
+    if pgconn is not None:
+        with contextlib.suppress(Exception):
+            return socket.socket(fileno=os.dup(pgconn.socket))
+        return None
+    sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(Exception):
+            return socket.socket(fileno=os.dup(sock.fileno()))
+    return None
+
+
+def _dbapi(connection: Any) -> Any:
+    return connection.connection.dbapi_connection
+
+
+def keep_alive(connection: Any, user_timeout_s: float) -> None:
+    """Kernel-level checks on the connection's socket: keepalives, and TCP_USER_TIMEOUT (how long
+    sent data may stay unacknowledged before the connection is dropped)."""
+    sock = _socket_of(_dbapi(connection))
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        if sock is not None:
+            sock.close()
+        return
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", _KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", _KEEPALIVE_INTERVAL_S),
+                                  ("TCP_KEEPCNT", _KEEPALIVE_COUNT),
+                                  ("TCP_USER_TIMEOUT", int(max(1.0, user_timeout_s) * 1000))):
+                if hasattr(socket, option):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    finally:
+        sock.close()
+
+
+class _Watcher:
+    """One daemon thread, alive while some statement is in flight; each connection's deadline."""
+
+    def __init__(self) -> None:
+        self._reset()
+        # A fork (dbguard's prefetch child) never happens while the watcher holds its lock, and the
+        # child starts with a watcher of its own: the parent's thread does not exist there.
+        os.register_at_fork(before=lambda: self._lock.acquire(), after_in_parent=lambda: self._lock.release(),
+                            after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        # id(DBAPI connection) -> (deadline, the connection, what to say when it passes)
+        self._armed: dict[int, tuple[float, weakref.ref[Any], str]] = {}
+        self._expired: dict[int, str] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dbapi_connection: Any, seconds: float, why: str) -> None:
+        key = id(dbapi_connection)
+        with self._lock:
+            self._armed[key] = (time.monotonic() + seconds, weakref.ref(dbapi_connection), why)
+            self._expired.pop(key, None)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="dbguard-deadlines", daemon=True)
+                self._thread.fork_safe = True  # type: ignore[attr-defined]  # see register_at_fork above
+                self._thread.start()
+        self._wake.set()
+
+    def disarm(self, key: int) -> None:
+        with self._lock:
+            self._armed.pop(key, None)
+
+    def expired(self, key: int) -> str | None:
+        with self._lock:
+            return self._expired.get(key)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._armed:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                due = [(key, ref, why) for key, (at, ref, why) in self._armed.items() if at <= now]
+                for key, _ref, why in due:
+                    del self._armed[key]
+                    self._expired[key] = why
+                wait = min((at for at, _ref, _why in self._armed.values()), default=now + 1.0) - now
+            for _key, ref, _why in due:
+                dbapi_connection = ref()
+                sock = None if dbapi_connection is None else _socket_of(dbapi_connection)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+            self._wake.wait(max(0.0, min(wait, 1.0)))
+            self._wake.clear()
+
+
+_WATCHER = _Watcher()
+
+
+def bound(connection: Any, seconds: float) -> None:
+    """Every statement on ``connection`` gets an answer within ``seconds`` or its socket is shut down
+    (a connection without a socket dbguard knows, SQLite's, is left as it is)."""
+    sock = _socket_of(_dbapi(connection))
+    if sock is None:
+        return
+    sock.close()
+    already = getattr(connection, "_dbguard_deadline", None) is not None
+    connection._dbguard_deadline = seconds
+    if already:
+        return
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        dbapi_connection = _dbapi(conn)
+        conn._dbguard_socket_key = id(dbapi_connection)
+        _WATCHER.arm(dbapi_connection, conn._dbguard_deadline,
+                     f"no answer from the server within {conn._dbguard_deadline:g} s: dbguard shut the "
+                     "connection down")
+
+    def after(conn: Any, *args: Any) -> None:
+        _WATCHER.disarm(getattr(conn, "_dbguard_socket_key", 0))
+
+    sa.event.listen(connection, "before_cursor_execute", before)
+    sa.event.listen(connection, "after_cursor_execute", after)
+    # A failed statement has no "after": errors are an engine's (or dialect's) event in SQLAlchemy 2.
+    engine = connection.engine
+    if not getattr(engine, "_dbguard_deadlines", False):
+        engine._dbguard_deadlines = True
+
+        def failed(context: Any) -> None:
+            if context.connection is not None:
+                after(context.connection)
+
+        sa.event.listen(engine, "handle_error", failed)
+
+
+def expired(connection: Any) -> str | None:
+    """Why the connection's last statement ended: its deadline passed (None: it did not)."""
+    return _WATCHER.expired(getattr(connection, "_dbguard_socket_key", 0))
