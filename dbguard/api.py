@@ -130,6 +130,10 @@ def resolve(
     return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
 
 
+LEDGER_LOSS_ADVICE = ("check the schema and alembic_version by hand, then record the loss with "
+                      "`dbguard resolve --reason TEXT` (add --accept-schema to take the live schema as the reference)")
+
+
 def status(settings: Settings) -> StatusReport:
     """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
     from dbguard.core import breaker
@@ -145,12 +149,22 @@ def status(settings: Settings) -> StatusReport:
         holder = make_lock(session, target).holder()
         held_by_other = holder is not None and holder != session.session_id
         revisions = read_version_heads(session.conn, target.version_table)
+        problem = ledger.problem()
         exists = ledger.exists()
         runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
+        has_steps = exists and not (problem and ledger.steps.name in problem)
         dying_step = next((step.revision for step in reversed(ledger.steps_of([runs[0].id])[runs[0].id])
-                           if step.status == "running"), None) if runs and runs[0].status == "running" else None
+                           if step.status == "running"), None) if has_steps and runs and runs[0].status == "running" \
+            else None
     last = runs[0] if runs else None
     state = derive_state(last, held_by_other)
+    if problem and state is not TargetState.RUNNING:
+        return StatusReport(state=TargetState.FAILED.value, exit_code=ExitCode.REFUSED, revisions=revisions,
+                            last_run=last, breaker_reason=f"circuit breaker open: {problem}",
+                            advice=LEDGER_LOSS_ADVICE, ledger_exists=exists)
+    from dbguard.drift import heads_moved
+
+    findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,) if f)
     if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:
         # A process that died left its step running: that is the step it failed at.
         last = dataclasses.replace(last, failed_step=dying_step)
@@ -164,6 +178,10 @@ def status(settings: Settings) -> StatusReport:
         advice = way_out(runs)
     elif state is TargetState.RUNNING:
         exit_code = ExitCode.BUSY
+    elif findings and settings.on_drift == "refuse":
+        exit_code = ExitCode.REFUSED
+        reason = f"on_drift = refuse: {findings[0]}"
+        advice = "an upgrade refuses until the ledger and alembic_version agree: `dbguard resolve` records the change"
     return StatusReport(
         state=state.value,
         exit_code=exit_code,
@@ -173,7 +191,9 @@ def status(settings: Settings) -> StatusReport:
         advice=advice,
         lock_holder=holder if held_by_other else None,
         ledger_exists=exists,
-        schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified",
+        schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified"
+        and not findings,
+        findings=findings,
     )
 
 
@@ -293,19 +313,20 @@ def _fleet(fleet_file: str | Path, control_url: str | None) -> Any:
 
 
 def fleet_validate(fleet_file: str | Path, *, control_url: str | None = None, batches: str | None = None,
-                   flags: Mapping[str, Any] | None = None) -> FleetValidateReport:
+                   flags: Mapping[str, Any] | None = None, partial_rollout: bool = False) -> FleetValidateReport:
     """Parse the fleet file, expand ``${VAR}`` references, connect to each target (engine, version,
     revisions, state; URLs masked) and show the batches; exit code 2 when a target is unreachable."""
     from dbguard.fleet import rollout
 
-    return rollout.validate(_fleet(fleet_file, control_url), flags=dict(flags or {}), batches=batches)
+    return rollout.validate(_fleet(fleet_file, control_url), flags=dict(flags or {}), batches=batches,
+                            partial_rollout=partial_rollout)
 
 
 def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: str | None = None, parallel: int = 4,
                   bake_s: float = 0.0, force: bool = False, confirm: Confirm | None = None, wait_lock_s: float = 0.0,
                   distributed: bool = False, control_url: str | None = None, flags: Mapping[str, Any] | None = None,
                   progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None,
-                  worker_timeout_s: float | None = None) -> FleetResult:
+                  worker_timeout_s: float | None = None, partial_rollout: bool = False) -> FleetResult:
     """Batched rollout: canary first, each batch pre-flighted (every target HEALTHY), its targets
     upgraded in parallel worker processes through the guarded upgrade, verified, baked; the first
     failure stops every later batch. ``distributed`` publishes each batch for ``fleet worker``
@@ -322,7 +343,8 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
     options = rollout.UpgradeOptions(revision=revision, batches=batches, parallel=parallel, bake_s=bake_s,
                                      force=force, wait_lock_s=wait_lock_s, distributed=distributed,
                                      flags=dict(flags or {}),
-                                     worker_timeout_s=worker_timeout_s or spec.worker_timeout_s)
+                                     worker_timeout_s=worker_timeout_s or spec.worker_timeout_s,
+                                     partial_rollout=partial_rollout)
     return rollout.upgrade(spec, options, confirm=confirm, progress=progress, pool=pool)
 
 

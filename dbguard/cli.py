@@ -16,6 +16,29 @@ from dbguard.errors import DbguardError, ExitCode
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds, at least ``low`` (above it when ``open_low``): ``nan`` or ``inf``
+    would make a wait that never ends or a loop that never waits."""
+
+    name = "seconds"
+
+    def __init__(self, low: float = 0.0, open_low: bool = False) -> None:
+        self.low, self.open_low = low, open_low
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        too_low = number <= self.low if self.open_low else number < self.low
+        if not math.isfinite(number) or too_low:
+            self.fail(f"{value!r} is not a finite number of seconds {'above' if self.open_low else 'of at least'} "
+                      f"{self.low:g}", param, ctx)
+        return number
+
+
 class _State:
     def __init__(self, flags: dict[str, Any], fmt: str, verbosity: int) -> None:
         self.flags, self.fmt, self.verbosity = flags, fmt, verbosity
@@ -86,8 +109,25 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
                                    "alembic.ini and URL come from the fleet file")
 
 
+class _RevisionCommand(click.Command):
+    """Takes ``-1``, ``-2`` as the revision, as Alembic does (relative to the current revision): no
+    option of dbguard is a dash and digits, so such a word is the argument, wherever it stands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            return super().parse_args(ctx, args)
+        taking_values = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
+                         for name in p.opts}
+        kept: list[str] = []
+        relative: list[str] = []
+        for i, arg in enumerate(args):
+            is_value = i > 0 and args[i - 1] in taking_values
+            (relative if arg[:1] == "-" and arg[1:].isdigit() and not is_value else kept).append(arg)
+        return super().parse_args(ctx, kept + ["--", *relative] if relative else kept)
+
+
 def _run_options(fn: Any) -> Any:
-    fn = click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
+    fn = click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
                       help="Wait this long for the run lock instead of exiting 4 at once.")(fn)
     fn = click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS",
                       help="Longest wait for a lock per statement (default 2000).")(fn)
@@ -102,7 +142,7 @@ def _run_options(fn: Any) -> Any:
     return fn
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
 @click.argument("revision", default="head")
 @_run_options
 @click.pass_obj
@@ -117,7 +157,7 @@ def upgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk: 
     _emit(state, api.upgrade(settings, revision, sql=sql, force=force, confirm=_confirm_with(confirm_risk)))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
 @click.argument("revision")
 @_run_options
 @click.pass_obj
@@ -160,7 +200,7 @@ def history(state: _State, limit: int) -> None:
 @click.option("--accept-schema", is_flag=True,
               help="Store the live schema as the reference at these revisions instead of comparing with it.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
-@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
 @click.pass_obj
 def resolve(state: _State, reason: str, revision: str | None, accept_schema: bool, confirm_risk: str | None,
             wait_lock: float | None) -> None:
@@ -229,7 +269,7 @@ def snapshot(state: _State, revision: str, output_path: str, live: bool, shadow_
                               shadow_url=shadow_url, progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
 @click.argument("revision", default="head")
 @click.option("--offline", is_flag=True, help="No database: judge the SQL Alembic renders from --from REV.")
 @click.option("--from", "from_revision", default=None, metavar="REV",
@@ -272,7 +312,7 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
 @click.option("--pid", "pids", type=int, multiple=True, metavar="N", help="End this session (repeatable).")
 @click.option("--blocking", default=None, metavar="TABLE", help="End the root blockers of this table.")
 @click.option("--roots", is_flag=True, help="End every root blocker of the database.")
-@click.option("--min-age", "min_age_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--min-age", "min_age_s", type=_Seconds(), default=None, metavar="SECONDS",
               help="Only sessions whose transaction is older than this.")
 @click.option("--dry-run", is_flag=True, help="Show who would be ended; end nobody.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
@@ -315,9 +355,9 @@ def _yes_with(assume_yes: bool) -> Any:
 @click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to the confirmation (for scripts).")
 @click.option("--kill-blockers/--no-kill-blockers", default=True, show_default=True,
               help="End the sessions whose locks block the rollback (policy and audit apply).")
-@click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+@click.option("--budget", "budget_s", type=_Seconds(1), default=None, metavar="SECONDS",
               help="Keep clearing blockers and retrying for this long (default 60).")
-@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
 @click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
 @click.option("--install-plugin", is_flag=True,
               help="MariaDB: install the metadata_lock_info plugin so blockers are found exactly.")
@@ -379,13 +419,16 @@ def fleet() -> None:
 @fleet.command("validate", context_settings=CONTEXT)
 @click.argument("fleet_file", type=click.Path(dir_okay=False))
 @click.option("--batches", default=None, metavar="SPEC", help="Show the batches of this --batches value.")
+@click.option("--partial-rollout", is_flag=True, help="Batches may stop short of the whole fleet.")
 @_control_option
 @click.pass_obj
-def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_url: str | None) -> None:
+def fleet_validate(state: _State, fleet_file: str, batches: str | None, partial_rollout: bool,
+                   control_url: str | None) -> None:
     """Check the fleet file and connect to each target (engine, version, revision; URLs masked)."""
     from dbguard import api
 
-    _emit(state, api.fleet_validate(fleet_file, control_url=control_url, batches=batches, flags=_fleet_flags(state)))
+    _emit(state, api.fleet_validate(fleet_file, control_url=control_url, batches=batches, flags=_fleet_flags(state),
+                                    partial_rollout=partial_rollout))
 
 
 @fleet.command("upgrade", context_settings=CONTEXT)
@@ -396,27 +439,29 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, control_
                    "(default: [fleet] batches, else 1,100%). canary-tagged targets go first.")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
               help="Targets migrated at once (worker processes, so also connections).")
-@click.option("--bake", "bake_s", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+@click.option("--bake", "bake_s", type=_Seconds(), default=0, metavar="SECONDS",
               help="Wait this long after each verified batch, then verify it again before the next.")
 @click.option("--distributed", is_flag=True,
               help="Publish each batch for `dbguard fleet worker` processes (PostgreSQL control database).")
-@click.option("--worker-timeout", "worker_timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--worker-timeout", "worker_timeout_s", type=_Seconds(0, open_low=True), default=None,
               envvar="DBGUARD_FLEET_WORKER_TIMEOUT_S", metavar="SECONDS",
               help="--distributed: fail a batch no worker claims anything of for this long "
                    "(default: [fleet] worker_timeout_s, else 300).")
-@click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
               help="Wait this long for the fleet lock instead of exiting 4 at once.")
 @click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
 @click.option("--statement-timeout", "statement_timeout_ms", type=int, default=None, metavar="MS")
 @click.option("--lock-retries", type=int, default=None, metavar="N")
 @click.option("--force", is_flag=True, help="Proceed although the fleet's breaker is open (asks for CONFIRM_RISK).")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
+@click.option("--partial-rollout", is_flag=True,
+              help="Batches may stop short of the whole fleet: the other targets stay at their revisions.")
 @_control_option
 @click.pass_obj
 def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | None, parallel: int, bake_s: float,
                   distributed: bool, worker_timeout_s: float | None, wait_lock: float | None,
                   lock_timeout_ms: int | None, statement_timeout_ms: int | None, lock_retries: int | None, force: bool,
-                  confirm_risk: str | None, control_url: str | None) -> None:
+                  confirm_risk: str | None, partial_rollout: bool, control_url: str | None) -> None:
     """Upgrade every target to REVISION (default head), batch by batch."""
     from dbguard import api
 
@@ -425,7 +470,8 @@ def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | 
     _emit(state, api.fleet_upgrade(fleet_file, revision, batches=batches, parallel=parallel, bake_s=bake_s,
                                    force=force, confirm=_confirm_with(confirm_risk), wait_lock_s=wait_lock or 0.0,
                                    distributed=distributed, control_url=control_url, flags=flags,
-                                   progress=_fleet_progress(state), worker_timeout_s=worker_timeout_s))
+                                   progress=_fleet_progress(state), worker_timeout_s=worker_timeout_s,
+                                   partial_rollout=partial_rollout))
 
 
 @fleet.command("status", context_settings=CONTEXT)
@@ -447,7 +493,7 @@ def fleet_status(state: _State, fleet_file: str, control_url: str | None) -> Non
 @click.option("--all-upgraded", is_flag=True, help="Also every target the fleet run upgraded, not only the broken ones.")
 @click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to the confirmation (for scripts).")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
 @_control_option
 @click.pass_obj
 def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_yes: bool, parallel: int,
@@ -465,7 +511,7 @@ def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_ye
 @click.argument("fleet_file", type=click.Path(dir_okay=False))
 @click.option("--reason", required=True, help="What was repaired by hand, and how.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
-@click.option("--wait-lock", type=float, default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
 @_control_option
 @click.pass_obj
 def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str | None, wait_lock: float | None,
@@ -482,7 +528,7 @@ def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str
 @click.option("--control-url", required=True, envvar="DBGUARD_FLEET_CONTROL_URL", metavar="URL",
               help="The PostgreSQL control database of the distributed rollout.")
 @click.option("--once", is_flag=True, help="Exit when the fleet run this worker took part in is over.")
-@click.option("--poll", "poll_s", type=click.FloatRange(min=0.01), default=0.2, show_default=True, metavar="SECONDS")
+@click.option("--poll", "poll_s", type=_Seconds(0.01), default=0.2, show_default=True, metavar="SECONDS")
 @click.pass_obj
 def fleet_worker(state: _State, fleet_file: str | None, control_url: str, once: bool, poll_s: float) -> None:
     """Claim targets of the open batch of a distributed rollout and migrate them, one at a time.
@@ -524,6 +570,28 @@ def _hoist_format(argv: list[str]) -> list[str]:
     return hoisted + args
 
 
+def _requested_format(argv: list[str]) -> str:
+    """The --format of the command line (hoisted first), read without click: errors of parsing
+    itself must be rendered in it too."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--format" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--format="):
+            return arg.split("=", 1)[1]
+    return "text"
+
+
+def _fail(message: str, exit_code: int, fmt: str, stderr_text: str | None = None) -> None:
+    """An error: one line on stderr, and in the json formats one document on stdout as well."""
+    click.echo(stderr_text if stderr_text is not None else output.render_error(message), err=True)
+    document = output.render_error_document(message, exit_code, fmt)
+    if document is not None:
+        click.echo(document)
+    sys.exit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -533,22 +601,22 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
     verbose = "-vv" in argv or "--verbose" in argv
+    fmt = _requested_format(argv)
     try:
         cli.main(args=argv, prog_name="dbguard", standalone_mode=False)
     except DbguardError as exc:
-        click.echo(output.render_error(exc.message), err=True)
-        sys.exit(int(exc.exit_code))
+        _fail(exc.message, int(exc.exit_code), fmt)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(int(ExitCode.USAGE))
+        # One line, as every other error: the usage block click would print buries the reason.
+        context = getattr(exc, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if isinstance(exc, click.UsageError) and context else ""
+        _fail(exc.format_message() + hint, int(ExitCode.USAGE), fmt)
     except click.exceptions.Abort:
-        click.echo("dbguard: aborted", err=True)
-        sys.exit(130)
+        _fail("aborted", 130, fmt, stderr_text="dbguard: aborted")
     except KeyboardInterrupt:
-        click.echo("dbguard: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130, fmt, stderr_text="dbguard: interrupted")
     except Exception as exc:  # noqa: BLE001 - a driver error that escaped: one masked line, no traceback
         from dbguard.masking import mask
 
@@ -559,8 +627,7 @@ def main(argv: list[str] | None = None) -> None:
         from dbguard.db.connect import first_line
 
         orig = getattr(exc, "orig", None) or exc
-        click.echo(output.render_error(f"{type(orig).__name__}: {mask(first_line(exc))}"), err=True)
-        sys.exit(int(ExitCode.USAGE))
+        _fail(f"{type(orig).__name__}: {mask(first_line(exc))}", int(ExitCode.USAGE), fmt)
     finally:
         # The process ends here: without this, the interpreter's last collection walks the whole
         # heap (SQLAlchemy, Alembic, the models) once more on the way out, 50-150 ms.

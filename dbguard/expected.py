@@ -420,7 +420,7 @@ def models_schema(target: Any, session: Any, exclude: tuple[str, ...],
     cache, key = MODELS_CACHE, None
     if cache is not None:
         config, sa_dialect = target.config, session.conn.dialect
-        key = (config.get_main_option("script_location"), str(config.config_file_name), config.config_ini_section,
+        key = (str(getattr(config, "toml_file_name", None)), str(config.config_file_name), config.config_ini_section,
                tuple(getattr(config.cmd_opts, "x", None) or ()), sa_dialect.name,
                tuple(sa_dialect.server_version_info or ()))
         if key in cache:
@@ -717,7 +717,8 @@ def _config_for(config: Any, url: sa.engine.URL) -> Any:
     """A copy of the Alembic Config that points env.py at ``url``."""
     from alembic.config import Config
 
+    more = {"toml_file": config.toml_file_name} if getattr(config, "toml_file_name", None) else {}
     copy = Config(file_=config.config_file_name, ini_section=config.config_ini_section,
-                  cmd_opts=config.cmd_opts)
+                  cmd_opts=config.cmd_opts, **more)
     copy.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
     return copy

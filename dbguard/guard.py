@@ -21,10 +21,18 @@ from dbguard import __version__, faultpoints
 from dbguard import alembic_bridge as bridge
 from dbguard.core import breaker
 from dbguard.core.retry import backoff_ms
-from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state, step_status_after_run
+from dbguard.core.state import (
+    Intent,
+    RunRecord,
+    RunStatus,
+    StepStatus,
+    TargetState,
+    derive_state,
+    step_status_after_run,
+)
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, read_version_heads, utcnow
-from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
+from dbguard.db.runlock import DATABASE_KEY, FileRunLock, RunLock, SqlRunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
@@ -44,11 +52,15 @@ Confirm = Callable[[RiskPrompt], "str | None"]
 _DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
 
 
-def make_lock(session: Session, target: Target) -> SqlRunLock | FileRunLock:
-    prefix = target.settings.table_prefix
-    if session.dialect.run_lock_kind == "file":
-        return FileRunLock(session.dialect.run_lock_path(session.database, prefix))  # type: ignore[attr-defined]
-    return SqlRunLock(session.conn, session.dialect, session.database, prefix)
+def make_lock(session: Session, target: Target) -> RunLock:
+    """The target database's run lock (see :class:`RunLock`)."""
+
+    def keyed(key: str) -> SqlRunLock | FileRunLock:
+        if session.dialect.run_lock_kind == "file":
+            return FileRunLock(session.dialect.run_lock_path(session.database, key))  # type: ignore[attr-defined]
+        return SqlRunLock(session.conn, session.dialect, session.database, key)
+
+    return RunLock(keyed(DATABASE_KEY), keyed(target.settings.table_prefix))
 
 
 def os_user() -> str | None:
@@ -79,7 +91,7 @@ class _Runner:
     target: Target
     session: Session
     ledger: Ledger
-    lock: SqlRunLock | FileRunLock
+    lock: RunLock
     script: Any
     # The drift pre-flight's verdict (dbguard.drift.GuardCheck), for the post-flight.
     drift_check: Any = None
@@ -195,6 +207,9 @@ class _Runner:
         return self.ledger.insert_run(**row, status=RunStatus.REFUSED.value, finished_at=utcnow(), error=reason)
 
     def ensure_ledger(self) -> None:
+        """The ledger's tables, created or completed, once the user is known to have what writing
+        them takes: a right found missing half-way would leave a migration committed and unrecorded."""
+        self.require_ledger_privileges()
         try:
             self.ledger.ensure_tables()
         except sa.exc.DBAPIError as exc:
@@ -207,6 +222,23 @@ class _Runner:
                 ) from None
             raise
 
+    def require_ledger_privileges(self) -> None:
+        dialect, session = self.session.dialect, self.session
+        # Server dialects only (a SQLite file's rights are the file system's).
+        query = getattr(dialect, "ledger_privileges", None)
+        judge = getattr(dialect, "missing_ledger_privileges", None)
+        if query is None or judge is None or not session.db_user:
+            return
+        prefix = self.settings.table_prefix
+        tables = [f"{prefix}{suffix}" for suffix in ("runs", "steps", "kills", "schemas")]
+        rows = run(session.conn, query(tables)).all()
+        missing, grants = judge(rows, session.db_user, session.database, self.ledger.complete())
+        if missing:
+            raise PrivilegeError(
+                f"database user {session.db_user} lacks {'; '.join(missing)} for dbguard's ledger in "
+                f"{session.database}; nothing was changed. Grant it with: {grants}"
+            )
+
     def verify_connection(self, connection: Any) -> None:
         """env.py's connection must reach the very database whose run lock dbguard holds."""
         dialect = self.session.dialect
@@ -215,7 +247,7 @@ class _Runner:
             self.session.database
         )
         if same and dialect.run_lock_kind == "sql":
-            holder = run(connection, dialect.run_lock_holder(self.session.database, self.settings.table_prefix)).scalar()
+            holder = run(connection, dialect.run_lock_holder(self.session.database, DATABASE_KEY)).scalar()
             same = holder is not None and str(holder) == self.session.session_id
         if not same:
             raise TargetMismatchError(
@@ -361,7 +393,7 @@ def open_runner(target: Target) -> Iterator[_Runner]:
     """dbguard's session on the target with its ledger and run lock (not taken yet); the lock is
     released on the way out if it was taken."""
     script = target.script()
-    with open_session(target) as session:
+    with open_session(target, create=True) as session:
         lock = make_lock(session, target)
         try:
             yield _Runner(target, session, Ledger(session.conn, target.settings.table_prefix), lock, script)
@@ -400,6 +432,10 @@ def _plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[str, .
         return bridge.plan_steps(runner.script, _DIRECTION[intent], destination, heads)
     except (CommandError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot {intent.value} to {destination!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a revision file that does not load (SyntaxError, ImportError ...)
+        where = getattr(exc, "filename", None)
+        raise ConfigError(f"cannot read the revision files{f' ({where})' if where else ''}: "
+                          f"{type(exc).__name__}: {dbconnect.first_line(exc)}") from None
 
 
 def _absolute_destination(destination: str, final_heads: tuple[str, ...]) -> str:
@@ -414,9 +450,18 @@ def _absolute_destination(destination: str, final_heads: tuple[str, ...]) -> str
 def _locked_run(
     runner: _Runner, intent: Intent, destination: str, force: bool, confirm: Confirm | None
 ) -> RunResult:
-    runner.ensure_ledger()
+    # The destination and every revision file are checked before the ledger is created or written.
     heads = read_version_heads(runner.session.conn, runner.target.version_table)
     planned, final_heads = _plan(runner, intent, destination, heads)
+    problem = runner.ledger.problem()
+    if problem:
+        # Creating the missing tables now would hide the loss: only resolve records it.
+        from dbguard.api import LEDGER_LOSS_ADVICE
+
+        return RunResult(intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                         message=f"refused: circuit breaker open: {problem}", advice=LEDGER_LOSS_ADVICE,
+                         from_revisions=heads, to_revision=" ".join(final_heads) or "base")
+    runner.ensure_ledger()
     to_revision = " ".join(final_heads) or "base"
     row = runner.base_row(intent, heads, to_revision)
 
@@ -891,6 +936,7 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         session, ledger, script = runner.session, runner.ledger, runner.script
         if not acquire(runner.lock, target.settings.wait_lock_s):
             return _busy(runner, Intent.RESOLVE, revision or "")
+        problem = ledger.problem()
         runner.ensure_ledger()
         heads = read_version_heads(session.conn, target.version_table)
         if revision is not None:
@@ -904,25 +950,26 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         row = runner.base_row(Intent.RESOLVE, heads, " ".join(new_heads) or "base")
         row["reason"] = reason
         last = ledger.latest_changing_run()
-        state = derive_state(last, lock_held_by_other=False)
+        state = TargetState.FAILED if problem else derive_state(last, lock_held_by_other=False)
         decision = breaker.decide(Intent.RESOLVE, state, last, force=False)
         if not decision.allowed:
             run_id = runner.record_refusal(row, decision.reason)
             return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
                              exit_code=ExitCode.REFUSED, message=f"refused: {decision.reason}", run_id=run_id)
-        assert last is not None
-        radius = [(f"marks run {last.id} ({last.intent}, {last.status}) as repaired by hand: "
+        radius = [f"records what the ledger lost: {problem}" if problem or last is None else
+                  (f"marks run {last.id} ({last.intent}, {last.status}) as repaired by hand: "
                    f"{breaker.describe_breaker(state, last)}"),
                   f"alembic_version says {' '.join(heads) or 'base'}"]
         if revision is not None:
             radius.append(f"sets alembic_version to {' '.join(new_heads) or 'base'} without running any "
                           "migration: the schema must already match it")
-        if last.failed_step and session.dialect.risk_engine is not None:
+        if last is not None and last.failed_step and session.dialect.risk_engine is not None:
             radius += _live_leftovers(runner, heads, last)
         at = " ".join(new_heads) or "base"
         radius.append(f"stores the live schema as the reference at {at} (--accept-schema)" if accept_schema else
                       f"then checks alembic_version and the live schema against the reference at {at}")
-        answer = confirm(RiskPrompt(title=f"resolve run {last.id}", blast_radius=tuple(radius),
+        title = "record the ledger's loss" if problem or last is None else f"resolve run {last.id}"
+        answer = confirm(RiskPrompt(title=title, blast_radius=tuple(radius),
                                     token=breaker.CONFIRM_TOKEN)) if confirm else None
         if not breaker.confirmation_accepted(answer):
             why = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
@@ -932,7 +979,9 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         from dbguard import verify
         from dbguard.core import lanes
 
-        chain = lanes.rollback_target(ledger.recent_runs(limit=200, changing_only=True)).undoes or (last,)
+        broken = last is not None and lanes.did_not_finish(last)
+        chain: tuple[RunRecord, ...] = lanes.rollback_target(ledger.recent_runs(limit=200, changing_only=True)).undoes \
+            or ((last,) if broken and last is not None else ())
         known = verify.known_since(chain)
         run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, known_drift=known)
         if revision is not None:
@@ -945,8 +994,9 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         if not end.verdict.passed:
             ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
                               error_class="dbguard.EndCheck", error=end.error, **end.ledger_values())
+            what = f"run {last.id}" if broken and last is not None else "the ledger's loss"
             return RunResult(status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
-                             message=f"run {run_id} could not resolve run {last.id}: {'; '.join(end.verdict.failures[:5])}",
+                             message=f"run {run_id} could not resolve {what}: {'; '.join(end.verdict.failures[:5])}",
                              error=end.error, warnings=end.warnings, advice=(
                                  "repair what differs by hand and resolve again, or accept the live schema as "
                                  f"the reference at {at} with `dbguard resolve --accept-schema`"), **common)
@@ -957,7 +1007,8 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
         resolved = ", ".join(str(r.id) for r in sorted(chain, key=lambda r: r.id))
         return RunResult(
             status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
-            message=f"run{'s' if len(chain) > 1 else ''} {resolved} marked resolved by run {run_id}"
+            message=(f"run{'s' if len(chain) > 1 else ''} {resolved} marked resolved by run {run_id}" if chain else
+                     f"the ledger's loss recorded by run {run_id}")
                     + (f"; alembic_version set to {at}" if revision else "")
                     + ("; the live schema is the reference from now on" if accept_schema else
                        "; alembic_version and schema checked"),

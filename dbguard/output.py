@@ -100,6 +100,7 @@ def _status_text(report: StatusReport) -> str:
     state = report.state
     if report.state == "HEALTHY" and report.last_run is not None:
         state += (" (schema verified against the reference)" if report.schema_verified else
+                  " (not verified: " + "; ".join(report.findings) + ")" if report.findings else
                   " (schema not verified yet: " + _unverified(report.last_run.schema_check) + ")")
     lines = [
         f"state:     {state}",
@@ -188,6 +189,17 @@ def render_prompt(prompt: RiskPrompt) -> str:
 
 def render_error(message: str, fmt: str = "text") -> str:
     return f"dbguard: error: {message}"
+
+
+def render_error_document(message: str, exit_code: int, fmt: str) -> str | None:
+    """What stdout carries for an error: one JSON document (a ``summary`` event for jsonl), so that a
+    caller parsing stdout always gets one; nothing in the other formats, whose errors go to stderr."""
+    document = {"error": message, "exit_code": exit_code}
+    if fmt == "json":
+        return json.dumps(document)
+    if fmt in STREAM_FORMATS:
+        return render_event({"event": "summary", **document})
+    return None
 
 
 # drift -------------------------------------------------------------------------------------------
@@ -575,6 +587,8 @@ def _fleet_status_text(report: Any) -> str:
     lines = [f"fleet:     {report.fleet}", f"state:     {report.state}", f"control:   {report.control}"]
     if report.lock_holder:
         lines.append(f"fleet lock: held by {report.lock_holder}")
+    if report.left_out:
+        lines.append(f"left out:  {', '.join(report.left_out)} (not part of the last rollout: --partial-rollout)")
     run = report.last_run
     if run is None:
         lines.append("last run:  none recorded")

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL, Connection, Engine
@@ -89,14 +90,45 @@ def load_config(settings: Settings, alembic: bool = True) -> Any:
         from alembic.config import Config
     else:
         Config = IniConfig
+    more: dict[str, Any] = {}
+    toml = pyproject_of(path)
+    if alembic and toml is not None and accepts_toml(Config):
+        # Alembic 1.16+ reads [tool.alembic] (script_location and the rest) from pyproject.toml, as
+        # the `alembic` command does; the ini file then holds only the URL and logging.
+        more["toml_file"] = str(toml)
     config = Config(
         file_=str(path),
         ini_section=settings.ini_section,
         cmd_opts=argparse.Namespace(x=list(settings.x_args) or None),
+        **more,
     )
     if not config.file_config.has_section(settings.ini_section):
         raise ConfigError(f"{path} has no [{settings.ini_section}] section")
     return config
+
+
+def pyproject_of(config_path: Path) -> Path | None:
+    """The pyproject.toml with a [tool.alembic] table beside alembic.ini, or in the working directory
+    (where the `alembic` command looks)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found]
+
+    for folder in dict.fromkeys([config_path.resolve().parent, Path.cwd().resolve()]):
+        candidate = folder / "pyproject.toml"
+        try:
+            if candidate.is_file() and "alembic" in tomllib.loads(candidate.read_text("utf-8")).get("tool", {}):
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def accepts_toml(config_class: Any) -> bool:
+    import inspect
+
+    return "toml_file" in inspect.signature(config_class).parameters
 
 
 def load_target(settings: Settings, alembic: bool = True) -> Target:
@@ -114,6 +146,17 @@ def load_target(settings: Settings, alembic: bool = True) -> Target:
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite database cannot be guarded: it vanishes with its connection")
     return Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+
+
+def require_database_file(url: URL) -> None:
+    if url.get_backend_name() != "sqlite":
+        return
+    path = url.database or ""
+    if path.startswith("file:") or url.query.get("uri") or path == ":memory:":
+        return  # a URI names its own mode (mode=ro, mode=rwc)
+    if not Path(path).exists():
+        raise ConfigError(f"no SQLite database at {Path(path).absolute()}: nothing to read (a read never "
+                          "creates one; `dbguard upgrade` does)")
 
 
 # dbguard's own statements wait this long for a lock unless ledger_lock_timeout_ms says otherwise.
@@ -151,7 +194,11 @@ class Session:
 
 
 @contextlib.contextmanager
-def open_session(target: Target) -> Iterator[Session]:
+def open_session(target: Target, create: bool = False) -> Iterator[Session]:
+    """dbguard's own connection to the target. A SQLite file that is not there is created only for a
+    command that changes the database (``create``): a read reports it instead of leaving an empty file."""
+    if not create:
+        require_database_file(target.ledger_url)
     engine = dbconnect.create_engine(target.ledger_url, target.settings.connect_timeout_s)
     try:
         conn = dbconnect.connect(engine)

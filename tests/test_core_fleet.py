@@ -10,6 +10,7 @@ from dbguard.core.fleet import (
     blast_radius,
     dead_claims,
     fleet_state,
+    left_out,
     order_members,
     parse_batches,
     rollback_set,
@@ -55,8 +56,14 @@ def test_batches_by_tag() -> None:
     assert names(batches) == [["t04"], ["t00", "t02"], ["t01"], ["t03", "t05"]]
 
 
-def test_a_rollout_may_stop_short_of_the_whole_fleet() -> None:
-    assert names(parse_batches("1,2", fleet(5))) == [["t00"], ["t01"]]
+def test_a_rollout_stops_short_of_the_whole_fleet_only_when_asked() -> None:
+    with pytest.raises(BatchSpecError, match="ends at 2 of the fleet's 5 targets: end it with 100%, or pass "
+                                             "--partial-rollout"):
+        parse_batches("1,2", fleet(5))
+    batches = parse_batches("1,2", fleet(5), partial=True)
+    assert names(batches) == [["t00"], ["t01"]]
+    assert left_out(batches, fleet(5)) == ("t02", "t03", "t04")
+    assert left_out(parse_batches("1,100%", fleet(5)), fleet(5)) == ()
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -775,6 +776,8 @@ def test_env_py_failing_is_one_clear_line(db_url, tmp_path):
     """env.py is user code: its failure while dbguard reads the models (here while the catalog is
     read in a forked child) is one line naming it, exit 2, the server's own error not mistaken for it."""
     ini = _example_copy(tmp_path)
+    if db_url.startswith("sqlite"):  # a read never creates the database file: it must be there
+        sqlite3.connect(sa.engine.make_url(db_url).database).close()
     env_py = ini.parent / "env.py"
     env_py.write_text('raise RuntimeError("models unavailable\\nsecond line")\n' + env_py.read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}

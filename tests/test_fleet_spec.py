@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,8 @@ def test_a_typed_config_or_url_is_refused_by_fleet_commands_not_ignored(tmp_path
         assert proc.returncode == 2 and named in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "other.db").exists()
     # Set in the environment (a shell profile), they are simply not used: the fleet file decides.
+    for name in ("a", "b", "c"):  # validate reads the targets: their files must be there
+        sqlite3.connect(tmp_path / f"{name}.db").close()
     proc = subprocess.run([*DBGUARD, "fleet", "validate", str(fleet)], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
                           env=cli_env({"DBGUARD_CONFIG": "other.ini", "DBGUARD_URL": "sqlite:///other.db"}))
@@ -175,9 +178,12 @@ def test_failed_fleet_is_resolved_with_the_typed_confirmation(tmp_path: Path) ->
     status = dg(tmp_path, "--format", "json", "fleet", "status", str(path))
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["state"] == "HEALTHY"
-    # The fleet is healthy again, but target b keeps its own breaker: it still says FAILED.
+    # The fleet is healthy again, but target b keeps its own breaker: it still says FAILED. The rollout
+    # never reached c, whose SQLite file was never made: status says so instead of creating it.
     states = {t["name"]: t["state"] for t in report["targets"]}
-    assert states == {"a": "HEALTHY", "b": "FAILED", "c": "HEALTHY"}
+    assert states == {"a": "HEALTHY", "b": "FAILED", "c": "UNREACHABLE"}
+    assert "no SQLite database at" in next(t["error"] for t in report["targets"] if t["name"] == "c")
+    assert not (tmp_path / "c.db").exists()
     # The next rollout stops at b's pre-flight without touching it.
     again = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2,100%")
     assert again.returncode == 3 and "pre-flight" in again.stdout, again.stdout

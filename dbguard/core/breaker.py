@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dbguard.core.state import Intent, RunRecord, TargetState
+from dbguard.core.state import Intent, RunRecord, TargetState, known_status
 
 CONFIRM_TOKEN = "CONFIRM_RISK"
 
@@ -27,6 +27,9 @@ def describe_breaker(state: TargetState, last_run: RunRecord | None) -> str:
         return f"target is {state.value}"
     when = last_run.started_at.strftime("%Y-%m-%d %H:%M:%S UTC") if last_run.started_at else "an unknown time"
     where = f" at step {last_run.failed_step}" if last_run.failed_step else ""
+    if known_status(last_run.status) is None:
+        return (f"run {last_run.id} ({last_run.intent}, started {when}) has the status {last_run.status!r}, "
+                "which dbguard never writes (the ledger was edited by hand?): what it did is unknown")
     if state is TargetState.UNKNOWN:
         who = f", pid {last_run.pid} on {last_run.host}" if last_run.pid else ""
         return (

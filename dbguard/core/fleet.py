@@ -84,13 +84,14 @@ def _cumulative(entry: str, total: int) -> int:
     return count
 
 
-def parse_batches(spec: str, members: Sequence[Member]) -> list[tuple[str, ...]]:
+def parse_batches(spec: str, members: Sequence[Member], partial: bool = False) -> list[tuple[str, ...]]:
     """The batches of a rollout, as target names, from ``1,10%,50%,100%`` or ``tag:canary,tag:eu,100%``.
 
     A number or a share is cumulative: the targets done by the end of that batch, in rollout
     order (``order_members``). ``tag:NAME`` is every target with that tag not already in an earlier
     batch. A share that rounds to no new target (small fleets) gives no batch; a number that does
-    not grow is an error. Targets after the last batch are not part of this rollout.
+    not grow is an error. Batches that stop short of the whole fleet are an error unless ``partial``:
+    then the targets after the last batch are not part of this rollout (see :func:`left_out`).
     """
     ordered = order_members(members)
     total = len(ordered)
@@ -119,7 +120,16 @@ def parse_batches(spec: str, members: Sequence[Member]) -> list[tuple[str, ...]]
         if batch:
             batches.append(tuple(batch))
             done += batch
+    if len(done) < total and not partial:
+        raise BatchSpecError(f"--batches {spec!r} ends at {len(done)} of the fleet's {total} targets: end it with "
+                             "100%, or pass --partial-rollout to leave the others at their revisions")
     return batches
+
+
+def left_out(batches: Sequence[Sequence[str]], members: Sequence[Member]) -> tuple[str, ...]:
+    """The targets a (partial) rollout does not touch, in the fleet file's order."""
+    planned = {name for batch in batches for name in batch}
+    return tuple(m.name for m in members if m.name not in planned)
 
 
 def fleet_state(last_run: RunRecord | None, lock_held_by_other: bool) -> TargetState:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from dbguard.core.state import RunRecord, RunStatus
+from dbguard.core.state import RunRecord, RunStatus, known_status
 from dbguard.core.verdict import PASSED
 
 
@@ -22,6 +22,11 @@ class RollbackTarget:
 _FINISHED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.ROLLED_BACK.value, RunStatus.RESOLVED.value})
 
 
+def did_not_finish(run: RunRecord) -> bool:
+    """Failed, died, or with a status dbguard never writes (nothing it says can be trusted)."""
+    return known_status(run.status) in (None, RunStatus.FAILED, RunStatus.RUNNING)
+
+
 def end_revisions(run: RunRecord) -> tuple[str, ...] | None:
     """What alembic_version said when ``run`` ended; for rows older than that record, the revisions a
     finished run went to."""
@@ -35,7 +40,7 @@ def end_revisions(run: RunRecord) -> tuple[str, ...] | None:
 def is_checkpoint(run: RunRecord) -> bool:
     """``run`` ended in a state a rollback may return to: its end checks passed (an upgrade undone
     later passed them too, at the time). A row older than the checks counts when it finished."""
-    if run.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+    if did_not_finish(run):
         return False
     if run.schema_check is not None:
         return run.schema_check in PASSED
@@ -51,7 +56,7 @@ def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
     if not changing:
         return RollbackTarget(None, "the ledger records no run to roll back")
     last = changing[0]
-    if last.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+    if did_not_finish(last):
         chain: list[RunRecord] = []
         for run in changing:
             if is_checkpoint(run):
@@ -59,10 +64,11 @@ def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
                 failed = ", ".join(f"run {r.id}" for r in reversed(chain))
                 return RollbackTarget(end_revisions(run), f"the last verified state, left by {what}; undoes "
                                       f"{failed}", tuple(chain), run)
-            if run.status in (RunStatus.FAILED.value, RunStatus.RUNNING.value):
+            if did_not_finish(run):
                 chain.append(run)
         first = changing[-1]
-        what = "failed" if last.status == RunStatus.FAILED.value else "died"
+        what = {RunStatus.FAILED: "failed", RunStatus.RUNNING: "died"}.get(known_status(last.status),  # type: ignore[arg-type]
+                                                                          f"has the status {last.status!r}")
         return RollbackTarget(first.from_revisions, f"the revisions before run {first.id}, the ledger's first; "
                               f"run {last.id} {what}", tuple(chain))
     for run in changing:

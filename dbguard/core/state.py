@@ -39,6 +39,15 @@ class TargetState(str, enum.Enum):
     UNKNOWN = "UNKNOWN"
 
 
+def known_status(value: str | None) -> RunStatus | None:
+    """The status as dbguard writes it, or None for a value it never writes (a hand-edited row):
+    such a run is UNKNOWN, the breaker open, the rollback and resolve lanes open."""
+    try:
+        return RunStatus(value)
+    except ValueError:
+        return None
+
+
 # Attempts that never touched the schema say nothing about its state.
 NON_CHANGING_STATUSES = frozenset({RunStatus.REFUSED, RunStatus.BUSY})
 
@@ -111,8 +120,8 @@ def derive_state(last_run: RunRecord | None, lock_held_by_other: bool) -> Target
         return TargetState.RUNNING
     if last_run is None:
         return TargetState.HEALTHY
-    status = RunStatus(last_run.status)
-    if status is RunStatus.RUNNING:
+    status = known_status(last_run.status)
+    if status is None or status is RunStatus.RUNNING:
         return TargetState.UNKNOWN
     if status is RunStatus.FAILED:
         return TargetState.FAILED

@@ -40,8 +40,9 @@ def masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-# How long connecting may take by default (the connect_timeout_s setting). libpq counts the whole
-# set-up (TCP, startup, authentication); PyMySQL only the TCP connect.
+# How long connecting may take by default (the connect_timeout_s setting), greeting and
+# authentication included: libpq counts the whole set-up; for PyMySQL, which counts only the TCP
+# connect, dbguard bounds the handshake itself (deadline.bounded_pymysql_handshake).
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -52,11 +53,51 @@ def _connect_args(url: URL, timeout_s: float) -> dict[str, object]:
     return {"connect_timeout": max(2, round(timeout_s))}
 
 
+# The package each SQLAlchemy driver name needs, and the extra of dbguard that brings it.
+_DRIVER_PACKAGES = {
+    "psycopg": ("psycopg[binary]", "dbguard[postgresql]"),
+    "psycopg2": ("psycopg2-binary", None),
+    "asyncpg": ("asyncpg", None),
+    "pg8000": ("pg8000", None),
+    "pymysql": ("PyMySQL", "dbguard[mysql]"),
+    "mysqldb": ("mysqlclient", None),
+    "mariadbconnector": ("mariadb", None),
+    "mysqlconnector": ("mysql-connector-python", None),
+    "aiomysql": ("aiomysql", None),
+    "asyncmy": ("asyncmy", None),
+}
+
+
+def driver_advice(url: URL) -> str:
+    """What to install for the driver the URL names (a URL without one gets SQLAlchemy's default)."""
+    try:
+        driver = url.get_driver_name()
+    except Exception:  # noqa: BLE001 - an unknown backend has no default driver to name
+        driver = url.drivername.partition("+")[2]
+    package, extra = _DRIVER_PACKAGES.get(driver, (None, None))
+    if package is None:
+        return f"install the driver package for {url.drivername}"
+    advice = f"pip install {package}" + (f" (or {extra})" if extra else "")
+    if extra is None:
+        backend = url.get_backend_name()
+        ours = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}.get(backend)
+        if ours:
+            advice += f", or name the driver dbguard's extra installs: {ours}://..."
+    return advice
+
+
 def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Engine:
     try:
-        return sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
-    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"no driver for {masked(url)}: {exc}; install dbguard's extra for this engine") from None
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
+        if engine.dialect.driver == "pymysql":
+            from dbguard.db.deadline import bounded_pymysql_handshake
+
+            sa.event.listen(engine, "do_connect", bounded_pymysql_handshake(connect_timeout_s))
+        return engine
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}") from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -91,6 +91,7 @@ class _Watcher:
         self._thread: threading.Thread | None = None
 
     def arm(self, dbapi_connection: Any, seconds: float, why: str) -> None:
+        """``dbapi_connection``: a driver's connection, or a socket dbguard made itself."""
         key = id(dbapi_connection)
         with self._lock:
             self._armed[key] = (time.monotonic() + seconds, weakref.ref(dbapi_connection), why)
@@ -122,8 +123,12 @@ class _Watcher:
                     self._expired[key] = why
                 wait = min((at for at, _ref, _why in self._armed.values()), default=now + 1.0) - now
             for _key, ref, _why in due:
-                dbapi_connection = ref()
-                sock = None if dbapi_connection is None else _socket_of(dbapi_connection)
+                armed = ref()
+                if isinstance(armed, socket.socket):
+                    with contextlib.suppress(OSError):
+                        armed.shutdown(socket.SHUT_RDWR)  # the driver's own socket: it closes it
+                    continue
+                sock = None if armed is None else _socket_of(armed)
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
@@ -174,3 +179,44 @@ def bound(connection: Any, seconds: float) -> None:
 def expired(connection: Any) -> str | None:
     """Why the connection's last statement ended: its deadline passed (None: it did not)."""
     return _WATCHER.expired(getattr(connection, "_dbguard_socket_key", 0))
+
+
+def bounded_pymysql_handshake(timeout_s: float) -> Any:
+    """A ``do_connect`` hook for PyMySQL whose greeting and authentication end within ``timeout_s``.
+
+    PyMySQL's ``connect_timeout`` bounds only the TCP connect; the handshake is then read with no
+    bound at all (``read_timeout``, which would also cut every long statement afterwards). So dbguard
+    makes the socket itself, hands it to PyMySQL, and shuts it down if the handshake has not finished
+    by the deadline; the session keeps no read timeout."""
+
+    def do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        started = time.monotonic()
+        connection = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "defer_connect": True})
+        where = cparams.get("unix_socket") or f"{cparams.get('host') or 'localhost'}:{cparams.get('port') or 3306}"
+        try:
+            if cparams.get("unix_socket"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout_s)
+                sock.connect(cparams["unix_socket"])
+            else:
+                source = (cparams["bind_address"], 0) if cparams.get("bind_address") else None
+                sock = socket.create_connection((cparams.get("host") or "localhost", int(cparams.get("port") or 3306)),
+                                                timeout_s, source_address=source)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # as PyMySQL reports it: error 2003
+            raise dialect.loaded_dbapi.OperationalError(2003, f"Can't connect to MySQL server on {where} ({exc})") \
+                from None
+        sock.settimeout(None)
+        why = f"no answer from the server within {timeout_s:g} s of connecting (connect_timeout_s)"
+        _WATCHER.arm(sock, max(0.0, timeout_s - (time.monotonic() - started)), why)
+        try:
+            connection.connect(sock)
+        except Exception:
+            if _WATCHER.expired(id(sock)) is not None:
+                raise dialect.loaded_dbapi.OperationalError(2013, why) from None
+            raise
+        finally:
+            _WATCHER.disarm(id(sock))
+        return connection
+
+    return do_connect

@@ -108,6 +108,9 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("known_drift", sa.Text),
         # The server sessions the run migrated on (JSON list of {id, identity}).
         sa.Column("sessions", sa.Text),
+        # The newest run row when this one was written: a run deleted later leaves its successor
+        # pointing at nothing (see core/integrity.py).
+        sa.Column("previous_run_id", sa.Integer),
     )
     steps = sa.Table(
         f"{prefix}steps",
@@ -163,7 +166,7 @@ class Ledger:
     def ensure_tables(self) -> None:
         """Create the tables on first use, and add columns a newer dbguard records; call only while
         holding the run lock. The common case, every table with every column, costs one query."""
-        if self._complete():
+        if self.complete():
             return
         self.metadata.create_all(self.conn, checkfirst=True)
         for table in self.metadata.sorted_tables:
@@ -181,7 +184,7 @@ class Ledger:
                         f"ALTER TABLE {self.conn.dialect.identifier_preparer.format_table(table)} ADD COLUMN {ddl}"
                     )
 
-    def _complete(self) -> bool:
+    def complete(self) -> bool:
         """Whether every ledger table exists with every column: one statement that reads no row."""
         tables = [t.alias(f"t{i}") for i, t in enumerate(self.metadata.sorted_tables)]
         query = sa.select(*[c for t in tables for c in t.columns]).select_from(tables[0])
@@ -199,8 +202,31 @@ class Ledger:
 
     @retried("dbguard's ledger")
     def insert_run(self, **values: Any) -> int:
-        result = self.conn.execute(self.runs.insert().values(**_run_values(values)))
+        # Two statements: MySQL refuses an INSERT whose VALUES read the same table. Two rows written at
+        # once may name the same predecessor, which is still there: no false alarm.
+        previous = self.conn.execute(sa.select(sa.func.max(self.runs.c.id))).scalar()
+        result = self.conn.execute(self.runs.insert().values(**_run_values(values), previous_run_id=previous))
         return int(result.inserted_primary_key[0])
+
+    @retried("dbguard's ledger")
+    def problem(self) -> str | None:
+        """What is missing from the ledger (its tables, deleted runs), or None: core/integrity.py."""
+        from dbguard.core.integrity import ledger_problem
+
+        names = set(sa.inspect(self.conn).get_table_names())
+        present = {suffix for suffix in ("runs", "steps", "schemas", "kills") if f"{self.prefix}{suffix}" in names}
+        links: list[tuple[int, int | None]] = []
+        acknowledged = None
+        if "runs" in present:
+            runs = self.runs.c
+            try:
+                links = [(row[0], row[1]) for row in self.conn.execute(sa.select(runs.id, runs.previous_run_id))]
+            except sa.exc.DBAPIError:  # a ledger from before the column: nothing to follow yet
+                if self.conn.in_transaction():
+                    self.conn.rollback()
+            acknowledged = self.conn.execute(
+                sa.select(sa.func.max(runs.id)).where(runs.intent == "resolve", runs.status == "succeeded")).scalar()
+        return ledger_problem(self.prefix, present, links, acknowledged)
 
     @retried("dbguard's ledger")
     def update_run(self, run_id: int, **values: Any) -> None:

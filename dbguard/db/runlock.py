@@ -103,7 +103,40 @@ class FileRunLock:
         return None if lock_type == fcntl.F_UNLCK else str(pid)
 
 
-def acquire(lock: SqlRunLock | FileRunLock, wait_s: float) -> bool:
+# The run lock's key: one per database, whatever table_prefix says (a prefix never contains a dot), so
+# two deployers configured with different prefixes still exclude each other.
+DATABASE_KEY = "dbguard."
+
+
+class RunLock:
+    """The database's run lock, and with it the prefix-keyed lock dbguard took before the lock was one
+    per database: a deployer still on that version takes only the latter and is excluded too."""
+
+    def __init__(self, database_lock: SqlRunLock | FileRunLock, prefix_lock: SqlRunLock | FileRunLock) -> None:
+        self._locks = (database_lock, prefix_lock)
+
+    @property
+    def held(self) -> bool:
+        return self._locks[0].held
+
+    def try_acquire(self) -> bool:
+        first, second = self._locks
+        if not first.try_acquire():
+            return False
+        if second.try_acquire():
+            return True
+        first.release()
+        return False
+
+    def release(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+
+    def holder(self) -> str | None:
+        return self._locks[0].holder() or self._locks[1].holder()
+
+
+def acquire(lock: RunLock | SqlRunLock | FileRunLock, wait_s: float) -> bool:
     """Take the lock now, or keep trying until ``wait_s`` has passed."""
     deadline = time.monotonic() + wait_s
     while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from dbguard.dialects import Statement, driver_error
@@ -42,13 +43,45 @@ def whole_seconds(ms: int) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
-def run_lock_name(database: str, prefix: str) -> str:
+def run_lock_name(database: str, key: str) -> str:
     """GET_LOCK names are server-wide, so the database is part of the key; names stop at 64 chars."""
-    name = f"{database}.{prefix}run"
+    name = f"{database}.{key}run"
     if len(name) <= MAX_LOCK_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return f"{name[: MAX_LOCK_NAME - 17]}~{digest}"
+
+
+# What dbguard's ledger needs on the database: its tables are created, indexed and, by a newer
+# dbguard, given columns (ALTER); runs are written and updated.
+LEDGER_PRIVILEGES = ("CREATE", "ALTER", "INDEX", "SELECT", "INSERT", "UPDATE")
+
+# The grantees the current account acts as: itself ('name'@'host') and its enabled roles (a role's
+# grantee is 'role' on MariaDB, 'role'@'%' on MySQL). No % in the text: PyMySQL formats statements.
+_GRANTEES = (
+    "(SELECT CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), '@', CHAR(39), "
+    "SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39)) "
+    "UNION ALL SELECT CONCAT(CHAR(39), ROLE_NAME, CHAR(39)) FROM information_schema.ENABLED_ROLES "
+    "UNION ALL SELECT CONCAT(CHAR(39), ROLE_NAME, CHAR(39), '@', CHAR(39), CHAR(37), CHAR(39)) "
+    "FROM information_schema.ENABLED_ROLES)"
+)
+# Privileges that cover the current database: granted globally, or on a schema pattern it matches.
+_LEDGER_PRIVILEGES = (
+    f"SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE IN {_GRANTEES} "
+    "UNION "
+    f"SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN {_GRANTEES} "
+    "AND DATABASE() LIKE TABLE_SCHEMA"
+)
+
+
+def missing_ledger_privileges(rows: Sequence[Any], user: str, database: str) -> tuple[list[str], str]:
+    """What the account lacks of LEDGER_PRIVILEGES, and the GRANT that gives it (``TO 'name'@'host'``)."""
+    held = {str(row[0]).upper() for row in rows}
+    missing = [p for p in LEDGER_PRIVILEGES if p not in held]
+    if not missing:
+        return [], ""
+    quoted = database.replace("`", "``")
+    return [f"{', '.join(missing)} on {database}"], f"GRANT {', '.join(missing)} ON `{quoted}`.* TO {account(user)};"
 
 
 def scratch_lock_name(name: str) -> str:
@@ -267,14 +300,14 @@ class MysqlDialect:
     def current_database(self) -> Statement:
         return Statement("SELECT DATABASE()")
 
-    def try_run_lock(self, database: str, prefix: str) -> Statement:
-        return Statement("SELECT GET_LOCK(:name, 0)", {"name": run_lock_name(database, prefix)})
+    def try_run_lock(self, database: str, key: str) -> Statement:
+        return Statement("SELECT GET_LOCK(:name, 0)", {"name": run_lock_name(database, key)})
 
-    def release_run_lock(self, database: str, prefix: str) -> Statement:
-        return Statement("SELECT RELEASE_LOCK(:name)", {"name": run_lock_name(database, prefix)})
+    def release_run_lock(self, database: str, key: str) -> Statement:
+        return Statement("SELECT RELEASE_LOCK(:name)", {"name": run_lock_name(database, key)})
 
-    def run_lock_holder(self, database: str, prefix: str) -> Statement:
-        return Statement("SELECT IS_USED_LOCK(:name)", {"name": run_lock_name(database, prefix)})
+    def run_lock_holder(self, database: str, key: str) -> Statement:
+        return Statement("SELECT IS_USED_LOCK(:name)", {"name": run_lock_name(database, key)})
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         return _errno(exc) in (LOCK_WAIT_TIMEOUT, LOCK_NOWAIT)
@@ -283,7 +316,16 @@ class MysqlDialect:
         return _errno(exc) in PRIVILEGE_ERRORS
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
-        return f"GRANT CREATE, SELECT, INSERT, UPDATE ON `{database}`.* TO {user};"
+        return f"GRANT {', '.join(LEDGER_PRIVILEGES)} ON `{database}`.* TO {account(user)};"
+
+    def ledger_privileges(self, tables: Sequence[str]) -> Statement:
+        """The privileges this account holds on the current database, globally or on the database
+        (through its enabled roles too); table-level grants are not counted."""
+        return Statement(_LEDGER_PRIVILEGES)
+
+    def missing_ledger_privileges(self, rows: Sequence[Any], user: str, database: str,
+                                  complete: bool) -> tuple[list[str], str]:
+        return missing_ledger_privileges(rows, user, database)
 
     # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
     # The wait-for graph comes from table metadata locks, judged by the lock's schema.

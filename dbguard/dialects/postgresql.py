@@ -19,10 +19,61 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
-def advisory_key(prefix: str) -> int:
+def advisory_key(key: str) -> int:
     """A stable signed 64-bit key; advisory locks are already scoped to the current database."""
-    digest = hashlib.sha256(f"dbguard-run-lock:{prefix}".encode()).digest()
+    digest = hashlib.sha256(f"dbguard-run-lock:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+_SERIAL = "pg_get_serial_sequence(format('%I.%I', current_schema(), t.name), 'id')"
+_LEDGER_PRIVILEGES = f"""
+SELECT current_schema() AS schema_name, has_schema_privilege(current_schema(), 'CREATE') AS can_create,
+       t.name, c.oid IS NOT NULL AS present,
+       c.oid IS NULL OR has_table_privilege(c.oid, 'SELECT') AS can_select,
+       c.oid IS NULL OR has_table_privilege(c.oid, 'INSERT') AS can_insert,
+       c.oid IS NULL OR has_table_privilege(c.oid, 'UPDATE') AS can_update,
+       c.oid IS NULL OR pg_has_role(c.relowner, 'USAGE') AS owns,
+       CASE WHEN c.oid IS NULL THEN NULL ELSE {_SERIAL} END AS id_sequence,
+       c.oid IS NULL OR {_SERIAL} IS NULL OR has_sequence_privilege({_SERIAL}, 'USAGE') AS can_use_sequence
+FROM unnest(CAST(:names AS text[])) AS t(name)
+LEFT JOIN pg_catalog.pg_class c
+       ON c.relname = t.name AND c.relkind IN ('r', 'p')
+      AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())
+"""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def missing_ledger_privileges(rows: Sequence[Any], user: str, complete: bool) -> tuple[list[str], str]:
+    """What the role lacks to write dbguard's ledger, and the GRANT statements that give it.
+
+    Missing tables need CREATE on the schema; existing ones SELECT, INSERT, UPDATE and their id
+    sequence; a ledger that lacks columns a newer dbguard records needs the tables' owner (only an
+    owner may ALTER a table)."""
+    missing: list[str] = []
+    grants: list[str] = []
+    role = _ident(user)
+    for row in rows:
+        schema, table = _ident(row.schema_name), f"{_ident(row.schema_name)}.{_ident(row.name)}"
+        if not row.present:
+            if not row.can_create and f"CREATE on schema {row.schema_name}" not in missing:
+                missing.append(f"CREATE on schema {row.schema_name}")
+                grants.append(f"GRANT CREATE ON SCHEMA {schema} TO {role};")
+            continue
+        rights = [r for r, ok in (("SELECT", row.can_select), ("INSERT", row.can_insert),
+                                  ("UPDATE", row.can_update)) if not ok]
+        if rights:
+            missing.append(f"{', '.join(rights)} on {row.schema_name}.{row.name}")
+            grants.append(f"GRANT {', '.join(rights)} ON {table} TO {role};")
+        if not row.can_use_sequence:
+            missing.append(f"USAGE on {row.id_sequence}")
+            grants.append(f"GRANT USAGE ON SEQUENCE {row.id_sequence} TO {role};")
+        if not complete and not row.owns:
+            missing.append(f"ownership of {row.schema_name}.{row.name} (this dbguard adds ledger columns)")
+            grants.append(f"ALTER TABLE {table} OWNER TO {role};")
+    return missing, " ".join(grants)
 
 
 def scratch_key(name: str) -> int:
@@ -207,21 +258,21 @@ class PostgresqlDialect:
     def current_database(self) -> Statement:
         return Statement("SELECT current_database()")
 
-    def try_run_lock(self, database: str, prefix: str) -> Statement:
-        return Statement("SELECT pg_try_advisory_lock(:key)", {"key": advisory_key(prefix)})
+    def try_run_lock(self, database: str, key: str) -> Statement:
+        return Statement("SELECT pg_try_advisory_lock(:key)", {"key": advisory_key(key)})
 
-    def release_run_lock(self, database: str, prefix: str) -> Statement:
-        return Statement("SELECT pg_advisory_unlock(:key)", {"key": advisory_key(prefix)})
+    def release_run_lock(self, database: str, key: str) -> Statement:
+        return Statement("SELECT pg_advisory_unlock(:key)", {"key": advisory_key(key)})
 
-    def run_lock_holder(self, database: str, prefix: str) -> Statement:
+    def run_lock_holder(self, database: str, key: str) -> Statement:
         # A bigint advisory key shows in pg_locks as classid (high half), objid (low half), objsubid 1.
-        key = advisory_key(prefix) & 0xFFFFFFFFFFFFFFFF
+        unsigned = advisory_key(key) & 0xFFFFFFFFFFFFFFFF
         return Statement(
             "SELECT l.pid FROM pg_catalog.pg_locks l "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
             "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
             "AND l.classid::bigint = :hi AND l.objid::bigint = :lo",
-            {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+            {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
         )
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
@@ -232,6 +283,15 @@ class PostgresqlDialect:
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f'GRANT CREATE ON SCHEMA public TO "{user}";'
+
+    def ledger_privileges(self, tables: Sequence[str]) -> Statement:
+        """Per ledger table (in the current schema): is it there, may this role read, insert,
+        update it and use its id sequence, does it own it; and may it create in the schema."""
+        return Statement(_LEDGER_PRIVILEGES, {"names": list(tables)})
+
+    def missing_ledger_privileges(self, rows: Sequence[Any], user: str, database: str,
+                                  complete: bool) -> tuple[list[str], str]:
+        return missing_ledger_privileges(rows, user, complete)
 
     # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
     # The wait-for graph comes from pg_blocking_pids (the pg_locks self-join reports false edges).

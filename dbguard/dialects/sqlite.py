@@ -97,10 +97,10 @@ class SqliteDialect:
         # The file of the main database; dbguard keys its run lock file on it.
         return Statement("SELECT file FROM pragma_database_list WHERE name = 'main'")
 
-    def run_lock_path(self, database_file: str, prefix: str) -> Path:
-        return Path(f"{database_file}.{prefix}lock")
+    def run_lock_path(self, database_file: str, key: str) -> Path:
+        return Path(f"{database_file}.{key}lock")
 
-    def try_run_lock(self, database: str, prefix: str) -> Statement:
+    def try_run_lock(self, database: str, key: str) -> Statement:
         raise NotImplementedError("SQLite's run lock is a file lock")
 
     release_run_lock = run_lock_holder = try_run_lock

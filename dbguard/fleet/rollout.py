@@ -34,6 +34,7 @@ from dbguard.core.fleet import (
     TargetStatus,
     blast_radius,
     fleet_state,
+    left_out,
     parse_batches,
     rollback_set,
     run_to_undo,
@@ -137,9 +138,19 @@ class _Seen:
     error: str | None = None
 
 
-def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) -> _Seen:
+def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str], new_ok: bool = False) -> _Seen:
+    """The target's state as `status` sees it. ``new_ok``: a SQLite file that is not there yet is an
+    empty target at base (a rollout's pre-flight: its guarded upgrade creates it), not an error."""
     from dbguard import api
 
+    if new_ok:
+        from dbguard.db.connect import parse_url
+        from dbguard.target import require_database_file
+
+        try:
+            require_database_file(parse_url(target.url))
+        except ConfigError:
+            return _Seen(TargetState.HEALTHY.value, (), None)
     try:
         report = api.status(_settings(target, flags))
     except Exception as exc:  # noqa: BLE001 - an unreachable target is a refused target, never a crash
@@ -154,11 +165,11 @@ def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) -> 
 
 
 def _look_all(targets: Sequence[TargetSpec], flags: dict[str, Any], secrets: Sequence[str],
-              parallel: int) -> dict[str, _Seen]:
+              parallel: int, new_ok: bool = False) -> dict[str, _Seen]:
     if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as threads:
-        seen = list(threads.map(lambda t: _look(t, flags, secrets), targets))
+        seen = list(threads.map(lambda t: _look(t, flags, secrets, new_ok), targets))
     return {t.name: s for t, s in zip(targets, seen)}
 
 
@@ -226,6 +237,8 @@ class UpgradeOptions:
     worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
     # Settings given to every target (x_args, lock_timeout_ms ...): as the command-line flags.
     flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Batches may stop short of the whole fleet; the others stay where they are, and say so.
+    partial_rollout: bool = False
 
 
 def upgrade(spec: FleetSpec, options: UpgradeOptions, *, confirm: ConfirmToken | None = None,
@@ -236,7 +249,7 @@ def upgrade(spec: FleetSpec, options: UpgradeOptions, *, confirm: ConfirmToken |
         raise ConfigError("--parallel must be 1 or more")
     batches_text = options.batches or spec.batches
     try:
-        plan = parse_batches(batches_text, spec.members)
+        plan = parse_batches(batches_text, spec.members, partial=options.partial_rollout)
     except BatchSpecError as exc:
         raise ConfigError(f"--batches: {exc}") from None
     with Control(spec.control_url, spec.secrets) as control:
@@ -474,7 +487,7 @@ class _Rollout:
 
     def _preflight(self, number: int, targets: list[TargetSpec]) -> bool:
         """Every target of the batch must be HEALTHY now; its revisions are recorded as its from."""
-        seen = _look_all(targets, self.options.flags, self.spec.secrets, self.options.parallel)
+        seen = _look_all(targets, self.options.flags, self.spec.secrets, self.options.parallel, new_ok=True)
         refused = []
         for target in targets:
             s = seen[target.name]
@@ -682,10 +695,13 @@ class _Rollout:
                                   "warnings": tuple(dict.fromkeys(self.warnings)), "forced": forced,
                                   "distributed": self.options.distributed, "duration_ms": duration_ms}
         upgraded = sum(1 for t in targets if t.status == TargetStatus.SUCCEEDED.value)
+        common["left_out"] = left = left_out(self.plan, self.spec.members)
         if self.failure is None:
+            rest = (f"; {len(left)} target(s) left at their revisions (--partial-rollout): {', '.join(left)}"
+                    if left else "")
             return FleetResult(status=RunStatus.SUCCEEDED.value, exit_code=ExitCode.OK,
                                message=f"fleet {self.spec.name}: {upgraded} target(s) upgraded to {self.options.revision} "
-                                       f"in {len(batches)} batch(es)", **common)
+                                       f"in {len(batches)} batch(es){rest}", **common)
         if self.refused_first:
             return FleetResult(status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
                                message=f"refused: {self.failure}", advice=self.advice or "make every target HEALTHY "
@@ -918,9 +934,11 @@ def status(spec: FleetSpec, *, flags: dict[str, Any] | None = None, parallel: in
         up = _undone_upgrade(control, spec) if control.exists() else None
         batches: tuple[FleetBatchResult, ...] = ()
         recorded: dict[str, FleetTargetResult] = {}
+        left: tuple[str, ...] = ()
         if up is not None:
             batches, rows = _run_detail(control, up["id"], spec)
             recorded = {t.name: t for t in rows}
+            left = tuple(t.name for t in spec.targets if t.name not in recorded)
         broken = state in (TargetState.FAILED, TargetState.UNKNOWN)
         radius = _radius_of(control, spec, last_row) if broken else None
     targets = []
@@ -942,7 +960,7 @@ def status(spec: FleetSpec, *, flags: dict[str, Any] | None = None, parallel: in
     return FleetStatusReport(fleet=spec.name, state=state.value, exit_code=exit_code, control=spec.masked_control_url,
                              last_run=_info(last_row) if last_row else None, batches=batches, targets=tuple(targets),
                              blast_radius=radius, rollback_command=command if broken else None,
-                             breaker_reason=reason, advice=advice, lock_holder=holder)
+                             breaker_reason=reason, advice=advice, lock_holder=holder, left_out=left)
 
 
 def _check(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) -> FleetTargetCheck:
@@ -969,20 +987,28 @@ def _check(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) ->
 
 
 def validate(spec: FleetSpec, *, flags: dict[str, Any] | None = None, parallel: int = 8,
-             batches: str | None = None) -> FleetValidateReport:
+             batches: str | None = None, partial_rollout: bool = False) -> FleetValidateReport:
     """Parse, expand, connect to each target: engine, version, revisions, state; the batch plan."""
     flags = dict(flags or {})
     try:
-        plan = parse_batches(batches or spec.batches, spec.members)
+        plan = parse_batches(batches or spec.batches, spec.members, partial=partial_rollout)
     except BatchSpecError as exc:
         raise ConfigError(f"batches: {exc}") from None
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(spec.targets)))) as threads:
         checks = tuple(threads.map(lambda t: _check(t, flags, spec.secrets), spec.targets))
     warnings = list(spec.warnings)
     ok = all(c.ok for c in checks)
+    from dbguard.db.connect import parse_url
+    from dbguard.target import require_database_file
+
     try:
-        with Control(spec.control_url, spec.secrets):
-            pass
+        try:
+            require_database_file(parse_url(spec.control_url))
+        except ConfigError:  # a read never creates it: the first fleet upgrade does
+            warnings.append("the control database does not exist yet: the first `dbguard fleet upgrade` creates it")
+        else:
+            with Control(spec.control_url, spec.secrets):
+                pass
     except Exception as exc:  # noqa: BLE001 - reported, exit 2
         from dbguard.db.connect import first_line
 

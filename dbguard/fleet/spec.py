@@ -7,6 +7,7 @@ inline password is accepted but reported as a warning. Every URL shown anywhere 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -172,8 +173,8 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
         except ConfigError:
             raise ConfigError(f"{where}: not a database URL: {mask(url, secrets)}") from None
         weight = raw.get("weight", 1)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"{where}: weight must be a number of 0 or more (its share of traffic)")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ConfigError(f"{where}: weight must be a finite number of 0 or more (its share of traffic)")
         tags = raw.get("tags", [])
         if isinstance(tags, str):
             tags = [tags]
@@ -199,7 +200,8 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
         raise ConfigError(f"{path}: control_url is not a database URL: {mask(control, secrets)}") from None
     batches = str(fleet.get("batches") or DEFAULT_BATCHES)
     worker_timeout = fleet.get("worker_timeout_s", DEFAULT_WORKER_TIMEOUT_S)
-    if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout <= 0:
+    if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) \
+            or not 0 < worker_timeout < math.inf:
         raise ConfigError(f"{path}: worker_timeout_s must be a number of seconds above 0")
     return FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
                      batches=batches, targets=tuple(targets), warnings=tuple(warnings),

@@ -82,6 +82,8 @@ class FleetResult:
     forced: bool = False
     distributed: bool = False
     duration_ms: int | None = None
+    # Targets this upgrade did not touch (--partial-rollout).
+    left_out: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +100,8 @@ class FleetStatusReport:
     breaker_reason: str | None = None
     advice: str | None = None
     lock_holder: str | None = None
+    # Targets the last upgrade did not touch (its batches stopped short: --partial-rollout).
+    left_out: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

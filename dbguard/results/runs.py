@@ -66,6 +66,8 @@ class StatusReport:
     ledger_exists: bool = True
     # HEALTHY is backed by a comparison with the reference schema (not only a first run storing it).
     schema_verified: bool = False
+    # What status found beside the state: alembic_version moved outside dbguard.
+    findings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
