@@ -543,7 +543,8 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
         yield
     except BaseException as exc:
         taken_over = _close_failed(runner, run_id, exc)
-        if taken_over is _UNRECORDED and isinstance(exc, sa.exc.DBAPIError):
+        # A connection lost mid-statement raises DBAPIError; the next use of it PendingRollbackError.
+        if taken_over is _UNRECORDED and isinstance(exc, (sa.exc.DBAPIError, sa.exc.PendingRollbackError)):
             why = runner.frozen() or dbconnect.first_line(exc)
             raise DbguardError(f"lost the database mid-run ({mask(why, runner.target.secrets)}): run {run_id} could "
                                "not be recorded and stays UNKNOWN; `dbguard status` and `dbguard rollback` will "

@@ -250,3 +250,31 @@ def test_a_frozen_connection_ends_in_bounded_time_and_the_rollback_ends_its_orph
         assert "no answer from the server within 3 s" in run["error"]
     recover(ini, url)
     invariant(ini, url, at)
+
+
+@pytest.mark.integration
+def test_a_connection_that_freezes_between_statements_cannot_hold_the_commit_or_rollback(
+        pg_url: str, tmp_path: Path) -> None:
+    """Frozen while the run waits before its step: what hangs then is no statement but the ROLLBACK or
+    COMMIT env.py's connection sends on its way out (no execute event); it has the same deadline."""
+    from tests.tcpproxy import Proxy
+
+    ini, at = project(tmp_path, pg_url, sleep=False)
+    proxy = Proxy(pg_url)
+    env = {"DBGUARD_STATEMENT_TIMEOUT_MS": "2000", "DBGUARD_FROZEN_MARGIN_S": "1", "DBGUARD_TEST_PAUSE_AT":
+           "before-step:r2", "DBGUARD_LEDGER_LOCK_TIMEOUT_MS": "1000", "DBGUARD_CONNECT_TIMEOUT_S": "2"}
+    proc = start_dbguard(ini, proxy.url(pg_url), "upgrade", "head", env=env)
+    try:
+        wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
+        proxy.freeze()
+        proc.send_signal(signal.SIGCONT)
+        code, output = finish(proc)  # the harness's timeout guards a hang; the deadlines end it
+    finally:
+        proxy.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 2, output
+    assert "lost the database mid-run (no answer from the server within 3 s (" in output, output
+    assert "Traceback" not in output and "PendingRollbackError" not in output
+    recover(ini, pg_url)
+    invariant(ini, pg_url, at)

@@ -149,6 +149,7 @@ def bound(connection: Any, seconds: float) -> None:
     sock.close()
     already = getattr(connection, "_dbguard_deadline", None) is not None
     connection._dbguard_deadline = seconds
+    _BOUNDS[_dbapi(connection)] = seconds
     if already:
         return
 
@@ -162,6 +163,7 @@ def bound(connection: Any, seconds: float) -> None:
     def after(conn: Any, *args: Any) -> None:
         _WATCHER.disarm(getattr(conn, "_dbguard_socket_key", 0))
 
+    _bound_transaction_ends(connection.engine)
     sa.event.listen(connection, "before_cursor_execute", before)
     sa.event.listen(connection, "after_cursor_execute", after)
     # A failed statement has no "after": errors are an engine's (or dialect's) event in SQLAlchemy 2.
@@ -174,6 +176,37 @@ def bound(connection: Any, seconds: float) -> None:
                 after(context.connection)
 
         sa.event.listen(engine, "handle_error", failed)
+
+
+# The deadline of each bounded DBAPI connection, for what runs on it outside cursor.execute.
+_BOUNDS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _bound_transaction_ends(engine: Any) -> None:
+    """COMMIT and ROLLBACK are no cursor statements (no execute events): a connection that stops
+    answering while env.py commits a step, or closes its connection (the pool's reset rolls back),
+    would hold the run for ever. The engine's dialect sends them under the same deadline. Only this
+    engine's dialect object is wrapped, and only connections dbguard bounded are timed."""
+    dialect = engine.dialect
+    if getattr(dialect, "_dbguard_bounded_ends", False):
+        return
+    dialect._dbguard_bounded_ends = True
+    for name in ("do_rollback", "do_commit"):
+        original = getattr(dialect, name)
+
+        def ended(connection: Any, _original: Any = original, _what: str = name[3:].upper()) -> None:
+            raw = getattr(connection, "dbapi_connection", None) or connection  # the pool hands its proxy
+            seconds = _BOUNDS.get(raw)
+            if seconds is None:
+                return _original(connection)
+            _WATCHER.arm(raw, seconds, f"no answer from the server within {seconds:g} s ({_what}): dbguard "
+                                       "shut the connection down")
+            try:
+                return _original(connection)
+            finally:
+                _WATCHER.disarm(id(raw))
+
+        setattr(dialect, name, ended)
 
 
 def expired(connection: Any) -> str | None:
