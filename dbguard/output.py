@@ -88,7 +88,11 @@ def _run_text(result: RunResult) -> str:
     if result.plan is not None and result.status == "refused" and result.plan.failing:
         lines += [f"  {line}" for line in plan_lines(result.plan, statements=False)]
     for outcome in result.ended_sessions:
-        lines.append(f"  ended: {describe_victim(outcome)} -> {outcome.outcome}")
+        if outcome.outcome == "refused":
+            grant = f" ({outcome.grant})" if outcome.grant else ""
+            lines.append(f"  not ended: {describe_victim(outcome)}: {outcome.reason}{grant}")
+        else:
+            lines.append(f"  ended: {describe_victim(outcome)} -> {outcome.outcome}")
     if result.phases:
         lines.append("  phases: " + ", ".join(f"{name} {_ms(ms)}" for name, ms in result.phases))
     if result.advice:

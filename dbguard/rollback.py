@@ -51,6 +51,8 @@ class _Clearing:
     outcomes: list[KillOutcome] = dataclasses.field(default_factory=list)
     reported: dict[str, Any] = dataclasses.field(default_factory=dict)
     first_wait: float | None = None
+    # Sessions the kill policy refused to end (a missing grant, a protected role): asked once, reported.
+    refused: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)
 
 
 def _kill_policy(session: Any, target: Target, own: set[str]) -> Any:
@@ -91,7 +93,8 @@ def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, cleari
                                                         own_session_ids={*own, waiting_id},
                                                         install_plugin=clearing.install_plugin,
                                                         secrets=target.secrets)
-        roots = [r for r in roots if r.session_id not in own and r.session_id != waiting_id]
+        roots = [r for r in roots if r.session_id not in own and r.session_id != waiting_id
+                 and (r.session_id, r.identity) not in clearing.refused]
         if not roots:
             return
         if not clearing.kill:
@@ -100,8 +103,9 @@ def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, cleari
             return
         audit = locks_api.make_audit(KillLedger(conn, target.settings.table_prefix), database, session.db_user,
                                      f"dbguard rollback (run {run_id})", target.secrets, run_id=run_id)
-        clearing.outcomes.extend(dblocks.end_sessions(conn, dialect, roots, policy, audit,
-                                                      grace_ms=target.settings.kill_grace_ms))
+        outcomes = dblocks.end_sessions(conn, dialect, roots, policy, audit, grace_ms=target.settings.kill_grace_ms)
+        clearing.refused.update((o.session.session_id, o.session.identity) for o in outcomes if o.outcome == "refused")
+        clearing.outcomes.extend(outcomes)
 
     return clear
 
@@ -415,6 +419,13 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
         message = (f"rolled back to {' '.join(heads_now) or 'base'}, alembic_version and schema checked"
                    + (f"; ended {len(clearing.outcomes)} blocking session(s)" if clearing.outcomes else ""))
         result = dataclasses.replace(result, message=message, advice=None)
+    elif clearing.refused:
+        kept = [o for o in clearing.outcomes if o.outcome == "refused"]
+        grants = sorted({o.grant for o in kept if o.grant})
+        result = dataclasses.replace(result, advice=(
+            "blocked by session(s) " + ", ".join(sorted({o.session.session_id for o in kept}))
+            + " that dbguard may not end: " + (f"grant it the right ({' '.join(grants)}) or " if grants else "")
+            + "end them yourself (`dbguard locks kill`), then roll back again"))
     elif clearing.reported:
         result = dataclasses.replace(result, advice=(
             "blocked by session(s) " + ", ".join(sorted(clearing.reported))

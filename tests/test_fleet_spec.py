@@ -187,3 +187,20 @@ def test_failed_fleet_is_resolved_with_the_typed_confirmation(tmp_path: Path) ->
     # The next rollout stops at b's pre-flight without touching it.
     again = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2,100%")
     assert again.returncode == 3 and "pre-flight" in again.stdout, again.stdout
+
+
+def test_batches_short_of_the_fleet_need_partial_rollout_and_name_who_was_left(tmp_path: Path) -> None:
+    path = _sqlite_fleet(tmp_path)
+    refused = dg(tmp_path, "fleet", "upgrade", str(path), "--batches", "1,2")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "ends at 2 of the fleet's 3 targets" in refused.stderr and "--partial-rollout" in refused.stderr
+    assert not (tmp_path / "a.db").exists()  # nothing was touched
+    validated = dg(tmp_path, "fleet", "validate", str(path), "--batches", "1")
+    assert validated.returncode == 2 and "--partial-rollout" in validated.stderr
+    done = dg(tmp_path, "--format", "json", "fleet", "upgrade", str(path), "--batches", "1,2", "--partial-rollout")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["left_out"] == ["c"] and "left at their revisions (--partial-rollout): c" in result["message"]
+    status = dg(tmp_path, "fleet", "status", str(path))
+    assert "left out:  c (not part of the last rollout" in status.stdout, status.stdout
+    assert not (tmp_path / "c.db").exists()

@@ -316,3 +316,32 @@ def test_missing_privileges_are_named(scene, ini, pg_url, roles):
         assert scene.alive(su) and not holder.alive(a)
     finally:
         holder.close()
+
+
+def test_a_missing_kill_grant_never_stops_the_rollback_it_names_the_grant_and_the_blocker(
+        scene, pg_url, roles, tmp_path):
+    """The kill policy's privilege (pg_signal_backend) is not the ledger's: the rollback goes ahead,
+    ends what it may, and reports the blocker it could not end with the grant that would have."""
+    from tests.guardrun import run_dbguard
+    from tests.projects import make_project
+
+    low, app = roles["low"], roles["app"]
+    execute(scene.admin, f'GRANT CREATE, USAGE ON SCHEMA public TO "{low}"')
+    url = as_role(pg_url, low)
+    ini = make_project(tmp_path, url, [("r1", 'op.create_table("u", sa.Column("id", sa.Integer, primary_key=True))',
+                                        'op.drop_table("u")')])
+    assert run_dbguard(ini, url, "upgrade").returncode == 0
+    execute(scene.admin, f'GRANT SELECT ON u TO "{app}"')
+    holder = Scene(as_role(pg_url, app))
+    try:
+        blocker = holder.idle_reader("u", application="app_role")
+        done = run_dbguard(ini, url, "rollback", "--yes", "--budget", "3")
+        output = done.stdout + done.stderr
+        assert done.returncode != 2, output  # not a refusal: it ran
+        assert f'GRANT pg_signal_backend TO "{low}";' in output, output
+        assert session_id(blocker) in output, output
+        assert holder.alive(blocker)
+        seen = json.loads(run_dbguard(ini, url, "--format", "json", "history").stdout)
+        assert seen["runs"][0]["run"]["intent"] == "rollback", seen
+    finally:
+        holder.close()
