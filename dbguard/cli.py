@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
@@ -49,10 +50,17 @@ class _State:
         return load_settings({**self.flags, **{k: v for k, v in more.items() if v is not None}})
 
 
+def say(text: str, err: bool = False, nl: bool = True) -> None:
+    """Everything the CLI prints goes through here: the masking boundary (dbguard.masking)."""
+    from dbguard import masking
+
+    click.echo(masking.active()(text), err=err, nl=nl)
+
+
 def _emit(state: _State, result: Any) -> None:
     text = output.render(result, state.fmt)
     if text:
-        click.echo(text)
+        say(text)
     sys.exit(int(result.exit_code))
 
 
@@ -60,12 +68,12 @@ def _confirm_with(token: str | None) -> Any:
     """The CLI side of the risk confirmation: show the blast radius, then read the token."""
 
     def confirm(prompt: Any) -> str | None:
-        click.echo(output.render_prompt(prompt), err=True)
+        say(output.render_prompt(prompt), err=True)
         if token is not None:
             return token
         if sys.stdin.isatty():
             return click.prompt("confirmation", default="", show_default=False, err=True)
-        click.echo(f"dbguard: no terminal attached: pass --confirm-risk {prompt.token} to proceed", err=True)
+        say(f"dbguard: no terminal attached: pass --confirm-risk {prompt.token} to proceed", err=True)
         return None
 
     return confirm
@@ -249,7 +257,7 @@ def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str 
     from dbguard import api
 
     _emit(state, api.drift(state.settings(), against=against, ignore=ignore, shadow_url=shadow_url,
-                           progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
+                           progress=lambda line: say(f"dbguard: {line}", err=True)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -266,7 +274,7 @@ def snapshot(state: _State, revision: str, output_path: str, live: bool, shadow_
     from dbguard import api
 
     _emit(state, api.snapshot(state.settings(), revision=revision, output=output_path, live=live,
-                              shadow_url=shadow_url, progress=lambda line: click.echo(f"dbguard: {line}", err=True)))
+                              shadow_url=shadow_url, progress=lambda line: say(f"dbguard: {line}", err=True)))
 
 
 @cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
@@ -338,12 +346,12 @@ def _yes_with(assume_yes: bool) -> Any:
     """The CLI side of the rollback's plain confirmation: show the plan, then ask for a yes."""
 
     def confirm(prompt: Any) -> bool:
-        click.echo(output.render_plan(prompt), err=True)
+        say(output.render_plan(prompt), err=True)
         if assume_yes:
             return True
         if sys.stdin.isatty():
             return click.confirm("roll back now?", default=False, err=True)
-        click.echo("dbguard: no terminal attached: pass --yes to roll back", err=True)
+        say("dbguard: no terminal attached: pass --yes to roll back", err=True)
         return False
 
     return confirm
@@ -389,13 +397,13 @@ def _fleet_flags(state: _State, **more: Any) -> dict[str, Any]:
 def _fleet_progress(state: _State) -> Any:
     """Events as JSON lines on stdout (--format jsonl), else a live progress line on stderr."""
     if state.fmt in output.STREAM_FORMATS:
-        return lambda event: click.echo(output.render_event(event))
+        return lambda event: say(output.render_event(event))
     printer = output.FleetProgress(sys.stderr.isatty())
 
     def show(event: dict[str, Any]) -> None:
         line = printer(event)
         if line is not None:
-            click.echo(line, err=True, nl=not line.startswith("\r"))
+            say(line, err=True, nl=not line.startswith("\r"))
 
     return show
 
@@ -585,15 +593,40 @@ def _requested_format(argv: list[str]) -> str:
 
 def _fail(message: str, exit_code: int, fmt: str, stderr_text: str | None = None) -> None:
     """An error: one line on stderr, and in the json formats one document on stdout as well."""
-    click.echo(stderr_text if stderr_text is not None else output.render_error(message), err=True)
+    say(stderr_text if stderr_text is not None else output.render_error(message), err=True)
     document = output.render_error_document(message, exit_code, fmt)
     if document is not None:
-        click.echo(document)
+        say(document)
     sys.exit(exit_code)
+
+
+def _mask_log_records() -> None:
+    """Every log record of this process (dbguard's, Alembic's, SQLAlchemy's, env.py's) is masked as
+    it is made: handlers come and go (env.py's fileConfig), the record factory stays."""
+    import logging
+
+    from dbguard import masking
+
+    make = logging.getLogRecordFactory()
+
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        with contextlib.suppress(Exception):  # a record whose message cannot be built is left to logging
+            text = record.getMessage()
+            masked = masking.active()(text)
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return record
+
+    logging.setLogRecordFactory(masked_record)
 
 
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
+    from dbguard import masking
+
+    masking.activate(masking.Masker())
+    _mask_log_records()
     signal.signal(signal.SIGTERM, _on_sigterm)
     # A job a shell started in the background inherits SIGINT ignored, and Python keeps it so; a CI
     # runner cancelling a deploy that way must still stop it cleanly (the run recorded, its statement

@@ -11,6 +11,7 @@ import configparser
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class Settings:
     # replayed in a scratch database (needs CREATE DATABASE), instead of storing the live schema unchecked.
     expected_schema: str | None = None
     verify_replay: bool = False
+    # A team's own secret patterns (regular expressions), masked in every output besides dbguard's own.
+    mask_patterns: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -108,6 +111,7 @@ _FILE_KEYS = {
     "kill_grace_ms",
     "expected_schema",
     "verify_replay",
+    "mask_patterns",
 }
 
 
@@ -161,6 +165,11 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"fail_on must be info, low, medium, high, critical or none, got {settings.fail_on!r}")
     if settings.on_drift not in ("warn", "refuse", "ignore"):
         raise ConfigError(f"on_drift must be warn, refuse or ignore, got {settings.on_drift!r}")
+    for pattern in settings.mask_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"mask_patterns: {pattern!r} is not a regular expression: {exc}") from None
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings

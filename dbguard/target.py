@@ -34,10 +34,11 @@ class Target:
         """The password as typed in a URL (percent-encoded) and as the server sees it."""
         from urllib.parse import quote, quote_plus
 
+        from dbguard.masking import secret_x_values
+
         password = self.url.password
-        if not password:
-            return []
-        return list(dict.fromkeys([password, quote(str(password), safe=""), quote_plus(str(password))]))
+        forms = [password, quote(str(password), safe=""), quote_plus(str(password))] if password else []
+        return list(dict.fromkeys([*forms, *secret_x_values(self.settings.x_args)]))
 
     @property
     def version_table(self) -> str:
@@ -145,7 +146,11 @@ def load_target(settings: Settings, alembic: bool = True) -> Target:
     url = dbconnect.parse_url(raw_url)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite database cannot be guarded: it vanishes with its connection")
-    return Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+    target = Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+    from dbguard import masking
+
+    masking.remember(target.secrets, settings.mask_patterns)
+    return target
 
 
 def require_database_file(url: URL) -> None:

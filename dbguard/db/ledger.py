@@ -139,8 +139,18 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(value.split()) if value else ()
 
 
+def written(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as every ledger table stores them: timestamps as naive UTC, text masked (the secrets
+    the command knows, and the patterns): the one writer no column bypasses."""
+    from dbguard.masking import active
+
+    masker = active()
+    return {k: _to_db(v) if isinstance(v, dt.datetime) else masker(v) if isinstance(v, str) else v
+            for k, v in values.items()}
+
+
 def _run_values(values: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
+    out = dict(values)
     for key in ("from_revisions", "revisions_after"):
         if out.get(key) is not None:
             out[key] = _join(out[key])
@@ -148,7 +158,7 @@ def _run_values(values: dict[str, Any]) -> dict[str, Any]:
         out["known_drift"] = json.dumps(sorted(out["known_drift"])) if out["known_drift"] else None
     if out.get("sessions") is not None:
         out["sessions"] = json.dumps([{"id": i, "identity": identity} for i, identity in out["sessions"]])
-    return out
+    return written(out)
 
 
 class Ledger:
@@ -283,13 +293,12 @@ class Ledger:
 
     @retried("dbguard's ledger")
     def insert_step(self, **values: Any) -> int:
-        values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
-        result = self.conn.execute(self.steps.insert().values(**values))
+        result = self.conn.execute(self.steps.insert().values(**written(values)))
         return int(result.inserted_primary_key[0])
 
     @retried("dbguard's ledger")
     def update_step(self, step_id: int, **values: Any) -> None:
-        self.conn.execute(self.steps.update().where(self.steps.c.id == step_id).values(**values))
+        self.conn.execute(self.steps.update().where(self.steps.c.id == step_id).values(**written(values)))
 
     @retried("dbguard's ledger")
     def close_running_steps(self, run_ids: Sequence[int],
@@ -385,13 +394,12 @@ class KillLedger:
     @retried("dbguard's kill audit")
     def record(self, **values: Any) -> int:
         self.ensure_table()
-        values = {k: (_to_db(v) if isinstance(v, dt.datetime) else v) for k, v in values.items()}
-        result = self.conn.execute(self.table.insert().values(**values))
+        result = self.conn.execute(self.table.insert().values(**written(values)))
         return int(result.inserted_primary_key[0])
 
     @retried("dbguard's kill audit")
     def update(self, row_id: int, **values: Any) -> None:
-        self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**values))
+        self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**written(values)))
 
     @retried("dbguard's kill audit")
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -35,11 +35,14 @@ def utcnow() -> dt.datetime:
 
 
 def _to_db(value: Any) -> Any:
+    """As the control database stores a value: naive UTC, revisions joined, text masked."""
+    from dbguard.masking import active
+
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if isinstance(value, tuple):
-        return " ".join(value)
-    return value
+        value = " ".join(value)
+    return active()(value) if isinstance(value, str) else value
 
 
 def _from_db(value: Any) -> dt.datetime | None:

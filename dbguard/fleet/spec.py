@@ -203,6 +203,16 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
     if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) \
             or not 0 < worker_timeout < math.inf:
         raise ConfigError(f"{path}: worker_timeout_s must be a number of seconds above 0")
-    return FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
+    from dbguard import masking
+    from dbguard.db.connect import parse_url
+
+    # Every password of the file's URLs, however it got there (a ${VAR}, or typed inline).
+    for url in (control, *(t.url for t in targets)):
+        password = parse_url(url).password
+        if password:
+            secrets.append(str(password))
+    spec = FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
                      batches=batches, targets=tuple(targets), warnings=tuple(warnings),
                      secrets=tuple(s for s in dict.fromkeys(secrets) if s), worker_timeout_s=float(worker_timeout))
+    masking.remember(spec.secrets)
+    return spec
