@@ -85,15 +85,21 @@ def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
     from alembic.util import CommandError
 
     from dbguard.errors import ConfigError
+    from dbguard.masking import SecretWatch
     from dbguard.results import OfflineSqlResult
 
     config = target.config  # type: ignore[attr-defined]
     config.stdout = sys.stdout
+    # The SQL is for execution: printed as it is, never masked; whether it sets a password is said.
+    watch = SecretWatch(config.output_buffer or sys.stdout)
+    config.output_buffer = watch
     try:
         getattr(command, verb)(config, revision, sql=True)
     except CommandError as exc:
         raise ConfigError(f"cannot render {verb} {revision}: {exc}") from None
-    return OfflineSqlResult()
+    finally:
+        config.output_buffer = watch.stream
+    return OfflineSqlResult(sets_password=watch.seen)
 
 
 def rollback(

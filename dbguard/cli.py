@@ -58,6 +58,9 @@ def say(text: str, err: bool = False, nl: bool = True) -> None:
 
 
 def _emit(state: _State, result: Any) -> None:
+    if getattr(result, "sets_password", False):
+        say("dbguard: note: this SQL sets a password and is printed unmasked, for execution: keep it out of "
+            "logs and tickets", err=True)
     text = output.render(result, state.fmt)
     if text:
         say(text)

@@ -14,6 +14,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 # A known secret shorter than this is masked only where a pattern puts it: replacing a 3-letter word
@@ -103,6 +104,28 @@ class Masker:
         for pattern in self._patterns:
             masked = pattern.sub(MASK, masked)
         return masked
+
+
+def holds_password(text: str) -> bool:
+    """Whether SQL text sets a password (a literal the patterns would mask)."""
+    return bool(_SQL_PASSWORD.search(text))
+
+
+class SecretWatch:
+    """A text stream passed through unchanged that notes whether a password literal went by."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.seen = stream, False
+
+    def write(self, text: str) -> int:
+        self.seen = self.seen or holds_password(text)
+        return int(self.stream.write(text) or 0)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:

@@ -96,6 +96,8 @@ class OfflineSqlResult:
     """``--sql``: Alembic wrote the SQL to standard output; nothing touched the database."""
 
     exit_code: ExitCode = ExitCode.OK
+    # The SQL holds a password literal: it is printed unmasked (it is for execution).
+    sets_password: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""A canary sweep: distinct secrets planted in every place dbguard reads from (URL password, a -x
+secret, revision literals, an exception raised by a revision) must appear in no byte of any output,
+in no column of any dbguard table, and only in ``--sql``, whose SQL is for execution.
+
+The full sweep of every command in every format, fleets and locks included, is benchmarks' work to
+come; this is the part that runs in CI on each engine."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.dbs import backend_of
+from tests.guardrun import connect, database_of, mysql_user, run_dbguard, with_credentials
+
+pytestmark = pytest.mark.integration
+
+
+def _canary(kind: str) -> str:
+    return f"Canary{kind}{uuid.uuid4().hex[:10]}"
+
+
+def _revisions(engine: str, nested: str, err: str, dsn: str) -> list[tuple[str, str, str]]:
+    r1 = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
+    if engine == "postgresql":  # a password literal nested in a literal, in a block that never runs it
+        body = (f'op.execute("DO $$BEGIN IF false THEN EXECUTE \'ALTER ROLE nobody PASSWORD \'\'{nested}\'\'\'; '
+                f'END IF; END$$")')
+    else:
+        body = f'op.execute("SELECT \'CREATE USER x IDENTIFIED BY \'\'{nested}\'\'\'")'
+    r2 = ("r2", body + '\nop.add_column("t", sa.Column("c", sa.Integer))', 'op.drop_column("t", "c")')
+    raising = ("from alembic import context\nif not context.is_offline_mode():\n"
+               f"    raise RuntimeError('cannot reach postgresql://app:{err}@db.internal/app (password={dsn})')")
+    r3 = ("r3", raising, "pass")
+    return [r1, r2, r3]
+
+
+@contextlib.contextmanager
+def _url_with_password(url: str, request: pytest.FixtureRequest, password: str) -> Iterator[str]:
+    if backend_of(url) == "postgresql":  # the test server trusts every login: any password is accepted
+        yield with_credentials(url, password=password)
+        return
+    server = request.getfixturevalue("mysql_server_url")
+    with mysql_user(server, database_of(url), password) as user:
+        yield with_credentials(url, username=user, password=password)
+
+
+def _dbguard_rows(url: str) -> str:
+    with connect(url) as conn:
+        names = [n for n in sa.inspect(conn).get_table_names() if n.startswith("dbguard_")]
+        rows = [repr(tuple(row)) for name in names for row in conn.exec_driver_sql(f"SELECT * FROM {name}")]
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("fixture", [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")])
+def test_no_canary_leaves_dbguard_except_in_the_sql_for_execution(fixture: str, request: pytest.FixtureRequest,
+                                                                  tmp_path: Path) -> None:
+    from tests.projects import make_project
+
+    url = request.getfixturevalue(fixture)
+    engine = backend_of(url)
+    canaries = {kind: _canary(kind) for kind in ("Url", "X", "Nested", "Err", "Dsn")}
+    with _url_with_password(url, request, canaries["Url"]) as secret_url:
+        ini = make_project(tmp_path, url, _revisions(engine, canaries["Nested"], canaries["Err"], canaries["Dsn"]))
+        # The URL reaches dbguard through the environment, the -x secret through its own argv only.
+        env = {"DBGUARD_URL": secret_url}
+        x = ["-x", f"api_token={canaries['X']}"]
+        outputs = []
+        for args in (["plan"], ["--format", "json", "plan"], ["upgrade", "r2"], ["upgrade"], ["status"],
+                     ["--format", "json", "status"], ["--format", "json", "history"], ["history"],
+                     ["rollback", "--yes"], ["--format", "json", "upgrade"], ["drift"]):
+            done = run_dbguard(ini, None, *x, *args, env=env)
+            outputs.append((args, done.returncode, done.stdout + done.stderr))
+        sql = run_dbguard(ini, url, "upgrade", "r2", "--sql")
+        everything = "\n".join(text for _, _, text in outputs) + _dbguard_rows(url)
+    assert [code for args, code, _ in outputs if args == ["upgrade"]] == [5], outputs  # r3 failed, recorded
+    leaked = {kind: c for kind, c in canaries.items() if c in everything}
+    assert not leaked, (leaked, [o for o in outputs if any(c in o[2] for c in leaked.values())])
+    # The SQL for execution keeps its literal, and says so on stderr.
+    assert canaries["Nested"] in sql.stdout, sql.stdout
+    assert "sets a password and is printed unmasked" in sql.stderr
