@@ -241,6 +241,12 @@ class _Runner:
 
     def verify_connection(self, connection: Any) -> None:
         """env.py's connection must reach the very database whose run lock dbguard holds."""
+        from dbguard import masking
+
+        # env.py may have built its URL itself (secrets from a vault): its password is a secret too.
+        password = getattr(getattr(getattr(connection, "engine", None), "url", None), "password", None)
+        if password:
+            masking.remember([str(password)])
         dialect = self.session.dialect
         database = run(connection, dialect.current_database()).scalar()
         same = database is not None and dialect.normalize_database(str(database)) == dialect.normalize_database(
