@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from dbguard import api
@@ -20,6 +21,9 @@ from tests.guardrun import catalog, cli_env, command, connect, ledger, versions
 from tests.projects import make_project
 
 SLEEP = {"postgresql": "SELECT pg_sleep(60)", "mysql": "SELECT SLEEP(60)"}
+# The engines a trial runs on, as parameters naming the database fixtures.
+SERVERS = [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")]
+ALL = [pytest.param("sqlite_url", id="sqlite"), *SERVERS]
 
 R1 = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
 

@@ -25,7 +25,9 @@ import pytest
 from dbguard import api
 from tests.dbs import backend_of
 from tests.faultkit import (
+    ALL,
     R1,
+    SERVERS,
     finish,
     invariant,
     project,
@@ -41,8 +43,6 @@ from tests.projects import make_project, wait_for
 
 pytestmark = pytest.mark.integration
 
-SERVERS = [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")]
-ALL = [pytest.param("sqlite_url", id="sqlite"), *SERVERS]
 
 
 # SIGKILL mid-statement: the statement must not outlive its run -------------------------------------------

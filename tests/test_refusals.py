@@ -22,7 +22,7 @@ from dbguard.db.runlock import FileRunLock
 from dbguard.dialects.mysql import run_lock_name
 from dbguard.dialects.postgresql import advisory_key
 from tests.dbs import backend_of
-from tests.faultkit import R1, finish, project, settings, stopped
+from tests.faultkit import ALL, R1, SERVERS, finish, project, settings, stopped
 from tests.guardrun import (
     DBGUARD,
     cli_env,
@@ -40,8 +40,6 @@ from tests.projects import make_project, wait_for
 
 integration = pytest.mark.integration
 
-SERVERS = [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")]
-ALL = [pytest.param("sqlite_url", id="sqlite"), *SERVERS]
 
 
 # One run lock per database --------------------------------------------------------------------------------
