@@ -200,7 +200,15 @@ def status(settings: Settings) -> StatusReport:
         schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified"
         and not findings,
         findings=findings,
+        notes=_short_secret_notes(target),
     )
+
+
+def _short_secret_notes(target: Any) -> tuple[str, ...]:
+    from dbguard.masking import short_secret_note
+
+    note = short_secret_note([target.url.password], "the database URL's password")
+    return (note,) if note else ()
 
 
 def history(settings: Settings, limit: int = 20) -> HistoryReport:

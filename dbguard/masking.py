@@ -106,6 +106,14 @@ class Masker:
         return masked
 
 
+def short_secret_note(secrets: Iterable[str | None], where: str) -> str | None:
+    """The warning for a secret too short to be masked wherever it occurs."""
+    if any(s and len(s) < MIN_FREE_TEXT_SECRET for s in secrets):
+        return (f"{where} is shorter than {MIN_FREE_TEXT_SECRET} characters: dbguard masks it in URLs and SQL "
+                "password literals, not in free text (an error message quoting it)")
+    return None
+
+
 def holds_password(text: str) -> bool:
     """Whether SQL text sets a password (a literal the patterns would mask)."""
     return bool(_SQL_PASSWORD.search(text))

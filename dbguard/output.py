@@ -129,6 +129,7 @@ def _status_text(report: StatusReport) -> str:
         lines.append(f"breaker:   {report.breaker_reason}")
     if report.advice:
         lines.append(f"next:      {report.advice}")
+    lines += [f"note:      {note}" for note in report.notes]
     return "\n".join(lines)
 
 

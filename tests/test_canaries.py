@@ -83,3 +83,14 @@ def test_no_canary_leaves_dbguard_except_in_the_sql_for_execution(fixture: str, 
     # The SQL for execution keeps its literal, and says so on stderr.
     assert canaries["Nested"] in sql.stdout, sql.stdout
     assert "sets a password and is printed unmasked" in sql.stderr
+
+
+def test_a_password_too_short_to_mask_in_free_text_is_pointed_out(pg_url: str, tmp_path: Path) -> None:
+    from tests.projects import make_project
+
+    url = with_credentials(pg_url, password="abc")  # the test server trusts every login
+    ini = make_project(tmp_path, url, [("r1", "pass", "pass")])
+    assert run_dbguard(ini, url, "upgrade").returncode == 0
+    seen = run_dbguard(ini, url, "status")
+    assert seen.returncode == 0, seen.stderr
+    assert "note:      the database URL's password is shorter than 4 characters" in seen.stdout

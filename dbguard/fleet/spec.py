@@ -215,4 +215,5 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
                      batches=batches, targets=tuple(targets), warnings=tuple(warnings),
                      secrets=tuple(s for s in dict.fromkeys(secrets) if s), worker_timeout_s=float(worker_timeout))
     masking.remember(spec.secrets)
-    return spec
+    short = masking.short_secret_note(spec.secrets, "a password of the fleet file")
+    return dataclasses.replace(spec, warnings=(*spec.warnings, short)) if short else spec

@@ -68,6 +68,8 @@ class StatusReport:
     schema_verified: bool = False
     # What status found beside the state: alembic_version moved outside dbguard.
     findings: tuple[str, ...] = ()
+    # Worth knowing, changes nothing: a password too short to be masked in free text.
+    notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
