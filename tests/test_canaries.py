@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from tests.dbs import backend_of
 from tests.guardrun import connect, database_of, mysql_user, run_dbguard, with_credentials
+from tests.lockscene import execute, session_id
+from tests.projects import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +96,78 @@ def test_a_password_too_short_to_mask_in_free_text_is_pointed_out(pg_url: str, t
     seen = run_dbguard(ini, url, "status")
     assert seen.returncode == 0, seen.stderr
     assert "note:      the database URL's password is shorter than 4 characters" in seen.stdout
+
+
+def _sqlite_rows(path: Path) -> str:
+    import sqlite3
+
+    if not path.exists():
+        return ""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return "\n".join(repr(row) for name in names for row in conn.execute(f'SELECT * FROM "{name}"'))
+
+
+def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: a lock holder's query cut inside a password literal, `locks` and `locks kill` in both
+    formats (and the kill audit), every fleet command with a ${VAR} password, the --force prompt."""
+    from dbguard.core.breaker import CONFIRM_TOKEN
+    from tests.lockscene import Scene
+    from tests.projects import make_project
+
+    canaries = {kind: _canary(kind) for kind in ("Url", "Fleet", "Err")}
+    lock_secret = uuid.uuid4().hex * 2  # shown only in part if truncation came before masking
+    url = with_credentials(pg_url, password=canaries["Url"])
+    failing = ("r2", f"raise RuntimeError('vault said: password={canaries['Err']}')", "pass")
+    table = 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))'
+    ini = make_project(tmp_path, pg_url, [("r1", table, 'op.drop_table("t")'), failing])
+    env = {"DBGUARD_URL": url}
+    outputs: list[tuple[list[str], int, str]] = []
+
+    def run(*args: str, extra: dict[str, str] | None = None, config: bool = True) -> int:
+        if config:
+            done = run_dbguard(ini, None, *args, env={**env, **(extra or {})})
+        else:
+            import subprocess
+            import sys
+
+            from tests.guardrun import cli_env
+            done = subprocess.run([sys.executable, "-m", "dbguard.cli", *args], capture_output=True, text=True,
+                                  timeout=120, env=cli_env(extra), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                  check=False)
+        outputs.append((list(args), done.returncode, done.stdout + done.stderr))
+        return done.returncode
+
+    assert run("upgrade", "r1") == 0
+    scene = Scene(pg_url)
+    try:
+        holder = scene.open("app_a")
+        execute(holder, "BEGIN")
+        pad = "x" * (200 - len("SELECT * FROM t /*  */ WHERE 'ALTER ROLE r PASSWORD ''") - 10)
+        execute(holder, f"SELECT * FROM t /* {pad} */ WHERE 'ALTER ROLE r PASSWORD ''{lock_secret}''' "
+                "IS NOT NULL")
+        waiter, _job = scene.background("ALTER TABLE t ADD COLUMN z INT")
+        wait_for(lambda: scene.is_waiting(session_id(waiter)), timeout=30, message="the ALTER never queued")
+        for args in (["locks"], ["--format", "json", "locks"]):
+            assert run(*args) == 0
+        assert run("--format", "json", "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN) == 0
+    finally:
+        scene.close()
+    fleet = tmp_path / "fleet.toml"
+    fleet_url = with_credentials(pg_url, password="${FLEET_PW}")
+    fleet.write_text(f'[fleet]\nalembic_config = "{ini}"\ncontrol_url = "sqlite:///{tmp_path / "control.db"}"\n'
+                     f'[[targets]]\nname = "one"\nurl = "{fleet_url}"\n')
+    fleet_env = {"FLEET_PW": canaries["Fleet"]}
+    for args in (["fleet", "validate", str(fleet)], ["--format", "jsonl", "fleet", "upgrade", str(fleet)],
+                 ["fleet", "upgrade", str(fleet)], ["fleet", "status", str(fleet)],
+                 ["--format", "json", "fleet", "status", str(fleet)], ["fleet", "rollback", str(fleet), "--yes"]):
+        run(*args, extra=fleet_env, config=False)
+    assert run("upgrade") == 5  # r2 fails: the breaker opens
+    assert run("upgrade", "--force", "--confirm-risk", "WRONG") == 3  # the prompt shows the blast radius
+    everything = "\n".join(text for _, _, text in outputs) + _dbguard_rows(pg_url) + _sqlite_rows(
+        tmp_path / "control.db")
+    assert "blast radius" in everything.lower() or "CONFIRM_RISK" in everything
+    leaked = {kind: c for kind, c in canaries.items() if c in everything}
+    assert not leaked, (leaked, [o for o in outputs if any(c in o[2] for c in leaked.values())])
+    assert lock_secret[:8] not in everything, [o for o in outputs if lock_secret[:8] in o[2]]
+    assert any("PASSWORD ''***" in text for args, _, text in outputs if "locks" in args), "the query was not shown"
