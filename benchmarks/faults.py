@@ -272,7 +272,9 @@ def report(results: list[dict[str, Any]], engines: list[str], args: Any) -> str:
     lines += ["", (f"{total} trials, {bad} disagreements. A rollback tried while a deploy was stopped (SIGSTOP) "
                   f"exited {dict(Counter(stop))} (4: the stopped process is alive and never taken over)."),
               "", "Not applicable: " + "; ".join(sorted({
-                  f"{f} on {e}" if e == "sqlite" and f in ("cut", "freeze") else f"{p} on {e}"
+                  f"{f} on {e}" if e == "sqlite" and f in ("cut", "freeze") else
+                  f"{f} at {p} on {e} (the ledger shares the migration's path: as before-step)"
+                  if f in ("cut", "freeze") and p.startswith("ledger-write") else f"{p} on {e}"
                   for e in engines for f in FAULTS for p in POINTS
                   if not applies(e, f, p) and f not in ("sys.exit", "os._exit") and p != "in-migration"}))]
     return "\n".join(lines)
