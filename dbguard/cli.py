@@ -50,11 +50,13 @@ class _State:
         return load_settings({**self.flags, **{k: v for k, v in more.items() if v is not None}})
 
 
-def say(text: str, err: bool = False, nl: bool = True) -> None:
-    """Everything the CLI prints goes through here: the masking boundary (dbguard.masking)."""
+def say(text: str, err: bool = False, nl: bool = True, json_document: bool = False) -> None:
+    """Everything the CLI prints goes through here: the masking boundary (dbguard.masking). A JSON
+    document was masked value by value as it was built (output._plain): masking its text again could
+    cut through its quoting, so it goes out as it is."""
     from dbguard import masking
 
-    click.echo(masking.active()(text), err=err, nl=nl)
+    click.echo(text if json_document else masking.active()(text), err=err, nl=nl)
 
 
 def _emit(state: _State, result: Any) -> None:
@@ -63,7 +65,7 @@ def _emit(state: _State, result: Any) -> None:
             "logs and tickets", err=True)
     text = output.render(result, state.fmt)
     if text:
-        say(text)
+        say(text, json_document=state.fmt in ("json", *output.STREAM_FORMATS))
     sys.exit(int(result.exit_code))
 
 
@@ -400,7 +402,7 @@ def _fleet_flags(state: _State, **more: Any) -> dict[str, Any]:
 def _fleet_progress(state: _State) -> Any:
     """Events as JSON lines on stdout (--format jsonl), else a live progress line on stderr."""
     if state.fmt in output.STREAM_FORMATS:
-        return lambda event: say(output.render_event(event))
+        return lambda event: say(output.render_event(event), json_document=True)
     printer = output.FleetProgress(sys.stderr.isatty())
 
     def show(event: dict[str, Any]) -> None:
@@ -599,7 +601,7 @@ def _fail(message: str, exit_code: int, fmt: str, stderr_text: str | None = None
     say(stderr_text if stderr_text is not None else output.render_error(message), err=True)
     document = output.render_error_document(message, exit_code, fmt)
     if document is not None:
-        say(document)
+        say(document, json_document=True)
     sys.exit(exit_code)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dbguard import __version__, faultpoints
+from dbguard import __version__, faultpoints, masking
 from dbguard import alembic_bridge as bridge
 from dbguard.core import breaker
 from dbguard.core.retry import backoff_ms
@@ -363,7 +363,8 @@ class _StepJournal:
         self.notes.setdefault(step.key, []).append({
             "watchdog": "cancelled: traffic queued behind the statement",
             "waiters": event.waiters, "oldest_ms": event.oldest_ms, "sessions": list(event.sessions),
-            "statement": (event.statement or "")[:500],
+            # Masked before it is serialised (a literal cut at 500 characters is masked to its end).
+            "statement": masking.active()((event.statement or "")[:500]),
         })
 
     def finished(self, step: bridge.TrackedStep, committed: Callable[[], bool] | None = None) -> None:

@@ -29,22 +29,23 @@ _URL_QUERY = re.compile(r"(?i)(?P<head>[?&;](?:password|passwd|pwd|sslpassword)=
 # password=... / password: ... pairs (libpq DSNs, tool output). MySQL's "Access denied ... (using
 # password: YES)" names no password: that clue stays readable.
 _KEYWORD_PASSWORD = re.compile(
-    r"(?i)(?P<head>\b(?:password|passwd|pwd|sslpassword)\s*[=:]\s*)(?!(?-i:YES|NO)\))(?![E$'\"]*\*\*\*)"
-    r"(?P<secret>'(?:[^'\\]|\\.|'')*(?:'|$)|\"(?:[^\"\\]|\\.)*(?:\"|$)|[^\s,;)]+)"
+    r"(?im)(?P<head>\b(?:password|passwd|pwd|sslpassword)\s*[=:]\s*)(?!(?-i:YES|NO)\))(?![E$'\"]*\*\*\*)"
+    r"(?P<secret>'(?:[^'\\\n]|\\.|'')*(?:'|$)|\"(?:[^\"\\\n]|\\.)*(?:\"|$)|[^\s,;)]+)"
 )
 
-# SQL string literals that may hold a password, each allowed to be cut short by truncation ($ = end).
+# SQL string literals that may hold a password. A closed one may span lines; one cut short by
+# truncation (no closing quote) is masked to the end of its line, never beyond.
 _LITERAL = (
     r"(?:"
-    r"''(?:[^']|'''')+(?:''|$)"               # nested in another literal: EXECUTE '... PASSWORD ''x'''
-    r"|[eE]'(?:[^'\\]|\\.|'')*(?:'|$)"        # E'x' with backslash escapes
-    r"|'(?:[^'\\]|\\.|'')*(?:'|$)"            # 'x', quotes doubled (MySQL also takes \')
-    r"|\"(?:[^\"\\]|\\.|\"\")*(?:\"|$)"       # "x" (MySQL without ANSI_QUOTES)
-    r"|\$(?P<tag>[A-Za-z_]\w*)?\$.*?(?:\$(?P=tag)?\$|$)"  # $$x$$, $tag$x$tag$
+    r"''(?:[^']|'''')+''|''(?:[^'\n]|'''')+$"                 # nested: EXECUTE '... PASSWORD ''x'''
+    r"|[eE]'(?:[^'\\]|\\.|'')*'|[eE]'(?:[^'\\\n]|\\.|'')*$"   # E'x' with backslash escapes
+    r"|'(?:[^'\\]|\\.|'')*'|'(?:[^'\\\n]|\\.|'')*$"           # 'x', quotes doubled (MySQL also takes \')
+    r"|\"(?:[^\"\\]|\\.|\"\")*\"|\"(?:[^\"\\\n]|\\.|\"\")*$"  # "x" (MySQL without ANSI_QUOTES)
+    r"|\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)?\$|\$(?:[A-Za-z_]\w*)?\$[^\n]*$"  # $$x$$, $tag$x$tag$
     r")"
 )
 _SQL_PASSWORD = re.compile(
-    r"(?is)(?P<head>\b(?:"
+    r"(?ism)(?P<head>\b(?:"
     r"SET\s+PASSWORD\b[^=;]*=\s*(?:PASSWORD\s*\(\s*)?"                  # SET PASSWORD [FOR u] = ['x' | PASSWORD('x')]
     r"|IDENTIFIED\s+(?:WITH\s+\S+\s+|VIA\s+\S+\s+)?(?:BY|AS|USING)\s+(?:PASSWORD\s*(?:\(\s*)?)?"  # IDENTIFIED ... BY 'x'
     r"|(?:(?:UN)?ENCRYPTED\s+)?PASSWORD\s*(?:\(\s*|\s+)"                # PASSWORD 'x', PASSWORD('x')
@@ -92,6 +93,26 @@ class Masker:
     @property
     def patterns(self) -> tuple[str, ...]:
         return tuple(p.pattern for p in self._patterns)
+
+    def stored(self, text: str) -> str:
+        """A value as a table stores it: JSON (a list or an object) is masked string by string and
+        written again, so that a literal cut short inside one string never swallows the rest."""
+        if text.lstrip()[:1] in ("[", "{"):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                return self(text)
+            return json.dumps(self._walk(data))
+        return self(text)
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, list):
+            return [self._walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._walk(v) for k, v in value.items()}
+        return value
 
     def __call__(self, text: str | None) -> str:
         if not text:

@@ -31,6 +31,12 @@ STREAM_COMMANDS = ("fleet",)
 
 
 def _plain(value: Any) -> Any:
+    """The value as JSON data, every string masked on the way (before serialising, so that quoting
+    cannot hide a secret from the patterns)."""
+    if isinstance(value, str):
+        from dbguard.masking import active
+
+        return active()(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -201,7 +207,7 @@ def render_error_document(message: str, exit_code: int, fmt: str) -> str | None:
     caller parsing stdout always gets one; nothing in the other formats, whose errors go to stderr."""
     document = {"error": message, "exit_code": exit_code}
     if fmt == "json":
-        return json.dumps(document)
+        return json.dumps(_plain(document))
     if fmt in STREAM_FORMATS:
         return render_event({"event": "summary", **document})
     return None
@@ -229,9 +235,28 @@ def _drift_text(report: Any) -> str:
     return "\n".join(lines)
 
 
+def _masked(text: str) -> str:
+    """Masked before a CI format escapes it (escaping would hide a secret's quotes from the patterns)."""
+    from dbguard.masking import active
+
+    return active()(text)
+
+
+def _escape(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(_masked(text))
+
+
+def _quoteattr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(_masked(text))
+
+
 def _gh_escape(text: str, prop: bool = False) -> str:
     # GitHub workflow commands: % CR LF are escaped in data; properties also escape : and ,.
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = _masked(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
@@ -245,7 +270,6 @@ def _drift_ci(report: Any, fmt: str) -> str:
         if not report.drifts:
             lines.append(f"::notice title=schema drift::{_gh_escape(_drift_text(report))}")
         return "\n".join(lines)
-    from xml.sax.saxutils import escape, quoteattr
 
     groups: dict[str, list[Any]] = {}
     for drift in report.drifts:
@@ -255,10 +279,10 @@ def _drift_ci(report: Any, fmt: str) -> str:
     seconds = (report.duration_ms or 0) / 1000
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuites name="dbguard drift" tests="{len(names)}" failures="{failures}" errors="0" time="{seconds:.3f}">',
-           (f'  <testsuite name={quoteattr("schema drift against " + report.against)} tests="{len(names)}" '
+           (f'  <testsuite name={_quoteattr("schema drift against " + report.against)} tests="{len(names)}" '
            f'failures="{failures}" errors="0" skipped="0" time="{seconds:.3f}">')]
     for name in names:
-        case = f'    <testcase classname="dbguard.drift" name={quoteattr(name)}'
+        case = f'    <testcase classname="dbguard.drift" name={_quoteattr(name)}'
         found = groups.get(name)
         if not found:
             out.append(case + "/>")
@@ -266,7 +290,7 @@ def _drift_ci(report: Any, fmt: str) -> str:
         message = f"{len(found)} difference{'s' if len(found) != 1 else ''}"
         body = "\n".join(d.describe() for d in found)
         out.append(case + ">")
-        out.append(f'      <failure message={quoteattr(message)} type="drift">{escape(body)}</failure>')
+        out.append(f'      <failure message={_quoteattr(message)} type="drift">{_escape(body)}</failure>')
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out)
@@ -485,7 +509,6 @@ def _plan_ci(report: Any, fmt: str) -> str:
         if not findings:
             lines.append(f"::notice title=dbguard plan::{_gh_escape('no risk findings')}")
         return "\n".join(lines)
-    from xml.sax.saxutils import escape, quoteattr
 
     failures = sum(1 for rev in report.revisions if any(f.level >= _level(report.fail_on) for f in rev.findings))
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
@@ -493,12 +516,12 @@ def _plan_ci(report: Any, fmt: str) -> str:
            f'  <testsuite name="risk findings" tests="{len(report.revisions)}" failures="{failures}" errors="0">']
     for rev in report.revisions:
         bad = [f for f in rev.findings if f.level >= _level(report.fail_on)]
-        case = f'    <testcase classname="dbguard.plan" name={quoteattr(rev.revision)}'
+        case = f'    <testcase classname="dbguard.plan" name={_quoteattr(rev.revision)}'
         if not bad:
             out.append(case + "/>")
             continue
         body = "\n".join("\n".join(_finding_lines(f, "")) for f in rev.findings)
-        failure = f'      <failure message={quoteattr(f"{len(bad)} finding(s)")} type="risk">{escape(body)}</failure>'
+        failure = f'      <failure message={_quoteattr(f"{len(bad)} finding(s)")} type="risk">{_escape(body)}</failure>'
         out += [case + ">", failure, "    </testcase>"]
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out)

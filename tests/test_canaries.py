@@ -27,13 +27,16 @@ def _canary(kind: str) -> str:
     return f"Canary{kind}{uuid.uuid4().hex[:10]}"
 
 
-def _revisions(engine: str, nested: str, err: str, dsn: str) -> list[tuple[str, str, str]]:
+def _revisions(engine: str, nested: str, err: str, dsn: str, log: str) -> list[tuple[str, str, str]]:
     r1 = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
     if engine == "postgresql":  # a password literal nested in a literal, in a block that never runs it
         body = (f'op.execute("DO $$BEGIN IF false THEN EXECUTE \'ALTER ROLE nobody PASSWORD \'\'{nested}\'\'\'; '
                 f'END IF; END$$")')
     else:
         body = f'op.execute("SELECT \'CREATE USER x IDENTIFIED BY \'\'{nested}\'\'\'")'
+    # A log line of a revision, shown by Alembic's own handler on stderr.
+    body += (f"\nimport logging\nlogging.getLogger(\"alembic.runtime.migration\").info(\"reaching %s\", "
+             f"\"postgresql://app:{log}@replica.internal/app\")")
     r2 = ("r2", body + '\nop.add_column("t", sa.Column("c", sa.Integer))', 'op.drop_column("t", "c")')
     raising = ("from alembic import context\nif not context.is_offline_mode():\n"
                f"    raise RuntimeError('cannot reach postgresql://app:{err}@db.internal/app (password={dsn})')")
@@ -65,23 +68,36 @@ def test_no_canary_leaves_dbguard_except_in_the_sql_for_execution(fixture: str, 
 
     url = request.getfixturevalue(fixture)
     engine = backend_of(url)
-    canaries = {kind: _canary(kind) for kind in ("Url", "X", "Nested", "Err", "Dsn")}
+    canaries = {kind: _canary(kind) for kind in ("Url", "X", "Nested", "Err", "Dsn", "Log")}
     with _url_with_password(url, request, canaries["Url"]) as secret_url:
-        ini = make_project(tmp_path, url, _revisions(engine, canaries["Nested"], canaries["Err"], canaries["Dsn"]))
+        ini = make_project(tmp_path, url, _revisions(engine, canaries["Nested"], canaries["Err"], canaries["Dsn"],
+                                              canaries["Log"]))
         # The URL reaches dbguard through the environment, the -x secret through its own argv only.
         env = {"DBGUARD_URL": secret_url}
         x = ["-x", f"api_token={canaries['X']}"]
         outputs = []
-        for args in (["plan"], ["--format", "json", "plan"], ["upgrade", "r2"], ["upgrade"], ["status"],
-                     ["--format", "json", "status"], ["--format", "json", "history"], ["history"],
-                     ["rollback", "--yes"], ["--format", "json", "upgrade"], ["drift"]):
-            done = run_dbguard(ini, None, *x, *args, env=env)
-            outputs.append((args, done.returncode, done.stdout + done.stderr))
+        snapshot = tmp_path / "snapshot.json"
+        formats = [[], ["--format", "json"], ["--format", "github"], ["--format", "junit"]]
+        for args in ([*f, "plan"] for f in formats), (["upgrade", "r2"], ["snapshot", "--live", "-o",
+                     str(snapshot)]), ([*f, "drift"] for f in formats), (
+                     ["upgrade"], ["status"], ["--format", "json", "status"], ["--format", "json", "history"],
+                     ["history"], ["resolve", "--reason", "checked", "--confirm-risk", "CONFIRM_RISK"],
+                     ["--format", "json", "downgrade", "r1"], ["upgrade", "r2"], ["rollback", "--yes"],
+                     ["--format", "json", "upgrade"], ["current"]):
+            for command in args:
+                done = run_dbguard(ini, None, *x, *command, env=env)
+                outputs.append((command, done.returncode, done.stdout + done.stderr))
         sql = run_dbguard(ini, url, "upgrade", "r2", "--sql")
-        everything = "\n".join(text for _, _, text in outputs) + _dbguard_rows(url)
+        everything = ("\n".join(text for _, _, text in outputs) + _dbguard_rows(url)
+                      + (snapshot.read_text() if snapshot.exists() else ""))
+    codes = {" ".join(a): (c, text[-600:]) for a, c, text in outputs}
+    for command in ("snapshot --live -o " + str(snapshot), "--format json downgrade r1",
+                    "resolve --reason checked --confirm-risk CONFIRM_RISK"):
+        assert codes[command][0] == 0, (command, codes[command])
     assert [code for args, code, _ in outputs if args == ["upgrade"]] == [5], outputs  # r3 failed, recorded
     leaked = {kind: c for kind, c in canaries.items() if c in everything}
     assert not leaked, (leaked, [o for o in outputs if any(c in o[2] for c in leaked.values())])
+    assert "reaching postgresql://app:***@replica.internal/app" in everything  # the log line was shown, masked
     # The SQL for execution keeps its literal, and says so on stderr.
     assert canaries["Nested"] in sql.stdout, sql.stdout
     assert "sets a password and is printed unmasked" in sql.stderr

@@ -109,3 +109,18 @@ def test_every_ledger_and_control_write_goes_through_the_masking_writer() -> Non
             if function.name in exempt or not (".insert()" in source or ".update()" in source):
                 continue
             assert any(f"{w}(" in source for w in writers), (path.name, function.name)
+
+
+def test_stored_json_is_masked_string_by_string_and_stays_json() -> None:
+    cut = json.dumps([{"statement": "ALTER ROLE r PASSWORD 'TopSec", "waiters": 3}, {"id": 7}])
+    stored = Masker().stored(cut)
+    assert json.loads(stored) == [{"statement": "ALTER ROLE r PASSWORD '***", "waiters": 3}, {"id": 7}]
+    assert Masker().stored("not json [") == "not json ["
+
+
+def test_a_literal_cut_short_is_masked_to_the_end_of_its_line_only() -> None:
+    text = "1  app  PASSWORD ''TopSec…\n2  web  SELECT 1\nnext: roll back"
+    assert mask(text) == "1  app  PASSWORD ''***\n2  web  SELECT 1\nnext: roll back"
+    many = "CREATE ROLE a PASSWORD 'x\ny'; SELECT 'kept'"
+    assert mask(many) == "CREATE ROLE a PASSWORD '***'; SELECT 'kept'"
+    assert mask(mask(text)) == mask(text)

@@ -145,7 +145,7 @@ def written(values: dict[str, Any]) -> dict[str, Any]:
     from dbguard.masking import active
 
     masker = active()
-    return {k: _to_db(v) if isinstance(v, dt.datetime) else masker(v) if isinstance(v, str) else v
+    return {k: _to_db(v) if isinstance(v, dt.datetime) else masker.stored(v) if isinstance(v, str) else v
             for k, v in values.items()}
 
 

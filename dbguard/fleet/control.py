@@ -42,7 +42,7 @@ def _to_db(value: Any) -> Any:
         return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if isinstance(value, tuple):
         value = " ".join(value)
-    return active()(value) if isinstance(value, str) else value
+    return active().stored(value) if isinstance(value, str) else value
 
 
 def _from_db(value: Any) -> dt.datetime | None:

@@ -79,6 +79,14 @@ def make_pool(parallel: int) -> ProcessPoolExecutor:
     return pool
 
 
+def _masking(job: dict[str, Any]) -> None:
+    """This worker process is dbguard's own: what it writes to the target's ledger is masked with the
+    fleet's secrets, as in the command that sent the job."""
+    from dbguard import masking
+
+    masking.activate(masking.Masker(job.get("secrets", ())))
+
+
 @contextlib.contextmanager
 def _working() -> Any:
     _busy[0] += 1
@@ -131,6 +139,7 @@ def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
         for key, value in job["offline"].items():
             alembic_bridge.OFFLINE_CACHE.setdefault(key, value)
     force = bool(job.get("force"))
+    _masking(job)
     with _working():
         try:
             result = api.upgrade(_settings(job), job["revision"], force=force,
@@ -145,6 +154,7 @@ def rollback_target(job: dict[str, Any]) -> dict[str, Any]:
     from dbguard import api
 
     started = time.monotonic()
+    _masking(job)
     with _working():
         try:
             result = api.rollback(_settings(job), to=job.get("to"), confirm=lambda prompt: True)
