@@ -8,6 +8,8 @@ come; this is the part that runs in CI on each engine."""
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.dbs import backend_of
-from tests.guardrun import connect, database_of, mysql_user, run_dbguard, with_credentials
+from tests.guardrun import cli_env, connect, database_of, mysql_user, run_dbguard, with_credentials
 from tests.lockscene import execute, session_id
 from tests.projects import wait_for
 
@@ -124,6 +126,39 @@ def _sqlite_rows(path: Path) -> str:
         return "\n".join(repr(row) for name in names for row in conn.execute(f'SELECT * FROM "{name}"'))
 
 
+def _command_lines_while_running(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, list[str]]:
+    """Run ``argv``; its exit code, its output, and the command line of every process it started."""
+    import subprocess
+
+    def children_of(pid: int) -> set[int]:
+        found, todo = set(), [pid]
+        parents = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        while todo:
+            parent = todo.pop()
+            for child, ppid in parents.items():
+                if ppid == parent and child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
+
+    seen: dict[int, str] = {}
+    out, err = cwd / "sampled.out", cwd / "sampled.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        try:
+            while proc.poll() is None:
+                for child in children_of(proc.pid) - set(seen):
+                    with contextlib.suppress(OSError):
+                        seen[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                time.sleep(0.01)  # a polling interval: the pool's processes live as long as the rollout
+        finally:
+            proc.wait(timeout=120)
+    return proc.returncode, out.read_text() + err.read_text(), [line for line in seen.values() if line]
+
+
 def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, tmp_path: Path) -> None:
     """PostgreSQL: a lock holder's query cut inside a password literal, `locks` and `locks kill` in both
     formats (and the kill audit), every fleet command with a ${VAR} password, the --force prompt."""
@@ -174,8 +209,14 @@ def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, tmp_path:
     fleet.write_text(f'[fleet]\nalembic_config = "{ini}"\ncontrol_url = "sqlite:///{tmp_path / "control.db"}"\n'
                      f'[[targets]]\nname = "one"\nurl = "{fleet_url}"\n')
     fleet_env = {"FLEET_PW": canaries["Fleet"]}
-    for args in (["fleet", "validate", str(fleet)], ["--format", "jsonl", "fleet", "upgrade", str(fleet)],
-                 ["fleet", "upgrade", str(fleet)], ["fleet", "status", str(fleet)],
+    run("fleet", "validate", str(fleet), extra=fleet_env, config=False)
+    # The rollout's own processes (its worker pool) carry no secret on their command lines.
+    code, text, command_lines = _command_lines_while_running(
+        [sys.executable, "-m", "dbguard.cli", "--format", "jsonl", "fleet", "upgrade", str(fleet)], cwd=tmp_path,
+        env=cli_env(fleet_env))
+    assert code == 5 and any("multiprocessing" in line for line in command_lines), (code, command_lines)
+    outputs.append((["--format", "jsonl", "fleet", "upgrade"], code, text + "\n".join(command_lines)))
+    for args in (["fleet", "upgrade", str(fleet)], ["fleet", "status", str(fleet)],
                  ["--format", "json", "fleet", "status", str(fleet)], ["fleet", "rollback", str(fleet), "--yes"]):
         run(*args, extra=fleet_env, config=False)
     assert run("upgrade") == 5  # r2 fails: the breaker opens
