@@ -228,3 +228,39 @@ def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, tmp_path:
     assert not leaked, (leaked, [o for o in outputs if any(c in o[2] for c in leaked.values())])
     assert lock_secret[:8] not in everything, [o for o in outputs if lock_secret[:8] in o[2]]
     assert any("PASSWORD ''***" in text for args, _, text in outputs if "locks" in args), "the query was not shown"
+
+
+@pytest.mark.parametrize("fixture", [pytest.param("pg_url", id="postgresql"), pytest.param("mysql_url", id="mysql")])
+def test_the_statement_a_watchdog_cancelled_is_stored_masked(fixture: str, request: pytest.FixtureRequest,
+                                                             tmp_path: Path) -> None:
+    """The step's notes keep the statement the watchdog cancelled: its password literal is masked
+    before the note is written, the note stays JSON, and the output shows no secret either."""
+    import json
+
+    from tests.lanekit import AppSession, Cleanup, Reader, dbguard, ledger, start_dbguard
+    from tests.projects import make_project
+
+    url = request.getfixturevalue(fixture)
+    secret = _canary("Watch")
+    table = ("w1", 'op.create_table("t1", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t1")')
+    alter = ("w2", f"op.execute(\"ALTER TABLE t1 ADD COLUMN c INT /* ALTER ROLE r PASSWORD '{secret}' */\")",
+             'op.drop_column("t1", "c")')
+    ini = make_project(tmp_path, url, [table, alter])
+    assert dbguard(ini, "upgrade", "w1").returncode == 0
+    cleanup = Cleanup()
+    try:
+        cleanup.add(AppSession(url, "t1"))  # holds the table: the ALTER queues behind it
+        reader = cleanup.add(Reader(url, "t1"))  # and queues behind the ALTER: the watchdog's cue
+        run = cleanup.add(start_dbguard(ini, "upgrade", env={"DBGUARD_MAX_BLOCKING_MS": "500",
+                                                             "DBGUARD_LOCK_TIMEOUT_MS": "5000",
+                                                             "DBGUARD_LOCK_RETRIES": "0"}))
+        out, err = run.communicate(timeout=120)
+        reader.stop()
+    finally:
+        cleanup.close()
+    assert run.returncode == 5 and "blocking traffic" in out + err, out + err
+    runs, steps = ledger(url)
+    step = next(s for s in steps if s["run_id"] == runs[-1]["id"] and s["revision"] == "w2")
+    notes = json.loads(step["notes"])  # still JSON
+    assert notes and "PASSWORD '***'" in notes[0]["statement"], notes
+    assert secret not in out + err + _dbguard_rows(url)
