@@ -611,6 +611,27 @@ def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
     return None
 
 
+def _exact_lock_source(conn: Connection, dialect: Any) -> str | None:
+    """A metadata-lock source that can say exactly which locks a session holds (MySQL/MariaDB), if one
+    is ready; None elsewhere."""
+    sources = getattr(dialect, "mdl_sources", None)
+    if sources is None:
+        return None
+    for source in sources():
+        if source != "heuristic" and _count(conn, dialect.mdl_source_ready(source)) > 0:
+            return str(source)
+    return None
+
+
+def _still_blocking(conn: Connection, dialect: Any, sid: str, identity: str, exact: str | None) -> bool:
+    """Whether the session still holds its locks after a cancel. Where the metadata locks can be read
+    (MariaDB's metadata_lock_info, MySQL's performance_schema), a lock it still holds says so whatever
+    the transaction heuristic reads (INNODB_TRX is a cache, refreshed at most every 100 ms)."""
+    if _count(conn, dialect.session_blocking(sid, identity)) > 0:
+        return True
+    return exact is not None and _count(conn, dialect.session_holds_locks(sid, exact)) > 0
+
+
 def _end_one(conn: Connection, dialect: Any, s: LockSession, verdict: Verdict, grace_ms: int) -> tuple[str, str]:
     """(action actually taken, outcome)."""
     sid, identity = s.session_id, s.identity or ""
@@ -623,7 +644,8 @@ def _end_one(conn: Connection, dialect: Any, s: LockSession, verdict: Verdict, g
             return "cancel", "failed: permission denied"
         if why == "gone":
             return "none", "gone before it was ended"
-        freed = _wait(lambda: _count(conn, dialect.session_blocking(sid, identity)) == 0, grace_ms / 1000)
+        exact = _exact_lock_source(conn, dialect)
+        freed = _wait(lambda: not _still_blocking(conn, dialect, sid, identity, exact), grace_ms / 1000)
         if freed:
             return "cancel", "cancelled"
         taken = "cancel_then_terminate"

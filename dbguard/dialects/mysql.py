@@ -451,6 +451,19 @@ class MysqlDialect:
             {"id": int(session_id), "identity": identity},
         )
 
+    def session_holds_locks(self, session_id: str, source: str) -> Statement:
+        """How many metadata locks the thread holds, read from ``source`` (granted locks only)."""
+        if source == "metadata_lock_info":
+            # A GET_LOCK user lock or a backup lock blocks no table: not a reason to end the session.
+            return Statement("SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO WHERE THREAD_ID = :id "
+                             "AND LOCK_TYPE NOT IN ('User lock', 'Backup lock')", {"id": int(session_id)})
+        return Statement(
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks m JOIN performance_schema.threads t "
+            "ON t.THREAD_ID = m.OWNER_THREAD_ID WHERE t.PROCESSLIST_ID = :id AND m.LOCK_STATUS = 'GRANTED' "
+            "AND m.OBJECT_TYPE NOT IN ('USER LEVEL LOCK', 'BACKUP LOCK')",
+            {"id": int(session_id)},
+        )
+
     def is_kill_denied(self, exc: BaseException) -> bool:
         return _errno(exc) in (KILL_DENIED, *PRIVILEGE_ERRORS)
 
