@@ -25,7 +25,7 @@ from dbguard.core import victims as policy_mod
 from dbguard.core import waitfor
 from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict
 from dbguard.db.sql import run
-from dbguard.db.waits import retried_reads
+from dbguard.db.waits import retried_reads, wait_until
 from dbguard.dialects import Dialect
 from dbguard.errors import ConfigError, PrivilegeError
 from dbguard.masking import mask
@@ -583,13 +583,7 @@ def _count(conn: Connection, stmt: Any) -> int:
 
 
 def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_S)
+    return wait_until(predicate, seconds, _POLL_S)
 
 
 def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:

@@ -8,7 +8,6 @@ whatever ``--no-kill-blockers`` says, audited before the signal, and confirmed g
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from dbguard.db.sql import run
+from dbguard.db.waits import wait_until
 
 # How often the server is asked whether a session is gone, while waiting for it.
 _POLL_S = 0.05
@@ -64,13 +64,7 @@ def command(conn: Connection, dialect: Any, session: RecordedSession) -> str | N
 
 
 def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_S)
+    return wait_until(predicate, seconds, _POLL_S)
 
 
 def _signal(conn: Connection, dialect: Any, statement: Any) -> None:

@@ -104,3 +104,14 @@ def single_attempt(store: Any) -> Iterator[None]:
         yield
     finally:
         store.lock_retries = saved
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, poll_s: float) -> bool:
+    """Whether ``predicate`` came true within ``seconds``, asked every ``poll_s``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
