@@ -167,9 +167,11 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"on_drift must be warn, refuse or ignore, got {settings.on_drift!r}")
     for pattern in settings.mask_patterns:
         try:
-            re.compile(pattern)
+            compiled = re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"mask_patterns: {pattern!r} is not a regular expression: {exc}") from None
+        if compiled.fullmatch(""):  # it would put *** between every two characters of every output
+            raise ConfigError(f"mask_patterns: {pattern!r} matches empty text; make it match the secret only")
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings

@@ -72,3 +72,7 @@ def test_settings_reject_nonsense(tmp_path: Path):
         load_settings({}, environ={"DBGUARD_LOCK_RETRIES": "many"}, cwd=tmp_path)
     with pytest.raises(ConfigError, match="table_prefix"):
         load_settings({"table_prefix": "x; drop"}, environ={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="is not a regular expression"):
+        load_settings({}, environ={"DBGUARD_MASK_PATTERNS": "tok_[0-9"}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="matches empty text"):
+        load_settings({}, environ={"DBGUARD_MASK_PATTERNS": "tok_[0-9]{8},x*"}, cwd=tmp_path)

@@ -414,7 +414,6 @@ class KillLedger:
 
 # schemas ----------------------------------------------------------------------------------------
 
-# MySQL's TEXT stops at 64 KB; the schema of thousands of tables needs more.
 # MySQL's TEXT stops at 64 KiB; a whole schema needs more.
 _LONG_TEXT = _engine_type(sa.Text, "ledger_long_text_type", "text that holds a whole schema")
 
