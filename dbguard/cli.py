@@ -617,10 +617,17 @@ def _mask_log_records() -> None:
     def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
         with contextlib.suppress(Exception):  # a record whose message cannot be built is left to logging
+            mask = masking.active()
             text = record.getMessage()
-            masked = masking.active()(text)
+            masked = mask(text)
             if masked != text:
                 record.msg, record.args = masked, ()
+            # A logged exception's traceback is formatted later by a handler, which uses exc_text when
+            # it is set: set it now, masked (an exception message may quote a URL or a password).
+            if record.exc_info and not record.exc_text:
+                record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+            if record.stack_info:
+                record.stack_info = mask(record.stack_info)
         return record
 
     logging.setLogRecordFactory(masked_record)

@@ -83,7 +83,10 @@ class Masker:
         forms = {form for secret in known for form in encodings(secret) if len(form) >= MIN_FREE_TEXT_SECRET}
         # Longest first: a secret that contains another is replaced whole.
         self._known = sorted(forms, key=lambda f: (-len(f), f))
-        self._known_re = re.compile("|".join(re.escape(f) for f in self._known)) if self._known else None
+        # A lookahead finds every occurrence, overlapping ones too: two secrets that share characters
+        # ("abcdef" and "defghi" in "abcdefghi") are masked as one span, never leaving a tail of either.
+        alternatives = "|".join(re.escape(f) for f in self._known)
+        self._known_re = re.compile(f"(?=({alternatives}))") if self._known else None
         self._patterns = [re.compile(p) for p in patterns]
 
     @property
@@ -114,10 +117,29 @@ class Masker:
             return {k: self._walk(v) for k, v in value.items()}
         return value
 
+    def _mask_known(self, text: str) -> str:
+        if self._known_re is None:
+            return text
+        spans: list[list[int]] = []
+        for match in self._known_re.finditer(text):
+            start, end = match.start(), match.start() + len(match.group(1))
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        if not spans:
+            return text
+        out, at = [], 0
+        for start, end in spans:
+            out += [text[at:start], MASK]
+            at = end
+        out.append(text[at:])
+        return "".join(out)
+
     def __call__(self, text: str | None) -> str:
         if not text:
             return text or ""
-        masked = self._known_re.sub(MASK, text) if self._known_re is not None else text
+        masked = self._mask_known(text)
         masked = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, masked)
         masked = _URL_QUERY.sub(lambda m: m.group("head") + MASK, masked)
         masked = _SQL_PASSWORD.sub(lambda m: m.group("head") + _masked_literal(m.group("secret")), masked)

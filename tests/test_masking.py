@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,19 @@ def test_known_secrets_in_every_encoding_and_longest_first() -> None:
     assert masker(json.dumps({"error": "it's\"%sec"})) == '{"error": "***"}'
     assert masker("VALUES ('it''s\"%sec')") == "VALUES ('***')"
     assert masker("postgresql://u:it%27s%22%25sec@h/db") == "postgresql://u:***@h/db"
+
+
+def test_overlapping_secrets_leave_no_tail_of_either() -> None:
+    masker = Masker(["abcdef", "defghi", "xyzw"])
+    assert masker("at abcdefghi, then defghiabcdef and xyzwxyzw.") == "at ***, then *** and ***."
+    assert masker(json.dumps("q\"abcdef")) == json.dumps("q\"***")
+
+
+def test_a_common_word_long_enough_is_masked_wherever_it_occurs() -> None:
+    # The URL's password is the word "select": masked in free text too, exactly (case kept apart).
+    masker = Masker(["select"])
+    assert masker("SELECT 1; -- select me; postgresql://u:select@h/db") == "SELECT 1; -- *** me; postgresql://u:***@h/db"
+    assert masker(masker("select")) == "***"
 
 
 def test_a_short_or_common_secret_is_masked_only_where_a_pattern_puts_it() -> None:
@@ -124,3 +138,92 @@ def test_a_literal_cut_short_is_masked_to_the_end_of_its_line_only() -> None:
     many = "CREATE ROLE a PASSWORD 'x\ny'; SELECT 'kept'"
     assert mask(many) == "CREATE ROLE a PASSWORD '***'; SELECT 'kept'"
     assert mask(mask(text)) == mask(text)
+
+
+def _built(annotation: object, text: str, depth: int = 0) -> object:
+    """A value of ``annotation`` whose every string is ``text``: the generic instance of a result."""
+    import dataclasses
+    import datetime as dt
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _built(next(a for a in args if a is not type(None)), text, depth)
+    if origin is typing.Literal:
+        return args[0]
+    if origin in (tuple, list):
+        return (_built(args[0], text, depth),) if args and depth < 4 else ()
+    if origin is dict:
+        return {text: _built(args[1], text, depth)} if args else {text: text}
+    if annotation in (str, typing.Any) or annotation is object:
+        return text
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return 1
+    if annotation is dt.datetime:
+        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return next(iter(annotation))
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type) and depth < 4:
+        hints = typing.get_type_hints(annotation)
+        return annotation(**{f.name: _built(hints[f.name], text, depth + 1)
+                             for f in dataclasses.fields(annotation) if f.init})
+    return None
+
+
+def test_every_result_type_is_masked_in_every_json_document() -> None:
+    """JSON goes out as built (the CLI does not mask a document's text again): each string of every
+    result type, at any depth, dict keys included, must pass the masker on the way into it."""
+    from dbguard import output, results
+    from dbguard.results import _ELSEWHERE
+
+    text = f"ALTER ROLE r PASSWORD '{S}' via postgresql://u:CanaryUrl77@h/db"
+    for name in set(_ELSEWHERE) - {"OfflineSqlResult"}:  # its SQL is for execution, printed as it is
+        result = _built(getattr(results, name), text)
+        assert result is not None, name
+        for fmt in ("json", "jsonl"):
+            document = output.render(result, fmt)
+            assert S not in document and "CanaryUrl77" not in document, (name, fmt, document)
+            assert "***" in document, (name, fmt)  # the walk did reach its strings
+    keyed = output.to_json({"targets": {text: [text]}})  # a mapping held in an Any field: keys too
+    assert S not in keyed and "CanaryUrl77" not in keyed, keyed
+    error = output.render_error_document(text, 2, "json") or ""
+    assert S not in error and "***" in error
+
+
+def test_the_api_installs_nothing_process_wide_the_cli_masks_logged_tracebacks(tmp_path: Path) -> None:
+    """A library call leaves logging, signals and the masker as it found them; in the CLI process a
+    record's message and its traceback (formatted later by whatever handler env.py configured) are
+    masked."""
+    import gc
+    import logging
+    import signal
+    import subprocess
+    import sys
+
+    from dbguard import api, masking
+    from dbguard.settings import load_settings
+    from tests.projects import make_project
+
+    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [("r1", "pass", "pass")])
+    def process_wide() -> tuple[object, ...]:  # (handlers of root, alembic, sqlalchemy: env.py's fileConfig sets them)
+        loggers = [logging.getLogger(name) for name in ("alembic", "sqlalchemy", "dbguard")]
+        return (logging.getLogRecordFactory(), [list(lg.filters) for lg in loggers],
+                list(logging.getLogger("dbguard").handlers),
+                signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), masking.active().known,
+                gc.isenabled())
+
+    before = process_wide()
+    assert api.upgrade(load_settings({"config_path": str(ini)}, environ={}), None).exit_code == 0
+    assert process_wide() == before
+
+    script = ("import logging, sys\nfrom dbguard import cli\ncli._mask_log_records()\n"
+              "logging.basicConfig(stream=sys.stdout, format='%(message)s')\n"
+              "try:\n    raise RuntimeError('no route to postgresql://app:CanaryTb42@db/app')\n"
+              "except RuntimeError:\n    logging.getLogger('env_py').exception('password=CanaryMsg42 rejected')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert "CanaryTb42" not in done.stdout and "CanaryMsg42" not in done.stdout, done.stdout
+    assert "postgresql://app:***@db/app" in done.stdout and "password=*** rejected" in done.stdout, done.stdout
