@@ -50,6 +50,23 @@ class Dialect(Protocol):
 
     def ledger_grant_hint(self, user: str, database: str) -> str: ...
 
+    def utc_now(self) -> Statement: ...
+
+    def is_cancelled(self, exc: BaseException) -> bool: ...
+
+    # The risk rules' engine family; None where no rules apply (SQLite). Read-only, so a dialect whose
+    # attribute is a plain str satisfies it.
+    @property
+    def risk_engine(self) -> str | None: ...
+
+    # The watchdog's queries (PostgreSQL and MySQL/MariaDB); only asked for with a session id, which
+    # SQLite never has.
+    def waits_for_lock(self, session_id: str) -> Statement: ...
+
+    def waiters_behind(self, session_id: str, tables: tuple[str, ...] = ()) -> Statement: ...
+
+    def cancel_own_statement(self, session_id: str) -> Statement: ...
+
 
 _MODULES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 

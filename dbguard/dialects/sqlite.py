@@ -116,6 +116,17 @@ class SqliteDialect:
     # No other session is visible: the busy timeout is the only bound on a wait.
     watches_waiters = False
 
+    # The watchdog asks these only with a session id, and SQLite has none (session_id() is NULL); they
+    # are here so that this class is a Dialect like the others.
+    def waits_for_lock(self, session_id: str) -> Statement:
+        raise NotImplementedError("SQLite has no other sessions to watch")
+
+    def waiters_behind(self, session_id: str, tables: tuple[str, ...] = ()) -> Statement:
+        raise NotImplementedError("SQLite has no other sessions to watch")
+
+    def cancel_own_statement(self, session_id: str) -> Statement:
+        raise NotImplementedError("SQLite has no other sessions to watch")
+
     def is_cancelled(self, exc: BaseException) -> bool:
         return False
 
