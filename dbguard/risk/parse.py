@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Any
+from typing import Any, TypedDict
 
 from dbguard.errors import StatementParseError
 from dbguard.risk.model import Op
@@ -18,6 +18,14 @@ _VOLATILE = {"clock_timestamp", "random", "gen_random_uuid", "uuid_generate_v4",
 _AUTO_TYPES = {"SERIAL", "BIGSERIAL", "SMALLSERIAL"}
 
 _sqlglot: Any = None
+
+
+class _Common(TypedDict):
+    """What every Op of one ALTER TABLE shares: passed to Op as keyword arguments."""
+
+    table: str | None
+    algorithm: str | None
+    lock_clause: str | None
 
 
 def _glot() -> Any:
@@ -359,7 +367,8 @@ def _create(tree: Any, sql: str, glot: Any) -> list[Op]:
     if kind == "TABLE":
         schema = tree.this
         table = _name(schema.this if isinstance(schema, exp.Schema) else schema)
-        refs, indexes = [], []
+        refs: list[str | None] = []
+        indexes: list[str] = []
         columns = {}
         for part in (schema.expressions if isinstance(schema, exp.Schema) else []):
             if isinstance(part, exp.ColumnDef):
@@ -382,7 +391,7 @@ def _alter(tree: Any, sql: str, glot: Any, engine: str) -> list[Op]:
         return [Op("other_ddl", sql)]
     table = _name(tree.this)
     algorithm, lock = _options(tree, glot)
-    common = {"table": table, "algorithm": algorithm, "lock_clause": lock}
+    common = _Common(table=table, algorithm=algorithm, lock_clause=lock)
     not_valid = bool(tree.args.get("not_valid"))
     ops: list[Op] = []
     for action in tree.args.get("actions") or []:
@@ -437,7 +446,7 @@ def _alter(tree: Any, sql: str, glot: Any, engine: str) -> list[Op]:
     return ops
 
 
-def _constraint(part: Any, sql: str, common: dict[str, Any], not_valid: bool, glot: Any) -> Op:
+def _constraint(part: Any, sql: str, common: _Common, not_valid: bool, glot: Any) -> Op:
     exp = glot.exp
     name = _name(part.this) if isinstance(part, exp.Constraint) else None
     inner = part.expressions[0] if isinstance(part, exp.Constraint) and part.expressions else part
