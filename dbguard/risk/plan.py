@@ -16,10 +16,15 @@ from dbguard.risk.parse import parse, split_statements
 
 
 class RevisionSql(Protocol):
-    revision: str
-    statements: Sequence[str]
-    notes: Sequence[str]
-    error: str | None
+    # Read-only, so that a revision holding lists (alembic_bridge.RenderedRevision) is one.
+    @property
+    def revision(self) -> str: ...
+    @property
+    def statements(self) -> Sequence[str]: ...
+    @property
+    def notes(self) -> Sequence[str]: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,12 +246,13 @@ def analyse(
                 if in_tx:
                     rev_ops.append((op, lock))
                 state.apply(op, in_plan=True)
-            lock, hold, table = strongest if strongest else (None, None, None)
+            # The statement's strongest lock, not the last op's (``lock`` and ``hold`` above).
+            top_lock, top_hold, top_table = strongest if strongest else (None, None, None)
             statements.append(StatementPlan(
-                index=index + 1, sql=sql, kinds=tuple(kinds), table=table or next((o.table for o in ops if o.table),
-                                                                                   None),
-                lock=lock.describe if lock else "none", blocks=lock.blocks if lock else "nothing",
-                hold_s=hold, hold=describe_hold(hold, lock.work) if lock else "none",
+                index=index + 1, sql=sql, kinds=tuple(kinds),
+                table=top_table or next((o.table for o in ops if o.table), None),
+                lock=top_lock.describe if top_lock else "none", blocks=top_lock.blocks if top_lock else "nothing",
+                hold_s=top_hold, hold=describe_hold(top_hold, top_lock.work) if top_lock else "none",
                 autocommit=not in_tx, notes=tuple(notes)))
         ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
         for r in rules_mod.RULES:
@@ -258,10 +264,10 @@ def analyse(
                         statement=f"{len(rev_ops)} operations in one transaction", message=hit.message,
                         alternative=hit.alternative)
         doc, path = (docs or {}).get(rev.revision, (None, None))
-        notes = tuple(rev.notes) + ((f"could not be rendered offline: {rev.error}",) if rev.error else ())
+        rev_notes = tuple(rev.notes) + ((f"could not be rendered offline: {rev.error}",) if rev.error else ())
         ordered = sorted(findings.values(), key=lambda f: (f.statement_index or 0, -f.level, f.code))
         plans.append(RevisionPlan(revision=rev.revision, statements=tuple(statements), findings=tuple(ordered),
-                                  notes=notes, doc=doc, path=path, rendered=rev.error is None))
+                                  notes=rev_notes, doc=doc, path=path, rendered=rev.error is None))
 
     summary = _summary(plans, table_locks, facts, destructive, worst, unknown_hold)
     return tuple(plans), summary
