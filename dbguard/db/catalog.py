@@ -463,7 +463,10 @@ def _scan_parens(text: str, start: int) -> int:
 
 
 def _split_top(text: str) -> list[str]:
-    parts, depth, quote, current = [], 0, None, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quote: str | None = None
     for ch in text:
         if quote:
             if ch == quote:
