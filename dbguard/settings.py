@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,11 @@ def _from_ini(path: Path) -> dict[str, Any]:
 
 
 def _from_pyproject(config_path: Path, cwd: Path) -> dict[str, Any]:
-    try:
+    # A version check, not try/except ImportError, so that mypy knows which module it is.
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # Python 3.10
+        import tomli as tomllib
 
     for folder in dict.fromkeys([config_path.resolve().parent, cwd.resolve()]):
         candidate = folder / "pyproject.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,11 @@ def load_config(settings: Settings, alembic: bool = True) -> Any:
 def pyproject_of(config_path: Path) -> Path | None:
     """The pyproject.toml with a [tool.alembic] table beside alembic.ini, or in the working directory
     (where the `alembic` command looks)."""
-    try:
+    # A version check, not try/except ImportError, so that mypy knows which module it is.
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef,import-not-found]
+    else:  # Python 3.10
+        import tomli as tomllib
 
     for folder in dict.fromkeys([config_path.resolve().parent, Path.cwd().resolve()]):
         candidate = folder / "pyproject.toml"

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,11 @@ def _masked(url: str) -> str:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    try:
+    # A version check, not try/except ImportError, so that mypy knows which module it is.
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # Python 3.10
+        import tomli as tomllib
 
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
