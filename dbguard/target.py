@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Connection, Engine
 
@@ -17,6 +17,9 @@ from dbguard.db.sql import run
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
 from dbguard.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 @dataclasses.dataclass
@@ -88,17 +91,20 @@ def load_config(settings: Settings, alembic: bool = True) -> Any:
     path = settings.config_path
     if not path.is_file():
         raise ConfigError(f"no Alembic configuration at {path} (pass -c PATH or set DBGUARD_CONFIG)")
+    config_class: type[Config | IniConfig]
     if alembic:
         from alembic.config import Config
+
+        config_class = Config
     else:
-        Config = IniConfig
+        config_class = IniConfig
     more: dict[str, Any] = {}
     toml = pyproject_of(path)
-    if alembic and toml is not None and accepts_toml(Config):
+    if alembic and toml is not None and accepts_toml(config_class):
         # Alembic 1.16+ reads [tool.alembic] (script_location and the rest) from pyproject.toml, as
         # the `alembic` command does; the ini file then holds only the URL and logging.
         more["toml_file"] = str(toml)
-    config = Config(
+    config = config_class(
         file_=str(path),
         ini_section=settings.ini_section,
         cmd_opts=argparse.Namespace(x=list(settings.x_args) or None),
