@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dbguard.core.state import RunRecord, StepRecord
+from dbguard.db.sql import inserted_id
 from dbguard.db.waits import LOCK_RETRIES, retried, with_lock_retries
 
 
@@ -216,7 +217,7 @@ class Ledger:
         # once may name the same predecessor, which is still there: no false alarm.
         previous = self.conn.execute(sa.select(sa.func.max(self.runs.c.id))).scalar()
         result = self.conn.execute(self.runs.insert().values(**_run_values(values), previous_run_id=previous))
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
     @retried("dbguard's ledger")
     def problem(self) -> str | None:
@@ -294,7 +295,7 @@ class Ledger:
     @retried("dbguard's ledger")
     def insert_step(self, **values: Any) -> int:
         result = self.conn.execute(self.steps.insert().values(**written(values)))
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
     @retried("dbguard's ledger")
     def update_step(self, step_id: int, **values: Any) -> None:
@@ -395,7 +396,7 @@ class KillLedger:
     def record(self, **values: Any) -> int:
         self.ensure_table()
         result = self.conn.execute(self.table.insert().values(**written(values)))
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
     @retried("dbguard's kill audit")
     def update(self, row_id: int, **values: Any) -> None:
@@ -481,7 +482,7 @@ class SchemaStore:
             revisions=_join(sorted(revisions)) or "base", run_id=run_id, captured_at=_to_db(utcnow()),
             schema_hash=schema_hash, schema_json=schema_text, drift_json=drift_text,
         ))
-        return int(result.inserted_primary_key[0])
+        return inserted_id(result)
 
 
 def applied_checksums(conn: Connection, prefix: str) -> dict[str, str]:

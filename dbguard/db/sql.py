@@ -13,3 +13,12 @@ from dbguard.dialects import Statement
 def run(conn: Connection, stmt: Statement | tuple[str, dict[str, Any]]) -> CursorResult:
     sql, params = stmt
     return conn.execute(sa.text(sql), params)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The id a single-row INSERT gave its row (the table's autoincrement primary key)."""
+    key = result.inserted_primary_key
+    if key is None:
+        # SQLAlchemy's "no key reported": never so for the autoincrement ids of dbguard's tables.
+        raise RuntimeError("the INSERT reported no primary key for the row it wrote")
+    return int(key[0])

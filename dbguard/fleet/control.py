@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql
 from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
-from dbguard.db.sql import run
+from dbguard.db.sql import inserted_id, run
 from dbguard.db.waits import LOCK_RETRIES, retried
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
@@ -230,7 +230,7 @@ class Control:
     @retried("the fleet's control database")
     def insert_run(self, **values: Any) -> int:
         values = {k: _to_db(v) for k, v in values.items()}
-        return int(self.conn.execute(self.runs.insert().values(**values)).inserted_primary_key[0])
+        return inserted_id(self.conn.execute(self.runs.insert().values(**values)))
 
     @retried("the fleet's control database")
     def update_run(self, run_id: int, **values: Any) -> None:
@@ -278,7 +278,7 @@ class Control:
     @retried("the fleet's control database")
     def insert_batch(self, **values: Any) -> int:
         values = {k: _to_db(v) for k, v in values.items()}
-        return int(self.conn.execute(self.batches.insert().values(**values)).inserted_primary_key[0])
+        return inserted_id(self.conn.execute(self.batches.insert().values(**values)))
 
     @retried("the fleet's control database")
     def update_batch(self, run_id: int, number: int, **values: Any) -> None:
