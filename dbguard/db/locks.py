@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -460,7 +460,7 @@ def _mdl_tree(conn: Connection, dialect: Any, database: str, table: str | None, 
 
 
 def _assemble(dialect: Any, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
-              locks: dict[str, list[LockRef]], blocked_by: dict[str, Sequence[str]], seeds: Sequence[str],
+              locks: dict[str, list[LockRef]], blocked_by: Mapping[str, Sequence[str]], seeds: Sequence[str],
               waiting: set[str], table: str | None, warnings: tuple[str, ...]) -> LockTree:
     ids = [sid for sid in waitfor.closure(seeds, blocked_by) if sid in sessions]
     scoped = {sid: tuple(b for b in blocked_by.get(sid, ()) if b in sessions) for sid in ids}
@@ -511,7 +511,7 @@ def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
     ids = [str(pid) for pid in run(conn, dialect.root_blockers(session_id)).scalars()]
     if not ids:
         return []
-    database = run(conn, dialect.current_database()).scalar()
+    database = run(conn, dialect.current_database()).scalar_one()
     sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=[i for i in ids if i != "0"])
     found = [sessions[i] for i in ids if i != "0" and i in sessions]
     if "0" in ids:
