@@ -6,7 +6,6 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ def upgrade(
     """Guarded ``alembic upgrade``: refuses while the last run failed or died, records every step.
 
     ``confirm`` is asked for the risk token when ``force`` meets an open circuit breaker.
-    With ``sql``, Alembic's offline mode writes the SQL to standard output and nothing is touched.
+    With ``sql``, nothing is touched: the result holds the SQL Alembic's offline mode renders.
     """
     from dbguard.core.state import Intent
     from dbguard.guard import guarded_run
@@ -81,25 +80,27 @@ def downgrade(
 
 
 def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
+    import io
+
     from alembic import command
     from alembic.util import CommandError
 
     from dbguard.errors import ConfigError
-    from dbguard.masking import SecretWatch
+    from dbguard.masking import holds_password
     from dbguard.results import OfflineSqlResult
 
     config = target.config  # type: ignore[attr-defined]
-    config.stdout = sys.stdout
-    # The SQL is for execution: printed as it is, never masked; whether it sets a password is said.
-    watch = SecretWatch(config.output_buffer or sys.stdout)
-    config.output_buffer = watch
+    buffer, saved = io.StringIO(), config.output_buffer
+    config.output_buffer = buffer
     try:
         getattr(command, verb)(config, revision, sql=True)
     except CommandError as exc:
         raise ConfigError(f"cannot render {verb} {revision}: {exc}") from None
     finally:
-        config.output_buffer = watch.stream
-    return OfflineSqlResult(sets_password=watch.seen)
+        config.output_buffer = saved
+    # The SQL is for execution: returned as it is, never masked; whether it sets a password is said.
+    sql = buffer.getvalue()
+    return OfflineSqlResult(sql=sql, sets_password=holds_password(sql))
 
 
 def rollback(

@@ -63,10 +63,22 @@ def _emit(state: _State, result: Any) -> None:
     if getattr(result, "sets_password", False):
         say("dbguard: note: this SQL sets a password and is printed unmasked, for execution: keep it out of "
             "logs and tickets", err=True)
-    text = output.render(result, state.fmt)
+    sql = getattr(result, "sql", None)
+    if sql:  # upgrade --sql: the SQL for execution, as Alembic rendered it
+        say(sql, nl=False, json_document=True)
+    document = state.fmt in ("json", *output.STREAM_FORMATS)
+    quiet_success = state.verbosity < 0 and not document and int(result.exit_code) == 0
+    text = "" if quiet_success else output.render(result, state.fmt)
     if text:
-        say(text, json_document=state.fmt in ("json", *output.STREAM_FORMATS))
+        say(text, json_document=document)
     sys.exit(int(result.exit_code))
+
+
+def _progress(state: _State) -> Any:
+    """Progress lines on stderr; none with -q."""
+    if state.verbosity < 0:
+        return lambda line: None
+    return lambda line: say(f"dbguard: {line}", err=True)
 
 
 def _confirm_with(token: str | None) -> Any:
@@ -91,9 +103,13 @@ def _confirm_with(token: str | None) -> Any:
 @click.option("-n", "--name", "ini_section", default=None, help="Section of alembic.ini to use (default alembic).")
 @click.option("-x", "x_args", multiple=True, metavar="KEY=VALUE", help="Passed to env.py as Alembic's -x.")
 @click.option("--url", default=None, envvar="DBGUARD_URL", help="Database URL; overrides sqlalchemy.url.")
-@click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="text", show_default=True)
-@click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks of unexpected errors.")
-@click.option("-q", "--quiet", count=True, help="Less detail.")
+@click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="text", show_default=True,
+              help="text or json for every command; github and junit for drift and plan; jsonl (one JSON event "
+                   "per line) for fleet commands.")
+@click.option("-v", "--verbose", count=True,
+              help="Tracebacks of unexpected errors and dbguard's debug log on stderr.")
+@click.option("-q", "--quiet", count=True,
+              help="Errors only: no progress lines, and no text report when the command succeeds.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_args: tuple[str, ...],
         url: str | None, fmt: str, verbose: int, quiet: int) -> None:
@@ -102,8 +118,7 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     It records every run in a ledger in the target database, refuses to build on a failed run,
     holds a run lock the server frees when its holder dies, and bounds every lock wait.
     """
-    flags = {"config_path": config_path, "ini_section": ini_section, "x_args": x_args or None, "url": url,
-             "output_format": fmt, "verbosity": verbose - quiet}
+    flags = {"config_path": config_path, "ini_section": ini_section, "x_args": x_args or None, "url": url}
     ctx.obj = _State(flags, fmt, verbose - quiet)
     if fmt in output.CI_FORMATS and ctx.invoked_subcommand not in output.CI_COMMANDS:
         raise click.UsageError(f"--format {fmt} is for {', '.join(output.CI_COMMANDS)} only; "
@@ -198,7 +213,7 @@ def status(state: _State) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs to show.")
 @click.pass_obj
 def history(state: _State, limit: int) -> None:
     """The ledger's runs, newest first, with their steps."""
@@ -213,7 +228,8 @@ def history(state: _State, limit: int) -> None:
 @click.option("--accept-schema", is_flag=True,
               help="Store the live schema as the reference at these revisions instead of comparing with it.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
-@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
+              help="Wait this long for the run lock instead of exiting 4 at once.")
 @click.pass_obj
 def resolve(state: _State, reason: str, revision: str | None, accept_schema: bool, confirm_risk: str | None,
             wait_lock: float | None) -> None:
@@ -262,24 +278,31 @@ def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str 
     from dbguard import api
 
     _emit(state, api.drift(state.settings(), against=against, ignore=ignore, shadow_url=shadow_url,
-                           progress=lambda line: say(f"dbguard: {line}", err=True)))
+                           progress=_progress(state)))
 
 
-@cli.command(context_settings=CONTEXT)
-@click.option("--revision", default="head", show_default=True,
-              help="The revision whose schema to write (the migrations replayed up to it).")
+@cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
+@click.argument("revision", default=None, required=False)
+@click.option("--revision", "revision_option", default=None, metavar="REV",
+              help="The same as REVISION (kept for scripts that name it).")
 @click.option("-o", "--output", "output_path", default="-", show_default=True, metavar="FILE",
               help="Where to write the JSON; - is standard output.")
 @click.option("--live", is_flag=True, help="Write the live database's schema instead of replaying.")
 @click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
               help="An empty database to replay migrations into (default: a temporary one, always dropped).")
 @click.pass_obj
-def snapshot(state: _State, revision: str, output_path: str, live: bool, shadow_url: str | None) -> None:
-    """Write the expected schema of a revision as stable JSON, for `drift --against FILE` in CI."""
+def snapshot(state: _State, revision: str | None, revision_option: str | None, output_path: str, live: bool,
+             shadow_url: str | None) -> None:
+    """Write the expected schema of REVISION (default head; the migrations replayed up to it) as stable
+    JSON, for `drift --against FILE` in CI."""
     from dbguard import api
 
+    if revision and revision_option and revision != revision_option:
+        raise click.UsageError(f"REVISION {revision} and --revision {revision_option} disagree: give one")
+    revision = revision or revision_option or "head"
+
     _emit(state, api.snapshot(state.settings(), revision=revision, output=output_path, live=live,
-                              shadow_url=shadow_url, progress=lambda line: say(f"dbguard: {line}", err=True)))
+                              shadow_url=shadow_url, progress=_progress(state)))
 
 
 @cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
@@ -370,8 +393,10 @@ def _yes_with(assume_yes: bool) -> Any:
               help="End the sessions whose locks block the rollback (policy and audit apply).")
 @click.option("--budget", "budget_s", type=_Seconds(1), default=None, metavar="SECONDS",
               help="Keep clearing blockers and retrying for this long (default 60).")
-@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
-@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
+              help="Wait this long for the run lock instead of exiting 4 at once.")
+@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS",
+              help="Longest wait for a lock per rollback statement (default 2000).")
 @click.option("--install-plugin", is_flag=True,
               help="MariaDB: install the metadata_lock_info plugin so blockers are found exactly.")
 @click.pass_obj
@@ -462,9 +487,12 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, partial_
                    "(default: [fleet] worker_timeout_s, else 300).")
 @click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
               help="Wait this long for the fleet lock instead of exiting 4 at once.")
-@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS")
-@click.option("--statement-timeout", "statement_timeout_ms", type=int, default=None, metavar="MS")
-@click.option("--lock-retries", type=int, default=None, metavar="N")
+@click.option("--lock-timeout", "lock_timeout_ms", type=int, default=None, metavar="MS",
+              help="Each target: longest wait for a lock per statement (default 2000).")
+@click.option("--statement-timeout", "statement_timeout_ms", type=int, default=None, metavar="MS",
+              help="Each target: longest run per statement; 0 leaves the server's setting (default 3600000).")
+@click.option("--lock-retries", type=int, default=None, metavar="N",
+              help="Each target: tries again after a lock timeout when nothing of the step was committed.")
 @click.option("--force", is_flag=True, help="Proceed although the fleet's breaker is open (asks for CONFIRM_RISK).")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
 @click.option("--partial-rollout", is_flag=True,
@@ -505,8 +533,10 @@ def fleet_status(state: _State, fleet_file: str, control_url: str | None) -> Non
 @click.argument("fleet_file", type=click.Path(dir_okay=False))
 @click.option("--all-upgraded", is_flag=True, help="Also every target the fleet run upgraded, not only the broken ones.")
 @click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to the confirmation (for scripts).")
-@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Targets rolled back at once (worker processes, so also connections).")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
+              help="Wait this long for the fleet lock instead of exiting 4 at once.")
 @_control_option
 @click.pass_obj
 def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_yes: bool, parallel: int,
@@ -524,7 +554,8 @@ def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_ye
 @click.argument("fleet_file", type=click.Path(dir_okay=False))
 @click.option("--reason", required=True, help="What was repaired by hand, and how.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
-@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS")
+@click.option("--wait-lock", type=_Seconds(), default=None, metavar="SECONDS",
+              help="Wait this long for the fleet lock instead of exiting 4 at once.")
 @_control_option
 @click.pass_obj
 def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str | None, wait_lock: float | None,
@@ -541,7 +572,8 @@ def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str
 @click.option("--control-url", required=True, envvar="DBGUARD_FLEET_CONTROL_URL", metavar="URL",
               help="The PostgreSQL control database of the distributed rollout.")
 @click.option("--once", is_flag=True, help="Exit when the fleet run this worker took part in is over.")
-@click.option("--poll", "poll_s", type=_Seconds(0.01), default=0.2, show_default=True, metavar="SECONDS")
+@click.option("--poll", "poll_s", type=_Seconds(0.01), default=0.2, show_default=True, metavar="SECONDS",
+              help="How often to look for a published batch.")
 @click.pass_obj
 def fleet_worker(state: _State, fleet_file: str | None, control_url: str, once: bool, poll_s: float) -> None:
     """Claim targets of the open batch of a distributed rollout and migrate them, one at a time.
@@ -562,9 +594,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+_VERBOSITY_FLAGS = {"-v": 1, "-vv": 2, "-vvv": 3, "--verbose": 1, "-q": -1, "-qq": -2, "--quiet": -1}
+
+
+def _taking_values(command: click.Command) -> set[str]:
+    """Every option name of ``command`` and its subcommands that takes a value."""
+    names = {n for p in command.params if isinstance(p, click.Option) and not p.is_flag and not p.count
+             for n in p.opts}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _taking_values(sub)
+    return names
+
+
 def _hoist_format(argv: list[str]) -> list[str]:
-    """``dbguard status --format json`` means ``dbguard --format json status``: people type it both ways."""
+    """``dbguard status --format json -v`` means ``dbguard --format json -v status``: people type the
+    global output options both ways."""
     args, hoisted = [], []
+    values = _taking_values(cli)
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -575,12 +621,25 @@ def _hoist_format(argv: list[str]) -> list[str]:
             hoisted += argv[i:i + 2]
             i += 2
             continue
-        if arg.startswith("--format="):
+        if arg in values and i + 1 < len(argv):  # an option and its value, whatever the value looks like
+            args += argv[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--format=") or arg in _VERBOSITY_FLAGS:
             hoisted.append(arg)
         else:
             args.append(arg)
         i += 1
     return hoisted + args
+
+
+def _requested_verbosity(argv: list[str]) -> int:
+    """-v and -q of a hoisted command line, read without click (errors of parsing count too)."""
+    level, i = 0, 0
+    while i < len(argv) and (argv[i] in _VERBOSITY_FLAGS or argv[i].startswith("--format")):
+        level += _VERBOSITY_FLAGS.get(argv[i], 0)
+        i += 2 if argv[i] == "--format" else 1
+    return level
 
 
 def _requested_format(argv: list[str]) -> str:
@@ -633,6 +692,17 @@ def _mask_log_records() -> None:
     logging.setLogRecordFactory(masked_record)
 
 
+def _debug_log_to_stderr() -> None:
+    """-v: dbguard's own debug log on stderr (masked, as every record of this process)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dbguard: debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("dbguard")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     from dbguard import masking
@@ -645,7 +715,14 @@ def main(argv: list[str] | None = None) -> None:
     # cancelled).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
-    verbose = "-vv" in argv or "--verbose" in argv
+    verbosity = _requested_verbosity(argv)
+    verbose = verbosity > 0
+    if verbose:
+        _debug_log_to_stderr()
+    elif verbosity < 0:  # -q: errors only, Alembic's and env.py's log lines included
+        import logging
+
+        logging.disable(logging.WARNING)
     fmt = _requested_format(argv)
     try:
         cli.main(args=argv, prog_name="dbguard", standalone_mode=False)
@@ -662,17 +739,21 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130, fmt, stderr_text="dbguard: aborted")
     except KeyboardInterrupt:
         _fail("interrupted", 130, fmt, stderr_text="dbguard: interrupted")
-    except Exception as exc:  # noqa: BLE001 - a driver error that escaped: one masked line, no traceback
+    except Exception as exc:  # noqa: BLE001 - one masked line; the traceback with -v
+        import sqlalchemy as sa
+
+        from dbguard.db.connect import first_line
         from dbguard.masking import mask
 
         if verbose:
             import traceback  # only here: every command would pay for importing it
 
-            traceback.print_exc()
-        from dbguard.db.connect import first_line
-
+            say(traceback.format_exc().rstrip("\n"), err=True)
         orig = getattr(exc, "orig", None) or exc
-        _fail(f"{type(orig).__name__}: {mask(first_line(exc))}", int(ExitCode.USAGE), fmt)
+        # A database error that escaped is the database's answer; anything else is dbguard's own fault.
+        kind = "" if isinstance(exc, (sa.exc.SQLAlchemyError, OSError)) else "internal error: "
+        hint = "" if verbose or not kind else " (-v shows the traceback)"
+        _fail(f"{kind}{type(orig).__name__}: {mask(first_line(exc))}{hint}", int(ExitCode.USAGE), fmt)
     finally:
         # The process ends here: without this, the interpreter's last collection walks the whole
         # heap (SQLAlchemy, Alembic, the models) once more on the way out, 50-150 ms.

@@ -162,23 +162,6 @@ def holds_password(text: str) -> bool:
     return bool(_SQL_PASSWORD.search(text))
 
 
-class SecretWatch:
-    """A text stream passed through unchanged that notes whether a password literal went by."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream, self.seen = stream, False
-
-    def write(self, text: str) -> int:
-        self.seen = self.seen or holds_password(text)
-        return int(self.stream.write(text) or 0)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
 def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:
     """Replace passwords in URLs, ``password=...`` pairs, SQL password literals and any known secret
     (in any of its encodings) with ``***``."""

@@ -95,8 +95,9 @@ class RevisionsReport:
 
 @dataclasses.dataclass(frozen=True)
 class OfflineSqlResult:
-    """``--sql``: Alembic wrote the SQL to standard output; nothing touched the database."""
+    """``--sql``: the SQL Alembic's offline mode rendered, for execution; nothing touched the database."""
 
+    sql: str = ""
     exit_code: ExitCode = ExitCode.OK
     # The SQL holds a password literal: it is printed unmasked (it is for execution).
     sets_password: bool = False

@@ -1,0 +1,97 @@
+"""The command line's contract: help for every option, -v and -q, positional revisions, one line for
+an unexpected error (the traceback with -v), and the SQL of --sql returned by the API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from tests.guardrun import cli_env, run_dbguard
+from tests.projects import make_project
+
+
+def _options(command: click.Command, path: str) -> list[tuple[str, click.Option]]:
+    found = [(path, p) for p in command.params if isinstance(p, click.Option)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _options(sub, f"{path} {name}")
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    from dbguard.cli import cli
+
+    missing = [f"{path} {'/'.join(option.opts)}" for path, option in _options(cli, "dbguard")
+               if not option.help and not option.hidden]
+    assert not missing, missing
+
+
+def _project(tmp_path: Path, revisions: list[tuple[str, str, str]] | None = None) -> Path:
+    table = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
+    return make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", revisions or [table])
+
+
+def test_quiet_prints_errors_only_and_verbose_options_go_anywhere(tmp_path: Path) -> None:
+    failing = ("r2", "raise RuntimeError('the r2 failure')", "pass")
+    ini = _project(tmp_path, [("r1", "pass", "pass"), failing])
+    quiet = run_dbguard(ini, None, "upgrade", "r1", "-q")  # after the command, as people type it
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == "", quiet
+    loud = run_dbguard(ini, None, "upgrade", "r1")
+    assert loud.returncode == 0 and "already at r1" in loud.stdout + loud.stderr, loud
+    failed = run_dbguard(ini, None, "-q", "upgrade")
+    assert failed.returncode == 5 and "the r2 failure" in failed.stdout + failed.stderr, failed
+    assert "INFO" not in failed.stderr  # Alembic's log lines are not errors
+    # A value that looks like a flag stays the value of its option.
+    resolved = run_dbguard(ini, None, "resolve", "--reason", "-q", "--confirm-risk", "CONFIRM_RISK")
+    assert resolved.returncode == 0, resolved
+    history = run_dbguard(ini, None, "--format", "json", "history", "--limit", "1")
+    assert '"reason": "-q"' in history.stdout or '"-q"' in history.stdout, history.stdout
+
+
+def test_snapshot_takes_its_revision_as_an_argument_or_the_old_option(tmp_path: Path) -> None:
+    ini = _project(tmp_path)
+    assert run_dbguard(ini, None, "upgrade").returncode == 0
+    for args in (["snapshot", "r1", "-o", "a.json"], ["snapshot", "--revision", "r1", "-o", "b.json"]):
+        done = run_dbguard(ini, None, *args)
+        assert done.returncode == 0, done
+    assert (ini.parent / "a.json").read_text() == (ini.parent / "b.json").read_text()
+    clash = run_dbguard(ini, None, "snapshot", "r1", "--revision", "base")
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1 and "disagree" in clash.stderr, clash
+
+
+_BROKEN_STATUS = """import sys
+from dbguard import api
+def broken(settings):
+    raise KeyError("the ledger's shape, password=Hunter2Canary")
+api.status = broken
+from dbguard.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_unexpected_error_is_one_masked_line_and_the_traceback_shows_with_v(tmp_path: Path) -> None:
+    ini = _project(tmp_path)
+    for args, traceback in ((["status"], False), (["-v", "status"], True), (["status", "--verbose"], True)):
+        done = subprocess.run([sys.executable, "-c", _BROKEN_STATUS, "-c", str(ini), *args], capture_output=True,
+                              text=True, timeout=60, env=cli_env(), stdin=subprocess.DEVNULL, check=False)
+        assert done.returncode == 2, done
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("dbguard: error: internal error: KeyError:"), done.stderr
+        assert "Hunter2Canary" not in done.stderr and "password=***" in done.stderr, done.stderr
+        assert ("Traceback (most recent call last)" in done.stderr) is traceback, done.stderr
+        if not traceback:
+            assert done.stderr.count("\n") == 1 and "-v shows the traceback" in last, done.stderr
+
+
+def test_the_api_returns_the_sql_of_an_offline_upgrade(tmp_path: Path, capfd) -> None:
+    from dbguard import api
+    from dbguard.settings import load_settings
+
+    ini = _project(tmp_path)
+    result = api.upgrade(load_settings({"config_path": str(ini)}, environ={}), "r1", sql=True)
+    assert "CREATE TABLE t" in result.sql and not result.sets_password, result
+    assert "CREATE TABLE t" not in capfd.readouterr().out  # returned, not printed
+    done = run_dbguard(ini, None, "upgrade", "r1", "--sql")
+    assert done.returncode == 0 and done.stdout == result.sql, done
