@@ -115,21 +115,24 @@ def _checked_downgrade(context: Any, connection: Any, script: Any, revision: str
     operations = Operations(context)
     original_invoke = operations.invoke
 
-    def checked_invoke(op: Any) -> Any:
-        needed = _needed(op, sa.inspect(connection))
+    # Its parameter named as Operations.invoke's, so that it is a valid stand-in for it.
+    def checked_invoke(operation: Any) -> Any:
+        needed = _needed(operation, sa.inspect(connection))
         if needed is None:
             raise RepairError(
-                f"cannot {what} safely: {_describe(op)} cannot be "
+                f"cannot {what} safely: {_describe(operation)} cannot be "
                 f"checked against the live schema (already undone: {', '.join(log.applied) or 'nothing'}; "
                 "finish by hand, then `dbguard resolve`)"
             )
         if not needed:
-            log.skipped.append(_describe(op))
+            log.skipped.append(_describe(operation))
             return None
-        result = original_invoke(op)
-        log.applied.append(_describe(op))
+        result = original_invoke(operation)
+        log.applied.append(_describe(operation))
         return result
 
+    # A deliberate patch of this one instance, which the revision's op.* proxy is bound to below;
+    # mypy flags any assignment to a method.
     operations.invoke = checked_invoke  # type: ignore[method-assign]
     operations._install_proxy()
     try:
