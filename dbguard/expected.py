@@ -150,7 +150,7 @@ def _type_text(type_: Any, dialect: Any, cache: dict[Any, str] | None = None) ->
     """The type as this dialect's DDL spells it. With ``cache``: once per distinct type, keyed by
     its class and its whole state (the same class and state compile alike; state that does not
     repr stably only costs a cache miss)."""
-    key = None
+    key: tuple[Any, ...] | None = None
     if cache is not None:
         state = vars(type_)
         try:
@@ -169,8 +169,8 @@ def _type_text(type_: Any, dialect: Any, cache: dict[Any, str] | None = None) ->
         text = type_.compile(dialect=dialect)
     except Exception:  # noqa: BLE001 - a type this dialect cannot render: its generic name
         text = str(type_)
-    if key is not None:
-        cache[key] = text  # type: ignore[index]
+    if cache is not None and key is not None:  # key is only ever set with a cache
+        cache[key] = text
     return text
 
 
@@ -432,10 +432,10 @@ def models_schema(target: Any, session: Any, exclude: tuple[str, ...],
         metadatas = read_target_metadata(target.config, target.script())
         schema = schema_from_metadata(metadatas, session.conn.dialect, session.dialect)
     except ConfigError as exc:
-        if cache is not None and isinstance(exc, NoTargetMetadata):
+        if cache is not None and key is not None and isinstance(exc, NoTargetMetadata):
             cache[key] = exc  # the scripts' answer, the same for every target (not a connection problem)
         raise
-    if cache is not None:
+    if cache is not None and key is not None:
         cache[key] = schema
     return schema.without_tables(exclude)
 
