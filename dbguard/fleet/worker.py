@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from dbguard.core.breaker import CONFIRM_TOKEN
@@ -62,14 +63,17 @@ def _exit_with_coordinator(alive: Any) -> None:
 
 def make_pool(parallel: int) -> ProcessPoolExecutor:
     """Up to ``parallel`` worker processes (and so at most that many migrations' connections)."""
+    # Either start method; only the forkserver takes a preload list.
+    context: BaseContext
     try:
-        context = multiprocessing.get_context("forkserver")
+        forkserver = multiprocessing.get_context("forkserver")
         importable = []
         for name in PRELOAD:
             with contextlib.suppress(ImportError):
                 __import__(name)
                 importable.append(name)
-        context.set_forkserver_preload(importable)
+        forkserver.set_forkserver_preload(importable)
+        context = forkserver
     except ValueError:  # no forkserver on this platform
         context = multiprocessing.get_context("spawn")
     reader, writer = context.Pipe(duplex=False)
