@@ -345,9 +345,9 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     runner.start_reference(heads, last)
     runner.known_drift = runner.known_drift | verify.known_since(picked.undoes)
     left_behind = _left_behind(runner, picked.undoes)
-    for dead, session_id, state in left_behind:
-        lines.append(f"end run {dead.id}'s session {session_id} ({state}): dbguard's own orphaned work, ended "
-                     "whatever --no-kill-blockers says")
+    for dead, session_id, session_state in left_behind:
+        lines.append(f"end run {dead.id}'s session {session_id} ({session_state}): dbguard's own orphaned "
+                     "work, ended whatever --no-kill-blockers says")
     for partial in partials:
         lines.append(f"finish the half-done downgrade of {partial.revision}, each operation checked first"
                      if partial.finish else
