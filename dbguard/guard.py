@@ -113,10 +113,9 @@ class _Runner:
         and, where the server can, a check for a client that died mid-statement."""
         dialect, settings = self.session.dialect, self.settings
         statements = dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms)
-        version = getattr(self.session.conn.dialect, "server_version_info", None) or ()
-        checks = getattr(dialect, "dead_client_checks", None)
-        if checks is not None and dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
-            statements = [*statements, *checks(DEAD_CLIENT_CHECK_MS)]
+        version = self.session.conn.dialect.server_version_info or ()
+        if dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
+            statements = [*statements, *dialect.dead_client_checks(DEAD_CLIENT_CHECK_MS)]
         return statements
 
     def guard_migration_socket(self, connection: Any) -> None:
@@ -225,14 +224,13 @@ class _Runner:
     def require_ledger_privileges(self) -> None:
         dialect, session = self.session.dialect, self.session
         # Server dialects only (a SQLite file's rights are the file system's).
-        query = getattr(dialect, "ledger_privileges", None)
-        judge = getattr(dialect, "missing_ledger_privileges", None)
-        if query is None or judge is None or not session.db_user:
-            return
         prefix = self.settings.table_prefix
-        tables = [f"{prefix}{suffix}" for suffix in ("runs", "steps", "kills", "schemas")]
-        rows = run(session.conn, query(tables)).all()
-        missing, grants = judge(rows, session.db_user, session.database, self.ledger.complete())
+        query = dialect.ledger_privileges([f"{prefix}{suffix}" for suffix in ("runs", "steps", "kills", "schemas")])
+        if query is None or not session.db_user:
+            return
+        rows = run(session.conn, query).all()
+        missing, grants = dialect.missing_ledger_privileges(rows, session.db_user, session.database,
+                                                            self.ledger.complete())
         if missing:
             raise PrivilegeError(
                 f"database user {session.db_user} lacks {'; '.join(missing)} for dbguard's ledger in "
@@ -740,7 +738,6 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         verify_connection=runner.verify_connection,
         on_connection=connection_ready,
     )
-    bridge.install()
     config = runner.target.config
     migration = _MigrationConnection(runner.target)
     original_attributes = config.attributes
@@ -749,6 +746,8 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     error: BaseException | None = None
     interrupted = False
     blocked_traffic: list[Any] = []
+    alembic_hooked = contextlib.ExitStack()
+    alembic_hooked.enter_context(bridge.configure_hook())
     try:
         config.__dict__["attributes"] = bridge.LazyConnectionAttributes(original_attributes, migration.open)
         config.attributes["dbguard"] = hooks
@@ -783,6 +782,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                 break
     finally:
         config.__dict__["attributes"] = original_attributes
+        alembic_hooked.close()
         monitor.stop()
         migration.close()
         with contextlib.suppress(Exception):
@@ -1029,11 +1029,10 @@ def _stamp(runner: _Runner, command: Any, revision: str) -> None:
     hooks = bridge.RunHooks(tracker=tracker, session_statements=runner.session.dialect.session_timeouts(
         runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
         verify_connection=runner.verify_connection)
-    bridge.install()
     config = runner.target.config
     engine = dbconnect.create_engine(runner.target.ledger_url, runner.settings.connect_timeout_s)
     try:
-        with dbconnect.connection(engine, autocommit=False) as conn:
+        with bridge.configure_hook(), dbconnect.connection(engine, autocommit=False) as conn:
             config.attributes["dbguard"] = hooks
             config.attributes["connection"] = conn
             command.stamp(config, revision, purge=True)

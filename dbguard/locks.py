@@ -27,7 +27,7 @@ NOT_FOUND = "not_found"
 
 
 def _require_server(session: Session) -> None:
-    if getattr(session.dialect, "lock_graph", None) is None:
+    if session.dialect.lock_graph is None:
         raise ConfigError(f"{session.dialect.name} has no sessions or locks to inspect: dbguard locks needs a "
                           "server (PostgreSQL, MySQL, MariaDB)")
 

@@ -122,7 +122,7 @@ class RunMonitor:
             return
         if self._clearer is not None and run(conn, self._dialect.waits_for_lock(sid)).scalar():
             self._clearer(conn, sid, statement)
-        if not getattr(self._dialect, "watches_waiters", False) or self._max_blocking_ms <= 0:
+        if not self._dialect.watches_waiters or self._max_blocking_ms <= 0:
             return
         rows = run(conn, self._dialect.waiters_behind(sid)).all()
         if not rows:

@@ -226,10 +226,10 @@ def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) 
         state = local_process(holder_run.pid, holder_run.started_at)
         alive = state is not None
     idle_s = None
-    idle_sql = getattr(runner.session.dialect, "session_idle_seconds", None)
+    idle_sql = runner.session.dialect.session_idle_seconds(holder_id)
     if idle_sql is not None and runner.session.dialect.run_lock_kind == "sql":
         with contextlib.suppress(Exception):
-            value = run(runner.session.conn, idle_sql(holder_id)).scalar()
+            value = run(runner.session.conn, idle_sql).scalar()
             idle_s = None if value is None else float(value)
     return zombie.Holder(heartbeat_at=holder_run.heartbeat_at, started_at=holder_run.started_at,
                          same_host=same_host, process_alive=alive, session_idle_s=idle_s,
@@ -356,7 +356,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     lines += ([f"downgrade {p.revision}" for p in planned if p.revision not in finished]
               or (["no downgrade step"] if not partials else []))
     lines.append(f"then check alembic_version and the schema against the reference at {' '.join(target_revs) or 'base'}")
-    if getattr(session.dialect, "lock_graph", None) is None:
+    if session.dialect.lock_graph is None:
         lines.append(f"{session.dialect.name} has no other sessions to end: lock waits are bounded by the timeout")
     elif clearing.kill:
         lines.append("sessions blocking the rollback will be ended under the kill policy (audited)")
@@ -391,7 +391,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                              advice="end it on the server (it is dbguard's own), then roll back again")
     own = {session.session_id} if session.session_id else set()
     clearer = None
-    if getattr(session.dialect, "lock_graph", None) is not None:
+    if session.dialect.lock_graph is not None:
         policy = _kill_policy(session, target, own)
         clearer = _make_clearer(target, session, policy, run_id, clearing, own)
     repaired: list[StepResult] = []

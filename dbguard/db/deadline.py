@@ -187,12 +187,12 @@ def _bound_transaction_ends(engine: Any) -> None:
     answering while env.py commits a step, or closes its connection (the pool's reset rolls back),
     would hold the run for ever. The engine's dialect sends them under the same deadline. Only this
     engine's dialect object is wrapped, and only connections dbguard bounded are timed."""
-    dialect = engine.dialect
-    if getattr(dialect, "_dbguard_bounded_ends", False):
+    sa_dialect = engine.dialect
+    if getattr(sa_dialect, "_dbguard_bounded_ends", False):
         return
-    dialect._dbguard_bounded_ends = True
+    sa_dialect._dbguard_bounded_ends = True
     for name in ("do_rollback", "do_commit"):
-        original = getattr(dialect, name)
+        original = getattr(sa_dialect, name)
 
         def ended(connection: Any, _original: Any = original, _what: str = name[3:].upper()) -> None:
             raw = getattr(connection, "dbapi_connection", None) or connection  # the pool hands its proxy
@@ -206,7 +206,7 @@ def _bound_transaction_ends(engine: Any) -> None:
             finally:
                 _WATCHER.disarm(id(raw))
 
-        setattr(dialect, name, ended)
+        setattr(sa_dialect, name, ended)
 
 
 def expired(connection: Any) -> str | None:

@@ -43,7 +43,7 @@ def table_facts(conn: Any, dialect: Any, tables: Iterable[str]) -> tuple[dict[st
     notes: list[str] = []
     if not names:
         return {}, notes
-    for statement in getattr(dialect, "table_facts_prelude", list)():
+    for statement in dialect.table_facts_prelude():
         try:
             conn.exec_driver_sql(statement)
         except sa.exc.DBAPIError:

@@ -19,8 +19,9 @@ from dbguard.db.sql import inserted_id
 from dbguard.db.waits import LOCK_RETRIES, retried, with_lock_retries
 
 
-def _engine_type(base: type, hook: str, why: str) -> sa.types.TypeDecorator:
-    """A column type the engine's dbguard dialect may refine through ``hook`` (else ``base``).
+def _engine_type(base: type, kind: str, why: str) -> sa.types.TypeDecorator:
+    """A column type the engine's dbguard dialect may refine (``kind``: long_text or timestamp; where
+    it does not, ``base``).
 
     Chosen when a table is first used, so no engine's SQLAlchemy dialect is imported for another
     engine's run."""
@@ -32,8 +33,9 @@ def _engine_type(base: type, hook: str, why: str) -> sa.types.TypeDecorator:
         def load_dialect_impl(self, dialect: Any) -> Any:
             from dbguard.dialects import for_sqlalchemy_dialect
 
-            refine = getattr(for_sqlalchemy_dialect(dialect), hook, None)
-            return dialect.type_descriptor(refine() if refine else base())
+            ours = for_sqlalchemy_dialect(dialect)
+            refined = ours.ledger_long_text_type() if kind == "long_text" else ours.ledger_timestamp_type()
+            return dialect.type_descriptor(refined if refined is not None else base())
 
     EngineType.__doc__ = why
     EngineType.__name__ = EngineType.__qualname__ = f"Ledger{base.__name__}"
@@ -41,7 +43,7 @@ def _engine_type(base: type, hook: str, why: str) -> sa.types.TypeDecorator:
 
 
 # MySQL's DATETIME keeps whole seconds unless told otherwise.
-_TIMESTAMP = _engine_type(sa.DateTime, "ledger_timestamp_type", "a timestamp with sub-second precision")
+_TIMESTAMP = _engine_type(sa.DateTime, "timestamp", "a timestamp with sub-second precision")
 
 
 def utcnow() -> dt.datetime:
@@ -416,7 +418,7 @@ class KillLedger:
 # schemas ----------------------------------------------------------------------------------------
 
 # MySQL's TEXT stops at 64 KiB; a whole schema needs more.
-_LONG_TEXT = _engine_type(sa.Text, "ledger_long_text_type", "text that holds a whole schema")
+_LONG_TEXT = _engine_type(sa.Text, "long_text", "text that holds a whole schema")
 
 
 def schemas_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:

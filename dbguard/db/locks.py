@@ -114,17 +114,16 @@ def tables_in_statement(sql: str, dialect: Any, default_schema: str | None = Non
     A statement sqlglot cannot read falls back to the name after ALTER/DROP/TRUNCATE TABLE.
     An unqualified name with no ``default_schema`` comes back with an empty schema.
     """
-    import logging
-
     import sqlglot
     from sqlglot import expressions as exp
 
-    # sqlglot warns (to stderr, through logging's last resort) when it falls back to a Command.
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    from dbguard.risk.parse import quiet_sqlglot
+
     found: dict[tuple[str, str], None] = {}
-    read = getattr(dialect, "sqlglot_dialect", None) if not isinstance(dialect, str) else dialect
+    read = dialect if isinstance(dialect, str) else dialect.sqlglot_dialect
     try:
-        trees = sqlglot.parse(sql, read=read)
+        with quiet_sqlglot():
+            trees = sqlglot.parse(sql, read=read)
     except Exception:  # noqa: BLE001 - sqlglot raises several error types; the fallback below covers all
         trees = []
     for tree in trees:
@@ -490,7 +489,7 @@ def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: s
     their blockers. ``install_plugin`` lets MariaDB install ``metadata_lock_info`` (never silently).
     Queries are truncated and masked with ``secrets``.
     """
-    graph = getattr(dialect, "lock_graph", None)
+    graph = dialect.lock_graph
     if graph == "blocking_pids":
         return _pg_tree(conn, dialect, database, table, secrets)
     if graph == "metadata_locks":
@@ -597,9 +596,9 @@ def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
             if row[0] is False:
                 return "gone"
     except DBAPIError as exc:
-        if getattr(dialect, "is_session_gone", lambda e: False)(exc):
+        if dialect.is_session_gone(exc):
             return "gone"
-        if dialect.is_privilege_error(exc) or getattr(dialect, "is_kill_denied", lambda e: False)(exc):
+        if dialect.is_privilege_error(exc) or dialect.is_kill_denied(exc):
             return "denied"
         raise
     return None
@@ -608,10 +607,7 @@ def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
 def _exact_lock_source(conn: Connection, dialect: Any) -> str | None:
     """A metadata-lock source that can say exactly which locks a session holds (MySQL/MariaDB), if one
     is ready; None elsewhere."""
-    sources = getattr(dialect, "mdl_sources", None)
-    if sources is None:
-        return None
-    for source in sources():
+    for source in dialect.mdl_sources():
         if source != "heuristic" and _count(conn, dialect.mdl_source_ready(source)) > 0:
             return str(source)
     return None

@@ -49,10 +49,10 @@ class Ended:
 
 def identify(conn: Connection, dialect: Any, session_id: str) -> RecordedSession | None:
     """What to record of a session the run opened (None on an engine without server sessions)."""
-    statement = getattr(dialect, "session_identity", None)
+    statement = dialect.session_identity(session_id)
     if statement is None or dialect.run_lock_kind != "sql":
         return None
-    identity = run(conn, statement(session_id)).scalar()
+    identity = run(conn, statement).scalar()
     return None if identity is None else RecordedSession(str(session_id), str(identity))
 
 
@@ -71,7 +71,7 @@ def _signal(conn: Connection, dialect: Any, statement: Any) -> None:
     try:
         run(conn, statement)
     except DBAPIError as exc:
-        if not getattr(dialect, "is_session_gone", lambda e: False)(exc):
+        if not dialect.is_session_gone(exc):
             raise
 
 

@@ -7,6 +7,7 @@ Modules are named after SQLAlchemy's ``dialect.name``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from dbguard.errors import ConfigError
@@ -66,6 +67,57 @@ class Dialect(Protocol):
     def waiters_behind(self, session_id: str, tables: tuple[str, ...] = ()) -> Statement: ...
 
     def cancel_own_statement(self, session_id: str) -> Statement: ...
+
+    # Whether the watchdog can see sessions queueing behind the migration's.
+    @property
+    def watches_waiters(self) -> bool: ...
+
+    # A dead client's statement ended by the server (SETs for each migration connection); none where
+    # the server cannot.
+    def dead_client_checks(self, interval_ms: int) -> list[str]: ...
+
+    # --- sessions dbguard opened: told apart from a later session with the same id -------------
+    # None on an engine without server sessions.
+    def session_identity(self, session_id: str) -> Statement | None: ...
+
+    def session_idle_seconds(self, session_id: str) -> Statement | None: ...
+
+    # --- the ledger's privileges and column types ---------------------------------------------
+    # None where the file system decides (SQLite).
+    def ledger_privileges(self, tables: Sequence[str]) -> Statement | None: ...
+
+    def missing_ledger_privileges(self, rows: Sequence[Any], user: str, database: str,
+                                  complete: bool) -> tuple[list[str], str]: ...
+
+    # The engine's own type for a ledger column where the generic one falls short; None keeps it.
+    def ledger_long_text_type(self) -> Any: ...
+
+    def ledger_timestamp_type(self) -> Any: ...
+
+    # --- the lock graph (``dbguard locks``, the rollback's blockers) ---------------------------
+    # "blocking_pids" (PostgreSQL), "metadata_locks" (MySQL/MariaDB), None: no sessions to inspect.
+    @property
+    def lock_graph(self) -> str | None: ...
+
+    # sqlglot's name of the engine, to read table names out of a session's query.
+    @property
+    def sqlglot_dialect(self) -> str | None: ...
+
+    # Where metadata locks can be read, best first (MySQL/MariaDB); empty elsewhere.
+    def mdl_sources(self) -> tuple[str, ...]: ...
+
+    def is_session_gone(self, exc: BaseException) -> bool: ...
+
+    def is_kill_denied(self, exc: BaseException) -> bool: ...
+
+    # --- risk facts ----------------------------------------------------------------------------
+    # Statements run before reading table facts (MySQL: fresh statistics).
+    def table_facts_prelude(self) -> list[str]: ...
+
+    # --- fleets --------------------------------------------------------------------------------
+    # Whether this engine can be a distributed rollout's control database (SKIP LOCKED claims).
+    @property
+    def fleet_claims(self) -> bool: ...
 
 
 _MODULES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Statement, driver_error
+from dbguard.dialects import Dialect, Statement, driver_error
 
 LOCK_WAIT_TIMEOUT = 1205
 LOCK_NOWAIT = 3572
@@ -648,3 +648,7 @@ def _packed_value(expr: str, how: str) -> str:
     if how == "e":
         return f"IFNULL({expr}, '')"
     return expr
+
+
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+    _A_WHOLE_DIALECT: Dialect = MysqlDialect(mariadb=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Statement, driver_error
+from dbguard.dialects import Dialect, Statement, driver_error
 
 LOCK_NOT_AVAILABLE = "55P03"
 # The first half of a fleet claim's two-int advisory key ("dbgf"); the second is the claim row's id.
@@ -298,6 +298,24 @@ class PostgresqlDialect:
     lock_graph = "blocking_pids"
     sqlglot_dialect = "postgres"
 
+    def mdl_sources(self) -> tuple[str, ...]:
+        return ()  # pg_locks shows every lock: no metadata-lock source to choose
+
+    def is_session_gone(self, exc: BaseException) -> bool:
+        return False  # pg_cancel_backend / pg_terminate_backend answer false for a gone pid, never raise
+
+    def is_kill_denied(self, exc: BaseException) -> bool:
+        return False  # a refusal is a privilege error (is_privilege_error)
+
+    def ledger_long_text_type(self) -> Any:
+        return None  # text has no length limit
+
+    def ledger_timestamp_type(self) -> Any:
+        return None  # timestamp keeps microseconds
+
+    def table_facts_prelude(self) -> list[str]:
+        return []
+
     def lock_sessions(self, query_chars: int = 200, extra_pids: Sequence[int] = ()) -> Statement:
         """Every session that waits for a lock or that somebody waits for, in any database (plus extra_pids)."""
         return Statement(_LOCK_SESSIONS, {"query_chars": int(query_chars), "extra": [int(p) for p in extra_pids]})
@@ -560,3 +578,7 @@ _SIGNAL = (
 
 def from_sqlalchemy(sa_dialect: Any) -> PostgresqlDialect:
     return PostgresqlDialect()
+
+
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+    _A_WHOLE_DIALECT: Dialect = PostgresqlDialect()

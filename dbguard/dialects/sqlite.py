@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Statement, driver_error
+from dbguard.dialects import Dialect, Statement, driver_error
 
 
 class SqliteDialect:
@@ -133,6 +134,47 @@ class SqliteDialect:
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f"make {database} and its folder writable by this user"
 
+    def dead_client_checks(self, interval_ms: int) -> list[str]:
+        return []  # an in-process engine: its client cannot die apart from it
+
+    # No server sessions, privileges or metadata locks: the file and its lock file are all there is.
+    sqlglot_dialect = None
+
+    def session_identity(self, session_id: str) -> Statement | None:
+        return None
+
+    def session_idle_seconds(self, session_id: str) -> Statement | None:
+        return None
+
+    def ledger_privileges(self, tables: Sequence[str]) -> Statement | None:
+        return None
+
+    def missing_ledger_privileges(self, rows: Sequence[Any], user: str, database: str,
+                                  complete: bool) -> tuple[list[str], str]:
+        return [], ""
+
+    def ledger_long_text_type(self) -> Any:
+        return None
+
+    def ledger_timestamp_type(self) -> Any:
+        return None
+
+    def mdl_sources(self) -> tuple[str, ...]:
+        return ()
+
+    def is_session_gone(self, exc: BaseException) -> bool:
+        return False
+
+    def is_kill_denied(self, exc: BaseException) -> bool:
+        return False
+
+    def table_facts_prelude(self) -> list[str]:
+        return []
+
 
 def from_sqlalchemy(sa_dialect: Any) -> SqliteDialect:
     return SqliteDialect()
+
+
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+    _A_WHOLE_DIALECT: Dialect = SqliteDialect()

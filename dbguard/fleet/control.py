@@ -316,7 +316,7 @@ class Control:
     # scale-out: claims (engines with the fleet_claims capability) -------------------------------
 
     def require_claims(self) -> None:
-        if not getattr(self.dialect, "fleet_claims", False):
+        if not self.dialect.fleet_claims:
             raise ConfigError(f"a distributed rollout needs a PostgreSQL control database (SKIP LOCKED claims "
                               f"and advisory locks); {self.masked_url} is {self.dialect.name}")
 
