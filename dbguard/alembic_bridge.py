@@ -10,11 +10,13 @@ proxy that env.py imports.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -134,39 +136,56 @@ class RunHooks:
     seen_metadata: tuple[Any] | None = None
 
 
+_hook_lock = threading.Lock()
+_hook_users = 0
 _original_configure: Callable[..., Any] | None = None
 
 
-def install() -> None:
-    """Wrap EnvironmentContext.configure once; harmless for contexts without dbguard's hooks."""
-    global _original_configure
-    if _original_configure is not None:
-        return
-    _original_configure = EnvironmentContext.configure
+def _configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
+    """EnvironmentContext.configure while a guarded run is under way: a context with dbguard's hooks
+    gets its connection prepared and its steps tracked; any other context is left as it is."""
+    hooks = self.config.attributes.get("dbguard")
+    connection = kw.get("connection", args[0] if args else None)
+    if isinstance(hooks, RunHooks) and connection is not None and not self.is_offline_mode():
+        _prepare_connection(connection, hooks)
+        kw["transaction_per_migration"] = True
+        fn = self.context_opts.get("fn")
+        if fn is not None and not getattr(fn, "__dbguard_wrapped__", False):
+            self.context_opts["fn"] = hooks.tracker.wrap(fn)
+    assert _original_configure is not None
+    configured = _original_configure(self, *args, **kw)
+    if isinstance(hooks, RunHooks) and hooks.seen_metadata is None and not self.is_offline_mode():
+        hooks.seen_metadata = (self.context_opts.get("target_metadata"),)
+    return configured
 
-    def configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
-        hooks = self.config.attributes.get("dbguard")
-        connection = kw.get("connection", args[0] if args else None)
-        if isinstance(hooks, RunHooks) and connection is not None and not self.is_offline_mode():
-            _prepare_connection(connection, hooks)
-            kw["transaction_per_migration"] = True
-            fn = self.context_opts.get("fn")
-            if fn is not None and not getattr(fn, "__dbguard_wrapped__", False):
-                self.context_opts["fn"] = hooks.tracker.wrap(fn)
-        assert _original_configure is not None
-        configured = _original_configure(self, *args, **kw)
-        if isinstance(hooks, RunHooks) and hooks.seen_metadata is None and not self.is_offline_mode():
-            hooks.seen_metadata = (self.context_opts.get("target_metadata"),)
-        return configured
 
-    EnvironmentContext.configure = configure  # type: ignore[method-assign]
+@contextlib.contextmanager
+def configure_hook() -> Iterator[None]:
+    """env.py calls ``context.configure`` itself: Alembic offers no other place to hand dbguard its
+    connection. The method is wrapped while a run needs it (nested and concurrent runs share one
+    wrapper) and Alembic's own is back when the last one ends."""
+    global _hook_users, _original_configure
+    with _hook_lock:
+        if _hook_users == 0:
+            _original_configure = EnvironmentContext.configure
+            EnvironmentContext.configure = _configure  # type: ignore[method-assign]
+        _hook_users += 1
+    try:
+        yield
+    finally:
+        with _hook_lock:
+            _hook_users -= 1
+            if _hook_users == 0 and _original_configure is not None:
+                EnvironmentContext.configure = _original_configure  # type: ignore[method-assign]
+                _original_configure = None
 
 
 def _prepare_connection(connection: Any, hooks: RunHooks) -> None:
+    from dbguard.db.sql import run_statements
+
     was_in_transaction = connection.in_transaction()
     hooks.verify_connection(connection)
-    for statement in hooks.session_statements:
-        connection.exec_driver_sql(statement)
+    run_statements(connection, hooks.session_statements)
     # A SET autobegins a transaction that Alembic would take as external and never commit:
     # the upgrade would "succeed" and leave nothing behind.
     hooks.on_connection(connection)

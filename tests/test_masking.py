@@ -209,15 +209,21 @@ def test_the_api_installs_nothing_process_wide_the_cli_masks_logged_tracebacks(t
     from tests.projects import make_project
 
     ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [("r1", "pass", "pass")])
-    def process_wide() -> tuple[object, ...]:  # (handlers of root, alembic, sqlalchemy: env.py's fileConfig sets them)
+    def process_wide() -> tuple[object, ...]:  # (handlers of root, alembic, sqlalchemy: env.py's fileConfig's)
         loggers = [logging.getLogger(name) for name in ("alembic", "sqlalchemy", "dbguard")]
-        return (logging.getLogRecordFactory(), [list(lg.filters) for lg in loggers],
+        from alembic.runtime.environment import EnvironmentContext
+
+        return (EnvironmentContext.configure, logging.getLogger("sqlglot").level,
+                logging.getLogRecordFactory(), [list(lg.filters) for lg in loggers],
                 list(logging.getLogger("dbguard").handlers),
                 signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), masking.active().known,
                 gc.isenabled())
 
     before = process_wide()
-    assert api.upgrade(load_settings({"config_path": str(ini)}, environ={}), None).exit_code == 0
+    settings = load_settings({"config_path": str(ini)}, environ={})
+    assert api.upgrade(settings, "head").exit_code == 0  # a run: the configure hook, the GC paused
+    assert api.plan(settings, "head", offline=True, from_revision="base").exit_code == 0  # sqlglot parses
+    assert api.drift(settings, against="migrations").exit_code == 0  # schemas built with the GC paused
     assert process_wide() == before
 
     script = ("import logging, sys\nfrom dbguard import cli\ncli._mask_log_records()\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,3 +23,9 @@ def inserted_id(result: CursorResult[Any]) -> int:
         # SQLAlchemy's "no key reported": never so for the autoincrement ids of dbguard's tables.
         raise RuntimeError("the INSERT reported no primary key for the row it wrote")
     return int(key[0])
+
+
+def run_statements(conn: Connection, statements: Iterable[str]) -> None:
+    """Plain statements of dbguard's own making (session SETs), one after the other."""
+    for statement in statements:
+        conn.exec_driver_sql(statement)

@@ -3,9 +3,12 @@ about 150 ms) and a few patterns for what sqlglot keeps as an opaque command."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any, TypedDict
 
 from dbguard.errors import StatementParseError
@@ -33,10 +36,33 @@ def _glot() -> Any:
     if _sqlglot is None:
         import sqlglot
 
-        # sqlglot logs a warning for every statement it keeps as a Command; we handle those below.
-        logging.getLogger("sqlglot").setLevel(logging.ERROR)
         _sqlglot = sqlglot
     return _sqlglot
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_level = logging.NOTSET
+
+
+@contextlib.contextmanager
+def quiet_sqlglot() -> Iterator[None]:
+    """sqlglot logs a warning for every statement it keeps as a Command (handled by dbguard): its
+    logger is set to errors only while dbguard parses, then the host's level is back."""
+    global _quiet_depth, _saved_level
+    logger = logging.getLogger("sqlglot")
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_level = logger.level
+            logger.setLevel(logging.ERROR)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                logger.setLevel(_saved_level)
 
 
 def _name(node: Any) -> str | None:
@@ -135,7 +161,8 @@ def _parse_statement(sql: str, engine: str) -> list[Op]:
     read = SQLGLOT_DIALECT.get(engine, engine)
     # A statement nobody could read must stop the plan: kept as "unknown" it passed every rule.
     try:
-        tree = glot.parse_one(sql, read=read)
+        with quiet_sqlglot():
+            tree = glot.parse_one(sql, read=read)
     except Exception as exc:  # noqa: BLE001 - ParseError, TokenError ...: every parser failure
         raise StatementParseError(f"sqlglot {_glot_version()} cannot parse {shown_statement(sql)} as {read} "
                                   f"[{_first_line(exc)}]", sql) from None
