@@ -491,7 +491,8 @@ def _locked_run(
                  f"{risk_plan.fail_on}")
         prompt = RiskPrompt(
             title=title,
-            blast_radius=_blast_radius(decision, last, heads, planned, risk_plan, runner),
+            blast_radius=_blast_radius(decision, last, heads, planned, runner),
+            plan=risk_plan,
             token=breaker.CONFIRM_TOKEN,
         )
         answer = confirm(prompt) if confirm else None
@@ -628,8 +629,7 @@ def _with_plan(result: RunResult, risk_plan: Any, notes: tuple[str, ...]) -> Run
 
 
 def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tuple[str, ...],
-                  planned: list[bridge.PlannedStep], risk_plan: Any = None,
-                  runner: _Runner | None = None) -> tuple[str, ...]:
+                  planned: list[bridge.PlannedStep], runner: _Runner | None = None) -> tuple[str, ...]:
     lines = [decision.reason] if decision.reason else []
     lines.append(f"the database is at {' '.join(heads) or 'base'}")
     if planned:
@@ -639,11 +639,6 @@ def _blast_radius(decision: breaker.Decision, last: RunRecord | None, heads: tup
     if last is not None and last.failed_step:
         lines.append(f"the failed step {last.failed_step} may have left part of its changes live")
         lines += _live_leftovers(runner, heads, last)
-    if risk_plan is not None:
-        from dbguard.output import plan_lines
-
-        lines.append(f"plan of the pending revisions ({risk_plan.server}, fail_on {risk_plan.fail_on}):")
-        lines += [f"  {line}" for line in plan_lines(risk_plan, statements=False)]
     return tuple(lines)
 
 

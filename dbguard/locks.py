@@ -11,7 +11,6 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
-from dbguard import output
 from dbguard.core import breaker
 from dbguard.core import victims as policy_mod
 from dbguard.core.victims import KillPolicy
@@ -139,7 +138,7 @@ def kill(
         ensure_audit_table(ledger, dialect, session.db_user, database)
         prompt = RiskPrompt(
             title=f"end {len(allowed)} session(s) in database {database}",
-            blast_radius=tuple(output.describe_victim(o) for o in allowed),
+            blast_radius=(), victims=tuple(allowed),
             token=breaker.CONFIRM_TOKEN,
         )
         answer = confirm(prompt) if confirm is not None else None

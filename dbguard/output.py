@@ -186,14 +186,25 @@ _TEXT: dict[str, Any] = {
 }
 
 
+def prompt_lines(prompt: RiskPrompt) -> list[str]:
+    """Everything a person must read in a prompt: its lines, then its structured parts."""
+    lines = list(prompt.blast_radius)
+    lines += [describe_victim(o) for o in prompt.victims]
+    lines += blast_radius_lines(prompt.fleet_radius, prompt.fleet_rollback_command)
+    if prompt.plan is not None:
+        lines.append(f"plan of the pending revisions ({prompt.plan.server}, fail_on {prompt.plan.fail_on}):")
+        lines += [f"  {line}" for line in plan_lines(prompt.plan, statements=False)]
+    return lines + list(prompt.closing)
+
+
 def render_plan(prompt: RiskPrompt) -> str:
     """A plan shown before a plain yes (the rollback lane), not a risk challenge."""
-    return "\n".join([f"dbguard: {prompt.title}", *[f"  - {line}" for line in prompt.blast_radius]])
+    return "\n".join([f"dbguard: {prompt.title}", *[f"  - {line}" for line in prompt_lines(prompt)]])
 
 
 def render_prompt(prompt: RiskPrompt) -> str:
     lines = [f"dbguard: {prompt.title}", "blast radius:"]
-    lines += [f"  - {line}" for line in prompt.blast_radius]
+    lines += [f"  - {line}" for line in prompt_lines(prompt)]
     lines.append(f"Type {prompt.token} to proceed, anything else refuses")
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcnow
 from dbguard.db.runlock import acquire
-from dbguard.db.sql import run
+from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.masking import mask
 from dbguard.results import KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
@@ -508,8 +508,7 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
             conn = dbconnect.connect(engine, autocommit=False)
             runner.guard_migration_socket(conn)
             try:
-                for statement in hooks.session_statements:
-                    conn.exec_driver_sql(statement)
+                run_statements(conn, hooks.session_statements)
                 monitor.session_id = str(run(conn, session.dialect.session_id()).scalar())
                 runner.record_session(conn, monitor.session_id, run_id)
                 conn.commit()

@@ -179,8 +179,9 @@ LEDGER_LOCK_TIMEOUT_MS = Settings.ledger_lock_timeout_ms
 def bound_lock_waits(conn: Connection, dialect: Dialect, lock_timeout_ms: int) -> None:
     """How long a statement on one of dbguard's own connections may wait for a lock (no
     statement timeout: those are for the migration's connection)."""
-    for statement in dialect.session_timeouts(lock_timeout_ms, 0):
-        conn.exec_driver_sql(statement)
+    from dbguard.db.sql import run_statements
+
+    run_statements(conn, dialect.session_timeouts(lock_timeout_ms, 0))
 
 
 def guard_socket(conn: Connection, settings: Settings, longest_s: float) -> None:

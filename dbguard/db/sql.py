@@ -29,3 +29,13 @@ def run_statements(conn: Connection, statements: Iterable[str]) -> None:
     """Plain statements of dbguard's own making (session SETs), one after the other."""
     for statement in statements:
         conn.exec_driver_sql(statement)
+
+
+def run_health_check(conn: Connection, sql: str) -> None:
+    """A fleet target's ``health_sql``, in a transaction rolled back whatever it did (on a
+    connection in autocommit mode, ended here first)."""
+    conn.commit()  # ends SQLAlchemy's autobegun (autocommit) transaction
+    checked = conn.execution_options(isolation_level=conn.default_isolation_level)
+    with checked.begin() as tx:
+        checked.execute(sa.text(sql))
+        tx.rollback()

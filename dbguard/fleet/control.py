@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from dbguard.core.fleet import BatchStatus, TargetStatus
 from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
@@ -291,6 +292,31 @@ class Control:
         b = self.batches
         rows = self.conn.execute(sa.select(b).where(b.c.run_id == run_id).order_by(b.c.number)).mappings()
         return [_plain(r) for r in rows]
+
+    @retried("the fleet's control database")
+    def skip_unstarted(self, run_id: int) -> None:
+        """Every target still pending and every batch not yet done of a run that ends: skipped."""
+        t, b = self.targets, self.batches
+        self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.status == TargetStatus.PENDING.value)
+                          .values(status=TargetStatus.SKIPPED.value))
+        self.conn.execute(b.update().where(b.c.run_id == run_id,
+                                           b.c.status.in_([BatchStatus.PLANNED.value, BatchStatus.OPEN.value]))
+                          .values(status=BatchStatus.SKIPPED.value))
+
+    @retried("the fleet's control database")
+    def skip_pending_of_batch(self, run_id: int, number: int) -> None:
+        t = self.targets
+        self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.batch == number,
+                                           t.c.status == TargetStatus.PENDING.value)
+                          .values(status=TargetStatus.SKIPPED.value))
+
+    @retried("the fleet's control database")
+    def mark_in_flight_unknown(self, run_id: int, error: str) -> None:
+        """Targets a dead run left claimed or running: their fate is unknown."""
+        t = self.targets
+        self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.status.in_(["running", "claimed"]))
+                          .values(**{k: _to_db(v) for k, v in
+                                     {"status": TargetStatus.UNKNOWN.value, "error": error}.items()}))
 
     @retried("the fleet's control database")
     def insert_targets(self, rows: Sequence[dict[str, Any]]) -> None:

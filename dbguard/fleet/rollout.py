@@ -41,6 +41,7 @@ from dbguard.core.fleet import (
 )
 from dbguard.core.state import Intent, RunStatus, TargetState
 from dbguard.db.runlock import acquire
+from dbguard.db.sql import run_health_check
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.fleet.control import Control, run_record, utcnow
 from dbguard.fleet.spec import DEFAULT_WORKER_TIMEOUT_S, FleetSpec, TargetSpec
@@ -196,14 +197,8 @@ def _verify_one(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str
                 why = mask(breaker.describe_breaker(TargetState(state), last), secrets)
             health = None
             if target.health_sql:
-                import sqlalchemy as sa
-
-                session.conn.commit()  # ends SQLAlchemy's autobegun (autocommit) transaction
-                conn = session.conn.execution_options(isolation_level=session.conn.default_isolation_level)
                 try:
-                    with conn.begin() as tx:
-                        conn.execute(sa.text(target.health_sql))
-                        tx.rollback()
+                    run_health_check(session.conn, target.health_sql)
                 except Exception as exc:  # noqa: BLE001 - any failure of the health check fails the target
                     health = mask(f"health_sql failed: {first_line(exc)}", secrets)
         return _Seen(state, revisions, why), health
@@ -323,12 +318,6 @@ def _radius_of(control: Control, spec: FleetSpec, run: dict[str, Any] | None) ->
     return blast_radius(weights, outcomes, nxt)
 
 
-def radius_lines(radius: BlastRadius | None, command: str | None) -> tuple[str, ...]:
-    from dbguard.output import blast_radius_lines
-
-    return blast_radius_lines(radius, command)
-
-
 def _locked_upgrade(spec: FleetSpec, control: Control, plan: list[tuple[str, ...]], batches_text: str,
                     options: UpgradeOptions, confirm: ConfirmToken | None, progress: Progress,
                     pool: Executor | None) -> FleetResult:
@@ -349,8 +338,8 @@ def _locked_upgrade(spec: FleetSpec, control: Control, plan: list[tuple[str, ...
         if decision.needs_confirmation:
             prompt = RiskPrompt(
                 title=f"--force: fleet upgrade of {spec.name} to {revision} although its circuit breaker is open",
-                blast_radius=(reason, *radius_lines(radius, command),
-                              "every target is still pre-flighted: one that is not HEALTHY stops the rollout"),
+                blast_radius=(reason,), fleet_radius=radius, fleet_rollback_command=command,
+                closing=("every target is still pre-flighted: one that is not HEALTHY stops the rollout",),
                 token=breaker.CONFIRM_TOKEN)
             answer = confirm(prompt) if confirm else None
             refused = not breaker.confirmation_accepted(answer)
@@ -463,14 +452,8 @@ class _Rollout:
 
     def _close(self) -> None:
         c, run_id = self.control, self.run_id
-        t = c.targets
         # Everything that never started is skipped; nothing of it runs after a failure.
-        c.conn.execute(t.update().where(t.c.run_id == run_id, t.c.status == TargetStatus.PENDING.value)
-                       .values(status=TargetStatus.SKIPPED.value))
-        b = c.batches
-        c.conn.execute(b.update().where(b.c.run_id == run_id, b.c.status.in_([BatchStatus.PLANNED.value,
-                                                                                 BatchStatus.OPEN.value]))
-                       .values(status=BatchStatus.SKIPPED.value))
+        c.skip_unstarted(run_id)
         if self.failure is None:
             c.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow())
             self.emit("fleet_finished", status=RunStatus.SUCCEEDED.value, targets=len(self.outcomes))
@@ -630,10 +613,7 @@ class _Rollout:
                               message=r["message"], worker=r["worker"], **counts)
             if self.failure is not None and not closed:
                 # _fail closed the batch (status failed): claims stop; pending ones never start.
-                t = self.control.targets
-                self.control.conn.execute(
-                    t.update().where(t.c.run_id == self.run_id, t.c.batch == number,
-                                     t.c.status == TargetStatus.PENDING.value).values(status=TargetStatus.SKIPPED.value))
+                self.control.skip_pending_of_batch(self.run_id, number)
                 closed = True
                 continue
             live = [r for r in rows if r["status"] in ("pending", "claimed", "running")]
@@ -775,10 +755,7 @@ def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, conf
                       "resolve")
     dead = up["status"] == RunStatus.RUNNING.value  # we hold the fleet lock: its coordinator died
     if dead:
-        t = control.targets
-        control.conn.execute(t.update().where(t.c.run_id == up["id"], t.c.status.in_(["running", "claimed"]))
-                             .values(status=TargetStatus.UNKNOWN.value,
-                                     error="its fleet run died mid-target: fate unknown"))
+        control.mark_in_flight_unknown(up["id"], "its fleet run died mid-target: fate unknown")
     rows = control.targets_of(up["id"])
     outcomes = {r["target"]: r["status"] for r in rows}
     names = rollback_set(outcomes, all_upgraded, {r["target"]: _moved(r) for r in rows})
@@ -890,12 +867,11 @@ def resolve(spec: FleetSpec, reason: str, *, confirm: ConfirmToken | None = None
             assert last_row is not None
             radius = _radius_of(control, spec, last_row)
             lines = ((f"marks fleet run {last_row['id']} ({last_row['intent']}, {last_row['status']}) as "
-                      f"repaired by hand: {breaker.describe_breaker(state, last)}"),
-                     *radius_lines(radius, None),
-                     ("each target keeps its own state: a FAILED or UNKNOWN target still refuses until "
-                      "`dbguard rollback` or `dbguard resolve` on it"))
+                     f"repaired by hand: {breaker.describe_breaker(state, last)}"),)
+            closing = (("each target keeps its own state: a FAILED or UNKNOWN target still refuses until "
+                       "`dbguard rollback` or `dbguard resolve` on it"),)
             prompt = RiskPrompt(title=f"resolve fleet run {last_row['id']} of {spec.name}", blast_radius=lines,
-                                token=breaker.CONFIRM_TOKEN)
+                                fleet_radius=radius, closing=closing, token=breaker.CONFIRM_TOKEN)
             answer = confirm(prompt) if confirm else None
             if not breaker.confirmation_accepted(answer):
                 why = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"

@@ -105,8 +105,18 @@ class OfflineSqlResult:
 
 @dataclasses.dataclass(frozen=True)
 class RiskPrompt:
-    """What a person must read before typing the risk token."""
+    """What a person must read before typing the risk token: ``blast_radius`` in plain lines, and
+    the structured parts the output module draws after them (a render of the prompt shows all)."""
 
     title: str
     blast_radius: tuple[str, ...]
     token: str
+    # The risk plan of the pending revisions (dbguard.results.PlanReport), its statements left out.
+    plan: Any = None
+    # The sessions a kill would end (dbguard.results.KillOutcome).
+    victims: tuple[Any, ...] = ()
+    # A fleet's blast radius (dbguard.core.fleet.BlastRadius), and how to roll it back.
+    fleet_radius: Any = None
+    fleet_rollback_command: str | None = None
+    # Lines said after the structured parts.
+    closing: tuple[str, ...] = ()
