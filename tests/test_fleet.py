@@ -335,7 +335,7 @@ def test_distributed_batch_nobody_claims_fails_after_the_worker_timeout(fleet: F
 def test_workers_and_coordinator_create_the_control_tables_at_once(pg_server_url: str) -> None:
     # Workers and the coordinator start together on a fresh control database: every one of them
     # creates the tables (concurrent CREATE TABLEs used to fail in all sessions but one).
-    from dbguard.fleet.control import Control
+    from dbguard.db.fleet_control import Control
 
     url = create_database(pg_server_url, "postgresql")
     try:
@@ -366,7 +366,7 @@ def test_workers_and_coordinator_create_the_control_tables_at_once(pg_server_url
 def test_workers_take_nothing_of_a_dead_run_that_still_says_running(pg_server_url: str) -> None:
     # Run 1's coordinator died mid-batch (it still says running, a target pending in an open batch);
     # another session holds the fleet lock now (a fleet rollback, or a forced upgrade: run 2).
-    from dbguard.fleet.control import Control, utcnow
+    from dbguard.db.fleet_control import Control, utcnow
     from dbguard.fleet.worker import run_worker
 
     url = create_database(pg_server_url, "postgresql")

@@ -117,7 +117,7 @@ def test_every_ledger_and_control_write_goes_through_the_masking_writer() -> Non
     root = Path(dbguard.__file__).parent
     exempt = {"store", "close_running_steps"}  # the schema document; a fixed message of dbguard's own
     for path, writers in ((root / "db" / "ledger.py", ("written", "_run_values")),
-                          (root / "fleet" / "control.py", ("_to_db",))):
+                          (root / "db" / "fleet_control.py", ("_to_db",))):
         for function in [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)]:
             source = ast.unparse(function)
             if function.name in exempt or not (".insert()" in source or ".update()" in source):

@@ -40,10 +40,10 @@ from dbguard.core.fleet import (
     run_to_undo,
 )
 from dbguard.core.state import Intent, RunStatus, TargetState
+from dbguard.db.fleet_control import Control, run_record, utcnow
 from dbguard.db.runlock import acquire
 from dbguard.db.sql import run_health_check
 from dbguard.errors import ConfigError, ExitCode
-from dbguard.fleet.control import Control, run_record, utcnow
 from dbguard.fleet.spec import DEFAULT_WORKER_TIMEOUT_S, FleetSpec, TargetSpec
 from dbguard.masking import mask
 from dbguard.results import (

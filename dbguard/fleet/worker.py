@@ -182,7 +182,7 @@ def run_worker(control_url: str, spec: Any | None, *, once: bool, poll_s: float,
     With ``once``, exit when the fleet run this worker saw running is over (or none starts
     within a minute). Returns counts for the summary.
     """
-    from dbguard.fleet.control import Control
+    from dbguard.db.fleet_control import Control
 
     secrets = list(spec.secrets) if spec is not None else []
     control = Control(control_url, secrets)
@@ -234,7 +234,7 @@ def run_worker(control_url: str, spec: Any | None, *, once: bool, poll_s: float,
 
 def _work_on(control: Any, spec: Any, claim: dict[str, Any], run: dict[str, Any], flags: dict[str, Any],
              progress: Callable[[dict[str, Any]], None], me: str) -> str:
-    from dbguard.fleet.control import utcnow
+    from dbguard.db.fleet_control import utcnow
 
     name, run_id = claim["target"], claim["run_id"]
     try:
