@@ -298,17 +298,17 @@ class Control:
         """Every target still pending and every batch not yet done of a run that ends: skipped."""
         t, b = self.targets, self.batches
         self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.status == TargetStatus.PENDING.value)
-                          .values(status=TargetStatus.SKIPPED.value))
+                          .values(status=_to_db(TargetStatus.SKIPPED.value)))
         self.conn.execute(b.update().where(b.c.run_id == run_id,
                                            b.c.status.in_([BatchStatus.PLANNED.value, BatchStatus.OPEN.value]))
-                          .values(status=BatchStatus.SKIPPED.value))
+                          .values(status=_to_db(BatchStatus.SKIPPED.value)))
 
     @retried("the fleet's control database")
     def skip_pending_of_batch(self, run_id: int, number: int) -> None:
         t = self.targets
         self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.batch == number,
                                            t.c.status == TargetStatus.PENDING.value)
-                          .values(status=TargetStatus.SKIPPED.value))
+                          .values(status=_to_db(TargetStatus.SKIPPED.value)))
 
     @retried("the fleet's control database")
     def mark_in_flight_unknown(self, run_id: int, error: str) -> None:
