@@ -5,7 +5,6 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,79 +136,11 @@ def resolve(
     return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
 
 
-LEDGER_LOSS_ADVICE = ("check the schema and alembic_version by hand, then record the loss with "
-                      "`dbguard resolve --reason TEXT` (add --accept-schema to take the live schema as the reference)")
-
-
 def status(settings: Settings) -> StatusReport:
     """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
-    from dbguard.core import breaker
-    from dbguard.core.state import TargetState, derive_state
-    from dbguard.db.ledger import Ledger, read_version_heads
-    from dbguard.guard import make_lock
-    from dbguard.results import StatusReport
-    from dbguard.target import load_target, open_session
+    from dbguard import status as state_of
 
-    target = load_target(settings)
-    with open_session(target) as session:
-        ledger = Ledger(session.conn, settings.table_prefix)
-        holder = make_lock(session, target).holder()
-        held_by_other = holder is not None and holder != session.session_id
-        revisions = read_version_heads(session.conn, target.version_table)
-        problem = ledger.problem()
-        exists = ledger.exists()
-        runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
-        has_steps = exists and not (problem and ledger.steps.name in problem)
-        dying_step = next((step.revision for step in reversed(ledger.steps_of([runs[0].id])[runs[0].id])
-                           if step.status == "running"), None) if has_steps and runs and runs[0].status == "running" \
-            else None
-    last = runs[0] if runs else None
-    state = derive_state(last, held_by_other)
-    if problem and state is not TargetState.RUNNING:
-        return StatusReport(state=TargetState.FAILED.value, exit_code=ExitCode.REFUSED, revisions=revisions,
-                            last_run=last, breaker_reason=f"circuit breaker open: {problem}",
-                            advice=LEDGER_LOSS_ADVICE, ledger_exists=exists)
-    from dbguard.drift import heads_moved
-
-    findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,) if f)
-    if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:
-        # A process that died left its step running: that is the step it failed at.
-        last = dataclasses.replace(last, failed_step=dying_step)
-    reason = advice = None
-    exit_code = ExitCode.OK
-    if state in (TargetState.FAILED, TargetState.UNKNOWN):
-        from dbguard.core.lanes import way_out
-
-        exit_code = ExitCode.REFUSED
-        reason = f"circuit breaker open: {breaker.describe_breaker(state, last)}"
-        advice = way_out(runs)
-    elif state is TargetState.RUNNING:
-        exit_code = ExitCode.BUSY
-    elif findings and settings.on_drift == "refuse":
-        exit_code = ExitCode.REFUSED
-        reason = f"on_drift = refuse: {findings[0]}"
-        advice = "an upgrade refuses until the ledger and alembic_version agree: `dbguard resolve` records the change"
-    return StatusReport(
-        state=state.value,
-        exit_code=exit_code,
-        revisions=revisions,
-        last_run=last,
-        breaker_reason=reason,
-        advice=advice,
-        lock_holder=holder if held_by_other else None,
-        ledger_exists=exists,
-        schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified"
-        and not findings,
-        findings=findings,
-        notes=_short_secret_notes(target),
-    )
-
-
-def _short_secret_notes(target: Any) -> tuple[str, ...]:
-    from dbguard.masking import short_secret_note
-
-    note = short_secret_note([target.url.password], "the database URL's password")
-    return (note,) if note else ()
+    return state_of.report(settings)
 
 
 def history(settings: Settings, limit: int = 20) -> HistoryReport:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import json
 import os
 import random
@@ -32,7 +31,7 @@ from dbguard.core.state import (
 )
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, read_version_heads, utcnow
-from dbguard.db.runlock import DATABASE_KEY, FileRunLock, RunLock, SqlRunLock, acquire
+from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
@@ -45,29 +44,11 @@ from dbguard.errors import (
 )
 from dbguard.masking import mask
 from dbguard.results import RiskPrompt, RunResult, StepResult
-from dbguard.target import Session, Target, open_session, shorter_lock_waits
+from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
 
 Confirm = Callable[[RiskPrompt], "str | None"]
 
 _DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
-
-
-def make_lock(session: Session, target: Target) -> RunLock:
-    """The target database's run lock (see :class:`RunLock`)."""
-
-    def keyed(key: str) -> SqlRunLock | FileRunLock:
-        if session.dialect.run_lock_kind == "file":
-            return FileRunLock(session.dialect.run_lock_path(session.database, key))  # type: ignore[attr-defined]
-        return SqlRunLock(session.conn, session.dialect, session.database, key)
-
-    return RunLock(keyed(DATABASE_KEY), keyed(target.settings.table_prefix))
-
-
-def os_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        return str(os.getuid()) if hasattr(os, "getuid") else None
 
 
 def describe_error(exc: BaseException, secrets: list[str | None]) -> tuple[str, str]:
@@ -461,7 +442,7 @@ def _locked_run(
     problem = runner.ledger.problem()
     if problem:
         # Creating the missing tables now would hide the loss: only resolve records it.
-        from dbguard.api import LEDGER_LOSS_ADVICE
+        from dbguard.core.integrity import LEDGER_LOSS_ADVICE
 
         return RunResult(intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
                          message=f"refused: circuit breaker open: {problem}", advice=LEDGER_LOSS_ADVICE,

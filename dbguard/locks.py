@@ -33,7 +33,7 @@ def _require_server(session: Session) -> None:
 
 def own_sessions(session: Session, target: Target) -> set[str]:
     """dbguard's own session, and the session holding the run lock (a dbguard run in progress)."""
-    from dbguard.guard import make_lock
+    from dbguard.target import make_lock
 
     ids = {session.session_id} if session.session_id else set()
     holder = make_lock(session, target).holder()
@@ -182,7 +182,7 @@ def ensure_audit_table(ledger: KillLedger, dialect: object, db_user: str | None,
 def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: str,
                secrets: Sequence[str | None], run_id: int | None = None) -> dblocks.Audit:
     """An ``audit(session, action, outcome)`` writing one ``dbguard_kills`` row, for :func:`end_sessions`."""
-    from dbguard.guard import os_user
+    from dbguard.target import os_user
 
     def audit(s: LockSession, action: str, outcome: str) -> int:
         return ledger.record(

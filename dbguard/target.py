@@ -21,6 +21,8 @@ from dbguard.settings import Settings
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from dbguard.db.runlock import RunLock
+
 
 @dataclasses.dataclass
 class Target:
@@ -269,3 +271,26 @@ def catalog_wait_error(session: Session, exc: BaseException) -> str | None:
     if not session.dialect.is_lock_timeout(exc):
         return None
     return f"the catalog waited too long for a lock ({dbconnect.first_line(exc)})"
+
+
+def make_lock(session: Session, target: Target) -> RunLock:
+    """The target database's run lock (see :class:`dbguard.db.runlock.RunLock`)."""
+    from dbguard.db.runlock import DATABASE_KEY, FileRunLock, RunLock, SqlRunLock
+
+    def keyed(key: str) -> SqlRunLock | FileRunLock:
+        if session.dialect.run_lock_kind == "file":
+            return FileRunLock(session.dialect.run_lock_path(session.database, key))  # type: ignore[attr-defined]
+        return SqlRunLock(session.conn, session.dialect, session.database, key)
+
+    return RunLock(keyed(DATABASE_KEY), keyed(target.settings.table_prefix))
+
+
+def os_user() -> str | None:
+    """The login running dbguard, recorded with each run and kill."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return str(os.getuid()) if hasattr(os, "getuid") else None

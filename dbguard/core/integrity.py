@@ -46,3 +46,7 @@ def ledger_problem(prefix: str, present: Collection[str], links: Sequence[tuple[
         return (f"run{'s' if len(deleted) > 1 else ''} {names} {'are' if len(deleted) > 1 else 'is'} missing from "
                 f"{prefix}runs (deleted by hand?): what {'they' if len(deleted) > 1 else 'it'} did is unknown")
     return None
+
+
+LEDGER_LOSS_ADVICE = ("check the schema and alembic_version by hand, then record the loss with "
+                      "`dbguard resolve --reason TEXT` (add --accept-schema to take the live schema as the reference)")

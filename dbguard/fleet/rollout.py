@@ -1,5 +1,6 @@
 """Fleet runs: a batched upgrade that stops at the first failure, the rollback that undoes it,
-resolve, status and validate. Every target runs through the single-target machinery (``api``).
+resolve, status and validate. Every target runs through the single-target machinery (the guarded
+run, the rollback lane, status).
 
 The coordinator holds the fleet lock on the control database for the whole run and a heartbeat
 thread keeps the run's heartbeat fresh. Migrations run in worker processes (``fleet.worker``);
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import os
 import shlex
 import socket
@@ -56,6 +56,7 @@ from dbguard.results import (
     FleetValidateReport,
     RiskPrompt,
 )
+from dbguard.target import os_user
 
 Progress = Callable[[dict[str, Any]], None]
 ConfirmToken = Callable[[RiskPrompt], "str | None"]
@@ -76,18 +77,11 @@ def rollback_command(spec: FleetSpec, all_upgraded: bool = False) -> str:
     return f"dbguard fleet rollback {shlex.quote(str(spec.path))}" + (" --all-upgraded" if all_upgraded else "")
 
 
-def _os_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return None
-
-
 def _base_row(spec: FleetSpec, control: Control, intent: str, revision: str | None, batches: str | None,
               distributed: bool = False) -> dict[str, Any]:
     return {
         "fleet": spec.name, "intent": intent, "revision": revision, "batches": batches, "distributed": distributed,
-        "started_at": utcnow(), "host": socket.gethostname(), "pid": os.getpid(), "os_user": _os_user(),
+        "started_at": utcnow(), "host": socket.gethostname(), "pid": os.getpid(), "os_user": os_user(),
         "dbguard_version": __version__, "forced": False, "lock_session": control.session_id or str(os.getpid()),
         "fleet_file": str(spec.path), "command": spec.mask(mask(" ".join(sys.argv)))[:4000],
     }
@@ -142,7 +136,7 @@ class _Seen:
 def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str], new_ok: bool = False) -> _Seen:
     """The target's state as `status` sees it. ``new_ok``: a SQLite file that is not there yet is an
     empty target at base (a rollout's pre-flight: its guarded upgrade creates it), not an error."""
-    from dbguard import api
+    from dbguard import status as state_of
 
     if new_ok:
         from dbguard.db.connect import parse_url
@@ -153,7 +147,7 @@ def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str], new
         except ConfigError:
             return _Seen(TargetState.HEALTHY.value, (), None)
     try:
-        report = api.status(_settings(target, flags))
+        report = state_of.report(_settings(target, flags))
     except Exception as exc:  # noqa: BLE001 - an unreachable target is a refused target, never a crash
         from dbguard.db.connect import first_line
 
@@ -180,8 +174,7 @@ def _verify_one(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str
     from dbguard.core.state import derive_state
     from dbguard.db.connect import first_line
     from dbguard.db.ledger import Ledger, read_version_heads
-    from dbguard.guard import make_lock
-    from dbguard.target import load_target, open_session
+    from dbguard.target import load_target, make_lock, open_session
 
     try:
         loaded = load_target(_settings(target, flags))

@@ -134,8 +134,11 @@ def _failure(name: str, exc: BaseException, secrets: list[str], started: float) 
 
 
 def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
-    """One target's guarded upgrade (``api.upgrade`` with that target's alembic.ini and URL)."""
-    from dbguard import alembic_bridge, api
+    """One target's guarded upgrade (``dbguard upgrade`` with that target's alembic.ini and URL)."""
+    from dbguard import alembic_bridge
+    from dbguard.core.state import Intent
+    from dbguard.guard import guarded_run
+    from dbguard.target import load_target
 
     started = time.monotonic()
     secrets = list(job.get("secrets", ()))
@@ -146,7 +149,7 @@ def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
     _masking(job)
     with _working():
         try:
-            result = api.upgrade(_settings(job), job["revision"], force=force,
+            result = guarded_run(load_target(_settings(job)), Intent.UPGRADE, job["revision"], force=force,
                                  confirm=(lambda prompt: CONFIRM_TOKEN) if force else None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the target's outcome
             return _failure(job["name"], exc, secrets, started)
@@ -155,13 +158,14 @@ def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
 
 def rollback_target(job: dict[str, Any]) -> dict[str, Any]:
     """One target back to ``job['to']`` through the single-target emergency lane."""
-    from dbguard import api
+    from dbguard import rollback as lane
+    from dbguard.target import load_target
 
     started = time.monotonic()
     _masking(job)
     with _working():
         try:
-            result = api.rollback(_settings(job), to=job.get("to"), confirm=lambda prompt: True)
+            result = lane.rollback(load_target(_settings(job)), job.get("to"), confirm=lambda prompt: True)
         except Exception as exc:  # noqa: BLE001
             return _failure(job["name"], exc, list(job.get("secrets", ())), started)
     return _outcome(job["name"], result, TargetStatus.ROLLED_BACK.value, started)
