@@ -458,13 +458,6 @@ def snapshot_document(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def snapshot_schema(path: str | Path) -> Schema:
-    try:
-        return from_dict(snapshot_document(path))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
 # Migrations replayed in a scratch database ----------------------------------------------------
 
 
@@ -674,15 +667,10 @@ def drop_scratch(session: Any, name: str, force: bool = True) -> None:
     run(session.conn, dialect.drop_scratch_database(name, force))
 
 
-def migrations_schema(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
-                      exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> Schema:
-    """Replay the migrations up to ``heads`` into a scratch database and read it back."""
-    return from_dict(migrations_document(target, session, heads, shadow_url, exclude, announce))
-
-
 def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
                         exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
-    """:func:`migrations_schema` as a snapshot document."""
+    """Replay the migrations up to ``heads`` into a scratch database and read it back as a snapshot
+    document."""
     from alembic import command
 
     from dbguard.db import connect as dbconnect

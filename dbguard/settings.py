@@ -26,8 +26,6 @@ class Settings:
     ini_section: str = "alembic"
     x_args: tuple[str, ...] = ()
     url: str | None = None
-    output_format: str = "text"
-    verbosity: int = 0
     # Every migration statement waits at most this long for a lock.
     lock_timeout_ms: int = 2000
     # And runs at most this long; 0 leaves the server's setting alone.

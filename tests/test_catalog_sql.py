@@ -9,6 +9,14 @@ from dbguard.dialects.postgresql import PostgresqlDialect
 from dbguard.dialects.sqlite import SqliteDialect
 
 
+def _rows_of(keys: list[str], dicts: list[dict]) -> _Rows:
+    """Catalog rows given as dicts, in the shape the catalog reader builds from a result."""
+    rows = _Rows.__new__(_Rows)
+    rows.at = {key: i for i, key in enumerate(keys)}
+    rows.rows = [tuple(d.get(key) for key in rows.at) for d in dicts]
+    return rows
+
+
 def test_every_engine_reads_the_whole_schema_in_a_handful_of_set_based_queries():
     for dialect in (PostgresqlDialect(), MysqlDialect(mariadb=True), MysqlDialect(mariadb=False), SqliteDialect()):
         statements = dialect.catalog()
@@ -73,7 +81,7 @@ def _mysql_rows(default, extra, type_="varchar(10)"):
 
 
 def _build(dialect, rows):
-    return from_dict(_build_mysql(dialect, {key: _Rows.of(KEYS[key], dicts) for key, dicts in rows.items()}))
+    return from_dict(_build_mysql(dialect, {key: _rows_of(KEYS[key], dicts) for key, dicts in rows.items()}))
 
 
 def test_mysql8_bare_literal_defaults_are_quoted_like_mariadb_shows_them():
@@ -158,16 +166,16 @@ def test_postgres_key_numbers_a_columns_part_does_not_hold_mean_the_schema_chang
 
     from dbguard.db.catalog import CatalogChanged, _build_pg
 
-    columns = _Rows.of(
+    columns = _rows_of(
         ["table_name", "table_comment", "column_name", "position", "type", "not_null", "default_expr",
          "identity", "generated", "collation", "comment"],
         [{"table_name": "t", "column_name": "id", "position": 1, "type": "integer", "not_null": True,
           "identity": "", "generated": ""}])
-    empty = _Rows.of(["kind", "name", "detail"], [])
-    indexes = _Rows.of(["table_name", "name", "is_unique", "method", "predicate", "column_numbers", "columns"], [])
+    empty = _rows_of(["kind", "name", "detail"], [])
+    indexes = _rows_of(["table_name", "name", "is_unique", "method", "predicate", "column_numbers", "columns"], [])
 
     def constraints(numbers):
-        return _Rows.of(["table_name", "name", "type", "column_numbers", "ref_table", "ref_column_numbers",
+        return _rows_of(["table_name", "name", "type", "column_numbers", "ref_table", "ref_column_numbers",
                          "ref_columns", "on_delete", "on_update", "definition"],
                         [{"table_name": "t", "name": "t_pkey", "type": "p", "column_numbers": numbers}])
 

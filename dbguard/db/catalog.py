@@ -47,14 +47,6 @@ class _Rows:
         self.at = {key: i for i, key in enumerate(result.keys())}
         self.rows = result.fetchall()
 
-    @classmethod
-    def of(cls, keys: Iterable[str], dicts: Iterable[dict[str, Any]]) -> _Rows:
-        """Rows given as dicts (tests)."""
-        rows = cls.__new__(cls)
-        rows.at = {key: i for i, key in enumerate(keys)}
-        rows.rows = [tuple(d.get(key) for key in rows.at) for d in dicts]
-        return rows
-
 
 @without_gc
 def read_document(conn: Connection, dialect: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:

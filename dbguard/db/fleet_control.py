@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -345,15 +345,6 @@ class Control:
         if not self.dialect.fleet_claims:
             raise ConfigError(f"a distributed rollout needs a PostgreSQL control database (SKIP LOCKED claims "
                               f"and advisory locks); {self.masked_url} is {self.dialect.name}")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        conn = dbconnect.connect(self.engine, autocommit=False)
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            conn.close()
 
     def claim(self, fleet: str, worker: str, run_id: int | None = None) -> dict[str, Any] | None:
         """Take the oldest pending target of an open batch (of fleet run ``run_id``, if given): row

@@ -404,16 +404,6 @@ class KillLedger:
     def update(self, row_id: int, **values: Any) -> None:
         self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**written(values)))
 
-    @retried("dbguard's kill audit")
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        if not sa.inspect(self.conn).has_table(self.table.name):
-            return []
-        query = sa.select(self.table).order_by(self.table.c.id.desc()).limit(limit)
-        rows = [dict(row) for row in self.conn.execute(query).mappings()]
-        for row in rows:
-            row["killed_at"] = _from_db(row["killed_at"])
-        return rows
-
 
 # schemas ----------------------------------------------------------------------------------------
 

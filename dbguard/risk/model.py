@@ -33,9 +33,6 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-SEVERITY_NAMES = ("info", "low", "medium", "high", "critical", "none")
-
-
 @dataclasses.dataclass(frozen=True)
 class Op:
     """One operation of one statement (an ALTER TABLE with three actions gives three Ops).

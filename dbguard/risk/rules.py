@@ -42,13 +42,6 @@ def rule(code: str, name: str, scope: str = "statement") -> Callable[[Callable[.
     return register
 
 
-def by_code(code: str) -> Rule:
-    for r in RULES:
-        if r.code == code:
-            return r
-    raise KeyError(code)
-
-
 def weigh(base: Severity, facts: TableFacts | None) -> Severity:
     """Scale a size-dependent risk by the live table: unknown size keeps ``base``; an empty table
     is low; a small one at most medium."""
