@@ -164,7 +164,7 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
 
     from dbguard.core.schema import never_drift
     from dbguard.dialects import for_sqlalchemy_dialect
-    from dbguard.drift import models_drift
+    from dbguard.drift.checks import models_drift
 
     with tempfile.TemporaryDirectory() as tmp, scratch(engine_name) as url:
         ini = _project(Path(tmp), n, url)
@@ -282,14 +282,14 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         f"{MARK_START}\n## Drift\n\n"
         f"`benchmarks/drift_bench.py`, {machine()}; {versions}. Median of {RUNS} per cell, the tools alternating in "
         "the same run; tables of 8 columns with a PK, 2 indexes, a FK and server defaults. "
-        "\"dbguard compare\" is `dbguard.drift.models_drift` in-process: the catalog read and its tables "
+        "\"dbguard compare\" is `dbguard.drift.checks.models_drift` in-process: the catalog read and its tables "
         "digested (in a thread) while the models' tables are digested, then objects and the diff for the tables "
         "whose digests differ; model import excluded as for compare_metadata, the models' heap "
         "frozen for both so that neither pays the collector for it. "
         "\"models import\" is the import of the models module alone, in the benchmark's process. Whole-process columns include interpreter "
         "start and the model import; dbguard's bytecode compiled, as an install has it; the `dbguard drift` "
         "process reads the catalog in a forked child while env.py imports the models and compares table "
-        "digests first (`dbguard/prefetch.py`). \"floor\" is a process "
+        "digests first (`dbguard/drift/prefetch.py`). \"floor\" is a process "
         "that only starts Python and imports SQLAlchemy, the driver, Alembic's context and the models, with the "
         "collector off and the heap frozen before exit: what any tool comparing with env.py's models pays before "
         "comparing anything; "

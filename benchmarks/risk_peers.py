@@ -41,7 +41,7 @@ def render_sql() -> dict[str, str]:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from dbguard import alembic_bridge as bridge
+    from dbguard.migrations import bridge
     from dbguard.risk.plan import statements_of
 
     config = Config(str(CORPUS / "alembic.ini"), cmd_opts=ap.Namespace(x=None))

@@ -50,7 +50,7 @@ def upgrade(
     With ``sql``, nothing is touched: the result holds the SQL Alembic's offline mode renders.
     """
     from dbguard.core.state import Intent
-    from dbguard.guard import guarded_run
+    from dbguard.run.guard import guarded_run
     from dbguard.target import load_target
 
     target = load_target(settings)
@@ -69,7 +69,7 @@ def downgrade(
 ) -> RunResult | OfflineSqlResult:
     """Guarded, planned ``alembic downgrade`` (not the emergency lane)."""
     from dbguard.core.state import Intent
-    from dbguard.guard import guarded_run
+    from dbguard.run.guard import guarded_run
     from dbguard.target import load_target
 
     target = load_target(settings)
@@ -116,7 +116,7 @@ def rollback(
     (with an audit row each) unless ``kill_blockers`` is false. ``confirm`` gets the plan and
     answers yes or no; without it the rollback is refused.
     """
-    from dbguard import rollback as lane
+    from dbguard.rollback import lane
     from dbguard.target import load_target
 
     return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
@@ -130,7 +130,7 @@ def resolve(
     """Mark a FAILED/UNKNOWN run as repaired by hand, after the typed risk confirmation, once
     alembic_version and the live schema match the reference at those revisions (differences known
     before aside); ``accept_schema`` stores the live schema as that reference instead."""
-    from dbguard import guard
+    from dbguard.run import guard
     from dbguard.target import load_target
 
     return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
@@ -138,7 +138,7 @@ def resolve(
 
 def status(settings: Settings) -> StatusReport:
     """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
-    from dbguard import status as state_of
+    from dbguard.run import status as state_of
 
     return state_of.report(settings)
 
@@ -186,7 +186,7 @@ def locks(settings: Settings, table: str | None = None, *, install_plugin: bool 
     table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``.
     Raises PrivilegeError (exit 2), naming the grant, when dbguard's role cannot see other sessions.
     """
-    from dbguard import locks as lockcmd
+    from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
     return lockcmd.show(load_target(settings), table, install_plugin)
@@ -209,7 +209,7 @@ def locks_kill(
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
     risk token after seeing exactly who would be ended. Each session ended gets a ``dbguard_kills`` row.
     """
-    from dbguard import locks as lockcmd
+    from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
     return lockcmd.kill(load_target(settings), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
@@ -220,7 +220,7 @@ def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] =
           shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> DriftReport:
     """The live schema against ``models`` (env.py's target_metadata), ``migrations`` (replayed in a
     scratch database that is always dropped) or a snapshot file; exit code 1 when drift is found."""
-    from dbguard import drift as drift_check
+    from dbguard.drift import checks as drift_check
 
     return drift_check.check(settings, against, tuple(ignore), shadow_url, progress or (lambda line: None))
 
@@ -228,7 +228,7 @@ def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] =
 def snapshot(settings: Settings, revision: str = "head", output: str | None = None, *, live: bool = False,
              shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> SnapshotResult:
     """Write the expected schema at ``revision`` (or the live one) as stable, sorted JSON."""
-    from dbguard import drift as drift_check
+    from dbguard.drift import checks as drift_check
 
     return drift_check.snapshot(settings, revision, output, live, shadow_url, progress or (lambda line: None))
 
@@ -239,7 +239,7 @@ def plan(settings: Settings, revision: str = "head", *, offline: bool = False, f
     without running them. Live by default (reads alembic_version and the tables' rows, size and
     lock holders; takes no lock); ``offline`` with ``from_revision`` needs no database. Exit code 1
     when a finding reaches ``fail_on`` (default: the ``fail_on`` setting, ``high``)."""
-    from dbguard import planner
+    from dbguard.plan import planner
     from dbguard.target import load_target
 
     return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,

@@ -293,7 +293,7 @@ def _drift_ci(report: Any, fmt: str) -> str:
            (f'  <testsuite name={_quoteattr("schema drift against " + report.against)} tests="{len(names)}" '
            f'failures="{failures}" errors="0" skipped="0" time="{seconds:.3f}">')]
     for name in names:
-        case = f'    <testcase classname="dbguard.drift" name={_quoteattr(name)}'
+        case = f'    <testcase classname="dbguard.drift.checks" name={_quoteattr(name)}'
         found = groups.get(name)
         if not found:
             out.append(case + "/>")

@@ -304,7 +304,7 @@ def test_a_models_table_digests_alike_from_its_parts_and_from_its_object(dialect
     from sqlalchemy.dialects import registry
 
     from dbguard.dialects import for_sqlalchemy_dialect
-    from dbguard.expected import _TableConverter, model_digests
+    from dbguard.drift.expected import _TableConverter, model_digests
 
     path = Path(__file__).parent / "drift_schema" / "drift_models.py"
     spec = importlib.util.spec_from_file_location("drift_models_digest", path)
@@ -402,7 +402,7 @@ def test_the_models_default_cache_never_mixes_up_two_defaults() -> None:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql
 
-    from dbguard.expected import _compile_cached
+    from dbguard.drift.expected import _compile_cached
 
     cache: dict = {}
     defaults = (sa.func.now(), sa.func.pg_catalog.now(), sa.func.current_timestamp(), sa.true(), sa.false(),

@@ -81,7 +81,7 @@ def test_lock_timeout_errors_are_recognised_per_engine():
 
 def test_scratch_owner_locks_are_server_wide_and_only_dbguards_names_are_swept():
     from dbguard.dialects.postgresql import scratch_key
-    from dbguard.expected import _SCRATCH_NAME, SCRATCH_PREFIX, scratch_name
+    from dbguard.drift.expected import _SCRATCH_NAME, SCRATCH_PREFIX, scratch_name
 
     name = scratch_name()
     assert _SCRATCH_NAME.fullmatch(name)

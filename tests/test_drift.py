@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 
 from dbguard import api
-from dbguard.expected import SCRATCH_PREFIX
+from dbguard.drift.expected import SCRATCH_PREFIX
 from dbguard.settings import load_settings
 from tests.dbs import backend_of
 from tests.projects import make_project, wait_for
@@ -248,8 +248,8 @@ def forking(monkeypatch):
     import gc
 
     import dbguard
-    from dbguard import drift as drift_module
-    from dbguard import forked
+    from dbguard.drift import checks as drift_module
+    from dbguard.drift import forked
 
     if not forked.can_fork():
         pytest.skip("this system has no fork()")
@@ -278,7 +278,7 @@ def forking(monkeypatch):
 
 def _documents_fetched(monkeypatch) -> list[int]:
     """Counts the tables' documents fetched from the child: only when some table's digest differs."""
-    from dbguard import prefetch
+    from dbguard.drift import prefetch
 
     fetched: list[int] = []
     document = prefetch.LiveCatalog.document
@@ -322,7 +322,7 @@ def test_the_forked_read_names_every_injected_drift(db_url, tmp_path, forking, m
 
 @pytest.mark.parametrize("failure", ["the child fails", "the child read another engine"])
 def test_the_forked_read_falls_back_without_running_env_py_again(db_url, tmp_path, forking, monkeypatch, failure):
-    from dbguard import expected, prefetch
+    from dbguard.drift import expected, prefetch
 
     if failure == "the child fails":
         def broken(settings, exclude):
@@ -488,7 +488,7 @@ def test_the_scratch_database_is_dropped_after_a_failed_replay(db_url, tmp_path)
 def test_the_scratch_database_is_dropped_under_a_session_holding_its_locks(request, url, tmp_path):
     """A replay interrupted mid-transaction can leave a session in the scratch database holding
     locks on its tables (MariaDB: metadata locks DROP DATABASE waits for). The drop ends it first."""
-    from dbguard.expected import scratch_database
+    from dbguard.drift.expected import scratch_database
     from dbguard.target import load_target, open_session
 
     db_url = request.getfixturevalue(url)

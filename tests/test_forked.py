@@ -1,4 +1,4 @@
-"""dbguard.forked: work in a forked child, read back over a pipe; never a stray or zombie child."""
+"""dbguard.drift.forked: work in a forked child, read back over a pipe; never a stray or zombie child."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import dbguard
-from dbguard import forked
+from dbguard.drift import forked
 from tests.projects import wait_for
 
 # fork() is POSIX: the one thing a machine can truly lack here.
@@ -114,7 +114,7 @@ _PARENT = textwrap.dedent("""
     import os, signal, sys, time
     from pathlib import Path
     import dbguard
-    from dbguard import forked
+    from dbguard.drift import forked
     dbguard.OWNS_PROCESS = True
     forked.cpus = lambda: 2  # as if a second CPU were there (see the owned fixture)
     # Ctrl-C as in a terminal, whatever this test's runner inherited (a shell's background job ignores

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from dbguard import api
 from dbguard.core.breaker import CONFIRM_TOKEN
-from dbguard.db import locks as dblocks
+from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.mysql import MysqlDialect, run_lock_name
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine

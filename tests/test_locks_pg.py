@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from dbguard import api
 from dbguard.core.breaker import CONFIRM_TOKEN
 from dbguard.core.victims import KillPolicy
-from dbguard.db import locks as dblocks
+from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.postgresql import PostgresqlDialect, advisory_key
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine, cannot_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbguard.db.locks import statement_kind, tables_in_statement
+from dbguard.db.lock_graph import statement_kind, tables_in_statement
 from dbguard.dialects.mysql import MysqlDialect, account
 from dbguard.dialects.postgresql import PostgresqlDialect
 from dbguard.settings import load_settings

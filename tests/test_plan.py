@@ -219,7 +219,7 @@ def test_no_pending_revision_costs_no_plan(pg_url: str, tmp_path: Path) -> None:
                           cwd=tmp_path, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line}
-    assert "sqlglot" not in imported and "dbguard.planner" not in imported and "dbguard.risk.parse" not in imported
+    assert "sqlglot" not in imported and "dbguard.plan.planner" not in imported and "dbguard.risk.parse" not in imported
 
 
 def test_offline_plan_says_where_offline_sql_differs(tmp_path: Path) -> None:

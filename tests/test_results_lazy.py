@@ -30,7 +30,7 @@ def _loaded(modules: str) -> list[str]:
 
 def test_each_command_imports_only_its_own_results():
     assert _loaded("dbguard.cli, dbguard.api, dbguard.output") == []
-    assert _loaded("dbguard.cli, dbguard.api, dbguard.guard, dbguard.output") == [
+    assert _loaded("dbguard.cli, dbguard.api, dbguard.run.guard, dbguard.output") == [
         "dbguard.core.state", "dbguard.results.runs"]
     # dbguard drift builds neither the guarded run's classes nor the ledger's records.
-    assert _loaded("dbguard.cli, dbguard.api, dbguard.drift, dbguard.output") == ["dbguard.results.checks"]
+    assert _loaded("dbguard.cli, dbguard.api, dbguard.drift.checks, dbguard.output") == ["dbguard.results.checks"]

@@ -136,7 +136,7 @@ class _Seen:
 def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str], new_ok: bool = False) -> _Seen:
     """The target's state as `status` sees it. ``new_ok``: a SQLite file that is not there yet is an
     empty target at base (a rollout's pre-flight: its guarded upgrade creates it), not an error."""
-    from dbguard import status as state_of
+    from dbguard.run import status as state_of
 
     if new_ok:
         from dbguard.db.connect import parse_url
@@ -487,8 +487,8 @@ class _Rollout:
     def _share_offline(self, targets: list[TargetSpec], seen: dict[str, _Seen]) -> None:
         """Render each revision range once (per script directory, config, engine and starting
         revisions) and hand the result to the workers, instead of once per target."""
-        from dbguard import alembic_bridge as bridge
-        from dbguard import planner
+        from dbguard.migrations import bridge
+        from dbguard.plan import planner
         from dbguard.target import load_target
 
         for target in targets:

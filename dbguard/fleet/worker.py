@@ -27,7 +27,7 @@ from dbguard.core.fleet import STOPS_ROLLOUT, BatchStatus, TargetStatus
 from dbguard.errors import DbguardError
 from dbguard.masking import mask
 
-PRELOAD = ["dbguard.fleet.worker", "dbguard.guard", "dbguard.rollback", "dbguard.planner", "dbguard.drift",
+PRELOAD = ["dbguard.fleet.worker", "dbguard.run.guard", "dbguard.rollback.lane", "dbguard.plan.planner", "dbguard.drift.checks",
            "alembic.command", "alembic.runtime.migration", "sqlalchemy.dialects.postgresql",
            "sqlalchemy.dialects.mysql", "psycopg", "pymysql"]
 
@@ -38,7 +38,8 @@ _busy = [0]
 
 def _init_worker(alive: Any) -> None:
     import dbguard
-    from dbguard import alembic_bridge, expected
+    from dbguard.drift import expected
+    from dbguard.migrations import bridge as alembic_bridge
 
     dbguard.OWNS_PROCESS = True  # a worker process of dbguard's own, ended with the rollout
 
@@ -135,9 +136,9 @@ def _failure(name: str, exc: BaseException, secrets: list[str], started: float) 
 
 def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
     """One target's guarded upgrade (``dbguard upgrade`` with that target's alembic.ini and URL)."""
-    from dbguard import alembic_bridge
     from dbguard.core.state import Intent
-    from dbguard.guard import guarded_run
+    from dbguard.migrations import bridge as alembic_bridge
+    from dbguard.run.guard import guarded_run
     from dbguard.target import load_target
 
     started = time.monotonic()
@@ -158,7 +159,7 @@ def upgrade_target(job: dict[str, Any]) -> dict[str, Any]:
 
 def rollback_target(job: dict[str, Any]) -> dict[str, Any]:
     """One target back to ``job['to']`` through the single-target emergency lane."""
-    from dbguard import rollback as lane
+    from dbguard.rollback import lane
     from dbguard.target import load_target
 
     started = time.monotonic()

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from dbguard.errors import StatementParseError
 from dbguard.risk import rules as rules_mod
-from dbguard.risk.locks import describe_hold, estimate_hold, lock_for
+from dbguard.risk.lock_modes import describe_hold, estimate_hold, lock_for
 from dbguard.risk.model import Context, Finding, LockInfo, Op, ServerInfo, Severity, TableFacts
 from dbguard.risk.parse import parse, split_statements
 

@@ -1,7 +1,7 @@
 """The risk rules. Each is a small pure function with a stable code.
 
 A statement rule takes ``(op, lock, ctx, facts)``: the parsed operation, the lock it takes
-(:func:`dbguard.risk.locks.lock_for`), the plan context and the live facts of its table (None when
+(:func:`dbguard.risk.lock_modes.lock_for`), the plan context and the live facts of its table (None when
 unknown, e.g. ``plan --offline``), and returns a :class:`Hit` or None. A revision rule takes every
 ``(op, lock)`` of one revision's transaction and the context. Codes never change meaning; a retired
 rule keeps its code unused.
@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dbguard.risk.locks import old_type, type_change
+from dbguard.risk.lock_modes import old_type, type_change
 from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, TableFacts
 
 S = Severity

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dbguard.core import breaker
 from dbguard.core import victims as policy_mod
 from dbguard.core.victims import KillPolicy
-from dbguard.db import locks as dblocks
+from dbguard.db import lock_graph as dblocks
 from dbguard.db.ledger import KillLedger, utcnow
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
 from dbguard.masking import mask

@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from dbguard import __version__, faultpoints, masking
-from dbguard import alembic_bridge as bridge
 from dbguard.core import breaker
 from dbguard.core.retry import backoff_ms
 from dbguard.core.state import (
@@ -43,6 +42,7 @@ from dbguard.errors import (
     TargetMismatchError,
 )
 from dbguard.masking import mask
+from dbguard.migrations import bridge
 from dbguard.results import RiskPrompt, RunResult, StepResult
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
 
@@ -74,7 +74,7 @@ class _Runner:
     ledger: Ledger
     lock: RunLock
     script: Any
-    # The drift pre-flight's verdict (dbguard.drift.GuardCheck), for the post-flight.
+    # The drift pre-flight's verdict (dbguard.drift.checks.GuardCheck), for the post-flight.
     drift_check: Any = None
     # Differences from the reference known before the run: carried over by the end check.
     known_drift: frozenset[str] = frozenset()
@@ -151,7 +151,7 @@ class _Runner:
         (carried over by the end check), and what it read becomes the reference of the starting
         revisions if none is stored. After a failed or dead run neither: what the pre-flight finds
         then may be that run's leftovers."""
-        from dbguard import verify
+        from dbguard.run import verify
 
         check = self.drift_check.preflight if self.drift_check is not None else None
         if check is None or not verify.ledger_agrees(last, heads):
@@ -489,7 +489,7 @@ def _locked_run(
         row["forced"] = True
 
     # Drift, changed revision files, alembic_version moved behind dbguard's back: warn or refuse.
-    from dbguard import drift
+    from dbguard.drift import checks as drift
 
     runner.drift_check = drift.guard_preflight(runner.session, runner.target, runner.script, heads, last,
                                                intent.value)
@@ -586,7 +586,7 @@ def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[s
     rules_off = runner.settings.fail_on.strip().lower() == "none"
     if rules_off and not for_prompt:
         return None, ()
-    from dbguard import planner
+    from dbguard.plan import planner
 
     try:
         return planner.build_plan(runner.target, runner.script, heads, destination, session=runner.session,
@@ -628,7 +628,8 @@ def _live_leftovers(runner: _Runner | None, heads: tuple[str, ...], last: RunRec
     from the schema recorded at the current revision (when one was recorded)."""
     if runner is None or not last.failed_step:
         return []
-    from dbguard import drift, planner
+    from dbguard.drift import checks as drift
+    from dbguard.plan import planner
 
     lines = []
     try:
@@ -668,7 +669,7 @@ def _retryable(policy: ExecutionPolicy, retries: int) -> bool:
 
 def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tuple[str, ...],
              row: dict[str, Any], run_id: int, policy: ExecutionPolicy | None = None) -> RunResult:
-    from dbguard.monitor import RunMonitor
+    from dbguard.run.monitor import RunMonitor
 
     settings, session = runner.settings, runner.session
     policy = policy or ExecutionPolicy(max_retries=settings.lock_retries)
@@ -871,8 +872,8 @@ def _verified_end(runner: _Runner, intent: Intent, heads_before: tuple[str, ...]
                   run_id: int, steps_ran: bool, seen_metadata: tuple[Any] | None,
                   common: dict[str, Any]) -> RunResult:
     """The migrations ran: the run succeeds only if the database says what it claims (see
-    :mod:`dbguard.verify`); otherwise it failed, each difference named, and the breaker opens."""
-    from dbguard import verify
+    :mod:`dbguard.run.verify`); otherwise it failed, each difference named, and the breaker opens."""
+    from dbguard.run import verify
 
     recorded = tuple((row["to_revision"] or "").split())
     check = runner.drift_check.preflight if runner.drift_check is not None else None
@@ -960,8 +961,8 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
             run_id = runner.record_refusal(row, why)
             return RunResult(intent=Intent.RESOLVE.value, status=RunStatus.REFUSED.value,
                              exit_code=ExitCode.REFUSED, message=f"refused: {why}", run_id=run_id)
-        from dbguard import verify
         from dbguard.core import lanes
+        from dbguard.run import verify
 
         broken = last is not None and lanes.did_not_finish(last)
         chain: tuple[RunRecord, ...] = lanes.rollback_target(ledger.recent_runs(limit=200, changing_only=True)).undoes \

@@ -108,7 +108,7 @@ def _models_in_process(conn: Any, dialect: Any, load_metadatas: Callable[[], lis
     digested in a thread while ``load_metadatas`` (which may run env.py) and the models' digests
     run here, so the server's work overlaps them; objects are built only for the tables whose
     digests differ."""
-    from dbguard import expected as sources
+    from dbguard.drift import expected as sources
 
     reader = _Background(_read_digested, conn, dialect, exclude)
     try:
@@ -126,7 +126,7 @@ def _diff_by_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, digest
                      live_digests: dict[str, Any], document: dict[str, Any]) -> list[model.Drift]:
     """The models against a catalog document, given both sides' table digests: only the tables
     whose digests differ (or that one side lacks) become objects and are compared."""
-    from dbguard import expected as sources
+    from dbguard.drift import expected as sources
 
     differing = model.differing_tables(digests.tables, live_digests)
     if differing:
@@ -144,7 +144,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     # Against the models, the live catalog is read in a child process on the other core while
     # this one imports SQLAlchemy, Alembic and the models (None: not worth it or not possible here).
     if against == "models":
-        from dbguard import prefetch as catalog_prefetch
+        from dbguard.drift import prefetch as catalog_prefetch
 
         prefetch = catalog_prefetch.start(settings, exclude)
     else:
@@ -153,9 +153,9 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
         # SQLAlchemy's and Alembic's modules live as long as the process: imported without the
         # collector walking them again and again as they grow, then frozen.
         with model.gc_paused(freeze=True):
-            from dbguard import expected as sources
             from dbguard.db.catalog import read_document
             from dbguard.db.ledger import read_version_heads
+            from dbguard.drift import expected as sources
             from dbguard.target import load_target, open_session
 
             # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
@@ -225,12 +225,12 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
 
 def _models_against_prefetch(settings: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
                              metadatas: list[Any], sa_dialect: Any, child: Any) -> DriftReport | None:
-    """The models against the catalog a forked child read (see :mod:`dbguard.prefetch`), compiled
+    """The models against the catalog a forked child read (see :mod:`dbguard.drift.prefetch`), compiled
     with the dialect of the connection env.py opened: table digests first, objects built for the
     tables whose digests differ only. None when the child failed or read another engine."""
-    from dbguard import expected as sources
-    from dbguard import prefetch as catalog_prefetch
     from dbguard.dialects import for_sqlalchemy_dialect
+    from dbguard.drift import expected as sources
+    from dbguard.drift import prefetch as catalog_prefetch
 
     live = catalog_prefetch.receive(child)
     if live is None or sa_dialect is None or catalog_prefetch.engine_signature(sa_dialect) != live.engine:
@@ -262,9 +262,9 @@ def snapshot(settings: Any, revision: str = "head", output: str | None = None, l
              shadow_url: str | None = None, progress: Callable[[str], None] = lambda line: None) -> SnapshotResult:
     """The expected schema at ``revision`` (migrations replayed in a scratch database), or with
     ``live`` the live database's schema, as stable JSON."""
-    from dbguard import expected as sources
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import read_version_heads
+    from dbguard.drift import expected as sources
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
@@ -324,8 +324,8 @@ def _summary(drifts: list[model.Drift] | tuple[model.Drift, ...]) -> str:
 
 def changed_revision_files(conn: Any, prefix: str, script: Any, heads: tuple[str, ...]) -> list[str]:
     """Applied revisions whose file differs from the one dbguard ran (checksums in the ledger)."""
-    from dbguard import alembic_bridge as bridge
     from dbguard.db.ledger import applied_checksums
+    from dbguard.migrations import bridge
 
     recorded = applied_checksums(conn, prefix)
     if not recorded:

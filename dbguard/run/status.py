@@ -16,8 +16,8 @@ def report(settings: Settings) -> StatusReport:
     from dbguard.core import breaker
     from dbguard.core.state import TargetState, derive_state
     from dbguard.db.ledger import Ledger, read_version_heads
-    from dbguard.guard import make_lock
     from dbguard.results import StatusReport
+    from dbguard.run.guard import make_lock
     from dbguard.target import load_target, open_session
 
     target = load_target(settings)
@@ -39,7 +39,7 @@ def report(settings: Settings) -> StatusReport:
         return StatusReport(state=TargetState.FAILED.value, exit_code=ExitCode.REFUSED, revisions=revisions,
                             last_run=last, breaker_reason=f"circuit breaker open: {problem}",
                             advice=LEDGER_LOSS_ADVICE, ledger_exists=exists)
-    from dbguard.drift import heads_moved
+    from dbguard.drift.checks import heads_moved
 
     findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,) if f)
     if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:

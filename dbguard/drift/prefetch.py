@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from dbguard.core import schema as model
+from dbguard.drift.forked import Forked
 from dbguard.errors import DbguardError
-from dbguard.forked import Forked
 
 # The child's message when the catalog waited too long for a lock: (this, the reason).
 _WAITED = "lock-timeout"

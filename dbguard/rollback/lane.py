@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dbguard import alembic_bridge as bridge
-from dbguard import guard, verify
 from dbguard.core import breaker, lanes, zombie
 from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
 from dbguard.db import connect as dbconnect
@@ -29,7 +27,9 @@ from dbguard.db.runlock import acquire
 from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.masking import mask
+from dbguard.migrations import bridge
 from dbguard.results import KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
+from dbguard.run import guard, verify
 from dbguard.target import Target
 
 ConfirmYes = Callable[[RiskPrompt], bool]
@@ -57,7 +57,7 @@ class _Clearing:
 
 def _kill_policy(session: Any, target: Target, own: set[str]) -> Any:
     from dbguard.core.victims import KillPolicy
-    from dbguard.db import locks as dblocks
+    from dbguard.db import lock_graph as dblocks
 
     rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
     return KillPolicy(
@@ -75,8 +75,8 @@ def _kill_policy(session: Any, target: Target, own: set[str]) -> Any:
 def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, clearing: _Clearing,
                   own: set[str]) -> Callable[[Any, str, str | None], None]:
     """Called by the monitor thread, on its connection, while the migration's session waits."""
-    from dbguard import locks as locks_api
-    from dbguard.db import locks as dblocks
+    from dbguard.db import lock_graph as dblocks
+    from dbguard.locks import killer as locks_api
 
     dialect, database = session.dialect, session.database
 
@@ -237,8 +237,8 @@ def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) 
 
 
 def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reason: str) -> list[KillOutcome]:
-    from dbguard import locks as locks_api
-    from dbguard.db import locks as dblocks
+    from dbguard.db import lock_graph as dblocks
+    from dbguard.locks import killer as locks_api
 
     session, target = runner.session, runner.target
     if session.dialect.run_lock_kind == "file":
@@ -290,7 +290,7 @@ def _drift_preflight(runner: Any, heads: tuple[str, ...], last: RunRecord | None
     """The drift pre-flight of the rollback lane: what it finds (the leftovers of a half-applied
     revision, a hotfix, a changed revision file) is shown, never a reason to refuse, and a catalog
     it cannot read (a lock wait that timed out) never holds the way out either."""
-    from dbguard import drift
+    from dbguard.drift import checks as drift
 
     try:
         runner.drift_check = drift.guard_preflight(runner.session, runner.target, runner.script, heads, last,
@@ -491,7 +491,7 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
     connection, every operation checked against the live schema first, lock waits bounded."""
     import json
 
-    from dbguard import repair
+    from dbguard.rollback import repair
 
     session, ledger = runner.session, runner.ledger
     revision = partial.revision

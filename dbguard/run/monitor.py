@@ -151,7 +151,7 @@ class RunMonitor:
         if not statement:
             return ()
         if statement not in self._table_cache:
-            from dbguard.db.locks import tables_in_statement
+            from dbguard.db.lock_graph import tables_in_statement
 
             try:
                 found = tuple(table for _schema, table in tables_in_statement(statement, self._dialect))

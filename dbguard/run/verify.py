@@ -75,7 +75,7 @@ def store_start_reference(session: Any, target: Any, live: dict[str, Any] | None
     store = SchemaStore(session.conn, target.settings.table_prefix)
     if store.latest(heads) is not None:
         return False
-    from dbguard.drift import pack
+    from dbguard.drift.checks import pack
 
     store.store(heads, live_hash, pack(model.document_json(live, indent=None)), None)
     return True
@@ -86,7 +86,7 @@ def _expected_elsewhere(session: Any, target: Any, heads: tuple[str, ...],
     """Where no reference is stored, the one the settings name: a committed snapshot of these
     revisions (``expected_schema``), or the migrations replayed in a scratch database
     (``verify_replay``). None: nothing to compare with."""
-    from dbguard import expected as sources
+    from dbguard.drift import expected as sources
 
     settings = target.settings
     if settings.expected_schema:
@@ -111,7 +111,7 @@ def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ..
     reference instead of comparing (resolve --accept-schema)."""
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore, read_version_heads
-    from dbguard.drift import exclusions, pack, unpack
+    from dbguard.drift.checks import exclusions, pack, unpack
     from dbguard.target import catalog_lock_waits, catalog_wait_error
 
     settings = target.settings
@@ -188,8 +188,8 @@ def _against_models(session: Any, target: Any, script: Any, heads: tuple[str, ..
                     steps_ran: bool, ignore: tuple[str, ...], seen_metadata: tuple[Any] | None) -> _ModelsOpinion:
     """At revisions never seen before, the models (when the run reached the scripts' heads) are the
     only other opinion: a difference is a warning, never a failure."""
-    from dbguard import expected as sources
-    from dbguard.drift import exclusions
+    from dbguard.drift import expected as sources
+    from dbguard.drift.checks import exclusions
 
     if not (steps_ran and heads and set(heads) == set(script.get_heads())):
         return _ModelsOpinion()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from dbguard import alembic_bridge as bridge
 from dbguard.errors import ConfigError, ExitCode
+from dbguard.migrations import bridge
 from dbguard.results import PlanReport
 from dbguard.risk.model import ServerInfo, Severity
 
@@ -74,7 +74,7 @@ def build_plan(
 
         server = live_facts.server_info(session.conn, session.dialect)
         with contextlib.suppress(Exception):
-            from dbguard import drift
+            from dbguard.drift import checks as drift
 
             moved = drift.heads_moved(last_run, heads) if last_run is not None else None
             if moved:
