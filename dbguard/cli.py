@@ -727,6 +727,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="dbguard", standalone_mode=False)
     except DbguardError as exc:
+        if verbose and exc.__cause__ is not None:  # an internal error behind it: its traceback, masked
+            import traceback
+
+            say("".join(traceback.format_exception(exc.__cause__)).rstrip("\n"), err=True)
         _fail(exc.message, int(exc.exit_code), fmt)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

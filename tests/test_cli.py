@@ -95,3 +95,37 @@ def test_the_api_returns_the_sql_of_an_offline_upgrade(tmp_path: Path, capfd) ->
     assert "CREATE TABLE t" not in capfd.readouterr().out  # returned, not printed
     done = run_dbguard(ini, None, "upgrade", "r1", "--sql")
     assert done.returncode == 0 and done.stdout == result.sql, done
+
+
+_BROKEN_POST_FLIGHT = """import sys
+from dbguard.run import guard
+def broken(*args, **kwargs):
+    raise ZeroDivisionError("a bug in dbguard's post-flight")
+guard._post_flight = broken
+from dbguard.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_internal_error_after_the_run_row_fails_the_run_and_exits_5(tmp_path: Path) -> None:
+    import sqlite3
+
+    ini = _project(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _BROKEN_POST_FLIGHT, "-c", str(ini), "upgrade"], capture_output=True,
+                          text=True, timeout=60, env=cli_env(), stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 5, done
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("dbguard: error: internal error: ZeroDivisionError: a bug in dbguard's post-flight; "
+                                "run 1 is recorded failed"), done.stderr
+    assert "Traceback" not in done.stderr
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        status, error = conn.execute("SELECT status, error FROM dbguard_runs WHERE id = 1").fetchone()
+    assert status == "failed" and error.startswith("internal error: a bug in dbguard's post-flight"), (status, error)
+    after = run_dbguard(ini, None, "status")
+    assert after.returncode == 3, after  # the breaker is open: nobody builds on it
+    fresh = _project(tmp_path / "verbose")
+    shown = subprocess.run([sys.executable, "-c", _BROKEN_POST_FLIGHT, "-c", str(fresh), "-v", "upgrade"],
+                           capture_output=True, text=True, timeout=60, env=cli_env(), stdin=subprocess.DEVNULL,
+                           check=False)
+    assert shown.returncode == 5 and "Traceback (most recent call last)" in shown.stderr, shown
+    assert "in broken" in shown.stderr and shown.stderr.strip().splitlines()[-1].startswith("dbguard: error: internal")
