@@ -936,7 +936,8 @@ def _check(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str]) ->
     from dbguard.db.ledger import read_version_heads
     from dbguard.target import load_target, open_session
 
-    common = {"name": target.name, "masked_url": target.masked_url, "weight": target.weight, "tags": target.tags,
+    common: dict[str, Any] = {"name": target.name, "masked_url": target.masked_url, "weight": target.weight,
+                              "tags": target.tags,
               "alembic_config": str(target.alembic_config)}
     try:
         loaded = load_target(_settings(target, flags))

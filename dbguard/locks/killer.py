@@ -10,6 +10,7 @@ import dataclasses
 import os
 import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from dbguard.core import breaker
 from dbguard.core import victims as policy_mod
@@ -119,8 +120,8 @@ def kill(
         )
         plan = dblocks.end_sessions(conn, dialect, chosen, policy, None, dry_run=True, explicit_ids=explicit)
         plan += tuple(_not_found(i, database) for i in missing)
-        common = {"database": database, "selection": selection, "warnings": tree.warnings,
-                  "source": tree.source, "approximate": tree.approximate}
+        common: dict[str, Any] = {"database": database, "selection": selection, "warnings": tree.warnings,
+                                  "source": tree.source, "approximate": tree.approximate}
         allowed = [o for o in plan if o.code == policy_mod.OK]
         if dry_run:
             return KillReport(dry_run=True, outcomes=plan, exit_code=ExitCode.OK,

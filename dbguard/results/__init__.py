@@ -7,7 +7,38 @@ the guarded run's classes, a plain ``dbguard upgrade`` never builds those of oth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time each submodule loads on first use
+    from dbguard.results.checks import DriftReport, PlanReport, SnapshotResult
+    from dbguard.results.fleet import (
+        FleetBatchResult,
+        FleetResult,
+        FleetRunInfo,
+        FleetStatusReport,
+        FleetTargetCheck,
+        FleetTargetResult,
+        FleetValidateReport,
+        FleetWorkerResult,
+    )
+    from dbguard.results.locks import KillOutcome, KillReport, LockRef, LockSession, LockTree
+    from dbguard.results.runs import (
+        HistoryEntry,
+        HistoryReport,
+        OfflineSqlResult,
+        RevisionsReport,
+        RiskPrompt,
+        RunResult,
+        StatusReport,
+        StepResult,
+    )
+
+__all__ = [
+    "DriftReport", "FleetBatchResult", "FleetResult", "FleetRunInfo", "FleetStatusReport", "FleetTargetCheck",
+    "FleetTargetResult", "FleetValidateReport", "FleetWorkerResult", "HistoryEntry", "HistoryReport", "KillOutcome",
+    "KillReport", "LockRef", "LockSession", "LockTree", "OfflineSqlResult", "PlanReport", "RevisionsReport",
+    "RiskPrompt", "RunResult", "SnapshotResult", "StatusReport", "StepResult",
+]
 
 _ELSEWHERE = {
     "StepResult": "runs",
