@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from dbguard.results import (
+        Confirm,
         DriftReport,
         FleetResult,
         FleetStatusReport,
@@ -27,13 +28,10 @@ if TYPE_CHECKING:
         OfflineSqlResult,
         PlanReport,
         RevisionsReport,
-        RiskPrompt,
         RunResult,
         SnapshotResult,
         StatusReport,
     )
-
-    Confirm = Callable[[RiskPrompt], "str | None"]
 
 
 def upgrade(
@@ -107,7 +105,7 @@ def rollback(
     to: str | None = None,
     *,
     kill_blockers: bool = True,
-    confirm: Callable[[RiskPrompt], bool] | None = None,
+    confirm: Confirm | None = None,
     install_plugin: bool = False,
 ) -> RunResult:
     """The emergency lane: back to the last known-good revision, open while the breaker is open.
@@ -304,7 +302,7 @@ def fleet_status(fleet_file: str | Path, *, control_url: str | None = None,
 
 
 def fleet_rollback(fleet_file: str | Path, *, all_upgraded: bool = False,
-                   confirm: Callable[[RiskPrompt], bool] | None = None, parallel: int = 4, wait_lock_s: float = 0.0,
+                   confirm: Confirm | None = None, parallel: int = 4, wait_lock_s: float = 0.0,
                    control_url: str | None = None, flags: Mapping[str, Any] | None = None,
                    progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None) -> FleetResult:
     """The fleet's open lane: the broken targets of the last fleet upgrade (``all_upgraded``: every

@@ -373,14 +373,14 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
 def _yes_with(assume_yes: bool) -> Any:
     """The CLI side of the rollback's plain confirmation: show the plan, then ask for a yes."""
 
-    def confirm(prompt: Any) -> bool:
+    def confirm(prompt: Any) -> str | None:
         say(output.render_plan(prompt), err=True)
         if assume_yes:
-            return True
+            return str(prompt.token)
         if sys.stdin.isatty():
-            return click.confirm("roll back now?", default=False, err=True)
+            return str(prompt.token) if click.confirm("roll back now?", default=False, err=True) else None
         say("dbguard: no terminal attached: pass --yes to roll back", err=True)
-        return False
+        return None
 
     return confirm
 

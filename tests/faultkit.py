@@ -136,7 +136,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def recover(ini: Path, url: str) -> Any:
-    done = api.rollback(settings(ini, url), confirm=lambda prompt: True)
+    done = api.rollback(settings(ini, url), confirm=lambda prompt: prompt.token)
     assert done.exit_code == 0, done
     assert api.status(settings(ini, url)).state == "HEALTHY"
     return done

@@ -809,7 +809,7 @@ def test_the_rollback_lane_shows_drift_and_never_refuses_on_it(db_url, tmp_path)
     execute(db_url, "CREATE INDEX ix_hotfix ON users (name)")
     prompts = []
     result = api.rollback(settings(EXAMPLE_INI, db_url, tmp_path, on_drift="refuse"),
-                          confirm=lambda prompt: prompts.append(prompt) or True)
+                          confirm=lambda prompt: prompts.append(prompt) or prompt.token)
     assert result.exit_code == 0 and result.message.startswith("rolled back to 0003_last_login_status_index")
     assert any("extra index users.ix_hotfix" in w for w in result.warnings), result.warnings
     assert any(line.startswith("warning: schema drift") and "users.ix_hotfix" in line
@@ -826,7 +826,7 @@ def test_a_catalog_the_rollback_lane_cannot_read_never_holds_the_rollback(pg_url
     try:
         holder.exec_driver_sql("LOCK TABLE active_users IN ACCESS EXCLUSIVE MODE")
         result = api.rollback(settings(EXAMPLE_INI, pg_url, tmp_path, lock_timeout_ms=300, on_drift="refuse"),
-                              confirm=lambda prompt: True)
+                              confirm=lambda prompt: prompt.token)
         assert result.exit_code == 0 and result.message.startswith("rolled back to 0003_last_login_status_index")
         assert any(w.startswith("could not check for drift before the rollback:") and "lock timeout" in w
                    for w in result.warnings), result.warnings
@@ -891,7 +891,7 @@ def test_the_rollback_lane_shows_what_a_half_applied_revision_left(request, url,
     assert api.upgrade(settings(ini, url, tmp_path), "r1").exit_code == 0
     assert api.upgrade(settings(ini, url, tmp_path), "head").exit_code == 5
     prompts = []
-    result = api.rollback(settings(ini, url, tmp_path), confirm=lambda prompt: prompts.append(prompt) or True)
+    result = api.rollback(settings(ini, url, tmp_path), confirm=lambda prompt: prompts.append(prompt) or prompt.token)
     assert result.exit_code == 0, result
     shown = [line for line in prompts[0].blast_radius if line.startswith("warning: ")]
     assert len(shown) == 1 and "extra table t2a" in shown[0] and "extra column t1.age" in shown[0], shown

@@ -140,7 +140,7 @@ def test_a_stopped_deploy_is_not_taken_over_and_finishes_when_resumed(fixture: s
     proc = start_dbguard(ini, url, "upgrade", "head", env=env)
     try:
         wait_for(lambda: stopped(proc.pid), timeout=60, message="the run never reached the point")
-        busy = api.rollback(settings(ini, url, zombie_after_s=0.1), confirm=lambda prompt: True)
+        busy = api.rollback(settings(ini, url, zombie_after_s=0.1), confirm=lambda prompt: prompt.token)
         assert busy.exit_code == 4, busy
         assert f"its process {proc.pid} on" in busy.message and "state T, stopped" in busy.message
         proc.send_signal(signal.SIGCONT)

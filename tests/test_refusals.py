@@ -403,7 +403,7 @@ def test_a_status_dbguard_never_writes_is_unknown_and_the_lanes_stay_open(
     assert "process died" not in (seen.breaker_reason or "")
     assert api.upgrade(settings(ini, url), "head").exit_code == 3
     if way_out == "rollback":
-        done = api.rollback(settings(ini, url), confirm=lambda prompt: True)
+        done = api.rollback(settings(ini, url), confirm=lambda prompt: prompt.token)
     else:
         done = api.resolve(settings(ini, url), "checked by hand", confirm=_confirmed)
     assert done.exit_code == 0, done
@@ -417,7 +417,7 @@ def test_a_deleted_run_is_found_by_the_chain_and_opens_the_breaker_until_resolve
     url = request.getfixturevalue(fixture)
     ini, _ = project(tmp_path, url, sleep=False)
     assert api.upgrade(settings(ini, url), "head").exit_code == 0
-    assert api.rollback(settings(ini, url), confirm=lambda prompt: True).exit_code == 0
+    assert api.rollback(settings(ini, url), confirm=lambda prompt: prompt.token).exit_code == 0
     with connect(url) as conn:
         ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM dbguard_runs ORDER BY id"))]
         conn.execute(sa.text("DELETE FROM dbguard_runs WHERE id = :id"), {"id": ids[-2]})

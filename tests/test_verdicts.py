@@ -42,8 +42,8 @@ def settings(ini: Path, url: str, *x: str, **more):
                           "retry_backoff_ms": 50, "retry_backoff_max_ms": 100, **more}, environ={})
 
 
-def yes(_prompt) -> bool:
-    return True
+def yes(prompt) -> str:
+    return prompt.token
 
 
 def confirmed(_prompt) -> str:

@@ -60,3 +60,11 @@ def decide(intent: Intent, state: TargetState, last_run: RunRecord | None, force
 
 def confirmation_accepted(answer: str | None) -> bool:
     return answer is not None and answer.strip() == CONFIRM_TOKEN
+
+
+# The token of a plain confirmation (a rollback's plan), as opposed to the typed risk token.
+YES_TOKEN = "yes"
+
+
+def said_yes(answer: str | None) -> bool:
+    return answer is not None and answer.strip().lower() == YES_TOKEN

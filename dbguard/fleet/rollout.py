@@ -47,6 +47,7 @@ from dbguard.errors import ConfigError, ExitCode
 from dbguard.fleet.spec import DEFAULT_WORKER_TIMEOUT_S, FleetSpec, TargetSpec
 from dbguard.masking import mask
 from dbguard.results import (
+    Confirm,
     FleetBatchResult,
     FleetResult,
     FleetRunInfo,
@@ -59,8 +60,6 @@ from dbguard.results import (
 from dbguard.target import os_user
 
 Progress = Callable[[dict[str, Any]], None]
-ConfirmToken = Callable[[RiskPrompt], "str | None"]
-ConfirmYes = Callable[[RiskPrompt], bool]
 
 _POLL_S = 0.1
 
@@ -229,7 +228,7 @@ class UpgradeOptions:
     partial_rollout: bool = False
 
 
-def upgrade(spec: FleetSpec, options: UpgradeOptions, *, confirm: ConfirmToken | None = None,
+def upgrade(spec: FleetSpec, options: UpgradeOptions, *, confirm: Confirm | None = None,
             progress: Progress | None = None, pool: Executor | None = None) -> FleetResult:
     """``fleet upgrade``: batch by batch, each pre-flighted, run in parallel processes, verified."""
     progress = progress or _noop
@@ -312,7 +311,7 @@ def _radius_of(control: Control, spec: FleetSpec, run: dict[str, Any] | None) ->
 
 
 def _locked_upgrade(spec: FleetSpec, control: Control, plan: list[tuple[str, ...]], batches_text: str,
-                    options: UpgradeOptions, confirm: ConfirmToken | None, progress: Progress,
+                    options: UpgradeOptions, confirm: Confirm | None, progress: Progress,
                     pool: Executor | None) -> FleetResult:
     revision = options.revision
     last_row = control.latest_changing_run(spec.name)
@@ -712,7 +711,7 @@ def _run_detail(control: Control, run_id: int, spec: FleetSpec) -> tuple[tuple[F
 # fleet rollback -----------------------------------------------------------------------------------
 
 
-def rollback(spec: FleetSpec, *, all_upgraded: bool = False, confirm: ConfirmYes | None = None, parallel: int = 4,
+def rollback(spec: FleetSpec, *, all_upgraded: bool = False, confirm: Confirm | None = None, parallel: int = 4,
              wait_lock_s: float = 0.0, target_wait_lock_s: float = 30.0, flags: dict[str, Any] | None = None,
              progress: Progress | None = None, pool: Executor | None = None) -> FleetResult:
     """The fleet's open lane: the broken targets of the last upgrade (with ``all_upgraded`` every
@@ -732,7 +731,7 @@ def rollback(spec: FleetSpec, *, all_upgraded: bool = False, confirm: ConfirmYes
             lock.release()
 
 
-def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, confirm: ConfirmYes | None,
+def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, confirm: Confirm | None,
                      parallel: int, target_wait_lock_s: float, flags: dict[str, Any], progress: Progress,
                      pool: Executor | None) -> FleetResult:
     up = _run_to_undo(control, spec)
@@ -765,8 +764,8 @@ def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, conf
     prompt = RiskPrompt(title=f"roll back fleet run {up['id']} of {spec.name} ({up['status']}"
                               f"{', its coordinator died' if dead else ''}): {len(names)} target(s)",
                         blast_radius=(*plan_lines, ("each through `dbguard rollback` (blockers ended under the "
-                                                    "kill policy, audited)")), token="yes")
-    if confirm is None or not confirm(prompt):
+                                                    "kill policy, audited)")), token=breaker.YES_TOKEN)
+    if confirm is None or not breaker.said_yes(confirm(prompt)):
         return refuse("the fleet rollback was not confirmed",
                       "answer yes at the prompt, or pass --yes where no terminal is attached")
     run_id = control.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(), undoes=up["id"])
@@ -836,7 +835,7 @@ def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, conf
 # fleet resolve ------------------------------------------------------------------------------------
 
 
-def resolve(spec: FleetSpec, reason: str, *, confirm: ConfirmToken | None = None,
+def resolve(spec: FleetSpec, reason: str, *, confirm: Confirm | None = None,
             wait_lock_s: float = 0.0) -> FleetResult:
     """Mark the FAILED/UNKNOWN fleet run as repaired by hand, after the typed risk confirmation."""
     if not reason or not reason.strip():

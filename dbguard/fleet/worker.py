@@ -166,7 +166,7 @@ def rollback_target(job: dict[str, Any]) -> dict[str, Any]:
     _masking(job)
     with _working():
         try:
-            result = lane.rollback(load_target(_settings(job)), job.get("to"), confirm=lambda prompt: True)
+            result = lane.rollback(load_target(_settings(job)), job.get("to"), confirm=lambda prompt: prompt.token)
         except Exception as exc:  # noqa: BLE001
             return _failure(job["name"], exc, list(job.get("secrets", ())), started)
     return _outcome(job["name"], result, TargetStatus.ROLLED_BACK.value, started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dbguard.core import breaker
@@ -19,10 +19,9 @@ from dbguard.db import lock_graph as dblocks
 from dbguard.db.ledger import KillLedger, utcnow
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
 from dbguard.masking import mask
-from dbguard.results import KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
+from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
 from dbguard.target import Session, Target, open_session
 
-Confirm = Callable[[RiskPrompt], "str | None"]
 NOT_FOUND = "not_found"
 
 

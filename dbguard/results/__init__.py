@@ -7,6 +7,7 @@ the guarded run's classes, a plain ``dbguard upgrade`` never builds those of oth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers see; at run time each submodule loads on first use
@@ -34,11 +35,15 @@ if TYPE_CHECKING:  # what type checkers see; at run time each submodule loads on
     )
 
 __all__ = [
-    "DriftReport", "FleetBatchResult", "FleetResult", "FleetRunInfo", "FleetStatusReport", "FleetTargetCheck",
+    "Confirm", "DriftReport", "FleetBatchResult", "FleetResult", "FleetRunInfo", "FleetStatusReport", "FleetTargetCheck",
     "FleetTargetResult", "FleetValidateReport", "FleetWorkerResult", "HistoryEntry", "HistoryReport", "KillOutcome",
     "KillReport", "LockRef", "LockSession", "LockTree", "OfflineSqlResult", "PlanReport", "RevisionsReport",
     "RiskPrompt", "RunResult", "SnapshotResult", "StatusReport", "StepResult",
 ]
+
+# Every confirmation dbguard asks for: shown a prompt, the caller answers with its token (the typed
+# CONFIRM_RISK, or "yes" for a rollback's plan), or None to refuse.
+Confirm = Callable[["RiskPrompt"], "str | None"]
 
 _ELSEWHERE = {
     "StepResult": "runs",

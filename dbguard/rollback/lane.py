@@ -28,11 +28,9 @@ from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.masking import mask
 from dbguard.migrations import bridge
-from dbguard.results import KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
+from dbguard.results import Confirm, KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
 from dbguard.run import guard, verify
 from dbguard.target import Target
-
-ConfirmYes = Callable[[RiskPrompt], bool]
 
 
 class RepairFailed(Exception):
@@ -269,7 +267,7 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
 
 
 def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = True,
-             confirm: ConfirmYes | None = None, install_plugin: bool = False) -> RunResult:
+             confirm: Confirm | None = None, install_plugin: bool = False) -> RunResult:
     started = time.monotonic()
     phases: list[tuple[str, int]] = []
     with guard.open_runner(target) as runner:
@@ -303,7 +301,7 @@ def _drift_preflight(runner: Any, heads: tuple[str, ...], last: RunRecord | None
     return tuple(runner.drift_check.warnings)
 
 
-def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: ConfirmYes | None,
+def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: Confirm | None,
                      phases: list[tuple[str, int]], started: float, takeover: list[KillOutcome]) -> RunResult:
     target, session, ledger, script = runner.target, runner.session, runner.ledger, runner.script
     runner.ensure_ledger()
@@ -364,8 +362,8 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
         lines.append("sessions blocking the rollback will be reported, not ended (--no-kill-blockers)")
     row = runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base")
     prompt = RiskPrompt(title=f"roll back {session.database} to {' '.join(target_revs) or 'base'}",
-                        blast_radius=tuple(lines), token="yes")
-    if confirm is None or not confirm(prompt):
+                        blast_radius=tuple(lines), token=breaker.YES_TOKEN)
+    if confirm is None or not breaker.said_yes(confirm(prompt)):
         run_id = runner.record_refusal(row, "rollback not confirmed")
         return RunResult(intent="rollback", status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
                          message="refused: the rollback was not confirmed", run_id=run_id,

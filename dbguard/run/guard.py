@@ -43,10 +43,8 @@ from dbguard.errors import (
 )
 from dbguard.masking import mask
 from dbguard.migrations import bridge
-from dbguard.results import RiskPrompt, RunResult, StepResult
+from dbguard.results import Confirm, RiskPrompt, RunResult, StepResult
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
-
-Confirm = Callable[[RiskPrompt], "str | None"]
 
 _DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
 
