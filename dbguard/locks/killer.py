@@ -20,6 +20,7 @@ from dbguard.db.ledger import KillLedger, utcnow
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
 from dbguard.masking import mask
 from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
+from dbguard.settings import Settings
 from dbguard.target import Session, Target, open_session
 
 NOT_FOUND = "not_found"
@@ -29,6 +30,25 @@ def _require_server(session: Session) -> None:
     if session.dialect.lock_graph is None:
         raise ConfigError(f"{session.dialect.name} has no sessions or locks to inspect: dbguard locks needs a "
                           "server (PostgreSQL, MySQL, MariaDB)")
+
+
+def kill_policy(session: Session, settings: Settings, own: set[str], rights: Any = None,
+                min_age_s: float | None = None) -> KillPolicy:
+    """Who may be ended in this session's database, as this user, and what protects the rest: the one
+    policy of `locks kill` and of the rollback's blocker clearing."""
+    if rights is None:
+        rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
+    return KillPolicy(
+        database=session.database,
+        own_session_ids=frozenset(own),
+        db_user=session.db_user,
+        protected_roles=settings.protected_roles,
+        protected_applications=settings.protected_applications,
+        min_age_s=min_age_s,
+        can_end_privileged=rights.superuser,
+        can_end_other_roles=rights.can_signal_others,
+        signal_grant=rights.signal_grant,
+    )
 
 
 def own_sessions(session: Session, target: Target) -> set[str]:
@@ -106,17 +126,7 @@ def kill(
                     chosen.append(found)
         else:
             chosen = [s for s in tree.sessions if s.is_root]
-        policy = KillPolicy(
-            database=database,
-            own_session_ids=frozenset(own),
-            db_user=session.db_user,
-            protected_roles=settings.protected_roles,
-            protected_applications=settings.protected_applications,
-            min_age_s=min_age_s,
-            can_end_privileged=rights.superuser,
-            can_end_other_roles=rights.can_signal_others,
-            signal_grant=rights.signal_grant,
-        )
+        policy = kill_policy(session, settings, own, rights, min_age_s)
         plan = dblocks.end_sessions(conn, dialect, chosen, policy, None, dry_run=True, explicit_ids=explicit)
         plan += tuple(_not_found(i, database) for i in missing)
         common: dict[str, Any] = {"database": database, "selection": selection, "warnings": tree.warnings,

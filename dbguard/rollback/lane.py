@@ -26,6 +26,7 @@ from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcn
 from dbguard.db.runlock import acquire
 from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
+from dbguard.locks import killer as locks_api
 from dbguard.masking import mask
 from dbguard.migrations import bridge
 from dbguard.results import Confirm, KillOutcome, LockSession, RiskPrompt, RunResult, StepResult
@@ -53,28 +54,10 @@ class _Clearing:
     refused: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)
 
 
-def _kill_policy(session: Any, target: Target, own: set[str]) -> Any:
-    from dbguard.core.victims import KillPolicy
-    from dbguard.db import lock_graph as dblocks
-
-    rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
-    return KillPolicy(
-        database=session.database,
-        own_session_ids=frozenset(own),
-        db_user=session.db_user,
-        protected_roles=target.settings.protected_roles,
-        protected_applications=target.settings.protected_applications,
-        can_end_privileged=rights.superuser,
-        can_end_other_roles=rights.can_signal_others,
-        signal_grant=rights.signal_grant,
-    )
-
-
 def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, clearing: _Clearing,
                   own: set[str]) -> Callable[[Any, str, str | None], None]:
     """Called by the monitor thread, on its connection, while the migration's session waits."""
     from dbguard.db import lock_graph as dblocks
-    from dbguard.locks import killer as locks_api
 
     dialect, database = session.dialect, session.database
 
@@ -236,7 +219,6 @@ def _describe_holder(runner: Any, holder_run: RunRecord | None, holder_id: str) 
 
 def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reason: str) -> list[KillOutcome]:
     from dbguard.db import lock_graph as dblocks
-    from dbguard.locks import killer as locks_api
 
     session, target = runner.session, runner.target
     if session.dialect.run_lock_kind == "file":
@@ -255,7 +237,7 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
     # It holds this database's run lock, so it belongs here, though MariaDB lists no table lock of it
     # (GET_LOCK is no metadata lock on a table) and the snapshot would call it another database's.
     holder = dataclasses.replace(found[holder_id], database=session.database)
-    policy = _kill_policy(session, target, own)
+    policy = locks_api.kill_policy(session, target.settings, own)
     audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
                                  session.db_user, f"dbguard rollback: zombie takeover ({reason})", target.secrets,
                                  run_id=holder_run.id if holder_run else None)
@@ -390,7 +372,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     own = {session.session_id} if session.session_id else set()
     clearer = None
     if session.dialect.lock_graph is not None:
-        policy = _kill_policy(session, target, own)
+        policy = locks_api.kill_policy(session, target.settings, own)
         clearer = _make_clearer(target, session, policy, run_id, clearing, own)
     repaired: list[StepResult] = []
     deadline = time.monotonic() + target.settings.rollback_budget_s

@@ -442,23 +442,22 @@ def _locked_run(
         # Creating the missing tables now would hide the loss: only resolve records it.
         from dbguard.core.integrity import LEDGER_LOSS_ADVICE
 
-        return RunResult(intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-                         message=f"refused: circuit breaker open: {problem}", advice=LEDGER_LOSS_ADVICE,
-                         from_revisions=heads, to_revision=" ".join(final_heads) or "base")
+        return _refused(intent, f"circuit breaker open: {problem}", None, heads, " ".join(final_heads) or "base",
+                        advice=LEDGER_LOSS_ADVICE)
     runner.ensure_ledger()
     to_revision = " ".join(final_heads) or "base"
     row = runner.base_row(intent, heads, to_revision)
+
+    def refuse(reason: str, recorded: str | None = None, forced: bool = False, **more: Any) -> RunResult:
+        """Recorded as a refused run, then returned (exit 3)."""
+        run_id = runner.record_refusal({**row, "forced": True} if forced else row, recorded or reason)
+        return _refused(intent, reason, run_id, heads, to_revision, **more)
 
     last = runner.ledger.latest_changing_run()
     state = derive_state(last, lock_held_by_other=False)
     decision = breaker.decide(intent, state, last, force)
     if not decision.allowed:
-        run_id = runner.record_refusal(row, decision.reason)
-        return RunResult(
-            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-            message=f"refused: {decision.reason}", advice=decision.advice, run_id=run_id,
-            from_revisions=heads, to_revision=to_revision,
-        )
+        return refuse(decision.reason, advice=decision.advice)
     # The pending revisions' risk plan (upgrades; nothing pending costs nothing).
     risk_plan, plan_notes = _risk_plan(runner, intent, destination, heads, planned, last,
                                        decision.needs_confirmation)
@@ -477,13 +476,8 @@ def _locked_run(
         answer = confirm(prompt) if confirm else None
         if not breaker.confirmation_accepted(answer):
             reason = f"risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} to proceed)"
-            run_id = runner.record_refusal({**row, "forced": True},
-                                           f"{reason}; {decision.reason}" if decision.reason else reason)
-            return RunResult(
-                intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-                message=f"refused: {reason}", advice=decision.advice or None, run_id=run_id,
-                from_revisions=heads, to_revision=to_revision,
-            )
+            return refuse(reason, f"{reason}; {decision.reason}" if decision.reason else reason, forced=True,
+                          advice=decision.advice or None)
         row["forced"] = True
 
     # Drift, changed revision files, alembic_version moved behind dbguard's back: warn or refuse.
@@ -492,23 +486,13 @@ def _locked_run(
     runner.drift_check = drift.guard_preflight(runner.session, runner.target, runner.script, heads, last,
                                                intent.value)
     if runner.drift_check.refuse_reason:
-        reason = f"on_drift = refuse: {runner.drift_check.refuse_reason}"
-        run_id = runner.record_refusal(row, reason)
-        return RunResult(
-            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
-            advice="see `dbguard drift`; fix the database, or set on_drift = \"warn\" to proceed anyway",
-        )
+        return refuse(f"on_drift = refuse: {runner.drift_check.refuse_reason}",
+                      advice="see `dbguard drift`; fix the database, or set on_drift = \"warn\" to proceed anyway")
     # Risky pending revisions refuse after the integrity checks above, unless forced and confirmed.
     if risky and not force:
-        reason = f"{risk_plan.failing} risk finding(s) at or above {risk_plan.fail_on} in the pending revisions"
-        run_id = runner.record_refusal(row, reason)
-        return RunResult(
-            intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
-            message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
-            advice="`dbguard plan` shows them; make the migration safer, or set fail_on, or pass --force and "
-                   f"confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan,
-        )
+        return refuse(f"{risk_plan.failing} risk finding(s) at or above {risk_plan.fail_on} in the pending revisions",
+                      advice="`dbguard plan` shows them; make the migration safer, or set fail_on, or pass --force "
+                             f"and confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan)
 
     runner.start_reference(heads, last)
     run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
@@ -516,6 +500,13 @@ def _locked_run(
     with _closing_run(runner, run_id):
         return _with_plan(_execute(runner, intent, _absolute_destination(destination, final_heads), heads, row,
                                    run_id), risk_plan, plan_notes)
+
+
+def _refused(intent: Intent, reason: str, run_id: int | None, heads: tuple[str, ...], to_revision: str,
+             **more: Any) -> RunResult:
+    return RunResult(intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                     message=f"refused: {reason}", run_id=run_id, from_revisions=heads, to_revision=to_revision,
+                     **more)
 
 
 @contextlib.contextmanager
