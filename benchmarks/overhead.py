@@ -57,6 +57,19 @@ def make_project(folder: Path) -> Path:
     return ini
 
 
+def server_name(engine: str) -> str:
+    """The engine as the server names itself: a MySQL URL may reach MariaDB."""
+    if engine != "mysql":
+        return engine
+    admin = sa.create_engine(SERVERS[engine], poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+    finally:
+        admin.dispose()
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
 class Database:
     """A fresh database per measurement, always dropped."""
 
@@ -155,8 +168,8 @@ def main() -> None:
     results = {}
     for engine in args.engines.split(","):
         with tempfile.TemporaryDirectory() as folder:
-            results[engine] = measure(engine, args.runs, Path(folder))
-            print(f"{engine}: {results[engine]}", file=sys.stderr)
+            results[server_name(engine)] = measure(engine, args.runs, Path(folder))
+            print(f"{engine}: {results[server_name(engine)]}", file=sys.stderr)
     text = table(results)
     print(text)
     if "postgresql" in results:
