@@ -132,3 +132,32 @@ def test_no_getattr_probe_of_a_dialect() -> None:
                 if "dialect" in probed.lower() and not _sqlalchemy_dialect(probed):
                     offenders.append(f"{name}:{node.lineno} {ast.unparse(node)}")
     assert not offenders, offenders
+
+
+def test_private_names_of_alembic_and_sqlalchemy_only_in_migrations_internals() -> None:
+    """A private attribute dbguard does not define itself is another library's: it may be used in
+    ``dbguard/migrations/internals.py`` only, where each use is named and tested (os._exit is public)."""
+    modules = _modules()
+    own = set()
+    for tree in modules.values():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.arg):
+                own.add(node.arg)
+    offenders = []
+    for name, tree in modules.items():
+        if name == "dbguard.migrations.internals":
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in own and ast.unparse(node) != "os._exit"):
+                offenders.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("sqlalchemy", "alembic"):
+                offenders += [f"{name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_")]
+    assert not offenders, offenders

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql import naming
-from sqlalchemy.sql.base import _NONE_NAME
 
 from dbguard.core.schema import (
     Check,
@@ -38,6 +36,7 @@ from dbguard.core.schema import (
     without_gc,
 )
 from dbguard.errors import ConfigError, DbguardError
+from dbguard.migrations import internals
 
 SCRATCH_PREFIX = "dbguard_shadow_"
 
@@ -100,16 +99,16 @@ def metadata_list(meta: Any) -> list[Any]:
 
 def _constraint_name(constraint: Any) -> str | None:
     name = constraint.name
-    if name is not None and name is not _NONE_NAME:
+    if not internals.unnamed(name):
         return str(name)
     table = getattr(constraint, "table", None)
     if table is None:
         return None
     try:
-        name = naming._constraint_name_for_table(constraint, table)
+        name = internals.convention_name(constraint, table)
     except Exception:  # noqa: BLE001 - a convention that cannot be applied leaves the name to the server
         return None
-    return None if name is None or name is _NONE_NAME else str(name)
+    return None if internals.unnamed(name) else str(name)
 
 
 def _compile(element: Any, dialect: Any) -> str:
@@ -134,7 +133,7 @@ def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
             text = cache[plain] = _compile(element, dialect)
         return text
     try:
-        key = element._generate_cache_key()
+        key = internals.cache_key(element)
     except Exception:  # noqa: BLE001 - not cacheable: compile it
         key = None
     if key is None:
@@ -323,7 +322,7 @@ def _model_tables(metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[A
 def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
     if not sa_dialect.supports_sequences:
         return None
-    return tuple(sorted({seq.name for metadata in metadatas for seq in metadata._sequences.values()
+    return tuple(sorted({seq.name for metadata in metadatas for seq in internals.sequences(metadata)
                          if seq.schema is None and not getattr(seq, "optional", False)}))
 
 
@@ -376,11 +375,8 @@ def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, exclude: 
 
 def _ddl_applies(item: Any, sa_dialect: Any) -> bool:
     """``Index(...).ddl_if(dialect=...)``: an index or constraint built on some engines only."""
-    ddl_if = getattr(item, "_ddl_if", None)
-    if ddl_if is None or ddl_if.dialect is None:
-        return True
-    names = (ddl_if.dialect,) if isinstance(ddl_if.dialect, str) else tuple(ddl_if.dialect)
-    return sa_dialect.name in names
+    names = internals.ddl_if_dialects(item)
+    return names is None or sa_dialect.name in names
 
 
 def _family_key(dialect: Any) -> str:

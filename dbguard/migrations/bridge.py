@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
+from dbguard.migrations import internals
+
 _DDL_KEYWORDS = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "COMMENT")
 
 
@@ -201,9 +203,7 @@ def run_migrations(script: ScriptDirectory, config: Any, direction: str, destina
     file, with the work function tracked from the start.
     """
     def steps(heads: Any, context: Any) -> Any:
-        if direction == "up":
-            return script._upgrade_revs(destination, heads)
-        return script._downgrade_revs(destination, heads)
+        return internals.migration_steps(script, direction, destination, heads)
 
     with EnvironmentContext(config, script, fn=tracker.wrap(steps), as_sql=False,
                             starting_rev=None, destination_rev=destination):
@@ -277,10 +277,7 @@ def plan_steps(script: ScriptDirectory, intent_direction: str, destination: str,
     Uses the same resolution as ``alembic upgrade``/``downgrade`` so relative targets (+1, -1,
     branch@head) mean what they mean there; raises Alembic's errors for unknown revisions.
     """
-    if intent_direction == "up":
-        raw = script._upgrade_revs(destination, heads)  # type: ignore[arg-type]
-    else:
-        raw = script._downgrade_revs(destination, heads)  # type: ignore[arg-type]
+    raw = internals.migration_steps(script, intent_direction, destination, heads)
     result = set(heads)
     planned = []
     for step in raw:
@@ -397,7 +394,7 @@ def offline_sql(script: ScriptDirectory, config: Any, start: tuple[str, ...], de
             pass
 
     def steps(heads: Any, context: Any) -> Iterator[Any]:
-        for step in script._upgrade_revs(destination, heads):
+        for step in internals.migration_steps(script, "up", destination, heads):
             script_rev = step.revision
             record = RenderedRevision(revision=script_rev.revision, doc=script_rev.doc, path=script_rev.path,
                                       notes=_caveats(script_rev.path))

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dbguard.errors import DbguardError, ExitCode
+from dbguard.migrations import internals
 
 
 class RepairError(DbguardError):
@@ -134,11 +135,11 @@ def _checked_downgrade(context: Any, connection: Any, script: Any, revision: str
     # A deliberate patch of this one instance, which the revision's op.* proxy is bound to below;
     # mypy flags any assignment to a method.
     operations.invoke = checked_invoke  # type: ignore[method-assign]
-    operations._install_proxy()
+    internals.bind_op_proxy(operations)
     try:
         module.downgrade()
     finally:
-        operations._remove_proxy()
+        internals.unbind_op_proxy(operations)
     if connection.in_transaction():
         connection.commit()
     return log

@@ -42,7 +42,7 @@ from dbguard.errors import (
     TargetMismatchError,
 )
 from dbguard.masking import mask
-from dbguard.migrations import bridge
+from dbguard.migrations import bridge, internals
 from dbguard.results import Confirm, RiskPrompt, RunResult, StepResult
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
 
@@ -726,7 +726,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     alembic_hooked = contextlib.ExitStack()
     alembic_hooked.enter_context(bridge.configure_hook())
     try:
-        config.__dict__["attributes"] = bridge.LazyConnectionAttributes(original_attributes, migration.open)
+        internals.replace_config_attributes(config, bridge.LazyConnectionAttributes(original_attributes, migration.open))
         config.attributes["dbguard"] = hooks
         if policy.before is not None:
             policy.before(hooks, monitor)
@@ -758,7 +758,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                     continue
                 break
     finally:
-        config.__dict__["attributes"] = original_attributes
+        internals.replace_config_attributes(config, original_attributes)
         alembic_hooked.close()
         monitor.stop()
         migration.close()
