@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import sys
 from typing import Any
@@ -701,6 +702,17 @@ def _debug_log_to_stderr() -> None:
     logger = logging.getLogger("dbguard")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    logging.setLoggerClass(_StaysOn)
+
+
+class _StaysOn(logging.Logger):
+    """env.py's ``logging.config.fileConfig()`` disables every logger its file does not name; with -v,
+    dbguard's own stay on (the loggers are made after this class is set: dbguard imports lazily)."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        if self.disabled and self.name.startswith("dbguard"):
+            self.disabled = False
+        return super().isEnabledFor(level)
 
 
 def main(argv: list[str] | None = None) -> None:

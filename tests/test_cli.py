@@ -40,6 +40,11 @@ def test_quiet_prints_errors_only_and_verbose_options_go_anywhere(tmp_path: Path
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == "", quiet
     loud = run_dbguard(ini, None, "upgrade", "r1")
     assert loud.returncode == 0 and "already at r1" in loud.stdout + loud.stderr, loud
+    # -v: dbguard's debug log, also after env.py's fileConfig() disabled the loggers it does not name.
+    verbose = run_dbguard(ini, None, "-v", "downgrade", "base")
+    assert verbose.returncode == 0, verbose
+    assert "dbguard: debug: dbguard.run.guard: run lock taken; downgrade to base" in verbose.stderr, verbose.stderr
+    assert "ended succeeded (exit 0)" in verbose.stderr, verbose.stderr
     failed = run_dbguard(ini, None, "-q", "upgrade")
     assert failed.returncode == 5 and "the r2 failure" in failed.stdout + failed.stderr, failed
     assert "INFO" not in failed.stderr  # Alembic's log lines are not errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import random
 import socket
@@ -47,6 +48,10 @@ from dbguard.results import Confirm, RiskPrompt, RunResult, StepResult
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
 
 _DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
+
+
+# What a run decided and why, for -v (the CLI's debug log; a host's logging otherwise).
+_log = logging.getLogger(__name__)
 
 
 def describe_error(exc: BaseException, secrets: list[str | None]) -> tuple[str, str]:
@@ -367,9 +372,15 @@ def guarded_run(
 ) -> RunResult:
     """Run ``alembic upgrade/downgrade destination`` under the guard."""
     with open_runner(target) as runner:
+        _log.debug("connected to %s as %s (session %s)", runner.session.database, runner.session.db_user,
+                   runner.session.session_id)
         if not acquire(runner.lock, target.settings.wait_lock_s):
+            _log.debug("the run lock is held by %s", runner.lock.holder())
             return _busy(runner, intent, destination)
-        return _locked_run(runner, intent, destination, force, confirm)
+        _log.debug("run lock taken; %s to %s", intent.value, destination)
+        result = _locked_run(runner, intent, destination, force, confirm)
+        _log.debug("run %s ended %s (exit %d)", result.run_id, result.status, int(result.exit_code))
+        return result
 
 
 @contextlib.contextmanager
@@ -456,6 +467,8 @@ def _locked_run(
     last = runner.ledger.latest_changing_run()
     state = derive_state(last, lock_held_by_other=False)
     decision = breaker.decide(intent, state, last, force)
+    _log.debug("state %s, last changing run %s: breaker %s%s", state.value, last.id if last else None,
+               "allows" if decision.allowed else "refuses", f" ({decision.reason})" if decision.reason else "")
     if not decision.allowed:
         return refuse(decision.reason, advice=decision.advice)
     # The pending revisions' risk plan (upgrades; nothing pending costs nothing).
