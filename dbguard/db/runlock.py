@@ -11,6 +11,7 @@ import fcntl
 import os
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,37 +58,57 @@ class SqlRunLock:
 _FLOCK = "qqihh" if sys.platform == "darwin" else "hhqqi"
 
 
+# POSIX record locks belong to the process: a second lockf() of the same file in this process
+# succeeds, and closing any descriptor of the file drops them all. The files this process holds a
+# lock on (by any FileRunLock: a host application may run dbguard in several threads) are kept here,
+# and every open and close of a lock file happens under this lock.
+_HELD_HERE: dict[str, int] = {}
+_HERE = threading.Lock()
+
+
 class FileRunLock:
     """A POSIX record lock on a file beside the SQLite database; the kernel frees it when we die."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._key = os.path.realpath(path)
         self._fd: int | None = None
         self.held = False
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
+        with _HERE:
+            if self._key in _HELD_HERE:  # another run of this process has it
+                return False
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            _HELD_HERE[self._key] = fd
         self._fd, self.held = fd, True
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.lockf(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-        self._fd, self.held = None, False
+        with _HERE:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                if _HELD_HERE.get(self._key) == self._fd:
+                    del _HELD_HERE[self._key]
+            self._fd, self.held = None, False
 
     def holder(self) -> str | None:
-        if self.held:
-            return str(os.getpid())
+        with _HERE:
+            if self.held or self._key in _HELD_HERE:
+                return str(os.getpid())
+            return self._holder_elsewhere()
+
+    def _holder_elsewhere(self) -> str | None:
         if not self.path.exists():
             return None
-        # Closing any descriptor of a file drops this process's record locks on it; we hold none here.
+        # This process holds no lock on the file (checked under _HERE): opening and closing it drops none.
         fd = os.open(self.path, os.O_RDONLY)
         try:
             if sys.platform == "darwin":

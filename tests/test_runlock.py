@@ -1,0 +1,42 @@
+"""The SQLite run lock (a POSIX record lock on a file) within one process: a host application may
+run dbguard in several threads, and POSIX locks belong to the process, not to a descriptor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dbguard.db.runlock import FileRunLock
+
+_TRY_FROM_ANOTHER_PROCESS = """import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def _seen_from_another_process(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", _TRY_FROM_ANOTHER_PROCESS, str(path)], capture_output=True,
+                          text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+def test_a_second_lock_object_in_the_same_process_neither_takes_nor_drops_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "app.db.dbguard.lock"
+    run, status = FileRunLock(path), FileRunLock(path)
+    assert run.try_acquire()
+    # lockf() would grant the same process the lock again, and a close would drop it: neither happens.
+    assert not status.try_acquire()
+    assert status.holder() == str(os.getpid())
+    assert _seen_from_another_process(path) == "held"
+    run.release()
+    assert status.holder() is None
+    assert _seen_from_another_process(path) == "free"
+    assert status.try_acquire()
+    status.release()
