@@ -10,16 +10,15 @@ secret is ever written here: target URLs are stored masked, errors masked.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from dbguard.core.fleet import BatchStatus, TargetStatus
 from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
+from dbguard.db.ledger import TIMESTAMP, from_db_time, utcnow, written
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import inserted_id, run
 from dbguard.db.waits import LOCK_RETRIES, retried
@@ -28,30 +27,12 @@ from dbguard.errors import ConfigError
 from dbguard.target import LEDGER_LOCK_TIMEOUT_MS, bound_lock_waits
 
 PREFIX = "dbguard_fleet_"
-_TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _to_db(value: Any) -> Any:
-    """As the control database stores a value: naive UTC, revisions joined, text masked."""
-    from dbguard.masking import active
-
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    """As the control database stores a value: through the ledger's writer (naive UTC, text masked),
+    revisions joined."""
     if isinstance(value, tuple):
         value = " ".join(value)
-    return active().stored(value) if isinstance(value, str) else value
-
-
-def _from_db(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+    return written({"value": value})["value"]
 
 
 def control_tables(prefix: str = PREFIX) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table]:
@@ -65,9 +46,9 @@ def control_tables(prefix: str = PREFIX) -> tuple[sa.MetaData, sa.Table, sa.Tabl
         sa.Column("revision", sa.String(255)),
         sa.Column("batches", sa.String(1000)),
         sa.Column("distributed", sa.Boolean, nullable=False, default=False),
-        sa.Column("started_at", _TIMESTAMP, nullable=False),
-        sa.Column("finished_at", _TIMESTAMP),
-        sa.Column("heartbeat_at", _TIMESTAMP),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("finished_at", TIMESTAMP),
+        sa.Column("heartbeat_at", TIMESTAMP),
         sa.Column("host", sa.String(255)),
         sa.Column("pid", sa.Integer),
         sa.Column("os_user", sa.String(255)),
@@ -90,9 +71,9 @@ def control_tables(prefix: str = PREFIX) -> tuple[sa.MetaData, sa.Table, sa.Tabl
         sa.Column("number", sa.Integer, nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("opened_at", _TIMESTAMP),
-        sa.Column("finished_at", _TIMESTAMP),
-        sa.Column("verified_at", _TIMESTAMP),
+        sa.Column("opened_at", TIMESTAMP),
+        sa.Column("finished_at", TIMESTAMP),
+        sa.Column("verified_at", TIMESTAMP),
         sa.Column("error", sa.Text),
     )
     targets = sa.Table(
@@ -112,10 +93,10 @@ def control_tables(prefix: str = PREFIX) -> tuple[sa.MetaData, sa.Table, sa.Tabl
         sa.Column("target_state", sa.String(20)),
         sa.Column("claimed_by", sa.String(64)),
         sa.Column("worker", sa.String(255)),
-        sa.Column("claimed_at", _TIMESTAMP),
-        sa.Column("started_at", _TIMESTAMP),
-        sa.Column("finished_at", _TIMESTAMP),
-        sa.Column("verified_at", _TIMESTAMP),
+        sa.Column("claimed_at", TIMESTAMP),
+        sa.Column("started_at", TIMESTAMP),
+        sa.Column("finished_at", TIMESTAMP),
+        sa.Column("verified_at", TIMESTAMP),
         sa.Column("error", sa.Text),
         sa.Column("message", sa.Text),
     )
@@ -124,8 +105,8 @@ def control_tables(prefix: str = PREFIX) -> tuple[sa.MetaData, sa.Table, sa.Tabl
 
 def run_record(row: Any) -> RunRecord:
     return RunRecord(id=row["id"], intent=row["intent"], status=row["status"], to_revision=row["revision"],
-                     started_at=_from_db(row["started_at"]), finished_at=_from_db(row["finished_at"]),
-                     heartbeat_at=_from_db(row["heartbeat_at"]), host=row["host"], pid=row["pid"],
+                     started_at=from_db_time(row["started_at"]), finished_at=from_db_time(row["finished_at"]),
+                     heartbeat_at=from_db_time(row["heartbeat_at"]), host=row["host"], pid=row["pid"],
                      os_user=row["os_user"], dbguard_version=row["dbguard_version"], forced=bool(row["forced"]),
                      error=row["error"], reason=row["reason"], lock_session=row["lock_session"],
                      failed_step=None if row["failed_batch"] is None else f"batch {row['failed_batch']}")
@@ -135,7 +116,7 @@ def _plain(row: Any) -> dict[str, Any]:
     out = dict(row)
     for key, value in out.items():
         if key.endswith("_at"):
-            out[key] = _from_db(value)
+            out[key] = from_db_time(value)
     return out
 
 

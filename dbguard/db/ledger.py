@@ -43,7 +43,7 @@ def _engine_type(base: type, kind: str, why: str) -> sa.types.TypeDecorator:
 
 
 # MySQL's DATETIME keeps whole seconds unless told otherwise.
-_TIMESTAMP = _engine_type(sa.DateTime, "timestamp", "a timestamp with sub-second precision")
+TIMESTAMP = _engine_type(sa.DateTime, "timestamp", "a timestamp with sub-second precision")
 
 
 def utcnow() -> dt.datetime:
@@ -88,9 +88,9 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("from_revisions", sa.String(1000)),
         sa.Column("to_revision", sa.String(255)),
-        sa.Column("started_at", _TIMESTAMP, nullable=False),
-        sa.Column("finished_at", _TIMESTAMP),
-        sa.Column("heartbeat_at", _TIMESTAMP),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("finished_at", TIMESTAMP),
+        sa.Column("heartbeat_at", TIMESTAMP),
         sa.Column("host", sa.String(255)),
         sa.Column("pid", sa.Integer),
         sa.Column("os_user", sa.String(255)),
@@ -123,7 +123,7 @@ def ledger_tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("revision", sa.String(255), nullable=False),
         sa.Column("direction", sa.String(10), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("started_at", _TIMESTAMP, nullable=False),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
         sa.Column("duration_ms", sa.Integer),
         sa.Column("checksum", sa.String(64)),
         sa.Column("attempts", sa.Integer, nullable=False, default=1),
@@ -357,7 +357,7 @@ def kills_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
         f"{prefix}kills",
         metadata if metadata is not None else sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("killed_at", _TIMESTAMP, nullable=False),
+        sa.Column("killed_at", TIMESTAMP, nullable=False),
         sa.Column("database_name", sa.String(255)),
         sa.Column("run_id", sa.Integer),
         sa.Column("killed_by_db_user", sa.String(255)),
@@ -419,7 +419,7 @@ def schemas_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("revisions", sa.String(500), nullable=False, index=True),
         sa.Column("run_id", sa.Integer),
-        sa.Column("captured_at", _TIMESTAMP, nullable=False),
+        sa.Column("captured_at", TIMESTAMP, nullable=False),
         sa.Column("schema_hash", sa.String(64), nullable=False),
         sa.Column("schema_json", _LONG_TEXT, nullable=False),
         # What the post-flight found when it compared this schema with the expected one (JSON list).
