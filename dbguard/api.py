@@ -127,7 +127,9 @@ def resolve(
 ) -> RunResult:
     """Mark a FAILED/UNKNOWN run as repaired by hand, after the typed risk confirmation, once
     alembic_version and the live schema match the reference at those revisions (differences known
-    before aside); ``accept_schema`` stores the live schema as that reference instead."""
+    before aside), or, when asked, store the live schema as that reference instead.
+
+    ``accept_schema`` asks for the latter."""
     from dbguard.run import guard
     from dbguard.target import load_target
 
@@ -178,7 +180,7 @@ def heads(settings: Settings) -> RevisionsReport:
 
 
 def locks(settings: Settings, table: str | None = None, *, install_plugin: bool = False) -> LockTree:
-    """The wait-for tree of the target database, root blockers first (``dbguard locks``).
+    """The wait-for tree of the target database, root blockers first.
 
     Needs only the URL (no script directory). ``table`` narrows it to the sessions waiting for one
     table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``.
@@ -201,7 +203,9 @@ def locks_kill(
     install_plugin: bool = False,
     confirm: Confirm | None = None,
 ) -> KillReport:
-    """End chosen blockers (``dbguard locks kill``): ``pids``, the roots blocking ``blocking``, or all ``roots``.
+    """End chosen blockers under the kill policy, after the typed confirmation; every end audited.
+
+    The chosen: ``pids``, the roots blocking the table ``blocking``, or all ``roots``.
 
     Every chosen session is judged by the kill policy (never dbguard's own, another database's,
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
@@ -216,8 +220,9 @@ def locks_kill(
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),
           shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> DriftReport:
-    """The live schema against ``models`` (env.py's target_metadata), ``migrations`` (replayed in a
-    scratch database that is always dropped) or a snapshot file; exit code 1 when drift is found."""
+    """The live schema against the expected one: env.py's target_metadata (models), the migrations
+    replayed in a scratch database that is always dropped, or a snapshot file; exit code 1 when drift
+    is found."""
     from dbguard.drift import checks as drift_check
 
     return drift_check.check(settings, against, tuple(ignore), shadow_url, progress or (lambda line: None))
@@ -225,7 +230,8 @@ def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] =
 
 def snapshot(settings: Settings, revision: str = "head", output: str | None = None, *, live: bool = False,
              shadow_url: str | None = None, progress: Callable[[str], None] | None = None) -> SnapshotResult:
-    """Write the expected schema at ``revision`` (or the live one) as stable, sorted JSON."""
+    """Write the expected schema at a revision (the migrations replayed up to it), or the live one, as
+    stable, sorted JSON."""
     from dbguard.drift import checks as drift_check
 
     return drift_check.snapshot(settings, revision, output, live, shadow_url, progress or (lambda line: None))
@@ -234,7 +240,9 @@ def snapshot(settings: Settings, revision: str = "head", output: str | None = No
 def plan(settings: Settings, revision: str = "head", *, offline: bool = False, from_revision: str | None = None,
          fail_on: str | None = None) -> PlanReport:
     """The pending revisions' statements, the lock each takes, risk findings and blast radius,
-    without running them. Live by default (reads alembic_version and the tables' rows, size and
+    without running them.
+
+    Live by default (reads alembic_version and the tables' rows, size and
     lock holders; takes no lock); ``offline`` with ``from_revision`` needs no database. Exit code 1
     when a finding reaches ``fail_on`` (default: the ``fail_on`` setting, ``high``)."""
     from dbguard.plan import planner
@@ -273,7 +281,9 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
                   worker_timeout_s: float | None = None, partial_rollout: bool = False) -> FleetResult:
     """Batched rollout: canary first, each batch pre-flighted (every target HEALTHY), its targets
     upgraded in parallel worker processes through the guarded upgrade, verified, baked; the first
-    failure stops every later batch. ``distributed`` publishes each batch for ``fleet worker``
+    failure stops every later batch.
+
+    ``distributed`` publishes each batch for ``fleet worker``
     processes on a PostgreSQL control database instead of running it here; a batch nobody claims
     anything of for ``worker_timeout_s`` (default: the fleet file's, else 300) fails. ``pool`` lends a
     process pool (tests share one); by default one of ``parallel`` processes is made."""
@@ -305,8 +315,10 @@ def fleet_rollback(fleet_file: str | Path, *, all_upgraded: bool = False,
                    confirm: Confirm | None = None, parallel: int = 4, wait_lock_s: float = 0.0,
                    control_url: str | None = None, flags: Mapping[str, Any] | None = None,
                    progress: Callable[[dict[str, Any]], None] | None = None, pool: Any = None) -> FleetResult:
-    """The fleet's open lane: the broken targets of the last fleet upgrade (``all_upgraded``: every
-    target it upgraded) back to their recorded from-revisions via ``dbguard rollback``, in parallel."""
+    """The fleet's open lane: the broken targets of the last fleet upgrade (or every target it
+    upgraded) back to their recorded from-revisions via ``dbguard rollback``, in parallel.
+
+    ``all_upgraded`` takes every target it upgraded."""
     from dbguard.fleet import rollout
 
     return rollout.rollback(_fleet(fleet_file, control_url), all_upgraded=all_upgraded, confirm=confirm,
@@ -326,8 +338,9 @@ def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once
                  flags: Mapping[str, Any] | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> FleetWorkerResult:
     """Claim targets of the open batch of a distributed rollout from a PostgreSQL control database
-    (``SELECT ... FOR UPDATE SKIP LOCKED``), run each here, record the outcome. Without
-    ``fleet_file``, the path the coordinator recorded is used. ``once``: exit when that run ends."""
+    (``SELECT ... FOR UPDATE SKIP LOCKED``), run each here, record the outcome.
+
+    Without ``fleet_file``, the path the coordinator recorded is used. ``once``: exit when that run ends."""
     from dbguard.fleet import worker
     from dbguard.fleet.spec import load_fleet
 

@@ -178,7 +178,7 @@ def _run_options(fn: Any) -> Any:
 def upgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk: str | None,
             wait_lock: float | None, lock_timeout_ms: int | None, statement_timeout_ms: int | None,
             lock_retries: int | None) -> None:
-    """Guarded upgrade to REVISION (default head)."""
+    """REVISION defaults to head (relative steps as in Alembic: +1)."""
     from dbguard import api
 
     settings = state.settings(wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms,
@@ -193,7 +193,7 @@ def upgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk: 
 def downgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk: str | None,
               wait_lock: float | None, lock_timeout_ms: int | None, statement_timeout_ms: int | None,
               lock_retries: int | None) -> None:
-    """Guarded, planned downgrade to REVISION (not the emergency lane)."""
+    """To REVISION (relative steps as in Alembic: -1); the emergency lane is `dbguard rollback`."""
     from dbguard import api
 
     settings = state.settings(wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms,
@@ -204,10 +204,7 @@ def downgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk
 @cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def status(state: _State) -> None:
-    """State, current revisions, the last run and why the breaker is open.
-
-    Exits 3 while the breaker is open (FAILED or UNKNOWN) and 4 while a run holds the run lock.
-    """
+    """Exits 3 while the breaker is open (FAILED or UNKNOWN) and 4 while a run holds the run lock."""
     from dbguard import api
 
     _emit(state, api.status(state.settings()))
@@ -217,7 +214,7 @@ def status(state: _State) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs to show.")
 @click.pass_obj
 def history(state: _State, limit: int) -> None:
-    """The ledger's runs, newest first, with their steps."""
+    """Each step with its duration and the sha256 of its revision file."""
     from dbguard import api
 
     _emit(state, api.history(state.settings(), limit=limit))
@@ -234,8 +231,7 @@ def history(state: _State, limit: int) -> None:
 @click.pass_obj
 def resolve(state: _State, reason: str, revision: str | None, accept_schema: bool, confirm_risk: str | None,
             wait_lock: float | None) -> None:
-    """Mark a FAILED/UNKNOWN run as repaired by hand (after the typed confirmation), once alembic_version
-    and the schema check out against the reference (or, with --accept-schema, the live schema becomes it)."""
+    """--accept-schema stores the live schema as the reference; --revision also sets alembic_version."""
     from dbguard import api
 
     settings = state.settings(wait_lock_s=wait_lock)
@@ -246,7 +242,7 @@ def resolve(state: _State, reason: str, revision: str | None, accept_schema: boo
 @cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def current(state: _State) -> None:
-    """The revisions the database is at."""
+    """Read only; takes no lock."""
     from dbguard import api
 
     _emit(state, api.current(state.settings()))
@@ -255,7 +251,7 @@ def current(state: _State) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def heads(state: _State) -> None:
-    """The head revisions of the scripts."""
+    """Needs no database."""
     from dbguard import api
 
     _emit(state, api.heads(state.settings()))
@@ -271,11 +267,8 @@ def heads(state: _State) -> None:
               help="An empty database to replay migrations into (default: a temporary one, always dropped).")
 @click.pass_obj
 def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str | None) -> None:
-    """Compare the live schema with the expected one.
-
-    Exits 0 when they match, 1 when drift is found, 2 when the check could not run.
-    The ledger tables and alembic_version are never drift.
-    """
+    """Exits 0 when they match, 1 when drift is found, 2 when the check could not run.
+    The ledger tables and alembic_version are never drift."""
     from dbguard import api
 
     _emit(state, api.drift(state.settings(), against=against, ignore=ignore, shadow_url=shadow_url,
@@ -294,8 +287,7 @@ def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str 
 @click.pass_obj
 def snapshot(state: _State, revision: str | None, revision_option: str | None, output_path: str, live: bool,
              shadow_url: str | None) -> None:
-    """Write the expected schema of REVISION (default head; the migrations replayed up to it) as stable
-    JSON, for `drift --against FILE` in CI."""
+    """REVISION defaults to head; the file is for `drift --against FILE` in CI."""
     from dbguard import api
 
     if revision and revision_option and revision != revision_option:
@@ -315,10 +307,8 @@ def snapshot(state: _State, revision: str | None, revision_option: str | None, o
               help="Exit 1 when a finding reaches this severity (default: the fail_on setting, high).")
 @click.pass_obj
 def plan(state: _State, revision: str, offline: bool, from_revision: str | None, fail_on: str | None) -> None:
-    """Pending revisions up to REVISION (default head): statements, locks, risk findings, blast radius.
-
-    Exits 1 when a finding reaches --fail-on, 2 when it could not plan. Formats: text, json, github.
-    """
+    """Up to REVISION (default head). Exits 1 when a finding reaches --fail-on, 2 when it could not
+    plan. Formats: text, json, github, junit."""
     from dbguard import api
 
     _emit(state, api.plan(state.settings(), revision, offline=offline, from_revision=from_revision,
@@ -331,11 +321,8 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
               help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
 @click.pass_context
 def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
-    """The wait-for tree of the target database, root blockers first.
-
-    For each session: id, user, application, client, state, transaction age, the lock it holds or
-    waits for and on which table, and its query. Needs only the database URL.
-    """
+    """For each session: id, user, application, client, state, transaction age, the lock it holds or
+    waits for and on which table, and its query. Needs only the database URL."""
     if ctx.invoked_subcommand is not None:
         ctx.meta["dbguard.install_plugin"] = install_plugin
         return
@@ -357,9 +344,7 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
 @click.pass_context
 def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, roots: bool,
                min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool) -> None:
-    """End chosen blockers under the kill policy, after the CONFIRM_RISK confirmation; audited.
-
-    Idle transactions are terminated; running statements are cancelled, then terminated if they
+    """Idle transactions are terminated; running statements are cancelled, then terminated if they
     still hold the lock after kill_grace_ms. Never dbguard's own sessions, other databases',
     replication or background workers, or protected roles and applications.
     """
@@ -404,10 +389,8 @@ def _yes_with(assume_yes: bool) -> Any:
 def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_blockers: bool,
              budget_s: float | None, wait_lock: float | None, lock_timeout_ms: int | None,
              install_plugin: bool) -> None:
-    """The emergency lane: back to the last known-good revision, clearing blockers on the way.
-
-    Open while the breaker is open. Asks for a plain yes at a terminal; --yes answers for scripts.
-    """
+    """Clears blocking sessions on the way. Asks for a plain yes at a terminal; --yes answers for
+    scripts."""
     from dbguard import api
 
     settings = state.settings(rollback_budget_s=budget_s, wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms)
@@ -463,7 +446,7 @@ def fleet() -> None:
 @click.pass_obj
 def fleet_validate(state: _State, fleet_file: str, batches: str | None, partial_rollout: bool,
                    control_url: str | None) -> None:
-    """Check the fleet file and connect to each target (engine, version, revision; URLs masked)."""
+    """FLEET_FILE is the TOML fleet file; --batches shows how a --batches value splits it."""
     from dbguard import api
 
     _emit(state, api.fleet_validate(fleet_file, control_url=control_url, batches=batches, flags=_fleet_flags(state),
@@ -504,7 +487,7 @@ def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | 
                   distributed: bool, worker_timeout_s: float | None, wait_lock: float | None,
                   lock_timeout_ms: int | None, statement_timeout_ms: int | None, lock_retries: int | None, force: bool,
                   confirm_risk: str | None, partial_rollout: bool, control_url: str | None) -> None:
-    """Upgrade every target to REVISION (default head), batch by batch."""
+    """To REVISION (default head); --distributed hands the batches to `dbguard fleet worker` processes."""
     from dbguard import api
 
     flags = _fleet_flags(state, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
@@ -521,10 +504,8 @@ def fleet_upgrade(state: _State, fleet_file: str, revision: str, batches: str | 
 @_control_option
 @click.pass_obj
 def fleet_status(state: _State, fleet_file: str, control_url: str | None) -> None:
-    """The fleet state, the last fleet run batch by batch, each target's state and revision.
-
-    Exits 3 while the fleet's breaker is open (FAILED or UNKNOWN) and 4 while a fleet run holds its lock.
-    """
+    """Exits 3 while the fleet's breaker is open (FAILED or UNKNOWN) and 4 while a fleet run holds its
+    lock."""
     from dbguard import api
 
     _emit(state, api.fleet_status(fleet_file, control_url=control_url, flags=_fleet_flags(state)))
@@ -542,8 +523,7 @@ def fleet_status(state: _State, fleet_file: str, control_url: str | None) -> Non
 @click.pass_obj
 def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_yes: bool, parallel: int,
                    wait_lock: float | None, control_url: str | None) -> None:
-    """The fleet's open lane: broken targets (--all-upgraded: every upgraded one) back to their last
-    good revision through `dbguard rollback`, in parallel; the fleet is HEALTHY again."""
+    """--all-upgraded takes every target the fleet run upgraded; the fleet is HEALTHY again after."""
     from dbguard import api
 
     _emit(state, api.fleet_rollback(fleet_file, all_upgraded=all_upgraded, confirm=_yes_with(assume_yes),
@@ -561,7 +541,7 @@ def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_ye
 @click.pass_obj
 def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str | None, wait_lock: float | None,
                   control_url: str | None) -> None:
-    """Mark the FAILED/UNKNOWN fleet run as repaired by hand (after the typed confirmation)."""
+    """Each target keeps its own state: `dbguard resolve` or `rollback` on it."""
     from dbguard import api
 
     _emit(state, api.fleet_resolve(fleet_file, reason, confirm=_confirm_with(confirm_risk), control_url=control_url,
@@ -577,9 +557,7 @@ def fleet_resolve(state: _State, fleet_file: str, reason: str, confirm_risk: str
               help="How often to look for a published batch.")
 @click.pass_obj
 def fleet_worker(state: _State, fleet_file: str | None, control_url: str, once: bool, poll_s: float) -> None:
-    """Claim targets of the open batch of a distributed rollout and migrate them, one at a time.
-
-    FILE gives the targets' URLs (credentials from this machine's environment); without it, the
+    """FLEET_FILE gives the targets' URLs (credentials from this machine's environment); without it, the
     path the coordinator recorded is used.
     """
     from dbguard import api
@@ -668,8 +646,6 @@ def _fail(message: str, exit_code: int, fmt: str, stderr_text: str | None = None
 def _mask_log_records() -> None:
     """Every log record of this process (dbguard's, Alembic's, SQLAlchemy's, env.py's) is masked as
     it is made: handlers come and go (env.py's fileConfig), the record factory stays."""
-    import logging
-
     from dbguard import masking
 
     make = logging.getLogRecordFactory()
@@ -695,8 +671,6 @@ def _mask_log_records() -> None:
 
 def _debug_log_to_stderr() -> None:
     """-v: dbguard's own debug log on stderr (masked, as every record of this process)."""
-    import logging
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dbguard: debug: %(name)s: %(message)s"))
     logger = logging.getLogger("dbguard")
@@ -732,8 +706,6 @@ def main(argv: list[str] | None = None) -> None:
     if verbose:
         _debug_log_to_stderr()
     elif verbosity < 0:  # -q: errors only, Alembic's and env.py's log lines included
-        import logging
-
         logging.disable(logging.WARNING)
     fmt = _requested_format(argv)
     try:
@@ -774,6 +746,40 @@ def main(argv: list[str] | None = None) -> None:
         # The process ends here: without this, the interpreter's last collection walks the whole
         # heap (SQLAlchemy, Alembic, the models) once more on the way out, 50-150 ms.
         gc.freeze()
+
+
+
+def _cleaned(doc: str | None) -> str:
+    """A docstring as written, its indentation gone (what inspect.cleandoc does, without importing it)."""
+    import textwrap
+
+    lines = (doc or "").expandtabs().splitlines()
+    if not lines:
+        return ""
+    return "\n".join([lines[0].strip(), textwrap.dedent("\n".join(lines[1:]))]).strip()
+
+
+def _api_summary(fn: Any) -> str:
+    """The first paragraph of an API function's docstring: the one description of what a command does."""
+    return " ".join(_cleaned(fn.__doc__).split("\n\n")[0].replace("``", "`").split())
+
+
+def _describe_commands() -> None:
+    """Each command's help: its API function's summary, then what only the command line has."""
+    from dbguard import api
+
+    commands = {upgrade: api.upgrade, downgrade: api.downgrade, status: api.status, history: api.history,
+                resolve: api.resolve, current: api.current, heads: api.heads, drift: api.drift,
+                snapshot: api.snapshot, plan: api.plan, locks: api.locks, locks_kill: api.locks_kill,
+                rollback: api.rollback, fleet_validate: api.fleet_validate, fleet_upgrade: api.fleet_upgrade,
+                fleet_status: api.fleet_status, fleet_rollback: api.fleet_rollback,
+                fleet_resolve: api.fleet_resolve, fleet_worker: api.fleet_worker}
+    for command, fn in commands.items():
+        own = _cleaned(command.help)
+        command.help = f"{_api_summary(fn)}\n\n{own}" if own else _api_summary(fn)
+
+
+_describe_commands()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,27 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     assert not missing, missing
 
 
+def test_every_command_is_described_by_its_api_function() -> None:
+    """One description of what a command does: the first paragraph of dbguard.api's docstring, reused
+    by the CLI's help (as Alembic's command line reuses alembic.command's)."""
+    from dbguard import api
+    from dbguard.cli import _api_summary, cli
+
+    def leaves(command: click.Command, words: tuple[str, ...]) -> list[tuple[str, click.Command]]:
+        found = [("_".join(words), command)] if words and not getattr(command, "commands", None) or \
+            words == ("locks",) else []
+        for name, sub in getattr(command, "commands", {}).items():
+            found += leaves(sub, (*words, name))
+        return found
+
+    described = [(name, cmd) for name, cmd in leaves(cli, ()) if hasattr(api, name)]
+    assert len(described) >= 19, [name for name, _ in described]
+    for name, command in described:
+        summary = _api_summary(getattr(api, name))
+        assert summary and (command.help or "").startswith(summary), (name, command.help)
+        assert "``" not in (command.help or ""), name
+
+
 def _project(tmp_path: Path, revisions: list[tuple[str, str, str]] | None = None) -> Path:
     table = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
     return make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", revisions or [table])
