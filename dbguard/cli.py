@@ -51,13 +51,15 @@ class _State:
         return load_settings({**self.flags, **{k: v for k, v in more.items() if v is not None}})
 
 
-def say(text: str, err: bool = False, nl: bool = True, json_document: bool = False) -> None:
+def say(text: str, err: bool = False, nl: bool = True, json_document: bool = False,
+        for_execution: bool = False) -> None:
     """Everything the CLI prints goes through here: the masking boundary (dbguard.masking). A JSON
     document was masked value by value as it was built (output._plain): masking its text again could
-    cut through its quoting, so it goes out as it is."""
+    cut through its quoting, so it goes out as it is. SQL for execution (``--sql``) is never masked:
+    masked, it would still run and set a password to ``***``."""
     from dbguard import masking
 
-    click.echo(text if json_document else masking.active()(text), err=err, nl=nl)
+    click.echo(text if json_document or for_execution else masking.active()(text), err=err, nl=nl)
 
 
 def _emit(state: _State, result: Any) -> None:
@@ -66,7 +68,7 @@ def _emit(state: _State, result: Any) -> None:
             "logs and tickets", err=True)
     sql = getattr(result, "sql", None)
     if sql:  # upgrade --sql: the SQL for execution, as Alembic rendered it
-        say(sql, nl=False, json_document=True)
+        say(sql, nl=False, for_execution=True)
     document = state.fmt in ("json", *output.STREAM_FORMATS)
     quiet_success = state.verbosity < 0 and not document and int(result.exit_code) == 0
     text = "" if quiet_success else output.render(result, state.fmt)
