@@ -121,3 +121,14 @@ def test_protected_lists_come_from_files_and_env(tmp_path):
     assert s.kill_grace_ms == 500
     s = load_settings({"config_path": str(ini)}, environ={"DBGUARD_PROTECTED_APPLICATIONS": "a,b"}, cwd=tmp_path)
     assert s.protected_applications == ("a", "b")
+
+
+def test_an_idle_mariadb_session_holding_a_table_lock_is_idle_in_transaction() -> None:
+    """INNODB_TRX is a cache refreshed at most every 100 ms: a transaction begun just before the read
+    is missing from it. A table metadata lock read from a lock source says it is there all the same."""
+    from dbguard.db.lock_graph import _mysql_state
+
+    assert _mysql_state("Sleep", "", None, holds_table_lock=True) == "idle in transaction"
+    assert _mysql_state("Sleep", "", 0.2) == "idle in transaction"
+    assert _mysql_state("Sleep", "", None) == "idle"
+    assert _mysql_state("Query", "Waiting for table metadata lock", None, holds_table_lock=True) == "waiting"

@@ -297,11 +297,15 @@ def _mysql_waiting(state: str | None) -> bool:
     return state.startswith("waiting for") and "lock" in state
 
 
-def _mysql_state(command: str | None, state: str | None, xact_age_s: float | None) -> str:
+def _mysql_state(command: str | None, state: str | None, xact_age_s: float | None,
+                 holds_table_lock: bool = False) -> str:
+    """``holds_table_lock``: an idle session holding a table's metadata lock (read from a lock source,
+    not guessed) is inside a transaction or LOCK TABLES, whatever INNODB_TRX says: that table is a
+    cache refreshed at most every 100 ms and misses a transaction just begun."""
     if _mysql_waiting(state):
         return policy_mod.Activity.WAITING.value
     if (command or "").lower() == "sleep":
-        return (policy_mod.Activity.IDLE_IN_TRANSACTION.value if xact_age_s is not None
+        return (policy_mod.Activity.IDLE_IN_TRANSACTION.value if xact_age_s is not None or holds_table_lock
                 else policy_mod.Activity.IDLE.value)
     return policy_mod.Activity.ACTIVE.value
 
@@ -417,7 +421,8 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             application=None,
             client=p["host"],
             database=db,
-            state=_mysql_state(p["command"], p["state"], p["xact_age_s"]),
+            state=_mysql_state(p["command"], p["state"], p["xact_age_s"],
+                               holds_table_lock=not snap.approximate and any(lk.granted for lk in locks.get(sid, ()))),
             xact_age_s=None if p["xact_age_s"] is None else round(p["xact_age_s"], 3),
             query=_short(p["info"], secrets),
             blocked_by=edges.get(sid, ()),
