@@ -112,7 +112,7 @@ def rollback(
 
     Clears its own way: sessions whose locks block the downgrade are ended under the kill policy
     (with an audit row each) unless ``kill_blockers`` is false. ``confirm`` gets the plan and
-    answers yes or no; without it the rollback is refused.
+    answers with its token (``yes``) or None; without it the rollback is refused.
     """
     from dbguard.rollback import lane
     from dbguard.target import load_target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect  # click imports it anyway: free here
 import logging
 import signal
 import sys
@@ -730,9 +731,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130, fmt, stderr_text="dbguard: interrupted")
     except Exception as exc:  # noqa: BLE001 - one masked line; the traceback with -v
-        import sqlalchemy as sa
-
         from dbguard.db.connect import first_line
+        from dbguard.errors import is_internal
         from dbguard.masking import mask
 
         if verbose:
@@ -741,7 +741,7 @@ def main(argv: list[str] | None = None) -> None:
             say(traceback.format_exc().rstrip("\n"), err=True)
         orig = getattr(exc, "orig", None) or exc
         # A database error that escaped is the database's answer; anything else is dbguard's own fault.
-        kind = "" if isinstance(exc, (sa.exc.SQLAlchemyError, OSError)) else "internal error: "
+        kind = "internal error: " if is_internal(exc) else ""
         hint = "" if verbose or not kind else " (-v shows the traceback)"
         _fail(f"{kind}{type(orig).__name__}: {mask(first_line(exc))}{hint}", int(ExitCode.USAGE), fmt)
     finally:
@@ -750,20 +750,9 @@ def main(argv: list[str] | None = None) -> None:
         gc.freeze()
 
 
-
-def _cleaned(doc: str | None) -> str:
-    """A docstring as written, its indentation gone (what inspect.cleandoc does, without importing it)."""
-    import textwrap
-
-    lines = (doc or "").expandtabs().splitlines()
-    if not lines:
-        return ""
-    return "\n".join([lines[0].strip(), textwrap.dedent("\n".join(lines[1:]))]).strip()
-
-
 def _api_summary(fn: Any) -> str:
     """The first paragraph of an API function's docstring: the one description of what a command does."""
-    return " ".join(_cleaned(fn.__doc__).split("\n\n")[0].replace("``", "`").split())
+    return " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].replace("``", "`").split())
 
 
 def _describe_commands() -> None:
@@ -777,7 +766,7 @@ def _describe_commands() -> None:
                 fleet_status: api.fleet_status, fleet_rollback: api.fleet_rollback,
                 fleet_resolve: api.fleet_resolve, fleet_worker: api.fleet_worker}
     for command, fn in commands.items():
-        own = _cleaned(command.help)
+        own = inspect.cleandoc(command.help or "")
         command.help = f"{_api_summary(fn)}\n\n{own}" if own else _api_summary(fn)
 
 

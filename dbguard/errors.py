@@ -18,6 +18,14 @@ class ExitCode(enum.IntEnum):
     RUN_FAILED = 5
 
 
+def is_internal(exc: BaseException) -> bool:
+    """An exception of dbguard's own making: not a refusal or a problem it reports, not the database's
+    answer (SQLAlchemy's errors, the OS's), not a signal."""
+    import sqlalchemy as sa
+
+    return isinstance(exc, Exception) and not isinstance(exc, (DbguardError, sa.exc.SQLAlchemyError, OSError))
+
+
 class DbguardError(Exception):
     """A problem dbguard reports as one line, with an exit code; never a traceback."""
 

@@ -34,9 +34,7 @@ def _plain(value: Any) -> Any:
     """The value as JSON data, every string masked on the way (before serialising, so that quoting
     cannot hide a secret from the patterns)."""
     if isinstance(value, str):
-        from dbguard.masking import active
-
-        return active()(value)
+        return _masked(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -293,7 +291,7 @@ def _drift_ci(report: Any, fmt: str) -> str:
            (f'  <testsuite name={_quoteattr("schema drift against " + report.against)} tests="{len(names)}" '
            f'failures="{failures}" errors="0" skipped="0" time="{seconds:.3f}">')]
     for name in names:
-        case = f'    <testcase classname="dbguard.drift.checks" name={_quoteattr(name)}'
+        case = f'    <testcase classname="dbguard.drift" name={_quoteattr(name)}'
         found = groups.get(name)
         if not found:
             out.append(case + "/>")

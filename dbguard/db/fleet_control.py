@@ -296,8 +296,7 @@ class Control:
         """Targets a dead run left claimed or running: their fate is unknown."""
         t = self.targets
         self.conn.execute(t.update().where(t.c.run_id == run_id, t.c.status.in_(["running", "claimed"]))
-                          .values(**{k: _to_db(v) for k, v in
-                                     {"status": TargetStatus.UNKNOWN.value, "error": error}.items()}))
+                          .values(status=_to_db(TargetStatus.UNKNOWN.value), error=_to_db(error)))
 
     @retried("the fleet's control database")
     def insert_targets(self, rows: Sequence[dict[str, Any]]) -> None:

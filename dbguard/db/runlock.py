@@ -62,7 +62,7 @@ _FLOCK = "qqihh" if sys.platform == "darwin" else "hhqqi"
 # succeeds, and closing any descriptor of the file drops them all. The files this process holds a
 # lock on (by any FileRunLock: a host application may run dbguard in several threads) are kept here,
 # and every open and close of a lock file happens under this lock.
-_HELD_HERE: dict[str, int] = {}
+_HELD_HERE: set[str] = set()
 _HERE = threading.Lock()
 
 
@@ -85,7 +85,7 @@ class FileRunLock:
             except OSError:
                 os.close(fd)
                 return False
-            _HELD_HERE[self._key] = fd
+            _HELD_HERE.add(self._key)
         self._fd, self.held = fd, True
         return True
 
@@ -95,8 +95,7 @@ class FileRunLock:
                 with contextlib.suppress(OSError):
                     fcntl.lockf(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
-                if _HELD_HERE.get(self._key) == self._fd:
-                    del _HELD_HERE[self._key]
+                _HELD_HERE.discard(self._key)  # only one lock object of this process can hold a file
             self._fd, self.held = None, False
 
     def holder(self) -> str | None:

@@ -41,6 +41,7 @@ from dbguard.errors import (
     PrivilegeError,
     StatementParseError,
     TargetMismatchError,
+    is_internal,
 )
 from dbguard.masking import mask
 from dbguard.migrations import bridge, internals
@@ -540,7 +541,7 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
                                "say what it left", ExitCode.USAGE) from None
         if isinstance(taken_over, str):
             raise DbguardError(taken_over, ExitCode.RUN_FAILED) from None
-        if _internal(exc):
+        if is_internal(exc):
             _, text = describe_error(exc, runner.target.secrets)
             fate = "could not be recorded and stays UNKNOWN" if taken_over is _UNRECORDED else "is recorded failed"
             raise DbguardError(f"internal error: {type(exc).__name__}: {text}; run {run_id} {fate}: `dbguard status` "
@@ -549,11 +550,6 @@ def _closing_run(runner: _Runner, run_id: int) -> Iterator[None]:
 
 
 _UNRECORDED = object()
-
-
-def _internal(exc: BaseException) -> bool:
-    """An exception of dbguard's own making: not a refusal, not the database's answer, not a signal."""
-    return isinstance(exc, Exception) and not isinstance(exc, (DbguardError, sa.exc.SQLAlchemyError, OSError))
 
 
 def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | object | None:
@@ -567,7 +563,7 @@ def _close_failed(runner: _Runner, run_id: int, exc: BaseException) -> str | obj
         if current is None:
             return None
         if current.status == RunStatus.RUNNING.value:
-            why = "internal error" if _internal(exc) else "dbguard failed mid-run"
+            why = "internal error" if is_internal(exc) else "dbguard failed mid-run"
             ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
                               error_class=error_class, error=f"{why}: {text}")
             return None
