@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dbguard.db.runlock import FileRunLock
 
 _TRY_FROM_ANOTHER_PROCESS = """import fcntl, os, sys
@@ -38,5 +40,38 @@ def test_a_second_lock_object_in_the_same_process_neither_takes_nor_drops_the_lo
     run.release()
     assert status.holder() is None
     assert _seen_from_another_process(path) == "free"
+    assert status.try_acquire()
+    status.release()
+
+
+_HOLD_FROM_ANOTHER_PROCESS = """import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("lock_table", ["read", "absent"])
+def test_the_holder_in_another_process_is_found_without_taking_the_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lock_table: str) -> None:
+    from dbguard.db import runlock
+
+    if lock_table == "absent":  # a system without /proc/locks: a shared lock is asked for instead
+        monkeypatch.setattr(runlock, "_LOCK_TABLE", tmp_path / "no-such-table")
+    path = tmp_path / "app.db.dbguard.lock"
+    status = FileRunLock(path)
+    assert status.holder() is None  # no file yet
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_FROM_ANOTHER_PROCESS, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        expected = str(holder.pid) if lock_table == "read" else "another process"
+        assert status.holder() == expected
+        assert not status.try_acquire()
+        assert status.holder() == expected  # asking took nothing and dropped nothing
+    finally:
+        holder.communicate("", timeout=30)
+    assert status.holder() is None
     assert status.try_acquire()
     status.release()
