@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @dataclasses.dataclass
 class Target:
     settings: Settings
-    config: Any  # alembic.config.Config
+    config: Config
     url: URL
     ledger_url: URL
 
@@ -64,49 +64,21 @@ def load_script(config: Any, settings: Settings) -> Any:
         raise ConfigError(f"{settings.config_path}: {exc}") from None
 
 
-class IniConfig:
-    """The part of Alembic's Config that reads alembic.ini (the same ConfigParser, ``here`` and all),
-    for commands that need the URL but no migration scripts: importing Alembic costs 0.15-0.3 s."""
+def load_config(settings: Settings) -> Config:
+    """The Alembic Config exactly as ``alembic -c ... -n ... -x ...`` would build it (with
+    pyproject.toml's [tool.alembic] where Alembic reads it)."""
+    from alembic.config import Config
 
-    def __init__(self, file_: str, ini_section: str, cmd_opts: Any) -> None:
-        import configparser
-        from pathlib import Path
-
-        self.config_file_name = file_
-        self.config_ini_section = ini_section
-        self.cmd_opts = cmd_opts
-        self.file_config = configparser.ConfigParser({"here": Path(file_).absolute().parent.as_posix()})
-        self.file_config.read([file_], encoding="locale")
-
-    def get_main_option(self, name: str, default: str | None = None) -> str | None:
-        if self.file_config.has_option(self.config_ini_section, name):
-            return self.file_config.get(self.config_ini_section, name)
-        return default
-
-    def set_main_option(self, name: str, value: str) -> None:
-        self.file_config.set(self.config_ini_section, name, value)
-
-
-def load_config(settings: Settings, alembic: bool = True) -> Any:
-    """The Alembic Config exactly as ``alembic -c ... -n ... -x ...`` would build it; with
-    ``alembic=False`` an :class:`IniConfig` of the same file (no scripts, no env.py)."""
     path = settings.config_path
     if not path.is_file():
         raise ConfigError(f"no Alembic configuration at {path} (pass -c PATH or set DBGUARD_CONFIG)")
-    config_class: type[Config | IniConfig]
-    if alembic:
-        from alembic.config import Config
-
-        config_class = Config
-    else:
-        config_class = IniConfig
     more: dict[str, Any] = {}
     toml = pyproject_of(path)
-    if alembic and toml is not None and accepts_toml(config_class):
+    if toml is not None and accepts_toml(Config):
         # Alembic 1.16+ reads [tool.alembic] (script_location and the rest) from pyproject.toml, as
         # the `alembic` command does; the ini file then holds only the URL and logging.
         more["toml_file"] = str(toml)
-    config = config_class(
+    config = Config(
         file_=str(path),
         ini_section=settings.ini_section,
         cmd_opts=argparse.Namespace(x=list(settings.x_args) or None),
@@ -142,11 +114,10 @@ def accepts_toml(config_class: Any) -> bool:
     return "toml_file" in inspect.signature(config_class).parameters
 
 
-def load_target(settings: Settings, alembic: bool = True) -> Target:
-    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
-    ``alembic=False``: the URL only, Alembic not imported; ``script()`` is then not available."""
+def load_target(settings: Settings) -> Target:
+    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url."""
     path = settings.config_path
-    config = load_config(settings, alembic)
+    config = load_config(settings)
     if settings.url:
         # Interpolation is on in alembic.ini: a literal % must be doubled.
         config.set_main_option("sqlalchemy.url", settings.url.replace("%", "%%"))

@@ -965,29 +965,13 @@ def test_preflight_does_not_import_sqlglot_when_nothing_differs(db_url, tmp_path
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
 
 
-def test_drift_against_a_snapshot_imports_neither_alembic_nor_sqlglot(db_url, tmp_path):
+def test_drift_against_a_snapshot_neither_runs_env_py_nor_imports_sqlglot(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     snap = tmp_path / "schema.json"
     api.snapshot(settings(EXAMPLE_INI, db_url, tmp_path), output=str(snap), live=True)
     code = ("import sys; from dbguard import api; from dbguard.settings import load_settings;"
             f"r = api.drift(load_settings({{'config_path': {str(EXAMPLE_INI)!r}, 'url': {db_url!r}}}, environ={{}}),"
             f" against={str(snap)!r});"
-            "assert r.exit_code == 0 and not r.drifts, r; print('alembic' in sys.modules, 'sqlglot' in sys.modules)")
+            "assert r.exit_code == 0 and not r.drifts, r; print('migrations_example_models' in sys.modules, 'sqlglot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stderr
-
-
-def test_the_ini_reader_without_alembic_reads_what_alembic_reads(tmp_path):
-    from dbguard.target import IniConfig
-
-    ini = tmp_path / "alembic.ini"
-    ini.write_text("[alembic]\nscript_location = %(here)s/migrations\n"
-                   "sqlalchemy.url = sqlite:///%(here)s/db.sqlite?x=100%%\n[other]\nsqlalchemy.url = postgresql://h/d\n")
-    for section in ("alembic", "other"):
-        ours = IniConfig(str(ini), section, None)
-        theirs = Config(str(ini), ini_section=section)
-        for option in ("sqlalchemy.url", "script_location", "missing"):
-            assert ours.get_main_option(option) == theirs.get_main_option(option)
-        ours.set_main_option("sqlalchemy.url", "sqlite:///a%%b")
-        theirs.set_main_option("sqlalchemy.url", "sqlite:///a%%b")
-        assert ours.get_main_option("sqlalchemy.url") == theirs.get_main_option("sqlalchemy.url")

@@ -158,8 +158,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
             from dbguard.drift import expected as sources
             from dbguard.target import load_target, open_session
 
-            # Against a snapshot file nothing needs Alembic (no scripts, no env.py): not even imported.
-            target = load_target(settings, alembic=against in ("models", "migrations"))
+            target = load_target(settings)
         seen_models = None
         if prefetch is not None:
             try:

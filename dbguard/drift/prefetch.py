@@ -66,7 +66,7 @@ def _read_catalog(settings: Any, exclude: tuple[str, ...]) -> Iterator[Any]:
     from dbguard.db.ledger import read_version_heads
     from dbguard.target import catalog_lock_waits, catalog_wait_error, load_target, open_session
 
-    target = load_target(settings, alembic=False)
+    target = load_target(settings)
     with open_session(target) as session:
         try:
             with catalog_lock_waits(session, settings.lock_timeout_ms):
