@@ -20,7 +20,7 @@ from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import TIMESTAMP, from_db_time, utcnow, written
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
-from dbguard.db.sql import inserted_id, run
+from dbguard.db.sql import inserted_id, run, transaction
 from dbguard.db.waits import LOCK_RETRIES, retried
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
@@ -332,21 +332,14 @@ class Control:
         the claim lock taken on this (session-scoped) connection before the claim becomes visible."""
         t = self.targets
         # The row lock and the UPDATE must be on this session: it holds the claim lock for the work.
-        self.conn.execute(sa.text("BEGIN"))
-        try:
+        with transaction(self.conn):
             row = run(self.conn, self.dialect.fleet_claim(t.name, self.batches.name, self.runs.name,  # type: ignore[attr-defined]
                                                           fleet, run_id)).mappings().first()
             if row is None:
-                self.conn.execute(sa.text("COMMIT"))
                 return None
             run(self.conn, self.dialect.claim_lock(int(row["id"])))  # type: ignore[attr-defined]
             self.conn.execute(t.update().where(t.c.id == row["id"]).values(
                 status="claimed", claimed_by=self.session_id, worker=worker, claimed_at=_to_db(utcnow())))
-            self.conn.execute(sa.text("COMMIT"))
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.conn.execute(sa.text("ROLLBACK"))
-            raise
         claimed = self.conn.execute(sa.select(t).where(t.c.id == row["id"])).mappings().first()
         return _plain(claimed)
 

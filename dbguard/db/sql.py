@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,11 +32,23 @@ def run_statements(conn: Connection, statements: Iterable[str]) -> None:
         conn.exec_driver_sql(statement)
 
 
-def run_health_check(conn: Connection, sql: str) -> None:
-    """A fleet target's ``health_sql``, in a transaction rolled back whatever it did (on a
-    connection in autocommit mode, ended here first)."""
+@contextlib.contextmanager
+def transaction(conn: Connection, commit: bool = True) -> Iterator[Connection]:
+    """A real transaction on one of dbguard's autocommit connections (there, SQLAlchemy's ``begin()``
+    sends no BEGIN): committed when the block ends (rolled back with ``commit=False``, or when it
+    raises), and the connection back in autocommit mode afterwards."""
     conn.commit()  # ends SQLAlchemy's autobegun (autocommit) transaction
-    checked = conn.execution_options(isolation_level=conn.default_isolation_level)
-    with checked.begin() as tx:
-        checked.execute(sa.text(sql))
-        tx.rollback()
+    conn.execution_options(isolation_level=conn.default_isolation_level)
+    try:
+        with conn.begin() as tx:
+            yield conn
+            if not commit:
+                tx.rollback()
+    finally:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def run_health_check(conn: Connection, sql: str) -> None:
+    """A fleet target's ``health_sql``, in a transaction rolled back whatever it did."""
+    with transaction(conn, commit=False):
+        conn.execute(sa.text(sql))
