@@ -208,7 +208,12 @@ def test_the_api_installs_nothing_process_wide_the_cli_masks_logged_tracebacks(t
     from dbguard.settings import load_settings
     from tests.projects import make_project
 
-    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [("r1", "pass", "pass")])
+    # The migration notes the signal handlers in place while it runs (the upgrade, the drift replay).
+    seen = tmp_path / "handlers-seen"
+    note = (f"import signal, pathlib; pathlib.Path({str(seen)!r}).open('a').write("
+            "repr((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))) + chr(10))")
+    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [("r1", note, "pass")])
+
     def process_wide() -> tuple[object, ...]:  # (handlers of root, alembic, sqlalchemy: env.py's fileConfig's)
         loggers = [logging.getLogger(name) for name in ("alembic", "sqlalchemy", "dbguard")]
         from alembic.runtime.environment import EnvironmentContext
@@ -225,6 +230,8 @@ def test_the_api_installs_nothing_process_wide_the_cli_masks_logged_tracebacks(t
     assert api.plan(settings, "head", offline=True, from_revision="base").exit_code == 0  # sqlglot parses
     assert api.drift(settings, against="migrations").exit_code == 0  # schemas built with the GC paused
     assert process_wide() == before
+    hosts = repr((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+    assert seen.read_text().splitlines() == [hosts, hosts]  # the upgrade's and the replay's
 
     script = ("import logging, sys\nfrom dbguard import cli\ncli._mask_log_records()\n"
               "logging.basicConfig(stream=sys.stdout, format='%(message)s')\n"

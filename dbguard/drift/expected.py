@@ -457,6 +457,14 @@ def snapshot_document(path: str | Path) -> dict[str, Any]:
 # Migrations replayed in a scratch database ----------------------------------------------------
 
 
+def _owned_signals() -> tuple[signal.Signals, ...]:
+    """The signals dbguard may handle: SIGINT and SIGTERM in a process of its own (the CLI, a fleet
+    worker); none in a host application, whose handlers are its own."""
+    import dbguard
+
+    return (signal.SIGINT, signal.SIGTERM) if dbguard.OWNS_PROCESS else ()
+
+
 @contextlib.contextmanager
 def _interrupt_as_exception() -> Iterator[None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt here, so ``finally`` blocks always run."""
@@ -464,7 +472,7 @@ def _interrupt_as_exception() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _owned_signals():
         with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
             previous[sig] = signal.signal(sig, handler)
     try:
@@ -479,7 +487,7 @@ def _shielded() -> Iterator[None]:
     """Hold SIGINT/SIGTERM while the scratch database is dropped; deliver them afterwards."""
     pending: list[int] = []
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _owned_signals():
         with contextlib.suppress(ValueError):
             previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
     try:
