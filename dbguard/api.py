@@ -5,6 +5,7 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,21 @@ def rollback(
 
     return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
                          install_plugin=install_plugin)
+
+
+def cancel(thread: threading.Thread | None = None) -> int:
+    """Ask the guarded runs in progress in this process (``upgrade``, ``downgrade``, ``rollback``) to
+    stop, from any thread; with ``thread``, only the run on that thread. Returns how many were asked.
+
+    Each stops as it would on SIGINT: its statement in flight is cancelled on the server and
+    confirmed ended, the run is recorded interrupted (``dbguard.errors.Cancelled``), and its call
+    returns the failed run's result. A migration's own Python code between two statements is not
+    interrupted: the run stops at its next statement. On SQLite, which has no server to cancel a
+    statement on, the statement in flight finishes first.
+    """
+    from dbguard.run import cancel as cancellation
+
+    return cancellation.cancel(thread)
 
 
 def resolve(

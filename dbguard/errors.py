@@ -77,3 +77,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where SIGINT raises KeyboardInterrupt: a run stopped either way is recorded."""
 
     signal_name = "SIGTERM"
+
+
+class Cancelled(KeyboardInterrupt):
+    """A host's :func:`dbguard.api.cancel`, raised in the run's thread where SIGINT raises
+    KeyboardInterrupt: the run stops and is recorded as interrupted."""
+
+    signal_name = "dbguard.api.cancel()"

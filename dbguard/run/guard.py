@@ -35,6 +35,7 @@ from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
+    Cancelled,
     ConfigError,
     DbguardError,
     ExitCode,
@@ -46,6 +47,7 @@ from dbguard.errors import (
 from dbguard.masking import mask
 from dbguard.migrations import bridge, internals
 from dbguard.results import Confirm, RiskPrompt, RunResult, StepResult
+from dbguard.run.cancel import Cancellation, cancellable
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
 
 _DIRECTION = {Intent.UPGRADE: "up", Intent.DOWNGRADE: "down"}
@@ -92,6 +94,8 @@ class _Runner:
     interrupted_statement: str | None = None
     # The connections migrations ran on (env.py's, the repair's).
     migration_connections: list[Any] = dataclasses.field(default_factory=list)
+    # A host's request to stop the run from another thread (dbguard.api.cancel).
+    cancellation: Cancellation = dataclasses.field(default_factory=Cancellation)
 
     def migration_session_statements(self) -> list[str]:
         """The SETs on every connection a migration runs on: bounded lock waits and statements,
@@ -389,10 +393,11 @@ def open_runner(target: Target) -> Iterator[_Runner]:
     """dbguard's session on the target with its ledger and run lock (not taken yet); the lock is
     released on the way out if it was taken."""
     script = target.script()
-    with open_session(target, create=True) as session:
+    with open_session(target, create=True) as session, cancellable() as cancellation:
         lock = make_lock(session, target)
         try:
-            yield _Runner(target, session, Ledger(session.conn, target.settings.table_prefix), lock, script)
+            yield _Runner(target, session, Ledger(session.conn, target.settings.table_prefix), lock, script,
+                          cancellation=cancellation)
         finally:
             lock.release()
 
@@ -683,10 +688,12 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     settings, session = runner.settings, runner.session
     policy = policy or ExecutionPolicy(max_retries=settings.lock_retries)
     started = time.monotonic()
-    monitor = RunMonitor(runner.target, session.dialect, run_id, clearer=policy.clearer)
+    cancellation = runner.cancellation
+    monitor = RunMonitor(runner.target, session.dialect, run_id, clearer=policy.clearer, cancellation=cancellation)
     journal = _StepJournal(runner.ledger, run_id, session)
 
     def step_started(step: bridge.TrackedStep) -> None:
+        cancellation.check()
         faultpoints.reached("before-step", step.revision)
         if session.dialect.concurrent_ledger_writes:
             monitor.start()
@@ -710,6 +717,8 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     statements: dict[str, int] = {}
 
     def on_statement(statement: str | None) -> None:
+        if statement is not None:
+            cancellation.check()
         step = tracker.current
         if statement is not None and step is not None:
             statements[step.revision] = statements.get(step.revision, 0) + 1
@@ -742,10 +751,16 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         while True:
             tracker.current = None
             try:
+                cancellation.check()
                 bridge.run_migrations(runner.script, config, _DIRECTION[intent], destination, tracker)
                 error = None
                 break
             except BaseException as exc:  # noqa: BLE001 - every failure is recorded, sys.exit() and signals too
+                if cancellation.requested and isinstance(exc, Exception):
+                    # The statement the monitor cancelled on the host's request.
+                    cancelled = Cancelled()
+                    cancelled.__cause__ = exc
+                    exc = cancelled
                 error = exc
                 interrupted = not isinstance(exc, Exception)
                 failing = tracker.current

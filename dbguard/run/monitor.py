@@ -20,6 +20,7 @@ from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, from_db_time
 from dbguard.db.sql import run
 from dbguard.dialects import Dialect
+from dbguard.run.cancel import Cancellation
 from dbguard.target import Target, bound_lock_waits, guard_socket
 
 # Given the monitor's connection, the migration's session id and the statement it runs.
@@ -38,13 +39,20 @@ class WatchdogEvent:
 
 
 class RunMonitor:
-    def __init__(self, target: Target, dialect: Dialect, run_id: int, clearer: Clearer | None = None) -> None:
+    def __init__(self, target: Target, dialect: Dialect, run_id: int, clearer: Clearer | None = None,
+                 cancellation: Cancellation | None = None) -> None:
         settings = target.settings
         self._target, self._dialect, self._run_id, self._clearer = target, dialect, run_id, clearer
         self._heartbeat_s = settings.heartbeat_interval_s
         self._interval_s = max(0.01, settings.watchdog_interval_ms / 1000)
         self._max_blocking_ms = settings.max_blocking_ms
         self._stop = threading.Event()
+        # Set to end the loop's wait early: on stop, and when the host asks the run to stop.
+        self._wake = threading.Event()
+        self._cancellation = cancellation
+        self._cancelled_session: str | None = None
+        if cancellation is not None:
+            cancellation.on_request(self._wake.set)
         self._thread = threading.Thread(target=self._loop, name="dbguard-monitor", daemon=True)
         self._guard = threading.Lock()
         self.session_id: str | None = None
@@ -64,6 +72,7 @@ class RunMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
@@ -96,6 +105,7 @@ class RunMonitor:
                         bound = self._target.settings.ledger_lock_timeout_ms
                         bound_lock_waits(conn, self._dialect, bound)
                         guard_socket(conn, self._target.settings, bound / 1000)
+                    self._cancel_if_asked(conn)
                     if time.monotonic() >= next_beat:
                         self._beat(conn)
                         next_beat = time.monotonic() + self._heartbeat_s
@@ -105,12 +115,23 @@ class RunMonitor:
                         if conn is not None:
                             conn.close()
                     conn = None
-                self._stop.wait(self._interval_s)
+                self._wake.wait(self._interval_s)
+                self._wake.clear()
             with contextlib.suppress(Exception):
                 if conn is not None:
                     conn.close()
         finally:
             engine.dispose()
+
+    def _cancel_if_asked(self, conn: Any) -> None:
+        """The host asked the run to stop: the statement in flight is cancelled (once per session);
+        the migrating thread raises at its next statement."""
+        sid = self.session_id
+        if self._cancellation is None or not self._cancellation.requested or sid is None:
+            return
+        if self.step_active and self._cancelled_session != sid:
+            self._cancelled_session = sid
+            run(conn, self._dialect.cancel_own_statement(sid))
 
     def _beat(self, conn: Any) -> None:
         now = from_db_time(run(conn, self._dialect.utc_now()).scalar())
