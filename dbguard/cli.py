@@ -588,9 +588,9 @@ def _taking_values(command: click.Command) -> set[str]:
     return names
 
 
-def _hoist_format(argv: list[str]) -> list[str]:
-    """``dbguard status --format json -v`` means ``dbguard --format json -v status``: people type the
-    global output options both ways."""
+def _hoist_verbosity(argv: list[str]) -> list[str]:
+    """``dbguard status -v`` means ``dbguard -v status``: people type the verbosity flags both ways
+    (``--format`` is an option of every command as well, with that command's choices)."""
     args, hoisted = [], []
     values = _taking_values(cli)
     i = 0
@@ -599,15 +599,11 @@ def _hoist_format(argv: list[str]) -> list[str]:
         if arg == "--":
             args.extend(argv[i:])
             break
-        if arg == "--format" and i + 1 < len(argv):
-            hoisted += argv[i:i + 2]
-            i += 2
-            continue
         if arg in values and i + 1 < len(argv):  # an option and its value, whatever the value looks like
             args += argv[i:i + 2]
             i += 2
             continue
-        if arg.startswith("--format=") or arg in _VERBOSITY_FLAGS:
+        if arg in _VERBOSITY_FLAGS:
             hoisted.append(arg)
         else:
             args.append(arg)
@@ -692,6 +688,27 @@ class _StaysOn(logging.Logger):
         return super().isEnabledFor(level)
 
 
+def _use_command_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(_State).fmt = value
+
+
+def _add_command_formats(group: click.Group, family: str | None = None) -> None:
+    """Every command's own ``--format``, offering what that command prints; typed after the
+    command, it stands for the global one (checked in ``cli`` against the same choices)."""
+    for name, command in group.commands.items():
+        top = family or name
+        if isinstance(command, click.Group):
+            _add_command_formats(command, top)
+        choices = output.formats_for(top)
+        command.params.append(click.Option(
+            ["--format", "command_format"], type=click.Choice(choices), default=None, expose_value=False,
+            callback=_use_command_format, help=f"Output format: {', '.join(choices)}."))
+
+
+_add_command_formats(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     from dbguard import masking
@@ -703,7 +720,7 @@ def main(argv: list[str] | None = None) -> None:
     # runner cancelling a deploy that way must still stop it cleanly (the run recorded, its statement
     # cancelled).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    argv = _hoist_format(list(sys.argv[1:] if argv is None else argv))
+    argv = _hoist_verbosity(list(sys.argv[1:] if argv is None else argv))
     verbosity = _requested_verbosity(argv)
     verbose = verbosity > 0
     if verbose:

@@ -30,6 +30,12 @@ STREAM_FORMATS = ("jsonl",)
 STREAM_COMMANDS = ("fleet",)
 
 
+def formats_for(command: str | None) -> tuple[str, ...]:
+    """The formats a top-level command prints (``fleet`` for each of its subcommands)."""
+    extra = CI_FORMATS if command in CI_COMMANDS else STREAM_FORMATS if command in STREAM_COMMANDS else ()
+    return ("text", "json", *extra)
+
+
 def _plain(value: Any) -> Any:
     """The value as JSON data, every string masked on the way (before serialising, so that quoting
     cannot hide a secret from the patterns)."""

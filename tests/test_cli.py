@@ -49,6 +49,27 @@ def test_every_command_is_described_by_its_api_function() -> None:
         assert "``" not in (command.help or ""), name
 
 
+def test_each_command_offers_the_formats_it_prints(tmp_path: Path) -> None:
+    from dbguard.cli import cli
+
+    offered = {path: tuple(option.type.choices) for path, option in _options(cli, "dbguard")
+               if option.name == "command_format" and isinstance(option.type, click.Choice)}
+    assert offered["dbguard status"] == ("text", "json")
+    assert offered["dbguard drift"] == offered["dbguard plan"] == ("text", "json", "github", "junit")
+    assert offered["dbguard fleet upgrade"] == offered["dbguard fleet worker"] == ("text", "json", "jsonl")
+    leaves = {path for path, option in _options(cli, "dbguard") if option.name != "command_format"}
+    assert leaves - {"dbguard"} <= set(offered), sorted(leaves - set(offered))
+    ini = _project(tmp_path)
+    refused = run_dbguard(ini, None, "status", "--format", "github")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused
+    assert "'github' is not one of 'text', 'json'" in refused.stderr, refused
+    assert run_dbguard(ini, None, "upgrade").returncode == 0
+    after = run_dbguard(ini, None, "history", "--format", "json")  # after the command
+    before = run_dbguard(ini, None, "--format", "json", "history")
+    assert after.returncode == before.returncode == 0 and after.stdout == before.stdout, (after, before)
+    assert after.stdout.lstrip().startswith("{"), after.stdout
+
+
 def _project(tmp_path: Path, revisions: list[tuple[str, str, str]] | None = None) -> Path:
     table = ("r1", 'op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))', 'op.drop_table("t")')
     return make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", revisions or [table])
