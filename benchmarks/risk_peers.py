@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import tomllib
-from docsection import write_section
+from docsection import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,7 +141,8 @@ def main() -> None:
     text = "\n".join([
         "## Risk rules vs peers",
         "",
-        (f"`python benchmarks/risk_peers.py --write`: the {len(expected)} revisions of tests/risk_corpus after "
+        (f"`python benchmarks/risk_peers.py --write`, {machine()}; 1-minute load average "
+         f"{os.getloadavg()[0]:.1f} at the end. The {len(expected)} revisions of tests/risk_corpus after "
         f"0001_base, PostgreSQL. dbguard judged them offline as one plan in {seconds * 1000:.0f} ms "
         f"(`plan --offline --from 0001_base`); {squawk_version} linted each revision's SQL (Alembic offline "
         f"mode, one file per revision, BEGIN/COMMIT as run); {guard_version} read the revision files. A "
