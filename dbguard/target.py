@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from dbguard.db import connect as dbconnect
 from dbguard.db.sql import run
-from dbguard.dialects import Dialect, for_sqlalchemy_dialect
+from dbguard.dialects import Dialect, file_run_locks_of, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
 from dbguard.settings import Settings
 
@@ -250,7 +250,7 @@ def make_lock(session: Session, target: Target) -> RunLock:
 
     def keyed(key: str) -> SqlRunLock | FileRunLock:
         if session.dialect.run_lock_kind == "file":
-            return FileRunLock(session.dialect.run_lock_path(session.database, key))  # type: ignore[attr-defined]
+            return FileRunLock(file_run_locks_of(session.dialect).run_lock_path(session.database, key))
         return SqlRunLock(session.conn, session.dialect, session.database, key)
 
     return RunLock(keyed(DATABASE_KEY), keyed(target.settings.table_prefix))

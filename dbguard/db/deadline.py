@@ -222,9 +222,9 @@ def bounded_pymysql_handshake(timeout_s: float) -> Any:
     makes the socket itself, hands it to PyMySQL, and shuts it down if the handshake has not finished
     by the deadline; the session keeps no read timeout."""
 
-    def do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    def do_connect(sa_dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         started = time.monotonic()
-        connection = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "defer_connect": True})
+        connection = sa_dialect.loaded_dbapi.connect(*cargs, **{**cparams, "defer_connect": True})
         where = cparams.get("unix_socket") or f"{cparams.get('host') or 'localhost'}:{cparams.get('port') or 3306}"
         try:
             if cparams.get("unix_socket"):
@@ -237,8 +237,8 @@ def bounded_pymysql_handshake(timeout_s: float) -> Any:
                                                 timeout_s, source_address=source)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:  # as PyMySQL reports it: error 2003
-            raise dialect.loaded_dbapi.OperationalError(2003, f"Can't connect to MySQL server on {where} ({exc})") \
-                from None
+            raise sa_dialect.loaded_dbapi.OperationalError(
+                2003, f"Can't connect to MySQL server on {where} ({exc})") from None
         sock.settimeout(None)
         why = f"no answer from the server within {timeout_s:g} s of connecting (connect_timeout_s)"
         _WATCHER.arm(sock, max(0.0, timeout_s - (time.monotonic() - started)), why)
@@ -246,7 +246,7 @@ def bounded_pymysql_handshake(timeout_s: float) -> Any:
             connection.connect(sock)
         except Exception:
             if _WATCHER.expired(id(sock)) is not None:
-                raise dialect.loaded_dbapi.OperationalError(2013, why) from None
+                raise sa_dialect.loaded_dbapi.OperationalError(2013, why) from None
             raise
         finally:
             _WATCHER.disarm(id(sock))

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dbguard.db.sql import run
+from dbguard.dialects import RiskFacts
 from dbguard.risk.model import LockHolder, ServerInfo, TableFacts
 
 
@@ -22,7 +23,7 @@ def version_tuple(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(g) for g in m.groups() if g is not None)
 
 
-def server_info(conn: Any, dialect: Any) -> ServerInfo:
+def server_info(conn: Any, dialect: RiskFacts) -> ServerInfo:
     number, text, slots = run(conn, dialect.server_facts()).one()
     if number:  # PostgreSQL server_version_num: 150018 is 15.18
         version: tuple[int, ...] | None = (int(number) // 10000, int(number) % 10000)
@@ -36,7 +37,7 @@ def server_info(conn: Any, dialect: Any) -> ServerInfo:
                       lock_slots=int(slots) if slots else 64)
 
 
-def table_facts(conn: Any, dialect: Any, tables: Iterable[str]) -> tuple[dict[str, TableFacts], list[str]]:
+def table_facts(conn: Any, dialect: RiskFacts, tables: Iterable[str]) -> tuple[dict[str, TableFacts], list[str]]:
     """Facts of every named table (missing ones with ``exists=False``) and notes on what could not
     be read."""
     names = sorted({t for t in tables if t})
@@ -64,7 +65,7 @@ def table_facts(conn: Any, dialect: Any, tables: Iterable[str]) -> tuple[dict[st
     return facts, notes
 
 
-def _lock_holders(conn: Any, dialect: Any, names: list[str], notes: list[str]) -> dict[str, list[LockHolder]]:
+def _lock_holders(conn: Any, dialect: RiskFacts, names: list[str], notes: list[str]) -> dict[str, list[LockHolder]]:
     out: dict[str, list[LockHolder]] = {}
     for source in dialect.lock_holder_sources():
         try:

@@ -22,7 +22,7 @@ from dbguard.db.ledger import TIMESTAMP, from_db_time, utcnow, written
 from dbguard.db.runlock import FileRunLock, SqlRunLock, acquire
 from dbguard.db.sql import inserted_id, run, transaction
 from dbguard.db.waits import LOCK_RETRIES, retried
-from dbguard.dialects import Dialect, for_sqlalchemy_dialect
+from dbguard.dialects import Dialect, file_run_locks_of, fleet_claims_of, for_sqlalchemy_dialect
 from dbguard.errors import ConfigError
 from dbguard.target import LEDGER_LOCK_TIMEOUT_MS, bound_lock_waits
 
@@ -204,7 +204,7 @@ class Control:
 
     def _lock(self, prefix: str) -> SqlRunLock | FileRunLock:
         if self.dialect.run_lock_kind == "file":
-            return FileRunLock(self.dialect.run_lock_path(self.database, prefix))  # type: ignore[attr-defined]
+            return FileRunLock(file_run_locks_of(self.dialect).run_lock_path(self.database, prefix))
         return SqlRunLock(self.conn, self.dialect, self.database, prefix)
 
     # runs -----------------------------------------------------------------------------------------
@@ -330,21 +330,21 @@ class Control:
         """Take the oldest pending target of an open batch (of fleet run ``run_id``, if given): row
         locked with SKIP LOCKED in a short transaction, marked claimed with this session's id, and
         the claim lock taken on this (session-scoped) connection before the claim becomes visible."""
-        t = self.targets
+        t, claims = self.targets, fleet_claims_of(self.dialect)
         # The row lock and the UPDATE must be on this session: it holds the claim lock for the work.
         with transaction(self.conn):
-            row = run(self.conn, self.dialect.fleet_claim(t.name, self.batches.name, self.runs.name,  # type: ignore[attr-defined]
-                                                          fleet, run_id)).mappings().first()
+            row = run(self.conn, claims.fleet_claim(t.name, self.batches.name, self.runs.name,
+                                                    fleet, run_id)).mappings().first()
             if row is None:
                 return None
-            run(self.conn, self.dialect.claim_lock(int(row["id"])))  # type: ignore[attr-defined]
+            run(self.conn, claims.claim_lock(int(row["id"])))
             self.conn.execute(t.update().where(t.c.id == row["id"]).values(
                 status="claimed", claimed_by=self.session_id, worker=worker, claimed_at=_to_db(utcnow())))
         claimed = self.conn.execute(sa.select(t).where(t.c.id == row["id"])).mappings().first()
         return _plain(claimed)
 
     def release_claim(self, claim_id: int) -> None:
-        run(self.conn, self.dialect.claim_unlock(claim_id))  # type: ignore[attr-defined]
+        run(self.conn, fleet_claims_of(self.dialect).claim_unlock(claim_id))
 
     @retried("the fleet's control database")
     def mark_dead_claims(self, run_id: int) -> list[str]:
@@ -360,7 +360,7 @@ class Control:
             return []
         # The lock table is read after the rows: a claim finished in between is terminal by the
         # time the guarded UPDATE below looks again, so only a dead holder's row matches.
-        held = {int(r[0]) for r in run(self.conn, self.dialect.claim_locks_held())}  # type: ignore[attr-defined]
+        held = {int(r[0]) for r in run(self.conn, fleet_claims_of(self.dialect).claim_locks_held())}
         dead = dead_claims({int(r[0]): r[1] for r in rows}, held)
         if not dead:
             return []

@@ -30,12 +30,12 @@ def _engine_type(base: type, kind: str, why: str) -> sa.types.TypeDecorator:
         impl = base
         cache_ok = True
 
-        def load_dialect_impl(self, dialect: Any) -> Any:
+        def load_dialect_impl(self, sa_dialect: Any) -> Any:
             from dbguard.dialects import for_sqlalchemy_dialect
 
-            ours = for_sqlalchemy_dialect(dialect)
+            ours = for_sqlalchemy_dialect(sa_dialect)
             refined = ours.ledger_long_text_type() if kind == "long_text" else ours.ledger_timestamp_type()
-            return dialect.type_descriptor(refined if refined is not None else base())
+            return sa_dialect.type_descriptor(refined if refined is not None else base())
 
     EngineType.__doc__ = why
     EngineType.__name__ = EngineType.__qualname__ = f"Ledger{base.__name__}"

@@ -7,7 +7,8 @@
 - :func:`tables_in_statement`: the tables a statement touches, parsed with sqlglot (imported lazily).
 - :func:`end_sessions`: end sessions under the kill policy (:mod:`dbguard.core.victims`), with audit.
 
-Engine SQL comes from the dialect; this module asks ``dialect.lock_graph`` which graph it can build.
+Engine SQL comes from the dialect; this module asks ``dialect.lock_graph`` which graph it can build
+(:class:`~dbguard.dialects.BlockingPidsLockGraph` or :class:`~dbguard.dialects.MetadataLockGraph`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from dbguard.core import waitfor
 from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict
 from dbguard.db.sql import run
 from dbguard.db.waits import retried_reads, wait_until
-from dbguard.dialects import Dialect
+from dbguard.dialects import (
+    BlockingPidsLockGraph,
+    Dialect,
+    MetadataLockGraph,
+    SessionControl,
+    blocking_pids_lock_graph_of,
+    metadata_lock_graph_of,
+    session_control_of,
+)
 from dbguard.errors import ConfigError, PrivilegeError
 from dbguard.masking import mask
 from dbguard.results import KillOutcome, LockRef, LockSession, LockTree
@@ -51,23 +60,26 @@ class LockRights:
     signal_grant: str
 
 
-def lock_rights(conn: Connection, dialect: Any, user: str | None) -> LockRights:
+def lock_rights(conn: Connection, dialect: Dialect, user: str | None) -> LockRights:
     """What dbguard's role may see and end; each missing right comes with the grant that gives it."""
     user = user or "CURRENT_USER"
-    read_grant, signal_grant = dialect.read_grant_hint(user), dialect.signal_grant_hint(user)
+    control = session_control_of(dialect)
+    read_grant, signal_grant = control.read_grant_hint(user), control.signal_grant_hint(user)
     if dialect.lock_graph == "blocking_pids":
-        superuser, read_all, signal = run(conn, dialect.lock_privileges()).one()
+        pg = blocking_pids_lock_graph_of(dialect)
+        superuser, read_all, signal = run(conn, pg.lock_privileges()).one()
         return LockRights(bool(superuser), bool(superuser or read_all), bool(superuser or signal),
                           read_grant, signal_grant)
-    privileges = {str(p).upper() for p in run(conn, dialect.lock_privileges()).scalars()}
+    mdl = metadata_lock_graph_of(dialect)
+    privileges = {str(p).upper() for p in run(conn, mdl.lock_privileges()).scalars()}
     try:
-        run(conn, dialect.read_privilege_probe()).scalar()
+        run(conn, mdl.read_privilege_probe()).scalar()
         can_read = True
     except DBAPIError as exc:
-        if not dialect.is_privilege_error(exc):
+        if not mdl.is_privilege_error(exc):
             raise
         can_read = False
-    signal = bool(privileges & dialect.signal_privileges)
+    signal = bool(privileges & mdl.signal_privileges)
     return LockRights(False, can_read, signal, read_grant, signal_grant)
 
 
@@ -107,10 +119,12 @@ def statement_kind(sql: str | None) -> str | None:
     return first
 
 
-def tables_in_statement(sql: str, dialect: Any, default_schema: str | None = None) -> tuple[tuple[str, str], ...]:
+def tables_in_statement(sql: str, dialect: Dialect | str,
+                        default_schema: str | None = None) -> tuple[tuple[str, str], ...]:
     """``(schema, table)`` pairs a statement names, with unqualified names in ``default_schema``.
 
-    Parsed with sqlglot in the engine's dialect (``dialect.sqlglot_dialect``); CTE names are left out.
+    Parsed with sqlglot in the engine's dialect (``dialect.sqlglot_dialect``, or sqlglot's name of
+    it as given); CTE names are left out.
     A statement sqlglot cannot read falls back to the name after ALTER/DROP/TRUNCATE TABLE.
     An unqualified name with no ``default_schema`` comes back with an empty schema.
     """
@@ -183,8 +197,10 @@ def _pg_state(state: str | None, wait_event_type: str | None) -> str:
     return state or policy_mod.Activity.UNKNOWN.value
 
 
-def _pg_snapshot(conn: Connection, dialect: Any, database: str, secrets: Iterable[str | None],
-                 extra_ids: Collection[str] = ()) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
+def _pg_snapshot(
+    conn: Connection, dialect: BlockingPidsLockGraph, database: str, secrets: Iterable[str | None],
+    extra_ids: Collection[str] = (),
+) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
     """Every session in a wait relation (and ``extra_ids``), and prepared transactions named ``prepared:gid``."""
     secrets = list(secrets)
     stmt = dialect.lock_sessions(QUERY_CHARS + 50, [int(i) for i in extra_ids if str(i).isdigit()])
@@ -262,7 +278,7 @@ def _pg_snapshot(conn: Connection, dialect: Any, database: str, secrets: Iterabl
     return sessions, locks
 
 
-def _pg_tree(conn: Connection, dialect: Any, database: str, table: str | None,
+def _pg_tree(conn: Connection, dialect: BlockingPidsLockGraph, database: str, table: str | None,
              secrets: Iterable[str | None]) -> LockTree:
     sessions, locks = _pg_snapshot(conn, dialect, database, secrets)
     blocked_by = {sid: s.blocked_by for sid, s in sessions.items()}
@@ -321,7 +337,8 @@ class _MdlSnapshot:
     warnings: list[str]
 
 
-def _choose_source(conn: Connection, dialect: Any, install_plugin: bool, warnings: list[str]) -> str:
+def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin: bool,
+                   warnings: list[str]) -> str:
     for source in dialect.mdl_sources():
         if source == "heuristic":
             return source
@@ -343,7 +360,7 @@ def _choose_source(conn: Connection, dialect: Any, install_plugin: bool, warning
     return "heuristic"
 
 
-def _mdl_snapshot(conn: Connection, dialect: Any, database: str, install_plugin: bool,
+def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, install_plugin: bool,
                   source: str | None = None) -> _MdlSnapshot:
     warnings: list[str] = []
     source = source or _choose_source(conn, dialect, install_plugin, warnings)
@@ -431,15 +448,15 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
     return sessions, locks
 
 
-def _approximate_warning(dialect: Any) -> str:
+def _approximate_warning(dialect: MetadataLockGraph) -> str:
     fix = dialect.mdl_source_fix(dialect.mdl_sources()[0])
     return ("approximate: no metadata lock source, so blockers are guessed from open transactions "
             "(INNODB_TRX) and PROCESSLIST; this over-includes and misses LOCK TABLES holders, and the "
             f"database of a blocker's locks is unknown. To see real locks: {fix}")
 
 
-def _mdl_tree(conn: Connection, dialect: Any, database: str, table: str | None, secrets: Iterable[str | None],
-              own_ids: Collection[str], install_plugin: bool) -> LockTree:
+def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table: str | None,
+              secrets: Iterable[str | None], own_ids: Collection[str], install_plugin: bool) -> LockTree:
     snap = _mdl_snapshot(conn, dialect, database, install_plugin)
     edges = _mdl_edges(snap, own_ids)
     seeds = [sid for sid, blockers in edges.items() if sid in snap.waiting or blockers]
@@ -463,7 +480,7 @@ def _mdl_tree(conn: Connection, dialect: Any, database: str, table: str | None, 
 # --- the tree --------------------------------------------------------------------------------------
 
 
-def _assemble(dialect: Any, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
+def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
               locks: dict[str, list[LockRef]], blocked_by: Mapping[str, Sequence[str]], seeds: Sequence[str],
               waiting: set[str], table: str | None, warnings: tuple[str, ...]) -> LockTree:
     ids = [sid for sid in waitfor.closure(seeds, blocked_by) if sid in sessions]
@@ -496,15 +513,16 @@ def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: s
     """
     graph = dialect.lock_graph
     if graph == "blocking_pids":
-        return _pg_tree(conn, dialect, database, table, secrets)
+        return _pg_tree(conn, blocking_pids_lock_graph_of(dialect), database, table, secrets)
     if graph == "metadata_locks":
-        return _mdl_tree(conn, dialect, database, table, secrets, own_session_ids, install_plugin)
+        return _mdl_tree(conn, metadata_lock_graph_of(dialect), database, table, secrets, own_session_ids,
+                         install_plugin)
     raise ConfigError(f"{dialect.name} has no sessions or locks to inspect: dbguard locks needs a server "
                       "(PostgreSQL, MySQL, MariaDB)")
 
 
 @retried_reads("reading the server's locks")
-def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
+def root_blockers_of_session(conn: Connection, dialect: Dialect, session_id: str, *,
                              secrets: Iterable[str | None] = ()) -> list[LockSession]:
     """PostgreSQL: the sessions at the root of the queue above ``session_id`` (a waiting DDL's pid).
 
@@ -512,11 +530,12 @@ def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
     nobody. A prepared transaction comes back as kind ``prepared`` with ``free_with`` set. Call it
     from another connection while the DDL waits: after its lock timeout the edges are gone.
     """
-    ids = [str(pid) for pid in run(conn, dialect.root_blockers(session_id)).scalars()]
+    pg = blocking_pids_lock_graph_of(dialect)
+    ids = [str(pid) for pid in run(conn, pg.root_blockers(session_id)).scalars()]
     if not ids:
         return []
-    database = run(conn, dialect.current_database()).scalar_one()
-    sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=[i for i in ids if i != "0"])
+    database = run(conn, pg.current_database()).scalar_one()
+    sessions, locks = _pg_snapshot(conn, pg, database, secrets, extra_ids=[i for i in ids if i != "0"])
     found = [sessions[i] for i in ids if i != "0" and i in sessions]
     if "0" in ids:
         mine = sessions.get(str(session_id))
@@ -528,7 +547,7 @@ def root_blockers_of_session(conn: Connection, dialect: Any, session_id: str, *,
 
 
 @retried_reads("reading the server's locks")
-def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: str, *,
+def root_blockers_of_table(conn: Connection, dialect: Dialect, schema: str, table: str, *,
                            waiting_session_id: str | None = None, own_session_ids: Collection[str] = (),
                            install_plugin: bool = False, secrets: Iterable[str | None] = ()) -> list[LockSession]:
     """MySQL/MariaDB: root blockers of a DDL that wants ``schema.table`` exclusively.
@@ -539,7 +558,7 @@ def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: s
     are the roots. Without a lock source (heuristic) every idle open transaction counts (approximate:
     such sessions come back with ``database`` None, which the kill policy refuses unless named).
     """
-    snap = _mdl_snapshot(conn, dialect, schema, install_plugin)
+    snap = _mdl_snapshot(conn, metadata_lock_graph_of(dialect), schema, install_plugin)
     me = str(waiting_session_id) if waiting_session_id is not None else "dbguard-ddl"
     snap.rows = [r for r in snap.rows if r.session_id != me]
     snap.rows.append(waitfor.MdlRow(me, schema, table, waitfor.EXCLUSIVE, False))
@@ -555,13 +574,14 @@ def root_blockers_of_table(conn: Connection, dialect: Any, schema: str, table: s
 
 
 @retried_reads("reading the server's locks")
-def session_snapshot(conn: Connection, dialect: Any, database: str, session_ids: Collection[str], *,
+def session_snapshot(conn: Connection, dialect: Dialect, database: str, session_ids: Collection[str], *,
                      secrets: Iterable[str | None] = ()) -> dict[str, LockSession]:
     """Sessions by id, whether or not they are in a wait relation (for ``locks kill --pid``)."""
     if dialect.lock_graph == "blocking_pids":
-        sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=session_ids)
+        sessions, locks = _pg_snapshot(conn, blocking_pids_lock_graph_of(dialect), database, secrets,
+                                       extra_ids=session_ids)
     else:
-        snap = _mdl_snapshot(conn, dialect, database, install_plugin=False)
+        snap = _mdl_snapshot(conn, metadata_lock_graph_of(dialect), database, install_plugin=False)
         sessions, locks = _mdl_sessions(snap, database, session_ids, _mdl_edges(snap, ()), secrets)
     return {sid: dataclasses.replace(sessions[sid], locks=tuple(locks.get(sid, ())))
             for sid in session_ids if sid in sessions}
@@ -590,7 +610,7 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
     return wait_until(predicate, seconds, _POLL_S)
 
 
-def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
+def _signal(conn: Connection, dialect: SessionControl, stmt: Any) -> str | None:
     """Send a cancel/terminate; None when sent, else why not ("gone", "denied")."""
     try:
         result = run(conn, stmt)
@@ -609,25 +629,32 @@ def _signal(conn: Connection, dialect: Any, stmt: Any) -> str | None:
     return None
 
 
-def _exact_lock_source(conn: Connection, dialect: Any) -> str | None:
+def _exact_lock_source(conn: Connection, dialect: SessionControl) -> str | None:
     """A metadata-lock source that can say exactly which locks a session holds (MySQL/MariaDB), if one
     is ready; None elsewhere."""
-    for source in dialect.mdl_sources():
-        if source != "heuristic" and _count(conn, dialect.mdl_source_ready(source)) > 0:
+    if dialect.lock_graph != "metadata_locks":
+        return None
+    mdl = metadata_lock_graph_of(dialect)
+    for source in mdl.mdl_sources():
+        if source != "heuristic" and _count(conn, mdl.mdl_source_ready(source)) > 0:
             return str(source)
     return None
 
 
-def _still_blocking(conn: Connection, dialect: Any, sid: str, identity: str, exact: str | None) -> bool:
+def _still_blocking(conn: Connection, dialect: SessionControl, sid: str, identity: str,
+                    exact: str | None) -> bool:
     """Whether the session still holds its locks after a cancel. Where the metadata locks can be read
     (MariaDB's metadata_lock_info, MySQL's performance_schema), a lock it still holds says so whatever
     the transaction heuristic reads (INNODB_TRX is a cache, refreshed at most every 100 ms)."""
     if _count(conn, dialect.session_blocking(sid, identity)) > 0:
         return True
-    return exact is not None and _count(conn, dialect.session_holds_locks(sid, exact)) > 0
+    if exact is None:
+        return False
+    return _count(conn, metadata_lock_graph_of(dialect).session_holds_locks(sid, exact)) > 0
 
 
-def _end_one(conn: Connection, dialect: Any, s: LockSession, verdict: Verdict, grace_ms: int) -> tuple[str, str]:
+def _end_one(conn: Connection, dialect: SessionControl, s: LockSession, verdict: Verdict,
+             grace_ms: int) -> tuple[str, str]:
     """(action actually taken, outcome)."""
     sid, identity = s.session_id, s.identity or ""
     alive = lambda: _count(conn, dialect.session_alive(sid, identity)) > 0
@@ -658,7 +685,7 @@ def _end_one(conn: Connection, dialect: Any, s: LockSession, verdict: Verdict, g
     return taken, "terminate signalled; session still present"
 
 
-def end_sessions(conn: Connection, dialect: Any, victims: Sequence[LockSession], policy: KillPolicy,
+def end_sessions(conn: Connection, dialect: Dialect, victims: Sequence[LockSession], policy: KillPolicy,
                  audit: Audit | None, *, grace_ms: int = 2000, explicit_ids: Collection[str] = (),
                  dry_run: bool = False) -> tuple[KillOutcome, ...]:
     """End ``victims`` under ``policy``, writing one audit row per session signalled.
@@ -682,11 +709,12 @@ def end_sessions(conn: Connection, dialect: Any, victims: Sequence[LockSession],
             out.append(KillOutcome(session=s, action=v.action.value, code=v.code, reason=v.reason,
                                    outcome=f"would {v.action.value.replace('_', ', then ')}"))
             continue
+        control = session_control_of(dialect)
         started = time.monotonic()
-        taken, outcome = _end_one(conn, dialect, s, v, grace_ms)
+        taken, outcome = _end_one(conn, control, s, v, grace_ms)
         duration = int((time.monotonic() - started) * 1000)
         if outcome.startswith("failed: permission"):
-            grant = dialect.signal_grant_hint(policy.db_user or "CURRENT_USER")
+            grant = control.signal_grant_hint(policy.db_user or "CURRENT_USER")
         audit_id = audit(s, taken, outcome) if audit is not None and taken != "none" else None
         out.append(KillOutcome(session=s, action=taken, code=v.code, reason=v.reason, outcome=outcome, grant=grant,
                                duration_ms=duration, audit_id=audit_id))

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dbguard.db.sql import run
 from dbguard.db.waits import wait_until
+from dbguard.dialects import Dialect, SessionControl, session_control_of
 
 # How often the server is asked whether a session is gone, while waiting for it.
 _POLL_S = 0.05
@@ -47,7 +48,7 @@ class Ended:
         return self.outcome != "still running"
 
 
-def identify(conn: Connection, dialect: Any, session_id: str) -> RecordedSession | None:
+def identify(conn: Connection, dialect: Dialect, session_id: str) -> RecordedSession | None:
     """What to record of a session the run opened (None on an engine without server sessions)."""
     statement = dialect.session_identity(session_id)
     if statement is None or dialect.run_lock_kind != "sql":
@@ -56,10 +57,11 @@ def identify(conn: Connection, dialect: Any, session_id: str) -> RecordedSession
     return None if identity is None else RecordedSession(str(session_id), str(identity))
 
 
-def command(conn: Connection, dialect: Any, session: RecordedSession) -> str | None:
+def command(conn: Connection, dialect: Dialect, session: RecordedSession) -> str | None:
     """The session's command or state on the server; None once it is gone (or another session
     took its id)."""
-    row = run(conn, dialect.session_command(session.session_id, session.identity)).first()
+    statement = session_control_of(dialect).session_command(session.session_id, session.identity)
+    row = run(conn, statement).first()
     return None if row is None else str(row[0])
 
 
@@ -67,7 +69,7 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
     return wait_until(predicate, seconds, _POLL_S)
 
 
-def _signal(conn: Connection, dialect: Any, statement: Any) -> None:
+def _signal(conn: Connection, dialect: SessionControl, statement: Any) -> None:
     try:
         run(conn, statement)
     except DBAPIError as exc:
@@ -75,31 +77,32 @@ def _signal(conn: Connection, dialect: Any, statement: Any) -> None:
             raise
 
 
-def end(conn: Connection, dialect: Any, session: RecordedSession, grace_s: float, wait_s: float,
+def end(conn: Connection, dialect: Dialect, session: RecordedSession, grace_s: float, wait_s: float,
         before_signal: Callable[[RecordedSession, str], None] = lambda session, action: None,
         terminate: bool = True) -> Ended:
     """End what the session does: a running statement is cancelled first (so it unwinds cleanly) and
     given ``grace_s``; then, with ``terminate``, the session itself is ended (an orphan's open
     transaction would keep its locks) and given ``wait_s`` to be gone. ``before_signal`` is told each
     signal before it is sent (the audit)."""
-    state = command(conn, dialect, session)
+    control = session_control_of(dialect)
+    state = command(conn, control, session)
     if state is None:
         return Ended(session, "gone", "none")
     action = "none"
-    if dialect.is_running(state):
+    if control.is_running(state):
         before_signal(session, "cancel")
         action = "cancel"
-        _signal(conn, dialect, dialect.cancel_session(session.session_id, session.identity))
-        stopped = _wait(lambda: not dialect.is_running(command(conn, dialect, session)), grace_s)
+        _signal(conn, control, control.cancel_session(session.session_id, session.identity))
+        stopped = _wait(lambda: not control.is_running(command(conn, control, session)), grace_s)
         if not terminate:
             return Ended(session, "cancelled" if stopped else "still running", action)
     elif not terminate:
         return Ended(session, "idle", action)
-    if command(conn, dialect, session) is None:
+    if command(conn, control, session) is None:
         return Ended(session, "gone" if action == "none" else "cancelled", action)
     before_signal(session, "terminate")
     action = "terminate" if action == "none" else "cancel_then_terminate"
-    _signal(conn, dialect, dialect.terminate_session(session.session_id, session.identity))
-    if _wait(lambda: command(conn, dialect, session) is None, wait_s):
+    _signal(conn, control, control.terminate_session(session.session_id, session.identity))
+    if _wait(lambda: command(conn, control, session) is None, wait_s):
         return Ended(session, "terminated", action)
     return Ended(session, "still running", action)

@@ -1,14 +1,21 @@
-"""Engine SQL, one module per engine, behind one small protocol.
+"""Engine SQL, one module per engine, behind protocols split by capability.
 
 Shared code asks a dialect for SQL text or a capability; it never branches on the engine's name.
 Modules are named after SQLAlchemy's ``dialect.name``.
+
+:class:`Dialect` is what every engine has. What only some engines have is a capability protocol
+(:class:`ScratchServer`, :class:`SessionControl`, :class:`FleetClaims` ...), reached through its
+accessor (``fleet_claims_of(dialect)``), which checks the flag the shared code branches on. Each
+engine module names, under ``if TYPE_CHECKING:``, every protocol its class satisfies, so mypy fails
+when a class stops satisfying one, and the accessors' casts stay true.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, cast
 
 from dbguard.errors import ConfigError
 
@@ -22,7 +29,8 @@ class Statement(NamedTuple):
 
 class Dialect(Protocol):
     name: str
-    # "sql": the run lock is a server-side session lock; "file": a lock file beside the database.
+    # "sql": the run lock is a server-side session lock; "file": a lock file beside the database
+    # (see FileRunLocks).
     run_lock_kind: str
     # Whether dbguard may write its ledger from another connection while a migration step runs.
     concurrent_ledger_writes: bool
@@ -56,7 +64,7 @@ class Dialect(Protocol):
     def is_cancelled(self, exc: BaseException) -> bool: ...
 
     # The risk rules' engine family; None where no rules apply (SQLite). Read-only, so a dialect whose
-    # attribute is a plain str satisfies it.
+    # attribute is a plain str satisfies it. Set: the engine has RiskFacts.
     @property
     def risk_engine(self) -> str | None: ...
 
@@ -95,7 +103,8 @@ class Dialect(Protocol):
     def ledger_timestamp_type(self) -> Any: ...
 
     # --- the lock graph (``dbguard locks``, the rollback's blockers) ---------------------------
-    # "blocking_pids" (PostgreSQL), "metadata_locks" (MySQL/MariaDB), None: no sessions to inspect.
+    # "blocking_pids" (PostgreSQL: BlockingPidsLockGraph), "metadata_locks" (MySQL/MariaDB:
+    # MetadataLockGraph), None: no other sessions to inspect or end (set: the engine has SessionControl).
     @property
     def lock_graph(self) -> str | None: ...
 
@@ -103,21 +112,261 @@ class Dialect(Protocol):
     @property
     def sqlglot_dialect(self) -> str | None: ...
 
-    # Where metadata locks can be read, best first (MySQL/MariaDB); empty elsewhere.
-    def mdl_sources(self) -> tuple[str, ...]: ...
+    # --- the live schema (dbguard.db.catalog) and the models compared with it (dbguard.drift) ----
+    # How the whole schema is read: "pg_catalog", "information_schema" (InformationSchemaCatalog) or
+    # "sqlite_pragma".
+    catalog_style: str
+    # Whether every UNIQUE constraint is a unique index (models' UniqueConstraints compare as indexes).
+    unique_constraints_are_indexes: bool
+    # Whether a foreign key makes the server create an index on its columns when none exists.
+    fk_creates_index: bool
+    # "server": a scratch database for replaying migrations is made on the same server
+    # (ScratchServer); "file": it is a temporary file.
+    scratch_database_kind: str
+
+    # The catalog's statements by part; each part's rows are what its catalog_style's reader expects.
+    def catalog(self) -> dict[str, Statement]: ...
+
+    # The whole catalog in one statement of one row per part, where the engine can pack it; None:
+    # catalog() is read as it is.
+    def catalog_packed(self) -> Statement | None: ...
+
+    # --- fleets --------------------------------------------------------------------------------
+    # Whether this engine can be a distributed rollout's control database (FleetClaims).
+    @property
+    def fleet_claims(self) -> bool: ...
+
+
+class FileRunLocks(Dialect, Protocol):
+    """The run lock is a lock file beside the database file (SQLite): ``run_lock_kind == "file"``."""
+
+    def run_lock_path(self, database_file: str, key: str) -> Path: ...
+
+
+class InformationSchemaCatalog(Dialect, Protocol):
+    """The catalog read from information_schema (MySQL/MariaDB): ``catalog_style == "information_schema"``."""
+
+    # MariaDB quotes literal defaults in COLUMN_DEFAULT; MySQL 8 shows them bare.
+    @property
+    def column_default_quoted(self) -> bool: ...
+
+    # MariaDB's JSON is LONGTEXT with a column CHECK (json_valid(col)); MySQL 8 has a JSON type.
+    @property
+    def json_is_checked_longtext(self) -> bool: ...
+
+    # A packed part's fields (see catalog_packed): each one's label and how a NULL was written.
+    @staticmethod
+    def catalog_packed_fields(part: str) -> tuple[tuple[str, str], ...]: ...
+
+
+class ScratchServer(Dialect, Protocol):
+    """Scratch databases on the target's own server, owned through a session lock the server frees
+    when the owner dies (PostgreSQL, MySQL/MariaDB): ``scratch_database_kind == "server"``."""
+
+    def create_scratch_database(self, name: str) -> Statement: ...
+
+    def drop_scratch_database(self, name: str, force: bool = True) -> Statement: ...
+
+    def list_scratch_databases(self, prefix: str) -> Statement: ...
+
+    # The owner lock: taken before the database is created, let go after it is dropped.
+    def hold_scratch(self, name: str) -> Statement: ...
+
+    def release_scratch(self, name: str) -> Statement: ...
+
+    def scratch_held(self, name: str) -> Statement: ...
+
+    # Sessions to end before a forced drop (their ids, one a row); None where the DROP ends them itself.
+    def scratch_sessions(self, name: str) -> Statement | None: ...
+
+    # How many sessions use the scratch database.
+    def scratch_users(self, name: str) -> Statement: ...
+
+
+class SessionControl(Dialect, Protocol):
+    """Other sessions on the server, seen and ended (PostgreSQL, MySQL/MariaDB): ``lock_graph`` is set.
+
+    A session is named by its id and its identity (as ``session_identity`` or a lock graph's row read
+    it); where the engine can, a statement matches both, so that a later session that reused the id is
+    left alone."""
+
+    def cancel_session(self, session_id: str, identity: str) -> Statement: ...
+
+    def terminate_session(self, session_id: str, identity: str) -> Statement: ...
+
+    def session_alive(self, session_id: str, identity: str) -> Statement: ...
+
+    # Alive and still holding what others wait for.
+    def session_blocking(self, session_id: str, identity: str) -> Statement: ...
+
+    # The session's command or state; no row once it is gone.
+    def session_command(self, session_id: str, identity: str) -> Statement: ...
+
+    # Whether session_command's answer is a statement running.
+    def is_running(self, command: str | None) -> bool: ...
 
     def is_session_gone(self, exc: BaseException) -> bool: ...
 
     def is_kill_denied(self, exc: BaseException) -> bool: ...
 
-    # --- risk facts ----------------------------------------------------------------------------
-    # Statements run before reading table facts (MySQL: fresh statistics).
+    # The grants that let a role see every session, and end other roles' sessions.
+    def read_grant_hint(self, user: str) -> str: ...
+
+    def signal_grant_hint(self, user: str) -> str: ...
+
+
+class BlockingPidsLockGraph(SessionControl, Protocol):
+    """The wait-for graph from pg_blocking_pids (PostgreSQL): ``lock_graph == "blocking_pids"``."""
+
+    # Sessions in a wait relation, and ``extra_pids`` whether or not they are.
+    def lock_sessions(self, query_chars: int = 200, extra_pids: Sequence[int] = ()) -> Statement: ...
+
+    def lock_rows(self) -> Statement: ...
+
+    # Prepared (2PC) transactions and what they lock: blocker pid 0.
+    def prepared_transactions(self) -> Statement: ...
+
+    def root_blockers(self, session_id: str) -> Statement: ...
+
+    def free_prepared_hint(self, gid: str) -> str: ...
+
+    # One row: (superuser, may read every session, may signal other roles' sessions).
+    def lock_privileges(self) -> Statement: ...
+
+
+class MetadataLockGraph(SessionControl, Protocol):
+    """The wait-for graph from table metadata locks, read from the best of ``mdl_sources()`` that is
+    ready (MySQL/MariaDB): ``lock_graph == "metadata_locks"``."""
+
+    # Every session with its open transaction, if any.
+    def lock_sessions(self, query_chars: int = 4000) -> Statement: ...
+
+    # Where metadata locks can be read, best first; "heuristic" (guessed from transactions) last.
+    def mdl_sources(self) -> tuple[str, ...]: ...
+
+    def mdl_source_ready(self, source: str) -> Statement: ...
+
+    def mdl_source_fix(self, source: str) -> str: ...
+
+    # What makes the first source available, where dbguard may run it on request.
+    def install_mdl_plugin(self) -> Statement | None: ...
+
+    # Whether ``source`` shows pending requests too, not only granted locks.
+    def mdl_pending_visible(self, source: str) -> bool: ...
+
+    def mdl_rows(self, source: str, database: str) -> Statement: ...
+
+    def session_holds_locks(self, session_id: str, source: str) -> Statement: ...
+
+    # The account's global privileges, one name a row (compared with signal_privileges).
+    def lock_privileges(self) -> Statement: ...
+
+    # Fails with a privilege error unless the account may read every session's transaction.
+    def read_privilege_probe(self) -> Statement: ...
+
+    # Any one of these lets the account end other accounts' sessions.
+    @property
+    def signal_privileges(self) -> frozenset[str]: ...
+
+
+class RiskFacts(Dialect, Protocol):
+    """Live facts the risk rules weigh: server, rows, size and lock holders per table (PostgreSQL,
+    MySQL/MariaDB): ``risk_engine`` is set."""
+
+    @property
+    def risk_engine(self) -> str: ...
+
+    # (version number or NULL, version text, lock slots or NULL).
+    def server_facts(self) -> Statement: ...
+
+    # Statements run before reading table facts (MySQL 8: fresh statistics).
     def table_facts_prelude(self) -> list[str]: ...
 
-    # --- fleets --------------------------------------------------------------------------------
-    # Whether this engine can be a distributed rollout's control database (SKIP LOCKED claims).
+    # (table, estimated rows, total bytes, data bytes).
+    def table_facts(self, tables: list[str]) -> Statement: ...
+
+    # Where table_facts' row counts come from, and how far to trust them.
     @property
-    def fleet_claims(self) -> bool: ...
+    def rows_source(self) -> str: ...
+
+    def lock_holder_sources(self) -> tuple[str, ...]: ...
+
+    def lock_holder_source_ready(self, source: str) -> Statement: ...
+
+    # (table, session, mode, state, transaction age s, query) of granted locks other sessions hold.
+    def table_lock_holders(self, tables: list[str], source: str) -> Statement: ...
+
+
+class FleetClaims(Dialect, Protocol):
+    """A distributed rollout's control database: workers claim targets with SKIP LOCKED and hold a
+    session lock per claim (PostgreSQL): ``fleet_claims`` is true."""
+
+    def fleet_claim(self, targets: str, batches: str, runs: str, fleet: str,
+                    run_id: int | None = None) -> Statement: ...
+
+    def claim_lock(self, claim_id: int) -> Statement: ...
+
+    def claim_unlock(self, claim_id: int) -> Statement: ...
+
+    # The claim ids whose claim lock some session holds.
+    def claim_locks_held(self) -> Statement: ...
+
+
+# --- the accessors: a dialect as one of its capabilities, checked by the flag shared code branches on.
+# Shared code checks that flag before it asks; an engine without the capability is refused with a
+# ConfigError naming what it lacks, before any statement runs.
+
+
+def _lacks(dialect: Dialect, what: str) -> ConfigError:
+    return ConfigError(f"the {dialect.name} dialect has no {what}")
+
+
+def file_run_locks_of(dialect: Dialect) -> FileRunLocks:
+    if dialect.run_lock_kind != "file":
+        raise _lacks(dialect, "run lock file (its run lock is a server's session lock)")
+    return cast(FileRunLocks, dialect)
+
+
+def information_schema_catalog_of(dialect: Dialect) -> InformationSchemaCatalog:
+    if dialect.catalog_style != "information_schema":
+        raise _lacks(dialect, "information_schema catalog")
+    return cast(InformationSchemaCatalog, dialect)
+
+
+def scratch_server_of(dialect: Dialect) -> ScratchServer:
+    if dialect.scratch_database_kind != "server":
+        raise _lacks(dialect, "scratch databases on a server")
+    return cast(ScratchServer, dialect)
+
+
+def session_control_of(dialect: Dialect) -> SessionControl:
+    if dialect.lock_graph is None:
+        raise _lacks(dialect, "other sessions to see or end")
+    return cast(SessionControl, dialect)
+
+
+def blocking_pids_lock_graph_of(dialect: Dialect) -> BlockingPidsLockGraph:
+    if dialect.lock_graph != "blocking_pids":
+        raise _lacks(dialect, "pg_blocking_pids lock graph")
+    return cast(BlockingPidsLockGraph, dialect)
+
+
+def metadata_lock_graph_of(dialect: Dialect) -> MetadataLockGraph:
+    if dialect.lock_graph != "metadata_locks":
+        raise _lacks(dialect, "metadata lock graph")
+    return cast(MetadataLockGraph, dialect)
+
+
+def risk_facts_of(dialect: Dialect) -> RiskFacts:
+    if dialect.risk_engine is None:
+        raise _lacks(dialect, "live facts for the risk rules")
+    return cast(RiskFacts, dialect)
+
+
+def fleet_claims_of(dialect: Dialect) -> FleetClaims:
+    if not dialect.fleet_claims:
+        raise _lacks(dialect, "fleet claims (a distributed rollout needs a PostgreSQL control database)")
+    return cast(FleetClaims, dialect)
 
 
 _MODULES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
@@ -130,7 +379,8 @@ def for_sqlalchemy_dialect(sa_dialect: Any) -> Dialect:
         raise ConfigError(f"dbguard does not support the {sa_dialect.name!r} engine (PostgreSQL, MySQL, "
                           "MariaDB and SQLite are supported)")
     module = importlib.import_module(f"dbguard.dialects.{module_name}")
-    return module.from_sqlalchemy(sa_dialect)
+    dialect: Dialect = module.from_sqlalchemy(sa_dialect)
+    return dialect
 
 
 def driver_error(exc: BaseException) -> BaseException:

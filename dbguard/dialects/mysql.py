@@ -11,7 +11,16 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Dialect, Statement, driver_error
+from dbguard.dialects import (
+    Dialect,
+    InformationSchemaCatalog,
+    MetadataLockGraph,
+    RiskFacts,
+    ScratchServer,
+    SessionControl,
+    Statement,
+    driver_error,
+)
 
 LOCK_WAIT_TIMEOUT = 1205
 LOCK_NOWAIT = 3572
@@ -650,5 +659,10 @@ def _packed_value(expr: str, how: str) -> str:
     return expr
 
 
-if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims
     _A_WHOLE_DIALECT: Dialect = MysqlDialect(mariadb=False)
+    _ITS_CATALOG: InformationSchemaCatalog = MysqlDialect(mariadb=False)
+    _ITS_SCRATCH_SERVER: ScratchServer = MysqlDialect(mariadb=False)
+    _ITS_SESSION_CONTROL: SessionControl = MysqlDialect(mariadb=False)
+    _ITS_LOCK_GRAPH: MetadataLockGraph = MysqlDialect(mariadb=False)
+    _ITS_RISK_FACTS: RiskFacts = MysqlDialect(mariadb=False)

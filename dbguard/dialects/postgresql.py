@@ -6,7 +6,16 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Dialect, Statement, driver_error
+from dbguard.dialects import (
+    BlockingPidsLockGraph,
+    Dialect,
+    FleetClaims,
+    RiskFacts,
+    ScratchServer,
+    SessionControl,
+    Statement,
+    driver_error,
+)
 
 LOCK_NOT_AVAILABLE = "55P03"
 # The first half of a fleet claim's two-int advisory key ("dbgf"); the second is the claim row's id.
@@ -298,9 +307,6 @@ class PostgresqlDialect:
     lock_graph = "blocking_pids"
     sqlglot_dialect = "postgres"
 
-    def mdl_sources(self) -> tuple[str, ...]:
-        return ()  # pg_locks shows every lock: no metadata-lock source to choose
-
     def is_session_gone(self, exc: BaseException) -> bool:
         return False  # pg_cancel_backend / pg_terminate_backend answer false for a gone pid, never raise
 
@@ -580,5 +586,10 @@ def from_sqlalchemy(sa_dialect: Any) -> PostgresqlDialect:
     return PostgresqlDialect()
 
 
-if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims
     _A_WHOLE_DIALECT: Dialect = PostgresqlDialect()
+    _ITS_SCRATCH_SERVER: ScratchServer = PostgresqlDialect()
+    _ITS_SESSION_CONTROL: SessionControl = PostgresqlDialect()
+    _ITS_LOCK_GRAPH: BlockingPidsLockGraph = PostgresqlDialect()
+    _ITS_RISK_FACTS: RiskFacts = PostgresqlDialect()
+    _ITS_FLEET_CLAIMS: FleetClaims = PostgresqlDialect()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbguard.dialects import Dialect, Statement, driver_error
+from dbguard.dialects import Dialect, FileRunLocks, Statement, driver_error
 
 
 class SqliteDialect:
@@ -159,22 +159,11 @@ class SqliteDialect:
     def ledger_timestamp_type(self) -> Any:
         return None
 
-    def mdl_sources(self) -> tuple[str, ...]:
-        return ()
-
-    def is_session_gone(self, exc: BaseException) -> bool:
-        return False
-
-    def is_kill_denied(self, exc: BaseException) -> bool:
-        return False
-
-    def table_facts_prelude(self) -> list[str]:
-        return []
-
 
 def from_sqlalchemy(sa_dialect: Any) -> SqliteDialect:
     return SqliteDialect()
 
 
-if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect
+if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims
     _A_WHOLE_DIALECT: Dialect = SqliteDialect()
+    _ITS_RUN_LOCK_FILES: FileRunLocks = SqliteDialect()

@@ -16,11 +16,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbguard.core import schema as model
 from dbguard.errors import ConfigError, DbguardError, ExitCode
 from dbguard.results import DriftReport, SnapshotResult
+
+if TYPE_CHECKING:
+    from dbguard.dialects import Dialect
 
 POLICIES = ("warn", "refuse", "ignore")
 _SHOWN = 5
@@ -89,20 +92,22 @@ def _reading_catalog(session: Any, settings: Any) -> Iterator[None]:
 # dbguard drift --------------------------------------------------------------------------------
 
 
-def models_drift(conn: Any, dialect: Any, metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[model.Drift]:
+def models_drift(conn: Any, dialect: Dialect, metadatas: list[Any],
+                 exclude: tuple[str, ...] = ()) -> list[model.Drift]:
     """The live schema on ``conn`` against SQLAlchemy MetaData already imported, in process: what
     ``dbguard drift --against models`` does once env.py has given the models."""
     return _models_in_process(conn, dialect, lambda: metadatas, exclude)[0]
 
 
-def _read_digested(conn: Any, dialect: Any, exclude: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_digested(conn: Any, dialect: Dialect,
+                   exclude: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     from dbguard.db.catalog import read_document
 
     document = read_document(conn, dialect, exclude)
     return document, {name: model.document_table_digest(t) for name, t in document["tables"].items()}
 
 
-def _models_in_process(conn: Any, dialect: Any, load_metadatas: Callable[[], list[Any]],
+def _models_in_process(conn: Any, dialect: Dialect, load_metadatas: Callable[[], list[Any]],
                        exclude: tuple[str, ...]) -> tuple[list[model.Drift], set[str], dict[str, Any]]:
     """The drifts, the tables compared and the catalog's document. The catalog is read and
     digested in a thread while ``load_metadatas`` (which may run env.py) and the models' digests
@@ -122,7 +127,7 @@ def _models_in_process(conn: Any, dialect: Any, load_metadatas: Callable[[], lis
     return found, digests.tables.keys() | live_digests.keys(), document
 
 
-def _diff_by_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, digests: Any,
+def _diff_by_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect, digests: Any,
                      live_digests: dict[str, Any], document: dict[str, Any]) -> list[model.Drift]:
     """The models against a catalog document, given both sides' table digests: only the tables
     whose digests differ (or that one side lacks) become objects and are compared."""

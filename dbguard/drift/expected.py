@@ -35,6 +35,7 @@ from dbguard.core.schema import (
     parts_digest,
     without_gc,
 )
+from dbguard.dialects import Dialect, for_sqlalchemy_dialect, scratch_server_of, session_control_of
 from dbguard.errors import ConfigError, DbguardError
 from dbguard.migrations import internals
 
@@ -111,15 +112,15 @@ def _constraint_name(constraint: Any) -> str | None:
     return None if internals.unnamed(name) else str(name)
 
 
-def _compile(element: Any, dialect: Any) -> str:
-    return str(element.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def _compile(element: Any, sa_dialect: Any) -> str:
+    return str(element.compile(dialect=sa_dialect, compile_kwargs={"literal_binds": True}))
 
 
 _CONSTANTS = (sa.sql.elements.True_, sa.sql.elements.False_, sa.sql.elements.Null)
 _PLAIN_FUNCTIONS = (sa.sql.functions.AnsiFunction, sa.sql.functions.now)
 
 
-def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
+def _compile_cached(element: Any, sa_dialect: Any, cache: dict[Any, str]) -> str:
     """:func:`_compile`, once per distinct expression: thousands of columns share a handful of
     defaults (``func.now()``, ``true()``). Keyed by SQLAlchemy's cache key (the statement's shape)
     plus the literal values it binds; an element without a cache key is compiled every time."""
@@ -130,22 +131,22 @@ def _compile_cached(element: Any, dialect: Any, cache: dict[Any, str]) -> str:
         plain: Any = (type(element), getattr(element, "name", None), tuple(getattr(element, "packagenames", ())))
         text = cache.get(plain)
         if text is None:
-            text = cache[plain] = _compile(element, dialect)
+            text = cache[plain] = _compile(element, sa_dialect)
         return text
     try:
         key = internals.cache_key(element)
     except Exception:  # noqa: BLE001 - not cacheable: compile it
         key = None
     if key is None:
-        return _compile(element, dialect)
+        return _compile(element, sa_dialect)
     full = (key.key, tuple((type(b.effective_value), repr(b.effective_value)) for b in key.bindparams))
     text = cache.get(full)
     if text is None:
-        text = cache[full] = _compile(element, dialect)
+        text = cache[full] = _compile(element, sa_dialect)
     return text
 
 
-def _type_text(type_: Any, dialect: Any, cache: dict[Any, str] | None = None) -> str:
+def _type_text(type_: Any, sa_dialect: Any, cache: dict[Any, str] | None = None) -> str:
     """The type as this dialect's DDL spells it. With ``cache``: once per distinct type, keyed by
     its class and its whole state (the same class and state compile alike; state that does not
     repr stably only costs a cache miss)."""
@@ -165,7 +166,7 @@ def _type_text(type_: Any, dialect: Any, cache: dict[Any, str] | None = None) ->
         if text is not None:
             return text
     try:
-        text = type_.compile(dialect=dialect)
+        text = type_.compile(dialect=sa_dialect)
     except Exception:  # noqa: BLE001 - a type this dialect cannot render: its generic name
         text = str(type_)
     if cache is not None and key is not None:  # key is only ever set with a cache
@@ -173,7 +174,7 @@ def _type_text(type_: Any, dialect: Any, cache: dict[Any, str] | None = None) ->
     return text
 
 
-def _default_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None) -> str | None:
+def _default_text(column: Any, sa_dialect: Any, cache: dict[Any, str] | None = None) -> str | None:
     default = column.server_default
     if default is None:
         return None
@@ -184,7 +185,7 @@ def _default_text(column: Any, dialect: Any, cache: dict[Any, str] | None = None
         return "'" + arg.replace("'", "''") + "'"
     if isinstance(arg, sa.TextClause):
         return arg.text
-    return _compile(arg, dialect) if cache is None else _compile_cached(arg, dialect, cache)
+    return _compile(arg, sa_dialect) if cache is None else _compile_cached(arg, sa_dialect, cache)
 
 
 # A models table as plain tuples: name, columns, primary key, uniques, checks, indexes, foreign
@@ -197,7 +198,7 @@ class _TableConverter:
     """Models tables as neutral :class:`Table` objects for one live engine, with the caches that
     make thousands of alike columns cheap; collects the native enums the columns use."""
 
-    def __init__(self, sa_dialect: Any, dialect: Any) -> None:
+    def __init__(self, sa_dialect: Any, dialect: Dialect) -> None:
         self.sa_dialect, self.dialect, self.engine = sa_dialect, dialect, dialect.name
         self.rowid_engine = dialect.catalog_style == "sqlite_pragma"
         self.compiled: dict[Any, str] = {}
@@ -327,7 +328,7 @@ def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] |
 
 
 @without_gc
-def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Any,
+def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
                          only: Iterable[str] | None = None) -> Schema:
     """The neutral model of what ``metadata.create_all`` would build on this engine (``only``:
     just these tables, with every enum and sequence).
@@ -363,7 +364,8 @@ class ModelDigests:
 
 
 @without_gc
-def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Any, exclude: tuple[str, ...] = ()) -> ModelDigests:
+def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
+                  exclude: tuple[str, ...] = ()) -> ModelDigests:
     """The models' tables digested for comparing with a catalog's digests; no converted object is
     kept. (Converting half of them in a forked child was measured slower: after the fork, both
     processes copy every page of the models' heap they touch.)"""
@@ -379,7 +381,7 @@ def _ddl_applies(item: Any, sa_dialect: Any) -> bool:
     return names is None or sa_dialect.name in names
 
 
-def _family_key(dialect: Any) -> str:
+def _family_key(dialect: Dialect) -> str:
     return {"pg_catalog": "postgresql", "information_schema": "mysql", "sqlite_pragma": "sqlite"}[
         dialect.catalog_style]
 
@@ -391,7 +393,7 @@ def _mysql_length(index: Any, column: str) -> int | None:
     return length
 
 
-def _action(value: str | None, dialect: Any) -> str | None:
+def _action(value: str | None, dialect: Dialect) -> str | None:
     if value is None:
         return None
     value = value.upper()
@@ -572,7 +574,7 @@ def drop_abandoned_scratch(session: Any, own: str, announce: Callable[[str], Non
     from dbguard.db import connect as dbconnect
     from dbguard.db.sql import run
 
-    dialect = session.dialect
+    dialect = scratch_server_of(session.dialect)
     dropped: list[str] = []
     try:
         names = [name for (name,) in run(session.conn, dialect.list_scratch_databases(SCRATCH_PREFIX)).fetchall()]
@@ -630,14 +632,15 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
         return
     from dbguard.db.sql import run
 
+    scratch_server = scratch_server_of(dialect)
     created = held = False
     try:
         with _interrupt_as_exception():
             # Held before the database exists and let go after it is gone: see drop_abandoned_scratch.
-            held = bool(run(session.conn, dialect.hold_scratch(name)).scalar())
+            held = bool(run(session.conn, scratch_server.hold_scratch(name)).scalar())
             drop_abandoned_scratch(session, name, announce)
             try:
-                run(session.conn, dialect.create_scratch_database(name))
+                run(session.conn, scratch_server.create_scratch_database(name))
             except sa.exc.DBAPIError as exc:
                 raise ConfigError(
                     f"cannot create a scratch database on {target.masked_url}: {dbconnect.first_line(exc)}; "
@@ -652,7 +655,7 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
                 drop_scratch(session, name)
             if held:
                 with contextlib.suppress(sa.exc.DBAPIError):
-                    run(session.conn, dialect.release_scratch(name))
+                    run(session.conn, scratch_server.release_scratch(name))
 
 
 def drop_scratch(session: Any, name: str, force: bool = True) -> None:
@@ -661,13 +664,13 @@ def drop_scratch(session: Any, name: str, force: bool = True) -> None:
     database someone is connected to; MariaDB waits for their locks, up to the lock timeout)."""
     from dbguard.db.sql import run
 
-    dialect = session.dialect
+    dialect = scratch_server_of(session.dialect)
     sessions = dialect.scratch_sessions(name) if force else None
     if sessions is not None:
         with contextlib.suppress(Exception):
             for (session_id,) in run(session.conn, sessions).fetchall():
                 with contextlib.suppress(Exception):
-                    run(session.conn, dialect.terminate_session(str(session_id), ""))
+                    run(session.conn, session_control_of(dialect).terminate_session(str(session_id), ""))
     run(session.conn, dialect.drop_scratch_database(name, force))
 
 
@@ -679,7 +682,6 @@ def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shado
 
     from dbguard.db import connect as dbconnect
     from dbguard.db.catalog import read_document
-    from dbguard.dialects import for_sqlalchemy_dialect
 
     with scratch_database(target, session, shadow_url, announce) as scratch:
         config = _config_for(target.config, scratch.url)

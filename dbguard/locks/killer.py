@@ -17,6 +17,7 @@ from dbguard.core import victims as policy_mod
 from dbguard.core.victims import KillPolicy
 from dbguard.db import lock_graph as dblocks
 from dbguard.db.ledger import KillLedger, utcnow
+from dbguard.dialects import Dialect
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
 from dbguard.masking import mask
 from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
@@ -175,16 +176,16 @@ def kill(
                       message=f"ended {len(ended)} session(s)", **common)
 
 
-def ensure_audit_table(ledger: KillLedger, dialect: object, db_user: str | None, database: str) -> None:
+def ensure_audit_table(ledger: KillLedger, dialect: Dialect, db_user: str | None, database: str) -> None:
     """Create ``dbguard_kills`` if needed; a role that cannot gets the grant named (exit 2)."""
     from sqlalchemy.exc import DBAPIError
 
     try:
         ledger.ensure_table()
     except DBAPIError as exc:
-        if not dialect.is_privilege_error(exc):  # type: ignore[attr-defined]
+        if not dialect.is_privilege_error(exc):
             raise
-        hint = dialect.ledger_grant_hint(db_user or "CURRENT_USER", database)  # type: ignore[attr-defined]
+        hint = dialect.ledger_grant_hint(db_user or "CURRENT_USER", database)
         raise PrivilegeError(f"{db_user} cannot create the audit table {ledger.table.name}, so nobody was "
                              f"ended: {hint}") from None
 

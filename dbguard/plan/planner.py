@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from dbguard.dialects import risk_facts_of
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.migrations import bridge
 from dbguard.results import PlanReport
@@ -72,7 +73,7 @@ def build_plan(
                             "for each write")])
         from dbguard.db import facts as live_facts
 
-        server = live_facts.server_info(session.conn, session.dialect)
+        server = live_facts.server_info(session.conn, risk_facts_of(session.dialect))
         with contextlib.suppress(Exception):
             from dbguard.drift import checks as drift
 
@@ -109,7 +110,7 @@ def build_plan(
     if session is not None:
         from dbguard.db import facts as live_facts
 
-        facts, more = live_facts.table_facts(session.conn, session.dialect,
+        facts, more = live_facts.table_facts(session.conn, risk_facts_of(session.dialect),
                                              tables_touched(pending, server.engine, settings.version_table))
         notes += more
     docs = {r.revision: (r.doc, r.path) for r in pending}
