@@ -539,10 +539,9 @@ def normalize_expression(engine: str, text: str | None) -> str | None:
         return _SPACES.sub(" ", text.strip()).lower()
 
     def simplify(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Cast):
-            return node.this
-        if isinstance(node, exp.Paren):
-            return node.this
+        if isinstance(node, (exp.Cast, exp.Paren)):
+            inner: exp.Expression = node.this
+            return inner
         if isinstance(node, exp.Boolean):
             return exp.Literal.number(1 if node.this else 0)
         if isinstance(node, exp.Literal):
@@ -936,7 +935,7 @@ def diff_models(expected: Schema, actual: dict[str, Any]) -> list[Drift]:
     for t in expected.tables:
         data = act_tables.get(t.name)
         key = None if data is None else _model_key(t)
-        if key is None or key != _document_key(data):  # type: ignore[arg-type]
+        if key is None or key != _document_key(data):
             differing.add(t.name)
     reduced = dataclasses.replace(expected, tables=tuple(t for t in expected.tables if t.name in differing))
     return diff(reduced, from_dict(actual, differing))

@@ -232,7 +232,7 @@ def _fallback(sql: str) -> list[Op] | None:
     for pattern, build in _PATTERNS:
         match = pattern.match(sql.strip())
         if match:
-            ops = build(match, sql)
+            ops: list[Op] | None = build(match, sql)
             if ops is not None:
                 return ops
     return None
@@ -258,7 +258,7 @@ def _type_text(dtype: Any) -> str | None:
     if dtype is None:
         return None
     try:
-        return dtype.sql(dialect="postgres").upper()
+        return str(dtype.sql(dialect="postgres")).upper()
     except Exception:  # noqa: BLE001
         return str(dtype).upper()
 
