@@ -51,6 +51,15 @@ def _heartbeat_age_s(url: str, engine: str, run_id: int) -> float:
     return (now - beat).total_seconds()
 
 
+def _who_is_there(server: Server, engine: str, run: dict) -> str:
+    """What to read when the deploy's lock session is not there: the server's sessions and the ledger."""
+    sessions = (server.rows("SELECT pid, datname, state, left(query, 80) FROM pg_stat_activity")
+                if engine == "postgresql" else
+                server.rows("SELECT ID, DB, COMMAND, STATE, LEFT(INFO, 80) FROM information_schema.PROCESSLIST"))
+    runs = server.rows("SELECT id, intent, status, lock_session, error FROM dbguard_runs")
+    return f"lock session {run['lock_session']} gone; sessions: {sessions}; runs: {runs}"
+
+
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 def test_a_stopped_run_is_alive_and_a_zombie_elsewhere_is_taken_over(engine: str, request: pytest.FixtureRequest,
                                                                        tmp_path: Path) -> None:
@@ -78,7 +87,7 @@ def test_a_stopped_run_is_alive_and_a_zombie_elsewhere_is_taken_over(engine: str
         assert p.returncode == 4, describe(p)
         assert f"its process {deploy.pid} on" in p.stdout + p.stderr and "is alive" in p.stdout + p.stderr
         assert deploy.poll() is None and server.alive(str(sleeper))
-        assert run["lock_session"] and server.alive(run["lock_session"])
+        assert run["lock_session"] and server.alive(run["lock_session"]), _who_is_there(server, engine, run)
 
         # Stopped: its heartbeat goes stale while it still holds the run lock; on its own host it is alive.
         deploy.send_signal(signal.SIGSTOP)
