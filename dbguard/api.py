@@ -195,17 +195,19 @@ def heads(settings: Settings) -> RevisionsReport:
     return RevisionsReport(kind="heads", revisions=tuple(sorted(script.get_heads())))
 
 
-def locks(settings: Settings, table: str | None = None, *, install_plugin: bool = False) -> LockTree:
+def locks(settings: Settings, table: str | None = None, *, install_plugin: bool = False,
+          fail_after_s: float = 0.0) -> LockTree:
     """The wait-for tree of the target database, root blockers first.
 
-    Needs only the URL (no script directory). ``table`` narrows it to the sessions waiting for one
-    table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``.
+    Needs only the URL (alembic.ini is optional). ``table`` narrows it to the sessions waiting for one
+    table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``. Exit
+    code 1 when some session has waited longer than ``fail_after_s`` (0: any waiter), else 0.
     Raises PrivilegeError (exit 2), naming the grant, when dbguard's role cannot see other sessions.
     """
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
-    return lockcmd.show(load_target(settings), table, install_plugin)
+    return lockcmd.show(load_target(settings, url_is_enough=True), table, install_plugin, fail_after_s)
 
 
 def locks_kill(
@@ -218,6 +220,7 @@ def locks_kill(
     dry_run: bool = False,
     install_plugin: bool = False,
     confirm: Confirm | None = None,
+    reason: str | None = None,
 ) -> KillReport:
     """End chosen blockers under the kill policy, after the typed confirmation; every end audited.
 
@@ -225,13 +228,15 @@ def locks_kill(
 
     Every chosen session is judged by the kill policy (never dbguard's own, another database's,
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
-    risk token after seeing exactly who would be ended. Each session ended gets a ``dbguard_kills`` row.
+    risk token after seeing exactly who would be ended. Each one's ``dbguard_kills`` record (with
+    ``reason``, masked) is written before it is signalled and completed after; a user who could not
+    write it ends nobody (``PrivilegeError``, naming the grant).
     """
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
-    return lockcmd.kill(load_target(settings), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
-                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm)
+    return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
+                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason)
 
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import inspect  # click imports it anyway: free here
 import logging
+import shlex
 import signal
 import sys
 from typing import Any
@@ -322,17 +323,19 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
 @click.option("--table", default=None, metavar="TABLE", help="Only sessions waiting for this table, and their blockers.")
 @click.option("--install-plugin", is_flag=True,
               help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
+@click.option("--fail-after", "fail_after_s", type=_Seconds(), default=0.0, show_default=True, metavar="SECONDS",
+              help="Exit 1 when some session has waited for a lock longer than this (0: any waiter).")
 @click.pass_context
-def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
-    """For each session: id, user, application, client, state, transaction age, the lock it holds or
-    waits for and on which table, and its query. Needs only the database URL."""
+def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_after_s: float) -> None:
+    """For each session: id, user, application, client, state, transaction age, how long it has waited,
+    the lock it holds or waits for and on which table, and its query. Needs only the database URL."""
     if ctx.invoked_subcommand is not None:
         ctx.meta["dbguard.install_plugin"] = install_plugin
         return
     from dbguard import api
 
     state: _State = ctx.obj
-    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin))
+    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin, fail_after_s=fail_after_s))
 
 
 @locks.command("kill", context_settings=CONTEXT)
@@ -344,9 +347,12 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show who would be ended; end nobody.")
 @click.option("--confirm-risk", default=None, metavar="TOKEN", help="CONFIRM_RISK, where no terminal is attached.")
 @click.option("--install-plugin", is_flag=True, help="MariaDB: install the metadata_lock_info plugin first.")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why, stored in each session's audit record (default: this command line, masked).")
 @click.pass_context
 def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, roots: bool,
-               min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool) -> None:
+               min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool,
+               reason: str | None) -> None:
     """Idle transactions are terminated; running statements are cancelled, then terminated if they
     still hold the lock after kill_grace_ms. Never dbguard's own sessions, other databases',
     replication or background workers, or protected roles and applications.
@@ -355,8 +361,10 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
 
     state: _State = ctx.obj
     install_plugin = install_plugin or bool(ctx.meta.get("dbguard.install_plugin"))
+    command_line = shlex.join(["dbguard", *sys.argv[1:]])
     _emit(state, api.locks_kill(state.settings(), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
-                                dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk)))
+                                dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk),
+                                reason=reason or command_line))
 
 
 def _yes_with(assume_yes: bool) -> Any:

@@ -8,6 +8,8 @@ import enum
 import json
 from typing import TYPE_CHECKING, Any
 
+from dbguard.core.victims import action_words
+
 if TYPE_CHECKING:
     from dbguard.results import (
         HistoryReport,
@@ -102,7 +104,8 @@ def _run_text(result: RunResult) -> str:
             grant = f" ({outcome.grant})" if outcome.grant else ""
             lines.append(f"  not ended: {describe_victim(outcome)}: {outcome.reason}{grant}")
         else:
-            lines.append(f"  ended: {describe_victim(outcome)} -> {outcome.outcome}")
+            lines.append(f"  ended: session {_session_line(outcome.session)}: {action_words(outcome.action)} -> "
+                         f"{outcome.outcome}")
     if result.phases:
         lines.append("  phases: " + ", ".join(f"{name} {_ms(ms)}" for name, ms in result.phases))
     if result.advice:
@@ -349,6 +352,8 @@ def _session_line(s: LockSession) -> str:
         who += f" ({s.application})"
     where = f" from {s.client}" if s.client else ""
     head = f"{s.session_id}  {who}{where}  {s.state}  xact {_age(s.xact_age_s)}"
+    if s.wait_s is not None:
+        head += f"  waiting {_age(s.wait_s)}"
     if s.kind != "client":
         head += f"  [{s.kind}]"
     if s.privileged:
@@ -359,7 +364,7 @@ def _session_line(s: LockSession) -> str:
 def describe_victim(o: KillOutcome) -> str:
     """One line of the blast radius: who would be ended, what it is doing, and how."""
     s = o.session
-    line = f"session {_session_line(s)}: will {o.action.replace('_', ', then ')}"
+    line = f"session {_session_line(s)}: will {action_words(o.action)}"
     locks = _lock_refs(s)
     if locks:
         line += f"; {locks}"
@@ -400,7 +405,8 @@ def _kill_text(report: KillReport) -> str:
     for o in report.outcomes:
         s = o.session
         lines.append(f"  {_session_line(s) if s.user else s.session_id}")
-        lines.append(f"      {o.outcome}" + (f" ({o.action.replace('_', ', then ')})" if o.action != "none" else "")
+        planned = o.outcome.startswith("would ")  # a dry run's outcome names the action itself
+        lines.append(f"      {o.outcome}" + (f" ({action_words(o.action)})" if o.action != "none" and not planned else "")
                      + f": {o.reason}" + (f" [{o.duration_ms} ms]" if o.duration_ms is not None else ""))
         if s.query:
             lines.append(f"      query: {s.query}")

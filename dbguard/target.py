@@ -64,13 +64,20 @@ def load_script(config: Any, settings: Settings) -> Any:
         raise ConfigError(f"{settings.config_path}: {exc}") from None
 
 
-def load_config(settings: Settings) -> Config:
+def load_config(settings: Settings, url_is_enough: bool = False) -> Config:
     """The Alembic Config exactly as ``alembic -c ... -n ... -x ...`` would build it (with
-    pyproject.toml's [tool.alembic] where Alembic reads it)."""
+    pyproject.toml's [tool.alembic] where Alembic reads it). ``url_is_enough``: for a command that
+    needs no migration scripts, a URL given without an alembic.ini makes a Config of its own."""
     from alembic.config import Config
 
     path = settings.config_path
     if not path.is_file():
+        if url_is_enough:
+            if settings.url:
+                return Config(ini_section=settings.ini_section,
+                              cmd_opts=argparse.Namespace(x=list(settings.x_args) or None))
+            raise ConfigError(f"no database URL: pass --url or set DBGUARD_URL (or -c PATH of an alembic.ini; "
+                              f"none at {path})")
         raise ConfigError(f"no Alembic configuration at {path} (pass -c PATH or set DBGUARD_CONFIG)")
     more: dict[str, Any] = {}
     toml = pyproject_of(path)
@@ -114,10 +121,11 @@ def accepts_toml(config_class: Any) -> bool:
     return "toml_file" in inspect.signature(config_class).parameters
 
 
-def load_target(settings: Settings) -> Target:
-    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url."""
+def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
+    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
+    ``url_is_enough``: the command reads no migration scripts, so alembic.ini is optional (see load_config)."""
     path = settings.config_path
-    config = load_config(settings)
+    config = load_config(settings, url_is_enough)
     if settings.url:
         # Interpolation is on in alembic.ini: a literal % must be doubled.
         config.set_main_option("sqlalchemy.url", settings.url.replace("%", "%%"))

@@ -116,7 +116,7 @@ def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_reque
     scene, mysql_url = bare_scene, private_mysql_url
     a, x, _b, _, _ = scene.chain()
     out = dbguard(ini, mysql_url, "--format", "json", "locks")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # somebody waits
     data = json.loads(out.stdout)
     assert data["source"] == "heuristic"
     assert data["approximate"] is True
@@ -128,13 +128,13 @@ def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_reque
     # --roots under the heuristic: nobody can tell which database their locks are in.
     refused = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--roots", "--confirm-risk",
                       CONFIRM_TOKEN)
-    assert refused.returncode == 0, refused.stderr
+    assert refused.returncode == 3, refused.stderr  # refused: database unknown
     mine = [o for o in json.loads(refused.stdout)["outcomes"] if o["session"]["session_id"] == session_id(a)]
     assert mine[0]["code"] == "unknown_database" and scene.alive(a)
     # Never silently: only --install-plugin installs it.
     assert not _plugin_installed(scene.admin)
     installed = dbguard(ini, mysql_url, "--format", "json", "locks", "--install-plugin")
-    assert installed.returncode == 0, installed.stderr
+    assert installed.returncode == 1, installed.stderr  # somebody waits
     data = json.loads(installed.stdout)
     assert data["source"] == "metadata_lock_info" and data["roots"] == [session_id(a)]
 
@@ -191,21 +191,21 @@ def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, my
     a, _x, _b, _, _ = scene.chain()
     protected = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN,
                         extra_env={"DBGUARD_PROTECTED_ROLES": "root"})
-    assert protected.returncode == 0, protected.stderr
+    assert protected.returncode == 3, protected.stderr
     assert "role root is protected" in protected.stdout and scene.alive(a)
     # A dbguard run in progress holds the run lock: its session is dbguard's own.
     holder = scene.open()
     name = run_lock_name(database_of(mysql_url), "dbguard_")
     assert execute(holder, f"SELECT GET_LOCK('{name}', 0)")[0][0] == 1
     own = dbguard(ini, mysql_url, "locks", "kill", "--pid", session_id(holder), "--confirm-risk", CONFIRM_TOKEN)
-    assert own.returncode == 0 and "dbguard's own session" in own.stdout and scene.alive(holder)
+    assert own.returncode == 3 and "dbguard's own session" in own.stdout and scene.alive(holder)
     # A session whose locks are in another schema, although its default database is this one.
     foreign = scene.open()
     execute(foreign, "BEGIN")
     execute(foreign, "SELECT COUNT(*) FROM mysql.db")
     out = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--pid", session_id(foreign),
                   "--confirm-risk", CONFIRM_TOKEN)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a --pid of another database
     (outcome,) = json.loads(out.stdout)["outcomes"]
     assert outcome["code"] == "other_database" and outcome["outcome"] == "refused" and scene.alive(foreign)
     assert kills(mysql_url) == []
@@ -247,8 +247,58 @@ def test_missing_privileges_are_named(scene, ini, mysql_url, low_user):
     assert f"GRANT PROCESS ON *.* TO '{low_user}'@'%';" in seen.stderr
     execute(scene.admin, f"GRANT PROCESS ON *.* TO '{low_user}'@'%'")
     listed = dbguard(ini, low_url, "--format", "json", "locks")
-    assert listed.returncode == 0 and json.loads(listed.stdout)["roots"] == [session_id(a)]
+    assert listed.returncode == 1 and json.loads(listed.stdout)["roots"] == [session_id(a)]
     killed = dbguard(ini, low_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
     assert killed.returncode == 2
     assert f"GRANT CONNECTION ADMIN ON *.* TO '{low_user}'@'%';" in killed.stderr
     assert scene.alive(a)
+
+
+def test_the_audit_record_comes_before_the_signal_and_a_user_who_cannot_write_it_ends_nobody(
+        scene, ini, mysql_url, low_user):
+    """MariaDB: a user with CONNECTION ADMIN but only SELECT on dbguard_kills ends nobody (grant named,
+    its dry run exits as the command would); once it may write the table, the record of intent is
+    there before the signal (the kill stops itself between the two) and completed after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from dbguard.db.ledger import KillLedger
+    from tests.faultkit import stopped
+
+    engine = admin_engine(mysql_url)
+    with engine.connect() as conn:
+        KillLedger(conn, "dbguard_").ensure_table()
+        conn.commit()
+    engine.dispose()
+    database = database_of(mysql_url)
+    execute(scene.admin, f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM '{low_user}'@'%'")
+    execute(scene.admin, f"GRANT SELECT ON `{database}`.* TO '{low_user}'@'%'")
+    execute(scene.admin, f"GRANT PROCESS, CONNECTION ADMIN ON *.* TO '{low_user}'@'%'")
+    a = scene.idle_reader("t")
+    victim = session_id(a)
+    low_url = sa.engine.make_url(mysql_url).set(username=low_user).render_as_string(hide_password=False)
+    dry = dbguard(ini, low_url, "locks", "kill", "--pid", victim, "--dry-run")
+    assert dry.returncode == 2 and "dbguard_kills" in dry.stdout and "INSERT" in dry.stdout, dry
+    refused = dbguard(ini, low_url, "locks", "kill", "--pid", victim, "--confirm-risk", CONFIRM_TOKEN)
+    assert refused.returncode == 2 and "nobody was ended" in refused.stderr and "GRANT" in refused.stderr, refused
+    assert scene.alive(a) and kills(mysql_url) == []
+
+    execute(scene.admin, f"GRANT INSERT, UPDATE ON `{database}`.`dbguard_kills` TO '{low_user}'@'%'")
+    env = {**os.environ, "DBGUARD_URL": low_url, "DBGUARD_TEST_PAUSE_AT": f"kill-signal:{victim}"}
+    proc = subprocess.Popen([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "locks", "kill", "--pid", victim,
+                             "--reason", "incident 42", "--confirm-risk", CONFIRM_TOKEN], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: stopped(proc.pid) or proc.poll() is not None, timeout=60, message="never reached the signal")
+        assert proc.poll() is None, proc.communicate()
+        [intent] = kills(mysql_url)
+        assert (intent["victim_session"], intent["outcome"], intent["reason"]) == (victim, "signalling", "incident 42")
+        assert scene.alive(a)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    [done] = kills(mysql_url)
+    assert (done["id"], done["outcome"]) == (intent["id"], "terminated") and not scene.alive(a)

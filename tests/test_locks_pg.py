@@ -76,12 +76,12 @@ def test_tree_of_a_reader_blocking_an_alter_blocking_a_reader(scene, ini, pg_url
 def test_chain_a_x_b_through_the_cli(scene, ini, pg_url):
     a, _x, _b, _, _ = scene.chain()
     done = dbguard(ini, pg_url, "--format", "json", "locks")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # somebody waits
     data = json.loads(done.stdout)
     assert data["roots"] == [session_id(a)]
     assert next(s["session_id"] for s in data["sessions"]) == session_id(a)
     text = dbguard(ini, pg_url, "locks", "--table", "t")
-    assert text.returncode == 0 and f"ROOT {session_id(a)}" in text.stdout and "WAITS FOR AccessExclusiveLock" in text.stdout
+    assert text.returncode == 1 and f"ROOT {session_id(a)}" in text.stdout and "WAITS FOR AccessExclusiveLock" in text.stdout
 
 
 def test_root_blockers_of_session_is_exactly_a(scene, pg_url):
@@ -141,14 +141,14 @@ def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, pg
     a, _x, _b, _, _ = scene.chain()
     protected = dbguard(ini, pg_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN,
                         extra_env={"DBGUARD_PROTECTED_ROLES": "replicator, postgres"})
-    assert protected.returncode == 0, protected.stderr
+    assert protected.returncode == 3, protected.stderr  # the policy refused a chosen session
     assert "role postgres is protected" in protected.stdout and scene.alive(a)
 
     # A dbguard run in progress: the session holding the run lock is dbguard's own.
     holder = scene.open()
     assert execute(holder, f"SELECT pg_try_advisory_lock({advisory_key('dbguard_')})")[0][0] is True
     own = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(holder), "--confirm-risk", CONFIRM_TOKEN)
-    assert own.returncode == 0, own.stderr
+    assert own.returncode == 3, own.stderr  # refused by the policy
     assert "dbguard's own session" in own.stdout and scene.alive(holder)
 
     # A session of another database on the same server.
@@ -157,13 +157,27 @@ def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, pg
         foreign = other.idle_reader("pg_class", application="elsewhere")
         out = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--pid", session_id(foreign),
                       "--confirm-risk", CONFIRM_TOKEN)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 1, out.stderr  # a --pid of another database
         outcome = json.loads(out.stdout)["outcomes"][0]
         assert outcome["code"] == "other_database" and outcome["outcome"] == "refused"
         assert other.alive(foreign)
     finally:
         other.close()
     assert kills(pg_url) == []
+
+
+class _Recorded:
+    """An audit that keeps its records in a list."""
+
+    def __init__(self):
+        self.rows = []
+
+    def intend(self, session, action):
+        self.rows.append((session.session_id, action, "signalling"))
+        return len(self.rows)
+
+    def complete(self, record_id, action, outcome):
+        self.rows[record_id - 1] = (self.rows[record_id - 1][0], action, outcome)
 
 
 def test_end_sessions_refuses_own_session_and_guards_id_reuse(scene, pg_url):
@@ -176,13 +190,13 @@ def test_end_sessions_refuses_own_session_and_guards_id_reuse(scene, pg_url):
         me = dataclasses.replace(roots[0], session_id=own)
         policy = KillPolicy(database=pg_url.rsplit("/", 1)[1], own_session_ids=frozenset({own}), db_user="postgres",
                             can_end_privileged=True)
-        audited = []
-        out = dblocks.end_sessions(conn, dialect, [me], policy, lambda *a: audited.append(a) or 1)
-        assert out[0].code == "own_session" and out[0].outcome == "refused" and audited == []
-        # Same pid, another backend_start: the pid was "reused", so nothing is signalled.
+        audited = _Recorded()
+        out = dblocks.end_sessions(conn, dialect, [me], policy, audited)
+        assert out[0].code == "own_session" and out[0].outcome == "refused" and audited.rows == []
+        # Same pid, another backend_start: the pid was "reused", so nothing is signalled or recorded.
         stale = dataclasses.replace(roots[0], identity="2001-01-01T00:00:00+00:00")
-        out = dblocks.end_sessions(conn, dialect, [stale], policy, lambda *a: audited.append(a) or 1)
-        assert out[0].outcome == "gone before it was ended" and audited == [] and scene.alive(a)
+        out = dblocks.end_sessions(conn, dialect, [stale], policy, audited)
+        assert out[0].outcome == "gone before it was ended" and audited.rows == [] and scene.alive(a)
     engine.dispose()
 
 
@@ -245,7 +259,7 @@ def test_prepared_transaction_blocker(scene, ini, pg_url):
         text = dbguard(ini, pg_url, "locks")
         assert f"ROLLBACK PREPARED '{gid}' frees it" in text.stdout
         out = dbguard(ini, pg_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 3, out.stderr  # the policy refuses the prepared transaction
         assert "no session to end" in out.stdout and "nothing to end" in out.stdout
         assert scene.is_waiting(session_id(x)) and kills(pg_url) == []
     finally:
@@ -294,7 +308,7 @@ def test_missing_privileges_are_named(scene, ini, pg_url, roles):
         assert f'GRANT pg_read_all_stats TO "{low}";' in seen.stderr and seen.stdout == ""
         execute(scene.admin, f'GRANT pg_read_all_stats TO "{low}"')
         listed = dbguard(ini, as_role(pg_url, low), "--format", "json", "locks")
-        assert listed.returncode == 0 and set(json.loads(listed.stdout)["roots"]) == {session_id(a), session_id(su)}
+        assert listed.returncode == 1 and set(json.loads(listed.stdout)["roots"]) == {session_id(a), session_id(su)}
         killed = dbguard(ini, as_role(pg_url, low), "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
         assert killed.returncode == 2
         assert f'GRANT pg_signal_backend TO "{low}";' in killed.stderr
@@ -304,12 +318,12 @@ def test_missing_privileges_are_named(scene, ini, pg_url, roles):
         # The audit table comes first: a role that cannot create it ends nobody.
         no_ledger = dbguard(ini, as_role(pg_url, low), "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
         assert no_ledger.returncode == 2
-        assert f'GRANT CREATE ON SCHEMA public TO "{low}";' in no_ledger.stderr
+        assert f'GRANT CREATE ON SCHEMA "public" TO "{low}";' in no_ledger.stderr
         assert holder.alive(a) and scene.alive(su)
         execute(scene.admin, f'GRANT CREATE ON SCHEMA public TO "{low}"')
         out = dbguard(ini, as_role(pg_url, low), "--format", "json", "locks", "kill", "--roots",
                       "--confirm-risk", CONFIRM_TOKEN)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 3, out.stderr  # one ended, one refused by the policy
         codes = {o["session"]["session_id"]: (o["code"], o["outcome"]) for o in json.loads(out.stdout)["outcomes"]}
         assert codes[session_id(su)] == ("privileged_session", "refused")
         assert codes[session_id(a)] == ("ok", "terminated")
@@ -345,3 +359,133 @@ def test_a_missing_kill_grant_never_stops_the_rollback_it_names_the_grant_and_th
         assert seen["runs"][0]["run"]["intent"] == "rollback", seen
     finally:
         holder.close()
+
+
+def test_the_audit_record_is_written_before_the_signal_and_completed_after(scene, ini, pg_url):
+    """The kill stops itself between writing the record and sending the signal: the record is there,
+    saying so, while the victim still lives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.faultkit import stopped
+
+    a = scene.idle_reader("t")
+    victim = session_id(a)
+    env = {**os.environ, "DBGUARD_URL": pg_url, "DBGUARD_TEST_PAUSE_AT": f"kill-signal:{victim}"}
+    proc = subprocess.Popen([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "locks", "kill", "--pid", victim,
+                             "--confirm-risk", CONFIRM_TOKEN], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: stopped(proc.pid) or proc.poll() is not None, timeout=60, message="never reached the signal")
+        assert proc.poll() is None, proc.communicate()
+        [intent] = kills(pg_url)
+        assert (intent["victim_session"], intent["action"], intent["outcome"]) == (victim, "terminate", "signalling")
+        assert f"locks kill --pid {victim}" in intent["reason"]  # the command line, by default
+        assert scene.alive(a)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    [done] = kills(pg_url)
+    assert (done["id"], done["outcome"]) == (intent["id"], "terminated")
+    assert not scene.alive(a)
+
+
+def test_a_killer_that_cannot_write_the_audit_ends_nobody(scene, ini, pg_url, roles, tmp_path):
+    """A role with the right to signal but not to write dbguard_kills: `locks kill` (and its dry run)
+    exit 2 naming the grant, nobody is ended; the rollback goes on, reports its blocker and the grant."""
+    from dbguard.db.ledger import KillLedger
+    from tests.guardrun import run_dbguard
+    from tests.projects import make_project
+
+    low, app = roles["low"], roles["app"]
+    engine = admin_engine(pg_url)  # the audit table exists, made by a superuser: `low` may read it only
+    with engine.connect() as conn:
+        KillLedger(conn, "dbguard_").ensure_table()
+        conn.commit()
+    engine.dispose()
+    for grant in (f'GRANT pg_signal_backend, pg_read_all_stats TO "{low}"', f'GRANT SELECT ON dbguard_kills TO "{low}"',
+                  f'GRANT SELECT ON t TO "{app}"', f'GRANT CREATE, USAGE ON SCHEMA public TO "{low}"'):
+        execute(scene.admin, grant)
+    holder = Scene(as_role(pg_url, app))
+    try:
+        a = holder.idle_reader("t", application="app_role")
+        victim = session_id(a)
+        low_url = as_role(pg_url, low)
+        grant = f'GRANT INSERT, UPDATE ON "public"."dbguard_kills" TO "{low}";'
+        dry = dbguard(ini, low_url, "locks", "kill", "--pid", victim, "--dry-run")
+        assert dry.returncode == 2 and grant in dry.stdout + dry.stderr, dry.stdout[:700]
+        killed = dbguard(ini, low_url, "locks", "kill", "--pid", victim, "--confirm-risk", CONFIRM_TOKEN)
+        assert killed.returncode == 2 and grant in killed.stderr and "nobody was ended" in killed.stderr, killed
+        assert "Traceback" not in killed.stderr and holder.alive(a) and kills(pg_url) == []
+        # UPDATE matters too: the record is completed after the signal.
+        execute(scene.admin, f'GRANT INSERT ON dbguard_kills TO "{low}"')
+        killed = dbguard(ini, low_url, "locks", "kill", "--pid", victim, "--confirm-risk", CONFIRM_TOKEN)
+        assert killed.returncode == 2 and "UPDATE" in killed.stderr and holder.alive(a), killed
+
+        # The rollback: its ledger is writable, the audit is not; it runs, ends nobody, names the grant.
+        project = make_project(tmp_path, low_url, [("r1", 'op.add_column("t", sa.Column("c_r", sa.Integer))',
+                                                    'op.drop_column("t", "c_r")')], name="app")
+        holder.close()
+        execute(scene.admin, f'ALTER TABLE t OWNER TO "{low}"')
+        holder = Scene(as_role(pg_url, app))
+        assert run_dbguard(project, low_url, "upgrade").returncode == 0
+        blocker = holder.idle_reader("t", application="app_role")
+        done = run_dbguard(project, low_url, "rollback", "--yes", "--budget", "2")
+        output = done.stdout + done.stderr
+        assert done.returncode == 5, output  # it ran, and failed on the lock it could not clear
+        assert session_id(blocker) in output and "dbguard_kills" in output and "UPDATE" in output, output
+        assert holder.alive(blocker) and kills(pg_url) == []
+    finally:
+        holder.close()
+
+
+def test_locks_needs_only_a_url(scene, tmp_path, pg_url):
+    import os
+    import subprocess
+    import sys
+
+    a = scene.idle_reader("t")
+    x, _x_job = scene.background("ALTER TABLE t ADD COLUMN c_u INT")
+    scene.wait_waiting(x)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+
+    def dbguard_here(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dbguard.cli", *args], cwd=tmp_path, env=env, text=True,
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+    assert not (tmp_path / "alembic.ini").exists()
+    seen = dbguard_here("--url", pg_url, "--format", "json", "locks")
+    assert seen.returncode == 1 and json.loads(seen.stdout)["roots"] == [session_id(a)], seen.stderr
+    dry = dbguard_here("--url", pg_url, "locks", "kill", "--roots", "--dry-run")
+    assert dry.returncode == 0 and session_id(a) in dry.stdout, dry
+    nothing = dbguard_here("locks")
+    assert nothing.returncode == 2 and "no database URL" in nothing.stderr, nothing.stderr
+
+
+def test_exit_codes_of_locks_and_locks_kill(scene, ini, pg_url):
+    """`locks` 1 while somebody waits longer than --fail-after (0: anybody), with each wait timed by the
+    server; `locks kill` 1 for a --pid that names nobody, 2 for one no session can have, 3 when the
+    policy refuses one, 0 when every chosen session was ended; a dry run exits as the command would."""
+    a, x, _b, _x_job, _b_job = scene.chain()
+    seen = dbguard(ini, pg_url, "--format", "json", "locks")
+    assert seen.returncode == 1, seen.stderr
+    waits = {s["session_id"]: s["wait_s"] for s in json.loads(seen.stdout)["sessions"]}
+    assert waits[session_id(a)] is None and waits[session_id(x)] is not None and waits[session_id(x)] >= 0
+    assert "waiting " in dbguard(ini, pg_url, "locks").stdout
+    patient = dbguard(ini, pg_url, "locks", "--fail-after", "3600")
+    assert patient.returncode == 0, patient.stderr
+
+    ghost = dbguard(ini, pg_url, "locks", "kill", "--pid", "2147483000", "--confirm-risk", CONFIRM_TOKEN)
+    assert ghost.returncode == 1 and "no such session" in ghost.stdout, ghost
+    huge = dbguard(ini, pg_url, "locks", "kill", "--pid", "3000000000", "--dry-run")
+    assert huge.returncode == 2 and huge.stderr.count("\n") == 1 and "2147483647" in huge.stderr, huge
+    protected = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(a), "--dry-run",
+                        extra_env={"DBGUARD_PROTECTED_APPLICATIONS": "app_a"})
+    assert protected.returncode == 3 and "protected_application" in protected.stdout + protected.stderr, protected
+    dry = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(a), "--dry-run")
+    assert dry.returncode == 0 and "would terminate" in dry.stdout and "(terminate)" not in dry.stdout, dry
+    done = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(a), "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0 and not scene.alive(a), done

@@ -52,9 +52,12 @@ def test_mysql_kill_statements_and_identity_guard(dialect):
     assert dialect.terminate_session("42", "x").sql == "KILL CONNECTION 42"
     with pytest.raises(ValueError):
         dialect.terminate_session("42; DROP TABLE t", "x")
+    # The same user and host; the same transaction where the snapshot saw one (INNODB_TRX lags).
     alive = dialect.session_alive("42", "root|h:1|")
-    assert alive.params == {"id": 42, "identity": "root|h:1|"}
-    assert "CONCAT_WS('|', p.USER, p.HOST, COALESCE(CAST(t.trx_started AS CHAR), ''))" in alive.sql
+    assert alive.params == {"id": 42, "who": "root|h:1", "trx": ""}
+    assert "CONCAT_WS('|', p.USER, p.HOST) = :who" in alive.sql and ":trx = ''" in alive.sql
+    assert dialect.session_alive("42", "app|h:2|2026-12-06 10:00:00").params == {
+        "id": 42, "who": "app|h:2", "trx": "2026-12-06 10:00:00"}
     assert "CONCAT_WS('|', p.USER, p.HOST" in dialect.lock_sessions().sql
     assert "INNODB_TRX" in dialect.read_privilege_probe().sql
     assert "NOT IN ('Sleep', 'Killed')" in dialect.session_blocking("42", "i").sql

@@ -21,6 +21,11 @@ class Action(str, enum.Enum):
     NONE = "none"
 
 
+def action_words(action: str) -> str:
+    """An action (an :class:`Action` value, or ``cancel``: a cancel that freed the lock) in words."""
+    return {"cancel_then_terminate": "cancel, then terminate"}.get(action, action)
+
+
 class Kind(str, enum.Enum):
     CLIENT = "client"
     PREPARED = "prepared"  # a prepared (2PC) transaction: no session to end

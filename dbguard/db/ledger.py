@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dbguard.core.state import RunRecord, StepRecord
-from dbguard.db.sql import inserted_id
+from dbguard.db.sql import inserted_id, run, transaction
 from dbguard.db.waits import LOCK_RETRIES, retried, with_lock_retries
+from dbguard.dialects import Dialect
 
 
 def _engine_type(base: type, kind: str, why: str) -> sa.types.TypeDecorator:
@@ -348,11 +349,26 @@ def read_version_heads(conn: Connection, version_table: str, schema: str | None 
     return with_lock_retries(conn, read, f"reading {version_table}")
 
 
+def missing_privileges(conn: Connection, dialect: Dialect, user: str | None, database: str, tables: Sequence[str],
+                       complete: bool = True) -> tuple[list[str], str] | None:
+    """What ``user`` lacks to create (if absent) and write dbguard's ``tables``, and the grants that
+    give it; None when nothing is missing, or where the server does not say (SQLite's file rights).
+    ``complete``: the existing tables have every column this dbguard writes (else adding them needs
+    the owner)."""
+    query = dialect.ledger_privileges(tables)
+    if query is None or not user:
+        return None
+    rows = run(conn, query).all()
+    missing, grants = dialect.missing_ledger_privileges(rows, user, database, complete)
+    return (missing, grants) if missing else None
+
+
 # kills ------------------------------------------------------------------------------------------
 
 
 def kills_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
-    """``<prefix>kills``: one row per session dbguard ended (or tried to), written after the attempt."""
+    """``<prefix>kills``: one row per session dbguard is about to end, written before its signal
+    (outcome ``signalling``) and completed after the attempt."""
     return sa.Table(
         f"{prefix}kills",
         metadata if metadata is not None else sa.MetaData(),
@@ -403,6 +419,24 @@ class KillLedger:
     @retried("dbguard's kill audit")
     def update(self, row_id: int, **values: Any) -> None:
         self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**written(values)))
+
+    def exists(self) -> bool:
+        return sa.inspect(self.conn).has_table(self.table.name)
+
+    def may_write(self, is_privilege_error: Callable[[BaseException], bool]) -> bool:
+        """Whether this user may insert and update records: both tried in a transaction that is
+        rolled back (so table-level grants count as the server counts them)."""
+        probe = {"killed_at": utcnow(), "victim_session": "-", "action": "probe",
+                 "outcome": "privilege probe, rolled back"}
+        try:
+            with transaction(self.conn, commit=False):
+                row_id = inserted_id(self.conn.execute(self.table.insert().values(**written(probe))))
+                self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(outcome=probe["outcome"]))
+        except sa.exc.DBAPIError as exc:
+            if is_privilege_error(exc):
+                return False
+            raise
+        return True
 
 
 # schemas ----------------------------------------------------------------------------------------

@@ -17,14 +17,16 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from dbguard import faultpoints
 from dbguard.core import victims as policy_mod
 from dbguard.core import waitfor
-from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict
+from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict, action_words
+from dbguard.db.connect import first_line
 from dbguard.db.sql import run
 from dbguard.db.waits import retried_reads, wait_until
 from dbguard.dialects import (
@@ -45,7 +47,20 @@ _POLL_S = 0.01
 # How long to watch a terminated session disappear before reporting it as signalled only.
 TERMINATE_WAIT_S = 2.0
 
-Audit = Callable[[LockSession, str, str], "int | None"]
+class Audit(Protocol):
+    """The kill audit: a record of intent written before a session is signalled, completed after."""
+
+    def intend(self, session: LockSession, action: str) -> int:
+        """Write who is about to end ``session`` and how; the record's id. Raises if it cannot."""
+        ...
+
+    def complete(self, record_id: int, action: str, outcome: str) -> None:
+        """What was done and what came of it."""
+        ...
+
+
+# The outcome an audit record says until the attempt it announces has ended.
+SIGNALLING = "signalling"
 
 
 # --- privileges ------------------------------------------------------------------------------------
@@ -264,6 +279,7 @@ def _pg_snapshot(
             blocked_by=tuple(dict.fromkeys(blocked_by)),
             privileged=bool(r["superuser"]),
             identity=r["backend_start"].isoformat() if r["backend_start"] is not None else None,
+            wait_s=None if r["wait_s"] is None else round(float(r["wait_s"]), 3),
         )
     for pid, e in prepared.items():
         p = e["row"]
@@ -366,10 +382,10 @@ def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, i
     source = source or _choose_source(conn, dialect, install_plugin, warnings)
     procs: dict[str, dict[str, Any]] = {}
     for row in run(conn, dialect.lock_sessions()).all():
-        sid, user, host, db, command, seconds, state, info, age, identity = row
+        sid, user, host, db, command, seconds, state, info, age, identity, running = row
         procs[str(sid)] = {"user": user, "host": host, "db": db, "command": command, "time": seconds,
                            "state": state, "info": info, "xact_age_s": None if age is None else float(age),
-                           "identity": identity}
+                           "identity": identity, "running_s": None if running is None else float(running)}
     waiting = {sid for sid, p in procs.items() if _mysql_waiting(p["state"])}
     rows: list[waitfor.MdlRow] = []
     unparsed: set[str] = set()
@@ -444,6 +460,8 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             query=_short(p["info"], secrets),
             blocked_by=edges.get(sid, ()),
             identity=p["identity"],
+            wait_s=(round(p["running_s"], 3) if p["running_s"] is not None and _mysql_waiting(p["state"])
+                    else None),
         )
     return sessions, locks
 
@@ -688,15 +706,18 @@ def _end_one(conn: Connection, dialect: SessionControl, s: LockSession, verdict:
 def end_sessions(conn: Connection, dialect: Dialect, victims: Sequence[LockSession], policy: KillPolicy,
                  audit: Audit | None, *, grace_ms: int = 2000, explicit_ids: Collection[str] = (),
                  dry_run: bool = False) -> tuple[KillOutcome, ...]:
-    """End ``victims`` under ``policy``, writing one audit row per session signalled.
+    """End ``victims`` under ``policy``, each one's audit record written before it is signalled.
 
     Each session is judged by :func:`dbguard.core.victims.judge`; refused ones are reported, never
     touched. Right before each signal the session's identity is checked again (PostgreSQL:
     ``backend_start``; MySQL: user, host and transaction start), so a reused id is never hit.
     Idle transactions are terminated; running statements are cancelled, then terminated if the
-    session still holds its locks after ``grace_ms``. ``audit(session, action, outcome)`` returns
-    the audit row's id. With ``dry_run`` nothing is sent and nothing is written.
+    session still holds its locks after ``grace_ms``. ``audit`` records the intent first (a session
+    whose record cannot be written is not signalled) and the outcome after. With ``dry_run`` nothing
+    is sent and nothing is written; otherwise ``audit`` is required.
     """
+    if audit is None and not dry_run:
+        raise ValueError("ending sessions needs an audit")
     verdicts = judge_sessions(victims, policy, explicit_ids)
     out = []
     for s, v in zip(victims, verdicts):
@@ -707,15 +728,33 @@ def end_sessions(conn: Connection, dialect: Dialect, victims: Sequence[LockSessi
             continue
         if dry_run:
             out.append(KillOutcome(session=s, action=v.action.value, code=v.code, reason=v.reason,
-                                   outcome=f"would {v.action.value.replace('_', ', then ')}"))
+                                   outcome=f"would {action_words(v.action.value)}"))
             continue
         control = session_control_of(dialect)
+        if not _count(conn, control.session_alive(s.session_id, s.identity or "")):
+            # Gone, or its id now names another session: nothing to signal, nothing to record.
+            out.append(KillOutcome(session=s, action="none", code=v.code, reason=v.reason, grant=grant,
+                                   outcome="gone before it was ended"))
+            continue
+        # No signal without its record: the intent is written first, and a session whose record
+        # cannot be written is left alone.
+        assert audit is not None  # checked above
+        try:
+            audit_id = audit.intend(s, v.action.value)
+        except Exception as exc:  # noqa: BLE001 - reported per session; nobody is signalled unrecorded
+            out.append(KillOutcome(session=s, action="none", code=v.code, reason=v.reason, grant=grant,
+                                   outcome=f"not ended: its audit record could not be written ({first_line(exc)})"))
+            continue
+        faultpoints.reached("kill-signal", s.session_id)
         started = time.monotonic()
         taken, outcome = _end_one(conn, control, s, v, grace_ms)
         duration = int((time.monotonic() - started) * 1000)
         if outcome.startswith("failed: permission"):
             grant = control.signal_grant_hint(policy.db_user or "CURRENT_USER")
-        audit_id = audit(s, taken, outcome) if audit is not None and taken != "none" else None
+        try:
+            audit.complete(audit_id, taken, outcome)
+        except Exception as exc:  # noqa: BLE001 - the intent stands; the output says what is missing
+            outcome += f" (audit record {audit_id} still says {SIGNALLING}: {first_line(exc)})"
         out.append(KillOutcome(session=s, action=taken, code=v.code, reason=v.reason, outcome=outcome, grant=grant,
                                duration_ms=duration, audit_id=audit_id))
     return tuple(out)

@@ -190,6 +190,9 @@ class SessionControl(Dialect, Protocol):
     it); where the engine can, a statement matches both, so that a later session that reused the id is
     left alone."""
 
+    # The largest session id the engine hands out (an id beyond it names nobody).
+    max_session_id: int
+
     def cancel_session(self, session_id: str, identity: str) -> Statement: ...
 
     def terminate_session(self, session_id: str, identity: str) -> Statement: ...

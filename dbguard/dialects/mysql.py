@@ -31,6 +31,16 @@ NO_SUCH_THREAD = 1094
 # Who a thread is, compared again right before KILL: ids are only reused after wrapping, but a
 # thread that finished its transaction and started another is not the blocker we listed.
 _IDENTITY = "CONCAT_WS('|', p.USER, p.HOST, COALESCE(CAST(t.trx_started AS CHAR), ''))"
+# The same thread as an identity read earlier: same user and host, and the same transaction where one
+# was seen then. INNODB_TRX is a cache refreshed at most every 0.1 s, so a transaction it did not show
+# yet may show now; that is still the thread that was judged (MariaDB never reuses a thread id).
+_SAME_THREAD = ("CONCAT_WS('|', p.USER, p.HOST) = :who "
+                "AND (:trx = '' OR COALESCE(CAST(t.trx_started AS CHAR), '') = :trx)")
+
+
+def _identity_params(identity: str) -> dict[str, str]:
+    who, _, trx = identity.rpartition("|")
+    return {"who": who, "trx": trx}
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -339,6 +349,7 @@ class MysqlDialect:
     # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
     # The wait-for graph comes from table metadata locks, judged by the lock's schema.
     lock_graph = "metadata_locks"
+    max_session_id = 2**64 - 1  # CONNECTION_ID() is a BIGINT UNSIGNED
     sqlglot_dialect = "mysql"
 
     def mdl_sources(self) -> tuple[str, ...]:
@@ -401,11 +412,15 @@ class MysqlDialect:
         raise ValueError(f"no metadata lock rows from {source}")
 
     def lock_sessions(self, query_chars: int = 4000) -> Statement:
-        """Every session with its open InnoDB transaction, if any; ``identity`` guards against id reuse."""
+        """Every session with its open InnoDB transaction, if any; ``identity`` guards against id reuse;
+        last, the statement's running time (a waiter's wait)."""
         return Statement(
             "SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME, p.STATE, LEFT(p.INFO, :query_chars), "
             "TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000, "
-            f"{_IDENTITY} "
+            f"{_IDENTITY}, "
+            # How long the statement has run: for one waiting for a lock, how long it has waited
+            # (MariaDB in milliseconds; MySQL 8's PROCESSLIST has whole seconds only).
+            f"{'p.TIME_MS / 1000' if self.mariadb else 'p.TIME'} "
             "FROM information_schema.PROCESSLIST p "
             "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID",
             {"query_chars": int(query_chars)},
@@ -446,8 +461,8 @@ class MysqlDialect:
         return Statement(
             f"SELECT COUNT(*) FROM information_schema.PROCESSLIST p "
             f"LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
-            f"WHERE p.ID = :id AND {_IDENTITY} = :identity",
-            {"id": int(session_id), "identity": identity},
+            f"WHERE p.ID = :id AND {_SAME_THREAD}",
+            {"id": int(session_id), **_identity_params(identity)},
         )
 
     def session_blocking(self, session_id: str, identity: str) -> Statement:
@@ -455,9 +470,9 @@ class MysqlDialect:
         return Statement(
             f"SELECT COUNT(*) FROM information_schema.PROCESSLIST p "
             f"LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
-            f"WHERE p.ID = :id AND {_IDENTITY} = :identity "
+            f"WHERE p.ID = :id AND {_SAME_THREAD} "
             f"AND (t.trx_id IS NOT NULL OR p.COMMAND NOT IN ('Sleep', 'Killed'))",
-            {"id": int(session_id), "identity": identity},
+            {"id": int(session_id), **_identity_params(identity)},
         )
 
     def session_holds_locks(self, session_id: str, source: str) -> Statement:

@@ -305,6 +305,7 @@ class PostgresqlDialect:
     # --- lock inspection and ending sessions (``dbguard locks``) ---------------------------------
     # The wait-for graph comes from pg_blocking_pids (the pg_locks self-join reports false edges).
     lock_graph = "blocking_pids"
+    max_session_id = 2**31 - 1  # a backend's pid is an int4
     sqlglot_dialect = "postgres"
 
     def is_session_gone(self, exc: BaseException) -> bool:
@@ -534,7 +535,9 @@ WITH b AS (
 SELECT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS client_addr, a.client_port,
        a.backend_type, a.state, a.wait_event_type, a.wait_event, a.backend_start,
        EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8 AS xact_age_s,
-       left(a.query, :query_chars) AS query, COALESCE(r.rolsuper, false) AS superuser, b.blocked_by
+       left(a.query, :query_chars) AS query, COALESCE(r.rolsuper, false) AS superuser, b.blocked_by,
+       (SELECT EXTRACT(EPOCH FROM (clock_timestamp() - min((to_jsonb(w) ->> 'waitstart')::timestamptz)))::float8
+        FROM pg_catalog.pg_locks w WHERE w.pid = a.pid AND NOT w.granted) AS wait_s
 FROM pg_catalog.pg_stat_activity a
 JOIN b ON b.pid = a.pid
 LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid

@@ -17,7 +17,7 @@ from dbguard.core import victims as policy_mod
 from dbguard.core.victims import KillPolicy
 from dbguard.db import lock_graph as dblocks
 from dbguard.db.ledger import KillLedger, utcnow
-from dbguard.dialects import Dialect
+from dbguard.dialects import Dialect, SessionControl, session_control_of
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
 from dbguard.masking import mask
 from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
@@ -63,14 +63,24 @@ def own_sessions(session: Session, target: Target) -> set[str]:
     return ids
 
 
-def show(target: Target, table: str | None = None, install_plugin: bool = False) -> LockTree:
+def show(target: Target, table: str | None = None, install_plugin: bool = False,
+         fail_after_s: float = 0.0) -> LockTree:
     with open_session(target) as session:
         _require_server(session)
         rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
         dblocks.require_read(rights, session.db_user)
-        return dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
+        tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
                                      own_session_ids=own_sessions(session, target),
                                      install_plugin=install_plugin, secrets=target.secrets)
+    return dataclasses.replace(tree, exit_code=ExitCode.FINDINGS if waited_too_long(tree, fail_after_s)
+                               else ExitCode.OK)
+
+
+def waited_too_long(tree: LockTree, fail_after_s: float) -> bool:
+    """Whether some session of the tree has waited longer than ``fail_after_s`` (0: any waiter; a wait
+    the server does not time counts as too long)."""
+    return any(s.blocked_by and (fail_after_s <= 0 or s.wait_s is None or s.wait_s > fail_after_s)
+               for s in tree.sessions)
 
 
 def _selection(pids: Sequence[int | str], blocking: str | None, roots: bool) -> str:
@@ -90,6 +100,28 @@ def _not_found(session_id: str, database: str) -> KillOutcome:
                        f"{database}", outcome="refused")
 
 
+def _exit_code(plan: Sequence[KillOutcome], explicit: Sequence[str]) -> ExitCode:
+    """1 when a session named by --pid does not exist or is in another database, else 3 when the
+    policy refused any chosen session, else 0: 1 wins over 3, which wins over 0."""
+    named = set(explicit)
+    if any(o.code in (NOT_FOUND, policy_mod.OTHER_DATABASE) and o.session.session_id in named for o in plan):
+        return ExitCode.FINDINGS
+    if any(o.code != policy_mod.OK for o in plan):
+        return ExitCode.REFUSED
+    return ExitCode.OK
+
+
+def _checked_ids(pids: Sequence[int | str], dialect: SessionControl) -> list[str]:
+    """The --pid values as session ids; one outside what the engine's ids can be is a usage error."""
+    ids = []
+    for pid in pids:
+        text = str(pid).strip()
+        if not text.isdigit() or not 1 <= int(text) <= dialect.max_session_id:
+            raise ConfigError(f"--pid {pid}: not a {dialect.name} session id (1 to {dialect.max_session_id})")
+        ids.append(str(int(text)))
+    return ids
+
+
 def kill(
     target: Target,
     *,
@@ -101,6 +133,7 @@ def kill(
     install_plugin: bool = False,
     confirm: Confirm | None = None,
     command: str | None = None,
+    reason: str | None = None,
 ) -> KillReport:
     settings = target.settings
     selection = _selection(pids, blocking, roots)
@@ -112,7 +145,7 @@ def kill(
         own = own_sessions(session, target)
         tree = dblocks.inspect_locks(conn, dialect, database, table=blocking, own_session_ids=own,
                                      install_plugin=install_plugin, secrets=target.secrets)
-        explicit = [str(p) for p in pids]
+        explicit = _checked_ids(pids, session_control_of(dialect))
         missing: list[str] = []
         if explicit:
             in_tree = {s.session_id: s for s in tree.sessions}
@@ -133,18 +166,24 @@ def kill(
         common: dict[str, Any] = {"database": database, "selection": selection, "warnings": tree.warnings,
                                   "source": tree.source, "approximate": tree.approximate}
         allowed = [o for o in plan if o.code == policy_mod.OK]
-        if dry_run:
-            return KillReport(dry_run=True, outcomes=plan, exit_code=ExitCode.OK,
-                              message=f"dry run: {len(allowed)} session(s) would be ended; nothing was ended",
-                              **common)
+        # What the real command would refuse for: a missing signal grant, an audit it cannot write
+        # (no session is signalled unrecorded). Checked before anybody is ended.
         grants = sorted({o.grant for o in plan if o.code == policy_mod.MISSING_GRANT and o.grant})
-        if grants:
-            raise PrivilegeError(f"{session.db_user} may not end other roles' sessions: {' '.join(grants)}")
+        denied = (f"{session.db_user} may not end other roles' sessions: {' '.join(grants)}" if grants
+                  else audit_not_writable(session, settings) if allowed else None)
+        verdict = _exit_code(plan, explicit)
+        if dry_run:
+            message = f"dry run: {len(allowed)} session(s) would be ended; nothing was ended"
+            if denied:
+                return KillReport(dry_run=True, outcomes=plan, exit_code=ExitCode.USAGE,
+                                  message=f"{message}; the command would end nobody: {denied}", **common)
+            return KillReport(dry_run=True, outcomes=plan, exit_code=verdict, message=message, **common)
+        if denied:
+            raise PrivilegeError(f"nobody was ended: {denied}")
         if not allowed:
-            return KillReport(dry_run=False, outcomes=plan, exit_code=ExitCode.OK,
+            return KillReport(dry_run=False, outcomes=plan, exit_code=verdict,
                               message="nothing to end: no chosen session may be ended under the policy"
                               if plan else "nothing to end: no session blocks anybody here", **common)
-        # The audit table must be writable before anybody is ended: no kill goes unrecorded.
         ledger = KillLedger(conn, settings.table_prefix)
         ensure_audit_table(ledger, dialect, session.db_user, database)
         prompt = RiskPrompt(
@@ -160,7 +199,7 @@ def kill(
                               message=f"refused: risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} "
                                       f"to proceed); nothing was ended", **common)
         audit = make_audit(ledger, database, session.db_user, command or f"dbguard locks kill {selection}",
-                           target.secrets)
+                           target.secrets, reason=reason)
         done = dblocks.end_sessions(conn, dialect, [o.session for o in allowed], policy, audit,
                                     grace_ms=settings.kill_grace_ms, explicit_ids=explicit)
     by_id = {o.session.session_id: o for o in done}
@@ -172,7 +211,7 @@ def kill(
         return KillReport(dry_run=False, outcomes=outcomes, exit_code=ExitCode.USAGE,
                           message=f"{len(failed)} session(s) could not be ended: permission denied"
                                   + (f"; {' '.join(grants)}" if grants else ""), **common)
-    return KillReport(dry_run=False, outcomes=outcomes, exit_code=ExitCode.OK,
+    return KillReport(dry_run=False, outcomes=outcomes, exit_code=verdict,
                       message=f"ended {len(ended)} session(s)", **common)
 
 
@@ -190,31 +229,66 @@ def ensure_audit_table(ledger: KillLedger, dialect: Dialect, db_user: str | None
                              f"ended: {hint}") from None
 
 
-def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: str,
-               secrets: Sequence[str | None], run_id: int | None = None) -> dblocks.Audit:
-    """An ``audit(session, action, outcome)`` writing one ``dbguard_kills`` row, for :func:`end_sessions`."""
-    from dbguard.target import os_user
+class _AuditTrail:
+    """``dbguard_kills`` rows: one per session about to be ended, written before its signal."""
 
-    def audit(s: LockSession, action: str, outcome: str) -> int:
-        return ledger.record(
+    def __init__(self, ledger: KillLedger, database: str, db_user: str | None, command: str, reason: str | None,
+                 secrets: Sequence[str | None], run_id: int | None) -> None:
+        self._ledger, self._database, self._db_user, self._run_id = ledger, database, db_user, run_id
+        self._command = mask(command, secrets)
+        self._reason = mask(reason, secrets) if reason else self._command
+        self._secrets = secrets
+
+    def intend(self, session: LockSession, action: str) -> int:
+        from dbguard.target import os_user
+
+        s = session
+        return self._ledger.record(
             killed_at=utcnow(),
-            database_name=database,
-            run_id=run_id,
-            killed_by_db_user=db_user,
+            database_name=self._database,
+            run_id=self._run_id,
+            killed_by_db_user=self._db_user,
             killed_by_os_user=os_user(),
             killed_by_host=socket.gethostname(),
             killed_by_pid=os.getpid(),
-            command=mask(command, secrets),
+            command=self._command,
             victim_session=s.session_id,
             victim_user=s.user,
             victim_application=s.application,
             victim_client=s.client,
             victim_state=s.state,
-            victim_query=mask(s.query, secrets) if s.query else None,
+            victim_query=mask(s.query, self._secrets) if s.query else None,
             victim_xact_age_s=s.xact_age_s,
             action=action,
-            outcome=outcome,
-            reason=None,
+            outcome=dblocks.SIGNALLING,
+            reason=self._reason,
         )
 
-    return audit
+    def complete(self, record_id: int, action: str, outcome: str) -> None:
+        self._ledger.update(record_id, action=action, outcome=outcome)
+
+
+def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: str,
+               secrets: Sequence[str | None], run_id: int | None = None, reason: str | None = None) -> dblocks.Audit:
+    """The audit :func:`dbguard.db.lock_graph.end_sessions` writes before each signal and completes
+    after; ``reason`` (default: the command line) is stored with each record, masked."""
+    return _AuditTrail(ledger, database, db_user, command, reason, secrets, run_id)
+
+
+def audit_not_writable(session: Session, settings: Settings) -> str | None:
+    """Why this user could not write the kill audit (the grants that would let it), or None when it
+    can: checked before anybody is ended, since no session is signalled unrecorded."""
+    from dbguard.db.ledger import missing_privileges
+
+    table = f"{settings.table_prefix}kills"
+    found = missing_privileges(session.conn, session.dialect, session.db_user, session.database, [table])
+    if found is None:
+        return None
+    # The catalog's answer may leave out grants the server honours (MySQL: a table's own grants):
+    # where the table exists, writing it is tried, and rolled back.
+    ledger = KillLedger(session.conn, settings.table_prefix)
+    if ledger.exists() and ledger.may_write(session.dialect.is_privilege_error):
+        return None
+    missing, grants = found
+    return (f"{session.db_user} lacks {'; '.join(missing)} for the audit table {table} (no session is ended "
+            f"unrecorded); grant it with: {grants}")

@@ -40,6 +40,8 @@ class LockSession:
     identity: str | None = None
     gid: str | None = None
     free_with: str | None = None
+    # How long it has waited for the lock it waits for (None: it waits for none, or the server does not say).
+    wait_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

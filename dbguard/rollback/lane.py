@@ -23,6 +23,7 @@ from dbguard.core import breaker, lanes, zombie
 from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcnow
+from dbguard.db.lock_graph import SIGNALLING
 from dbguard.db.runlock import acquire
 from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
@@ -50,8 +51,10 @@ class _Clearing:
     outcomes: list[KillOutcome] = dataclasses.field(default_factory=list)
     reported: dict[str, Any] = dataclasses.field(default_factory=dict)
     first_wait: float | None = None
-    # Sessions the kill policy refused to end (a missing grant, a protected role): asked once, reported.
-    refused: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)
+    # Sessions the kill policy refused to end (a missing grant, a protected role): asked once, reported once.
+    refused: set[str] = dataclasses.field(default_factory=set)
+    # Why the kill audit cannot be written (the grants): blockers are then reported, never ended.
+    audit_denied: str | None = None
 
 
 def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, clearing: _Clearing,
@@ -75,17 +78,18 @@ def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, cleari
                                                         install_plugin=clearing.install_plugin,
                                                         secrets=target.secrets)
         roots = [r for r in roots if r.session_id not in own and r.session_id != waiting_id
-                 and (r.session_id, r.identity) not in clearing.refused]
+                 and r.session_id not in clearing.refused]
         if not roots:
             return
-        if not clearing.kill:
+        if not clearing.kill or clearing.audit_denied:
             for r in roots:
                 clearing.reported.setdefault(r.session_id, r)
             return
         audit = locks_api.make_audit(KillLedger(conn, target.settings.table_prefix), database, session.db_user,
-                                     f"dbguard rollback (run {run_id})", target.secrets, run_id=run_id)
+                                     f"dbguard rollback (run {run_id})", target.secrets, run_id=run_id,
+                                     reason=f"blocked rollback run {run_id}")
         outcomes = dblocks.end_sessions(conn, dialect, roots, policy, audit, grace_ms=target.settings.kill_grace_ms)
-        clearing.refused.update((o.session.session_id, o.session.identity) for o in outcomes if o.outcome == "refused")
+        clearing.refused.update(o.session.session_id for o in outcomes if o.outcome == "refused")
         clearing.outcomes.extend(outcomes)
 
     return clear
@@ -150,7 +154,7 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | Non
                     killed_by_db_user=session.db_user, killed_by_os_user=guard.os_user(),
                     killed_by_host=socket.gethostname(), killed_by_pid=os.getpid(),
                     command=mask(" ".join(sys.argv), target.secrets)[:4000], victim_session=victim.session_id,
-                    victim_state=state, action=action, outcome="signalling",
+                    victim_state=state, action=action, outcome=SIGNALLING,
                     reason=f"dbguard's own session of run {dead.id}: {why}"))
 
             ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
@@ -237,6 +241,8 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
     # It holds this database's run lock, so it belongs here, though MariaDB lists no table lock of it
     # (GET_LOCK is no metadata lock on a table) and the snapshot would call it another database's.
     holder = dataclasses.replace(found[holder_id], database=session.database)
+    if locks_api.audit_not_writable(session, target.settings):
+        return []  # not ended unrecorded: the takeover fails, saying the zombie could not be ended
     policy = locks_api.kill_policy(session, target.settings, own)
     audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
                                  session.db_user, f"dbguard rollback: zombie takeover ({reason})", target.secrets,
@@ -336,8 +342,12 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     lines += ([f"downgrade {p.revision}" for p in planned if p.revision not in finished]
               or (["no downgrade step"] if not partials else []))
     lines.append(f"then check alembic_version and the schema against the reference at {' '.join(target_revs) or 'base'}")
+    if session.dialect.lock_graph is not None and clearing.kill:
+        clearing.audit_denied = locks_api.audit_not_writable(session, target.settings)
     if session.dialect.lock_graph is None:
         lines.append(f"{session.dialect.name} has no other sessions to end: lock waits are bounded by the timeout")
+    elif clearing.audit_denied:
+        lines.append(f"sessions blocking the rollback will be reported, not ended: {clearing.audit_denied}")
     elif clearing.kill:
         lines.append("sessions blocking the rollback will be ended under the kill policy (audited)")
     else:
@@ -406,6 +416,10 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
             "blocked by session(s) " + ", ".join(sorted({o.session.session_id for o in kept}))
             + " that dbguard may not end: " + (f"grant it the right ({' '.join(grants)}) or " if grants else "")
             + "end them yourself (`dbguard locks kill`), then roll back again"))
+    elif clearing.reported and clearing.audit_denied:
+        result = dataclasses.replace(result, advice=(
+            "blocked by session(s) " + ", ".join(sorted(clearing.reported)) + ", not ended: "
+            + clearing.audit_denied))
     elif clearing.reported:
         result = dataclasses.replace(result, advice=(
             "blocked by session(s) " + ", ".join(sorted(clearing.reported))

@@ -30,7 +30,7 @@ from dbguard.core.state import (
     step_status_after_run,
 )
 from dbguard.db import connect as dbconnect
-from dbguard.db.ledger import Ledger, read_version_heads, utcnow
+from dbguard.db.ledger import Ledger, missing_privileges, read_version_heads, utcnow
 from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
@@ -211,16 +211,13 @@ class _Runner:
             raise
 
     def require_ledger_privileges(self) -> None:
-        dialect, session = self.session.dialect, self.session
-        # Server dialects only (a SQLite file's rights are the file system's).
-        prefix = self.settings.table_prefix
-        query = dialect.ledger_privileges([f"{prefix}{suffix}" for suffix in ("runs", "steps", "kills", "schemas")])
-        if query is None or not session.db_user:
-            return
-        rows = run(session.conn, query).all()
-        missing, grants = dialect.missing_ledger_privileges(rows, session.db_user, session.database,
-                                                            self.ledger.complete())
-        if missing:
+        session, prefix = self.session, self.settings.table_prefix
+        # Not the kill audit: whoever ends a session checks that one first, and ends nobody without it.
+        tables = [f"{prefix}{suffix}" for suffix in ("runs", "steps", "schemas")]
+        found = missing_privileges(session.conn, session.dialect, session.db_user, session.database, tables,
+                                   self.ledger.complete())
+        if found is not None:
+            missing, grants = found
             raise PrivilegeError(
                 f"database user {session.db_user} lacks {'; '.join(missing)} for dbguard's ledger in "
                 f"{session.database}; nothing was changed. Grant it with: {grants}"
