@@ -7,10 +7,12 @@ autobegins a transaction that Alembic then never commits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -103,17 +105,20 @@ class FileRunLock:
             found = os.stat(self.path)
         except FileNotFoundError:
             return None
-        listed = _posix_lock_holder(found.st_dev, found.st_ino)
-        if listed is not _NOT_LISTED:
-            return listed
-        # No lock table to read (not Linux): ask for a shared lock. It is refused while a run holds the
-        # lock; granted, it is let go at once. This process holds no lock on the file (checked under
-        # _HERE): opening and closing it drops none.
+        listed = _posix_lock_holders(found.st_dev, found.st_ino)
+        if listed.exact is not None:
+            return listed.exact
+        if listed.table_read and not listed.same_inode:
+            return None  # nobody holds a lock on any file of this inode
+        # No lock table (not Linux), or one that names this inode on another device (btrfs lists a
+        # file under its file system's device, stat() under its subvolume's): ask for a shared lock.
+        # It is refused while a run holds the lock; granted, it is let go at once. This process holds
+        # no lock on the file (checked under _HERE): opening and closing it drops none.
         fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            return "another process"
+            return listed.same_inode[0] if len(listed.same_inode) == 1 else "another process"
         else:
             fcntl.lockf(fd, fcntl.LOCK_UN)
             return None
@@ -121,25 +126,36 @@ class FileRunLock:
             os.close(fd)
 
 
-_NOT_LISTED = "?"
+@dataclasses.dataclass
+class _Listed:
+    table_read: bool
+    exact: str | None = None  # the holder of a lock on this device and inode
+    same_inode: list[str] = dataclasses.field(default_factory=list)  # holders of this inode elsewhere
+
+
 _LOCK_TABLE = Path("/proc/locks")
 
 
-def _posix_lock_holder(device: int, inode: int) -> str | None:
-    """The pid holding a POSIX record lock on the file, read from Linux's lock table (proc(5)) without
-    touching the lock: None when nobody holds one, ``_NOT_LISTED`` where there is no table to read."""
+def _posix_lock_holders(device: int, inode: int) -> _Listed:
+    """Who holds POSIX record locks on the file, read from Linux's lock table (proc(5)) without
+    touching the lock."""
     try:
         table = _LOCK_TABLE.read_text()
     except OSError:
-        return _NOT_LISTED
+        return _Listed(table_read=False)
     wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    listed = _Listed(table_read=True)
     for line in table.splitlines():
         # "1: POSIX  ADVISORY  WRITE 3843 fe:00:1474578 0 EOF"; a waiter's line has "->" after the number.
         fields = line.split()
-        if len(fields) >= 8 and fields[1] == "POSIX" and fields[5] == wanted:
-            pid = fields[4]
-            return pid if pid.isdigit() and pid != "0" else "another process"
-    return None
+        if len(fields) < 8 or fields[1] != "POSIX" or not fields[5].endswith(f":{inode}"):
+            continue
+        pid = fields[4] if fields[4].isdigit() and fields[4] != "0" else "another process"
+        if fields[5] == wanted:
+            listed.exact = pid
+            return listed
+        listed.same_inode.append(pid)
+    return listed
 
 
 # The run lock's key: one per database, whatever table_prefix says (a prefix never contains a dot), so
@@ -175,8 +191,10 @@ class RunLock:
         return self._locks[0].holder() or self._locks[1].holder()
 
 
-def acquire(lock: RunLock | SqlRunLock | FileRunLock, wait_s: float) -> bool:
-    """Take the lock now, or keep trying until ``wait_s`` has passed."""
+def acquire(lock: RunLock | SqlRunLock | FileRunLock, wait_s: float,
+            between_tries: Callable[[], None] = lambda: None) -> bool:
+    """Take the lock now, or keep trying until ``wait_s`` has passed; ``between_tries`` runs before
+    each new try (it may raise to stop waiting: a host's cancel)."""
     deadline = time.monotonic() + wait_s
     while True:
         if lock.try_acquire():
@@ -184,3 +202,4 @@ def acquire(lock: RunLock | SqlRunLock | FileRunLock, wait_s: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+        between_tries()
