@@ -128,9 +128,11 @@ def cancel(thread: threading.Thread | None = None) -> int:
 
     Each stops as it would on SIGINT: its statement in flight is cancelled on the server and
     confirmed ended, the run is recorded interrupted (``dbguard.errors.Cancelled``), and its call
-    returns the failed run's result. A migration's own Python code between two statements is not
-    interrupted: the run stops at its next statement. On SQLite, which has no server to cancel a
-    statement on, the statement in flight finishes first.
+    returns the failed run's result. A run asked before its run row exists (waiting for the run lock,
+    in its pre-flight) records nothing and its call raises ``Cancelled``; one whose migrations have
+    all run finishes. A migration's own Python code between two statements is not interrupted: the
+    run stops at its next statement. On SQLite, which has no server to cancel a statement on, the
+    statement in flight finishes first.
     """
     from dbguard.run import cancel as cancellation
 

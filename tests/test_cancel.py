@@ -88,3 +88,36 @@ def test_cancel_stops_a_migration_at_its_next_statement(tmp_path: Path) -> None:
         api.cancel()
         thread.join(timeout=120)
     _assert_stopped_by_cancel(url, thread, outcome)
+
+
+def test_cancel_while_waiting_for_the_run_lock_records_nothing(tmp_path: Path) -> None:
+    """A run asked to stop before its run row exists raises Cancelled in its thread and leaves no row."""
+    from dbguard.db.runlock import FileRunLock
+    from dbguard.errors import Cancelled
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    ini = make_project(tmp_path, url, [_AFTER])
+    settings = load_settings({"config_path": str(ini), "wait_lock_s": 120}, environ={})
+    assert api.upgrade(settings, "base").exit_code == 0  # the ledger exists, nothing applied
+    before = ledger(url)[0]
+    other_run = FileRunLock(Path(f"{tmp_path / 'app.db'}.dbguard.lock"))
+    assert other_run.try_acquire()
+    outcome: dict[str, Any] = {}
+
+    def upgrade() -> None:
+        try:
+            outcome["result"] = api.upgrade(settings, "head")
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what was raised
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=upgrade)
+    thread.start()
+    try:
+        wait_for(lambda: api.cancel(thread) == 1, timeout=60, message="the run never started waiting")
+        thread.join(timeout=60)
+    finally:
+        other_run.release()
+        api.cancel()
+        thread.join(timeout=60)
+    assert isinstance(outcome.get("raised"), Cancelled), outcome
+    assert ledger(url)[0] == before and versions(url) == []

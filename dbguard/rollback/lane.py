@@ -100,7 +100,7 @@ def _make_clearer(target: Target, session: Any, policy: Any, run_id: int, cleari
 
 def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillOutcome]]:
     """Take the run lock, ending its holder if that holder is a zombie. Returns (taken, why not, ended)."""
-    if acquire(runner.lock, wait_s):
+    if acquire(runner.lock, wait_s, runner.cancellation.check):
         return True, None, []
     session, target, ledger = runner.session, runner.target, runner.ledger
     holder_id = runner.lock.holder()
@@ -118,12 +118,14 @@ def _take_over(runner: Any, wait_s: float) -> tuple[bool, str | None, list[KillO
     ended = end_recorded(runner, [holder_run] if holder_run else [], f"zombie takeover ({verdict.reason})")
     still = [o for o in ended if o.outcome == "still running"]
     if still:
-        return False, (f"a session of the zombie run could not be ended ({', '.join(o.session.session_id for o in still)}):"
-                       " it may still commit"), ended
-    ended += _end_holder(runner, holder_id, holder_run, verdict.reason)
+        return False, (f"a session of the zombie run could not be ended ({', '.join(o.session.session_id for o in still)}"
+                       f"; {still[0].reason}): it may still commit"), ended
+    at_holder = _end_holder(runner, holder_id, holder_run, verdict.reason)
+    ended += at_holder
     if acquire(runner.lock, 5.0):
         return True, None, ended
-    return False, f"the zombie holding the run lock could not be ended ({verdict.reason})", ended
+    why = next((o.reason for o in at_holder if o.reason.startswith("not ended:")), verdict.reason)
+    return False, f"the zombie holding the run lock could not be ended ({why})", ended
 
 
 def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | None = None) -> list[KillOutcome]:
@@ -136,6 +138,7 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | Non
     session, target = runner.session, runner.target
     if session.dialect.run_lock_kind != "sql":
         return []
+    denied = locks_api.audit_not_writable(session, target.settings)
     audit = KillLedger(session.conn, target.settings.table_prefix)
     budget = target.settings.rollback_budget_s
     outcomes: list[KillOutcome] = []
@@ -144,6 +147,13 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | Non
             recorded = orphans.RecordedSession(session_id, identity)
             state = orphans.command(session.conn, session.dialect, recorded)
             if state is None:
+                continue
+            if denied:  # never signalled unrecorded: it runs on, and the caller says why
+                victim = LockSession(session_id=session_id, kind="dbguard", user=None, application=None, client=None,
+                                     database=session.database, state=state, xact_age_s=None, query=None,
+                                     identity=identity)
+                outcomes.append(KillOutcome(session=victim, action="none", code="orphan",
+                                            reason=f"not ended: {denied}", outcome="still running"))
                 continue
             rows: list[int] = []
 
@@ -241,8 +251,10 @@ def _end_holder(runner: Any, holder_id: str, holder_run: RunRecord | None, reaso
     # It holds this database's run lock, so it belongs here, though MariaDB lists no table lock of it
     # (GET_LOCK is no metadata lock on a table) and the snapshot would call it another database's.
     holder = dataclasses.replace(found[holder_id], database=session.database)
-    if locks_api.audit_not_writable(session, target.settings):
-        return []  # not ended unrecorded: the takeover fails, saying the zombie could not be ended
+    denied = locks_api.audit_not_writable(session, target.settings)
+    if denied:  # not ended unrecorded: the takeover fails and says why
+        return [KillOutcome(session=holder, action="none", code="orphan", reason=f"not ended: {denied}",
+                            outcome="refused")]
     policy = locks_api.kill_policy(session, target.settings, own)
     audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
                                  session.db_user, f"dbguard rollback: zombie takeover ({reason})", target.secrets,
@@ -362,16 +374,20 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                          advice="answer yes at the prompt, or pass --yes where no terminal is attached")
     phases.append(("pre-flight", _ms(started)))
 
+    runner.cancellation.check()  # a host's cancel before the run row: nothing is recorded
     run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                known_drift=runner.known_drift)
     if left_behind:
-        orphaned = end_recorded(runner, list(picked.undoes), "its run is over: nothing of it may run on",
-                                run_id=run_id)
+        with guard._closing_run(runner, run_id):
+            orphaned = end_recorded(runner, list(picked.undoes), "its run is over: nothing of it may run on",
+                                    run_id=run_id)
         takeover = [*takeover, *orphaned]
-        still = [o.session.session_id for o in orphaned if o.outcome == "still running"]
+        still = [o for o in orphaned if o.outcome == "still running"]
         if still:
-            why = (f"a session of an earlier run ({', '.join(still)}) could not be ended within "
-                   f"{target.settings.rollback_budget_s:g} s: nothing was rolled back")
+            how = (still[0].reason if still[0].reason.startswith("not ended:")
+                   else f"within {target.settings.rollback_budget_s:g} s")
+            why = (f"a session of an earlier run ({', '.join(o.session.session_id for o in still)}) could not be "
+                   f"ended ({how}): nothing was rolled back")
             heads_now = read_version_heads(session.conn, target.version_table)
             ledger.update_run(run_id, status=RunStatus.FAILED.value, finished_at=utcnow(),
                               error_class="dbguard.OrphanedStatement", error=why, revisions_after=heads_now)

@@ -376,7 +376,7 @@ def guarded_run(
     with open_runner(target) as runner:
         _log.debug("connected to %s as %s (session %s)", runner.session.database, runner.session.db_user,
                    runner.session.session_id)
-        if not acquire(runner.lock, target.settings.wait_lock_s):
+        if not acquire(runner.lock, target.settings.wait_lock_s, runner.cancellation.check):
             _log.debug("the run lock is held by %s", runner.lock.holder())
             return _busy(runner, intent, destination)
         _log.debug("run lock taken; %s to %s", intent.value, destination)
@@ -511,6 +511,8 @@ def _locked_run(
                              f"and confirm with {breaker.CONFIRM_TOKEN}", plan=risk_plan)
 
     runner.start_reference(heads, last)
+    # A host's cancel before the run row exists: nothing ran, nothing is recorded, the caller gets Cancelled.
+    runner.cancellation.check()
     run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                       known_drift=runner.known_drift)
     with _closing_run(runner, run_id):
@@ -811,6 +813,8 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
         elif isinstance(error, KeyboardInterrupt):
             error_class = type(error).__name__
             error_text = f"interrupted by {getattr(error, 'signal_name', 'SIGINT')}"
+            if isinstance(error, Cancelled) and error.__cause__ is not None:
+                error_text += f" (the statement: {describe_error(error.__cause__, secrets)[1]})"
             if runner.interrupted_statement:
                 error_text += f"; {runner.interrupted_statement}"
         elif isinstance(error, SystemExit):

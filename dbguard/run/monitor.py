@@ -50,7 +50,6 @@ class RunMonitor:
         # Set to end the loop's wait early: on stop, and when the host asks the run to stop.
         self._wake = threading.Event()
         self._cancellation = cancellation
-        self._cancelled_session: str | None = None
         if cancellation is not None:
             cancellation.on_request(self._wake.set)
         self._thread = threading.Thread(target=self._loop, name="dbguard-monitor", daemon=True)
@@ -124,13 +123,13 @@ class RunMonitor:
             engine.dispose()
 
     def _cancel_if_asked(self, conn: Any) -> None:
-        """The host asked the run to stop: the statement in flight is cancelled (once per session);
-        the migrating thread raises at its next statement."""
+        """The host asked the run to stop: the statement in flight is cancelled, again on every tick
+        while one is (a cancel that reaches the server between two statements is dropped there); the
+        migrating thread raises at its next statement."""
         sid = self.session_id
         if self._cancellation is None or not self._cancellation.requested or sid is None:
             return
-        if self.step_active and self._cancelled_session != sid:
-            self._cancelled_session = sid
+        if self.step_active and self.statement is not None:
             run(conn, self._dialect.cancel_own_statement(sid))
 
     def _beat(self, conn: Any) -> None:
