@@ -361,7 +361,7 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
 
     state: _State = ctx.obj
     install_plugin = install_plugin or bool(ctx.meta.get("dbguard.install_plugin"))
-    command_line = shlex.join(["dbguard", *sys.argv[1:]])
+    command_line = shlex.join(_COMMAND_LINE or ["dbguard", *sys.argv[1:]])
     _emit(state, api.locks_kill(state.settings(), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
                                 dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk),
                                 reason=reason or command_line))
@@ -717,6 +717,10 @@ def _add_command_formats(group: click.Group, family: str | None = None) -> None:
 _add_command_formats(cli)
 
 
+# The command line main() was given, as typed: the default --reason of an audited kill.
+_COMMAND_LINE: list[str] = []
+
+
 def main(argv: list[str] | None = None) -> None:
     dbguard.OWNS_PROCESS = True  # this process ends with the command: its heap may be frozen
     from dbguard import masking
@@ -728,7 +732,9 @@ def main(argv: list[str] | None = None) -> None:
     # runner cancelling a deploy that way must still stop it cleanly (the run recorded, its statement
     # cancelled).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    argv = _hoist_verbosity(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _COMMAND_LINE[:] = ["dbguard", *argv]
+    argv = _hoist_verbosity(argv)
     verbosity = _requested_verbosity(argv)
     verbose = verbosity > 0
     if verbose:

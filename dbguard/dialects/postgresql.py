@@ -536,7 +536,10 @@ SELECT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS c
        a.backend_type, a.state, a.wait_event_type, a.wait_event, a.backend_start,
        EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8 AS xact_age_s,
        left(a.query, :query_chars) AS query, COALESCE(r.rolsuper, false) AS superuser, b.blocked_by,
-       (SELECT EXTRACT(EPOCH FROM (clock_timestamp() - min((to_jsonb(w) ->> 'waitstart')::timestamptz)))::float8
+       (SELECT CASE WHEN bool_and(to_jsonb(w) ? 'waitstart')  -- PostgreSQL 14+; NULL (unknown) before
+               THEN COALESCE(EXTRACT(EPOCH FROM (clock_timestamp()
+                                                 - min((to_jsonb(w) ->> 'waitstart')::timestamptz)))::float8, 0)
+               END  -- waitstart is set a moment after the wait begins: 0 until then
         FROM pg_catalog.pg_locks w WHERE w.pid = a.pid AND NOT w.granted) AS wait_s
 FROM pg_catalog.pg_stat_activity a
 JOIN b ON b.pid = a.pid

@@ -100,11 +100,13 @@ def _not_found(session_id: str, database: str) -> KillOutcome:
                        f"{database}", outcome="refused")
 
 
-def _exit_code(plan: Sequence[KillOutcome], explicit: Sequence[str]) -> ExitCode:
+def _exit_code(plan: Sequence[KillOutcome], explicit: Sequence[str], database: str) -> ExitCode:
     """1 when a session named by --pid does not exist or is in another database, else 3 when the
     policy refused any chosen session, else 0: 1 wins over 3, which wins over 0."""
     named = set(explicit)
-    if any(o.code in (NOT_FOUND, policy_mod.OTHER_DATABASE) and o.session.session_id in named for o in plan):
+    if any(o.session.session_id in named
+           and (o.code in (NOT_FOUND, policy_mod.OTHER_DATABASE) or o.session.database not in (None, "", database))
+           for o in plan):
         return ExitCode.FINDINGS
     if any(o.code != policy_mod.OK for o in plan):
         return ExitCode.REFUSED
@@ -171,7 +173,7 @@ def kill(
         grants = sorted({o.grant for o in plan if o.code == policy_mod.MISSING_GRANT and o.grant})
         denied = (f"{session.db_user} may not end other roles' sessions: {' '.join(grants)}" if grants
                   else audit_not_writable(session, settings) if allowed else None)
-        verdict = _exit_code(plan, explicit)
+        verdict = _exit_code(plan, explicit, database)
         if dry_run:
             message = f"dry run: {len(allowed)} session(s) would be ended; nothing was ended"
             if denied:
@@ -204,13 +206,14 @@ def kill(
                                     grace_ms=settings.kill_grace_ms, explicit_ids=explicit)
     by_id = {o.session.session_id: o for o in done}
     outcomes = tuple(by_id.get(o.session.session_id, o) if o.code == policy_mod.OK else o for o in plan)
-    failed = [o for o in done if o.outcome.startswith("failed")]
+    failed = [o for o in done if o.outcome.startswith(("failed", "not ended"))]
     ended = [o for o in done if o.outcome in ("terminated", "cancelled", "terminate signalled; session still present")]
     if failed:
         grants = sorted({o.grant for o in failed if o.grant})
         return KillReport(dry_run=False, outcomes=outcomes, exit_code=ExitCode.USAGE,
-                          message=f"{len(failed)} session(s) could not be ended: permission denied"
-                                  + (f"; {' '.join(grants)}" if grants else ""), **common)
+                          message=f"{len(failed)} session(s) could not be ended ({failed[0].outcome})"
+                                  + (f"; {' '.join(grants)}" if grants else "")
+                                  + (f"; ended {len(ended)} other(s)" if ended else ""), **common)
     return KillReport(dry_run=False, outcomes=outcomes, exit_code=verdict,
                       message=f"ended {len(ended)} session(s)", **common)
 
@@ -276,19 +279,24 @@ def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: 
 
 
 def audit_not_writable(session: Session, settings: Settings) -> str | None:
-    """Why this user could not write the kill audit (the grants that would let it), or None when it
-    can: checked before anybody is ended, since no session is signalled unrecorded."""
+    """Why this user could not write the kill audit (the grants that would let it, or what stopped the
+    check), or None when it can: checked before anybody is ended, since no session is signalled
+    unrecorded."""
+    from dbguard.db.connect import first_line
     from dbguard.db.ledger import missing_privileges
 
     table = f"{settings.table_prefix}kills"
-    found = missing_privileges(session.conn, session.dialect, session.db_user, session.database, [table])
-    if found is None:
-        return None
-    # The catalog's answer may leave out grants the server honours (MySQL: a table's own grants):
-    # where the table exists, writing it is tried, and rolled back.
-    ledger = KillLedger(session.conn, settings.table_prefix)
-    if ledger.exists() and ledger.may_write(session.dialect.is_privilege_error):
-        return None
+    try:
+        found = missing_privileges(session.conn, session.dialect, session.db_user, session.database, [table])
+        if found is None:
+            return None
+        # The catalog's answer may leave out grants the server honours (MySQL: a table's own grants):
+        # where the table exists, writing it is tried, and rolled back.
+        ledger = KillLedger(session.conn, settings.table_prefix)
+        if ledger.exists() and ledger.may_write(session.dialect.is_privilege_error):
+            return None
+    except Exception as exc:  # noqa: BLE001 - a check that could not be made ends nobody either
+        return f"writing the audit table {table} could not be checked ({first_line(exc)}), so nobody is ended"
     missing, grants = found
     return (f"{session.db_user} lacks {'; '.join(missing)} for the audit table {table} (no session is ended "
             f"unrecorded); grant it with: {grants}")
