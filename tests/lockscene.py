@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,26 @@ def dbguard(ini: Path, url: str, *args: str, timeout: float = 60, extra_env: dic
     env = {**os.environ, "DBGUARD_URL": url, **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "dbguard.cli", "-c", str(ini), *args], check=False, capture_output=True,
                           text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def kill_stopped_before_its_signal(ini: Path, url: str, victim: str, *args: str) -> Iterator[None]:
+    """`dbguard locks kill --pid victim ARGS`, stopped between writing the victim's audit record and
+    signalling it (faultpoint ``kill-signal``) while the block runs, then let go; it must exit 0."""
+    import signal
+
+    from tests.faultkit import stopped
+
+    env = {**os.environ, "DBGUARD_URL": url, "DBGUARD_TEST_PAUSE_AT": f"kill-signal:{victim}"}
+    proc = subprocess.Popen([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "locks", "kill", "--pid", victim,
+                             *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: stopped(proc.pid) or proc.poll() is not None, timeout=60, message="never reached the signal")
+        assert proc.poll() is None, proc.communicate()
+        yield
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err

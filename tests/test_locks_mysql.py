@@ -16,7 +16,15 @@ from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.mysql import MysqlDialect, run_lock_name
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine
-from tests.lockscene import Background, Scene, dbguard, execute, session_id, write_ini
+from tests.lockscene import (
+    Background,
+    Scene,
+    dbguard,
+    execute,
+    kill_stopped_before_its_signal,
+    session_id,
+    write_ini,
+)
 from tests.projects import wait_for
 
 pytestmark = pytest.mark.integration
@@ -259,13 +267,7 @@ def test_the_audit_record_comes_before_the_signal_and_a_user_who_cannot_write_it
     """MariaDB: a user with CONNECTION ADMIN but only SELECT on dbguard_kills ends nobody (grant named,
     its dry run exits as the command would); once it may write the table, the record of intent is
     there before the signal (the kill stops itself between the two) and completed after."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     from dbguard.db.ledger import KillLedger
-    from tests.faultkit import stopped
 
     engine = admin_engine(mysql_url)
     with engine.connect() as conn:
@@ -286,19 +288,10 @@ def test_the_audit_record_comes_before_the_signal_and_a_user_who_cannot_write_it
     assert scene.alive(a) and kills(mysql_url) == []
 
     execute(scene.admin, f"GRANT INSERT, UPDATE ON `{database}`.`dbguard_kills` TO '{low_user}'@'%'")
-    env = {**os.environ, "DBGUARD_URL": low_url, "DBGUARD_TEST_PAUSE_AT": f"kill-signal:{victim}"}
-    proc = subprocess.Popen([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "locks", "kill", "--pid", victim,
-                             "--reason", "incident 42", "--confirm-risk", CONFIRM_TOKEN], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: stopped(proc.pid) or proc.poll() is not None, timeout=60, message="never reached the signal")
-        assert proc.poll() is None, proc.communicate()
+    with kill_stopped_before_its_signal(ini, low_url, victim, "--reason", "incident 42",
+                                        "--confirm-risk", CONFIRM_TOKEN):
         [intent] = kills(mysql_url)
         assert (intent["victim_session"], intent["outcome"], intent["reason"]) == (victim, "signalling", "incident 42")
         assert scene.alive(a)
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out + err
     [done] = kills(mysql_url)
     assert (done["id"], done["outcome"]) == (intent["id"], "terminated") and not scene.alive(a)

@@ -17,7 +17,15 @@ from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.postgresql import PostgresqlDialect, advisory_key
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine, cannot_run
-from tests.lockscene import Background, Scene, dbguard, execute, session_id, write_ini
+from tests.lockscene import (
+    Background,
+    Scene,
+    dbguard,
+    execute,
+    kill_stopped_before_its_signal,
+    session_id,
+    write_ini,
+)
 from tests.projects import wait_for
 
 pytestmark = pytest.mark.integration
@@ -364,30 +372,13 @@ def test_a_missing_kill_grant_never_stops_the_rollback_it_names_the_grant_and_th
 def test_the_audit_record_is_written_before_the_signal_and_completed_after(scene, ini, pg_url):
     """The kill stops itself between writing the record and sending the signal: the record is there,
     saying so, while the victim still lives."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from tests.faultkit import stopped
-
     a = scene.idle_reader("t")
     victim = session_id(a)
-    env = {**os.environ, "DBGUARD_URL": pg_url, "DBGUARD_TEST_PAUSE_AT": f"kill-signal:{victim}"}
-    proc = subprocess.Popen([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "locks", "kill", "--pid", victim,
-                             "--confirm-risk", CONFIRM_TOKEN], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: stopped(proc.pid) or proc.poll() is not None, timeout=60, message="never reached the signal")
-        assert proc.poll() is None, proc.communicate()
+    with kill_stopped_before_its_signal(ini, pg_url, victim, "--confirm-risk", CONFIRM_TOKEN):
         [intent] = kills(pg_url)
         assert (intent["victim_session"], intent["action"], intent["outcome"]) == (victim, "terminate", "signalling")
         assert f"locks kill --pid {victim}" in intent["reason"]  # the command line, by default
         assert scene.alive(a)
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out + err
     [done] = kills(pg_url)
     assert (done["id"], done["outcome"]) == (intent["id"], "terminated")
     assert not scene.alive(a)
