@@ -295,3 +295,22 @@ def test_the_audit_record_comes_before_the_signal_and_a_user_who_cannot_write_it
         assert scene.alive(a)
     [done] = kills(mysql_url)
     assert (done["id"], done["outcome"]) == (intent["id"], "terminated") and not scene.alive(a)
+
+
+def test_a_user_ends_its_own_sessions_without_connection_admin(scene, ini, mysql_url, low_user):
+    """CURRENT_USER() says 'name@%', PROCESSLIST.USER says 'name': the user's own idle transaction is
+    its own to end (as the server's KILL rule has it), without CONNECTION ADMIN."""
+    execute(scene.admin, f"GRANT PROCESS ON *.* TO '{low_user}'@'%'")
+    low_url = sa.engine.make_url(mysql_url).set(username=low_user).render_as_string(hide_password=False)
+    mine = Scene(low_url)
+    try:
+        holder = mine.idle_reader("t")
+        x, x_job = scene.background("ALTER TABLE t ADD COLUMN c_own INT")
+        scene.wait_waiting(x)
+        done = dbguard(ini, low_url, "locks", "kill", "--pid", session_id(holder), "--confirm-risk", CONFIRM_TOKEN)
+        assert done.returncode == 0 and "terminated" in done.stdout, done
+        assert not mine.alive(holder)
+        x_job.join()
+        assert x_job.error is None
+    finally:
+        mine.close()

@@ -188,3 +188,20 @@ def test_statement_modes():
     assert w.statement_mdl_mode("update") == "SHARED_WRITE"
     assert w.statement_mdl_mode("lock tables write") == "SHARED_NO_READ_WRITE"
     assert w.statement_mdl_mode(None) == w.UNKNOWN_MODE
+
+
+def test_own_user_is_the_name_sessions_show_not_the_account():
+    """MySQL/MariaDB: CURRENT_USER() is 'deployer@%', PROCESSLIST.USER 'deployer'; the server lets a user
+    end threads of its own name without any privilege, and so does the policy."""
+    from dbguard.dialects.mysql import MysqlDialect
+    from dbguard.dialects.postgresql import PostgresqlDialect
+
+    mariadb = MysqlDialect(mariadb=True)
+    assert mariadb.session_user_name("deployer@%") == "deployer"
+    assert mariadb.session_user_name("odd@name@10.0.0.%") == "odd@name"
+    assert PostgresqlDialect().session_user_name("odd@name") == "odd@name"
+    mine = Candidate(**{**GOOD.__dict__, "user": "deployer"})
+    policy = _policy(can_end_other_roles=False, db_user="deployer@%", session_user="deployer")
+    assert judge_one(mine, policy).allowed
+    assert judge_one(Candidate(**{**GOOD.__dict__, "user": "other"}), policy).code == v.MISSING_GRANT
+    assert judge_one(mine, _policy(can_end_other_roles=False, db_user="deployer@%")).code == v.MISSING_GRANT

@@ -86,6 +86,8 @@ class KillPolicy:
     database: str
     own_session_ids: frozenset[str] = frozenset()
     db_user: str | None = None
+    # The name dbguard's own sessions show (MySQL: the user part of CURRENT_USER()); db_user if None.
+    session_user: str | None = None
     protected_roles: tuple[str, ...] = ()
     protected_applications: tuple[str, ...] = ()
     min_age_s: float | None = None
@@ -158,7 +160,7 @@ def judge_one(c: Candidate, policy: KillPolicy) -> Verdict:
         if c.xact_age_s < policy.min_age_s:
             return _refuse(c, TOO_YOUNG, f"transaction {c.xact_age_s:.1f} s old, younger than "
                                          f"--min-age {policy.min_age_s:g} s")
-    if not policy.can_end_other_roles and c.user != policy.db_user:
+    if not policy.can_end_other_roles and c.user != (policy.session_user or policy.db_user):
         return _refuse(c, MISSING_GRANT, f"dbguard's role {policy.db_user} may not end sessions of {c.user}",
                        grant=policy.signal_grant or None)
     if c.activity in (Activity.IDLE_IN_TRANSACTION.value, Activity.IDLE_IN_TRANSACTION_ABORTED.value,

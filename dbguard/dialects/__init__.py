@@ -193,6 +193,9 @@ class SessionControl(Dialect, Protocol):
     # The largest session id the engine hands out (an id beyond it names nobody).
     max_session_id: int
 
+    # The user name a session list shows for sessions of ``current_user`` (as current_user() reads it).
+    def session_user_name(self, current_user: str) -> str: ...
+
     def cancel_session(self, session_id: str, identity: str) -> Statement: ...
 
     def terminate_session(self, session_id: str, identity: str) -> Statement: ...

@@ -350,6 +350,12 @@ class MysqlDialect:
     # The wait-for graph comes from table metadata locks, judged by the lock's schema.
     lock_graph = "metadata_locks"
     max_session_id = 2**64 - 1  # CONNECTION_ID() is a BIGINT UNSIGNED
+
+    def session_user_name(self, current_user: str) -> str:
+        """PROCESSLIST.USER is the bare name; CURRENT_USER() is 'name@host'. A KILL of a thread whose
+        user has the same name needs no privilege, whatever the host: the server compares names."""
+        name, at, _host = current_user.rpartition("@")
+        return name if at else current_user
     sqlglot_dialect = "mysql"
 
     def mdl_sources(self) -> tuple[str, ...]:

@@ -306,6 +306,9 @@ class PostgresqlDialect:
     # The wait-for graph comes from pg_blocking_pids (the pg_locks self-join reports false edges).
     lock_graph = "blocking_pids"
     max_session_id = 2**31 - 1  # a backend's pid is an int4
+
+    def session_user_name(self, current_user: str) -> str:
+        return current_user
     sqlglot_dialect = "postgres"
 
     def is_session_gone(self, exc: BaseException) -> bool:

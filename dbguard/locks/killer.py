@@ -39,10 +39,12 @@ def kill_policy(session: Session, settings: Settings, own: set[str], rights: Any
     policy of `locks kill` and of the rollback's blocker clearing."""
     if rights is None:
         rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
+    control = session_control_of(session.dialect)
     return KillPolicy(
         database=session.database,
         own_session_ids=frozenset(own),
         db_user=session.db_user,
+        session_user=control.session_user_name(session.db_user) if session.db_user else None,
         protected_roles=settings.protected_roles,
         protected_applications=settings.protected_applications,
         min_age_s=min_age_s,
