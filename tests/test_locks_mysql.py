@@ -14,6 +14,7 @@ from dbguard import api
 from dbguard.core.breaker import CONFIRM_TOKEN
 from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.mysql import MysqlDialect, run_lock_name
+from dbguard.errors import ConfigError
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine
 from tests.lockscene import (
@@ -116,7 +117,8 @@ def test_tree_from_metadata_lock_info(scene, ini, mysql_url):
     assert any(not lk.granted and lk.mode == "EXCLUSIVE" for lk in by_id[ix].locks)
     assert by_id[ib].blocked_by == (ix,)
     assert api.locks(settings(ini, mysql_url), table="t").roots == (ia,)
-    assert api.locks(settings(ini, mysql_url), table="nope").sessions == ()
+    with pytest.raises(ConfigError, match="no table nope"):
+        api.locks(settings(ini, mysql_url), table="nope")
 
 
 def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_request(bare_scene, ini,
@@ -314,3 +316,19 @@ def test_a_user_ends_its_own_sessions_without_connection_admin(scene, ini, mysql
         assert x_job.error is None
     finally:
         mine.close()
+
+
+def test_table_names_resolve_in_this_database_quoted_parts_may_hold_dots(scene, ini, mysql_url):
+    execute(scene.admin, "CREATE TABLE `my.t` (id INT PRIMARY KEY) ENGINE=InnoDB")
+    reader = scene.idle_reader("`my.t`")
+    y, _y_job = scene.background("ALTER TABLE `my.t` ADD COLUMN c INT")
+    scene.wait_waiting(y)
+    dotted = dbguard(ini, mysql_url, "--format", "json", "locks", "--table", "`my.t`")
+    assert json.loads(dotted.stdout)["roots"] == [session_id(reader)], dotted.stdout
+    qualified = dbguard(ini, mysql_url, "--format", "json", "locks", "--table", f"{database_of(mysql_url)}.`my.t`")
+    assert json.loads(qualified.stdout)["roots"] == [session_id(reader)], qualified.stdout
+    plain = dbguard(ini, mysql_url, "--format", "json", "locks", "--table", "t")
+    assert json.loads(plain.stdout)["roots"] == [], plain.stdout
+    for name, said in (("nosuch", "no table nosuch"), ("", "a table name is needed")):
+        out = dbguard(ini, mysql_url, "locks", "--table", name)
+        assert out.returncode == 2 and said in out.stderr and out.stderr.count("\n") == 1, out

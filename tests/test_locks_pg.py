@@ -15,6 +15,7 @@ from dbguard.core.breaker import CONFIRM_TOKEN
 from dbguard.core.victims import KillPolicy
 from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.postgresql import PostgresqlDialect, advisory_key
+from dbguard.errors import ConfigError
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine, cannot_run
 from tests.lockscene import (
@@ -78,7 +79,10 @@ def test_tree_of_a_reader_blocking_an_alter_blocking_a_reader(scene, ini, pg_url
     assert px in by_id[pb].blocked_by and not by_id[pb].is_root and not by_id[px].is_root
     # --table narrows; another table has no waiters.
     assert api.locks(settings(ini, pg_url), table="public.t").roots == (pa,)
-    assert api.locks(settings(ini, pg_url), table="other").sessions == ()
+    execute(scene.admin, "CREATE TABLE other (id int)")
+    assert api.locks(settings(ini, pg_url), table="other").sessions == ()  # nobody waits for it
+    with pytest.raises(ConfigError, match="no table nope"):
+        api.locks(settings(ini, pg_url), table="nope")
 
 
 def test_chain_a_x_b_through_the_cli(scene, ini, pg_url):
@@ -480,3 +484,26 @@ def test_exit_codes_of_locks_and_locks_kill(scene, ini, pg_url):
     assert dry.returncode == 0 and "would terminate" in dry.stdout and "(terminate)" not in dry.stdout, dry
     done = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(a), "--confirm-risk", CONFIRM_TOKEN)
     assert done.returncode == 0 and not scene.alive(a), done
+
+
+def test_table_names_resolve_as_the_server_resolves_them(scene, ini, pg_url):
+    """`--blocking t` is the table search_path finds (public.t), not other_schema.t; a quoted name may
+    hold a dot; a name that names no table, or none at all, is said (exit 2)."""
+    execute(scene.admin, "CREATE SCHEMA other_schema")
+    execute(scene.admin, "CREATE TABLE other_schema.t (id int)")
+    execute(scene.admin, 'CREATE TABLE "my.t" (id int)')
+    reader = scene.idle_reader("other_schema.t")
+    x, _x_job = scene.background("ALTER TABLE other_schema.t ADD COLUMN c INT")
+    scene.wait_waiting(x)
+    proposed = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--blocking", "t", "--dry-run")
+    assert proposed.returncode == 0 and json.loads(proposed.stdout)["outcomes"] == [], proposed.stdout
+    other = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--blocking", "other_schema.t", "--dry-run")
+    assert [o["session"]["session_id"] for o in json.loads(other.stdout)["outcomes"]] == [session_id(reader)], other
+    dotted_reader = scene.idle_reader('"my.t"')
+    y, _y_job = scene.background('ALTER TABLE "my.t" ADD COLUMN c INT')
+    scene.wait_waiting(y)
+    dotted = dbguard(ini, pg_url, "--format", "json", "locks", "--table", '"my.t"')
+    assert json.loads(dotted.stdout)["roots"] == [session_id(dotted_reader)], dotted.stdout
+    for name, said in (("nosuch", "no table nosuch"), ("", "a table name is needed")):
+        out = dbguard(ini, pg_url, "locks", "--table", name)
+        assert out.returncode == 2 and said in out.stderr and out.stderr.count("\n") == 1, out

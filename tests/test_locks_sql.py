@@ -135,3 +135,14 @@ def test_an_idle_mariadb_session_holding_a_table_lock_is_idle_in_transaction() -
     assert _mysql_state("Sleep", "", 0.2) == "idle in transaction"
     assert _mysql_state("Sleep", "", None) == "idle"
     assert _mysql_state("Query", "Waiting for table metadata lock", None, holds_table_lock=True) == "waiting"
+
+
+@pytest.mark.parametrize("dialect", [MYSQL8, MARIADB], ids=["mysql8", "mariadb"])
+def test_mysql_table_names_resolve_in_the_target_database(dialect):
+    from dbguard.dialects.mysql import split_qualified_name
+
+    assert split_qualified_name("`d`.`a``b`") == ["d", "a`b"] and split_qualified_name("`my.t`") == ["my.t"]
+    assert dialect.resolve_table("t", "app").params == {"schema": "app", "table": "t"}
+    assert dialect.resolve_table("other.`my.t`", "app").params == {"schema": "other", "table": "my.t"}
+    assert dialect.resolve_table("a.b.c", "app").params["table"] == ""  # names nothing
+    assert "information_schema.TABLES" in dialect.resolve_table("t", "app").sql

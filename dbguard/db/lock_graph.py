@@ -294,19 +294,17 @@ def _pg_snapshot(
     return sessions, locks
 
 
-def _pg_tree(conn: Connection, dialect: BlockingPidsLockGraph, database: str, table: str | None,
+def _pg_tree(conn: Connection, dialect: BlockingPidsLockGraph, database: str, table: tuple[str, str] | None,
              secrets: Iterable[str | None]) -> LockTree:
     sessions, locks = _pg_snapshot(conn, dialect, database, secrets)
     blocked_by = {sid: s.blocked_by for sid, s in sessions.items()}
     wanted = {sid: {lk.table for lk in locks.get(sid, ()) if not lk.granted and lk.table} for sid in sessions}
     seeds = [sid for sid, s in sessions.items() if s.blocked_by and s.database == database]
     if table is not None:
-        schema, name = _split_table(table, "")
-        seeds = [sid for sid in seeds
-                 if any(t == f"{schema}.{name}" or (not schema and t.split(".", 1)[-1] == name)
-                        for t in wanted[sid])]
+        seeds = [sid for sid in seeds if f"{table[0]}.{table[1]}" in wanted[sid]]
     return _assemble(dialect, database, "pg_blocking_pids", False, sessions, locks, blocked_by, seeds,
-                     waiting={sid for sid, s in sessions.items() if s.blocked_by}, table=table, warnings=())
+                     waiting={sid for sid, s in sessions.items() if s.blocked_by},
+                     table=None if table is None else f"{table[0]}.{table[1]}", warnings=())
 
 
 # --- MySQL / MariaDB: metadata locks ---------------------------------------------------------------
@@ -473,15 +471,14 @@ def _approximate_warning(dialect: MetadataLockGraph) -> str:
             f"database of a blocker's locks is unknown. To see real locks: {fix}")
 
 
-def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table: str | None,
+def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table: tuple[str, str] | None,
               secrets: Iterable[str | None], own_ids: Collection[str], install_plugin: bool) -> LockTree:
     snap = _mdl_snapshot(conn, dialect, database, install_plugin)
     edges = _mdl_edges(snap, own_ids)
     seeds = [sid for sid, blockers in edges.items() if sid in snap.waiting or blockers]
     if table is not None:
-        schema, name = _split_table(table, database)
         seeds = [sid for sid in seeds
-                 if any(r.session_id == sid and not r.granted and (r.schema, r.table) == (schema, name)
+                 if any(r.session_id == sid and not r.granted and (r.schema, r.table) == table
                         for r in snap.rows) or sid in snap.unparsed_waiters]
     ids = waitfor.closure(seeds, edges)
     sessions, locks = _mdl_sessions(snap, database, ids, edges, secrets)
@@ -492,10 +489,24 @@ def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table
         warnings.append(f"session {sid} waits for a lock but its statement names no table dbguard could read: "
                         "its blockers are every session holding a table lock here")
     return _assemble(dialect, database, snap.source, snap.approximate, sessions, locks, edges, seeds,
-                     waiting=snap.waiting, table=table, warnings=tuple(warnings))
+                     waiting=snap.waiting, table=None if table is None else f"{table[0]}.{table[1]}",
+                     warnings=tuple(warnings))
 
 
 # --- the tree --------------------------------------------------------------------------------------
+
+
+def resolve_table(conn: Connection, dialect: SessionControl, name: str, database: str) -> tuple[str, str]:
+    """(schema, table) of the table ``name`` names in ``database``, as the server resolves it."""
+    if not name.strip():
+        raise ConfigError("a table name is needed (--table / --blocking)")
+    try:
+        row = run(conn, dialect.resolve_table(name, database)).first()
+    except DBAPIError as exc:
+        raise ConfigError(f"{name!r} is not a table name: {first_line(exc)}") from None
+    if row is None:
+        raise ConfigError(f"no table {name} in database {database}")
+    return str(row[0]), str(row[1])
 
 
 def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
@@ -525,15 +536,18 @@ def inspect_locks(conn: Connection, dialect: Dialect, database: str, *, table: s
                   secrets: Iterable[str | None] = ()) -> LockTree:
     """The wait-for tree of ``database``: sessions waiting there and everyone they wait for, roots first.
 
-    ``table`` (``name`` or ``schema.name``) narrows it to the sessions waiting for that table and
-    their blockers. ``install_plugin`` lets MariaDB install ``metadata_lock_info`` (never silently).
-    Queries are truncated and masked with ``secrets``.
+    ``table`` (as a person types it: ``name``, ``schema.name``, quoted parts) narrows it to the
+    sessions waiting for that table, resolved as the server resolves it (PostgreSQL: search_path),
+    and their blockers; a name that resolves to no table is a ConfigError. ``install_plugin`` lets
+    MariaDB install ``metadata_lock_info`` (never silently). Queries are truncated and masked with
+    ``secrets``.
     """
     graph = dialect.lock_graph
+    where = None if table is None else resolve_table(conn, session_control_of(dialect), table, database)
     if graph == "blocking_pids":
-        return _pg_tree(conn, blocking_pids_lock_graph_of(dialect), database, table, secrets)
+        return _pg_tree(conn, blocking_pids_lock_graph_of(dialect), database, where, secrets)
     if graph == "metadata_locks":
-        return _mdl_tree(conn, metadata_lock_graph_of(dialect), database, table, secrets, own_session_ids,
+        return _mdl_tree(conn, metadata_lock_graph_of(dialect), database, where, secrets, own_session_ids,
                          install_plugin)
     raise ConfigError(f"{dialect.name} has no sessions or locks to inspect: dbguard locks needs a server "
                       "(PostgreSQL, MySQL, MariaDB)")

@@ -103,6 +103,34 @@ def missing_ledger_privileges(rows: Sequence[Any], user: str, database: str) -> 
     return [f"{', '.join(missing)} on {database}"], f"GRANT {', '.join(missing)} ON `{quoted}`.* TO {account(user)};"
 
 
+def split_qualified_name(text: str) -> list[str]:
+    """``a.b``, `` `a.b`.`c` ``, ``"a"."b"``: the dot-separated parts, quotes removed (a doubled quote
+    inside a quoted part stands for itself)."""
+    parts: list[str] = []
+    current, quote, i = "", "", 0
+    text = text.strip()
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote and text[i + 1:i + 2] == quote:
+                current, i = current + ch, i + 2
+                continue
+            if ch == quote:
+                quote = ""
+            else:
+                current += ch
+        elif ch in "`\"":
+            quote = ch
+        elif ch == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    parts.append(current)
+    return parts
+
+
 def scratch_lock_name(name: str) -> str:
     """The GET_LOCK name of a scratch database's owner lock; scratch names are short enough."""
     return f"dbguard-scratch:{name}"[:MAX_LOCK_NAME]
@@ -350,6 +378,16 @@ class MysqlDialect:
     # The wait-for graph comes from table metadata locks, judged by the lock's schema.
     lock_graph = "metadata_locks"
     max_session_id = 2**64 - 1  # CONNECTION_ID() is a BIGINT UNSIGNED
+
+    def resolve_table(self, name: str, database: str) -> Statement:
+        """``table``, ``schema.table``, either part quoted with backticks (a quoted name may hold dots);
+        a bare name is in ``database``."""
+        parts = split_qualified_name(name)
+        schema, table = (parts[0], parts[1]) if len(parts) == 2 else (database, parts[0] if parts else "")
+        if len(parts) > 2:
+            table = ""  # names nothing
+        return Statement("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                         "WHERE TABLE_SCHEMA = :schema AND TABLE_NAME = :table", {"schema": schema, "table": table})
 
     def session_user_name(self, current_user: str) -> str:
         """PROCESSLIST.USER is the bare name; CURRENT_USER() is 'name@host'. A KILL of a thread whose

@@ -309,6 +309,13 @@ class PostgresqlDialect:
 
     def session_user_name(self, current_user: str) -> str:
         return current_user
+
+    def resolve_table(self, name: str, database: str) -> Statement:
+        """As the server resolves it: through search_path when bare, quoted identifiers as typed."""
+        return Statement("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+                         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                         "WHERE c.oid = pg_catalog.to_regclass(:name) AND c.relkind IN ('r', 'p', 'm', 'f')",
+                         {"name": name})
     sqlglot_dialect = "postgres"
 
     def is_session_gone(self, exc: BaseException) -> bool:
