@@ -132,6 +132,7 @@ def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_reque
     assert data["approximate"] is True
     assert any(w.startswith("approximate") for w in data["warnings"])
     assert any("--install-plugin" in w for w in data["warnings"])
+    assert sum("metadata_lock_info" in w for w in data["warnings"]) == 1, data["warnings"]  # said once
     assert session_id(a) in data["roots"] and session_id(x) not in data["roots"]
     text = dbguard(ini, mysql_url, "locks")
     assert "(APPROXIMATE)" in text.stdout and "warning: approximate" in text.stdout
@@ -332,3 +333,16 @@ def test_table_names_resolve_in_this_database_quoted_parts_may_hold_dots(scene, 
     for name, said in (("nosuch", "no table nosuch"), ("", "a table name is needed")):
         out = dbguard(ini, mysql_url, "locks", "--table", name)
         assert out.returncode == 2 and said in out.stderr and out.stderr.count("\n") == 1, out
+
+
+def test_a_lock_holder_asleep_in_its_transaction_is_idle_in_transaction_as_on_postgresql(scene, mysql_url):
+    """The plan's lock contention finding (DG113) names a holder's state in one vocabulary."""
+    reader = scene.idle_reader("t")
+    engine = admin_engine(mysql_url)
+    try:
+        with engine.connect() as conn:
+            sql, params = MysqlDialect(mariadb=True).table_lock_holders(["t"], "metadata_lock_info")
+            rows = conn.execute(sa.text(sql), params).all()
+    finally:
+        engine.dispose()
+    assert [(str(r[1]), r[3]) for r in rows] == [(session_id(reader), "idle in transaction")], rows

@@ -351,8 +351,7 @@ class _MdlSnapshot:
     warnings: list[str]
 
 
-def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin: bool,
-                   warnings: list[str]) -> str:
+def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin: bool) -> str:
     for source in dialect.mdl_sources():
         if source == "heuristic":
             return source
@@ -370,14 +369,14 @@ def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin:
             ready = bool(run(conn, dialect.mdl_source_ready(source)).scalar())
         if ready:
             return source
-        warnings.append(f"{source} is not available: {dialect.mdl_source_fix(source)}")
+    # Said once, by the APPROXIMATE warning, which names how to make the best source available.
     return "heuristic"
 
 
 def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, install_plugin: bool,
                   source: str | None = None) -> _MdlSnapshot:
     warnings: list[str] = []
-    source = source or _choose_source(conn, dialect, install_plugin, warnings)
+    source = source or _choose_source(conn, dialect, install_plugin)
     procs: dict[str, dict[str, Any]] = {}
     for row in run(conn, dialect.lock_sessions()).all():
         sid, user, host, db, command, seconds, state, info, age, identity, running = row

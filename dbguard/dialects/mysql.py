@@ -638,14 +638,20 @@ class MysqlDialect:
         return self.mdl_source_ready(source)
 
     def table_lock_holders(self, tables: list[str], source: str) -> Statement:
-        """Granted table metadata locks other sessions hold: (table, session, mode, command, transaction
-        age s, query)."""
+        """Granted table metadata locks other sessions hold: (table, session, mode, state, transaction
+        age s, query). The state in PostgreSQL's words: a thread asleep while it holds a table's
+        metadata lock is inside a transaction (or LOCK TABLES), whatever INNODB_TRX shows yet."""
         names = {f"t{i}": t for i, t in enumerate(tables)}
         listed = ", ".join(":" + k for k in names) or "NULL"
         age = "TIMESTAMPDIFF(MICROSECOND, x.trx_started, NOW(6)) / 1000000"
+
+        def state(command: str) -> str:
+            return (f"CASE {command} WHEN 'Sleep' THEN 'idle in transaction' WHEN 'Query' THEN 'active' "
+                    f"WHEN 'Execute' THEN 'active' ELSE LOWER({command}) END")
+
         if source == "metadata_lock_info":
             return Statement(
-                f"SELECT m.TABLE_NAME, m.THREAD_ID, m.LOCK_MODE, p.COMMAND, {age}, LEFT(p.INFO, 200) "
+                f"SELECT m.TABLE_NAME, m.THREAD_ID, m.LOCK_MODE, {state('p.COMMAND')}, {age}, LEFT(p.INFO, 200) "
                 "FROM information_schema.METADATA_LOCK_INFO m "
                 "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID "
                 "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID "
@@ -654,7 +660,7 @@ class MysqlDialect:
                 names,
             )
         return Statement(
-            f"SELECT ml.OBJECT_NAME, t.PROCESSLIST_ID, ml.LOCK_TYPE, t.PROCESSLIST_COMMAND, {age}, "
+            f"SELECT ml.OBJECT_NAME, t.PROCESSLIST_ID, ml.LOCK_TYPE, {state('t.PROCESSLIST_COMMAND')}, {age}, "
             "LEFT(t.PROCESSLIST_INFO, 200) "
             "FROM performance_schema.metadata_locks ml "
             "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
