@@ -202,7 +202,7 @@ def locks(settings: Settings, table: str | None = None, *, install_plugin: bool 
     """The wait-for tree of the target database, root blockers first.
 
     Needs only the URL (alembic.ini is optional). ``table`` narrows it to the sessions waiting for one
-    table and their blockers; ``install_plugin`` lets MariaDB install ``metadata_lock_info``. Exit
+    table and their blockers, and lists every session holding a lock on it (``holders``); ``install_plugin`` lets MariaDB install ``metadata_lock_info``. Exit
     code 1 when some session has waited longer than ``fail_after_s`` (0: any waiter), else 0.
     Raises PrivilegeError (exit 2), naming the grant, when dbguard's role cannot see other sessions.
     """
@@ -223,10 +223,12 @@ def locks_kill(
     install_plugin: bool = False,
     confirm: Confirm | None = None,
     reason: str | None = None,
+    holding: str | None = None,
 ) -> KillReport:
     """End chosen blockers under the kill policy, after the typed confirmation; every end audited.
 
-    The chosen: ``pids``, the roots blocking the table ``blocking``, or all ``roots``.
+    The chosen: ``pids``, the roots blocking the table ``blocking``, every session holding a lock on
+    the table ``holding`` (waited for or not: a DDL on it would wait for each), or all ``roots``.
 
     Every chosen session is judged by the kill policy (never dbguard's own, another database's,
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
@@ -238,7 +240,8 @@ def locks_kill(
     from dbguard.target import load_target
 
     return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
-                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason)
+                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
+                        holding=holding)
 
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),

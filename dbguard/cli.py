@@ -320,7 +320,7 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
 
 
 @cli.group(context_settings=CONTEXT, invoke_without_command=True)
-@click.option("--table", default=None, metavar="TABLE", help="Only sessions waiting for this table, and their blockers.")
+@click.option("--table", default=None, metavar="TABLE", help="Only sessions waiting for this table and their blockers, and every session holding a lock on it.")
 @click.option("--install-plugin", is_flag=True,
               help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
 @click.option("--fail-after", "fail_after_s", type=_Seconds(), default=0.0, show_default=True, metavar="SECONDS",
@@ -341,6 +341,8 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_afte
 @locks.command("kill", context_settings=CONTEXT)
 @click.option("--pid", "pids", type=int, multiple=True, metavar="N", help="End this session (repeatable).")
 @click.option("--blocking", default=None, metavar="TABLE", help="End the root blockers of this table.")
+@click.option("--holding", default=None, metavar="TABLE",
+              help="End every session holding a lock on this table, waited for or not (a DDL would wait for it).")
 @click.option("--roots", is_flag=True, help="End every root blocker of the database.")
 @click.option("--min-age", "min_age_s", type=_Seconds(), default=None, metavar="SECONDS",
               help="Only sessions whose transaction is older than this.")
@@ -350,7 +352,7 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_afte
 @click.option("--reason", default=None, metavar="TEXT",
               help="Why, stored in each session's audit record (default: this command line, masked).")
 @click.pass_context
-def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, roots: bool,
+def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, holding: str | None, roots: bool,
                min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool,
                reason: str | None) -> None:
     """Idle transactions are terminated; running statements are cancelled, then terminated if they
@@ -364,7 +366,7 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
     command_line = shlex.join(_COMMAND_LINE or ["dbguard", *sys.argv[1:]])
     _emit(state, api.locks_kill(state.settings(), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
                                 dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk),
-                                reason=reason or command_line))
+                                reason=reason or command_line, holding=holding))
 
 
 def _yes_with(assume_yes: bool) -> Any:

@@ -379,12 +379,14 @@ def _locks_text(tree: LockTree) -> str:
     lines = [f"{tree.engine} database {tree.database}{scope}: source {tree.source}{approx}"]
     lines += [f"warning: {w}" for w in tree.warnings]
     if not tree.sessions:
-        lines.append("no session waits for a lock" + (f" on {tree.table}" if tree.table else ""))
+        lines.append("no session waits for a lock" + (f" on {tree.table}, and none holds one" if tree.table else ""))
         return "\n".join(lines)
+    if tree.table:
+        lines.append(f"holding a lock on {tree.table} (a DDL on it waits for each): {', '.join(tree.holders) or 'none'}")
     lines.append(f"root blockers: {', '.join(tree.roots) or 'none (a cycle, or the blocker is gone)'}")
     for s in tree.sessions:
         pad = "  " * (s.depth + 1)
-        mark = "ROOT " if s.is_root else ("└ " if s.depth else "")
+        mark = "ROOT " if s.is_root else ("└ " if s.depth else ("HOLDS " if s.session_id in tree.holders else ""))
         lines.append(f"{pad}{mark}{_session_line(s)}")
         detail = pad + "    "
         if s.blocked_by:

@@ -346,3 +346,13 @@ def test_a_lock_holder_asleep_in_its_transaction_is_idle_in_transaction_as_on_po
     finally:
         engine.dispose()
     assert [(str(r[1]), r[3]) for r in rows] == [(session_id(reader), "idle in transaction")], rows
+
+
+def test_holders_nobody_waits_for_yet_are_listed_and_can_be_ended(scene, ini, mysql_url):
+    holder = scene.idle_reader("t")
+    seen = dbguard(ini, mysql_url, "--format", "json", "locks", "--table", "t")
+    assert seen.returncode == 0, seen.stderr
+    tree = json.loads(seen.stdout)
+    assert tree["holders"] == [session_id(holder)] and tree["roots"] == [], tree
+    done = dbguard(ini, mysql_url, "locks", "kill", "--holding", "t", "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0 and "terminated" in done.stdout and not scene.alive(holder), done

@@ -507,3 +507,21 @@ def test_table_names_resolve_as_the_server_resolves_them(scene, ini, pg_url):
     for name, said in (("nosuch", "no table nosuch"), ("", "a table name is needed")):
         out = dbguard(ini, pg_url, "locks", "--table", name)
         assert out.returncode == 2 and said in out.stderr and out.stderr.count("\n") == 1, out
+
+
+def test_holders_nobody_waits_for_yet_are_listed_and_can_be_ended(scene, ini, pg_url):
+    """After a failed upgrade nobody waits: `locks --table t` still names who holds t, and
+    `locks kill --holding t` ends them under the policy (a dry run first)."""
+    holder = scene.idle_reader("t")
+    bystander = scene.idle_reader("pg_class")
+    seen = dbguard(ini, pg_url, "--format", "json", "locks", "--table", "t")
+    assert seen.returncode == 0, seen.stderr  # nobody waits
+    tree = json.loads(seen.stdout)
+    assert tree["holders"] == [session_id(holder)] and tree["roots"] == [], tree
+    assert "HOLDS" in dbguard(ini, pg_url, "locks", "--table", "t").stdout
+    dry = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--holding", "t", "--dry-run")
+    assert [o["session"]["session_id"] for o in json.loads(dry.stdout)["outcomes"]] == [session_id(holder)], dry
+    done = dbguard(ini, pg_url, "locks", "kill", "--holding", "t", "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0 and not scene.alive(holder) and scene.alive(bystander), done
+    both = dbguard(ini, pg_url, "locks", "kill", "--holding", "t", "--roots", "--dry-run")
+    assert both.returncode == 2 and "exactly one of" in both.stderr, both

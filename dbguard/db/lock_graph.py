@@ -296,7 +296,11 @@ def _pg_snapshot(
 
 def _pg_tree(conn: Connection, dialect: BlockingPidsLockGraph, database: str, table: tuple[str, str] | None,
              secrets: Iterable[str | None]) -> LockTree:
-    sessions, locks = _pg_snapshot(conn, dialect, database, secrets)
+    holders: list[str] = []
+    if table is not None:
+        holders = [str(r["pid"]) for r in run(conn, dialect.lock_rows()).mappings()
+                   if r["granted"] and r["pid"] is not None and (r["nspname"], r["relname"]) == table]
+    sessions, locks = _pg_snapshot(conn, dialect, database, secrets, extra_ids=holders)
     blocked_by = {sid: s.blocked_by for sid, s in sessions.items()}
     wanted = {sid: {lk.table for lk in locks.get(sid, ()) if not lk.granted and lk.table} for sid in sessions}
     seeds = [sid for sid, s in sessions.items() if s.blocked_by and s.database == database]
@@ -304,7 +308,8 @@ def _pg_tree(conn: Connection, dialect: BlockingPidsLockGraph, database: str, ta
         seeds = [sid for sid in seeds if f"{table[0]}.{table[1]}" in wanted[sid]]
     return _assemble(dialect, database, "pg_blocking_pids", False, sessions, locks, blocked_by, seeds,
                      waiting={sid for sid, s in sessions.items() if s.blocked_by},
-                     table=None if table is None else f"{table[0]}.{table[1]}", warnings=())
+                     table=None if table is None else f"{table[0]}.{table[1]}", warnings=(),
+                     holders=dict.fromkeys(h for h in holders if h in sessions))
 
 
 # --- MySQL / MariaDB: metadata locks ---------------------------------------------------------------
@@ -475,10 +480,15 @@ def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table
     snap = _mdl_snapshot(conn, dialect, database, install_plugin)
     edges = _mdl_edges(snap, own_ids)
     seeds = [sid for sid, blockers in edges.items() if sid in snap.waiting or blockers]
+    holders: list[str] = []
     if table is not None:
         seeds = [sid for sid in seeds
                  if any(r.session_id == sid and not r.granted and (r.schema, r.table) == table
                         for r in snap.rows) or sid in snap.unparsed_waiters]
+        if not snap.approximate:  # guessed rows name no holder for certain
+            holders = [r.session_id for r in snap.rows
+                       if r.granted and (r.schema, r.table) == table and r.session_id not in own_ids]
+        seeds = [*seeds, *(h for h in holders if h not in seeds)]
     ids = waitfor.closure(seeds, edges)
     sessions, locks = _mdl_sessions(snap, database, ids, edges, secrets)
     warnings = list(snap.warnings)
@@ -489,7 +499,7 @@ def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table
                         "its blockers are every session holding a table lock here")
     return _assemble(dialect, database, snap.source, snap.approximate, sessions, locks, edges, seeds,
                      waiting=snap.waiting, table=None if table is None else f"{table[0]}.{table[1]}",
-                     warnings=tuple(warnings))
+                     warnings=tuple(warnings), holders=dict.fromkeys(h for h in holders if h in sessions))
 
 
 # --- the tree --------------------------------------------------------------------------------------
@@ -510,8 +520,11 @@ def resolve_table(conn: Connection, dialect: SessionControl, name: str, database
 
 def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, sessions: dict[str, LockSession],
               locks: dict[str, list[LockRef]], blocked_by: Mapping[str, Sequence[str]], seeds: Sequence[str],
-              waiting: set[str], table: str | None, warnings: tuple[str, ...]) -> LockTree:
-    ids = [sid for sid in waitfor.closure(seeds, blocked_by) if sid in sessions]
+              waiting: set[str], table: str | None, warnings: tuple[str, ...],
+              holders: Mapping[str, None] | None = None) -> LockTree:
+    holders = holders or {}
+    ids = [sid for sid in waitfor.closure([*seeds, *(h for h in holders if h not in seeds)], blocked_by)
+           if sid in sessions]
     scoped = {sid: tuple(b for b in blocked_by.get(sid, ()) if b in sessions) for sid in ids}
     root_ids = [r for r in waitfor.roots(scoped, waiting) if r in scoped]
     # Oldest transaction first among roots: usually the one to look at.
@@ -520,13 +533,14 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
     out = []
     for sid, depth in waitfor.tree_order(ids, scoped, root_ids):
         mine = locks.get(sid, [])
-        shown = [lk for lk in mine if not lk.granted or lk.table in contested]
+        shown = [lk for lk in mine if not lk.granted or lk.table in contested or (sid in holders and lk.table == table)]
         if not shown:
             shown = [lk for lk in mine if lk.table][:5]
         out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,
                                        depth=depth, locks=tuple(shown)))
     return LockTree(engine=dialect.name, database=database, source=source, approximate=approximate,
-                    sessions=tuple(out), roots=tuple(root_ids), table=table, warnings=warnings)
+                    sessions=tuple(out), roots=tuple(root_ids), table=table, warnings=warnings,
+                    holders=tuple(h for h in holders if h in sessions))
 
 
 @retried_reads("reading the server's locks")

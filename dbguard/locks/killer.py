@@ -85,13 +85,15 @@ def waited_too_long(tree: LockTree, fail_after_s: float) -> bool:
                for s in tree.sessions)
 
 
-def _selection(pids: Sequence[int | str], blocking: str | None, roots: bool) -> str:
-    chosen = [bool(pids), blocking is not None, roots]
+def _selection(pids: Sequence[int | str], blocking: str | None, roots: bool, holding: str | None = None) -> str:
+    chosen = [bool(pids), blocking is not None, roots, holding is not None]
     if sum(chosen) != 1:
         raise ConfigError("choose the sessions to end with exactly one of --pid N (repeatable), "
-                          "--blocking TABLE or --roots")
+                          "--blocking TABLE, --holding TABLE or --roots")
     if pids:
         return " ".join(f"--pid {p}" for p in pids)
+    if holding is not None:
+        return f"--holding {holding}"
     return f"--blocking {blocking}" if blocking is not None else "--roots"
 
 
@@ -138,17 +140,18 @@ def kill(
     confirm: Confirm | None = None,
     command: str | None = None,
     reason: str | None = None,
+    holding: str | None = None,
 ) -> KillReport:
     settings = target.settings
-    selection = _selection(pids, blocking, roots)
+    selection = _selection(pids, blocking, roots, holding)
     with open_session(target) as session:
         _require_server(session)
         conn, dialect, database = session.conn, session.dialect, session.database
         rights = dblocks.lock_rights(conn, dialect, session.db_user)
         dblocks.require_read(rights, session.db_user)
         own = own_sessions(session, target)
-        tree = dblocks.inspect_locks(conn, dialect, database, table=blocking, own_session_ids=own,
-                                     install_plugin=install_plugin, secrets=target.secrets)
+        tree = dblocks.inspect_locks(conn, dialect, database, table=holding if holding is not None else blocking,
+                                     own_session_ids=own, install_plugin=install_plugin, secrets=target.secrets)
         explicit = _checked_ids(pids, session_control_of(dialect))
         missing: list[str] = []
         if explicit:
@@ -162,6 +165,8 @@ def kill(
                     missing.append(i)
                 else:
                     chosen.append(found)
+        elif holding is not None:
+            chosen = [s for s in tree.sessions if s.session_id in tree.holders]
         else:
             chosen = [s for s in tree.sessions if s.is_root]
         policy = kill_policy(session, settings, own, rights, min_age_s)

@@ -57,6 +57,9 @@ class LockTree:
     table: str | None = None
     warnings: tuple[str, ...] = ()
     exit_code: ExitCode = ExitCode.OK
+    # With ``table``: every session holding a lock on it now, waited for or not (each conflicts with
+    # the lock a DDL on it takes: ACCESS EXCLUSIVE, an exclusive metadata lock).
+    holders: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -416,7 +416,7 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
     ``orders``: the ALTER waits, and every query after it waits behind the ALTER.
 
     Best practice: keep dbguard's lock timeout (it fails fast and retries), end or wait for the
-    holders (``dbguard locks``), deploy when they are gone.
+    holders (``dbguard locks --table T``), deploy when they are gone.
     """
     if facts is None or not facts.lock_holders or not lock.queues:
         return None
@@ -430,7 +430,8 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
     return Hit(sev, f"{len(facts.lock_holders)} session(s) hold locks on {op.table} now: {who}; oldest transaction "
                     f"{oldest:.0f} s; the statement needs {lock.mode} and would queue behind them, and every query "
                     f"on {op.table} behind it; {timeout}",
-               "look at `dbguard locks`; let them finish or end them before deploying", op.table)
+               f"see them with `dbguard locks --table {op.table}`; let them finish, or end them with "
+               f"`dbguard locks kill --holding {op.table}`, before deploying", op.table)
 
 
 @rule("DG114", "creates-what-exists")

@@ -437,9 +437,11 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
             "blocked by session(s) " + ", ".join(sorted(clearing.reported)) + ", not ended: "
             + clearing.audit_denied))
     elif clearing.reported:
+        # Named by id: once the rollback has given up nobody waits, so --roots would find nobody.
+        pids = " ".join(f"--pid {sid}" for sid in sorted(clearing.reported))
         result = dataclasses.replace(result, advice=(
             "blocked by session(s) " + ", ".join(sorted(clearing.reported))
-            + "; rerun without --no-kill-blockers to end them, or `dbguard locks kill --roots`"))
+            + f"; rerun without --no-kill-blockers to end them, or `dbguard locks kill {pids}`"))
     phases.append(("total", _ms(started)))
     return dataclasses.replace(result, ended_sessions=ended, phases=durations(phases))
 
