@@ -24,6 +24,18 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}; Python {platform.python_version()}")
 
 
+def server_version(url: str) -> str:
+    """What the server at ``url`` says it is (``SELECT version()``), without its build details."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT version()").scalar()).split(" on ")[0].split(",")[0]
+    finally:
+        engine.dispose()
+
+
 def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     """Insert or replace the section between ``<!-- name:start -->`` and ``<!-- name:end -->`` only.
 

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from docsection import machine
+from docsection import machine, server_version
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,15 +217,6 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
             gc.unfreeze()
 
 
-def _server_version(engine_name: str) -> str:
-    engine = sa.create_engine(URLS[engine_name], poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return str(conn.exec_driver_sql("SELECT version()").scalar()).split(" on ")[0].split(",")[0]
-    finally:
-        engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pg", default="200,1000,3000")
@@ -277,7 +268,7 @@ MARK_START, MARK_END = "<!-- drift:start -->", "<!-- drift:end -->"
 
 
 def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    versions = ", ".join(f"{e} {_server_version(e)}" for e in URLS)
+    versions = ", ".join(f"{e} {server_version(URLS[e])}" for e in URLS)
     section = (
         f"{MARK_START}\n## Drift\n\n"
         f"`benchmarks/drift_bench.py`, {machine()}; {versions}. Median of {RUNS} per cell, the tools alternating in "

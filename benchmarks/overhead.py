@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from docsection import machine, write_section
+from docsection import machine, server_version, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -61,13 +61,7 @@ def server_name(engine: str) -> str:
     """The engine as the server names itself: a MySQL URL may reach MariaDB."""
     if engine != "mysql":
         return engine
-    admin = sa.create_engine(SERVERS[engine], poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
-    finally:
-        admin.dispose()
-    return "mariadb" if "mariadb" in version.lower() else "mysql"
+    return "mariadb" if "mariadb" in server_version(SERVERS[engine]).lower() else "mysql"
 
 
 class Database:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from docsection import machine, write_section
+from docsection import machine, server_version, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -124,17 +124,8 @@ def one_stall(engine: str, folder: Path, guarded: bool) -> tuple[float, str]:
         drop_database(url, SERVERS[engine])
 
 
-def server_version(engine: str) -> str:
-    import sqlalchemy as sa
-
-    engine_ = sa.create_engine(SERVERS[engine], poolclass=sa.pool.NullPool)
-    try:
-        with engine_.connect() as conn:
-            text = str(conn.exec_driver_sql("SELECT version()").scalar())
-    finally:
-        engine_.dispose()
-    text = text.split(" on ")[0].split(",")[0]
-    return text.removeprefix("PostgreSQL ")
+def engine_version(engine: str) -> str:
+    return server_version(SERVERS[engine]).removeprefix("PostgreSQL ")
 
 
 def require_mdl_source(engine: str) -> None:
@@ -170,7 +161,7 @@ def main() -> None:
         folder = Path(tmp)
         for engine in engines:
             require_mdl_source(engine)
-            versions.append(f"{NAMES[engine]} {server_version(engine)}")
+            versions.append(f"{NAMES[engine]} {engine_version(engine)}")
             samples = [one_rollback(engine, folder / f"rb{i}") for i in range(args.runs)]
             walls = sorted(s[0] for s in samples)
             median = statistics.median(walls)

@@ -171,9 +171,7 @@ def tables_in_statement(sql: str, dialect: Dialect | str,
     if not found:
         m = _TABLE_AFTER.match(sql)
         if m:
-            parts = [p.strip('`"') for p in m.group(1).split(".")]
-            schema, name = (parts[0], parts[1]) if len(parts) == 2 else (default_schema or "", parts[0])
-            found[(schema, name)] = None
+            found[_split_table(m.group(1), default_schema or "")] = None
     return tuple(found)
 
 

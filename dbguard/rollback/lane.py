@@ -23,7 +23,7 @@ from dbguard.core import breaker, lanes, zombie
 from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcnow
-from dbguard.db.lock_graph import SIGNALLING
+from dbguard.db.lock_graph import Audit
 from dbguard.db.runlock import acquire
 from dbguard.db.sql import run, run_statements
 from dbguard.errors import ConfigError, ExitCode
@@ -139,41 +139,34 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | Non
     if session.dialect.run_lock_kind != "sql":
         return []
     denied = locks_api.audit_not_writable(session, target.settings)
-    audit = KillLedger(session.conn, target.settings.table_prefix)
     budget = target.settings.rollback_budget_s
     outcomes: list[KillOutcome] = []
     for dead in runs:
+        audit = locks_api.make_audit(KillLedger(session.conn, target.settings.table_prefix), session.database,
+                                     session.db_user, " ".join(sys.argv), target.secrets, run_id=run_id,
+                                     reason=f"dbguard's own session of run {dead.id}: {why}")
         for session_id, identity in dead.sessions:
             recorded = orphans.RecordedSession(session_id, identity)
             state = orphans.command(session.conn, session.dialect, recorded)
             if state is None:
                 continue
-            if denied:  # never signalled unrecorded: it runs on, and the caller says why
-                victim = LockSession(session_id=session_id, kind="dbguard", user=None, application=None, client=None,
-                                     database=session.database, state=state, xact_age_s=None, query=None,
-                                     identity=identity)
-                outcomes.append(KillOutcome(session=victim, action="none", code="orphan",
-                                            reason=f"not ended: {denied}", outcome="still running"))
-                continue
-            rows: list[int] = []
-
-            def before_signal(victim: Any, action: str, state: str = state, dead: RunRecord = dead,
-                              rows: list[int] = rows) -> None:
-                rows.append(audit.record(
-                    killed_at=utcnow(), database_name=session.database, run_id=run_id,
-                    killed_by_db_user=session.db_user, killed_by_os_user=guard.os_user(),
-                    killed_by_host=socket.gethostname(), killed_by_pid=os.getpid(),
-                    command=mask(" ".join(sys.argv), target.secrets)[:4000], victim_session=victim.session_id,
-                    victim_state=state, action=action, outcome=SIGNALLING,
-                    reason=f"dbguard's own session of run {dead.id}: {why}"))
-
-            ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
-                                budget, before_signal)
-            for row_id in rows:
-                audit.update(row_id, outcome=ended.outcome)
             victim = LockSession(session_id=session_id, kind="dbguard", user=None, application=None, client=None,
                                  database=session.database, state=state, xact_age_s=None, query=None,
                                  identity=identity)
+            if denied:  # never signalled unrecorded: it runs on, and the caller says why
+                outcomes.append(KillOutcome(session=victim, action="none", code="orphan",
+                                            reason=f"not ended: {denied}", outcome="still running"))
+                continue
+            records: list[tuple[int, str]] = []
+
+            def before_signal(_recorded: Any, action: str, victim: LockSession = victim,
+                              records: list[tuple[int, str]] = records, audit: Audit = audit) -> None:
+                records.append((audit.intend(victim, action), action))
+
+            ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
+                                budget, before_signal)
+            for record_id, action in records:
+                audit.complete(record_id, action, ended.outcome)
             outcomes.append(KillOutcome(session=victim, action=ended.action, code="orphan",
                                         reason=f"left by run {dead.id}", outcome=ended.outcome))
     return outcomes
