@@ -269,13 +269,20 @@ def heads(state: _State) -> None:
               help="Never report objects matching this shell pattern (table, table.object); repeatable.")
 @click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
               help="An empty database to replay migrations into (default: a temporary one, always dropped).")
+@click.option("--baseline", "replay_baseline", default=None, metavar="SPEC",
+              help="For a brownfield chain: the schema to create before replaying (module:attr of a MetaData or "
+                   "callable, a schema-only .sql dump, or a snapshot .json). Setting: replay_baseline.")
+@click.option("--baseline-revision", "replay_baseline_revision", default=None, metavar="REV",
+              help="The revision the baseline stands for (default: before the first; a snapshot names its own).")
 @click.pass_obj
-def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str | None) -> None:
+def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str | None,
+          replay_baseline: str | None, replay_baseline_revision: str | None) -> None:
     """Exits 0 when they match, 1 when drift is found, 2 when the check could not run.
     The ledger tables and alembic_version are never drift."""
     from dbguard import api
 
-    _emit(state, api.drift(state.settings(), against=against, ignore=ignore, shadow_url=shadow_url,
+    settings = state.settings(replay_baseline=replay_baseline, replay_baseline_revision=replay_baseline_revision)
+    _emit(state, api.drift(settings, against=against, ignore=ignore, shadow_url=shadow_url,
                            progress=_progress(state)))
 
 
@@ -288,9 +295,14 @@ def drift(state: _State, against: str, ignore: tuple[str, ...], shadow_url: str 
 @click.option("--live", is_flag=True, help="Write the live database's schema instead of replaying.")
 @click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
               help="An empty database to replay migrations into (default: a temporary one, always dropped).")
+@click.option("--baseline", "replay_baseline", default=None, metavar="SPEC",
+              help="For a brownfield chain: the schema to create before replaying (module:attr of a MetaData or "
+                   "callable, a schema-only .sql dump, or a snapshot .json). Setting: replay_baseline.")
+@click.option("--baseline-revision", "replay_baseline_revision", default=None, metavar="REV",
+              help="The revision the baseline stands for (default: before the first; a snapshot names its own).")
 @click.pass_obj
 def snapshot(state: _State, revision: str | None, revision_option: str | None, output_path: str, live: bool,
-             shadow_url: str | None) -> None:
+             shadow_url: str | None, replay_baseline: str | None, replay_baseline_revision: str | None) -> None:
     """REVISION defaults to head; the file is for `drift --against FILE` in CI."""
     from dbguard import api
 
@@ -298,7 +310,8 @@ def snapshot(state: _State, revision: str | None, revision_option: str | None, o
         raise click.UsageError(f"REVISION {revision} and --revision {revision_option} disagree: give one")
     revision = revision or revision_option or "head"
 
-    _emit(state, api.snapshot(state.settings(), revision=revision, output=output_path, live=live,
+    settings = state.settings(replay_baseline=replay_baseline, replay_baseline_revision=replay_baseline_revision)
+    _emit(state, api.snapshot(settings, revision=revision, output=output_path, live=live,
                               shadow_url=shadow_url, progress=_progress(state)))
 
 

@@ -75,6 +75,12 @@ class Settings:
     # replayed in a scratch database (needs CREATE DATABASE), instead of storing the live schema unchecked.
     expected_schema: str | None = None
     verify_replay: bool = False
+    # A brownfield chain's starting schema, created in the scratch database before a replay (drift
+    # --against migrations, snapshot, verify_replay): module:attr (a MetaData, a declarative base or a
+    # callable taking a Connection), a schema-only .sql dump, or a snapshot .json; and the revision it
+    # stands for (none: the schema before the first revision; a snapshot names its own).
+    replay_baseline: str | None = None
+    replay_baseline_revision: str | None = None
     # A team's own secret patterns (regular expressions), masked in every output besides dbguard's own.
     mask_patterns: tuple[str, ...] = ()
 
@@ -110,6 +116,8 @@ _FILE_KEYS = {
     "kill_grace_ms",
     "expected_schema",
     "verify_replay",
+    "replay_baseline",
+    "replay_baseline_revision",
     "mask_patterns",
 }
 

@@ -58,10 +58,19 @@ def load_script(config: Any, settings: Settings) -> Any:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
+    from dbguard.migrations import internals
+
+    databases = (config.get_main_option("databases") or "").strip()
+    if databases:
+        raise ConfigError(f"{settings.config_path} migrates several databases in one run (databases = {databases}, "
+                          "Alembic's multidb template); dbguard guards one database per run and cannot lock, "
+                          "verify or roll back the others")
     try:
-        return ScriptDirectory.from_config(config)
+        script = ScriptDirectory.from_config(config)
     except CommandError as exc:
         raise ConfigError(f"{settings.config_path}: {exc}") from None
+    internals.defer_revision_imports(script)
+    return script
 
 
 def load_config(settings: Settings, url_is_enough: bool = False) -> Config:

@@ -62,7 +62,7 @@ KEYS = {
     "tables": ("table_name", "kind", "table_comment", "table_collation"),
     "columns": ("table_name", "column_name", "type", "is_nullable", "default_expr", "extra", "collation", "comment",
                 "generated"),
-    "indexes": ("table_name", "name", "non_unique", "column_name", "sub_part", "method", "expression"),
+    "indexes": ("table_name", "name", "non_unique", "column_name", "sub_part", "method", "expression", "key_order"),
     "foreign_keys": ("table_name", "name", "column_name", "ref_table", "ref_column"),
     "fk_rules": ("table_name", "name", "on_delete", "on_update"),
     "checks": ("table_name", "name", "expression", "level"),
@@ -141,15 +141,15 @@ def test_mariadb_reads_the_whole_catalog_packed_in_one_statement_and_unpacks_it_
         assert unpack(bad, n, fields) is None
     empty = unpack(None, 0, maria.catalog_packed_fields("checks"))
     assert empty is not None and empty.rows == []
-    ix = "\x1f".join("\x1e".join(f) for f in (["t", "PRIMARY", "0", "=id", "", "BTREE", ""],
-                                               ["t", "ix_a", "1", "=a", "10", "BTREE", ""]))
+    ix = "\x1f".join("\x1e".join(f) for f in (["t", "PRIMARY", "0", "=id", "", "BTREE", "", "A"],
+                                               ["t", "ix_a", "1", "=a", "10", "BTREE", "", "D"]))
     res = unpack(ix, 2, maria.catalog_packed_fields("indexes"))
     assert res is not None
     assert [dict(zip(res.at, r)) for r in res.rows] == [
         {"table_name": "t", "name": "PRIMARY", "non_unique": "0", "column_name": "id", "sub_part": None,
-         "method": "BTREE", "expression": None},
+         "method": "BTREE", "expression": None, "key_order": "A"},
         {"table_name": "t", "name": "ix_a", "non_unique": "1", "column_name": "a", "sub_part": "10",
-         "method": "BTREE", "expression": None},
+         "method": "BTREE", "expression": None, "key_order": "D"},
     ]
 
 

@@ -434,3 +434,95 @@ def test_the_heap_is_frozen_only_in_a_process_dbguard_owns(monkeypatch: pytest.M
         assert gc.get_freeze_count() > len(kept)
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("float(53)", "double", True), ("FLOAT(25)", "double", True), ("float(24)", "float", True),
+    ("float(1)", "float", True), ("float(24)", "double", False), ("float(53) unsigned", "double unsigned", True),
+    ("DOUBLE", "double", True), ("float(10,2)", "float(10,2)", True), ("float(10,2)", "double", False),
+])
+def test_mariadb_float_precision_is_a_float_up_to_24_bits_and_a_double_above(a, b, same):
+    for engine in ("mariadb", "mysql"):
+        assert (normalize_type(engine, a) == normalize_type(engine, b)) is same
+
+
+@pytest.mark.parametrize(("engine", "models", "catalog"), [
+    ("postgresql", "orders.status IN ('new', 'paid')",
+     "(status)::text = ANY ((ARRAY['new'::character varying, 'paid'::character varying])::text[])"),
+    ("mariadb", "orders.status IN ('new', 'paid')", "`status` in ('new','paid')"),
+    ("sqlite", "orders.total >= 0", "total >= 0"),
+    ("postgresql", '"orders"."total" >= 0', "total >= (0)::double precision"),
+])
+def test_a_checks_table_qualifier_is_no_difference(engine, models, catalog):
+    models_table = Table("orders", checks=(Check(None, models),))
+    live_table = Table("orders", checks=(Check("ck", catalog),))
+    assert diff(Schema(engine, (models_table,), origin="models"), Schema(engine, (live_table,))) == []
+    # Other expressions keep theirs: a view may join two tables.
+    assert not same_expression(engine, "a.x = 1", "b.x = 1")
+
+
+def test_a_checks_qualifier_does_not_hide_a_changed_check():
+    models_table = Table("orders", checks=(Check("ck", "orders.status IN ('new', 'paid')"),))
+    live_table = Table("orders", checks=(Check("ck", "status IN ('new', 'paid', 'void')"),))
+    found = diff(Schema("postgresql", (models_table,)), Schema("postgresql", (live_table,)))
+    assert kinds(found) == {("changed_check", "orders.ck")}
+
+
+def test_index_keys_carry_their_order_and_compare_by_it():
+    from dbguard.core.schema import index_key, split_index_key
+
+    assert index_key("a") == "a" and index_key("a", True) == "a DESC" and index_key("a", True, True) == "a DESC"
+    assert index_key("a", True, False) == "a DESC NULLS LAST" and index_key("a", False, True) == "a NULLS FIRST"
+    assert index_key("a", False, False) == "a"
+    for text in ("a", "a DESC", "a DESC NULLS LAST", "a NULLS FIRST", "lower(title) DESC", "a(10) DESC"):
+        assert index_key(*split_index_key(text)) == text
+    assert split_index_key("a desc nulls first") == ("a", True, None)
+    assert split_index_key("a ASC NULLS LAST") == ("a", False, None)
+    assert split_index_key("desc_col") == ("desc_col", False, None)
+
+    def table(*indexes: Index) -> Table:
+        return Table("t", indexes=indexes)
+
+    ix = Index("ix", ("a", "b DESC"))
+    assert diff(Schema("sqlite", (table(ix),)), Schema("sqlite", (table(ix),))) == []
+    flipped = diff(Schema("sqlite", (table(ix),)), Schema("sqlite", (table(Index("ix", ("a DESC", "b"))),)))
+    assert [(d.kind, d.expected, d.actual) for d in flipped] == [("changed_index", "(a, b DESC)", "(a DESC, b)")]
+    # An expression's order is compared apart from the expression (sqlglot reads "x DESC" as an alias).
+    expression = Index("ix", ("lower(title) DESC",))
+    assert diff(Schema("postgresql", (table(expression),)),
+                Schema("postgresql", (table(Index("ix", ("lower((title)::text) DESC",))),))) == []
+    assert kinds(diff(Schema("postgresql", (table(expression),)),
+                      Schema("postgresql", (table(Index("ix", ("lower((title)::text)",))),)))) == {
+        ("changed_index", "t.ix")}
+
+
+def test_an_index_under_another_name_is_renamed_in_either_direction():
+    old, new = Index("ix_old", ("a", "b DESC")), Index("ix_new", ("a", "b DESC"))
+    for origin in ("models", "catalog"):
+        found = diff(Schema("postgresql", (Table("t", indexes=(new,)),), origin=origin),
+                     Schema("postgresql", (Table("t", indexes=(old,)),)))
+        assert [(d.kind, d.object, d.expected, d.actual) for d in found] == [
+            ("renamed_index", "t.ix_new", "ix_new", "ix_old")]
+        assert found[0].describe() == "renamed index t.ix_new: expected ix_new, found ix_old"
+    back = diff(Schema("postgresql", (Table("t", indexes=(old,)),)), Schema("postgresql", (Table("t", indexes=(new,)),)))
+    assert kinds(back) == {("renamed_index", "t.ix_old")}
+    # Another shape is no rename: a missing index and an extra one; an unnamed one has no name to differ.
+    other = Index("ix_other", ("a",))
+    assert kinds(diff(Schema("postgresql", (Table("t", indexes=(new,)),)),
+                      Schema("postgresql", (Table("t", indexes=(other,)),)))) == {
+        ("missing_index", "t.ix_new"), ("extra_index", "t.ix_other")}
+    assert diff(Schema("mariadb", (Table("t", indexes=(Index(None, ("a",), unique=True),)),), origin="models"),
+                Schema("mariadb", (Table("t", indexes=(Index("a", ("a",), unique=True),)),))) == []
+    # The fast comparison of a models table with a catalog document sees the rename too.
+    doc = json.loads(to_json(Schema("postgresql", (Table("t", indexes=(old,)),))))
+    assert kinds(diff_models(Schema("postgresql", (Table("t", indexes=(new,)),), origin="models"), doc)) == {
+        ("renamed_index", "t.ix_new")}
+
+
+def test_table_qualified_checks_never_import_sqlglot_when_the_texts_are_equal():
+    code = ("import sys; from dbguard.core.schema import diff, Schema, Table, Check, Index;"
+            "t = Table('t', checks=(Check(None, 'orders.x > 0'),), indexes=(Index('ix', ('a DESC', 'lower(b)')),));"
+            "assert diff(Schema('postgresql', (t,), origin='models'), Schema('postgresql', (t,))) == [];"
+            "print('sqlglot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

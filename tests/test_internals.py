@@ -41,13 +41,30 @@ def test_the_op_proxy_is_bound_to_one_operations_instance_and_unbound() -> None:
         op.get_context()
 
 
-def test_config_attributes_can_be_swapped_and_restored() -> None:
-    config = Config()
-    original = config.attributes
-    internals.replace_config_attributes(config, {"connection": "stand-in"})
-    assert config.attributes == {"connection": "stand-in"}
-    internals.replace_config_attributes(config, original)
-    assert config.attributes is original
+def test_a_deferred_revision_map_plans_without_importing_and_imports_on_use(tmp_path: Path) -> None:
+    marker = tmp_path / "imported.txt"
+    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [
+        ("r1", "pass", "pass"), ("r2", "pass", "pass")])
+    versions_dir = ini.parent / "migrations" / "versions"
+    for path in versions_dir.glob("*.py"):
+        path.write_text(path.read_text() + f"\nopen({str(marker)!r}, 'a').write({path.stem!r} + '\\n')\n")
+    script = ScriptDirectory.from_config(Config(str(ini)))
+    internals.defer_revision_imports(script)
+    steps = list(internals.migration_steps(script, "up", "head", ()))
+    assert [s.revision.revision for s in steps] == ["r1", "r2"] and [s.doc for s in steps] == ["r1", "r2"]
+    assert not marker.exists()  # planned, documented, nothing imported
+    internals.import_revision_modules(script)
+    assert sorted(marker.read_text().split()) == sorted(p.stem for p in versions_dir.glob("*.py"))
+    assert callable(script.get_revision("r2").module.upgrade)
+
+
+def test_a_revision_with_computed_identifiers_is_imported_as_alembic_would(tmp_path: Path) -> None:
+    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", [("r1", "pass", "pass")])
+    (path,) = (ini.parent / "migrations" / "versions").glob("*.py")
+    path.write_text(path.read_text().replace("revision = 'r1'", "revision = 'r' + '1'"))
+    script = ScriptDirectory.from_config(Config(str(ini)))
+    internals.defer_revision_imports(script)
+    assert not isinstance(script.get_revision("r1").module, internals.DeferredRevisionModule)
 
 
 def test_constraint_names_unnamed_and_by_convention() -> None:
@@ -77,3 +94,36 @@ def test_cache_keys_sequences_and_ddl_if() -> None:
     only_pg = sa.Index("ix_pg", table.c.a).ddl_if(dialect="postgresql")
     assert internals.ddl_if_dialects(only_pg) == ("postgresql",)
     assert internals.ddl_if_dialects(sa.Index("ix_all", table.c.a)) is None
+
+
+def test_the_checks_of_types_follow_sqlalchemys_rule_per_engine() -> None:
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.schema import CreateTable
+
+    metadata = sa.MetaData()
+    table = sa.Table("t", metadata, sa.Column("flag", sa.Boolean(create_constraint=True, name="ck_flag")),
+                     sa.Column("mood", sa.Enum("a", "b", name="ck_mood", create_constraint=True)),
+                     sa.Column("kind", sa.Enum("x", name="ck_kind", native_enum=False, create_constraint=True)),
+                     sa.CheckConstraint("flag IS NOT NULL", name="ck_plain"))
+    for sa_dialect in (postgresql.dialect(), mysql.dialect(), sqlite.dialect()):
+        created = {c.name for c in table.constraints if isinstance(c, sa.CheckConstraint)
+                   and internals.created_on(c, sa_dialect)}
+        ddl = str(CreateTable(table).compile(dialect=sa_dialect))
+        assert created == {name for name in ("ck_flag", "ck_mood", "ck_kind", "ck_plain")
+                           if f"CONSTRAINT {name} CHECK" in ddl}, ddl
+        assert "ck_kind" in created and "ck_plain" in created
+        assert ("ck_flag" in created) is not sa_dialect.supports_native_boolean
+
+
+def test_names_longer_than_the_engine_allows_are_cut_as_create_all_cuts_them() -> None:
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex
+
+    metadata = sa.MetaData(naming_convention={"ix": "ix_%(column_0_label)s"})
+    table = sa.Table("t" * 40, metadata, sa.Column("c" * 40, sa.Integer, index=True))
+    (index,) = table.indexes
+    name = internals.convention_name(index, table)
+    cut = internals.ddl_name(name, postgresql.dialect(), index=True)
+    assert len(cut) <= 63 and cut != name
+    assert f"CREATE INDEX {cut} ON" in str(CreateIndex(index).compile(dialect=postgresql.dialect()))
+    assert internals.ddl_name("ix_short", postgresql.dialect(), index=True) == "ix_short"

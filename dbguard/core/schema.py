@@ -407,9 +407,36 @@ _MYSQL_ALIASES = {
     "decimal": "decimal(10,0)", "dec": "decimal(10,0)",
 }
 _MYSQL_INT_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
+_MYSQL_FLOAT_BITS = re.compile(r"^float\((\d+)\)(.*)$")
 _SPACES = re.compile(r"\s+")
 _PG_TYPE = re.compile(r"^([a-z_][a-z0-9_ .]*?)(\([^)]*\))?((?: with| without) time zone)?((?:\[\d*\])*)$")
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
+
+
+# An index key part's order, after its column or expression: [ASC|DESC] [NULLS FIRST|LAST].
+_KEY_ORDER = re.compile(r"^(.*?)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def index_key(text: str, descending: bool = False, nulls_first: bool | None = None) -> str:
+    """An index key part as every source writes it: the column (or expression), `` DESC`` when
+    descending, then ``NULLS FIRST``/``NULLS LAST`` only where it is not the default for the
+    direction (PostgreSQL's: last ascending, first descending). Ascending keys stay bare, so the
+    snapshots of indexes without an order are what they were."""
+    part = text + " DESC" if descending else text
+    if nulls_first is not None and nulls_first != descending:
+        part += " NULLS FIRST" if nulls_first else " NULLS LAST"
+    return part
+
+
+def split_index_key(text: str) -> tuple[str, bool, bool | None]:
+    """An index key part's column or expression, whether it is descending, and where its NULLs go
+    (None: the default for the direction): the inverse of :func:`index_key`."""
+    m = _KEY_ORDER.match(text)
+    if m is None or (m.group(2) is None and m.group(3) is None):
+        return text, False, None
+    descending = (m.group(2) or "").upper() == "DESC"
+    nulls_first = None if m.group(3) is None else m.group(3).upper() == "FIRST"
+    return m.group(1), descending, None if nulls_first == descending else nulls_first
 
 
 def _lower_outside_quotes(text: str) -> str:
@@ -442,6 +469,9 @@ def normalize_type(engine: str, raw: str) -> str:
         if text in ("tinyint(1)", "bool", "boolean"):
             return "tinyint(1)"
         text = _MYSQL_INT_WIDTH.sub(r"\1", text)
+        bits = _MYSQL_FLOAT_BITS.match(text)
+        if bits:  # FLOAT(p) is a FLOAT up to 24 bits of precision, a DOUBLE above: the catalog says which
+            text = ("float" if int(bits.group(1)) <= 24 else "double") + bits.group(2)
         base, paren, rest = text.partition("(")
         if base in _MYSQL_ALIASES and not paren:
             return _MYSQL_ALIASES[base]
@@ -521,10 +551,14 @@ _SQLGLOT_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysq
 
 
 @functools.lru_cache(maxsize=8192)
-def normalize_expression(engine: str, text: str | None) -> str | None:
+def normalize_expression(engine: str, text: str | None, unqualified: bool = False) -> str | None:
     """A normal form of a default or an expression: casts and parentheses dropped, ``now()`` and
     ``CURRENT_TIMESTAMP`` alike, ``true`` is ``1``, ``'0'``/``0.0000`` are ``0``, ``x = ANY (ARRAY[..])``
-    is ``x IN (..)``. Parsed with sqlglot, imported on first use only."""
+    is ``x IN (..)``. Parsed with sqlglot, imported on first use only.
+
+    ``unqualified``: columns lose their table (``orders.status`` is ``status``), for the expressions
+    of one table (checks, index keys and predicates), where a qualifier can only name that table:
+    SQLAlchemy writes one where the server keeps none."""
     if text is None:
         return None
     quick = _quick(text)
@@ -550,6 +584,8 @@ def normalize_expression(engine: str, text: str | None) -> str | None:
             return node
         if isinstance(node, exp.Identifier):
             return exp.Identifier(this=str(node.this).lower(), quoted=False)
+        if unqualified and isinstance(node, exp.Column) and node.args.get("table") is not None:
+            return exp.Column(this=node.this)
         if isinstance(node, (exp.EQ, exp.NEQ)) and isinstance(node.expression, exp.Any):
             inner = node.expression.this
             while isinstance(inner, (exp.Paren, exp.Cast)):
@@ -572,12 +608,17 @@ def normalize_expression(engine: str, text: str | None) -> str | None:
     return tree.sql()
 
 
-def same_expression(engine: str, a: str | None, b: str | None) -> bool:
+def same_expression(engine: str, a: str | None, b: str | None, unqualified: bool = False) -> bool:
     if a == b:
         return True
     if a is None or b is None:
         return False
-    return normalize_expression(engine, a) == normalize_expression(engine, b)
+    return normalize_expression(engine, a, unqualified) == normalize_expression(engine, b, unqualified)
+
+
+def same_table_expression(engine: str, a: str | None, b: str | None) -> bool:
+    """:func:`same_expression` for an expression of one table: a check, an index key or predicate."""
+    return same_expression(engine, a, b, True)
 
 
 # Diff -----------------------------------------------------------------------------------------
@@ -588,7 +629,13 @@ def _cols(items: Sequence[str]) -> str:
 
 
 def _same_columns(engine: str, a: Sequence[str], b: Sequence[str]) -> bool:
-    return len(a) == len(b) and all(same_expression(engine, x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x == y or _same_key(engine, x, y) for x, y in zip(a, b))
+
+
+def _same_key(engine: str, a: str, b: str) -> bool:
+    # The order is compared apart: sqlglot reads "lower(title) DESC" as an alias named DESC.
+    (ea, *order_a), (eb, *order_b) = split_index_key(a), split_index_key(b)
+    return order_a == order_b and same_table_expression(engine, ea, eb)
 
 
 def _match(
@@ -720,15 +767,18 @@ def _diff_table(engine: str, e: Table, a: Table, from_catalog: bool) -> list[Dri
             for i in extra]
     for x, y in pairs:
         obj = f"{t}.{x.name or y.name}"
+        if x.name and y.name and x.name != y.name:
+            # Paired by what it indexes, under another name: a later drop_index("x") would fail.
+            out.append(Drift("renamed_index", t, f"{t}.{x.name}", x.name, y.name))
         if x.unique != y.unique:
             out.append(Drift("changed_index_unique", t, obj, _index_text(x), _index_text(y)))
         elif (not _same_columns(engine, x.columns, y.columns) or x.method != y.method
-              or not same_expression(engine, x.where, y.where)):
+              or not same_table_expression(engine, x.where, y.where)):
             out.append(Drift("changed_index", t, obj, _index_text(x), _index_text(y)))
 
     # Check constraints: by name when both are named, else by their expression.
     def check_sig(x: Check, y: Check) -> bool:
-        return same_expression(engine, x.expression, y.expression)
+        return same_table_expression(engine, x.expression, y.expression)
 
     exp_checks = e.checks if from_catalog else tuple(dataclasses.replace(c, name=None) for c in e.checks)
     pairs, missing, extra = _match(exp_checks, a.checks, check_sig)

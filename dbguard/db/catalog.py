@@ -32,7 +32,9 @@ from dbguard.core.schema import (
     canonical_table_document,
     document_without_tables,
     from_dict,
+    index_key,
     normalize_type,
+    split_index_key,
     to_dict,
     without_gc,
 )
@@ -266,11 +268,13 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         if tb is None:
             continue
         method, expressions = r[at["method"]], r[at["columns"]]
-        tb["indexes"].append(_index(
-            r[at["name"]],
-            [_unquote_pg(c) for c in expressions] if expressions is not None
-            else named(table_name, r[at["column_numbers"]]),
-            bool(r[at["is_unique"]]), r[at["predicate"]], None if method == "btree" else method))
+        keys = ([_unquote_pg(c) for c in expressions] if expressions is not None
+                else named(table_name, r[at["column_numbers"]]))
+        options = r[at["column_options"]]
+        if options and any(options):  # indoption: 1 DESC, 2 NULLS FIRST (set by default with DESC)
+            keys = [index_key(k, bool(o & 1), bool(o & 2)) for k, o in zip(keys, options)]
+        tb["indexes"].append(_index(r[at["name"]], keys, bool(r[at["is_unique"]]), r[at["predicate"]],
+                                    None if method == "btree" else method))
     enums: dict[str, list[str]] = {}
     views: dict[str, str] = {}
     sequences: list[str] = []
@@ -358,8 +362,8 @@ def _build_mysql(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
     indexes: dict[tuple[str, str], dict[str, Any]] = {}
     res = rows["indexes"]
     at = res.at
-    i_table, i_name, i_col, i_sub, i_expr = (at["table_name"], at["name"], at["column_name"], at["sub_part"],
-                                             at["expression"])
+    i_table, i_name, i_col, i_sub, i_expr, i_order = (at["table_name"], at["name"], at["column_name"],
+                                                      at["sub_part"], at["expression"], at["key_order"])
     for r in res.rows:
         key = (r[i_table], r[i_name])
         ix = indexes.get(key)
@@ -369,7 +373,7 @@ def _build_mysql(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
             part = r[i_expr] or ""
         else:
             part = r[i_col] + (f"({r[i_sub]})" if r[i_sub] else "")
-        ix["columns"].append(part)
+        ix["columns"].append(index_key(part, True) if r[i_order] == "D" else part)
     for (table, name), ix in indexes.items():
         tb = tables.get(table)
         if tb is None:
@@ -572,17 +576,17 @@ def _build_sqlite_schema(dialect: Dialect, rows: dict[str, list[dict[str, Any]]]
     indexes: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows["indexes"]:
         ix = indexes.setdefault((r["table_name"], r["name"]), {"parts": [], **r})
-        ix["parts"].append((r["cid"], r["column_name"]))
+        ix["parts"].append((r["cid"], r["column_name"], r["descending"]))
     for (table, name), ix in indexes.items():
         tb = tables.get(table)
         if tb is None or ix["origin"] == "pk":
             continue
         sql_parts, where = _sqlite_index_parts(ix["index_sql"])
         columns = []
-        for i, (cid, column) in enumerate(ix["parts"]):
-            if column is None:  # an expression (cid -2)
-                column = sql_parts[i] if i < len(sql_parts) else "?"
-            columns.append(column)
+        for i, (cid, column, descending) in enumerate(ix["parts"]):
+            if column is None:  # an expression (cid -2), its order (if written) left to the flag
+                column = split_index_key(sql_parts[i])[0] if i < len(sql_parts) else "?"
+            columns.append(index_key(column, bool(descending)))
         if ix["origin"] == "u":
             tb.uniques.append(Unique(name=None if name.startswith("sqlite_autoindex_") else name,
                                      columns=tuple(columns)))

@@ -48,6 +48,12 @@ def transaction(conn: Connection, commit: bool = True) -> Iterator[Connection]:
         conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def run_verbatim(conn: Connection, statement: str) -> None:
+    """A statement of a user's schema (a dump's, a snapshot's DDL) sent as a client sends it: the text
+    as it is, no parameters (a % in a function body is not a placeholder)."""
+    conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+
+
 def run_health_check(conn: Connection, sql: str) -> None:
     """A fleet target's ``health_sql``, in a transaction rolled back whatever it did."""
     with transaction(conn, commit=False):

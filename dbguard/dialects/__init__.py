@@ -55,6 +55,8 @@ class Dialect(Protocol):
 
     def is_lock_timeout(self, exc: BaseException) -> bool: ...
 
+    def is_missing_table(self, exc: BaseException) -> bool: ...
+
     def is_privilege_error(self, exc: BaseException) -> bool: ...
 
     def ledger_grant_hint(self, user: str, database: str) -> str: ...
@@ -120,6 +122,10 @@ class Dialect(Protocol):
     unique_constraints_are_indexes: bool
     # Whether a foreign key makes the server create an index on its columns when none exists.
     fk_creates_index: bool
+
+    # Whether a server of this version builds a DESC index key descending (some take DESC and ignore
+    # it); () is a version not known, taken as a recent one.
+    def keeps_index_order(self, server_version: tuple[Any, ...]) -> bool: ...
     # "server": a scratch database for replaying migrations is made on the same server
     # (ScratchServer); "file": it is a temporary file.
     scratch_database_kind: str

@@ -23,6 +23,7 @@ from dbguard.dialects import (
 )
 
 LOCK_WAIT_TIMEOUT = 1205
+NO_SUCH_TABLE = 1146  # ER_NO_SUCH_TABLE
 LOCK_NOWAIT = 3572
 PRIVILEGE_ERRORS = frozenset({1044, 1142, 1227, 1370})
 MAX_LOCK_NAME = 64
@@ -182,12 +183,13 @@ class MysqlDialect:
         )
 
     def catalog_indexes(self) -> Statement:
-        """Index key parts. MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none."""
+        """Index key parts. MySQL 8.0.13+ has functional key parts (EXPRESSION); MariaDB has none.
+        COLLATION is the key's order: 'D' descending (MySQL 8, MariaDB 10.8+), 'A' ascending."""
         expression = "NULL" if self.mariadb else "EXPRESSION"
         return Statement(
             "SELECT TABLE_NAME AS table_name, INDEX_NAME AS name, NON_UNIQUE AS non_unique, "
             "COLUMN_NAME AS column_name, SUB_PART AS sub_part, "
-            f"INDEX_TYPE AS method, {expression} AS expression "
+            f"INDEX_TYPE AS method, {expression} AS expression, COLLATION AS key_order "
             "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
             "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
         )
@@ -257,6 +259,11 @@ class MysqlDialect:
                          f"ORDER BY {order} SEPARATOR 0x1f) AS packed FROM {source}")
         # SET STATEMENT: the limit for this statement only, the session's setting is left alone.
         return Statement("SET STATEMENT group_concat_max_len = 4294967295 FOR " + " UNION ALL ".join(parts))
+
+    def keeps_index_order(self, server_version: tuple[Any, ...]) -> bool:
+        """MariaDB before 10.8 and MySQL before 8.0 parse DESC in an index and build it ascending."""
+        numbers = tuple(v for v in server_version if isinstance(v, int))[:2]
+        return not numbers or numbers >= ((10, 8) if self.mariadb else (8, 0))
 
     @staticmethod
     def catalog_packed_fields(part: str) -> tuple[tuple[str, str], ...]:
@@ -361,6 +368,9 @@ class MysqlDialect:
 
     def is_privilege_error(self, exc: BaseException) -> bool:
         return _errno(exc) in PRIVILEGE_ERRORS
+
+    def is_missing_table(self, exc: BaseException) -> bool:
+        return _errno(exc) == NO_SUCH_TABLE
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f"GRANT {', '.join(LEDGER_PRIVILEGES)} ON `{database}`.* TO {account(user)};"
@@ -693,7 +703,8 @@ _PACKED_PARTS: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
         "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()", "TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
         (("table_name", "TABLE_NAME", ""), ("name", "INDEX_NAME", ""), ("non_unique", "NON_UNIQUE", ""),
          ("column_name", "COLUMN_NAME", "n"), ("sub_part", "SUB_PART", "e"), ("method", "INDEX_TYPE", "e"),
-         ("expression", "NULL", "e"))),  # MariaDB has no functional key parts
+         ("expression", "NULL", "e"),  # MariaDB has no functional key parts
+         ("key_order", "COLLATION", "e"))),
     "foreign_keys": (
         "information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL",
         "TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",

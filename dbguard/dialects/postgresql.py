@@ -21,6 +21,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 # The first half of a fleet claim's two-int advisory key ("dbgf"); the second is the claim row's id.
 FLEET_CLAIM_NAMESPACE = 0x64626766
 INSUFFICIENT_PRIVILEGE = "42501"
+UNDEFINED_TABLE = "42P01"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -154,12 +155,14 @@ class PostgresqlDialect:
 
     def catalog_indexes(self) -> Statement:
         """Indexes that back no constraint: key columns as attribute numbers (named from the columns
-        part), deparsed here only for an index on expressions; predicate, access method."""
+        part), deparsed here only for an index on expressions; each key's order (indoption: 1 DESC,
+        2 NULLS FIRST; pg_get_indexdef of one column leaves it out); predicate, access method."""
         return Statement(
             "SELECT c.relname AS table_name, i.relname AS name, x.indisunique AS is_unique, am.amname AS method, "
             "pg_catalog.pg_get_expr(x.indpred, x.indrelid, true) AS predicate, "
             # int2vector is indexed from 0; a slice is numbered from 1 again and ends at the key columns.
             "(x.indkey::int2[])[0:x.indnkeyatts - 1] AS column_numbers, "
+            "(x.indoption::int2[])[0:x.indnkeyatts - 1] AS column_options, "
             "CASE WHEN x.indexprs IS NOT NULL THEN ARRAY(SELECT pg_catalog.pg_get_indexdef(x.indexrelid, k, true) "
             "FROM generate_series(1, x.indnkeyatts) k ORDER BY k) END AS columns "
             "FROM pg_catalog.pg_index x "
@@ -204,6 +207,9 @@ class PostgresqlDialect:
     def catalog_packed(self) -> Statement | None:
         """No packed form: :meth:`catalog` is read as it is."""
         return None
+
+    def keeps_index_order(self, server_version: tuple[Any, ...]) -> bool:
+        return True
 
     def create_scratch_database(self, name: str) -> Statement:
         return Statement(f'CREATE DATABASE "{name}"')
@@ -289,6 +295,9 @@ class PostgresqlDialect:
 
     def is_privilege_error(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == INSUFFICIENT_PRIVILEGE
+
+    def is_missing_table(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == UNDEFINED_TABLE
 
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f'GRANT CREATE ON SCHEMA public TO "{user}";'

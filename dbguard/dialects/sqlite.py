@@ -37,7 +37,7 @@ class SqliteDialect:
         return Statement(
             "SELECT m.name AS table_name, il.name AS name, il.\"unique\" AS is_unique, il.origin AS origin, "
             "il.partial AS partial, ii.seqno AS position, ii.cid AS cid, ii.name AS column_name, "
-            "s.sql AS index_sql "
+            "ii.\"desc\" AS descending, s.sql AS index_sql "
             "FROM sqlite_master m JOIN pragma_index_list(m.name) il JOIN pragma_index_xinfo(il.name) ii "
             "LEFT JOIN sqlite_master s ON s.type = 'index' AND s.name = il.name "
             "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND ii.key = 1 "
@@ -68,6 +68,9 @@ class SqliteDialect:
     def catalog_packed(self) -> Statement | None:
         """No packed form: :meth:`catalog` is read as it is."""
         return None
+
+    def keeps_index_order(self, server_version: tuple[Any, ...]) -> bool:
+        return True  # since 3.3 (file format 4, the default)
 
     # No sessions to inspect or end: ``dbguard locks`` is for servers.
     lock_graph = None
@@ -113,6 +116,10 @@ class SqliteDialect:
     def is_privilege_error(self, exc: BaseException) -> bool:
         orig = driver_error(exc)
         return isinstance(orig, sqlite3.OperationalError) and "readonly" in str(orig)
+
+    def is_missing_table(self, exc: BaseException) -> bool:
+        orig = driver_error(exc)
+        return isinstance(orig, sqlite3.OperationalError) and str(orig).startswith("no such table")
 
     # No other session is visible: the busy timeout is the only bound on a wait.
     watches_waiters = False

@@ -161,6 +161,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
             from dbguard.db.catalog import read_document
             from dbguard.db.ledger import read_version_heads
             from dbguard.drift import expected as sources
+            from dbguard.drift import snapshot_file
             from dbguard.target import load_target, open_session
 
             target = load_target(settings)
@@ -213,7 +214,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 if against == "migrations":
                     expected = sources.migrations_document(target, session, heads, shadow_url, exclude, progress)
                 else:
-                    expected = model.document_without_tables(sources.snapshot_document(against), exclude)
+                    expected = model.document_without_tables(snapshot_file.snapshot_document(against), exclude)
                     _check_engine(expected["engine"], actual["engine"], against)
                 # Catalog against catalog: only tables whose documents differ are compared.
                 try:

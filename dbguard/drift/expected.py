@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import secrets
@@ -27,12 +26,12 @@ from dbguard.core.schema import (
     Table,
     Unique,
     canonical,
-    check_document,
     excluded,
-    from_dict,
     gc_paused,
+    index_key,
     normalize_type,
     parts_digest,
+    split_index_key,
     without_gc,
 )
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect, scratch_server_of, session_control_of
@@ -49,28 +48,29 @@ class NoTargetMetadata(ConfigError):
     """env.py gives no models to compare with (the stock template's ``target_metadata = None``)."""
 
 
-def read_target_metadata(config: Any, script: Any, connection: Any | None = None) -> list[Any]:
+def read_target_metadata(config: Any, script: Any) -> list[Any]:
     """env.py's ``target_metadata`` (a list of MetaData), read by running env.py with a work
     function that only looks at the context's options: no migration runs, nothing is written."""
-    return read_env_models(config, script, connection)[0]
+    return read_env_models(config, script)[0]
 
 
-def read_env_models(config: Any, script: Any, connection: Any | None = None) -> tuple[list[Any], Any | None]:
+def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None]:
     """:func:`read_target_metadata`, and the SQLAlchemy dialect of the connection env.py opened
-    (None when it opened none): initialised by the server it connected to."""
+    (None when it opened none): initialised by the server it connected to. The revision files are
+    imported first, as ``alembic check`` loads its revision map before it compares: models that only
+    the revisions import are then in the metadata."""
     from alembic.runtime.environment import EnvironmentContext
 
     found: list[Any] = []
     dialects: list[Any] = []
 
     def fn(rev: Any, context: Any) -> list[Any]:
+        internals.import_revision_modules(script)
         found.append(context.opts.get("target_metadata"))
         if context.connection is not None:
             dialects.append(context.connection.dialect)
         return []
 
-    if connection is not None:
-        config.attributes["connection"] = connection
     try:
         # Importing thousands of models builds a big heap that lives as long as the process: no
         # full collections while it grows, and frozen once built.
@@ -84,9 +84,6 @@ def read_env_models(config: Any, script: Any, connection: Any | None = None) -> 
 
         raise ConfigError(f"env.py failed while reading target_metadata: "
                           f"{type(getattr(exc, 'orig', None) or exc).__name__}: {first_line(exc)}") from None
-    finally:
-        if connection is not None:
-            config.attributes.pop("connection", None)
     return metadata_list(found[0] if found else None), (dialects[0] if dialects else None)
 
 
@@ -98,22 +95,60 @@ def metadata_list(meta: Any) -> list[Any]:
     return list(meta) if isinstance(meta, (list, tuple)) else [meta]
 
 
-def _constraint_name(constraint: Any) -> str | None:
+def _constraint_name(constraint: Any, sa_dialect: Any = None) -> str | None:
+    """The name ``create_all`` gives ``constraint`` (an index too); with ``sa_dialect``, a naming
+    convention's name cut to the engine's limit as SQLAlchemy cuts it."""
     name = constraint.name
-    if not internals.unnamed(name):
-        return str(name)
-    table = getattr(constraint, "table", None)
-    if table is None:
-        return None
-    try:
-        name = internals.convention_name(constraint, table)
-    except Exception:  # noqa: BLE001 - a convention that cannot be applied leaves the name to the server
-        return None
-    return None if internals.unnamed(name) else str(name)
+    if internals.unnamed(name):
+        table = getattr(constraint, "table", None)
+        if table is None:
+            return None
+        try:
+            name = internals.convention_name(constraint, table)
+        except Exception:  # noqa: BLE001 - a convention that cannot be applied leaves the name to the server
+            return None
+        if internals.unnamed(name):
+            return None
+    if sa_dialect is not None and len(name) > _name_limit(sa_dialect):
+        return internals.ddl_name(name, sa_dialect, isinstance(constraint, sa.Index))
+    return str(name)
+
+
+def _name_limit(sa_dialect: Any) -> int:
+    return min(sa_dialect.max_identifier_length, sa_dialect.max_index_name_length or 1 << 16,
+               sa_dialect.max_constraint_name_length or 1 << 16)
 
 
 def _compile(element: Any, sa_dialect: Any) -> str:
     return str(element.compile(dialect=sa_dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _ddl_compile(element: Any, sa_dialect: Any) -> str:
+    """An expression of one table as CREATE TABLE/INDEX write it (a check, an index key or
+    predicate, a computed column): its columns without their table, which the server would drop."""
+    return str(element.compile(dialect=sa_dialect, compile_kwargs={"literal_binds": True, "include_table": False}))
+
+
+# A column type's own collation (and MySQL character set) as SQLAlchemy writes them after the type:
+# the catalog keeps the collation apart from the type.
+_TYPE_COLLATION = re.compile(r'^(.*?)(?:\s+CHARACTER SET\s+\w+)?(?:\s+COLLATE\s+("(?:[^"]|"")*"|`[^`]*`|\w+))?$',
+                             re.DOTALL)
+
+
+def _split_collation(type_text: str) -> tuple[str, str | None]:
+    if " COLLATE " not in type_text and " CHARACTER SET " not in type_text:
+        return type_text, None
+    m = _TYPE_COLLATION.match(type_text)
+    if m is None:
+        return type_text, None
+    collation = m.group(2)
+    if collation and collation[0] in '"`':
+        collation = collation[1:-1].replace('""', '"')
+    return m.group(1), collation
+
+
+_ORDER_MODIFIERS = {sa.sql.operators.desc_op: "desc", sa.sql.operators.asc_op: "asc",
+                    sa.sql.operators.nulls_first_op: "first", sa.sql.operators.nulls_last_op: "last"}
 
 
 _CONSTANTS = (sa.sql.elements.True_, sa.sql.elements.False_, sa.sql.elements.Null)
@@ -207,6 +242,9 @@ class _TableConverter:
         self.family = _family_key(dialect)
         self.comments = sa_dialect.supports_comments
         self.enums: dict[str, tuple[str, ...]] = {}
+        # MySQL's table options as SQLAlchemy reads them: keyword arguments named after the dialect.
+        self.collate_option = f"{sa_dialect.name}_collate" if self.family == "mysql" else None
+        self.key_order = dialect.keeps_index_order(tuple(sa_dialect.server_version_info or ()))
 
     def convert(self, table: Any) -> Table:
         name, columns, pk, uniques, checks, indexes, fks, comment = self.parts(table)
@@ -226,18 +264,21 @@ class _TableConverter:
         compiled, type_texts, native_enums, family = self.compiled, self.type_texts, self.native_enums, self.family
         comments, enum_type, sequence_type = self.comments, sa.Enum, sa.Sequence
         auto = table.autoincrement_column
+        # A column of the table's own collation has none of its own in MySQL's catalog.
+        table_collation = table.kwargs.get(self.collate_option) if self.collate_option else None
         columns = []
         for col in table.columns:
             col_type = col.type
-            type_text = _type_text(col_type, sa_dialect, type_texts)
+            # The collation is the one the DDL writes (a variant's for this dialect), apart from the type.
+            type_text, collation = _split_collation(_type_text(col_type, sa_dialect, type_texts))
             if native_enums and isinstance(col_type, enum_type):
                 self._note_enum(col_type)
             autoincrement = (col is auto and not isinstance(col.default, sequence_type)) or col.identity is not None
-            computed = _compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
+            computed = _ddl_compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
             columns.append((
                 str(col.name), normalize_type(engine, type_text), bool(col.nullable),
                 None if computed else _default_text(col, sa_dialect, compiled),
-                autoincrement and not rowid_engine, getattr(col_type, "collation", None),
+                autoincrement and not rowid_engine, None if collation == table_collation else collation,
                 col.comment if comments else None, computed,
             ))
         # Plain str, not SQLAlchemy's quoted_name: these tuples are digested with marshal.
@@ -252,14 +293,17 @@ class _TableConverter:
             if isinstance(constraint, sa.UniqueConstraint):
                 cols = tuple(str(c.name) for c in constraint.columns)
                 if dialect.unique_constraints_are_indexes:
-                    indexes.append((_constraint_name(constraint), cols, True, None, None))
+                    indexes.append((_constraint_name(constraint, sa_dialect), cols, True, None, None))
                 else:
-                    uniques.append((_constraint_name(constraint), cols))
+                    uniques.append((_constraint_name(constraint, sa_dialect), cols))
             elif isinstance(constraint, sa.CheckConstraint):
-                checks.append((_constraint_name(constraint), _compile(constraint.sqltext, sa_dialect)))
+                # A Boolean's or Enum's own CHECK exists only where the engine lacks the native type.
+                if internals.created_on(constraint, sa_dialect):
+                    checks.append((_constraint_name(constraint, sa_dialect),
+                                   _ddl_compile(constraint.sqltext, sa_dialect)))
             elif isinstance(constraint, sa.ForeignKeyConstraint):
                 ref = constraint.elements[0].column.table
-                fks.append((_constraint_name(constraint), tuple(str(c.name) for c in constraint.columns),
+                fks.append((_constraint_name(constraint, sa_dialect), tuple(str(c.name) for c in constraint.columns),
                             str(ref.name), tuple(str(e.column.name) for e in constraint.elements),
                             _action(constraint.ondelete, dialect), _action(constraint.onupdate, dialect)))
         for index in table.indexes:
@@ -274,22 +318,22 @@ class _TableConverter:
                 elif isinstance(expr, str):
                     parts.append(expr)
                 else:
-                    parts.append(_compile(expr, sa_dialect))
+                    parts.append(self._index_key(index, expr))
             where = None
             method = None
             for key in ("postgresql", "sqlite"):
                 if key in opts and opts[key].get("where") is not None:
-                    where = _compile(opts[key]["where"], sa_dialect) if key == family else where
+                    where = _ddl_compile(opts[key]["where"], sa_dialect) if key == family else where
             if family == "postgresql":
                 method = opts["postgresql"].get("using") if "postgresql" in opts else None
                 method = None if method in (None, False, "", "btree") else str(method)
             elif dialect.unique_constraints_are_indexes and "mysql" in opts:
                 prefix = opts["mysql"].get("prefix")
                 method = prefix.lower() if prefix else None
-            indexes.append((_constraint_name(index), tuple(parts), bool(index.unique), where, method))
+            indexes.append((_constraint_name(index, sa_dialect), tuple(parts), bool(index.unique), where, method))
         if fks and dialect.fk_creates_index:
             # InnoDB adds an index for a foreign key unless one starts with its columns.
-            leading = [pk] + [tuple(p.split("(")[0] for p in ix[1]) for ix in indexes]
+            leading = [pk] + [tuple(split_index_key(p)[0].split("(")[0] for p in ix[1]) for ix in indexes]
             for fk in fks:
                 width = len(fk[1])
                 if not any(cols[:width] == fk[1] for cols in leading):
@@ -300,6 +344,28 @@ class _TableConverter:
                        for c in columns]
         return (str(table.name), columns, pk, uniques, checks, indexes, fks,
                 table.comment if sa_dialect.supports_comments else None)
+
+    def _index_key(self, index: Any, expr: Any) -> str:
+        """A key part that is not a bare column: ``t.c.a.desc()``, ``func.lower(t.c.b)``, ``text("a DESC")``,
+        written as the catalog readers write it (:func:`dbguard.core.schema.index_key`)."""
+        direction = nulls = None
+        while isinstance(expr, sa.sql.expression.UnaryExpression) and expr.modifier in _ORDER_MODIFIERS:
+            word = _ORDER_MODIFIERS[expr.modifier]
+            if word in ("asc", "desc"):
+                direction = direction or word
+            else:
+                nulls = nulls or word
+            expr = expr.element
+        if isinstance(expr, sa.Column):
+            length = _mysql_length(index, expr.name) if self.dialect.unique_constraints_are_indexes else None
+            text = expr.name + (f"({length})" if length else "")
+        else:
+            text = _ddl_compile(expr, self.sa_dialect)
+        text, descending, nulls_first = split_index_key(text)
+        if not self.key_order:  # a server that takes DESC and builds the index ascending
+            return text
+        return index_key(text, descending if direction is None else direction == "desc",
+                         nulls_first if nulls is None else nulls == "first")
 
     def collect_enums(self, table: Any) -> None:
         """The native enums of a table's columns, without converting the table."""
@@ -439,21 +505,6 @@ def models_schema(target: Any, session: Any, exclude: tuple[str, ...],
 
 
 # Snapshot -------------------------------------------------------------------------------------
-
-
-def snapshot_document(path: str | Path) -> dict[str, Any]:
-    """A snapshot file as its document (plain JSON data, checked): objects are built later, only
-    for the tables that differ from the live ones."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
-    try:
-        doc = check_document(json.loads(text))
-        from_dict(doc, ())  # the shape of everything but the tables
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return doc
 
 
 # Migrations replayed in a scratch database ----------------------------------------------------
@@ -677,34 +728,71 @@ def drop_scratch(session: Any, name: str, force: bool = True) -> None:
 def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shadow_url: str | None,
                         exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Replay the migrations up to ``heads`` into a scratch database and read it back as a snapshot
-    document."""
+    document. A brownfield chain's baseline (``replay_baseline``) is created there first."""
     from alembic import command
 
     from dbguard.db import connect as dbconnect
     from dbguard.db.catalog import read_document
+    from dbguard.drift import baseline as baselines
 
+    chosen = baselines.from_settings(target.settings)
     with scratch_database(target, session, shadow_url, announce) as scratch:
         config = _config_for(target.config, scratch.url)
+        try:
+            after: tuple[str, ...] = ()
+            if chosen is not None:
+                after = baselines.apply(chosen, scratch.url, target.settings)
+                announce(f"created the baseline {chosen.spec}" + (f" (at {' '.join(after)})" if after else ""))
+            with _replay_hooks(config, scratch.url):
+                if after:
+                    command.stamp(config, list(after) if len(after) > 1 else after[0])
+                for head in heads or ():
+                    command.upgrade(config, head)
+        except (DbguardError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the project's migrations: one line, exit 2
+            line = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {dbconnect.first_line(exc)}"
+            if chosen is None and session.dialect.is_missing_table(exc):
+                raise ConfigError(
+                    f"replaying the migrations failed: {line}; the chain looks brownfield (its first revision "
+                    "expects tables it does not create): pass --baseline module:MetaData, a schema-only .sql dump "
+                    "or a snapshot .json (setting replay_baseline), with --baseline-revision REV if it stands "
+                    "for a later revision"
+                ) from None
+            raise ConfigError(f"replaying the migrations failed: {line}") from None
         engine = dbconnect.create_engine(scratch.url, target.settings.connect_timeout_s)
         try:
-            with dbconnect.connection(engine, autocommit=False) as conn:
-                config.attributes["connection"] = conn
-                try:
-                    for head in heads or ():
-                        command.upgrade(config, head)
-                except (Exception, KeyboardInterrupt) as exc:
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise
-                    raise ConfigError(
-                        f"replaying the migrations failed: {type(getattr(exc, 'orig', None) or exc).__name__}: "
-                        f"{dbconnect.first_line(exc)}"
-                    ) from None
-                finally:
-                    config.attributes.pop("connection", None)
             with dbconnect.connection(engine) as conn:
                 return read_document(conn, for_sqlalchemy_dialect(conn.dialect), exclude)
         finally:
             engine.dispose()
+
+
+@contextlib.contextmanager
+def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[None]:
+    """env.py migrates the scratch database on a connection of its own (from the sqlalchemy.url of
+    ``config``, as under plain Alembic); whatever it connects to must be that database, never the
+    one being checked (an env.py that ignores sqlalchemy.url would replay into it)."""
+    from dbguard.db.sql import run
+    from dbguard.migrations import bridge
+
+    def verify(connection: Any) -> None:
+        dialect = for_sqlalchemy_dialect(connection.dialect)
+        database = run(connection, dialect.current_database()).scalar()
+        wanted = url.database or ""
+        if database is None or dialect.normalize_database(str(database)) != dialect.normalize_database(wanted):
+            raise ConfigError(
+                f"env.py connected to {database} instead of the scratch database {wanted} it was given in "
+                "sqlalchemy.url; nothing was replayed into it. Make env.py use config's sqlalchemy.url"
+            )
+
+    hooks = bridge.RunHooks(tracker=bridge.StepTracker(), session_statements=[], verify_connection=verify)
+    with bridge.configure_hook():
+        config.attributes["dbguard"] = hooks
+        try:
+            yield
+        finally:
+            config.attributes.pop("dbguard", None)
 
 
 def _config_for(config: Any, url: sa.engine.URL) -> Any:

@@ -148,6 +148,12 @@ def _configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
     gets its connection prepared and its steps tracked; any other context is left as it is."""
     hooks = self.config.attributes.get("dbguard")
     connection = kw.get("connection", args[0] if args else None)
+    if isinstance(hooks, RunHooks) and ("upgrade_token" in kw or "downgrade_token" in kw):
+        from dbguard.errors import ConfigError
+
+        # Alembic's multidb template: one env.py run migrates several databases, each its own context.
+        raise ConfigError("env.py migrates several databases in one run (upgrade_token/downgrade_token, Alembic's "
+                          "multidb template); dbguard guards one database per run")
     if isinstance(hooks, RunHooks) and connection is not None and not self.is_offline_mode():
         _prepare_connection(connection, hooks)
         kw["transaction_per_migration"] = True
@@ -203,40 +209,12 @@ def run_migrations(script: ScriptDirectory, config: Any, direction: str, destina
     file, with the work function tracked from the start.
     """
     def steps(heads: Any, context: Any) -> Any:
+        internals.import_revision_modules(script)
         return internals.migration_steps(script, direction, destination, heads)
 
     with EnvironmentContext(config, script, fn=tracker.wrap(steps), as_sql=False,
                             starting_rev=None, destination_rev=destination):
         script.run_env()
-
-
-class LazyConnectionAttributes(dict):
-    """``config.attributes`` whose "connection" is opened only when env.py asks for it.
-
-    Alembic's cookbook env.py migrates on ``config.attributes["connection"]``; the stock one never
-    looks, and should not pay for a connection it does not use.
-    """
-
-    def __init__(self, base: dict, opener: Callable[[], Any]) -> None:
-        super().__init__(base)
-        self._opener = opener
-
-    def _open(self) -> None:
-        if not dict.__contains__(self, "connection"):
-            dict.__setitem__(self, "connection", self._opener())
-
-    def __contains__(self, key: object) -> bool:
-        return key == "connection" or dict.__contains__(self, key)
-
-    def __getitem__(self, key: Any) -> Any:
-        if key == "connection":
-            self._open()
-        return dict.__getitem__(self, key)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        if key == "connection":
-            self._open()
-        return dict.get(self, key, default)
 
 
 # Revision arithmetic ------------------------------------------------------------------------
@@ -394,6 +372,7 @@ def offline_sql(script: ScriptDirectory, config: Any, start: tuple[str, ...], de
             pass
 
     def steps(heads: Any, context: Any) -> Iterator[Any]:
+        internals.import_revision_modules(script)
         for step in internals.migration_steps(script, "up", destination, heads):
             script_rev = step.revision
             record = RenderedRevision(revision=script_rev.revision, doc=script_rev.doc, path=script_rev.path,

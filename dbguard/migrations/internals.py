@@ -6,7 +6,11 @@ Nothing else in dbguard may touch a private name of either library (tests/test_l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import threading
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 # --- Alembic ----------------------------------------------------------------------------------------
@@ -73,3 +77,156 @@ def ddl_if_dialects(item: Any) -> tuple[str, ...] | None:
     if ddl_if is None or ddl_if.dialect is None:
         return None
     return (ddl_if.dialect,) if isinstance(ddl_if.dialect, str) else tuple(ddl_if.dialect)
+
+
+def created_on(constraint: Any, sa_dialect: Any) -> bool:
+    """Whether ``create_all`` emits ``constraint`` on this engine by the rule SQLAlchemy attaches to
+    it: the CHECK of a ``Boolean``/``Enum(create_constraint=True)`` is made only where the engine
+    lacks the native type (``supports_native_boolean``, ``supports_native_enum`` and the type's
+    ``native_enum``, or its variant's for this dialect). The DDL compiler calls the private rule with
+    itself; no public call asks it."""
+    rule = getattr(constraint, "_create_rule", None)
+    if rule is None:
+        return True
+    return bool(rule(sa_dialect.ddl_compiler(sa_dialect, None)))
+
+
+def ddl_name(name: str, sa_dialect: Any, index: bool) -> str:
+    """A constraint's or index's name as ``create_all`` writes it on this engine: a naming
+    convention's name longer than the engine allows is cut, its last characters a hash of the whole.
+    IdentifierPreparer does it, quoting the result unless told by a keyword meant for Alembic."""
+    preparer = sa_dialect.identifier_preparer
+    render = preparer.truncate_and_render_index_name if index else preparer.truncate_and_render_constraint_name
+    try:
+        return str(render(name, _alembic_quote=False))
+    except Exception:  # noqa: BLE001 - a given name too long for the engine: create_all fails on it anyway
+        return str(name)
+
+
+# --- Revision files read without importing them ------------------------------------------------------
+
+_LITERAL_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+_defer_lock = threading.Lock()
+
+
+class DeferredRevisionModule(types.ModuleType):
+    """A revision file's module as far as Alembic's revision map needs it: its identifiers and
+    docstring read from the source as literals. The file is imported on the first use of anything
+    else (``upgrade``, ``downgrade``), or by :func:`import_revision_modules`."""
+
+    def __init__(self, path: Path, literals: dict[str, Any], doc: str | None,
+                 load: Callable[[], types.ModuleType]) -> None:
+        self._dbguard_load: Callable[[], types.ModuleType] | None = load
+        super().__init__(re.sub(r"\W", "_", path.name), doc)
+        self.__dict__.update(literals)
+        self.__file__ = str(path)
+
+    def dbguard_import(self) -> None:
+        load, self._dbguard_load = self._dbguard_load, None
+        if load is not None:
+            self.__dict__.update(load().__dict__)
+
+    def __getattr__(self, name: str) -> Any:
+        # Alembic asks for a source encoding that only Python 2 files had: not worth an import.
+        if name.startswith("__") or name == "_alembic_source_encoding" or self._dbguard_load is None:
+            raise AttributeError(name)
+        if name in ("upgrade", "downgrade"):
+            # Alembic takes the function when it plans a step (RevisionStep), long before it runs it.
+            def migration_fn(*args: Any, **kw: Any) -> Any:
+                self.dbguard_import()
+                return getattr(self, name)(*args, **kw)
+
+            return migration_fn
+        self.dbguard_import()
+        return getattr(self, name)
+
+
+def _revision_literals(path: Path) -> tuple[dict[str, Any], str | None] | None:
+    """``revision``, ``down_revision``, ``branch_labels``, ``depends_on`` and the docstring of a
+    revision file, when each is assigned once at module level to a literal; None otherwise (the file
+    is then imported as Alembic would)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None  # the import reports it as Alembic would
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            return None
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+                               ast.Expr, ast.Pass)):
+            continue
+        else:
+            # if/for/try/with at module level could assign an identifier in a way the source hides.
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            if names & set(_LITERAL_NAMES):
+                return None
+            continue
+        for target in targets:
+            stored = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            for name in stored & set(_LITERAL_NAMES):
+                if name in found or not isinstance(target, ast.Name) or value is None:
+                    return None
+                try:
+                    found[name] = ast.literal_eval(value)
+                except ValueError:
+                    return None
+    if not isinstance(found.get("revision"), str) or "down_revision" not in found:
+        return None
+    for name in ("branch_labels", "depends_on"):
+        found.setdefault(name, None)
+    return found, ast.get_docstring(tree, clean=False)
+
+
+def defer_revision_imports(script: Any) -> None:
+    """Give ``script`` a revision map whose scripts import their files only when a step runs them.
+
+    Alembic imports every revision file to build its map; dbguard needs the map in its pre-flight,
+    before env.py runs, and the imports would change what env.py first sees in ``sys.modules`` (the
+    project's packages, imported by the revisions) and cost their import time in every command.
+    The files Alembic lists (``ScriptDirectory._load_revisions``) are read as source instead, through
+    ``alembic.util.load_python_file`` swapped for the map's load only; a file whose identifiers are
+    not plain literals, or a sourceless one, is imported as Alembic would."""
+    import alembic.util
+    from alembic.script.revision import RevisionMap
+
+    original = alembic.util.load_python_file
+    deferred: list[DeferredRevisionModule] = []
+
+    def load_python_file(dir_: Any, filename: Any) -> types.ModuleType:
+        path = Path(dir_) / Path(filename).name
+
+        def load() -> types.ModuleType:
+            return original(dir_, filename)
+
+        parsed = _revision_literals(path) if path.suffix == ".py" and path.is_file() else None
+        if parsed is None:
+            return load()
+        module = DeferredRevisionModule(path, parsed[0], parsed[1], load)
+        deferred.append(module)
+        return module
+
+    with _defer_lock:
+        alembic.util.load_python_file = load_python_file  # type: ignore[assignment]
+        try:
+            scripts = list(script._load_revisions())
+        finally:
+            alembic.util.load_python_file = original  # type: ignore[assignment]
+    script.revision_map = RevisionMap(lambda: iter(scripts))
+    script.__dict__["_dbguard_deferred"] = deferred
+
+
+def import_revision_modules(script: Any) -> None:
+    """Import every revision file a deferred map has not imported yet, in the order Alembic's own map
+    load would: where plain Alembic would have loaded its map (after env.py began), so that models
+    that only revision files import are there, as under ``alembic check``."""
+    for module in script.__dict__.get("_dbguard_deferred", ()):
+        module.dbguard_import()

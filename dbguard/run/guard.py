@@ -45,7 +45,7 @@ from dbguard.errors import (
     is_internal,
 )
 from dbguard.masking import mask
-from dbguard.migrations import bridge, internals
+from dbguard.migrations import bridge
 from dbguard.results import Confirm, RiskPrompt, RunResult, StepResult
 from dbguard.run.cancel import Cancellation, cancellable
 from dbguard.target import Session, Target, make_lock, open_session, os_user, shorter_lock_waits
@@ -243,35 +243,8 @@ class _Runner:
             raise TargetMismatchError(
                 f"env.py connected to another server or database ({database}) than the one dbguard "
                 f"locked and records in ({self.target.masked_url}); aborted before any DDL. Make env.py use "
-                "the configured sqlalchemy.url or config.attributes['connection']"
+                "the configured sqlalchemy.url"
             )
-
-
-class _MigrationConnection:
-    """The connection handed to a cookbook env.py, opened on first use."""
-
-    def __init__(self, target: Target) -> None:
-        self._target = target
-        self._engine: Any = None
-        self.conn: Any = None
-
-    def open(self) -> Any:
-        if self.conn is None:
-            self._engine = dbconnect.create_engine(self._target.ledger_url, self._target.settings.connect_timeout_s)
-            self.conn = dbconnect.connect(self._engine, autocommit=False)
-        return self.conn
-
-    def rollback(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.conn is not None and self.conn.in_transaction():
-                self.conn.rollback()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.conn is not None:
-                self.conn.close()
-        if self._engine is not None:
-            self._engine.dispose()
 
 
 # How often a PostgreSQL migration session looks for a client that died mid-statement.
@@ -732,9 +705,10 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         verify_connection=runner.verify_connection,
         on_connection=connection_ready,
     )
+    # Nothing goes into config.attributes that plain Alembic would not put there but dbguard's own
+    # key: env.py builds its connection from sqlalchemy.url as it always does, and the configure hook
+    # prepares whatever connection it hands Alembic.
     config = runner.target.config
-    migration = _MigrationConnection(runner.target)
-    original_attributes = config.attributes
 
     retries = 0
     error: BaseException | None = None
@@ -743,7 +717,6 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     alembic_hooked = contextlib.ExitStack()
     alembic_hooked.enter_context(bridge.configure_hook())
     try:
-        internals.replace_config_attributes(config, bridge.LazyConnectionAttributes(original_attributes, migration.open))
         config.attributes["dbguard"] = hooks
         if policy.before is not None:
             policy.before(hooks, monitor)
@@ -775,16 +748,14 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                 if (not interrupted and timed_out and failing is not None and not failing.committed_work
                         and _retryable(policy, retries)):
                     retries += 1
-                    migration.rollback()
                     time.sleep(backoff_ms(retries, settings.retry_backoff_ms,
                                           settings.retry_backoff_max_ms, random.random) / 1000)
                     continue
                 break
     finally:
-        internals.replace_config_attributes(config, original_attributes)
+        config.attributes.pop("dbguard", None)
         alembic_hooked.close()
         monitor.stop()
-        migration.close()
         with contextlib.suppress(Exception):
             journal.flush()
 
@@ -1032,13 +1003,9 @@ def _stamp(runner: _Runner, command: Any, revision: str) -> None:
         runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
         verify_connection=runner.verify_connection)
     config = runner.target.config
-    engine = dbconnect.create_engine(runner.target.ledger_url, runner.settings.connect_timeout_s)
     try:
-        with bridge.configure_hook(), dbconnect.connection(engine, autocommit=False) as conn:
+        with bridge.configure_hook():
             config.attributes["dbguard"] = hooks
-            config.attributes["connection"] = conn
             command.stamp(config, revision, purge=True)
     finally:
         config.attributes.pop("dbguard", None)
-        config.attributes.pop("connection", None)
-        engine.dispose()

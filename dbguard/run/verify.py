@@ -87,11 +87,12 @@ def _expected_elsewhere(session: Any, target: Any, heads: tuple[str, ...],
     revisions (``expected_schema``), or the migrations replayed in a scratch database
     (``verify_replay``). None: nothing to compare with."""
     from dbguard.drift import expected as sources
+    from dbguard.drift import snapshot_file
 
     settings = target.settings
     if settings.expected_schema:
         path = Path(settings.config_path).parent / settings.expected_schema
-        document = sources.snapshot_document(path)
+        document = snapshot_file.snapshot_document(path)
         if tuple(sorted(document.get("revisions") or ())) == tuple(sorted(heads)):
             return model.document_without_tables(document, exclude), f"the snapshot {settings.expected_schema}"
     if settings.verify_replay:

@@ -1,0 +1,219 @@
+"""The env.py and schema patterns of real projects (tests/env_patterns/, one folder each) run under
+dbguard as under plain Alembic, on real databases: an env.py that takes the connection attribute for
+an Engine or opens its own from ``.engine``, models that only the revision files import, brownfield
+chains replayed from each kind of baseline, Alembic's pyproject template; the multidb template is
+refused in one line."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config
+
+from tests.dbs import backend_of, url_string
+from tests.guardrun import connect, describe, json_out, run_dbguard, table_names, versions
+from tests.projects import make_project
+
+PATTERNS = Path(__file__).parent / "env_patterns"
+
+
+def pattern_project(tmp_path: Path, pattern: str, url: str, versions_from: str | None = None) -> Path:
+    """The pattern's script directory, unchanged, under an alembic.ini of the test's own."""
+    root = tmp_path / "project"
+    shutil.copytree(PATTERNS / pattern, root / "migrations")
+    if versions_from is not None:
+        shutil.copytree(PATTERNS / versions_from / "versions", root / "migrations" / "versions")
+    ini = root / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = %(here)s/migrations\n"
+                   f"sqlalchemy.url = {url_string(url).replace('%', '%%')}\n", encoding="utf-8")
+    return ini
+
+
+def plain_alembic(ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), *args], check=False,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+LOCK_TIMEOUT = {"DBGUARD_LOCK_TIMEOUT_MS": "3000"}
+SEEN_LOCK_WAIT = {"postgresql": "3s", "mysql": "3", "sqlite": "none"}
+
+
+@pytest.mark.parametrize("pattern", ["engine_attribute", "engine_of_connection"])
+def test_env_py_that_opens_its_own_connection_runs_every_command(pattern: str, db_url: str, tmp_path: Path) -> None:
+    ini = pattern_project(tmp_path, pattern, db_url,
+                          versions_from="engine_attribute" if pattern != "engine_attribute" else None)
+    up = run_dbguard(ini, db_url, "upgrade", "head", env=LOCK_TIMEOUT)
+    assert up.returncode == 0, describe(up)
+    assert versions(db_url) == ["p2_items"]
+    # The bounded lock wait reached the connection env.py opened itself.
+    with connect(db_url) as conn:
+        seen = conn.execute(sa.text("SELECT lock_wait FROM settings_seen")).scalar()
+    assert seen == SEEN_LOCK_WAIT[backend_of(db_url)]
+
+    down = run_dbguard(ini, db_url, "downgrade", "-1")
+    assert down.returncode == 0, describe(down)
+    assert versions(db_url) == ["p1_settings_seen"] and "items" not in table_names(db_url)
+    again = run_dbguard(ini, db_url, "upgrade", "head")
+    assert again.returncode == 0, describe(again)
+    replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations")
+    assert replayed.returncode == 0, describe(replayed)
+    status = run_dbguard(ini, db_url, "--format", "json", "status")
+    assert status.returncode == 0 and json_out(status)["state"] == "HEALTHY", describe(status)
+
+
+def test_models_imported_only_by_the_revisions(db_url: str, tmp_path: Path) -> None:
+    ini = pattern_project(tmp_path, "models_in_revisions", db_url)
+    seen = tmp_path / "seen.txt"
+    up = run_dbguard(ini, db_url, "upgrade", "head", env={"PATTERN_SEEN_FILE": str(seen)})
+    assert up.returncode == 0, describe(up)
+    # env.py's first execution saw no model module, as under plain Alembic.
+    assert seen.read_text().splitlines()[0] == "tables_imported=False"
+    plain_seen = tmp_path / "plain.txt"
+    plain = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "current"], check=False,
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "PATTERN_SEEN_FILE": str(plain_seen)})
+    assert plain.returncode == 0, plain.stderr
+    assert plain_seen.read_text().splitlines()[0] == "tables_imported=False"
+
+    drift = run_dbguard(ini, db_url, "drift", "--against", "models")
+    assert drift.returncode == 0, describe(drift)
+    with connect(db_url) as conn:
+        conn.execute(sa.text("ALTER TABLE invoices ADD COLUMN memo VARCHAR(20)"))
+    found = run_dbguard(ini, db_url, "drift", "--against", "models")
+    assert found.returncode == 1, describe(found)
+    assert "invoices.memo" in found.stdout
+
+
+# Brownfield chains ------------------------------------------------------------------------------
+
+
+def _legacy_database(url: str) -> None:
+    """The database as the project's first release made it: create_all of its legacy models."""
+    sys.path.insert(0, str(PATTERNS / "brownfield"))
+    try:
+        import legacy_models
+    finally:
+        sys.path.remove(str(PATTERNS / "brownfield"))
+    engine = sa.create_engine(sync(url))
+    try:
+        with engine.begin() as conn:
+            legacy_models.metadata.create_all(conn)
+    finally:
+        engine.dispose()
+
+
+def sync(url: str) -> str:
+    from tests.guardrun import sync_url
+
+    return sync_url(url)
+
+
+def _dump(url: str, path: Path) -> None:
+    target = sa.engine.make_url(sync(url))
+    kind = backend_of(url)
+    if kind == "postgresql":
+        out = subprocess.run(["pg_dump", "--schema-only", "-h", target.host or "127.0.0.1", "-p",
+                              str(target.port or 5432), "-U", target.username or "postgres", target.database or ""],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+    elif kind == "mysql":
+        out = subprocess.run(["mariadb-dump", "--no-data", "-h", target.host or "127.0.0.1", "-P",
+                              str(target.port or 3306), "-u", target.username or "root", target.database or ""],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+    else:
+        with sqlite3.connect(target.database or "") as conn:
+            out = "".join(f"{sql};\n" for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid"))
+    path.write_text(out, encoding="utf-8")
+
+
+def _project_database(ini: Path) -> None:
+    """The project's own upgrade of its legacy database, with plain Alembic."""
+    alembic_command.upgrade(Config(str(ini)), "head")
+
+
+BASELINES = ["object", "callable", "sql", "snapshot", "head"]
+
+
+@pytest.mark.parametrize("kind", BASELINES)
+def test_a_brownfield_chain_replays_from_its_baseline(kind: str, db_url: str, tmp_path: Path) -> None:
+    ini = pattern_project(tmp_path, "brownfield", db_url)
+    _legacy_database(db_url)
+    args: list[str] = []
+    env: dict[str, str] = {"PYTHONPATH": str(ini.parent / "migrations")}
+    with_baseline = env
+    if kind == "object":
+        with_baseline = {**env, "DBGUARD_REPLAY_BASELINE": "legacy_models:metadata"}  # a setting, not a flag
+    elif kind == "callable":
+        args = ["--baseline", "legacy_models:create"]
+    elif kind == "sql":
+        _dump(db_url, tmp_path / "legacy.sql")
+        args = ["--baseline", str(tmp_path / "legacy.sql")]
+    elif kind == "snapshot":
+        live = run_dbguard(ini, db_url, "snapshot", "--live", "-o", str(tmp_path / "legacy.json"))
+        assert live.returncode == 0, describe(live)
+        args = ["--baseline", str(tmp_path / "legacy.json")]
+    else:  # create_all of today's models stands for head: nothing is replayed after it
+        args = ["--baseline", "current_models:metadata", "--baseline-revision", "head"]
+    _project_database(ini)
+
+    without = run_dbguard(ini, db_url, "drift", "--against", "migrations", env=env)
+    assert without.returncode == 2 and "brownfield" in without.stdout + without.stderr, describe(without)
+    assert "--baseline" in without.stdout + without.stderr
+
+    replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations", *args, env=with_baseline)
+    assert replayed.returncode == 0, describe(replayed)
+
+    with connect(db_url) as conn:
+        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN note VARCHAR(20)"))
+    found = run_dbguard(ini, db_url, "drift", "--against", "migrations", *args, env=with_baseline)
+    assert found.returncode == 1 and "orders.note" in found.stdout, describe(found)
+
+
+def test_a_snapshot_replays_from_a_baseline_and_a_dump_with_a_meta_command_is_refused(sqlite_url: str,
+                                                                                   tmp_path: Path) -> None:
+    ini = pattern_project(tmp_path, "brownfield", sqlite_url)
+    env = {"PYTHONPATH": str(ini.parent / "migrations")}
+    sqlite3.connect(sa.engine.make_url(sqlite_url).database or "").close()  # snapshot reads no database it must create
+    out = tmp_path / "head.json"
+    snap = run_dbguard(ini, sqlite_url, "snapshot", "head", "-o", str(out), "--baseline", "legacy_models:metadata",
+                       env=env)
+    assert snap.returncode == 0, describe(snap)
+    assert '"orders"' in out.read_text() and '"email"' in out.read_text()
+
+    dump = tmp_path / "bad.sql"
+    dump.write_text("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(80) NOT NULL);\n\\connect other\n")
+    refused = run_dbguard(ini, sqlite_url, "snapshot", "head", "--baseline", str(dump), env=env)
+    assert refused.returncode == 2, describe(refused)
+    assert "line 2" in refused.stderr and "meta-command" in refused.stderr
+
+
+# Stock templates ------------------------------------------------------------------------------------
+
+CREATE_T = "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True))"
+
+
+def test_the_multidb_template_is_refused_in_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, sqlite_url, [("r1", CREATE_T, "op.drop_table('t')")], template="multidb")
+    result = run_dbguard(ini, sqlite_url, "upgrade", "head")
+    assert result.returncode == 2, describe(result)
+    assert "several databases" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif("toml_file" not in inspect.signature(Config).parameters,
+                    reason="Alembic before 1.16 has no pyproject templates")
+def test_the_pyproject_template_unchanged(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [("r1", CREATE_T, "op.drop_table('t')")], template="pyproject")
+    up = run_dbguard(ini, db_url, "upgrade", "head")
+    assert up.returncode == 0, describe(up)
+    assert versions(db_url) == ["r1"]
+    status = run_dbguard(ini, db_url, "--format", "json", "status")
+    assert status.returncode == 0 and json_out(status)["state"] == "HEALTHY", describe(status)
