@@ -526,3 +526,30 @@ def test_table_qualified_checks_never_import_sqlglot_when_the_texts_are_equal():
             "print('sqlglot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_constraint_the_models_declare_twice_is_expected_once() -> None:
+    """An inline ForeignKey beside a named ForeignKeyConstraint on the same columns, and a
+    CheckConstraint a revision file attaches to a model's table a second time, are one constraint."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from dbguard.dialects import for_sqlalchemy_dialect
+    from dbguard.drift.expected import schema_from_metadata
+
+    metadata = sa.MetaData()
+    sa.Table("parents", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    children = sa.Table(
+        "children", metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id", ondelete="CASCADE")),
+        sa.Column("status", sa.String(10)),
+        sa.ForeignKeyConstraint(["parent_id"], ["parents.id"], name="fk_children_parent", ondelete="CASCADE"),
+        sa.CheckConstraint("status IN ('a', 'b')", name="ck_status"),
+    )
+    children.append_constraint(sa.CheckConstraint("status IN ('a', 'b')", name="ck_status"))
+    schema = schema_from_metadata([metadata], postgresql.dialect(), for_sqlalchemy_dialect(postgresql.dialect()))
+    table = schema.table("children")
+    assert table is not None
+    assert [fk.name for fk in table.foreign_keys] == ["fk_children_parent"]
+    assert [c.name for c in table.checks] == ["ck_status"]

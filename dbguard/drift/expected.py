@@ -119,6 +119,21 @@ def _name_limit(sa_dialect: Any) -> int:
                sa_dialect.max_constraint_name_length or 1 << 16)
 
 
+def _without_unnamed_repeats(items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``(name, *definition)`` tuples without repeats: the same item twice, or an unnamed one whose
+    definition another item has."""
+    named = {item[1:] for item in items if item[0] is not None}
+    kept: list[tuple[Any, ...]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for item in items:
+        definition = item[1:]
+        if item in seen or (item[0] is None and (definition in named or definition in {k[1:] for k in kept})):
+            continue
+        seen.add(item)
+        kept.append(item)
+    return kept
+
+
 def _compile(element: Any, sa_dialect: Any) -> str:
     return str(element.compile(dialect=sa_dialect, compile_kwargs={"literal_binds": True}))
 
@@ -306,6 +321,9 @@ class _TableConverter:
                 fks.append((_constraint_name(constraint, sa_dialect), tuple(str(c.name) for c in constraint.columns),
                             str(ref.name), tuple(str(e.column.name) for e in constraint.elements),
                             _action(constraint.ondelete, dialect), _action(constraint.onupdate, dialect)))
+        # A constraint declared twice (an inline ForeignKey beside a named ForeignKeyConstraint, a
+        # CheckConstraint a revision file attaches again) is one constraint to compare.
+        checks, fks = _without_unnamed_repeats(checks), _without_unnamed_repeats(fks)
         for index in table.indexes:
             if not _ddl_applies(index, sa_dialect):
                 continue

@@ -26,11 +26,11 @@ import dbguard
 _LENGTH = 8
 
 
-def usable() -> bool:
-    """Forking pays and is safe: a process dbguard owns (never inside a host application), no
-    other thread running (a fork copies locks other threads hold) but fork-safe ones, and a second
-    CPU to run on."""
-    return dbguard.OWNS_PROCESS and can_fork() and cpus() >= 2 and _alone()
+def usable(for_speed: bool = True) -> bool:
+    """Forking is safe, and (``for_speed``) pays: a process dbguard owns (never inside a host
+    application), no other thread running (a fork copies locks other threads hold) but fork-safe
+    ones, and a second CPU to run on. Work forked to keep this process clean needs no second CPU."""
+    return dbguard.OWNS_PROCESS and can_fork() and (cpus() >= 2 or not for_speed) and _alone()
 
 
 def _alone() -> bool:
@@ -61,8 +61,8 @@ class Forked:
         self._reader: int | None = reader
 
     @classmethod
-    def start(cls, work: Callable[..., Iterator[Any]], *args: Any) -> Forked | None:
-        if not usable():
+    def start(cls, work: Callable[..., Iterator[Any]], *args: Any, for_speed: bool = True) -> Forked | None:
+        if not usable(for_speed):
             return None
         reader, writer = os.pipe()
         try:

@@ -46,6 +46,52 @@ def _history(script: Any, config: Any, heads: tuple[str, ...]) -> tuple[list[Any
     return list(rendered.values()), notes
 
 
+def _rendered(script: Any, config: Any, heads: tuple[str, ...],
+              destination: str) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
+    """The pending revisions' offline SQL, and the applied ones' (their tables count as existing).
+
+    Rendering runs env.py in --sql mode and imports every revision file. Done here, the guarded
+    run's env.py would then start with the project's modules already imported (an env.py that
+    branches on ``'app' in sys.modules`` takes another path than under Alembic) and the revisions
+    imported once more; in a forked child (see :mod:`dbguard.drift.forked`) this process stays as
+    plain Alembic would find it. Without a usable fork, or when the child fails, it is done here:
+    whatever failed is met again and reported as before."""
+    from dbguard.drift import forked
+
+    if bridge.OFFLINE_CACHE is None:
+        child = forked.Forked.start(_render_in_child, script, config, heads, destination, for_speed=False)
+        if child is not None:
+            try:
+                found = child.receive()
+            finally:
+                child.close()
+            if found is not None:
+                pending = [bridge.RenderedRevision(**item) for item in found["pending"]]
+                history = [bridge.RenderedRevision(**item) for item in found["history"]]
+                return pending, history, list(found["notes"])
+    pending = _render_pending(script, config, heads, destination)
+    history, notes = _history(script, config, heads)
+    return pending, history, notes
+
+
+def _render_pending(script: Any, config: Any, heads: tuple[str, ...],
+                    destination: str) -> list[bridge.RenderedRevision]:
+    try:
+        return bridge.offline_sql(script, config, heads, destination)
+    except Exception as exc:  # noqa: BLE001 - env.py failed in offline mode: say so, exit 2
+        raise ConfigError(f"cannot render the pending revisions offline (env.py in --sql mode): "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def _render_in_child(script: Any, config: Any, heads: tuple[str, ...], destination: str) -> Any:
+    import dataclasses
+
+    pending = _render_pending(script, config, heads, destination)
+    history, notes = _history(script, config, heads)
+    yield {"pending": [dataclasses.asdict(r) for r in pending],
+           "history": [dataclasses.asdict(r) for r in history], "notes": notes}
+
+
 def build_plan(
     target: Any,
     script: Any,
@@ -99,12 +145,7 @@ def build_plan(
     to_revision = " ".join(final_heads) or "base"
     if not planned:
         return _empty(mode, server.describe, heads, to_revision, level, notes + ["no revision is pending"])
-    try:
-        pending = bridge.offline_sql(script, config, heads, destination)
-    except Exception as exc:  # noqa: BLE001 - env.py failed in offline mode: say so, exit 2
-        raise ConfigError(f"cannot render the pending revisions offline (env.py in --sql mode): "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    history, more = _history(script, config, heads)
+    pending, history, more = _rendered(script, config, heads, destination)
     notes += more
     facts = None
     if session is not None:

@@ -1,5 +1,5 @@
 """env.py that imports only the declarative base; the revisions import the models. It writes what
-sys.modules held at its first execution to the file named by PATTERN_SEEN_FILE."""
+sys.modules held at each execution, and in which mode, to the file named by PATTERN_SEEN_FILE."""
 import os
 import sys
 from pathlib import Path
@@ -10,7 +10,7 @@ from sqlalchemy import engine_from_config, pool
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 if os.environ.get("PATTERN_SEEN_FILE"):
     with open(os.environ["PATTERN_SEEN_FILE"], "a", encoding="utf-8") as seen:
-        seen.write(f"tables_imported={'patternapp.tables' in sys.modules}\n")
+        seen.write(f"offline={context.is_offline_mode()} tables_imported={'patternapp.tables' in sys.modules}\n")
 
 from patternapp.base import Base
 
