@@ -3,11 +3,13 @@
 Run:  .venv/bin/python benchmarks/overhead.py [--engines postgresql,mysql,sqlite] [--runs 15] [--write]
 
 Both tools run as whole processes, alternately, in the same run, on one stock `alembic init`
-project of 20 revisions (a table and an index each): a no-op upgrade (already at head) and a
-20-revision upgrade into a fresh database. Prints medians, the ratio and the added milliseconds;
+project of 70 revisions (a table, a foreign key to the previous one and an index each): a no-op
+upgrade (already at head) and the 70-revision upgrade into a fresh database, the latter also with
+`fail_on = none` (no risk plan: the offline render of every pending revision is skipped). Prints
+medians, the ratio and the added milliseconds;
 --write puts the table into docs/benchmarks.md. Server URLs come from DBGUARD_TEST_POSTGRES_URL /
 DBGUARD_TEST_MYSQL_URL (defaults: the local servers). Targets (PostgreSQL): no-op under 1.3x and
-under 150 ms added.
+under 150 ms added; the full chain at most 1.5x.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ SERVERS = {
     "postgresql": os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
     "mysql": os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
-REVISIONS = 20
+REVISIONS = 70
 
 
 def make_project(folder: Path) -> Path:
@@ -49,7 +51,10 @@ def make_project(folder: Path) -> Path:
             "from alembic import op\nimport sqlalchemy as sa\n\n"
             "def upgrade():\n"
             f'    op.create_table("bench_{n}", sa.Column("id", sa.Integer, primary_key=True),\n'
-            f'                    sa.Column("name", sa.String(50)), sa.Column("n", sa.Integer))\n'
+            f'                    sa.Column("name", sa.String(50)), sa.Column("n", sa.Integer),\n'
+            + (f'                    sa.Column("prev_id", sa.Integer, sa.ForeignKey("bench_{n - 1}.id")),\n'
+               if n > 1 else '') +
+            f'                    )\n'
             f'    op.create_index("ix_bench_{n}_n", "bench_{n}", ["n"])\n\n'
             f'def downgrade():\n    op.drop_table("bench_{n}")\n'
         )
@@ -90,8 +95,8 @@ class Database:
         self.admin.dispose()
 
 
-def timed(argv: list[str], ini: Path, url: str) -> float:
-    env = {**os.environ, "DBGUARD_URL": url}
+def timed(argv: list[str], ini: Path, url: str, extra_env: dict[str, str] | None = None) -> float:
+    env = {**os.environ, "DBGUARD_URL": url, **(extra_env or {})}
     started = time.perf_counter()
     done = subprocess.run(argv + ["-c", str(ini), *(["--url", url] if "dbguard" in argv[0] else []),
                                   "upgrade", "head"], capture_output=True, text=True, env=env, check=False)
@@ -124,16 +129,20 @@ def measure(engine: str, runs: int, folder: Path) -> dict[str, float]:
         db.drop()
     result["noop_alembic"], result["noop_dbguard"] = statistics.median(noop_a), statistics.median(noop_d)
 
-    full_a, full_d = [], []
+    full_a: list[float] = []
+    full_d: list[float] = []
+    full_n: list[float] = []
+    rules_off = {"DBGUARD_FAIL_ON": "none"}
     for _ in range(max(3, runs // 3)):
-        for tool, store in ((alembic, full_a), (dbguard, full_d)):
+        for tool, store, extra in ((alembic, full_a, None), (dbguard, full_d, None), (dbguard, full_n, rules_off)):
             db = Database(engine, folder)
             try:
                 set_url(ini, db.url)
-                store.append(timed(tool, ini, db.url))
+                store.append(timed(tool, ini, db.url, extra))
             finally:
                 db.drop()
     result["full_alembic"], result["full_dbguard"] = statistics.median(full_a), statistics.median(full_d)
+    result["fullnone_alembic"], result["fullnone_dbguard"] = result["full_alembic"], statistics.median(full_n)
     return result
 
 
@@ -143,7 +152,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for engine, r in results.items():
-        for kind, label in (("noop", "no-op (at head)"), ("full", f"{REVISIONS} revisions, fresh database")):
+        for kind, label in (("noop", "no-op (at head)"), ("full", f"{REVISIONS} revisions, fresh database"),
+                            ("fullnone", f"{REVISIONS} revisions, fail_on = none")):
             a, d = r[f"{kind}_alembic"], r[f"{kind}_dbguard"]
             lines.append(f"| {engine} | {label} | {a:.3f} | {d:.3f} | {d / a:.2f}x | {(d - a) * 1000:.0f} |")
     return "\n".join(lines)
@@ -172,10 +182,13 @@ def main() -> None:
         ratio = r["noop_dbguard"] / r["noop_alembic"]
         verdict = "met" if ratio < 1.3 and added < 150 else "NOT met"
         print(f"\nPostgreSQL no-op: {ratio:.2f}x, +{added:.0f} ms (target < 1.3x and < 150 ms: {verdict})")
+        full = r["full_dbguard"] / r["full_alembic"]
+        print(f"PostgreSQL {REVISIONS} revisions: {full:.2f}x (target at most 1.5x: "
+              f"{'met' if full <= 1.5 else 'NOT met'})")
     if args.write:
         write_section("overhead", f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
               f"`python benchmarks/overhead.py --write`; {machine()}; median of {args.runs} alternating "
-              f"process runs (no-op) and of {max(3, args.runs // 3)} (20 revisions).\n\n{text}\n")
+              f"process runs (no-op) and of {max(3, args.runs // 3)} ({REVISIONS} revisions).\n\n{text}\n")
 
 
 if __name__ == "__main__":
