@@ -267,6 +267,8 @@ class _StepJournal:
         self.attempts: dict[tuple[str, str], int] = {}
         self._pending: list[Callable[[], None]] = []
         self.notes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # What the end of each step wrote: the post-flight writes a row again only when it differs.
+        self.written: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _write(self, fn: Callable[[], None], what: str) -> None:
         faultpoints.reached("ledger-write", what)
@@ -333,6 +335,7 @@ class _StepJournal:
                 if committed is not None and committed():
                     values["status"] = StepStatus.SUCCEEDED.value
                 self.ledger.update_step(self.rows[step.key], **values)
+                self.written[step.key] = values
 
         self._write(update, "step-end")
 
@@ -819,8 +822,10 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
                     else int((time.monotonic() - step.started_monotonic) * 1000))
         if key in journal.rows:
             notes = json.dumps(journal.notes[key]) if key in journal.notes else None
-            ledger.update_step(journal.rows[key], status=status.value, error=step_error, duration_ms=duration,
-                               notes=notes)
+            if (step_error, notes) != (None, None) or journal.written.get(key) != {
+                    "duration_ms": duration, "status": status.value}:
+                ledger.update_step(journal.rows[key], status=status.value, error=step_error, duration_ms=duration,
+                                   notes=notes)
         steps.append(StepResult(revision=step.revision, direction=step.direction, status=status.value,
                                 duration_ms=duration, attempts=journal.attempts.get(key, 1),
                                 checksum=bridge.checksum(step.path), error=step_error))
