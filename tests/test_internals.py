@@ -127,3 +127,40 @@ def test_names_longer_than_the_engine_allows_are_cut_as_create_all_cuts_them() -
     assert len(cut) <= 63 and cut != name
     assert f"CREATE INDEX {cut} ON" in str(CreateIndex(index).compile(dialect=postgresql.dialect()))
     assert internals.ddl_name("ix_short", postgresql.dialect(), index=True) == "ix_short"
+
+
+@pytest.mark.parametrize(("dialect", "recreate", "drop", "recreates"), [
+    ("sqlite", "auto", False, False),  # add_column and create_index: plain ALTERs on SQLite too
+    ("sqlite", "auto", True, True),    # drop_column: SQLite copies the table
+    ("mysql", "auto", True, False),
+    ("mysql", "always", False, True),
+])
+def test_batch_mode_says_whether_it_recreates_and_its_queue_can_be_emptied(
+        dialect: str, recreate: str, drop: bool, recreates: bool) -> None:
+    import contextlib
+    import io
+
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    out = io.StringIO()
+    context = MigrationContext.configure(dialect_name=dialect, opts={"as_sql": True, "output_buffer": out})
+    operations = Operations(context)
+    # Where it would recreate, the repair refuses: its exception ends the block before the flush.
+    with contextlib.suppress(RuntimeError), \
+            operations.batch_alter_table("t", recreate=recreate) as batch_op:
+        batch_op.add_column(sa.Column("c", sa.Integer))
+        batch_op.create_index("ix_t_c", ["c"])
+        if drop:
+            batch_op.drop_column("d")
+        assert not out.getvalue()  # queued, not run
+        assert internals.batch_recreates(batch_op) is recreates
+        if recreates:
+            raise RuntimeError("refused")
+        internals.drop_batch_queue(batch_op)
+        assert not internals.batch_recreates(batch_op)
+    assert out.getvalue() == ""  # the flush ran nothing
+    if not recreates:  # left alone, the same block's flush emits its ALTERs
+        with operations.batch_alter_table("t") as batch_op:
+            batch_op.add_column(sa.Column("c", sa.Integer))
+        assert "ALTER TABLE t ADD" in out.getvalue()

@@ -80,6 +80,22 @@ def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
     return RollbackTarget(None, "no deploy to undo since the last rollback or downgrade")
 
 
+def partial_repair(applied_now: bool, applied_at_target: bool) -> str:
+    """How the rollback completes a revision a run left half-done, by where alembic_version has it now
+    and where the target has it (not by the direction that failed: a rollback's own repair can stop
+    half-way too). "undo": not applied, nor at the target (a failed upgrade): the live part of its
+    upgrade is undone, alembic_version untouched. "finish": applied but not at the target (a failed
+    downgrade, the target below it): the rest of its downgrade runs, then alembic_version moves
+    below it. "redo": applied and at the target (a failed downgrade from the verified state): what
+    the downgrade undid is re-applied and alembic_version kept, since finishing the downgrade would
+    leave the database below the state the rollback goes back to."""
+    if applied_at_target and not applied_now:
+        raise ValueError("a rollback never moves forward: a revision at the target is applied now")
+    if not applied_now:
+        return "undo"
+    return "redo" if applied_at_target else "finish"
+
+
 def never_forward(target_applied: set[str], applied_now: set[str]) -> bool:
     """A rollback only removes revisions: everything applied at the target is applied now."""
     return target_applied <= applied_now

@@ -230,3 +230,21 @@ def import_revision_modules(script: Any) -> None:
     that only revision files import are there, as under ``alembic check``."""
     for module in script.__dict__.get("_dbguard_deferred", ()):
         module.dbguard_import()
+
+
+# --- Alembic's batch mode ---------------------------------------------------------------------------
+
+
+def batch_recreates(batch_op: Any) -> bool:
+    """Whether the end of a ``batch_alter_table`` block would recreate its table (copy it into a new
+    one: SQLite for most operations, or ``recreate="always"``) for the operations queued so far,
+    rather than emit plain ALTERs. Alembic decides at the flush, from its queue, in
+    ``BatchOperationsImpl._should_recreate``; no public call asks it."""
+    return bool(batch_op.impl._should_recreate())
+
+
+def drop_batch_queue(batch_op: Any) -> None:
+    """Empty what a ``batch_alter_table`` block queued, so that its end (the flush) runs nothing: the
+    rollback's repair runs the same operations itself, each checked first. The queue is
+    ``BatchOperationsImpl.batch``, a list Alembic documents nowhere."""
+    batch_op.impl.batch.clear()

@@ -4,7 +4,9 @@ Back to the last known-good revision with bounded lock waits. While a statement 
 the run monitor hands the wait to the blocker clearer, which finds the root blockers (the lock
 killer's functions) and ends them under the kill policy, with an audit row each; lock timeouts are
 retried until the time budget is spent. A zombie holding the run lock (stale heartbeat and visibly
-dead) is ended the same way. A revision left half-applied is undone op by op first.
+dead) is ended the same way. A revision left half-done is first completed op by op towards the
+target: the live part of a failed upgrade undone, a failed downgrade finished or, when the target
+still has the revision, what it undid re-applied.
 """
 
 from __future__ import annotations
@@ -327,8 +329,16 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
         raise ConfigError(f"the last good state has several heads ({' '.join(target_revs)}); name one with --to REV")
     destination = target_revs[0] if target_revs else "base"
     planned, _final = guard._plan(runner, Intent.DOWNGRADE, destination, heads)
-    partials = partial_steps(ledger, picked.undoes, applied_now)
-    finished = {p.revision for p in partials if p.finish}
+    partials = partial_steps(ledger, picked.undoes, applied_now, bridge.applied_set(script, target_revs))
+    finished = {p.revision for p in partials if p.repair == "finish"}
+    unclear = _unclear_redo(runner, partials)
+    if unclear is not None:
+        # Nothing ran: the database stays where the failed run left it, not moved anywhere else.
+        run_id = runner.record_refusal(runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base"),
+                                       unclear)
+        return RunResult(intent="rollback", status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                         message=f"refused: {unclear}", run_id=run_id, from_revisions=heads,
+                         to_revision=" ".join(target_revs) or "base")
 
     lines = [(f"target: {' '.join(target_revs) or 'base'} ({picked.reason}); the database is at "
               f"{' '.join(heads) or 'base'}")]
@@ -340,10 +350,12 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
         lines.append(f"end run {dead.id}'s session {session_id} ({session_state}): dbguard's own orphaned "
                      "work, ended whatever --no-kill-blockers says")
     for partial in partials:
-        lines.append(f"finish the half-done downgrade of {partial.revision}, each operation checked first"
-                     if partial.finish else
-                     f"undo what is live of the half-applied revision {partial.revision}, each operation "
-                     "checked first")
+        lines.append({
+            "finish": f"finish the half-done downgrade of {partial.revision}, each operation checked first",
+            "redo": f"re-apply what the failed downgrade of {partial.revision} undid, each operation of its "
+                    f"upgrade checked first; alembic_version stays at {partial.revision}",
+        }.get(partial.repair, f"undo what is live of the half-applied revision {partial.revision}, each "
+                              "operation checked first"))
     lines += ([f"downgrade {p.revision}" for p in planned if p.revision not in finished]
               or (["no downgrade step"] if not partials else []))
     lines.append(f"then check alembic_version and the schema against the reference at {' '.join(target_revs) or 'base'}")
@@ -466,14 +478,15 @@ def _left_behind(runner: Any, runs: tuple[RunRecord, ...]) -> list[tuple[RunReco
 
 @dataclasses.dataclass(frozen=True)
 class Partial:
-    """A step a run being undone left half-done: an upgrade whose live part is undone (``finish`` is
-    False: the revision is not applied), or a downgrade that is finished (the revision is still applied)."""
+    """A step a run being undone left half-done, and how the rollback completes it
+    (core.lanes.partial_repair): "undo", "finish" or "redo"."""
 
     revision: str
-    finish: bool
+    repair: str
 
 
-def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[str]) -> list[Partial]:
+def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[str],
+                  applied_at_target: set[str]) -> list[Partial]:
     """What the runs being undone left half-done, newest first. A revision's newest step decides: a
     partial or dead step that a later repair completed needs nothing more."""
     if not undone:
@@ -487,21 +500,38 @@ def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[s
     for revision, step in newest.items():
         if step.status not in (StepStatus.PARTIAL.value, StepStatus.RUNNING.value):
             continue
-        found.append((step.run_id, Partial(revision, finish=revision in applied_now)))
+        repair = lanes.partial_repair(revision in applied_now, revision in applied_at_target)
+        found.append((step.run_id, Partial(revision, repair)))
     return [p for _run, p in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
+def _unclear_redo(runner: Any, partials: list[Partial]) -> str | None:
+    """Why a failed downgrade cannot be taken back op by op (an operation of the revision's upgrade
+    that cannot be checked), found before anything runs; None when every one can be."""
+    from dbguard.rollback import repair
+
+    for partial in partials:
+        if partial.repair == "redo":
+            why = repair.unclear_operation(runner.target.config, runner.script, partial.revision,
+                                           runner.session.conn.dialect.name, runner.target.version_table)
+            if why is not None:
+                return mask(why, runner.target.secrets)
+    return None
+
+
 def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int, deadline: float) -> StepResult:
-    """Undo the live part of a half-applied upgrade, or finish a half-done downgrade, on dbguard's own
-    connection, every operation checked against the live schema first, lock waits bounded."""
+    """Undo the live part of a half-applied upgrade, finish a half-done downgrade, or re-apply what a
+    failed downgrade undid, on dbguard's own connection, every operation checked against the live
+    schema first, lock waits bounded."""
     import json
 
     from dbguard.rollback import repair
 
     session, ledger = runner.session, runner.ledger
     revision = partial.revision
+    direction = "up" if partial.repair == "redo" else "down"
     started_at, started = utcnow(), time.monotonic()
-    step_id = ledger.insert_step(run_id=run_id, revision=revision, direction="down",
+    step_id = ledger.insert_step(run_id=run_id, revision=revision, direction=direction,
                                  status=StepStatus.RUNNING.value, started_at=started_at,
                                  checksum=bridge.checksum(runner.script.get_revision(revision).path), attempts=1)
     engine = dbconnect.create_engine(runner.target.ledger_url, runner.target.settings.connect_timeout_s)
@@ -520,8 +550,9 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
                 if session.dialect.concurrent_ledger_writes:
                     monitor.start()
                 monitor.step(revision, True)
-                undo = repair.finish_downgrade if partial.finish else repair.undo_partial
-                undo(conn, runner.target.config, runner.script, revision, runner.target.version_table, log=log)
+                complete = {"finish": repair.finish_downgrade, "redo": repair.redo_upgrade}.get(
+                    partial.repair, repair.undo_partial)
+                complete(conn, runner.target.config, runner.script, revision, runner.target.version_table, log=log)
                 break
             except repair.RepairError as exc:
                 # Operations it applied before stopping are live: the next rollback goes on from there.
@@ -544,11 +575,14 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
                     conn.close()
     finally:
         engine.dispose()
-    what = "finished a half-done downgrade" if partial.finish else "undid the live part of a half-applied upgrade"
-    notes = json.dumps({"repaired": what, "applied": log.applied, "already_undone": log.skipped})
+    what = {"finish": "finished a half-done downgrade",
+            "redo": "re-applied what a failed downgrade undid"}.get(partial.repair,
+                                                                   "undid the live part of a half-applied upgrade")
+    skipped = "already_done" if partial.repair == "redo" else "already_undone"
+    notes = json.dumps({"repaired": what, "applied": log.applied, skipped: log.skipped})
     ledger.update_step(step_id, status=StepStatus.SUCCEEDED.value, attempts=attempts, duration_ms=_ms(started),
                        notes=notes)
-    return StepResult(revision=revision, direction="down", status=StepStatus.SUCCEEDED.value,
+    return StepResult(revision=revision, direction=direction, status=StepStatus.SUCCEEDED.value,
                       duration_ms=_ms(started), attempts=attempts, error=None)
 
 
