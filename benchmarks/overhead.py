@@ -146,6 +146,94 @@ def measure(engine: str, runs: int, folder: Path) -> dict[str, float]:
     return result
 
 
+# Where a guarded upgrade's time goes: each phase's wall time, measured by wrapping dbguard's own
+# functions in a child process (measurement only; dbguard itself has no such hooks).
+_PHASES = {
+    "risk plan: offline render (forked child)": ("dbguard.plan.planner", "_rendered"),
+    "risk plan: parse with sqlglot (import included)": ("dbguard.risk.plan", "tables_touched"),
+    "risk plan: live facts": ("dbguard.db.facts", "table_facts"),
+    "risk plan: rules": ("dbguard.risk.plan", "analyse"),
+    "drift pre-flight": ("dbguard.drift.checks", "guard_preflight"),
+    "migrations (env.py, steps, step journal)": ("dbguard.migrations.bridge", "run_migrations"),
+    "post-flight (verdict, schema stored)": ("dbguard.run.guard", "_post_flight"),
+    "the guarded run, all of it": ("dbguard.run.guard", "_locked_run"),
+}
+# The same measure of plain Alembic: its command, env.py and the steps included.
+_ALEMBIC_PHASES = {"alembic: env.py and the steps": ("alembic.script.base", "ScriptDirectory.run_env")}
+_PHASE_RUNNER = """
+import importlib, json, sys, time, functools, atexit
+started = time.perf_counter()
+spent = {}
+def wrap(module, name, label):
+    mod = importlib.import_module(module)
+    if "." in name:  # a method: wrapped on its class
+        owner, name = name.split(".")
+        mod = getattr(mod, owner)
+    fn = getattr(mod, name)
+    @functools.wraps(fn)
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+    setattr(mod, name, timed)
+for label, (module, name) in json.loads(sys.argv[1]).items():
+    wrap(module, name, label)
+atexit.register(lambda: print(json.dumps({**spent, "process (after interpreter start)": time.perf_counter() - started}),
+                              file=sys.stderr))
+tool = sys.argv[2]
+sys.argv = [tool, *sys.argv[3:]]
+if tool == "alembic":
+    from alembic.config import main
+else:
+    from dbguard.cli import main
+main()
+"""
+
+
+def phases(runs: int, folder: Path) -> dict[str, float]:
+    """Median wall time per phase of `dbguard upgrade head` of the whole chain on PostgreSQL."""
+    import json
+
+    ini = make_project(folder)
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        db = Database("postgresql", folder)
+        try:
+            set_url(ini, db.url)
+            done = subprocess.run([sys.executable, "-c", _PHASE_RUNNER, json.dumps(_PHASES), "dbguard", "-c", str(ini),
+                                   "upgrade", "head"], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"dbguard failed: {done.stderr[-500:]}")
+            for label, value in json.loads(done.stderr.strip().splitlines()[-1]).items():
+                samples.setdefault(label, []).append(value)
+        finally:
+            db.drop()
+        db = Database("postgresql", folder)
+        try:
+            set_url(ini, db.url)
+            done = subprocess.run([sys.executable, "-c", _PHASE_RUNNER, json.dumps(_ALEMBIC_PHASES), "alembic", "-c",
+                                   str(ini), "upgrade", "head"], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"alembic failed: {done.stderr[-500:]}")
+            for label, value in json.loads(done.stderr.strip().splitlines()[-1]).items():
+                label = label if label.startswith("alembic") else f"alembic: {label}"
+                samples.setdefault(label, []).append(value)
+        finally:
+            db.drop()
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def phase_table(spent: dict[str, float]) -> str:
+    lines = ["| phase | ms (median) |", "|---|---|"]
+    for label in [*_PHASES, "process (after interpreter start)", *_ALEMBIC_PHASES,
+                  "alembic: process (after interpreter start)"]:
+        if label in spent:
+            lines.append(f"| {label} | {spent[label] * 1000:.0f} |")
+    return "\n".join(lines)
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
         "| engine | run | alembic (s) | dbguard (s) | ratio | added (ms) |",
@@ -164,6 +252,8 @@ def main() -> None:
     parser.add_argument("--engines", default="postgresql,mysql,sqlite")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--write", action="store_true", help="put the results into docs/benchmarks.md")
+    parser.add_argument("--phases", type=int, default=5, metavar="N",
+                        help="also time the phases of the PostgreSQL chain's upgrade, N runs (0: not)")
     args = parser.parse_args()
     # An installed dbguard comes byte-compiled (pip compiles wheels on install), as Alembic and
     # SQLAlchemy here do; an editable checkout under PYTHONDONTWRITEBYTECODE=1 would be recompiled
@@ -185,10 +275,19 @@ def main() -> None:
         full = r["full_dbguard"] / r["full_alembic"]
         print(f"PostgreSQL {REVISIONS} revisions: {full:.2f}x (target at most 1.5x: "
               f"{'met' if full <= 1.5 else 'NOT met'})")
+    breakdown = ""
+    if args.phases and "postgresql" in args.engines.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            spent = phases(args.phases, Path(folder))
+        breakdown = (f"\n\nWhere the PostgreSQL {REVISIONS}-revision upgrade's time goes (median of {args.phases} "
+                     "runs; phases nest: the risk plan's parts are inside the guarded run, the migrations inside "
+                     "it too):\n\n" + phase_table(spent))
+        print(breakdown)
     if args.write:
         write_section("overhead", f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
               f"`python benchmarks/overhead.py --write`; {machine()}; median of {args.runs} alternating "
-              f"process runs (no-op) and of {max(3, args.runs // 3)} ({REVISIONS} revisions).\n\n{text}\n")
+              f"process runs (no-op) and of {max(3, args.runs // 3)} ({REVISIONS} revisions).\n\n{text}"
+              f"{breakdown}\n")
 
 
 if __name__ == "__main__":
