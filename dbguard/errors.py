@@ -57,6 +57,12 @@ class TargetMismatchError(DbguardError):
     """env.py connected to another server or database than the one dbguard locked."""
 
 
+class BudgetSpent(DbguardError):
+    """The rollback's time budget ran out while a statement ran: the statement was cancelled."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+
 class StatementParseError(DbguardError):
     """sqlglot could not parse a migration statement, or dbguard could not read the tree it made (how
     an unsupported sqlglot shows up): the risk rules cannot judge the statement, and a plan that

@@ -169,10 +169,21 @@ def test_rollback_asks_first_never_moves_forward_and_reports_when_told(
         assert _kills(url) == 0
         runs, steps = ledger(url)
         assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"
-        # Each try waited the lock timeout the server was given, and ended on it.
+        # Each try waited the lock timeout the server was given and ended on it, the last one on the
+        # budget if it was still waiting when the budget was spent.
         (step,) = [s for s in steps if s["run_id"] == runs[-1]["id"]]
         assert step["status"] == "failed" and step["attempts"] >= 1
-        assert any(words in step["error"].lower() for words in ("lock timeout", "lock wait timeout")), step
+        assert any(words in step["error"].lower() for words in ("lock timeout", "lock wait timeout",
+                                                                "time budget (3 s) was spent")), step
+
+        # A statement still waiting when the budget is spent is cancelled: the budget bounds the run,
+        # not only when the next try may start (here the lock wait handed over is far longer).
+        p = dbguard(ini, "rollback", "--yes", "--no-kill-blockers", "--budget", "1", "--lock-timeout", "120000")
+        assert p.returncode == 5, describe(p)
+        assert server.alive(app.id) and versions(url) == [T_C[0]] and "c" in columns(url, "t")
+        runs, _ = ledger(url)
+        assert runs[-1]["status"] == "failed" and runs[-1]["error_class"] == "BudgetSpent", runs[-1]
+        assert "time budget (1 s) was spent" in runs[-1]["error"], runs[-1]
     finally:
         cleanup.close()
 

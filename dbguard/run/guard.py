@@ -35,6 +35,7 @@ from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
 from dbguard.db.sql import run
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
+    BudgetSpent,
     Cancelled,
     ConfigError,
     DbguardError,
@@ -665,6 +666,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     started = time.monotonic()
     cancellation = runner.cancellation
     monitor = RunMonitor(runner.target, session.dialect, run_id, clearer=policy.clearer, cancellation=cancellation)
+    monitor.deadline = policy.deadline
     journal = _StepJournal(runner.ledger, run_id, session)
 
     def step_started(step: bridge.TrackedStep) -> None:
@@ -736,6 +738,12 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
                     cancelled = Cancelled()
                     cancelled.__cause__ = exc
                     exc = cancelled
+                elif monitor.deadline_fired and isinstance(exc, Exception):
+                    spent = BudgetSpent(f"the time budget ({settings.rollback_budget_s:g} s) was spent while step "
+                                        f"{tracker.current.revision if tracker.current else '?'} ran; its statement "
+                                        f"was cancelled ({dbconnect.first_line(exc)})")
+                    spent.__cause__ = exc
+                    exc = spent
                 error = exc
                 interrupted = not isinstance(exc, Exception)
                 failing = tracker.current

@@ -62,6 +62,10 @@ class RunMonitor:
         self.events: list[WatchdogEvent] = []
         self._fired: WatchdogEvent | None = None
         self._table_cache: dict[str, tuple[str, ...]] = {}
+        # The rollback's budget (time.monotonic()): a statement still running then is cancelled, so
+        # the budget bounds the run and not only when the next try may start.
+        self.deadline: float | None = None
+        self.deadline_fired = False
 
     # Called from the migrating thread -----------------------------------------------------------
 
@@ -105,6 +109,7 @@ class RunMonitor:
                         bound_lock_waits(conn, self._dialect, bound)
                         guard_socket(conn, self._target.settings, bound / 1000)
                     self._cancel_if_asked(conn)
+                    self._cancel_at_deadline(conn)
                     if time.monotonic() >= next_beat:
                         self._beat(conn)
                         next_beat = time.monotonic() + self._heartbeat_s
@@ -131,6 +136,16 @@ class RunMonitor:
             return
         if self.step_active and self.statement is not None:
             run(conn, self._dialect.cancel_own_statement(sid))
+
+    def _cancel_at_deadline(self, conn: Any) -> None:
+        sid = self.session_id
+        if self.deadline is None or sid is None or time.monotonic() < self.deadline:
+            return
+        with self._guard:
+            if self.deadline_fired or not self.step_active or self.statement is None:
+                return
+            self.deadline_fired = True
+        run(conn, self._dialect.cancel_own_statement(sid))
 
     def _beat(self, conn: Any) -> None:
         now = from_db_time(run(conn, self._dialect.utc_now()).scalar())
