@@ -525,3 +525,25 @@ def test_holders_nobody_waits_for_yet_are_listed_and_can_be_ended(scene, ini, pg
     assert done.returncode == 0 and not scene.alive(holder) and scene.alive(bystander), done
     both = dbguard(ini, pg_url, "locks", "kill", "--holding", "t", "--roots", "--dry-run")
     assert both.returncode == 2 and "exactly one of" in both.stderr, both
+
+
+def test_a_row_lock_chain_is_found_by_its_table(scene, ini, pg_url):
+    """A session waiting for a row waits on the holder's transaction id, which names no table:
+    `locks --table t` still finds it, through the tuple lock it holds meanwhile, the second waiter
+    (queued on that tuple) too, and `kill --blocking t` proposes the holder."""
+    holder = scene.open("app_holder")
+    execute(holder, "BEGIN")
+    execute(holder, "UPDATE t SET id = 1 WHERE id = 1")
+    first, _ = scene.background("UPDATE t SET id = 1 WHERE id = 1", application="app_w1")
+    scene.wait_waiting(first)
+    second, _ = scene.background("UPDATE t SET id = 1 WHERE id = 1", application="app_w2")
+    scene.wait_waiting(second)
+
+    tree = api.locks(settings(ini, pg_url), table="t")
+    by_id = {s.session_id: s for s in tree.sessions}
+    assert tree.roots == (session_id(holder),), tree
+    assert {session_id(first), session_id(second)} <= set(by_id)
+    for waiter in (first, second):
+        assert any(not lk.granted and lk.table == "public.t" for lk in by_id[session_id(waiter)].locks)
+    dry = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--blocking", "t", "--dry-run")
+    assert [o["session"]["session_id"] for o in json.loads(dry.stdout)["outcomes"]] == [session_id(holder)], dry

@@ -566,13 +566,23 @@ LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
 WHERE cardinality(b.blocked_by) > 0 OR a.pid IN (SELECT unnest(blocked_by) FROM b)
    OR a.pid = ANY(CAST(:extra AS integer[]))"""
 
+# A session waiting for a row waits on the holder's transaction id, which names no table: the
+# table is the one of the tuple lock the waiter holds meanwhile (PostgreSQL's row-lock protocol:
+# the first waiter takes the tuple lock, then waits for the xid; the next ones queue on the tuple).
 _LOCK_ROWS = """\
-SELECT l.pid, l.locktype, l.mode, l.granted, n.nspname, c.relname, l.virtualtransaction,
-       l.transactionid::text AS xid
+SELECT l.pid, l.locktype, l.mode, l.granted, COALESCE(n.nspname, rn.nspname) AS nspname,
+       COALESCE(c.relname, rc.relname) AS relname, l.virtualtransaction, l.transactionid::text AS xid
 FROM pg_catalog.pg_locks l
 LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation AND l.database IN (
   0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
 LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+  SELECT t.relation FROM pg_catalog.pg_locks t
+  WHERE l.locktype = 'transactionid' AND NOT l.granted AND t.pid = l.pid AND t.locktype = 'tuple' AND t.granted
+    AND t.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  LIMIT 1) row_lock ON true
+LEFT JOIN pg_catalog.pg_class rc ON rc.oid = row_lock.relation
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE l.locktype = 'relation' OR NOT l.granted OR (l.pid IS NULL AND l.locktype = 'transactionid')"""
 
 _PREPARED_XACTS = """\
