@@ -356,3 +356,48 @@ def test_holders_nobody_waits_for_yet_are_listed_and_can_be_ended(scene, ini, my
     assert tree["holders"] == [session_id(holder)] and tree["roots"] == [], tree
     done = dbguard(ini, mysql_url, "locks", "kill", "--holding", "t", "--confirm-risk", CONFIRM_TOKEN)
     assert done.returncode == 0 and "terminated" in done.stdout and not scene.alive(holder), done
+
+
+@pytest.fixture
+def private_scene(private_mysql_url):
+    """A scene on the private MariaDB server with metadata_lock_info: for locks that are server-wide
+    (a global read lock, a backup stage), never taken on the shared server."""
+    s = _scene(private_mysql_url)
+    try:
+        _install_plugin(s.admin)
+        yield s
+    finally:
+        s.close()
+
+
+def test_a_global_read_lock_and_a_backup_stage_are_roots(private_scene, ini, private_mysql_url):
+    """FLUSH TABLES WITH READ LOCK and BACKUP STAGE hold backup locks on the whole server (MariaDB lists
+    them as MDL_BACKUP_FTWRL2, MDL_BACKUP_WAIT_DDL ...), not table locks: their holder is the root of
+    every session waiting for a backup lock, and is named with the lock it holds."""
+    scene, url = private_scene, private_mysql_url
+    holder = scene.open()
+    execute(holder, "FLUSH TABLES WITH READ LOCK")
+    writer, _ = scene.background("INSERT INTO t VALUES (2)")
+    scene.wait_waiting(writer)
+    tree = api.locks(settings(ini, url))
+    by_id = {s.session_id: s for s in tree.sessions}
+    assert tree.roots == (session_id(holder),), tree
+    assert by_id[session_id(writer)].blocked_by == (session_id(holder),)
+    assert by_id[session_id(holder)].state == "idle"  # no transaction: only the server-wide lock
+    assert any(lk.locktype == "server" and "FTWRL" in lk.mode and lk.granted for lk in by_id[session_id(holder)].locks)
+    assert api.locks(settings(ini, url), table="t").roots == (session_id(holder),)
+    text = dbguard(ini, url, "locks")
+    assert text.returncode == 1 and "on server" in text.stdout, text.stdout
+    execute(holder, "UNLOCK TABLES")
+    wait_for(lambda: not scene.is_waiting(session_id(writer)), message="the INSERT never ran")
+
+    stage = scene.open()
+    execute(stage, "BACKUP STAGE START")
+    execute(stage, "BACKUP STAGE BLOCK_DDL")
+    alter, _ = scene.background("ALTER TABLE t ADD COLUMN c INT")
+    scene.wait_waiting(alter)
+    tree = api.locks(settings(ini, url))
+    by_id = {s.session_id: s for s in tree.sessions}
+    assert tree.roots == (session_id(stage),), tree
+    assert by_id[session_id(alter)].blocked_by == (session_id(stage),)
+    execute(stage, "BACKUP STAGE END")

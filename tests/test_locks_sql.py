@@ -146,3 +146,20 @@ def test_mysql_table_names_resolve_in_the_target_database(dialect):
     assert dialect.resolve_table("other.`my.t`", "app").params == {"schema": "other", "table": "my.t"}
     assert dialect.resolve_table("a.b.c", "app").params["table"] == ""  # names nothing
     assert "information_schema.TABLES" in dialect.resolve_table("t", "app").sql
+
+
+def test_server_wide_lock_holders_are_read_from_each_source() -> None:
+    """MySQL 8 (from its documentation): FLUSH TABLES WITH READ LOCK holds GLOBAL SHARED, LOCK INSTANCE
+    FOR BACKUP holds BACKUP LOCK SHARED (statements take only INTENTION_EXCLUSIVE ones in passing);
+    MariaDB lists the backup locks of FTWRL and BACKUP STAGE, not those every statement takes."""
+    mysql8 = MYSQL8.server_lock_holders("performance_schema").sql
+    assert "ml.OBJECT_TYPE = 'GLOBAL' AND ml.LOCK_TYPE = 'SHARED'" in mysql8
+    assert "ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED'" in mysql8
+    assert "LOCK_STATUS = 'GRANTED'" in mysql8
+    mariadb = MARIADB.server_lock_holders("metadata_lock_info").sql
+    assert "'MDL_BACKUP_FTWRL2'" in mariadb and "'MDL_BACKUP_BLOCK_DDL'" in mariadb
+    assert "MDL_BACKUP_DML'" not in mariadb and "'MDL_BACKUP_DDL'" not in mariadb
+    for dialect in (MYSQL8, MARIADB):
+        assert dialect.waits_for_server_lock("Waiting for global read lock")
+        assert dialect.waits_for_server_lock("Waiting for backup lock")
+        assert not dialect.waits_for_server_lock("Waiting for table metadata lock")

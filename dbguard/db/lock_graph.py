@@ -352,6 +352,10 @@ class _MdlSnapshot:
     waiting: set[str]
     unparsed_waiters: set[str]
     warnings: list[str]
+    # Server-wide locks that stop others (a global read lock, a backup stage): session -> mode; and
+    # the sessions waiting for one (PROCESSLIST says so: they wait for no table lock).
+    server_holders: dict[str, str] = dataclasses.field(default_factory=dict)
+    server_waiters: set[str] = dataclasses.field(default_factory=set)
 
 
 def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin: bool) -> str:
@@ -389,9 +393,12 @@ def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, i
     waiting = {sid for sid, p in procs.items() if _mysql_waiting(p["state"])}
     rows: list[waitfor.MdlRow] = []
     unparsed: set[str] = set()
+    server_holders: dict[str, str] = {}
     if source != "heuristic":
         for sid, schema, table, mode, granted in run(conn, dialect.mdl_rows(source, database)).all():
             rows.append(waitfor.MdlRow(str(sid), schema, table, waitfor.normalize_mode(mode), bool(granted)))
+        server_holders = {str(sid): str(mode) for sid, mode in run(conn, dialect.server_lock_holders(source)).all()}
+    server_waiters = {sid for sid in waiting if dialect.waits_for_server_lock(procs[sid]["state"])}
     if source == "heuristic" or not dialect.mdl_pending_visible(source):
         # The waiting request is invisible: infer it from the waiter's statement.
         for sid in sorted(waiting, key=int):
@@ -405,7 +412,8 @@ def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, i
                 unparsed.add(sid)
             for schema, table in mine:
                 rows.append(waitfor.MdlRow(sid, schema, table, mode, False))
-    return _MdlSnapshot(source, source == "heuristic", rows, procs, waiting, unparsed, warnings)
+    return _MdlSnapshot(source, source == "heuristic", rows, procs, waiting, unparsed - server_waiters, warnings,
+                        server_holders, server_waiters)
 
 
 def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]) -> dict[str, tuple[str, ...]]:
@@ -428,6 +436,10 @@ def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]) -> dict[str, tuple[
         holders = sorted({r.session_id for r in snap.rows if r.granted}, key=int)
         for sid in snap.unparsed_waiters:
             edges[sid] = tuple(h for h in holders if h != sid)
+    # A session waiting for a global read lock or a backup stage waits for whoever holds it, whatever
+    # tables its statement names.
+    for sid in snap.server_waiters:
+        edges[sid] = tuple(h for h in sorted(snap.server_holders, key=int) if h != sid and h not in exclude)
     return edges
 
 
@@ -438,6 +450,9 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
     for r in snap.rows:
         locks.setdefault(r.session_id, []).append(
             LockRef(mode=r.mode, granted=r.granted, table=f"{r.schema}.{r.table}", locktype="metadata"))
+    # A server-wide lock covers this database too: its holder is one of this database's blockers.
+    for sid, mode in snap.server_holders.items():
+        locks.setdefault(sid, []).append(LockRef(mode=mode, granted=True, table=None, locktype="server"))
     sessions: dict[str, LockSession] = {}
     for sid in ids:
         p = snap.procs.get(sid)
@@ -455,7 +470,8 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             client=p["host"],
             database=db,
             state=_mysql_state(p["command"], p["state"], p["xact_age_s"],
-                               holds_table_lock=not snap.approximate and any(lk.granted for lk in locks.get(sid, ()))),
+                               holds_table_lock=not snap.approximate and any(
+                                   lk.granted and lk.locktype == "metadata" for lk in locks.get(sid, ()))),
             xact_age_s=None if p["xact_age_s"] is None else round(p["xact_age_s"], 3),
             query=_short(p["info"], secrets),
             blocked_by=edges.get(sid, ()),
@@ -531,7 +547,8 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
     out = []
     for sid, depth in waitfor.tree_order(ids, scoped, root_ids):
         mine = locks.get(sid, [])
-        shown = [lk for lk in mine if not lk.granted or lk.table in contested or (sid in holders and lk.table == table)]
+        shown = [lk for lk in mine if not lk.granted or lk.table in contested or lk.locktype == "server"
+                 or (sid in holders and lk.table == table)]
         if not shown:
             shown = [lk for lk in mine if lk.table][:5]
         out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,

@@ -465,6 +465,32 @@ class MysqlDialect:
             )
         raise ValueError(f"no metadata lock rows from {source}")
 
+    def server_lock_holders(self, source: str) -> Statement:
+        """Sessions holding a server-wide lock that stops others: MariaDB's backup locks taken by FLUSH
+        TABLES WITH READ LOCK (MDL_BACKUP_FTWRL1/2) and BACKUP STAGE (the other stage modes), not the
+        backup locks every statement takes in passing (MDL_BACKUP_DML, ..._DDL ...); MySQL 8's global
+        read lock and LOCK INSTANCE FOR BACKUP."""
+        if source == "metadata_lock_info":
+            return Statement(
+                "SELECT THREAD_ID, LOCK_MODE FROM information_schema.METADATA_LOCK_INFO "
+                "WHERE LOCK_TYPE = 'Backup lock' AND LOCK_MODE IN ('MDL_BACKUP_FTWRL1', 'MDL_BACKUP_FTWRL2', "
+                "'MDL_BACKUP_START', 'MDL_BACKUP_FLUSH', 'MDL_BACKUP_WAIT_FLUSH', 'MDL_BACKUP_WAIT_DDL', "
+                "'MDL_BACKUP_WAIT_COMMIT', 'MDL_BACKUP_BLOCK_DDL')"
+            )
+        if source == "performance_schema":
+            return Statement(
+                "SELECT t.PROCESSLIST_ID, CONCAT(ml.OBJECT_TYPE, ' ', ml.LOCK_TYPE) "
+                "FROM performance_schema.metadata_locks ml "
+                "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
+                "WHERE ml.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID IS NOT NULL AND ("
+                "(ml.OBJECT_TYPE = 'GLOBAL' AND ml.LOCK_TYPE = 'SHARED') "
+                "OR (ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED'))"
+            )
+        raise ValueError(f"no server lock rows from {source}")
+
+    def waits_for_server_lock(self, state: str | None) -> bool:
+        return (state or "").lower() in ("waiting for backup lock", "waiting for global read lock")
+
     def lock_sessions(self, query_chars: int = 4000) -> Statement:
         """Every session with its open InnoDB transaction, if any; ``identity`` guards against id reuse;
         last, the statement's running time (a waiter's wait)."""
