@@ -46,8 +46,8 @@ def _history(script: Any, config: Any, heads: tuple[str, ...]) -> tuple[list[Any
     return list(rendered.values()), notes
 
 
-def _rendered(script: Any, config: Any, heads: tuple[str, ...],
-              destination: str) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
+def _rendered(script: Any, config: Any, heads: tuple[str, ...], destination: str,
+              final_heads: tuple[str, ...] = ()) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
     """The pending revisions' offline SQL, and the applied ones' (their tables count as existing).
 
     Rendering runs env.py in --sql mode and imports every revision file. Done here, the guarded
@@ -59,7 +59,8 @@ def _rendered(script: Any, config: Any, heads: tuple[str, ...],
     from dbguard.drift import forked
 
     if bridge.OFFLINE_CACHE is None:
-        child = forked.Forked.start(_render_in_child, script, config, heads, destination, for_speed=False)
+        child = forked.Forked.start(_render_in_child, script, config, heads, destination, final_heads,
+                                    for_speed=False)
         if child is not None:
             try:
                 found = child.receive()
@@ -69,6 +70,24 @@ def _rendered(script: Any, config: Any, heads: tuple[str, ...],
                 pending = [bridge.RenderedRevision(**item) for item in found["pending"]]
                 history = [bridge.RenderedRevision(**item) for item in found["history"]]
                 return pending, history, list(found["notes"])
+    return _render_all(script, config, heads, destination, final_heads)
+
+
+def _render_all(script: Any, config: Any, heads: tuple[str, ...], destination: str,
+                final_heads: tuple[str, ...]) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
+    """Applied and pending revisions rendered in one run of env.py where the chain ends in one head (a
+    second run of env.py in the same process may find the project's modules imported by the first and
+    take another path: jupyterhub's imports its whole app then, 3 s); else, or when that fails, the
+    pending ones from ``heads`` and the applied ones apart."""
+    if len(final_heads) == 1:
+        try:
+            everything = bridge.offline_sql(script, config, (), final_heads[0])
+        except Exception:  # noqa: BLE001, S110 - rendered again below, where a failure is reported
+            pass
+        else:
+            applied = bridge.applied_set(script, heads)
+            return ([r for r in everything if r.revision not in applied],
+                    [r for r in everything if r.revision in applied], [])
     pending = _render_pending(script, config, heads, destination)
     history, notes = _history(script, config, heads)
     return pending, history, notes
@@ -83,11 +102,11 @@ def _render_pending(script: Any, config: Any, heads: tuple[str, ...],
                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
-def _render_in_child(script: Any, config: Any, heads: tuple[str, ...], destination: str) -> Any:
+def _render_in_child(script: Any, config: Any, heads: tuple[str, ...], destination: str,
+                     final_heads: tuple[str, ...]) -> Any:
     import dataclasses
 
-    pending = _render_pending(script, config, heads, destination)
-    history, notes = _history(script, config, heads)
+    pending, history, notes = _render_all(script, config, heads, destination, final_heads)
     yield {"pending": [dataclasses.asdict(r) for r in pending],
            "history": [dataclasses.asdict(r) for r in history], "notes": notes}
 
@@ -145,7 +164,7 @@ def build_plan(
     to_revision = " ".join(final_heads) or "base"
     if not planned:
         return _empty(mode, server.describe, heads, to_revision, level, notes + ["no revision is pending"])
-    pending, history, more = _rendered(script, config, heads, destination)
+    pending, history, more = _rendered(script, config, heads, destination, final_heads)
     notes += more
     facts = None
     if session is not None:
