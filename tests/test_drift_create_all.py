@@ -25,9 +25,10 @@ from dbguard.db.catalog import read_document
 from dbguard.dialects import for_sqlalchemy_dialect
 from dbguard.drift.checks import models_drift
 from dbguard.drift.expected import schema_from_metadata
-from dbguard.settings import load_settings
 from tests.dbs import backend_of
 from tests.projects import make_project
+from tests.test_drift import execute as _execute
+from tests.test_drift import settings as _settings
 
 MODELS = '''
 import sqlalchemy as sa
@@ -111,20 +112,6 @@ def _project(url: str, tmp_path: Path) -> Path:
     env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
     command.upgrade(Config(str(ini)), "head")
     return ini
-
-
-def _settings(ini: Path, url: str, tmp_path: Path):
-    return load_settings({"config_path": str(ini), "url": url}, environ={}, cwd=tmp_path)
-
-
-def _execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 def _found(settings, against: str) -> set[tuple[str, str]]:
