@@ -171,9 +171,10 @@ def test_a_brownfield_chain_replays_from_its_baseline(kind: str, db_url: str, tm
         args = ["--baseline", "current_models:metadata", "--baseline-revision", "head"]
     _project_database(ini)
 
-    without = run_dbguard(ini, db_url, "drift", "--against", "migrations", env=env)
-    assert without.returncode == 2 and "brownfield" in without.stdout + without.stderr, describe(without)
-    assert "--baseline" in without.stdout + without.stderr
+    if kind == "object":  # the same for every kind: asked once per engine
+        without = run_dbguard(ini, db_url, "drift", "--against", "migrations", env=env)
+        assert without.returncode == 2 and "brownfield" in without.stdout + without.stderr, describe(without)
+        assert "--baseline" in without.stdout + without.stderr
 
     replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations", *args, env=with_baseline)
     assert replayed.returncode == 0, describe(replayed)
