@@ -406,7 +406,8 @@ _MYSQL_ALIASES = {
     "real": "double", "double precision": "double", "character varying": "varchar", "character": "char",
     "decimal": "decimal(10,0)", "dec": "decimal(10,0)",
 }
-_MYSQL_INT_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
+# Display widths the catalog shows and the type does not depend on (YEAR has only 4 since MySQL 5.7.5).
+_MYSQL_INT_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint|year)\(\d+\)")
 _MYSQL_FLOAT_BITS = re.compile(r"^float\((\d+)\)(.*)$")
 _SPACES = re.compile(r"\s+")
 _PG_TYPE = re.compile(r"^([a-z_][a-z0-9_ .]*?)(\([^)]*\))?((?: with| without) time zone)?((?:\[\d*\])*)$")
