@@ -124,12 +124,12 @@ def _without_unnamed_repeats(items: list[tuple[Any, ...]]) -> list[tuple[Any, ..
     definition another item has."""
     named = {item[1:] for item in items if item[0] is not None}
     kept: list[tuple[Any, ...]] = []
-    seen: set[tuple[Any, ...]] = set()
+    kept_definitions: set[tuple[Any, ...]] = set()
     for item in items:
         definition = item[1:]
-        if item in seen or (item[0] is None and (definition in named or definition in {k[1:] for k in kept})):
+        if item in kept or (item[0] is None and (definition in named or definition in kept_definitions)):
             continue
-        seen.add(item)
+        kept_definitions.add(definition)
         kept.append(item)
     return kept
 

@@ -36,12 +36,6 @@ def unbind_op_proxy(operations: Any) -> None:
     operations._remove_proxy()
 
 
-def replace_config_attributes(config: Any, attributes: Any) -> None:
-    """Swap ``Config.attributes`` for the duration of a run: Alembic memoizes it as a plain
-    property with no setter."""
-    config.__dict__["attributes"] = attributes
-
-
 # --- SQLAlchemy -------------------------------------------------------------------------------------
 
 
