@@ -62,8 +62,6 @@ def test_env_py_that_opens_its_own_connection_runs_every_command(pattern: str, d
     down = run_dbguard(ini, db_url, "downgrade", "-1")
     assert down.returncode == 0, describe(down)
     assert versions(db_url) == ["p1_settings_seen"] and "items" not in table_names(db_url)
-    again = run_dbguard(ini, db_url, "upgrade", "head")
-    assert again.returncode == 0, describe(again)
     replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations")
     assert replayed.returncode == 0, describe(replayed)
     status = run_dbguard(ini, db_url, "--format", "json", "status")
@@ -90,13 +88,12 @@ def test_models_imported_only_by_the_revisions(db_url: str, tmp_path: Path) -> N
     assert plain.returncode == 0, plain.stderr
     assert plain_seen.read_text().splitlines() == ["offline=False tables_imported=False"]
 
-    drift = run_dbguard(ini, db_url, "drift", "--against", "models")
-    assert drift.returncode == 0, describe(drift)
+    # The models the revisions import are seen: the one change made to the database is all that differs.
     with connect(db_url) as conn:
         conn.execute(sa.text("ALTER TABLE invoices ADD COLUMN memo VARCHAR(20)"))
-    found = run_dbguard(ini, db_url, "drift", "--against", "models")
+    found = run_dbguard(ini, db_url, "--format", "json", "drift", "--against", "models")
     assert found.returncode == 1, describe(found)
-    assert "invoices.memo" in found.stdout
+    assert [(d["kind"], d["object"]) for d in json_out(found)["drifts"]] == [("extra_column", "invoices.memo")]
 
 
 # Brownfield chains ------------------------------------------------------------------------------
@@ -176,13 +173,14 @@ def test_a_brownfield_chain_replays_from_its_baseline(kind: str, db_url: str, tm
         assert without.returncode == 2 and "brownfield" in without.stdout + without.stderr, describe(without)
         assert "--baseline" in without.stdout + without.stderr
 
-    replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations", *args, env=with_baseline)
-    assert replayed.returncode == 0, describe(replayed)
-
+    # One replay shows both: the project's database differs from the replay by the one change made
+    # to it afterwards, and by nothing else.
     with connect(db_url) as conn:
         conn.execute(sa.text("ALTER TABLE orders ADD COLUMN note VARCHAR(20)"))
-    found = run_dbguard(ini, db_url, "drift", "--against", "migrations", *args, env=with_baseline)
-    assert found.returncode == 1 and "orders.note" in found.stdout, describe(found)
+    found = run_dbguard(ini, db_url, "--format", "json", "drift", "--against", "migrations", *args,
+                        env=with_baseline)
+    assert found.returncode == 1, describe(found)
+    assert [(d["kind"], d["object"]) for d in json_out(found)["drifts"]] == [("extra_column", "orders.note")]
 
 
 def test_a_snapshot_replays_from_a_baseline_and_a_dump_with_a_meta_command_is_refused(sqlite_url: str,
