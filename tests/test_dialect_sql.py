@@ -112,3 +112,13 @@ def test_an_abandoned_scratch_database_is_dropped_without_ending_anybodys_sessio
     for dialect in (MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)):
         assert dialect.scratch_users("x") == (
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :name", {"name": "x"})
+
+
+def test_only_postgresql_relaxes_the_step_journals_commits_and_only_for_the_transaction():
+    # SET LOCAL ends with the journal write's transaction: the kill audit and the run's verdict, written
+    # on the same connection, still wait for their flush.
+    assert PostgresqlDialect.journal_write_statements == ("SET LOCAL synchronous_commit = off",)
+    assert MysqlDialect.journal_write_statements == ()
+    from dbguard.dialects.sqlite import SqliteDialect
+
+    assert SqliteDialect.journal_write_statements == ()

@@ -34,6 +34,9 @@ class Dialect(Protocol):
     run_lock_kind: str
     # Whether dbguard may write its ledger from another connection while a migration step runs.
     concurrent_ledger_writes: bool
+    # Statements that let a step-journal write commit without waiting for its log flush, where a
+    # later flushed commit (the migration's) makes every earlier one durable too; empty elsewhere.
+    journal_write_statements: tuple[str, ...]
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]: ...
 

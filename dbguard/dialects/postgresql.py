@@ -96,6 +96,10 @@ class PostgresqlDialect:
     name = "postgresql"
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
+    # The WAL is one stream flushed in order: the migration's own (synchronous) commit makes every
+    # journal row written before it durable, and a server crash before it loses the rows together
+    # with the step's uncommitted work. A commit that waits for its flush costs ~4 ms per write.
+    journal_write_statements: tuple[str, ...] = ("SET LOCAL synchronous_commit = off",)
     # How dbguard.db.catalog reads the whole schema: pg_catalog, in a few set-based queries.
     catalog_style = "pg_catalog"
     # A UNIQUE constraint is its own object here, apart from unique indexes.

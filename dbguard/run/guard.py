@@ -32,7 +32,7 @@ from dbguard.core.state import (
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, missing_privileges, read_version_heads, utcnow
 from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
-from dbguard.db.sql import run
+from dbguard.db.sql import run, run_statements, transaction
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
     BudgetSpent,
@@ -284,10 +284,20 @@ class _StepJournal:
         waits = (contextlib.nullcontext() if self.session.dialect.concurrent_ledger_writes
                  else shorter_lock_waits(self.session, _JOURNAL_WAIT_MS))
         try:
-            with waits, single_attempt(self.ledger):
+            with waits, single_attempt(self.ledger), self._relaxed():
                 fn()
         except LockWaitError:
             self._pending.append(fn)
+
+    @contextlib.contextmanager
+    def _relaxed(self) -> Iterator[None]:
+        statements = self.session.dialect.journal_write_statements
+        if not statements:
+            yield
+            return
+        with transaction(self.ledger.conn):
+            run_statements(self.ledger.conn, statements)
+            yield
 
     def flush(self) -> None:
         while self._pending:
@@ -657,6 +667,13 @@ def _retryable(policy: ExecutionPolicy, retries: int) -> bool:
     return retries < policy.max_retries
 
 
+def _in_transaction(connection: Any) -> bool:
+    try:
+        return bool(connection.in_transaction())
+    except Exception:  # noqa: BLE001 - a connection that cannot say is taken as not committed
+        return True
+
+
 def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tuple[str, ...],
              row: dict[str, Any], run_id: int, policy: ExecutionPolicy | None = None) -> RunResult:
     from dbguard.run.monitor import RunMonitor
@@ -677,8 +694,14 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         monitor.step(step.revision, True)
         journal.started(step)
 
+    migrating: list[Any] = []  # the connection env.py migrates on, once the configure hook saw it
+
     def step_committed(step: bridge.TrackedStep) -> bool:
-        # Read on dbguard's own connection: true only once the step's transaction has committed.
+        # A step ends here only when its block returned: each step runs in its own transaction
+        # (transaction_per_migration), so with none open on env.py's connection the server has
+        # acknowledged its COMMIT, version row included; one left open (env.py's own) is not committed.
+        if migrating:
+            return not _in_transaction(migrating[-1])
         heads = read_version_heads(session.conn, runner.target.version_table)
         return (step.revision in bridge.applied_set(runner.script, heads)) == (step.direction == "up")
 
@@ -687,6 +710,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         journal.finished(step, lambda: step_committed(step))
 
     def connection_ready(connection: Any) -> None:
+        migrating.append(connection)
         runner.guard_migration_socket(connection)
         monitor.session_id = str(run(connection, session.dialect.session_id()).scalar())
         runner.record_session(connection, monitor.session_id, run_id)
