@@ -4,6 +4,7 @@ the live facts of the tables it touches, and judge every statement with the risk
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from dbguard.dialects import risk_facts_of
@@ -47,7 +48,8 @@ def _history(script: Any, config: Any, heads: tuple[str, ...]) -> tuple[list[Any
 
 
 def _rendered(script: Any, config: Any, heads: tuple[str, ...], destination: str,
-              final_heads: tuple[str, ...] = ()) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
+              final_heads: tuple[str, ...] = (), while_rendering: Callable[[], None] | None = None,
+              ) -> tuple[list[bridge.RenderedRevision], list[Any], list[str]]:
     """The pending revisions' offline SQL, and the applied ones' (their tables count as existing).
 
     Rendering runs env.py in --sql mode and imports every revision file. Done here, the guarded
@@ -63,6 +65,8 @@ def _rendered(script: Any, config: Any, heads: tuple[str, ...], destination: str
                                     for_speed=False)
         if child is not None:
             try:
+                if while_rendering is not None:
+                    while_rendering()  # on the other core, while the child runs env.py
                 found = child.receive()
             finally:
                 child.close()
@@ -125,6 +129,7 @@ def build_plan(
     else offline (no database: tables that exist at ``heads`` count as existing, of unknown size)."""
     from alembic.util import CommandError
 
+    from dbguard.risk.parse import warm_parser
     from dbguard.risk.plan import analyse, tables_touched
 
     settings = target.settings
@@ -164,7 +169,8 @@ def build_plan(
     to_revision = " ".join(final_heads) or "base"
     if not planned:
         return _empty(mode, server.describe, heads, to_revision, level, notes + ["no revision is pending"])
-    pending, history, more = _rendered(script, config, heads, destination, final_heads)
+    pending, history, more = _rendered(script, config, heads, destination, final_heads,
+                                       while_rendering=lambda: warm_parser(server.engine))
     notes += more
     facts = None
     if session is not None:
