@@ -114,11 +114,12 @@ def test_an_abandoned_scratch_database_is_dropped_without_ending_anybodys_sessio
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :name", {"name": "x"})
 
 
-def test_only_postgresql_relaxes_the_step_journals_commits_and_only_for_the_transaction():
+def test_only_postgresql_relaxes_the_commits_of_migrations_and_their_journal():
     # SET LOCAL ends with the journal write's transaction: the kill audit and the run's verdict, written
     # on the same connection, still wait for their flush.
     assert PostgresqlDialect.journal_write_statements == ("SET LOCAL synchronous_commit = off",)
-    assert MysqlDialect.journal_write_statements == ()
+    assert PostgresqlDialect.migration_commit_statements == ("SET synchronous_commit = off",)
     from dbguard.dialects.sqlite import SqliteDialect
 
-    assert SqliteDialect.journal_write_statements == ()
+    for other in (MysqlDialect, SqliteDialect):
+        assert other.journal_write_statements == () and other.migration_commit_statements == ()

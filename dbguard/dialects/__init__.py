@@ -37,6 +37,9 @@ class Dialect(Protocol):
     # Statements that let a step-journal write commit without waiting for its log flush, where a
     # later flushed commit (the migration's) makes every earlier one durable too; empty elsewhere.
     journal_write_statements: tuple[str, ...]
+    # The same for every commit of a migration's session: its run's verdict, written after the last
+    # step and flushed before dbguard reports anything, makes them durable; empty where it cannot.
+    migration_commit_statements: tuple[str, ...]
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]: ...
 

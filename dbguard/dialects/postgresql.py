@@ -96,10 +96,14 @@ class PostgresqlDialect:
     name = "postgresql"
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
-    # The WAL is one stream flushed in order: the migration's own (synchronous) commit makes every
-    # journal row written before it durable, and a server crash before it loses the rows together
-    # with the step's uncommitted work. A commit that waits for its flush costs ~4 ms per write.
+    # The WAL is one stream, flushed in order: the run's verdict, committed with a flush after the last
+    # step and before dbguard reports anything, makes every commit before it durable (the steps', the
+    # journal's rows). A server crash before it loses a tail of them, in order, never a step without
+    # the steps before it or a journal row without its step; the run then has no verdict and is
+    # checked against the schema, as after any crash. A commit that waits for its flush cost ~4 ms
+    # here, twice a step for the journal and once for the step itself.
     journal_write_statements: tuple[str, ...] = ("SET LOCAL synchronous_commit = off",)
+    migration_commit_statements: tuple[str, ...] = ("SET synchronous_commit = off",)
     # How dbguard.db.catalog reads the whole schema: pg_catalog, in a few set-based queries.
     catalog_style = "pg_catalog"
     # A UNIQUE constraint is its own object here, apart from unique indexes.

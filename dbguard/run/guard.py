@@ -102,7 +102,8 @@ class _Runner:
         """The SETs on every connection a migration runs on: bounded lock waits and statements,
         and, where the server can, a check for a client that died mid-statement."""
         dialect, settings = self.session.dialect, self.settings
-        statements = dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms)
+        statements = [*dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
+                      *dialect.migration_commit_statements]
         version = self.session.conn.dialect.server_version_info or ()
         if dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
             statements = [*statements, *dialect.dead_client_checks(DEAD_CLIENT_CHECK_MS)]
