@@ -163,3 +163,11 @@ def test_server_wide_lock_holders_are_read_from_each_source() -> None:
         assert dialect.waits_for_server_lock("Waiting for global read lock")
         assert dialect.waits_for_server_lock("Waiting for backup lock")
         assert not dialect.waits_for_server_lock("Waiting for table metadata lock")
+
+
+def test_whether_the_server_takes_writes_is_asked_without_waiting() -> None:
+    """MariaDB: lock_wait_timeout 0 fails a wait for a backup lock at once; MySQL 8's least is 1 s;
+    PostgreSQL has no server-wide write lock, a read-only database refuses at once."""
+    assert MARIADB.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 0"]
+    assert MYSQL8.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 1"]
+    assert PG.write_probe_timeouts() == ["SET lock_timeout = '500ms'"]
