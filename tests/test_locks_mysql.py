@@ -483,3 +483,25 @@ def test_a_backup_stage_holder_is_ended_by_roots_and_the_output_says_where_the_a
     assert text.returncode == 0 and "nothing to end" in text.stdout, text
     assert len(kills(url)) == 1
 
+
+def test_a_global_read_lock_outlives_its_cancelled_statement_so_its_holder_is_terminated(
+        private_scene, ini, private_mysql_url, tmp_path, monkeypatch):
+    """KILL QUERY stops the holder's statement; its global read lock stays (no transaction, no table
+    lock): the grace period ends with a terminate, not with 'cancelled'."""
+    scene, url = private_scene, private_mysql_url
+    monkeypatch.setenv("DBGUARD_AUDIT_FILE", str(tmp_path / "kills.jsonl"))
+    holder = scene.open()
+    execute(holder, "FLUSH TABLES WITH READ LOCK")
+    busy = Background(holder, "SELECT SLEEP(30)")
+    scene.jobs.append(busy)
+    wait_for(lambda: execute(scene.admin, f"SELECT COMMAND FROM information_schema.PROCESSLIST "
+                                          f"WHERE ID = {session_id(holder)}")[0][0] == "Query",
+             message="the holder's statement never started")
+    done = dbguard(ini, url, "--format", "json", "locks", "kill", "--pid", session_id(holder),
+                   "--confirm-risk", CONFIRM_TOKEN, extra_env={"DBGUARD_KILL_GRACE_MS": "200"})
+    assert done.returncode == 0, done
+    [ended] = json.loads(done.stdout)["outcomes"]
+    assert (ended["action"], ended["outcome"]) == ("cancel_then_terminate", "terminated"), ended
+    assert not scene.alive(holder)
+    [row] = kills(url)
+    assert (row["action"], row["outcome"]) == ("cancel_then_terminate", "terminated")
