@@ -234,7 +234,10 @@ def locks_kill(
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
     risk token after seeing exactly who would be ended. Each one's ``dbguard_kills`` record (with
     ``reason``, masked) is written before it is signalled and completed after; a user who could not
-    write it ends nobody (``PrivilegeError``, naming the grant).
+    write it ends nobody (``PrivilegeError``, naming the grant). When the server takes no writes (a
+    global read lock, a backup stage, a read-only database) a record goes first to the local audit
+    file (``audit_file``) and is copied into ``dbguard_kills`` once it does; the report's
+    ``audit_file``, ``audit_note`` and ``audit_pending`` say so.
     """
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target

@@ -403,6 +403,8 @@ def _locks_text(tree: LockTree) -> str:
 
 def _kill_text(report: KillReport) -> str:
     lines = [f"dbguard: {report.message}"]
+    if report.audit_note:
+        lines.append(f"audit: {report.audit_note}")
     lines += [f"warning: {w}" for w in report.warnings]
     for o in report.outcomes:
         s = o.session

@@ -67,6 +67,10 @@ class Settings:
     protected_applications: tuple[str, ...] = ()
     # A cancelled statement that still holds its lock after this long is terminated.
     kill_grace_ms: int = 2000
+    # Where a kill's audit goes first when the server accepts no writes (a global read lock, a backup
+    # stage, a read-only database): an append-only file of JSON lines, copied into dbguard_kills once
+    # it does. Relative to alembic.ini's folder; default $XDG_STATE_HOME (~/.local/state)/dbguard/kills.jsonl.
+    audit_file: str | None = None
     # `dbguard plan` exits 1, and `upgrade` refuses (exit 3) unless forced, when a risk finding
     # reaches this severity: info, low, medium, high, critical, or none.
     fail_on: str = "high"
@@ -114,6 +118,7 @@ _FILE_KEYS = {
     "protected_roles",
     "protected_applications",
     "kill_grace_ms",
+    "audit_file",
     "expected_schema",
     "verify_replay",
     "replay_baseline",

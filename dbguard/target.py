@@ -218,6 +218,8 @@ def open_session(target: Target, create: bool = False) -> Iterator[Session]:
             bound = target.settings.ledger_lock_timeout_ms
             bound_lock_waits(conn, dialect, bound)
             guard_socket(conn, target.settings, bound / 1000)
+            if dialect.lock_graph is not None:
+                copy_local_kill_audit(conn, dialect, target, bound)
             yield Session(
                 engine=engine,
                 conn=conn,
@@ -232,6 +234,31 @@ def open_session(target: Target, create: bool = False) -> Iterator[Session]:
                 conn.close()
     finally:
         engine.dispose()
+
+
+def copy_local_kill_audit(conn: Connection, dialect: Dialect, target: Target, lock_timeout_ms: int) -> None:
+    """Kill audit records a server that took no writes left in the local audit file go into
+    ``dbguard_kills`` with the next dbguard command on the target: tried on connecting, never waiting
+    for a lock, and left for the next one if the server still takes no writes (or this user may not)."""
+    import logging
+
+    from dbguard.db import audit_file
+    from dbguard.db.ledger import KillLedger
+    from dbguard.dialects import session_control_of
+
+    settings = target.settings
+    try:
+        local = audit_file.AuditFile(audit_file.audit_path(settings.audit_file, settings.config_path))
+        if not local.path.exists():  # the common case: one stat
+            return
+        result = audit_file.copy_pending(conn, session_control_of(dialect), KillLedger(conn, settings.table_prefix),
+                                         local, audit_file.target_key(target.url), lock_timeout_ms)
+        if result.copied or result.pending:
+            logging.getLogger(__name__).info("kill audit: %d record(s) copied from %s into %skills, %d still there%s",
+                                             len(result.copied), local.path, settings.table_prefix, result.pending,
+                                             f" ({result.error})" if result.error else "")
+    except Exception as exc:  # noqa: BLE001 - the records stay in the file; this command goes on
+        logging.getLogger(__name__).debug("kill audit left in the local file: %s", exc)
 
 
 @contextlib.contextmanager

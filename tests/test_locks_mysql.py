@@ -401,3 +401,107 @@ def test_a_global_read_lock_and_a_backup_stage_are_roots(private_scene, ini, pri
     assert tree.roots == (session_id(stage),), tree
     assert by_id[session_id(alter)].blocked_by == (session_id(stage),)
     execute(stage, "BACKUP STAGE END")
+
+
+def _audit_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_global_read_lock_holder_is_ended_its_audit_first_in_the_local_file_then_in_the_ledger(
+        private_scene, ini, private_mysql_url, tmp_path, monkeypatch):
+    """The very blocker holds FLUSH TABLES WITH READ LOCK, so the server takes no write, the audit's
+    neither: the intent goes to the local file (on disk before the signal: the kill stops itself
+    between the two), the idle holder is terminated, and the record is copied into dbguard_kills at
+    once (the server takes writes again), once, whatever command comes next."""
+    scene, url = private_scene, private_mysql_url
+    audit = tmp_path / "state" / "kills.jsonl"
+    monkeypatch.setenv("DBGUARD_AUDIT_FILE", str(audit))
+    holder = scene.open()
+    execute(holder, "FLUSH TABLES WITH READ LOCK")
+    writer, job = scene.background("INSERT INTO t VALUES (2)")
+    scene.wait_waiting(writer)
+    victim = session_id(holder)
+
+    dry = dbguard(ini, url, "--format", "json", "locks", "kill", "--roots", "--dry-run")
+    planned = json.loads(dry.stdout)
+    assert dry.returncode == 0 and [o["session"]["session_id"] for o in planned["outcomes"]] == [victim], dry
+    assert planned["outcomes"][0]["action"] == "terminate"  # idle, no transaction: a cancel does nothing
+    assert kills(url) == [] and not audit.exists()
+
+    with kill_stopped_before_its_signal(ini, url, victim, "--confirm-risk", CONFIRM_TOKEN):
+        [intent] = _audit_lines(audit)
+        assert intent["type"] == "intent" and intent["row"]["victim_session"] == victim
+        assert intent["row"]["outcome"] == "signalling" and intent["row"]["database_name"] == database_of(url)
+        assert "@" in intent["target"] and "unix_socket" in intent["target"]
+        assert scene.alive(holder) and kills(url) == []
+    job.join()
+    assert job.error is None and not scene.alive(holder)
+    _intent, outcome, copied = _audit_lines(audit)
+    assert (outcome["type"], outcome["outcome"], outcome["action"]) == ("outcome", "terminated", "terminate")
+    [row] = kills(url)
+    assert (row["victim_session"], row["outcome"], row["action"]) == (victim, "terminated", "terminate")
+    assert (copied["type"], copied["id"], copied["ledger_id"]) == ("copied", intent["id"], row["id"])
+
+    again = dbguard(ini, url, "locks")
+    assert again.returncode == 0, again
+    assert len(kills(url)) == 1 and len(_audit_lines(audit)) == 3
+
+
+def test_a_backup_stage_holder_is_ended_by_roots_and_the_output_says_where_the_audit_went(
+        private_scene, ini, private_mysql_url, tmp_path, monkeypatch):
+    """BACKUP STAGE BLOCK_COMMIT: a write inside a transaction still works (a rolled-back probe would
+    pass), a commit does not; each record's own write, which may not wait, sends it to the local file."""
+    from dbguard.db.ledger import KillLedger
+
+    scene, url = private_scene, private_mysql_url
+    engine = admin_engine(url)
+    with engine.connect() as conn:
+        KillLedger(conn, "dbguard_").ensure_table()
+        conn.commit()
+    engine.dispose()
+    audit = tmp_path / "kills.jsonl"
+    monkeypatch.setenv("DBGUARD_AUDIT_FILE", str(audit))
+    stage = scene.open()
+    for step in ("START", "FLUSH", "BLOCK_DDL", "BLOCK_COMMIT"):
+        execute(stage, f"BACKUP STAGE {step}")
+    writer, job = scene.background("INSERT INTO t VALUES (3)")
+    scene.wait_waiting(writer)
+
+    done = dbguard(ini, url, "--format", "json", "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0, done
+    report = json.loads(done.stdout)
+    [ended] = report["outcomes"]
+    assert (ended["session"]["session_id"], ended["outcome"]) == (session_id(stage), "terminated")
+    assert report["audit_file"] == str(audit) and report["audit_pending"] == 0
+    assert str(audit) in report["audit_note"] and "copied into dbguard_kills" in report["audit_note"]
+    job.join()
+    assert job.error is None
+    [row] = kills(url)
+    assert ended["audit_id"] == row["id"] and row["outcome"] == "terminated"
+    assert [line["type"] for line in _audit_lines(audit)] == ["intent", "outcome", "copied"]
+    text = dbguard(ini, url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN)
+    assert text.returncode == 0 and "nothing to end" in text.stdout, text
+    assert len(kills(url)) == 1
+
+
+def test_a_global_read_lock_outlives_its_cancelled_statement_so_its_holder_is_terminated(
+        private_scene, ini, private_mysql_url, tmp_path, monkeypatch):
+    """KILL QUERY stops the holder's statement; its global read lock stays (no transaction, no table
+    lock): the grace period ends with a terminate, not with 'cancelled'."""
+    scene, url = private_scene, private_mysql_url
+    monkeypatch.setenv("DBGUARD_AUDIT_FILE", str(tmp_path / "kills.jsonl"))
+    holder = scene.open()
+    execute(holder, "FLUSH TABLES WITH READ LOCK")
+    busy = Background(holder, "SELECT SLEEP(30)")
+    scene.jobs.append(busy)
+    wait_for(lambda: execute(scene.admin, f"SELECT COMMAND FROM information_schema.PROCESSLIST "
+                                          f"WHERE ID = {session_id(holder)}")[0][0] == "Query",
+             message="the holder's statement never started")
+    done = dbguard(ini, url, "--format", "json", "locks", "kill", "--pid", session_id(holder),
+                   "--confirm-risk", CONFIRM_TOKEN, extra_env={"DBGUARD_KILL_GRACE_MS": "200"})
+    assert done.returncode == 0, done
+    [ended] = json.loads(done.stdout)["outcomes"]
+    assert (ended["action"], ended["outcome"]) == ("cancel_then_terminate", "terminated"), ended
+    assert not scene.alive(holder)
+    [row] = kills(url)
+    assert (row["action"], row["outcome"]) == ("cancel_then_terminate", "terminated")

@@ -547,3 +547,28 @@ def test_a_row_lock_chain_is_found_by_its_table(scene, ini, pg_url):
         assert any(not lk.granted and lk.table == "public.t" for lk in by_id[session_id(waiter)].locks)
     dry = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--blocking", "t", "--dry-run")
     assert [o["session"]["session_id"] for o in json.loads(dry.stdout)["outcomes"]] == [session_id(holder)], dry
+
+
+def test_a_read_only_database_takes_the_audit_in_the_local_file_and_the_next_command_copies_it(
+        scene, ini, pg_url, tmp_path, monkeypatch):
+    """default_transaction_read_only: no write of the audit can succeed, the signal can; the intent
+    goes to the local file first, the output says so and that it waits to be copied, and the first
+    dbguard command after the database takes writes again copies it, once."""
+    audit = tmp_path / "kills.jsonl"
+    monkeypatch.setenv("DBGUARD_AUDIT_FILE", str(audit))
+    database = sa.engine.make_url(pg_url).database
+    execute(scene.admin, f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    reader = scene.idle_reader("t")
+    done = dbguard(ini, pg_url, "locks", "kill", "--pid", session_id(reader), "--confirm-risk", CONFIRM_TOKEN)
+    assert done.returncode == 0 and "terminated" in done.stdout, done
+    assert f"went first to {audit}" in done.stdout and "read-only" in done.stdout, done.stdout
+    assert "not yet copied into dbguard_kills" in done.stdout and not scene.alive(reader)
+    assert kills(pg_url) == []
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(line["type"], line.get("outcome")) for line in lines] == [("intent", None), ("outcome", "terminated")]
+
+    execute(scene.admin, f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    for _ in range(2):
+        assert dbguard(ini, pg_url, "locks").returncode == 0
+        [row] = kills(pg_url)
+        assert (row["victim_session"], row["outcome"]) == (session_id(reader), "terminated")

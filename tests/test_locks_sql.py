@@ -163,3 +163,21 @@ def test_server_wide_lock_holders_are_read_from_each_source() -> None:
         assert dialect.waits_for_server_lock("Waiting for global read lock")
         assert dialect.waits_for_server_lock("Waiting for backup lock")
         assert not dialect.waits_for_server_lock("Waiting for table metadata lock")
+
+
+def test_a_server_wide_lock_still_held_after_a_cancel_counts_as_holding_locks() -> None:
+    """An idle holder of the global read lock or a backup stage has no transaction and no table lock;
+    what it holds is still a reason to go on to terminate; a GET_LOCK or a passing backup lock is not."""
+    mariadb = MARIADB.session_holds_locks("42", "metadata_lock_info").sql
+    assert "LOCK_TYPE NOT IN ('User lock', 'Backup lock') OR (LOCK_TYPE = 'Backup lock'" in mariadb
+    assert "'MDL_BACKUP_FTWRL2'" in mariadb and "'MDL_BACKUP_WAIT_COMMIT'" in mariadb
+    mysql8 = MYSQL8.session_holds_locks("42", "performance_schema").sql
+    assert "ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED'" in mysql8
+
+
+def test_whether_the_server_takes_writes_is_asked_without_waiting() -> None:
+    """MariaDB: lock_wait_timeout 0 fails a wait for a backup lock at once; MySQL 8's least is 1 s;
+    PostgreSQL has no server-wide write lock, a read-only database refuses at once."""
+    assert MARIADB.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 0"]
+    assert MYSQL8.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 1"]
+    assert PG.write_probe_timeouts() == ["SET lock_timeout = '500ms'"]

@@ -420,6 +420,17 @@ class KillLedger:
     def update(self, row_id: int, **values: Any) -> None:
         self.conn.execute(self.table.update().where(self.table.c.id == row_id).values(**written(values)))
 
+    @retried("dbguard's kill audit")
+    def find(self, killed_at: dt.datetime, host: str | None, pid: int | None, victim_session: str) -> int | None:
+        """The row of one kill, by what names it (when, by which process on which host, whom): a
+        record copied from the local audit file is found again instead of written twice."""
+        t = self.table
+        query = sa.select(t.c.id).where(t.c.killed_at == _to_db(killed_at), t.c.victim_session == victim_session,
+                                        t.c.killed_by_host == host if host is not None else t.c.killed_by_host.is_(None),
+                                        t.c.killed_by_pid == pid if pid is not None else t.c.killed_by_pid.is_(None))
+        row_id = self.conn.execute(query.order_by(t.c.id).limit(1)).scalar()
+        return None if row_id is None else int(row_id)
+
     def exists(self) -> bool:
         return sa.inspect(self.conn).has_table(self.table.name)
 

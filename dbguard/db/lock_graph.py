@@ -50,11 +50,12 @@ TERMINATE_WAIT_S = 2.0
 class Audit(Protocol):
     """The kill audit: a record of intent written before a session is signalled, completed after."""
 
-    def intend(self, session: LockSession, action: str) -> int:
-        """Write who is about to end ``session`` and how; the record's id. Raises if it cannot."""
+    def intend(self, session: LockSession, action: str) -> int | str:
+        """Write who is about to end ``session`` and how; the record's id (a ``dbguard_kills`` id, or
+        a local audit file's record id). Raises if it cannot."""
         ...
 
-    def complete(self, record_id: int, action: str, outcome: str) -> None:
+    def complete(self, record_id: int | str, action: str, outcome: str) -> None:
         """What was done and what came of it."""
         ...
 

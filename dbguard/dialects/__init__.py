@@ -234,6 +234,13 @@ class SessionControl(Dialect, Protocol):
     # The grants that let a role see every session, and end other roles' sessions.
     def read_grant_hint(self, user: str) -> str: ...
 
+    # Session SETs after which a write that would wait for a lock fails at once (or nearly): whether
+    # the server accepts writes now (a global read lock, a backup stage) is told, never waited for.
+    def write_probe_timeouts(self) -> list[str]: ...
+
+    # A write refused because the server or the database is read-only.
+    def is_read_only_error(self, exc: BaseException) -> bool: ...
+
     def signal_grant_hint(self, user: str) -> str: ...
 
 

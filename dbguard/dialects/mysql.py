@@ -28,6 +28,18 @@ LOCK_NOWAIT = 3572
 PRIVILEGE_ERRORS = frozenset({1044, 1142, 1227, 1370})
 MAX_LOCK_NAME = 64
 KILL_DENIED = 1095
+# Server-wide locks that stop others: MariaDB's backup locks of FLUSH TABLES WITH READ LOCK
+# (MDL_BACKUP_FTWRL1/2) and of BACKUP STAGE (the stage modes), not those every statement takes in
+# passing (MDL_BACKUP_DML, ..._DDL ...); MySQL 8's global read lock and LOCK INSTANCE FOR BACKUP.
+_MARIADB_SERVER_LOCK = (
+    "LOCK_TYPE = 'Backup lock' AND LOCK_MODE IN ('MDL_BACKUP_FTWRL1', 'MDL_BACKUP_FTWRL2', 'MDL_BACKUP_START', "
+    "'MDL_BACKUP_FLUSH', 'MDL_BACKUP_WAIT_FLUSH', 'MDL_BACKUP_WAIT_DDL', 'MDL_BACKUP_WAIT_COMMIT', "
+    "'MDL_BACKUP_BLOCK_DDL')"
+)
+_MYSQL_SERVER_LOCK = ("((ml.OBJECT_TYPE = 'GLOBAL' AND ml.LOCK_TYPE = 'SHARED') "
+                      "OR (ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED'))")
+# --read-only (ER_OPTION_PREVENTS_STATEMENT), a read-only transaction, read-only mode.
+READ_ONLY_ERRORS = frozenset({1290, 1792, 1836})
 NO_SUCH_THREAD = 1094
 # Who a thread is, compared again right before KILL: ids are only reused after wrapping, but a
 # thread that finished its transaction and started another is not the blocker we listed.
@@ -475,19 +487,14 @@ class MysqlDialect:
         read lock and LOCK INSTANCE FOR BACKUP."""
         if source == "metadata_lock_info":
             return Statement(
-                "SELECT THREAD_ID, LOCK_MODE FROM information_schema.METADATA_LOCK_INFO "
-                "WHERE LOCK_TYPE = 'Backup lock' AND LOCK_MODE IN ('MDL_BACKUP_FTWRL1', 'MDL_BACKUP_FTWRL2', "
-                "'MDL_BACKUP_START', 'MDL_BACKUP_FLUSH', 'MDL_BACKUP_WAIT_FLUSH', 'MDL_BACKUP_WAIT_DDL', "
-                "'MDL_BACKUP_WAIT_COMMIT', 'MDL_BACKUP_BLOCK_DDL')"
+                f"SELECT THREAD_ID, LOCK_MODE FROM information_schema.METADATA_LOCK_INFO WHERE {_MARIADB_SERVER_LOCK}"
             )
         if source == "performance_schema":
             return Statement(
                 "SELECT t.PROCESSLIST_ID, CONCAT(ml.OBJECT_TYPE, ' ', ml.LOCK_TYPE) "
                 "FROM performance_schema.metadata_locks ml "
                 "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
-                "WHERE ml.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID IS NOT NULL AND ("
-                "(ml.OBJECT_TYPE = 'GLOBAL' AND ml.LOCK_TYPE = 'SHARED') "
-                "OR (ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED'))"
+                f"WHERE ml.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID IS NOT NULL AND {_MYSQL_SERVER_LOCK}"
             )
         raise ValueError(f"no server lock rows from {source}")
 
@@ -561,18 +568,30 @@ class MysqlDialect:
     def session_holds_locks(self, session_id: str, source: str) -> Statement:
         """How many metadata locks the thread holds, read from ``source`` (granted locks only)."""
         if source == "metadata_lock_info":
-            # A GET_LOCK user lock or a backup lock blocks no table: not a reason to end the session.
+            # A GET_LOCK user lock, or a backup lock every statement takes in passing, blocks nobody:
+            # not a reason to end the session. The global read lock and a backup stage, held by an
+            # idle session with no transaction, block the whole server: they are.
             return Statement("SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO WHERE THREAD_ID = :id "
-                             "AND LOCK_TYPE NOT IN ('User lock', 'Backup lock')", {"id": int(session_id)})
+                             f"AND (LOCK_TYPE NOT IN ('User lock', 'Backup lock') OR ({_MARIADB_SERVER_LOCK}))",
+                             {"id": int(session_id)})
         return Statement(
-            "SELECT COUNT(*) FROM performance_schema.metadata_locks m JOIN performance_schema.threads t "
-            "ON t.THREAD_ID = m.OWNER_THREAD_ID WHERE t.PROCESSLIST_ID = :id AND m.LOCK_STATUS = 'GRANTED' "
-            "AND m.OBJECT_TYPE NOT IN ('USER LEVEL LOCK', 'BACKUP LOCK')",
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks ml JOIN performance_schema.threads t "
+            "ON t.THREAD_ID = ml.OWNER_THREAD_ID WHERE t.PROCESSLIST_ID = :id AND ml.LOCK_STATUS = 'GRANTED' "
+            f"AND (ml.OBJECT_TYPE NOT IN ('USER LEVEL LOCK', 'BACKUP LOCK') OR {_MYSQL_SERVER_LOCK})",
             {"id": int(session_id)},
         )
 
     def is_kill_denied(self, exc: BaseException) -> bool:
         return _errno(exc) in (KILL_DENIED, *PRIVILEGE_ERRORS)
+
+    def write_probe_timeouts(self) -> list[str]:
+        """MariaDB: lock_wait_timeout 0 fails a wait for a metadata or backup lock at once (a write
+        under FLUSH TABLES WITH READ LOCK or BACKUP STAGE BLOCK_COMMIT, seen: error 1205 in 0 ms);
+        MySQL 8's least is one second. Row lock waits keep their bound: they say nothing of the server."""
+        return [f"SET SESSION lock_wait_timeout = {0 if self.mariadb else 1}"]
+
+    def is_read_only_error(self, exc: BaseException) -> bool:
+        return _errno(exc) in READ_ONLY_ERRORS
 
     def is_session_gone(self, exc: BaseException) -> bool:
         return _errno(exc) == NO_SUCH_THREAD

@@ -22,6 +22,8 @@ LOCK_NOT_AVAILABLE = "55P03"
 FLEET_CLAIM_NAMESPACE = 0x64626766
 INSUFFICIENT_PRIVILEGE = "42501"
 UNDEFINED_TABLE = "42P01"
+# A write in a read-only transaction: default_transaction_read_only, a standby.
+READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -340,6 +342,14 @@ class PostgresqlDialect:
 
     def is_kill_denied(self, exc: BaseException) -> bool:
         return False  # a refusal is a privilege error (is_privilege_error)
+
+    def write_probe_timeouts(self) -> list[str]:
+        """No server-wide write lock here: a read-only database or standby refuses at once (25006);
+        only a lock on the audit table itself could make a write wait, and briefly is enough."""
+        return ["SET lock_timeout = '500ms'"]
+
+    def is_read_only_error(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == READ_ONLY_SQL_TRANSACTION
 
     def ledger_long_text_type(self) -> Any:
         return None  # text has no length limit

@@ -15,11 +15,13 @@ from typing import Any
 from dbguard.core import breaker
 from dbguard.core import victims as policy_mod
 from dbguard.core.victims import KillPolicy
+from dbguard.db import audit_file
 from dbguard.db import lock_graph as dblocks
 from dbguard.db.ledger import KillLedger, utcnow
+from dbguard.db.waits import single_attempt
 from dbguard.dialects import Dialect, SessionControl, session_control_of
 from dbguard.errors import ConfigError, ExitCode, PrivilegeError
-from dbguard.masking import mask
+from dbguard.masking import Masker, active, mask
 from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
 from dbguard.settings import Settings
 from dbguard.target import Session, Target, open_session
@@ -178,9 +180,18 @@ def kill(
         # What the real command would refuse for: a missing signal grant, an audit it cannot write
         # (no session is signalled unrecorded). Checked before anybody is ended.
         grants = sorted({o.grant for o in plan if o.code == policy_mod.MISSING_GRANT and o.grant})
+        ledger = KillLedger(conn, settings.table_prefix)
+        local = LocalAudit.of(session, target)
+        # Whether the server takes the audit's writes now: when the very blocker holds a global read
+        # lock or a backup stage (or the database is read-only), the audit goes to the local file first.
+        no_writes = audit_writes_refused(session, ledger, local, create=not dry_run) if allowed and not grants else None
         denied = (f"{session.db_user} may not end other roles' sessions: {' '.join(grants)}" if grants
-                  else audit_not_writable(session, settings) if allowed else None)
+                  else audit_not_writable(session, settings, no_writes) if allowed else None)
         verdict = _exit_code(plan, explicit, database)
+        if no_writes:
+            common["audit_file"] = str(local.file.path)
+            common["audit_note"] = (f"the server takes no writes now ({no_writes}): each record goes first to "
+                                    f"{local.file.path}, then into {ledger.table.name} once the server takes writes")
         if dry_run:
             message = f"dry run: {len(allowed)} session(s) would be ended; nothing was ended"
             if denied:
@@ -193,10 +204,11 @@ def kill(
             return KillReport(dry_run=False, outcomes=plan, exit_code=verdict,
                               message="nothing to end: no chosen session may be ended under the policy"
                               if plan else "nothing to end: no session blocks anybody here", **common)
-        ledger = KillLedger(conn, settings.table_prefix)
-        ensure_audit_table(ledger, dialect, session.db_user, database)
+        if not no_writes:
+            ensure_audit_table(ledger, dialect, session.db_user, database)
         prompt = RiskPrompt(
-            title=f"end {len(allowed)} session(s) in database {database}",
+            title=f"end {len(allowed)} session(s) in database {database}"
+                  + (f" (the audit goes first to {local.file.path}: the server takes no writes now)" if no_writes else ""),
             blast_radius=(), victims=tuple(allowed),
             token=breaker.CONFIRM_TOKEN,
         )
@@ -208,9 +220,18 @@ def kill(
                               message=f"refused: risk confirmation missing or wrong (type {breaker.CONFIRM_TOKEN} "
                                       f"to proceed); nothing was ended", **common)
         audit = make_audit(ledger, database, session.db_user, command or f"dbguard locks kill {selection}",
-                           target.secrets, reason=reason)
+                           target.secrets, reason=reason, local=local)
         done = dblocks.end_sessions(conn, dialect, [o.session for o in allowed], policy, audit,
                                     grace_ms=settings.kill_grace_ms, explicit_ids=explicit)
+        if audit.file_records:
+            # Ending a global read lock's holder lets the server take writes at once: copy now.
+            copy = copy_local_audit(session, ledger, local, audit.file_records)
+            done = tuple(_with_ledger_id(o, copy.copied) for o in done)
+            common.update(audit_file=str(local.file.path), audit_pending=copy.pending,
+                          audit_note=_local_audit_note(local, ledger, audit, copy))
+        else:  # every record went into the ledger after all
+            common.pop("audit_file", None)
+            common.pop("audit_note", None)
     by_id = {o.session.session_id: o for o in done}
     outcomes = tuple(by_id.get(o.session.session_id, o) if o.code == policy_mod.OK else o for o in plan)
     failed = [o for o in done if o.outcome.startswith(("failed", "not ended"))]
@@ -223,6 +244,24 @@ def kill(
                                   + (f"; ended {len(ended)} other(s)" if ended else ""), **common)
     return KillReport(dry_run=False, outcomes=outcomes, exit_code=verdict,
                       message=f"ended {len(ended)} session(s)", **common)
+
+
+def _with_ledger_id(outcome: KillOutcome, copied: dict[str, int]) -> KillOutcome:
+    """The outcome naming its dbguard_kills row once its record was copied there from the file."""
+    if isinstance(outcome.audit_id, str) and outcome.audit_id in copied:
+        return dataclasses.replace(outcome, audit_id=copied[outcome.audit_id])
+    return outcome
+
+
+def _local_audit_note(local: LocalAudit, ledger: KillLedger, audit: _AuditTrail,
+                      copy: audit_file.CopyResult) -> str:
+    said = (f"the server took no writes ({audit.refused_because}), so {len(audit.file_records)} audit record(s) "
+            f"went first to {local.file.path}, before the signal")
+    if copy.pending == 0:
+        return f"{said}; copied into {ledger.table.name} since"
+    why = "the server still takes no writes" if copy.error in (None, audit.refused_because) else copy.error
+    return (f"{said}; {copy.pending} not yet copied into {ledger.table.name} ({why}): the next dbguard command "
+            "on this target copies them")
 
 
 def ensure_audit_table(ledger: KillLedger, dialect: Dialect, db_user: str | None, database: str) -> None:
@@ -239,53 +278,128 @@ def ensure_audit_table(ledger: KillLedger, dialect: Dialect, db_user: str | None
                              f"ended: {hint}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalAudit:
+    """Where a kill's audit goes first when the server accepts no writes, and for which target."""
+
+    file: audit_file.AuditFile
+    target: str
+    dialect: SessionControl
+    # The lock bound of dbguard's session, set again after each probing write.
+    restore_ms: int
+
+    @classmethod
+    def of(cls, session: Session, target: Target) -> LocalAudit:
+        masker = active()
+        path = audit_file.audit_path(target.settings.audit_file, target.settings.config_path)
+        return cls(audit_file.AuditFile(path, Masker([*masker.known, *target.secrets], masker.patterns)),
+                   audit_file.target_key(target.url), session_control_of(session.dialect), session.lock_timeout_ms)
+
+
 class _AuditTrail:
-    """``dbguard_kills`` rows: one per session about to be ended, written before its signal."""
+    """``dbguard_kills`` rows: one per session about to be ended, written before its signal. With a
+    ``local`` audit, a record the server will not take now (it would wait for a global read lock or
+    a backup stage, or the database is read-only) goes to the local file instead, durably, and is
+    completed there; the file's records are copied into ``dbguard_kills`` when the server takes them."""
 
     def __init__(self, ledger: KillLedger, database: str, db_user: str | None, command: str, reason: str | None,
-                 secrets: Sequence[str | None], run_id: int | None) -> None:
+                 secrets: Sequence[str | None], run_id: int | None, local: LocalAudit | None = None) -> None:
         self._ledger, self._database, self._db_user, self._run_id = ledger, database, db_user, run_id
         self._command = mask(command, secrets)
         self._reason = mask(reason, secrets) if reason else self._command
         self._secrets = secrets
+        self._local = local
+        # Records written to the local file, and why the server did not take them.
+        self.file_records: list[str] = []
+        self.refused_because: str | None = None
 
-    def intend(self, session: LockSession, action: str) -> int:
+    def intend(self, session: LockSession, action: str) -> int | str:
+        row = self._row(session, action)
+        local = self._local
+        if local is None:
+            return self._ledger.record(**row)
+        try:
+            # Never waits: a server that takes no writes is told at once, and the file takes the record.
+            with audit_file.probing_writes(self._ledger.conn, local.dialect, local.restore_ms), \
+                    single_attempt(self._ledger):
+                return self._ledger.record(**row)
+        except Exception as exc:
+            why = audit_file.writes_refused(exc, local.dialect)
+            if why is None:
+                raise
+            self.refused_because = why
+        record_id = audit_file.intend(local.file, local.target, row)
+        self.file_records.append(record_id)
+        return record_id
+
+    def complete(self, record_id: int | str, action: str, outcome: str) -> None:
+        if isinstance(record_id, str):
+            assert self._local is not None  # only a local audit hands out text ids
+            audit_file.complete(self._local.file, record_id, action, outcome)
+            return
+        self._ledger.update(record_id, action=action, outcome=outcome)
+
+    def _row(self, session: LockSession, action: str) -> dict[str, Any]:
         from dbguard.target import os_user
 
         s = session
-        return self._ledger.record(
-            killed_at=utcnow(),
-            database_name=self._database,
-            run_id=self._run_id,
-            killed_by_db_user=self._db_user,
-            killed_by_os_user=os_user(),
-            killed_by_host=socket.gethostname(),
-            killed_by_pid=os.getpid(),
-            command=self._command,
-            victim_session=s.session_id,
-            victim_user=s.user,
-            victim_application=s.application,
-            victim_client=s.client,
-            victim_state=s.state,
-            victim_query=mask(s.query, self._secrets) if s.query else None,
-            victim_xact_age_s=s.xact_age_s,
-            action=action,
-            outcome=dblocks.SIGNALLING,
-            reason=self._reason,
-        )
+        return {
+            "killed_at": utcnow(),
+            "database_name": self._database,
+            "run_id": self._run_id,
+            "killed_by_db_user": self._db_user,
+            "killed_by_os_user": os_user(),
+            "killed_by_host": socket.gethostname(),
+            "killed_by_pid": os.getpid(),
+            "command": self._command,
+            "victim_session": s.session_id,
+            "victim_user": s.user,
+            "victim_application": s.application,
+            "victim_client": s.client,
+            "victim_state": s.state,
+            "victim_query": mask(s.query, self._secrets) if s.query else None,
+            "victim_xact_age_s": s.xact_age_s,
+            "action": action,
+            "outcome": dblocks.SIGNALLING,
+            "reason": self._reason,
+        }
 
-    def complete(self, record_id: int, action: str, outcome: str) -> None:
-        self._ledger.update(record_id, action=action, outcome=outcome)
 
 
 def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: str,
-               secrets: Sequence[str | None], run_id: int | None = None, reason: str | None = None) -> dblocks.Audit:
+               secrets: Sequence[str | None], run_id: int | None = None, reason: str | None = None,
+               local: LocalAudit | None = None) -> _AuditTrail:
     """The audit :func:`dbguard.db.lock_graph.end_sessions` writes before each signal and completes
-    after; ``reason`` (default: the command line) is stored with each record, masked."""
-    return _AuditTrail(ledger, database, db_user, command, reason, secrets, run_id)
+    after; ``reason`` (default: the command line) is stored with each record, masked. With ``local``,
+    a record the server takes no write for now goes to the local audit file first."""
+    return _AuditTrail(ledger, database, db_user, command, reason, secrets, run_id, local)
 
 
-def audit_not_writable(session: Session, settings: Settings) -> str | None:
+def audit_writes_refused(session: Session, ledger: KillLedger, local: LocalAudit, create: bool = True) -> str | None:
+    """Why the server takes no write of the audit now (a global read lock, a backup stage, a
+    read-only database), told at once by a write that may not wait; None when it does, or when
+    the write failed for another reason (the privilege checks say that one). ``create``: where the
+    audit table is missing, creating it is the write (a dry run creates nothing, and cannot tell).
+    The answer comes before any signal; each record's own write decides where that record goes."""
+    try:
+        with audit_file.probing_writes(session.conn, local.dialect, local.restore_ms), single_attempt(ledger):
+            if ledger.exists():
+                ledger.may_write(session.dialect.is_privilege_error)  # rolled back
+            elif create:
+                ledger.ensure_table()
+    except Exception as exc:  # noqa: BLE001 - any other failure is the privilege checks' to name
+        return audit_file.writes_refused(exc, local.dialect)
+    return None
+
+
+def copy_local_audit(session: Session, ledger: KillLedger, local: LocalAudit,
+                     wanted: Sequence[str] = ()) -> audit_file.CopyResult:
+    """Copy this target's records from the local audit file into ``dbguard_kills``, never waiting."""
+    return audit_file.copy_pending(session.conn, local.dialect, ledger, local.file, local.target,
+                                   local.restore_ms, wanted)
+
+
+def audit_not_writable(session: Session, settings: Settings, writes_refused: str | None = None) -> str | None:
     """Why this user could not write the kill audit (the grants that would let it, or what stopped the
     check), or None when it can: checked before anybody is ended, since no session is signalled
     unrecorded."""
@@ -299,8 +413,9 @@ def audit_not_writable(session: Session, settings: Settings) -> str | None:
             return None
         # The catalog's answer may leave out grants the server honours (MySQL: a table's own grants):
         # where the table exists, writing it is tried, and rolled back.
+        # (Not while the server takes no writes: then only the catalog's answer is there to go by.)
         ledger = KillLedger(session.conn, settings.table_prefix)
-        if ledger.exists() and ledger.may_write(session.dialect.is_privilege_error):
+        if writes_refused is None and ledger.exists() and ledger.may_write(session.dialect.is_privilege_error):
             return None
     except Exception as exc:  # noqa: BLE001 - a check that could not be made ends nobody either
         return f"writing the audit table {table} could not be checked ({first_line(exc)}), so nobody is ended"

@@ -73,7 +73,8 @@ class KillOutcome:
     outcome: str
     grant: str | None = None
     duration_ms: int | None = None
-    audit_id: int | None = None
+    # Its record: a dbguard_kills id, or (text) a record id in the local audit file not copied yet.
+    audit_id: int | str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,3 +90,8 @@ class KillReport:
     warnings: tuple[str, ...] = ()
     source: str = ""
     approximate: bool = False
+    # Set when the server took no writes: the local file the audit went to first, what became of its
+    # records (said in words), and how many are not in dbguard_kills yet.
+    audit_file: str | None = None
+    audit_note: str | None = None
+    audit_pending: int = 0

@@ -159,10 +159,10 @@ def end_recorded(runner: Any, runs: list[RunRecord], why: str, run_id: int | Non
                 outcomes.append(KillOutcome(session=victim, action="none", code="orphan",
                                             reason=f"not ended: {denied}", outcome="still running"))
                 continue
-            records: list[tuple[int, str]] = []
+            records: list[tuple[int | str, str]] = []
 
             def before_signal(_recorded: Any, action: str, victim: LockSession = victim,
-                              records: list[tuple[int, str]] = records, audit: Audit = audit) -> None:
+                              records: list[tuple[int | str, str]] = records, audit: Audit = audit) -> None:
                 records.append((audit.intend(victim, action), action))
 
             ended = orphans.end(session.conn, session.dialect, recorded, target.settings.kill_grace_ms / 1000,
