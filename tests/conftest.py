@@ -21,6 +21,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,6 +55,11 @@ SERVER_FIXTURES = {"pg_server_url", "mysql_server_url", "pg_url", "mysql_url", "
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # dbguard keeps state (the local kill audit file) under XDG_STATE_HOME: never the user's own.
+    state = Path(tempfile.mkdtemp(prefix="dbguard-test-state-"))
+    os.environ["XDG_STATE_HOME"] = str(state)
+    os.environ.pop("DBGUARD_AUDIT_FILE", None)
+    config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
     # Registered here rather than in pyproject.toml, which another change owns.
     config.addinivalue_line(
         "markers",
