@@ -341,7 +341,7 @@ def _age(seconds: float | None) -> str:
 def _lock_refs(session: LockSession) -> str:
     parts = []
     for lk in session.locks:
-        what = lk.table or lk.locktype
+        what = f"{lk.object} of {lk.table}" if lk.object and lk.table else lk.table or lk.object or lk.locktype
         parts.append(f"{'holds' if lk.granted else 'WAITS FOR'} {lk.mode} on {what}")
     return "; ".join(parts)
 

@@ -229,7 +229,7 @@ def _pg_snapshot(
             continue
         sid = str(r["pid"])
         locks.setdefault(sid, []).append(LockRef(mode=r["mode"], granted=bool(r["granted"]), table=table,
-                                                 locktype=r["locktype"]))
+                                                 locktype=r["locktype"], object=r["object"]))
         if not r["granted"]:
             if r["relname"]:
                 wanted_rel.setdefault(sid, set()).add((r["nspname"], r["relname"]))
@@ -543,12 +543,15 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
     root_ids = [r for r in waitfor.roots(scoped, waiting) if r in scoped]
     # Oldest transaction first among roots: usually the one to look at.
     root_ids.sort(key=lambda r: -(sessions[r].xact_age_s or 0.0))
-    contested = {lk.table for sid in ids for lk in locks.get(sid, ()) if not lk.granted and lk.table}
+    wanted = [lk for sid in ids for lk in locks.get(sid, ()) if not lk.granted]
+    contested = {lk.table for lk in wanted if lk.table}
+    # Advisory and object locks name no table: the holder's lock is the one on what is waited for.
+    contested_objects = {lk.object for lk in wanted if lk.object and not lk.table}
     out = []
     for sid, depth in waitfor.tree_order(ids, scoped, root_ids):
         mine = locks.get(sid, [])
         shown = [lk for lk in mine if not lk.granted or lk.table in contested or lk.locktype == "server"
-                 or (sid in holders and lk.table == table)]
+                 or (lk.object in contested_objects and not lk.table) or (sid in holders and lk.table == table)]
         if not shown:
             shown = [lk for lk in mine if lk.table][:5]
         out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,

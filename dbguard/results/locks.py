@@ -15,6 +15,9 @@ class LockRef:
     granted: bool
     table: str | None = None
     locktype: str = "relation"
+    # What is locked when it is not a whole table, as the server names it: ``advisory 42``,
+    # ``advisory (1, 2)``, ``role bob``, ``database shop``, ``row 1 in index PRIMARY`` (of ``table``).
+    object: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
