@@ -29,7 +29,8 @@ class LockSession:
     user: str | None
     application: str | None
     client: str | None
-    # The database its locks belong to (MySQL: the lock's schema); None when the source cannot tell.
+    # The database its locks belong to (MySQL: the lock's schema; where no lock source names one, its
+    # default database, PROCESSLIST.DB); None when nothing tells: "database unknown".
     database: str | None
     state: str
     xact_age_s: float | None
@@ -45,6 +46,9 @@ class LockSession:
     free_with: str | None = None
     # How long it has waited for the lock it waits for (None: it waits for none, or the server does not say).
     wait_s: float | None = None
+    # Those of ``blocked_by`` that are guesses (from statement text and open transactions, where no
+    # lock source says who holds what), not read from a lock source.
+    guessed_blockers: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
