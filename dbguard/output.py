@@ -341,7 +341,7 @@ def _age(seconds: float | None) -> str:
 def _lock_refs(session: LockSession) -> str:
     parts = []
     for lk in session.locks:
-        what = lk.table or lk.locktype
+        what = f"{lk.object} of {lk.table}" if lk.object and lk.table else lk.table or lk.object or lk.locktype
         parts.append(f"{'holds' if lk.granted else 'WAITS FOR'} {lk.mode} on {what}")
     return "; ".join(parts)
 
@@ -358,7 +358,17 @@ def _session_line(s: LockSession) -> str:
         head += f"  [{s.kind}]"
     if s.privileged:
         head += "  [superuser]"
+    if s.database is None and s.kind == "client":
+        head += "  [database unknown]"
     return head
+
+
+def _blockers(s: LockSession) -> str:
+    """Who it waits for; where some of it is guessed, which edges are guesses and which were read."""
+    if not s.guessed_blockers:
+        return ", ".join(s.blocked_by)
+    return ", ".join(f"{b} ({'guessed' if b in s.guessed_blockers else 'read from a lock source'})"
+                     for b in s.blocked_by)
 
 
 def describe_victim(o: KillOutcome) -> str:
@@ -390,7 +400,7 @@ def _locks_text(tree: LockTree) -> str:
         lines.append(f"{pad}{mark}{_session_line(s)}")
         detail = pad + "    "
         if s.blocked_by:
-            lines.append(f"{detail}blocked by: {', '.join(s.blocked_by)}")
+            lines.append(f"{detail}blocked by: {_blockers(s)}")
         locks = _lock_refs(s)
         if locks:
             lines.append(f"{detail}{locks}")

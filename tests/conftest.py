@@ -51,7 +51,8 @@ CONTAINER_START_TIMEOUT_S = 120
 
 # Tests using any of these need a real server: marked integration automatically.
 SERVER_FIXTURES = {"pg_server_url", "mysql_server_url", "pg_url", "mysql_url", "private_mariadb_server_url",
-                   "private_mysql_url", "private_pg_server_url", "private_pg_url"}
+                   "private_mysql_url", "private_pg_server_url", "private_pg_url", "bare_mariadb_server_url",
+                   "bare_mysql_url"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -241,6 +242,29 @@ def private_mysql_url(private_mariadb_server_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url, private_mariadb_server_url)
+
+
+@pytest.fixture(scope="session")
+def bare_mariadb_server_url() -> Iterator[str]:
+    """Admin URL of a MariaDB server of this test process's own on which metadata_lock_info is never
+    installed (no test may install it here): the mode without a metadata lock source, reached without
+    uninstalling anything."""
+    from tests.private_servers import mariadb_binaries, private_mariadb
+
+    if mariadb_binaries() is None:
+        unavailable("mariadb-install-db and mariadbd are not installed: no private MariaDB server")
+    with private_mariadb() as url:
+        yield url
+
+
+@pytest.fixture
+def bare_mysql_url(bare_mariadb_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the MariaDB server without metadata_lock_info, dropped after."""
+    url = create_database(bare_mariadb_server_url, "mysql")
+    try:
+        yield url
+    finally:
+        drop_database(url, bare_mariadb_server_url, install_plugin=False)
 
 
 @pytest.fixture(scope="session")

@@ -117,13 +117,15 @@ def create_database(server_url: str | URL, engine: str) -> str:
     return url
 
 
-def drop_database(url: str | URL, server_url: str | URL | None = None) -> None:
+def drop_database(url: str | URL, server_url: str | URL | None = None, install_plugin: bool = True) -> None:
     """Drop the database ``url`` points at, ending whatever still uses it.
 
     ``server_url`` is the admin connection to use; by default the one the
     database was created from, else the same server's ``postgres`` database
     (PostgreSQL) or no default database (MySQL/MariaDB). A SQLite URL removes
-    the file and its journals. Idempotent: a missing database is not an error.
+    the file and its journals. Idempotent: a missing database is not an error. ``install_plugin``
+    lets MariaDB install metadata_lock_info to find the sessions holding locks in it (not on a server
+    kept without it).
     """
     target = make_url(url)
     kind = backend_of(target)
@@ -142,7 +144,7 @@ def drop_database(url: str | URL, server_url: str | URL | None = None) -> None:
         if admin and make_url(admin).database == name:
             raise ValueError("server_url must not point at the database being dropped")
         # URL.set() ignores None, hence _replace to connect without a default database.
-        _drop_mysql(name, make_url(admin) if admin else target._replace(database=None))
+        _drop_mysql(name, make_url(admin) if admin else target._replace(database=None), install_plugin)
     else:
         raise ValueError(f"unsupported backend {kind!r}")
 
@@ -228,7 +230,7 @@ def _rollback_prepared(target: URL, gids: list[str]) -> None:
 # --- MySQL / MariaDB --------------------------------------------------------
 
 
-def _drop_mysql(name: str, admin: URL) -> None:
+def _drop_mysql(name: str, admin: URL, install_plugin: bool = True) -> None:
     eng = admin_engine(admin)
     try:
         with eng.connect() as conn:
@@ -236,7 +238,7 @@ def _drop_mysql(name: str, admin: URL) -> None:
                 return
             conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {MYSQL_DROP_LOCK_WAIT_S}")
             for attempt in (1, 2):
-                _kill_sessions_using(conn, name)
+                _kill_sessions_using(conn, name, install_plugin)
                 try:
                     conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
                     return
@@ -254,7 +256,7 @@ def _mysql_errno(exc: DBAPIError) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def _kill_sessions_using(conn: Connection, name: str) -> set[int]:
+def _kill_sessions_using(conn: Connection, name: str, install_plugin: bool = True) -> set[int]:
     """KILL every other session that has ``name`` as its default database or holds a
     metadata lock on something in it. The latter matters most: PROCESSLIST.DB is
     only the default database and is often NULL for the very session holding
@@ -267,7 +269,7 @@ def _kill_sessions_using(conn: Connection, name: str) -> set[int]:
             {"name": name},
         ).scalars()
     )
-    ids |= _metadata_lock_holders(conn, name)
+    ids |= _metadata_lock_holders(conn, name, install_plugin)
     for session_id in sorted(ids):
         try:
             conn.exec_driver_sql(f"KILL {int(session_id)}")
@@ -277,9 +279,9 @@ def _kill_sessions_using(conn: Connection, name: str) -> set[int]:
     return {int(i) for i in ids}
 
 
-def _metadata_lock_holders(conn: Connection, name: str) -> set[int]:
+def _metadata_lock_holders(conn: Connection, name: str, install_plugin: bool = True) -> set[int]:
     if conn.dialect.is_mariadb:
-        return _mariadb_lock_holders(conn, name)
+        return _mariadb_lock_holders(conn, name, install_plugin)
     # MySQL 8: performance_schema and its MDL instrument are on by default.
     try:
         rows = conn.execute(
@@ -296,7 +298,7 @@ def _metadata_lock_holders(conn: Connection, name: str) -> set[int]:
         return set()
 
 
-def _mariadb_lock_holders(conn: Connection, name: str) -> set[int]:
+def _mariadb_lock_holders(conn: Connection, name: str, install_plugin: bool = True) -> set[int]:
     # MariaDB's performance_schema is off by default and then returns no rows
     # without an error; the metadata_lock_info plugin ships with the server.
     query = sa.text(
@@ -308,6 +310,8 @@ def _mariadb_lock_holders(conn: Connection, name: str) -> set[int]:
     except DBAPIError as exc:
         if _mysql_errno(exc) != _ER_UNKNOWN_TABLE:
             raise
+    if not install_plugin:
+        return set()  # the PROCESSLIST.DB match is all there is
     try:
         conn.exec_driver_sql("INSTALL SONAME 'metadata_lock_info'")
     except DBAPIError:

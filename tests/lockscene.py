@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from tests.projects import wait_for
 
 DDL_WAIT_S = 30  # bounded, so a broken test never hangs the suite
+# MariaDB refreshes INNODB_TRX / INNODB_LOCKS / INNODB_LOCK_WAITS only after 100 ms without a read.
+INNODB_POLL_S = 0.15
 
 
 def connect(url: str, application: str | None = None) -> Any:
@@ -115,6 +117,16 @@ class Scene:
     def wait_waiting(self, conn: Any, timeout: float = 10) -> None:
         sid = session_id(conn)
         wait_for(lambda: self.is_waiting(sid), timeout=timeout, message=f"session {sid} never waited for a lock")
+
+    def wait_row_waiting(self, conn: Any, timeout: float = 10) -> None:
+        """MariaDB: until the session waits for an InnoDB row lock (PROCESSLIST does not say so).
+        The INNODB_* tables are one cache, refreshed only when nobody has read it for 100 ms: polled
+        faster, it never changes (seen: a committed transaction still listed 3 s later)."""
+        sid = int(session_id(conn))
+        wait_for(lambda: execute(self.admin, "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS w "
+                                             "JOIN information_schema.INNODB_TRX t ON t.trx_id = w.requesting_trx_id "
+                                             f"WHERE t.trx_mysql_thread_id = {sid}")[0][0] > 0,
+                 timeout=timeout, interval=INNODB_POLL_S, message=f"session {sid} never waited for a row lock")
 
     def alive(self, conn: Any) -> bool:
         sid = int(session_id(conn))

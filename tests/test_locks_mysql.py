@@ -10,16 +10,18 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from dbguard import api
+from dbguard import api, output
 from dbguard.core.breaker import CONFIRM_TOKEN
 from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.mysql import MysqlDialect, run_lock_name
-from dbguard.errors import ConfigError
+from dbguard.errors import ConfigError, ExitCode
 from dbguard.settings import load_settings
-from tests.dbs import admin_engine
+from tests.dbs import admin_engine, create_database, drop_database
 from tests.lockscene import (
+    INNODB_POLL_S,
     Background,
     Scene,
+    connect,
     dbguard,
     execute,
     kill_stopped_before_its_signal,
@@ -136,12 +138,11 @@ def test_heuristic_fallback_is_labelled_approximate_and_plugin_installs_on_reque
     assert session_id(a) in data["roots"] and session_id(x) not in data["roots"]
     text = dbguard(ini, mysql_url, "locks")
     assert "(APPROXIMATE)" in text.stdout and "warning: approximate" in text.stdout
-    # --roots under the heuristic: nobody can tell which database their locks are in.
-    refused = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--roots", "--confirm-risk",
-                      CONFIRM_TOKEN)
-    assert refused.returncode == 3, refused.stderr  # refused: database unknown
-    mine = [o for o in json.loads(refused.stdout)["outcomes"] if o["session"]["session_id"] == session_id(a)]
-    assert mine[0]["code"] == "unknown_database" and scene.alive(a)
+    # --roots under the heuristic: a guessed blocker's database is its default database (here this one).
+    proposed = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--roots", "--dry-run")
+    assert proposed.returncode == 0, proposed.stderr
+    mine = [o for o in json.loads(proposed.stdout)["outcomes"] if o["session"]["session_id"] == session_id(a)]
+    assert mine[0]["outcome"] == "would terminate" and scene.alive(a)
     # Never silently: only --install-plugin installs it.
     assert not _plugin_installed(scene.admin)
     installed = dbguard(ini, mysql_url, "--format", "json", "locks", "--install-plugin")
@@ -505,3 +506,128 @@ def test_a_global_read_lock_outlives_its_cancelled_statement_so_its_holder_is_te
     assert not scene.alive(holder)
     [row] = kills(url)
     assert (row["action"], row["outcome"]) == ("cancel_then_terminate", "terminated")
+
+
+@pytest.fixture(params=["metadata_lock_info", "heuristic"])
+def source_scene(request):
+    """A scene on the shared server with metadata_lock_info, and one on the server that never has it."""
+    url = request.getfixturevalue("mysql_url" if request.param == "metadata_lock_info" else "bare_mysql_url")
+    s = _scene(url)
+    try:
+        if request.param == "metadata_lock_info":
+            _install_plugin(s.admin)
+        assert _plugin_installed(s.admin) == (request.param == "metadata_lock_info")
+        yield s, url, request.param
+    finally:
+        s.close()
+
+
+def test_a_row_lock_wait_is_read_from_innodb_with_or_without_a_metadata_lock_source(source_scene, ini):
+    """A session waiting for a row another transaction holds (PROCESSLIST says 'Updating', no metadata
+    lock conflicts) is an edge read from INNODB_LOCK_WAITS, with its table, index and row: `locks --table t`
+    lists it, `kill --blocking t` proposes the holder, `--roots` terminates it and the UPDATE goes on."""
+    scene, url, source = source_scene
+    db = database_of(url)
+    holder = scene.open()
+    execute(holder, "BEGIN")
+    execute(holder, "SELECT * FROM t WHERE id = 1 FOR UPDATE")
+    waiter, job = scene.background("UPDATE t SET id = 1 WHERE id = 1")
+    scene.wait_row_waiting(waiter)
+    hid, wid = session_id(holder), session_id(waiter)
+
+    tree = api.locks(settings(ini, url), table="t")
+    by_id = {s.session_id: s for s in tree.sessions}
+    assert tree.source == source and tree.roots == (hid,) and hid in tree.holders, tree
+    assert by_id[wid].blocked_by == (hid,) and by_id[wid].guessed_blockers == ()
+    assert by_id[wid].state == "waiting" and by_id[wid].wait_s is not None
+    row = [lk for lk in by_id[wid].locks if lk.locktype == "row"]
+    assert [(lk.mode, lk.granted, lk.table, lk.object) for lk in row] == [
+        ("X", False, f"{db}.t", "row 1 in index PRIMARY")], by_id[wid].locks
+    assert any(lk.locktype == "row" and lk.granted and lk.object == "row 1 in index PRIMARY"
+               for lk in by_id[hid].locks), by_id[hid].locks
+    assert by_id[hid].database == db and by_id[hid].state == "idle in transaction"
+    assert f"holds X on row 1 in index PRIMARY of {db}.t" in output.render(tree)
+
+    dry = api.locks_kill(settings(ini, url), blocking="t", dry_run=True)
+    assert [(o.session.session_id, o.action) for o in dry.outcomes] == [(hid, "terminate")], dry
+    done = api.locks_kill(settings(ini, url), roots=True, confirm=lambda p: CONFIRM_TOKEN)
+    assert [(o.session.session_id, o.outcome) for o in done.outcomes] == [(hid, "terminated")], done
+    job.join(10)
+    assert job.error is None and not scene.alive(holder)
+
+
+def test_without_a_lock_source_guesses_are_marked_and_a_session_of_unknown_database_is_ended_only_by_pid(
+        bare_mysql_url, bare_mariadb_server_url, ini):
+    """No metadata_lock_info: the ALTER's blockers are guessed from open transactions, and said to be
+    guesses. A transaction whose default database is another is no blocker here and is never ended,
+    even by --pid (exit 1); one with no default database is 'database unknown': a guessed root that
+    --roots does not propose, ended by --pid once the dry run and the confirmation have named it so."""
+    scene = _scene(bare_mysql_url)
+    other_url = create_database(bare_mariadb_server_url, "mysql")
+    try:
+        assert not _plugin_installed(scene.admin)
+        db, other_db = database_of(bare_mysql_url), database_of(other_url)
+        execute(scene.admin, f"CREATE TABLE `{other_db}`.x (id INT PRIMARY KEY) ENGINE=InnoDB")
+        elsewhere = connect(other_url)  # its default database is the other one
+        bystander = connect(sa.engine.make_url(bare_mysql_url).set(database="")
+                            .render_as_string(hide_password=False))  # no default database
+        scene.conns += [elsewhere, bystander]
+        for conn in (elsewhere, bystander):
+            execute(conn, "BEGIN")
+            execute(conn, f"SELECT * FROM `{other_db}`.x")
+        blocker = scene.idle_reader("t")
+        ie, ib, ia = session_id(elsewhere), session_id(bystander), session_id(blocker)
+        wait_for(lambda: {str(r[0]) for r in execute(scene.admin, "SELECT trx_mysql_thread_id FROM "
+                                                                  "information_schema.INNODB_TRX")} >= {ie, ib, ia},
+                 interval=INNODB_POLL_S, message="the open transactions never showed in INNODB_TRX")
+        x, x_job = scene.background("ALTER TABLE t ADD COLUMN c_x INT")
+        scene.wait_waiting(x)
+        s = settings(ini, bare_mysql_url)
+
+        tree = api.locks(s)
+        by_id = {t.session_id: t for t in tree.sessions}
+        assert tree.source == "heuristic" and tree.approximate
+        assert tree.roots == (ia, ib), tree  # the real blocker first; the other database's is none
+        assert ie not in by_id
+        assert by_id[ia].database == db and by_id[ib].database is None
+        assert set(by_id[session_id(x)].guessed_blockers) == set(by_id[session_id(x)].blocked_by) == {ia, ib}
+        text = output.render(tree)
+        assert any(line.strip().startswith(f"ROOT {ib} ") and "[database unknown]" in line
+                   for line in text.splitlines()), text
+        assert f"{ia} (guessed)" in text, text
+        data = json.loads(output.to_json(tree))
+        xs = next(t for t in data["sessions"] if t["session_id"] == session_id(x))
+        assert set(xs["guessed_blockers"]) == {ia, ib}
+        assert next(t for t in data["sessions"] if t["session_id"] == ib)["database"] is None
+
+        roots = api.locks_kill(s, roots=True, dry_run=True)
+        assert [o.session.session_id for o in roots.outcomes] == [ia] and roots.exit_code == ExitCode.OK, roots
+        assert any("database unknown" in w and ib in w for w in roots.warnings), roots.warnings
+
+        other = api.locks_kill(s, pids=[ie], confirm=lambda p: CONFIRM_TOKEN)
+        assert other.exit_code == ExitCode.FINDINGS, other
+        assert [(o.code, o.outcome) for o in other.outcomes] == [("other_database", "refused")]
+        assert other.outcomes[0].session.database == other_db and scene.alive(elsewhere)
+
+        named = api.locks_kill(s, pids=[ib], dry_run=True)
+        assert named.exit_code == ExitCode.OK and "database unknown" in output.render(named), output.render(named)
+        unconfirmed = api.locks_kill(s, pids=[ib], confirm=lambda p: None)
+        assert unconfirmed.exit_code == ExitCode.REFUSED and scene.alive(bystander)
+        prompts: list[str] = []
+
+        def confirm(prompt):
+            prompts.append(output.render_prompt(prompt))
+            return CONFIRM_TOKEN
+
+        done = api.locks_kill(s, pids=[ib], confirm=confirm)
+        assert [o.outcome for o in done.outcomes] == ["terminated"] and not scene.alive(bystander), done
+        assert f"session {ib} " in prompts[0] and "database unknown" in prompts[0], prompts
+
+        ended = api.locks_kill(s, roots=True, confirm=lambda p: CONFIRM_TOKEN)
+        assert [(o.session.session_id, o.outcome) for o in ended.outcomes] == [(ia, "terminated")], ended
+        x_job.join(10)
+        assert x_job.error is None and scene.alive(elsewhere)
+        assert [r["victim_session"] for r in kills(bare_mysql_url)] == [ib, ia]
+    finally:
+        scene.close()
+        drop_database(other_url, bare_mariadb_server_url, install_plugin=False)

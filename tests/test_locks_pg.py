@@ -572,3 +572,51 @@ def test_a_read_only_database_takes_the_audit_in_the_local_file_and_the_next_com
         assert dbguard(ini, pg_url, "locks").returncode == 0
         [row] = kills(pg_url)
         assert (row["victim_session"], row["outcome"]) == (session_id(reader), "terminated")
+
+
+def test_advisory_and_object_locks_show_what_they_lock_and_their_holder_is_ended(scene, ini, pg_url):
+    """pg_advisory_lock(42) and pg_advisory_xact_lock(1, 2) waits show their keys on both sides (text and
+    JSON), a lock on the database object (COMMENT ON DATABASE) shows the database, and `kill --roots`
+    ends the holders, which frees the waiters."""
+    from dbguard import output
+
+    database = sa.engine.make_url(pg_url).database
+    holder = scene.open("app_adv")
+    execute(holder, "SELECT pg_advisory_lock(42)")
+    execute(holder, "BEGIN")
+    execute(holder, "SELECT pg_advisory_xact_lock(1, 2)")
+    one, one_job = scene.background("SELECT pg_advisory_lock(42)", application="app_w1")
+    two, two_job = scene.background("SELECT pg_advisory_xact_lock(1, 2)", application="app_w2")
+    commenter = scene.open("app_comment")
+    execute(commenter, "BEGIN")
+    execute(commenter, f"COMMENT ON DATABASE \"{database}\" IS 'held'")
+    other, other_job = scene.background(f"COMMENT ON DATABASE \"{database}\" IS 'waits'", application="app_w3")
+    for waiter in (one, two, other):
+        scene.wait_waiting(waiter)
+
+    tree = api.locks(settings(ini, pg_url))
+    by_id = {s.session_id: s for s in tree.sessions}
+    ph, p1, p2, pc, p3 = map(session_id, (holder, one, two, commenter, other))
+    assert set(tree.roots) == {ph, pc}, tree
+    assert by_id[p1].blocked_by == (ph,) and by_id[p2].blocked_by == (ph,) and by_id[p3].blocked_by == (pc,)
+    held = {(lk.locktype, lk.object) for lk in by_id[ph].locks if lk.granted}
+    assert {("advisory", "advisory 42"), ("advisory", "advisory (1, 2)")} <= held, by_id[ph].locks
+    assert [(lk.object, lk.granted) for lk in by_id[p1].locks] == [("advisory 42", False)]
+    assert [(lk.object, lk.granted) for lk in by_id[p2].locks] == [("advisory (1, 2)", False)]
+    assert [(lk.locktype, lk.object) for lk in by_id[p3].locks if not lk.granted] == [
+        ("object", f"database {database}")]
+    assert any(lk.granted and lk.object == f"database {database}" for lk in by_id[pc].locks)
+    text = output.render(tree)
+    assert "holds ExclusiveLock on advisory 42" in text and "WAITS FOR ExclusiveLock on advisory (1, 2)" in text
+    assert f"WAITS FOR ShareUpdateExclusiveLock on database {database}" in text, text
+    seen = dbguard(ini, pg_url, "--format", "json", "locks")
+    sessions = {s["session_id"]: s for s in json.loads(seen.stdout)["sessions"]}
+    assert {"mode": "ExclusiveLock", "granted": False, "table": None, "locktype": "advisory",
+            "object": "advisory 42"} in sessions[p1]["locks"], seen.stdout
+
+    report = api.locks_kill(settings(ini, pg_url), roots=True, confirm=lambda p: CONFIRM_TOKEN)
+    assert sorted((o.session.session_id, o.outcome) for o in report.outcomes) == sorted(
+        [(ph, "terminated"), (pc, "terminated")]), report
+    for job in (one_job, two_job, other_job):
+        job.join(10)
+        assert job.error is None

@@ -181,3 +181,53 @@ def test_whether_the_server_takes_writes_is_asked_without_waiting() -> None:
     assert MARIADB.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 0"]
     assert MYSQL8.write_probe_timeouts() == ["SET SESSION lock_wait_timeout = 1"]
     assert PG.write_probe_timeouts() == ["SET lock_timeout = '500ms'"]
+
+
+def test_row_lock_waits_are_read_from_each_engine() -> None:
+    """MariaDB 10.11: INNODB_LOCK_WAITS joined with INNODB_LOCKS (what is waited for, what blocks) and
+    INNODB_TRX (whose transaction). MySQL 8 (from its documentation; INNODB_LOCK_WAITS is gone there):
+    performance_schema.data_lock_waits joined with data_locks on the requesting and blocking lock and
+    transaction ids, each lock's THREAD_ID giving its session through performance_schema.threads.
+    Both name the lock's table as `db`.`t`, so one reader serves both."""
+    mariadb = MARIADB.row_lock_waits().sql
+    assert "FROM information_schema.INNODB_LOCK_WAITS w" in mariadb
+    assert "JOIN information_schema.INNODB_LOCKS rl ON rl.lock_id = w.requested_lock_id" in mariadb
+    assert "JOIN information_schema.INNODB_LOCKS bl ON bl.lock_id = w.blocking_lock_id" in mariadb
+    assert "JOIN information_schema.INNODB_TRX bt ON bt.trx_id = w.blocking_trx_id" in mariadb
+    assert mariadb.startswith("SELECT rt.trx_mysql_thread_id, bt.trx_mysql_thread_id, rl.lock_table, rl.lock_index, "
+                              "rl.lock_data, rl.lock_mode, rl.lock_type, bl.lock_mode, ")
+    # A blocker queued ahead for the same row has its own request pending: its lock is not granted.
+    assert "bt.trx_requested_lock_id <> w.blocking_lock_id" in mariadb
+    assert MYSQL8.row_lock_waits().sql == (
+        "SELECT rt.PROCESSLIST_ID, bt.PROCESSLIST_ID, "
+        "CONCAT('`', REPLACE(r.OBJECT_SCHEMA, '`', '``'), '`.`', REPLACE(r.OBJECT_NAME, '`', '``'), '`'), "
+        "r.INDEX_NAME, r.LOCK_DATA, r.LOCK_MODE, r.LOCK_TYPE, b.LOCK_MODE, b.LOCK_STATUS = 'GRANTED' "
+        "FROM performance_schema.data_lock_waits w "
+        "JOIN performance_schema.data_locks r ON r.ENGINE = w.ENGINE "
+        "AND r.ENGINE_LOCK_ID = w.REQUESTING_ENGINE_LOCK_ID "
+        "AND r.ENGINE_TRANSACTION_ID = w.REQUESTING_ENGINE_TRANSACTION_ID "
+        "JOIN performance_schema.data_locks b ON b.ENGINE = w.ENGINE "
+        "AND b.ENGINE_LOCK_ID = w.BLOCKING_ENGINE_LOCK_ID "
+        "AND b.ENGINE_TRANSACTION_ID = w.BLOCKING_ENGINE_TRANSACTION_ID "
+        "JOIN performance_schema.threads rt ON rt.THREAD_ID = r.THREAD_ID "
+        "JOIN performance_schema.threads bt ON bt.THREAD_ID = b.THREAD_ID "
+        "WHERE rt.PROCESSLIST_ID IS NOT NULL AND bt.PROCESSLIST_ID IS NOT NULL"
+    )
+    for dialect in (MYSQL8, MARIADB):
+        assert dialect.row_lock_table("`shop`.`t`") == ("shop", "t")
+        assert dialect.row_lock_table("`my.db`.`a``b`") == ("my.db", "a`b")
+        assert dialect.row_lock_table("`shop`.`t` /* Partition `p0` */") == ("shop", "t")
+        assert dialect.row_lock_table("t") is None and dialect.row_lock_table("`a`.`b`.`c`") is None
+
+
+def test_mysql8_lock_instance_for_backup_holds_a_server_wide_lock() -> None:
+    """MySQL 8 (docs): LOCK INSTANCE FOR BACKUP shows in metadata_locks as OBJECT_TYPE 'BACKUP LOCK',
+    LOCK_TYPE 'SHARED' (DDL waits for it in state 'Waiting for backup lock'): its holder is a root
+    blocker on every database, named with that lock."""
+    holders = MYSQL8.server_lock_holders("performance_schema").sql
+    assert "CONCAT(ml.OBJECT_TYPE, ' ', ml.LOCK_TYPE)" in holders  # shown as "BACKUP LOCK SHARED"
+    assert "(ml.OBJECT_TYPE = 'BACKUP LOCK' AND ml.LOCK_TYPE = 'SHARED')" in holders
+    assert "t.THREAD_ID = ml.OWNER_THREAD_ID" in holders and "t.PROCESSLIST_ID IS NOT NULL" in holders
+    assert MYSQL8.waits_for_server_lock("Waiting for backup lock")
+    # The backup lock a session holds is no reason to count it as holding table locks.
+    assert "'BACKUP LOCK'" in MYSQL8.session_holds_locks("7", "performance_schema").sql

@@ -110,6 +110,21 @@ def test_own_session_wins_over_everything_and_other_database_over_explicit():
     assert judge_one(unknown, _policy()).allowed
 
 
+def test_a_session_of_unknown_database_is_never_proposed_and_its_verdict_says_so_when_named():
+    """The approximate MySQL source cannot tell some sessions' database: no selector proposes them,
+    and the verdict that --pid gets names it 'database unknown' (the dry run and the prompt show it)."""
+    unknown = Candidate(**{**GOOD.__dict__, "database": None})
+    assert v.database_unknown(unknown) and not v.database_unknown(GOOD)
+    assert not v.database_unknown(Candidate(**{**GOOD.__dict__, "database": None, "kind": Kind.PREPARED.value}))
+    assert judge_one(unknown, _policy()).code == v.UNKNOWN_DATABASE
+    named = judge_one(Candidate(**{**unknown.__dict__, "explicit": True}), _policy())
+    assert named.allowed and named.reason.startswith("database unknown, named with --pid: ")
+    assert "database unknown" not in judge_one(GOOD, _policy()).reason
+    # Read from a lock source: it holds nothing here, which says so (not "another database ()").
+    nothing_here = judge_one(Candidate(**{**GOOD.__dict__, "database": ""}), _policy())
+    assert nothing_here.code == v.OTHER_DATABASE and "holds no lock in database" in nothing_here.reason
+
+
 def test_age_and_grant_rules():
     young = Candidate(**{**GOOD.__dict__, "xact_age_s": 5.0})
     assert judge_one(young, _policy(min_age_s=60)).code == v.TOO_YOUNG

@@ -125,8 +125,23 @@ def _refuse(c: Candidate, code: str, reason: str, grant: str | None = None) -> V
     return Verdict(c.session_id, Action.NONE, code, reason, grant)
 
 
+def database_unknown(c: Candidate) -> bool:
+    """A client session whose database nothing tells (a guess of the approximate MySQL source): never
+    proposed by --roots, --blocking or --holding; only --pid, after the dry run and the confirmation
+    have named it so, ends it."""
+    return c.database is None and c.kind == Kind.CLIENT.value
+
+
 def judge_one(c: Candidate, policy: KillPolicy) -> Verdict:
     """The verdict on one candidate; the first rule that refuses wins, in the order written here."""
+    verdict = _judge_one(c, policy)
+    if verdict.allowed and database_unknown(c):
+        # Named with --pid: whoever confirms must read that nobody knows which database it is in.
+        return dataclasses.replace(verdict, reason=f"database unknown, named with --pid: {verdict.reason}")
+    return verdict
+
+
+def _judge_one(c: Candidate, policy: KillPolicy) -> Verdict:
     if c.session_id in policy.own_session_ids:
         return _refuse(c, OWN_SESSION, "dbguard's own session")
     if c.kind == Kind.PREPARED.value:
@@ -144,6 +159,8 @@ def judge_one(c: Candidate, policy: KillPolicy) -> Verdict:
             return _refuse(c, UNKNOWN_DATABASE, "the database of its locks is unknown (approximate source); "
                                                 "name it with --pid to end it anyway")
     elif c.database != policy.database:
+        if not c.database:  # read from a lock source: it holds none here
+            return _refuse(c, OTHER_DATABASE, f"it holds no lock in database {policy.database}")
         return _refuse(c, OTHER_DATABASE, f"its locks belong to another database ({c.database})")
     role = _matches(c.user, policy.protected_roles)
     if role is not None:

@@ -230,7 +230,7 @@ def _pg_snapshot(
             continue
         sid = str(r["pid"])
         locks.setdefault(sid, []).append(LockRef(mode=r["mode"], granted=bool(r["granted"]), table=table,
-                                                 locktype=r["locktype"]))
+                                                 locktype=r["locktype"], object=r["object"]))
         if not r["granted"]:
             if r["relname"]:
                 wanted_rel.setdefault(sid, set()).add((r["nspname"], r["relname"]))
@@ -332,16 +332,56 @@ def _mysql_waiting(state: str | None) -> bool:
 
 
 def _mysql_state(command: str | None, state: str | None, xact_age_s: float | None,
-                 holds_table_lock: bool = False) -> str:
+                 holds_table_lock: bool = False, waiting: bool = False) -> str:
     """``holds_table_lock``: an idle session holding a table's metadata lock (read from a lock source,
     not guessed) is inside a transaction or LOCK TABLES, whatever INNODB_TRX says: that table is a
-    cache refreshed at most every 100 ms and misses a transaction just begun."""
-    if _mysql_waiting(state):
+    cache refreshed at most every 100 ms and misses a transaction just begun. ``waiting``: it waits for
+    a row lock, which PROCESSLIST does not say ('Updating', 'Sending data' ...)."""
+    if waiting or _mysql_waiting(state):
         return policy_mod.Activity.WAITING.value
     if (command or "").lower() == "sleep":
         return (policy_mod.Activity.IDLE_IN_TRANSACTION.value if xact_age_s is not None or holds_table_lock
                 else policy_mod.Activity.IDLE.value)
     return policy_mod.Activity.ACTIVE.value
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowWait:
+    """One InnoDB row lock wait, read from the engine: ``waiter`` waits for a lock ``holder`` holds (or
+    is queued ahead for) on a row of ``schema.table``."""
+
+    waiter: str
+    holder: str
+    schema: str
+    table: str
+    index: str | None
+    row: str | None
+    mode: str
+    lock_type: str
+    holder_mode: str
+    holder_granted: bool
+
+    def lock(self, holder: bool) -> LockRef:
+        record = self.lock_type.upper() == "RECORD"
+        what = None
+        if record:
+            what = f"row {self.row if self.row is not None else '?'}" + (f" in index {self.index}" if self.index else "")
+        return LockRef(mode=self.holder_mode if holder else self.mode, granted=self.holder_granted if holder else False,
+                       table=f"{self.schema}.{self.table}", locktype="row" if record else f"innodb {self.lock_type.lower()}",
+                       object=what)
+
+
+def _row_waits(conn: Connection, dialect: MetadataLockGraph, database: str) -> list[_RowWait]:
+    """The row lock waits on ``database``'s tables (the lock's table decides, as for metadata locks)."""
+    found = []
+    for waiter, holder, name, index, row, mode, lock_type, holder_mode, granted in run(conn,
+                                                                                     dialect.row_lock_waits()).all():
+        table = dialect.row_lock_table(str(name or ""))
+        if waiter is None or holder is None or table is None or table[0] != database:
+            continue
+        found.append(_RowWait(str(waiter), str(holder), table[0], table[1], index, None if row is None else str(row),
+                              str(mode), str(lock_type or "RECORD"), str(holder_mode), bool(granted)))
+    return found
 
 
 @dataclasses.dataclass
@@ -357,6 +397,9 @@ class _MdlSnapshot:
     # the sessions waiting for one (PROCESSLIST says so: they wait for no table lock).
     server_holders: dict[str, str] = dataclasses.field(default_factory=dict)
     server_waiters: set[str] = dataclasses.field(default_factory=set)
+    # Row lock waits on this database's tables, read from the engine whatever the metadata lock source.
+    row_waits: list[_RowWait] = dataclasses.field(default_factory=list)
+    database: str = ""
 
 
 def _choose_source(conn: Connection, dialect: MetadataLockGraph, install_plugin: bool) -> str:
@@ -413,16 +456,25 @@ def _mdl_snapshot(conn: Connection, dialect: MetadataLockGraph, database: str, i
                 unparsed.add(sid)
             for schema, table in mine:
                 rows.append(waitfor.MdlRow(sid, schema, table, mode, False))
-    return _MdlSnapshot(source, source == "heuristic", rows, procs, waiting, unparsed - server_waiters, warnings,
-                        server_holders, server_waiters)
+    # After the guesses above: a row lock waiter's statement waits for a row, not a metadata lock.
+    row_waits = _row_waits(conn, dialect, database)
+    return _MdlSnapshot(source, source == "heuristic", rows, procs, waiting | {w.waiter for w in row_waits},
+                        unparsed - server_waiters, warnings, server_holders, server_waiters, row_waits, database)
 
 
-def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]) -> dict[str, tuple[str, ...]]:
-    """Who waits for whom, from metadata locks, or guessed from open transactions (heuristic)."""
+def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]
+               ) -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
+    """Who waits for whom, from metadata locks, or guessed from open transactions (heuristic), and
+    row lock waits read from the engine; and, per waiter, which of its edges are guesses."""
+    guessed: dict[str, set[str]] = {}
+    edges: dict[str, tuple[str, ...]]
     if snap.approximate:
+        # A guessed blocker is any open transaction of this database, or of none known; one whose
+        # default database is another is never guessed to block this one's tables.
         holders = [sid for sid, p in snap.procs.items()
-                   if p["xact_age_s"] is not None and sid not in snap.waiting and sid not in exclude]
-        edges: dict[str, tuple[str, ...]] = {}
+                   if p["xact_age_s"] is not None and sid not in snap.waiting and sid not in exclude
+                   and (p["db"] or None) in (None, snap.database)]
+        edges = {}
         pending = [r for r in snap.rows if not r.granted]
         waiters = {r.session_id for r in pending} | snap.unparsed_waiters
         for sid in sorted(waiters, key=int):
@@ -431,26 +483,40 @@ def _mdl_edges(snap: _MdlSnapshot, exclude: Collection[str]) -> dict[str, tuple[
                      and waitfor.mdl_blocks(r.mode, False, next(
                          (m.mode for m in pending if m.session_id == sid), waitfor.UNKNOWN_MODE))]
             edges[sid] = tuple(dict.fromkeys([*holders, *ahead]))
-        return edges
-    edges = dict(waitfor.mdl_wait_for(snap.rows))
-    if snap.unparsed_waiters:
-        holders = sorted({r.session_id for r in snap.rows if r.granted}, key=int)
-        for sid in snap.unparsed_waiters:
-            edges[sid] = tuple(h for h in holders if h != sid)
-    # A session waiting for a global read lock or a backup stage waits for whoever holds it, whatever
-    # tables its statement names.
-    for sid in snap.server_waiters:
-        edges[sid] = tuple(h for h in sorted(snap.server_holders, key=int) if h != sid and h not in exclude)
-    return edges
+            guessed[sid] = set(edges[sid])
+    else:
+        edges = dict(waitfor.mdl_wait_for(snap.rows))
+        if snap.unparsed_waiters:
+            holders = sorted({r.session_id for r in snap.rows if r.granted}, key=int)
+            for sid in snap.unparsed_waiters:
+                edges[sid] = tuple(h for h in holders if h != sid)
+                guessed[sid] = set(edges[sid])
+        # A session waiting for a global read lock or a backup stage waits for whoever holds it, whatever
+        # tables its statement names.
+        for sid in snap.server_waiters:
+            edges[sid] = tuple(h for h in sorted(snap.server_holders, key=int) if h != sid and h not in exclude)
+    for w in snap.row_waits:
+        if w.holder != w.waiter:
+            edges[w.waiter] = tuple(dict.fromkeys([*edges.get(w.waiter, ()), w.holder]))
+    return edges, guessed
 
 
 def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: dict[str, tuple[str, ...]],
-                  secrets: Iterable[str | None]) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
+                  secrets: Iterable[str | None], guessed: Mapping[str, set[str]] | None = None,
+                  ) -> tuple[dict[str, LockSession], dict[str, list[LockRef]]]:
     secrets = list(secrets)
+    guessed = guessed or {}
     locks: dict[str, list[LockRef]] = {}
     for r in snap.rows:
         locks.setdefault(r.session_id, []).append(
             LockRef(mode=r.mode, granted=r.granted, table=f"{r.schema}.{r.table}", locktype="metadata"))
+    # Row locks are read from the engine in every mode: their table says the session's database.
+    row_lockers: set[str] = set()
+    for w in snap.row_waits:
+        for sid, lock in ((w.waiter, w.lock(holder=False)), (w.holder, w.lock(holder=True))):
+            row_lockers.add(sid)
+            if lock not in locks.setdefault(sid, []):
+                locks[sid].append(lock)
     # A server-wide lock covers this database too: its holder is one of this database's blockers.
     for sid, mode in snap.server_holders.items():
         locks.setdefault(sid, []).append(LockRef(mode=mode, granted=True, table=None, locktype="server"))
@@ -460,7 +526,9 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
         if p is None:
             continue
         if snap.approximate:
-            db = None  # nobody can tell which database an open transaction's locks are in
+            # No source says which database its metadata locks are in: a row lock read from the engine
+            # says, else its default database (PROCESSLIST.DB); with neither, unknown.
+            db = database if sid in row_lockers else (p["db"] or None)
         else:
             db = database if sid in locks else ""
         sessions[sid] = LockSession(
@@ -472,40 +540,48 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             database=db,
             state=_mysql_state(p["command"], p["state"], p["xact_age_s"],
                                holds_table_lock=not snap.approximate and any(
-                                   lk.granted and lk.locktype == "metadata" for lk in locks.get(sid, ()))),
+                                   lk.granted and lk.locktype == "metadata" for lk in locks.get(sid, ())),
+                               waiting=sid in snap.waiting),
             xact_age_s=None if p["xact_age_s"] is None else round(p["xact_age_s"], 3),
             query=_short(p["info"], secrets),
             blocked_by=edges.get(sid, ()),
             identity=p["identity"],
-            wait_s=(round(p["running_s"], 3) if p["running_s"] is not None and _mysql_waiting(p["state"])
-                    else None),
+            wait_s=(round(p["running_s"], 3) if p["running_s"] is not None and sid in snap.waiting else None),
+            guessed_blockers=tuple(b for b in edges.get(sid, ()) if b in guessed.get(sid, ())),
         )
     return sessions, locks
 
 
 def _approximate_warning(dialect: MetadataLockGraph) -> str:
     fix = dialect.mdl_source_fix(dialect.mdl_sources()[0])
-    return ("approximate: no metadata lock source, so blockers are guessed from open transactions "
-            "(INNODB_TRX) and PROCESSLIST; this over-includes and misses LOCK TABLES holders, and the "
-            f"database of a blocker's locks is unknown. To see real locks: {fix}")
+    return ("approximate: no metadata lock source, so metadata lock waits are guessed from open transactions "
+            "(INNODB_TRX) and statement text (PROCESSLIST), each such edge marked guessed; this over-includes and "
+            "misses LOCK TABLES holders. A guessed blocker's database is its default database (PROCESSLIST.DB); "
+            "one with none is 'database unknown': never proposed, ended only when named with --pid. Row lock "
+            f"waits are read from the engine. To see real locks: {fix}")
 
 
 def _mdl_tree(conn: Connection, dialect: MetadataLockGraph, database: str, table: tuple[str, str] | None,
               secrets: Iterable[str | None], own_ids: Collection[str], install_plugin: bool) -> LockTree:
     snap = _mdl_snapshot(conn, dialect, database, install_plugin)
-    edges = _mdl_edges(snap, own_ids)
+    edges, guessed = _mdl_edges(snap, own_ids)
     seeds = [sid for sid, blockers in edges.items() if sid in snap.waiting or blockers]
     holders: list[str] = []
     if table is not None:
+        row_waiters = {w.waiter for w in snap.row_waits if (w.schema, w.table) == table}
         seeds = [sid for sid in seeds
                  if any(r.session_id == sid and not r.granted and (r.schema, r.table) == table
-                        for r in snap.rows) or sid in snap.unparsed_waiters]
+                        for r in snap.rows) or sid in snap.unparsed_waiters or sid in row_waiters]
         if not snap.approximate:  # guessed rows name no holder for certain
             holders = [r.session_id for r in snap.rows
                        if r.granted and (r.schema, r.table) == table and r.session_id not in own_ids]
+        # A row lock read from the engine names its holder in every mode.
+        holders += [w.holder for w in snap.row_waits
+                    if w.holder_granted and (w.schema, w.table) == table and w.holder not in own_ids]
+        holders = list(dict.fromkeys(holders))
         seeds = [*seeds, *(h for h in holders if h not in seeds)]
     ids = waitfor.closure(seeds, edges)
-    sessions, locks = _mdl_sessions(snap, database, ids, edges, secrets)
+    sessions, locks = _mdl_sessions(snap, database, ids, edges, secrets, guessed)
     warnings = list(snap.warnings)
     if snap.approximate:
         warnings.insert(0, _approximate_warning(dialect))
@@ -542,18 +618,24 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
            if sid in sessions]
     scoped = {sid: tuple(b for b in blocked_by.get(sid, ()) if b in sessions) for sid in ids}
     root_ids = [r for r in waitfor.roots(scoped, waiting) if r in scoped]
-    # Oldest transaction first among roots: usually the one to look at.
-    root_ids.sort(key=lambda r: -(sessions[r].xact_age_s or 0.0))
-    contested = {lk.table for sid in ids for lk in locks.get(sid, ()) if not lk.granted and lk.table}
+    # Roots of this database before those of an unknown one (guesses), then the oldest transaction
+    # first: usually the one to look at.
+    root_ids.sort(key=lambda r: (sessions[r].database is None, -(sessions[r].xact_age_s or 0.0)))
+    wanted = [lk for sid in ids for lk in locks.get(sid, ()) if not lk.granted]
+    contested = {lk.table for lk in wanted if lk.table}
+    # Advisory and object locks name no table: the holder's lock is the one on what is waited for.
+    contested_objects = {lk.object for lk in wanted if lk.object and not lk.table}
     out = []
     for sid, depth in waitfor.tree_order(ids, scoped, root_ids):
         mine = locks.get(sid, [])
         shown = [lk for lk in mine if not lk.granted or lk.table in contested or lk.locktype == "server"
-                 or (sid in holders and lk.table == table)]
+                 or (lk.object in contested_objects and not lk.table) or (sid in holders and lk.table == table)]
         if not shown:
             shown = [lk for lk in mine if lk.table][:5]
         out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,
-                                       depth=depth, locks=tuple(shown)))
+                                       depth=depth, locks=tuple(dict.fromkeys(shown)),
+                                       guessed_blockers=tuple(b for b in sessions[sid].guessed_blockers
+                                                              if b in scoped[sid])))
     return LockTree(engine=dialect.name, database=database, source=source, approximate=approximate,
                     sessions=tuple(out), roots=tuple(root_ids), table=table, warnings=warnings,
                     holders=tuple(h for h in holders if h in sessions))
@@ -616,8 +698,10 @@ def root_blockers_of_table(conn: Connection, dialect: Dialect, schema: str, tabl
     The DDL's own pending request is invisible on MariaDB, so it is modelled as a pending EXCLUSIVE
     request on the table by ``waiting_session_id`` (the migration connection's id). Every other
     session holding a table metadata lock there blocks it; of those, the ones not waiting themselves
-    are the roots. Without a lock source (heuristic) every idle open transaction counts (approximate:
-    such sessions come back with ``database`` None, which the kill policy refuses unless named).
+    are the roots. Without a metadata lock source (heuristic) every open transaction of this database,
+    or of no known one, counts (approximate: each comes back with its default database as ``database``,
+    None where it has none, which the kill policy refuses unless named); row lock waits are read from
+    the engine in every mode.
     """
     snap = _mdl_snapshot(conn, metadata_lock_graph_of(dialect), schema, install_plugin)
     me = str(waiting_session_id) if waiting_session_id is not None else "dbguard-ddl"
@@ -626,10 +710,10 @@ def root_blockers_of_table(conn: Connection, dialect: Dialect, schema: str, tabl
     snap.waiting.add(me)
     snap.unparsed_waiters.discard(me)
     exclude = {*own_session_ids, me}
-    edges = _mdl_edges(snap, exclude)
+    edges, guessed = _mdl_edges(snap, exclude)
     ids = waitfor.root_blockers_of(me, edges, snap.waiting)
     ids = [i for i in ids if i not in exclude]
-    sessions, locks = _mdl_sessions(snap, schema, ids, edges, secrets)
+    sessions, locks = _mdl_sessions(snap, schema, ids, edges, secrets, guessed)
     return [dataclasses.replace(sessions[i], is_root=True, locks=tuple(locks.get(i, ())))
             for i in ids if i in sessions]
 
@@ -643,7 +727,8 @@ def session_snapshot(conn: Connection, dialect: Dialect, database: str, session_
                                        extra_ids=session_ids)
     else:
         snap = _mdl_snapshot(conn, metadata_lock_graph_of(dialect), database, install_plugin=False)
-        sessions, locks = _mdl_sessions(snap, database, session_ids, _mdl_edges(snap, ()), secrets)
+        edges, guessed = _mdl_edges(snap, ())
+        sessions, locks = _mdl_sessions(snap, database, session_ids, edges, secrets, guessed)
     return {sid: dataclasses.replace(sessions[sid], locks=tuple(locks.get(sid, ())))
             for sid in session_ids if sid in sessions}
 

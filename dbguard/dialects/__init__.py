@@ -293,6 +293,13 @@ class MetadataLockGraph(SessionControl, Protocol):
 
     def session_holds_locks(self, session_id: str, source: str) -> Statement: ...
 
+    # InnoDB row lock waits, read from the engine: (waiting session, blocking session, table as
+    # `db`.`t`, index, row, requested mode, lock type, blocking mode, blocking lock granted).
+    def row_lock_waits(self) -> Statement: ...
+
+    # (schema, table) of a row_lock_waits table name; None when it names none.
+    def row_lock_table(self, name: str) -> tuple[str, str] | None: ...
+
     # The account's global privileges, one name a row (compared with signal_privileges).
     def lock_privileges(self) -> Statement: ...
 

@@ -365,7 +365,8 @@ class PostgresqlDialect:
         return Statement(_LOCK_SESSIONS, {"query_chars": int(query_chars), "extra": [int(p) for p in extra_pids]})
 
     def lock_rows(self) -> Statement:
-        """Relation locks and every ungranted lock, with table names of this database (and shared ones)."""
+        """Relation, advisory and object locks and every ungranted lock, with table names of this database
+        (and shared ones), and what an advisory or object lock locks."""
         return Statement(_LOCK_ROWS)
 
     def prepared_transactions(self) -> Statement:
@@ -587,9 +588,23 @@ WHERE cardinality(b.blocked_by) > 0 OR a.pid IN (SELECT unnest(blocked_by) FROM 
 # A session waiting for a row waits on the holder's transaction id, which names no table: the
 # table is the one of the tuple lock the waiter holds meanwhile (PostgreSQL's row-lock protocol:
 # the first waiter takes the tuple lock, then waits for the xid; the next ones queue on the tuple).
+#
+# Advisory and object locks name no table: ``object`` says what they lock. A bigint advisory key is
+# classid (high half) and objid (low half) with objsubid 1; the two-int form is classid, objid with
+# objsubid 2, each an int4 shown as an unsigned oid (bit(32) gives the signed value back). Object
+# locks (a database, a role ...) are described where the object is this database's or shared.
 _LOCK_ROWS = """\
 SELECT l.pid, l.locktype, l.mode, l.granted, COALESCE(n.nspname, rn.nspname) AS nspname,
-       COALESCE(c.relname, rc.relname) AS relname, l.virtualtransaction, l.transactionid::text AS xid
+       COALESCE(c.relname, rc.relname) AS relname, l.virtualtransaction, l.transactionid::text AS xid,
+       CASE l.locktype
+         WHEN 'advisory' THEN 'advisory ' || CASE WHEN l.objsubid = 1
+           THEN ((l.classid::int8 << 32) | l.objid::int8)::text
+           ELSE '(' || l.classid::int8::bit(32)::int4 || ', ' || l.objid::int8::bit(32)::int4 || ')' END
+         WHEN 'object' THEN COALESCE(CASE WHEN l.database IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                                                   WHERE datname = current_database()))
+                                          THEN pg_catalog.pg_describe_object(l.classid, l.objid, l.objsubid) END,
+                                     'object ' || l.classid || '/' || l.objid)
+       END AS object
 FROM pg_catalog.pg_locks l
 LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation AND l.database IN (
   0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
@@ -601,7 +616,9 @@ LEFT JOIN LATERAL (
   LIMIT 1) row_lock ON true
 LEFT JOIN pg_catalog.pg_class rc ON rc.oid = row_lock.relation
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
-WHERE l.locktype = 'relation' OR NOT l.granted OR (l.pid IS NULL AND l.locktype = 'transactionid')"""
+WHERE l.locktype = 'relation' OR NOT l.granted OR (l.pid IS NULL AND l.locktype = 'transactionid')
+   OR (l.locktype IN ('advisory', 'object') AND l.database IN (
+         0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())))"""
 
 _PREPARED_XACTS = """\
 SELECT p.gid, p.transaction::text AS xid, p.owner, p.database, p.prepared,

@@ -171,10 +171,19 @@ def kill(
             chosen = [s for s in tree.sessions if s.session_id in tree.holders]
         else:
             chosen = [s for s in tree.sessions if s.is_root]
+        warnings = tree.warnings
+        if not explicit:
+            # A guess of unknown database is never proposed: only --pid ends it, once named so.
+            unknown = [s.session_id for s in chosen if policy_mod.database_unknown(dblocks.candidate(s))]
+            chosen = [s for s in chosen if s.session_id not in unknown]
+            if unknown:
+                said = f"not proposed, database unknown: session(s) {', '.join(unknown)}; after checking one, " \
+                       "end it with locks kill --pid N"
+                warnings += (said,)
         policy = kill_policy(session, settings, own, rights, min_age_s)
         plan = dblocks.end_sessions(conn, dialect, chosen, policy, None, dry_run=True, explicit_ids=explicit)
         plan += tuple(_not_found(i, database) for i in missing)
-        common: dict[str, Any] = {"database": database, "selection": selection, "warnings": tree.warnings,
+        common: dict[str, Any] = {"database": database, "selection": selection, "warnings": warnings,
                                   "source": tree.source, "approximate": tree.approximate}
         allowed = [o for o in plan if o.code == policy_mod.OK]
         # What the real command would refuse for: a missing signal grant, an audit it cannot write

@@ -15,6 +15,9 @@ class LockRef:
     granted: bool
     table: str | None = None
     locktype: str = "relation"
+    # What is locked when it is not a whole table, as the server names it: ``advisory 42``,
+    # ``advisory (1, 2)``, ``role bob``, ``database shop``, ``row 1 in index PRIMARY`` (of ``table``).
+    object: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +29,8 @@ class LockSession:
     user: str | None
     application: str | None
     client: str | None
-    # The database its locks belong to (MySQL: the lock's schema); None when the source cannot tell.
+    # The database its locks belong to (MySQL: the lock's schema; where no lock source names one, its
+    # default database, PROCESSLIST.DB); None when nothing tells: "database unknown".
     database: str | None
     state: str
     xact_age_s: float | None
@@ -42,6 +46,9 @@ class LockSession:
     free_with: str | None = None
     # How long it has waited for the lock it waits for (None: it waits for none, or the server does not say).
     wait_s: float | None = None
+    # Those of ``blocked_by`` that are guesses (from statement text and open transactions, where no
+    # lock source says who holds what), not read from a lock source.
+    guessed_blockers: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
