@@ -199,6 +199,25 @@ def test_running_blocker_is_cancelled_then_terminated_after_grace(scene, ini, my
     assert x_job.error is None and not scene.alive(holder)
 
 
+def test_a_statement_whose_cancel_frees_its_locks_is_only_cancelled(scene, ini, mysql_url):
+    """A locking read in autocommit mode: KILL QUERY ends its transaction and its locks. INNODB_TRX,
+    which says whether the session is still in a transaction, is a cache that polling faster than
+    every 100 ms never refreshes: the session must still be seen free within the grace period."""
+    holder = scene.open()
+    scene.jobs.append(Background(holder, "SELECT id FROM t WHERE SLEEP(20) = 0 FOR UPDATE"))
+    wait_for(lambda: execute(scene.admin, f"SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                                          f"WHERE trx_mysql_thread_id = {session_id(holder)}")[0][0] == 1,
+             message="the locking read never started its transaction", interval=0.15)
+    x, x_job = scene.background("ALTER TABLE t ADD COLUMN c_y INT")
+    scene.wait_waiting(x)
+    report = api.locks_kill(settings(ini, mysql_url, kill_grace_ms=5000), roots=True,
+                            confirm=lambda p: CONFIRM_TOKEN)
+    (o,) = report.outcomes
+    assert (o.action, o.outcome) == ("cancel", "cancelled"), o
+    x_job.join(10)
+    assert x_job.error is None and scene.alive(holder)
+
+
 def test_policy_refuses_protected_role_own_run_and_other_database(scene, ini, mysql_url):
     a, _x, _b, _, _ = scene.chain()
     protected = dbguard(ini, mysql_url, "locks", "kill", "--roots", "--confirm-risk", CONFIRM_TOKEN,

@@ -752,8 +752,8 @@ def _count(conn: Connection, stmt: Any) -> int:
     return int(run(conn, stmt).scalar() or 0)
 
 
-def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    return wait_until(predicate, seconds, _POLL_S)
+def _wait(predicate: Callable[[], bool], seconds: float, poll_s: float = _POLL_S) -> bool:
+    return wait_until(predicate, seconds, poll_s)
 
 
 def _signal(conn: Connection, dialect: SessionControl, stmt: Any) -> str | None:
@@ -813,7 +813,8 @@ def _end_one(conn: Connection, dialect: SessionControl, s: LockSession, verdict:
         if why == "gone":
             return "none", "gone before it was ended"
         exact = _exact_lock_source(conn, dialect)
-        freed = _wait(lambda: not _still_blocking(conn, dialect, sid, identity, exact), grace_ms / 1000)
+        freed = _wait(lambda: not _still_blocking(conn, dialect, sid, identity, exact), grace_ms / 1000,
+                      dialect.session_poll_s)
         if freed:
             return "cancel", "cancelled"
         taken = "cancel_then_terminate"

@@ -204,6 +204,8 @@ class SessionControl(Dialect, Protocol):
 
     # The largest session id the engine hands out (an id beyond it names nobody).
     max_session_id: int
+    # How often a session's state may be polled and still change between two reads.
+    session_poll_s: float
 
     # The user name a session list shows for sessions of ``current_user`` (as current_user() reads it).
     def session_user_name(self, current_user: str) -> str: ...

@@ -98,6 +98,7 @@ class PostgresqlDialect:
     name = "postgresql"
     run_lock_kind = "sql"
     concurrent_ledger_writes = True
+    session_poll_s = 0.01
     # The WAL is one stream, flushed in order: the run's verdict, committed with a flush after the last
     # step and before dbguard reports anything, makes every commit before it durable (the steps', the
     # journal's rows). A server crash before it loses a tail of them, in order, never a step without
