@@ -115,11 +115,9 @@ def test_an_abandoned_scratch_database_is_dropped_without_ending_anybodys_sessio
 
 
 def test_only_postgresql_relaxes_the_commits_of_migrations_and_their_journal():
-    # SET LOCAL ends with the journal write's transaction: the kill audit and the run's verdict, written
-    # on the same connection, still wait for their flush.
-    assert PostgresqlDialect.journal_write_statements == ("SET LOCAL synchronous_commit = off",)
     assert PostgresqlDialect.migration_commit_statements == ("SET synchronous_commit = off",)
+    assert PostgresqlDialect.flushed_commit_statements == ("RESET synchronous_commit",)
     from dbguard.dialects.sqlite import SqliteDialect
 
     for other in (MysqlDialect, SqliteDialect):
-        assert other.journal_write_statements == () and other.migration_commit_statements == ()
+        assert other.migration_commit_statements == () and other.flushed_commit_statements == ()

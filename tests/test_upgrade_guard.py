@@ -299,3 +299,33 @@ def test_force_needs_the_typed_confirmation(db_url: str, tmp_path: Path) -> None
     report = json_out(status)
     assert report["state"] == "HEALTHY"
     assert report["last_run"]["id"] == last["id"] and report["last_run"]["forced"] is True
+
+
+def test_postgresql_steps_commit_unflushed_and_the_verdict_waits_for_the_flush(pg_url, tmp_path):
+    """What keeps a long chain near plain Alembic's single commit, and what makes it safe: the steps and
+    their journal rows commit without waiting for the WAL flush, the run's verdict (written after
+    them, on a session whose commits wait again) with it. A trigger on the ledger reads the setting of
+    the session that wrote each row."""
+    from tests.guardrun import connect
+
+    seen = ("op.execute(\"CREATE TABLE seen (what text, sync text)\")\n"
+            "op.execute(\"INSERT INTO seen VALUES ('step', current_setting('synchronous_commit'))\")")
+    ini = make_project(tmp_path, pg_url, [("r1", seen), ("r2", "pass")])
+    assert run_dbguard(ini, pg_url, "upgrade", "r1").returncode == 0  # the ledger exists from here on
+    with connect(pg_url) as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE ledger_writes (what text, sync text);"
+            "CREATE FUNCTION note_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO ledger_writes VALUES (TG_TABLE_NAME || ' ' || TG_OP || ' ' || NEW.status, "
+            "current_setting('synchronous_commit')); RETURN NEW; END $$;"
+            "CREATE TRIGGER note_steps BEFORE INSERT OR UPDATE ON dbguard_steps FOR EACH ROW EXECUTE FUNCTION note_write();"
+            "CREATE TRIGGER note_runs BEFORE INSERT OR UPDATE ON dbguard_runs FOR EACH ROW EXECUTE FUNCTION note_write();")
+    up = run_dbguard(ini, pg_url, "upgrade", "head")
+    assert up.returncode == 0, describe(up)
+    with connect(pg_url) as conn:
+        assert conn.exec_driver_sql("SELECT sync FROM seen").scalar() == "off"
+        writes = conn.exec_driver_sql("SELECT what, sync FROM ledger_writes").all()
+    steps = {sync for what, sync in writes if what.startswith("dbguard_steps")}
+    verdicts = [sync for what, sync in writes if what == "dbguard_runs UPDATE succeeded"]
+    assert steps == {"off"}, writes
+    assert verdicts and verdicts[-1] == "on", writes

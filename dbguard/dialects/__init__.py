@@ -34,12 +34,13 @@ class Dialect(Protocol):
     run_lock_kind: str
     # Whether dbguard may write its ledger from another connection while a migration step runs.
     concurrent_ledger_writes: bool
-    # Statements that let a step-journal write commit without waiting for its log flush, where a
-    # later flushed commit (the migration's) makes every earlier one durable too; empty elsewhere.
-    journal_write_statements: tuple[str, ...]
-    # The same for every commit of a migration's session: its run's verdict, written after the last
-    # step and flushed before dbguard reports anything, makes them durable; empty where it cannot.
+    # Statements that let a session's commits return before the server's log is flushed, where a later
+    # flushed commit makes every earlier one durable too (the migration's session, and dbguard's while
+    # it journals the steps: the run's verdict, written after the last step and flushed before dbguard
+    # reports anything, makes them durable); empty where the engine cannot. And the statements that
+    # make a session's commits wait for the flush again.
     migration_commit_statements: tuple[str, ...]
+    flushed_commit_statements: tuple[str, ...]
 
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]: ...
 

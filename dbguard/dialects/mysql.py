@@ -169,8 +169,8 @@ class MysqlDialect:
     session_poll_s = 0.15
     concurrent_ledger_writes = True
     # innodb_flush_log_at_trx_commit is global only: every journal write waits for its flush.
-    journal_write_statements: tuple[str, ...] = ()
     migration_commit_statements: tuple[str, ...] = ()
+    flushed_commit_statements: tuple[str, ...] = ()
     # How dbguard.db.catalog reads the whole schema: information_schema, in a few set-based queries.
     catalog_style = "information_schema"
     # Every UNIQUE constraint is a unique index here; models' UniqueConstraints compare as indexes.

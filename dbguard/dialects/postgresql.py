@@ -105,8 +105,8 @@ class PostgresqlDialect:
     # the steps before it or a journal row without its step; the run then has no verdict and is
     # checked against the schema, as after any crash. A commit that waits for its flush cost ~4 ms
     # here, twice a step for the journal and once for the step itself.
-    journal_write_statements: tuple[str, ...] = ("SET LOCAL synchronous_commit = off",)
     migration_commit_statements: tuple[str, ...] = ("SET synchronous_commit = off",)
+    flushed_commit_statements: tuple[str, ...] = ("RESET synchronous_commit",)
     # How dbguard.db.catalog reads the whole schema: pg_catalog, in a few set-based queries.
     catalog_style = "pg_catalog"
     # A UNIQUE constraint is its own object here, apart from unique indexes.

@@ -16,8 +16,8 @@ class SqliteDialect:
     run_lock_kind = "file"
     # A write from another connection inside a step's transaction fails with "database is locked".
     concurrent_ledger_writes = False
-    journal_write_statements: tuple[str, ...] = ()
     migration_commit_statements: tuple[str, ...] = ()
+    flushed_commit_statements: tuple[str, ...] = ()
     # How dbguard.db.catalog reads the whole schema: pragma table-valued functions over sqlite_master.
     catalog_style = "sqlite_pragma"
     unique_constraints_are_indexes = False

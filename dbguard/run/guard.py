@@ -32,7 +32,7 @@ from dbguard.core.state import (
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, missing_privileges, read_version_heads, utcnow
 from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
-from dbguard.db.sql import run, run_statements, transaction
+from dbguard.db.sql import run, run_statements
 from dbguard.db.waits import LockWaitError, single_attempt
 from dbguard.errors import (
     BudgetSpent,
@@ -285,20 +285,26 @@ class _StepJournal:
         waits = (contextlib.nullcontext() if self.session.dialect.concurrent_ledger_writes
                  else shorter_lock_waits(self.session, _JOURNAL_WAIT_MS))
         try:
-            with waits, single_attempt(self.ledger), self._relaxed():
+            with waits, single_attempt(self.ledger):
                 fn()
         except LockWaitError:
             self._pending.append(fn)
 
     @contextlib.contextmanager
-    def _relaxed(self) -> Iterator[None]:
-        statements = self.session.dialect.journal_write_statements
-        if not statements:
+    def unflushed_commits(self) -> Iterator[None]:
+        """While the steps run, the journal's rows commit as the steps do (see the dialect's
+        ``migration_commit_statements``); the run's verdict, written after, waits for its flush."""
+        dialect, conn = self.session.dialect, self.ledger.conn
+        if not dialect.migration_commit_statements:
             yield
             return
-        with transaction(self.ledger.conn):
-            run_statements(self.ledger.conn, statements)
+        run_statements(conn, dialect.migration_commit_statements)
+        try:
             yield
+        finally:
+            # Fails only with the connection itself, which then writes nothing more.
+            with contextlib.suppress(Exception):
+                run_statements(conn, dialect.flushed_commit_statements)
 
     def flush(self) -> None:
         while self._pending:
@@ -746,6 +752,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
     blocked_traffic: list[Any] = []
     alembic_hooked = contextlib.ExitStack()
     alembic_hooked.enter_context(bridge.configure_hook())
+    alembic_hooked.enter_context(journal.unflushed_commits())
     try:
         config.attributes["dbguard"] = hooks
         if policy.before is not None:
