@@ -155,11 +155,16 @@ _PHASES = {
     "risk plan: rules": ("dbguard.risk.plan", "analyse"),
     "drift pre-flight": ("dbguard.drift.checks", "guard_preflight"),
     "migrations (env.py, steps, step journal)": ("dbguard.migrations.bridge", "run_migrations"),
+    "step journal: a row as each step starts and ends (inside the migrations)": ("dbguard.run.guard",
+                                                                                "_StepJournal._write"),
     "post-flight (verdict, schema stored)": ("dbguard.run.guard", "_post_flight"),
     "the guarded run, all of it": ("dbguard.run.guard", "_locked_run"),
+    "the command (dbguard.api.upgrade: the guard's imports, connecting, the run lock, the guarded run)":
+        ("dbguard.api", "upgrade"),
 }
 # The same measure of plain Alembic: its command, env.py and the steps included.
-_ALEMBIC_PHASES = {"alembic: env.py and the steps": ("alembic.script.base", "ScriptDirectory.run_env")}
+_ALEMBIC_PHASES = {"alembic: env.py and the steps": ("alembic.script.base", "ScriptDirectory.run_env"),
+                   "alembic: the command (alembic.command.upgrade)": ("alembic.command", "upgrade")}
 _PHASE_RUNNER = """
 import importlib, json, sys, time, functools, atexit
 started = time.perf_counter()
@@ -234,6 +239,33 @@ def phase_table(spent: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def attribution(spent: dict[str, float]) -> str:
+    """The added time of the whole process split into the parts the phases measure, each against
+    what plain Alembic spends on the same part."""
+    get = lambda prefix: next((v for k, v in spent.items() if k.startswith(prefix)), 0.0)
+    plan = sum(v for k, v in spent.items() if k.startswith("risk plan"))
+    migrations, alembic_env = get("migrations"), get("alembic: env.py")
+    guarded, command = get("the guarded run"), get("the command")
+    alembic_command, process, alembic_process = get("alembic: the command"), get("process"), get("alembic: process")
+    checks = get("drift pre-flight") + get("post-flight")
+    rows = [
+        ("risk plan (render, parse, facts, rules)", plan),
+        ("migrations beyond Alembic's env.py and steps", migrations - alembic_env),
+        ("  of which the step journal's rows", get("step journal")),
+        ("drift pre-flight and post-flight", checks),
+        ("rest of the guarded run (ledger, breaker, run row)", guarded - plan - migrations - checks),
+        (("the command outside the guarded run, beyond Alembic's outside env.py (the guard's imports, "
+         "connecting, the run lock)"), (command - guarded) - (alembic_command - alembic_env)),
+        ("before the command, beyond Alembic's (imports, CLI, settings)",
+         (process - command) - (alembic_process - alembic_command)),
+    ]
+    total = process - alembic_process
+    lines = ["| part of the added time | ms |", "|---|---|"]
+    lines += [f"| {label} | {value * 1000:.0f} |" for label, value in rows]
+    lines.append(f"| added in all (process against process) | {total * 1000:.0f} |")
+    return "\n".join(lines)
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
         "| engine | run | alembic (s) | dbguard (s) | ratio | added (ms) |",
@@ -281,7 +313,8 @@ def main() -> None:
             spent = phases(args.phases, Path(folder))
         breakdown = (f"\n\nWhere the PostgreSQL {REVISIONS}-revision upgrade's time goes (median of {args.phases} "
                      "runs; phases nest: the risk plan's parts are inside the guarded run, the migrations inside "
-                     "it too):\n\n" + phase_table(spent))
+                     "it too):\n\n" + phase_table(spent) + "\n\nThe added time, part by part (from the "
+                     "medians above; the lines before the last add up to it):\n\n" + attribution(spent))
         print(breakdown)
     if args.write:
         write_section("overhead", f"## Overhead of `dbguard upgrade head` over `alembic upgrade head`\n\n"
