@@ -164,7 +164,7 @@ _PHASES = {
 }
 # The same measure of plain Alembic: its command, env.py and the steps included.
 _ALEMBIC_PHASES = {"alembic: env.py and the steps": ("alembic.script.base", "ScriptDirectory.run_env"),
-                   "alembic: the command (alembic.command.upgrade)": ("alembic.command", "upgrade")}
+                   "alembic: the command (CommandLine.run_cmd)": ("alembic.config", "CommandLine.run_cmd")}
 _PHASE_RUNNER = """
 import importlib, json, sys, time, functools, atexit
 started = time.perf_counter()
