@@ -8,6 +8,7 @@ is for execution."""
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -328,7 +329,8 @@ def test_a_running_holder_query_on_mariadb_leaks_no_canary(mysql_url: str, tmp_p
     everything = "\n".join(text for _, _, text in outputs) + _dbguard_rows(mysql_url)
     secrets = [form.split("'")[1] for form in forms] + [cut[:8]]
     assert not [s for s in secrets if s in everything], outputs
-    assert "IDENTIFIED BY ''***" in everything and "terminated" in outputs[2][2], outputs
+    # The holder was ended: by its cancel (which frees an autocommit statement's lock), else terminated.
+    assert "IDENTIFIED BY ''***" in everything and re.search(r"\b(cancelled|terminated)\b", outputs[2][2]), outputs
 
 
 _ENV_WITH_ITS_OWN_PASSWORD = '''import os
