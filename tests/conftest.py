@@ -222,10 +222,7 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
         drop_database(url, mysql_server_url)
 
 
-@pytest.fixture(scope="session")
-def private_mariadb_server_url() -> Iterator[str]:
-    """Admin URL of a MariaDB server of this test process's own, for tests that change what is
-    server-wide (a plugin's absence, a global read lock) and must never do so on the shared server."""
+def _own_mariadb_server() -> Iterator[str]:
     from tests.private_servers import mariadb_binaries, private_mariadb
 
     if mariadb_binaries() is None:
@@ -234,14 +231,25 @@ def private_mariadb_server_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def private_mysql_url(private_mariadb_server_url: str) -> Iterator[str]:
-    """URL of a fresh, empty database on the private MariaDB server, dropped after the test."""
-    url = create_database(private_mariadb_server_url, "mysql")
+def _fresh_database(server_url: str, install_plugin: bool = True) -> Iterator[str]:
+    url = create_database(server_url, "mysql")
     try:
         yield url
     finally:
-        drop_database(url, private_mariadb_server_url)
+        drop_database(url, server_url, install_plugin=install_plugin)
+
+
+@pytest.fixture(scope="session")
+def private_mariadb_server_url() -> Iterator[str]:
+    """Admin URL of a MariaDB server of this test process's own, for tests that change what is
+    server-wide (a plugin's absence, a global read lock) and must never do so on the shared server."""
+    yield from _own_mariadb_server()
+
+
+@pytest.fixture
+def private_mysql_url(private_mariadb_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the private MariaDB server, dropped after the test."""
+    yield from _fresh_database(private_mariadb_server_url)
 
 
 @pytest.fixture(scope="session")
@@ -249,22 +257,13 @@ def bare_mariadb_server_url() -> Iterator[str]:
     """Admin URL of a MariaDB server of this test process's own on which metadata_lock_info is never
     installed (no test may install it here): the mode without a metadata lock source, reached without
     uninstalling anything."""
-    from tests.private_servers import mariadb_binaries, private_mariadb
-
-    if mariadb_binaries() is None:
-        unavailable("mariadb-install-db and mariadbd are not installed: no private MariaDB server")
-    with private_mariadb() as url:
-        yield url
+    yield from _own_mariadb_server()
 
 
 @pytest.fixture
 def bare_mysql_url(bare_mariadb_server_url: str) -> Iterator[str]:
     """URL of a fresh, empty database on the MariaDB server without metadata_lock_info, dropped after."""
-    url = create_database(bare_mariadb_server_url, "mysql")
-    try:
-        yield url
-    finally:
-        drop_database(url, bare_mariadb_server_url, install_plugin=False)
+    yield from _fresh_database(bare_mariadb_server_url, install_plugin=False)
 
 
 @pytest.fixture(scope="session")
