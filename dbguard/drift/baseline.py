@@ -195,9 +195,12 @@ def _create_from_snapshot(spec: str, path: Path, engine: Any) -> tuple[str, ...]
     metadata = snapshot_metadata(schema)
     with engine.begin() as conn:
         def create() -> None:
-            for name, values in schema.enums:
-                labels = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-                run_verbatim(conn, f"CREATE TYPE {conn.dialect.identifier_preparer.quote(name)} AS ENUM ({labels})")
+            if schema.enums:
+                # Named enum types exist only on PostgreSQL: SQLAlchemy's own construct writes their DDL.
+                from sqlalchemy.dialects.postgresql import ENUM
+
+                for name, values in schema.enums:
+                    ENUM(*values, name=name).create(conn, checkfirst=False)
             metadata.create_all(conn)
             for name, definition in schema.views or ():
                 run_verbatim(conn, f"CREATE VIEW {conn.dialect.identifier_preparer.quote(name)} AS {definition}")

@@ -7,6 +7,8 @@ users = sa.Table(
     "users", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(80), nullable=False),
+    # A named enum type on PostgreSQL: a snapshot baseline must create it before its table.
+    sa.Column("tier", sa.Enum("free", "paid", name="user_tier")),
 )
 
 
