@@ -52,6 +52,7 @@ def upgrade(
     from dbguard.run.guard import guarded_run
     from dbguard.target import load_target
 
+    settings = _named(settings, "upgrade")
     target = load_target(settings)
     if sql:
         return _offline(target, "upgrade", revision)
@@ -71,6 +72,7 @@ def downgrade(
     from dbguard.run.guard import guarded_run
     from dbguard.target import load_target
 
+    settings = _named(settings, "downgrade")
     target = load_target(settings)
     if sql:
         return _offline(target, "downgrade", revision)
@@ -118,6 +120,7 @@ def rollback(
     from dbguard.rollback import lane
     from dbguard.target import load_target
 
+    settings = _named(settings, "rollback")
     return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
                          install_plugin=install_plugin)
 
@@ -151,6 +154,7 @@ def resolve(
     from dbguard.run import guard
     from dbguard.target import load_target
 
+    settings = _named(settings, "resolve")
     return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
 
 
@@ -158,6 +162,7 @@ def status(settings: Settings) -> StatusReport:
     """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
     from dbguard.run import status as state_of
 
+    settings = _named(settings, "status")
     return state_of.report(settings)
 
 
@@ -167,6 +172,7 @@ def history(settings: Settings, limit: int = 20) -> HistoryReport:
     from dbguard.results import HistoryEntry, HistoryReport
     from dbguard.target import load_target, open_session
 
+    settings = _named(settings, "history")
     target = load_target(settings)
     with open_session(target) as session:
         ledger = Ledger(session.conn, settings.table_prefix)
@@ -183,6 +189,7 @@ def current(settings: Settings) -> RevisionsReport:
     from dbguard.results import RevisionsReport
     from dbguard.target import load_target, open_session
 
+    settings = _named(settings, "current")
     target = load_target(settings)
     with open_session(target) as session:
         return RevisionsReport(kind="current", revisions=read_version_heads(session.conn, target.version_table))
@@ -209,6 +216,7 @@ def locks(settings: Settings, table: str | None = None, *, install_plugin: bool 
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
+    settings = _named(settings, "locks")
     return lockcmd.show(load_target(settings, url_is_enough=True), table, install_plugin, fail_after_s)
 
 
@@ -242,6 +250,7 @@ def locks_kill(
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
+    settings = _named(settings, "locks kill")
     return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
                         dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
                         holding=holding)
@@ -254,6 +263,7 @@ def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] =
     is found."""
     from dbguard.drift import checks as drift_check
 
+    settings = _named(settings, "drift")
     return drift_check.check(settings, against, tuple(ignore), shadow_url, progress or (lambda line: None))
 
 
@@ -263,6 +273,7 @@ def snapshot(settings: Settings, revision: str = "head", output: str | None = No
     stable, sorted JSON."""
     from dbguard.drift import checks as drift_check
 
+    settings = _named(settings, "snapshot")
     return drift_check.snapshot(settings, revision, output, live, shadow_url, progress or (lambda line: None))
 
 
@@ -277,6 +288,7 @@ def plan(settings: Settings, revision: str = "head", *, offline: bool = False, f
     from dbguard.plan import planner
     from dbguard.target import load_target
 
+    settings = _named(settings, "plan")
     return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,
                         fail_on=fail_on)
 
@@ -382,3 +394,12 @@ def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once
     return FleetWorkerResult(worker=worker.worker_name(), claimed=done["claimed"], succeeded=done["succeeded"],
                              failed=done["failed"], refused=done["refused"], duration_ms=done["elapsed_ms"],
                              exit_code=ExitCode.RUN_FAILED if done["failed"] else ExitCode.OK)
+
+
+def _named(settings: Settings, command: str) -> Settings:
+    """The settings with the name of the command for dbguard's sessions (unless a host named them)."""
+    from dbguard.core.appname import PREFIX, application_name
+
+    if settings.application != PREFIX:
+        return settings
+    return settings.replace(application=application_name(command))

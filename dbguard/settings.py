@@ -87,6 +87,9 @@ class Settings:
     replay_baseline_revision: str | None = None
     # A team's own secret patterns (regular expressions), masked in every output besides dbguard's own.
     mask_patterns: tuple[str, ...] = ()
+    # The application_name dbguard's own PostgreSQL sessions carry (dbguard.core.appname): set by the
+    # command, with the run id once the run has one; never read from a file or the environment.
+    application: str = "dbguard"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

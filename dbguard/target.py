@@ -203,7 +203,8 @@ def open_session(target: Target, create: bool = False) -> Iterator[Session]:
     command that changes the database (``create``): a read reports it instead of leaving an empty file."""
     if not create:
         require_database_file(target.ledger_url)
-    engine = dbconnect.create_engine(target.ledger_url, target.settings.connect_timeout_s)
+    engine = dbconnect.create_engine(target.ledger_url, target.settings.connect_timeout_s,
+                                     target.settings.application)
     try:
         conn = dbconnect.connect(engine)
         try:

@@ -86,9 +86,13 @@ def driver_advice(url: URL) -> str:
     return advice
 
 
-def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Engine:
+def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, application: str | None = None) -> Engine:
+    """dbguard's own engine; its connections carry ``application`` (see dbguard.core.appname) where the
+    engine has an application name, over any the URL gives: other tools show them as dbguard's."""
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
+        if application:
+            _name_connections(engine, application)
         if engine.dialect.driver == "pymysql":
             from dbguard.db.deadline import bounded_pymysql_handshake
 
@@ -98,6 +102,20 @@ def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Eng
         raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}") from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
+
+
+def _name_connections(engine: Engine, application: str) -> None:
+    from dbguard.dialects import for_sqlalchemy_dialect
+
+    try:
+        named = for_sqlalchemy_dialect(engine.dialect).application_connect_args(application)
+    except ConfigError:  # an engine dbguard does not serve: said where it is first used
+        return
+    if named:
+        def name(sa_dialect: object, conn_rec: object, cargs: object, cparams: dict[str, object]) -> None:
+            cparams.update(named)
+
+        sa.event.listen(engine, "do_connect", name)
 
 
 def first_line(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dbguard.core.appname import application_name
 from dbguard.core.fleet import BatchStatus, TargetStatus
 from dbguard.core.state import NON_CHANGING_STATUSES, RunRecord
 from dbguard.db import connect as dbconnect
@@ -120,6 +121,10 @@ def _plain(row: Any) -> dict[str, Any]:
     return out
 
 
+# The control database's sessions, named as dbguard's (the targets' carry their command and run).
+FLEET_APPLICATION = application_name("fleet")
+
+
 class Control:
     """dbguard's autocommit connection to the control database, and the fleet ledger on it."""
 
@@ -128,7 +133,7 @@ class Control:
         if self.url.get_backend_name() == "sqlite" and self.url.database in (None, "", ":memory:"):
             raise ConfigError("the control database cannot be an in-memory SQLite database")
         self.secrets = list(secrets)
-        self.engine = dbconnect.create_engine(self.url)
+        self.engine = dbconnect.create_engine(self.url, application=FLEET_APPLICATION)
         self.conn = dbconnect.connect(self.engine)
         self.dialect: Dialect = for_sqlalchemy_dialect(self.conn.dialect)
         self.lock_retries = LOCK_RETRIES
@@ -157,7 +162,7 @@ class Control:
         """Another connection to the same control database (for a thread of its own)."""
         other = Control.__new__(Control)
         other.url, other.secrets, other.dialect, other.database = self.url, self.secrets, self.dialect, self.database
-        other.engine = dbconnect.create_engine(self.url)
+        other.engine = dbconnect.create_engine(self.url, application=FLEET_APPLICATION)
         other.conn = dbconnect.connect(other.engine)
         other.lock_retries = self.lock_retries
         bound_lock_waits(other.conn, self.dialect, LEDGER_LOCK_TIMEOUT_MS)

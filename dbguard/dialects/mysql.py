@@ -354,6 +354,12 @@ class MysqlDialect:
         """What the server will wait: whole seconds, at least one."""
         return whole_seconds(lock_timeout_ms) * 1000
 
+    def application_connect_args(self, name: str) -> dict[str, str]:
+        return {}  # no application name on this engine
+
+    def set_application_name(self, name: str) -> list[str]:
+        return []
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         seconds = whole_seconds(lock_timeout_ms)
         statements = [

@@ -268,6 +268,13 @@ class PostgresqlDialect:
             statements.append(f"SET statement_timeout = '{int(statement_timeout_ms)}ms'")
         return statements
 
+    def application_connect_args(self, name: str) -> dict[str, str]:
+        return {"application_name": name}
+
+    def set_application_name(self, name: str) -> list[str]:
+        quoted = name.replace("'", "''")
+        return [f"SET application_name = '{quoted}'"]
+
     def normalize_database(self, name: str) -> str:
         return name
 

@@ -84,6 +84,12 @@ class SqliteDialect:
     def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
         return int(lock_timeout_ms)
 
+    def application_connect_args(self, name: str) -> dict[str, str]:
+        return {}  # no application name on this engine
+
+    def set_application_name(self, name: str) -> list[str]:
+        return []
+
     def session_timeouts(self, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
 

@@ -75,7 +75,7 @@ def apply(baseline: Baseline, url: sa.engine.URL, settings: Any) -> tuple[str, .
     from dbguard.db import connect as dbconnect
 
     kind = kind_of(baseline.spec)
-    engine = dbconnect.create_engine(url, settings.connect_timeout_s)
+    engine = dbconnect.create_engine(url, settings.connect_timeout_s, settings.application)
     try:
         if kind == "object":
             target = _import_object(baseline.spec)

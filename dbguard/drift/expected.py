@@ -778,7 +778,7 @@ def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shado
                     "for a later revision"
                 ) from None
             raise ConfigError(f"replaying the migrations failed: {line}") from None
-        engine = dbconnect.create_engine(scratch.url, target.settings.connect_timeout_s)
+        engine = dbconnect.create_engine(scratch.url, target.settings.connect_timeout_s, target.settings.application)
         try:
             with dbconnect.connection(engine) as conn:
                 return read_document(conn, for_sqlalchemy_dialect(conn.dialect), exclude)

@@ -382,6 +382,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     runner.cancellation.check()  # a host's cancel before the run row: nothing is recorded
     run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                known_drift=runner.known_drift)
+    runner.name_run(run_id, Intent.ROLLBACK)
     if left_behind:
         with guard._closing_run(runner, run_id):
             orphaned = end_recorded(runner, list(picked.undoes), "its run is over: nothing of it may run on",
@@ -534,7 +535,8 @@ def _repair(runner: Any, partial: Partial, hooks: Any, monitor: Any, run_id: int
     step_id = ledger.insert_step(run_id=run_id, revision=revision, direction=direction,
                                  status=StepStatus.RUNNING.value, started_at=started_at,
                                  checksum=bridge.checksum(runner.script.get_revision(revision).path), attempts=1)
-    engine = dbconnect.create_engine(runner.target.ledger_url, runner.target.settings.connect_timeout_s)
+    engine = dbconnect.create_engine(runner.target.ledger_url, runner.target.settings.connect_timeout_s,
+                                     runner.target.settings.application)
     attempts = 0
     log = repair.RepairLog()  # across attempts: what one attempt applied stays applied
     try:

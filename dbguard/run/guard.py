@@ -100,10 +100,11 @@ class _Runner:
 
     def migration_session_statements(self) -> list[str]:
         """The SETs on every connection a migration runs on: bounded lock waits and statements,
-        and, where the server can, a check for a client that died mid-statement."""
+        the run's name (over one env.py gave it: the migration is dbguard's run), and, where the
+        server can, a check for a client that died mid-statement."""
         dialect, settings = self.session.dialect, self.settings
         statements = [*dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
-                      *dialect.migration_commit_statements]
+                      *dialect.migration_commit_statements, *dialect.set_application_name(settings.application)]
         version = self.session.conn.dialect.server_version_info or ()
         if dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
             statements = [*statements, *dialect.dead_client_checks(DEAD_CLIENT_CHECK_MS)]
@@ -176,6 +177,17 @@ class _Runner:
     @property
     def settings(self) -> Any:
         return self.target.settings
+
+    def name_run(self, run_id: int, intent: Intent) -> None:
+        """From its run id on, the run's sessions carry it in their name: dbguard's own, renamed here,
+        and every one opened later (the migration's, the monitor's, the rollback's repair)."""
+        from dbguard.core import appname
+
+        named = self.settings.application
+        if named == appname.PREFIX:  # not started through dbguard.api (a fleet's worker)
+            named = appname.application_name(intent.value)
+        self.target.settings = self.settings.replace(application=appname.with_run(named, run_id))
+        run_statements(self.session.conn, self.session.dialect.set_application_name(self.settings.application))
 
     def base_row(self, intent: Intent, heads: tuple[str, ...], to_revision: str | None) -> dict[str, Any]:
         return {
@@ -509,6 +521,7 @@ def _locked_run(
     runner.cancellation.check()
     run_id = runner.ledger.insert_run(**row, status=RunStatus.RUNNING.value, heartbeat_at=utcnow(),
                                       known_drift=runner.known_drift)
+    runner.name_run(run_id, intent)
     with _closing_run(runner, run_id):
         return _with_plan(_execute(runner, intent, _absolute_destination(destination, final_heads), heads, row,
                                    run_id), risk_plan, plan_notes)
@@ -1010,6 +1023,7 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
             or ((last,) if broken and last is not None else ())
         known = verify.known_since(chain)
         run_id = ledger.insert_run(**row, status=RunStatus.RUNNING.value, known_drift=known)
+        runner.name_run(run_id, Intent.RESOLVE)
         if revision is not None:
             _stamp(runner, command, revision)
         end = verify.check_end(session, target, script, recorded=new_heads, known=known, run_id=run_id,
@@ -1044,8 +1058,10 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
 
 def _stamp(runner: _Runner, command: Any, revision: str) -> None:
     tracker = bridge.StepTracker()
-    hooks = bridge.RunHooks(tracker=tracker, session_statements=runner.session.dialect.session_timeouts(
-        runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
+    dialect = runner.session.dialect
+    hooks = bridge.RunHooks(tracker=tracker, session_statements=[
+        *dialect.session_timeouts(runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
+        *dialect.set_application_name(runner.settings.application)],
         verify_connection=runner.verify_connection)
     config = runner.target.config
     try:

@@ -97,7 +97,8 @@ class RunMonitor:
     # The monitor thread -------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        engine = dbconnect.create_engine(self._target.ledger_url, self._target.settings.connect_timeout_s)
+        engine = dbconnect.create_engine(self._target.ledger_url, self._target.settings.connect_timeout_s,
+                                         self._target.settings.application)
         try:
             conn = None
             next_beat = 0.0
