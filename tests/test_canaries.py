@@ -186,9 +186,11 @@ def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, pg_server
     try:
         holder = scene.open("app_a")
         execute(holder, "BEGIN")
-        pad = "x" * (200 - len("SELECT * FROM t /*  */ WHERE 'ALTER ROLE r PASSWORD ''") - 10)
-        execute(holder, f"SELECT * FROM t /* {pad} */ WHERE 'ALTER ROLE r PASSWORD ''{lock_secret}''' "
-                "IS NOT NULL")
+        # A pass phrase: the query is cut at the end of a word, here inside the literal, after its first
+        # word (the secret's first 8 characters).
+        pad = "x" * (200 - len("SELECT * FROM t /*  */ WHERE 'ALTER ROLE r PASSWORD ''") - 12)
+        execute(holder, f"SELECT * FROM t /* {pad} */ WHERE 'ALTER ROLE r PASSWORD ''{lock_secret[:8]} "
+                        f"{lock_secret}''' IS NOT NULL")
         waiter, _job = scene.background("ALTER TABLE t ADD COLUMN z INT")
         wait_for(lambda: scene.is_waiting(session_id(waiter)), timeout=30, message="the ALTER never queued")
         for args in (["locks"], ["--format", "json", "locks"]):
