@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbguard.core.sessionview import SessionFilter
 from dbguard.errors import ExitCode
 from dbguard.settings import Settings
 
@@ -205,19 +206,21 @@ def heads(settings: Settings) -> RevisionsReport:
 
 
 def locks(settings: Settings, table: str | None = None, *, install_plugin: bool = False,
-          fail_after_s: float = 0.0) -> LockTree:
+          fail_after_s: float = 0.0, filters: SessionFilter | None = None) -> LockTree:
     """The wait-for tree of the target database, root blockers first.
 
     Needs only the URL (alembic.ini is optional). ``table`` narrows it to the sessions waiting for one
     table and their blockers, and lists every session holding a lock on it (``holders``); ``install_plugin`` lets MariaDB install ``metadata_lock_info``. Exit
-    code 1 when some session has waited longer than ``fail_after_s`` (0: any waiter), else 0.
+    code 1 when some shown session has waited longer than ``fail_after_s`` (0: any waiter), else 0.
+    ``filters`` narrow the sessions shown (each one's figures and blocked counts stay those of the
+    whole tree); a negative number or a bad regular expression in them is a ConfigError (exit 2).
     Raises PrivilegeError (exit 2), naming the grant, when dbguard's role cannot see other sessions.
     """
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
     settings = _named(settings, "locks")
-    return lockcmd.show(load_target(settings, url_is_enough=True), table, install_plugin, fail_after_s)
+    return lockcmd.show(load_target(settings, url_is_enough=True), table, install_plugin, fail_after_s, filters)
 
 
 def locks_kill(
@@ -232,11 +235,13 @@ def locks_kill(
     confirm: Confirm | None = None,
     reason: str | None = None,
     holding: str | None = None,
+    filters: SessionFilter | None = None,
 ) -> KillReport:
     """End chosen blockers under the kill policy, after the typed confirmation; every end audited.
 
     The chosen: ``pids``, the roots blocking the table ``blocking``, every session holding a lock on
-    the table ``holding`` (waited for or not: a DDL on it would wait for each), or all ``roots``.
+    the table ``holding`` (waited for or not: a DDL on it would wait for each), or all ``roots``;
+    ``filters`` narrow them (one named in ``pids`` that fails them is refused, code ``filtered_out``).
 
     Every chosen session is judged by the kill policy (never dbguard's own, another database's,
     replication, background workers, protected roles/applications); ``confirm`` is asked for the
@@ -253,7 +258,7 @@ def locks_kill(
     settings = _named(settings, "locks kill")
     return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
                         dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
-                        holding=holding)
+                        holding=holding, filters=filters)
 
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),

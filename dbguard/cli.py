@@ -43,6 +43,49 @@ class _Seconds(click.ParamType):
         return number
 
 
+class _Regex(click.ParamType):
+    """A regular expression (Python's ``re``); a bad one is a usage error."""
+
+    name = "regex"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from dbguard.core.sessionview import bad_pattern
+
+        why = bad_pattern(str(value))
+        if why:
+            self.fail(f"{value!r} is not a regular expression ({why})", param, ctx)
+        return str(value)
+
+
+# The filters of `locks` and `locks kill`: (parameter, flag, type, metavar, help).
+_FILTERS: tuple[tuple[str, str, Any, str, str], ...] = (
+    ("min_idle_s", "--min-idle", "seconds", "SECONDS", "Only idle-in-transaction sessions idle at least this long."),
+    ("min_busy_s", "--min-busy", "seconds", "SECONDS", "Only sessions whose statement has run at least this long."),
+    ("min_wait_s", "--min-wait", "seconds", "SECONDS", "Only sessions that have waited for a lock at least this long."),
+    ("user", "--user", str, "NAME", "Only this database user's sessions."),
+    ("application", "--app", str, "NAME", "Only sessions of this application_name (PostgreSQL; MySQL has none)."),
+    ("match_query", "--match-query", "regex", "REGEX",
+     "Only sessions whose query (as shown: masked, truncated) matches; an idle MySQL transaction shows none."),
+    ("default_database", "--default-database", str, "NAME",
+     "Only sessions whose own database is this (PostgreSQL: the one connected to; MySQL: PROCESSLIST.DB)."),
+)
+
+
+def _filter_options(fn: Any) -> Any:
+    for param, flag, kind, metavar, text in reversed(_FILTERS):
+        kind = _Seconds() if kind == "seconds" else _Regex() if kind == "regex" else kind
+        fn = click.option(flag, param, type=kind, default=None, metavar=metavar, help=text)(fn)
+    return fn
+
+
+def _filters(values: dict[str, Any], before: dict[str, Any] | None = None) -> Any:
+    """The SessionFilter of the filter options (those given after `kill` win over those before)."""
+    from dbguard.core.sessionview import SessionFilter
+
+    chosen = {**(before or {}), **{k: v for k, v in values.items() if v is not None}}
+    return SessionFilter(**{param: chosen.get(param) for param, *_ in _FILTERS})
+
+
 class _State:
     def __init__(self, flags: dict[str, Any], fmt: str, verbosity: int) -> None:
         self.flags, self.fmt, self.verbosity = flags, fmt, verbosity
@@ -338,17 +381,22 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
               help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
 @click.option("--fail-after", "fail_after_s", type=_Seconds(), default=0.0, show_default=True, metavar="SECONDS",
               help="Exit 1 when some session has waited for a lock longer than this (0: any waiter).")
+@_filter_options
 @click.pass_context
-def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_after_s: float) -> None:
-    """For each session: id, user, application, client, state, transaction age, how long it has waited,
-    the lock it holds or waits for and on which table, and its query. Needs only the database URL."""
+def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_after_s: float, **filters: Any) -> None:
+    """For each session: id, user, application, client, database, state, transaction age, how long it
+    has been idle in its transaction or running its statement, how long it has waited, how many
+    sessions it blocks (directly and in all), the lock it holds or waits for and on which table, and
+    its query. The filters narrow who is shown. Needs only the database URL."""
     if ctx.invoked_subcommand is not None:
         ctx.meta["dbguard.install_plugin"] = install_plugin
+        ctx.meta["dbguard.filters"] = {k: v for k, v in filters.items() if v is not None}
         return
     from dbguard import api
 
     state: _State = ctx.obj
-    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin, fail_after_s=fail_after_s))
+    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin, fail_after_s=fail_after_s,
+                           filters=_filters(filters)))
 
 
 @locks.command("kill", context_settings=CONTEXT)
@@ -364,13 +412,15 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_afte
 @click.option("--install-plugin", is_flag=True, help="MariaDB: install the metadata_lock_info plugin first.")
 @click.option("--reason", default=None, metavar="TEXT",
               help="Why, stored in each session's audit record (default: this command line, masked).")
+@_filter_options
 @click.pass_context
 def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, holding: str | None, roots: bool,
                min_age_s: float | None, dry_run: bool, confirm_risk: str | None, install_plugin: bool,
-               reason: str | None) -> None:
+               reason: str | None, **filters: Any) -> None:
     """Idle transactions are terminated; running statements are cancelled, then terminated if they
     still hold the lock after kill_grace_ms. Never dbguard's own sessions, other databases',
-    replication or background workers, or protected roles and applications.
+    replication or background workers, or protected roles and applications. The filters narrow
+    the chosen sessions (one named by --pid that fails them is refused); the kill policy still decides.
     """
     from dbguard import api
 
@@ -379,7 +429,8 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
     command_line = shlex.join(_COMMAND_LINE or ["dbguard", *sys.argv[1:]])
     _emit(state, api.locks_kill(state.settings(), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
                                 dry_run=dry_run, install_plugin=install_plugin, confirm=_confirm_with(confirm_risk),
-                                reason=reason or command_line, holding=holding))
+                                reason=reason or command_line, holding=holding,
+                                filters=_filters(filters, ctx.meta.get("dbguard.filters"))))
 
 
 def _yes_with(assume_yes: bool) -> Any:

@@ -347,13 +347,22 @@ def _lock_refs(session: LockSession) -> str:
 
 
 def _session_line(s: LockSession) -> str:
+    """One line: who, where, which database, what it does, for how long, and how many wait for it."""
     who = f"{s.user or '?'}"
     if s.application:
         who += f" ({s.application})"
     where = f" from {s.client}" if s.client else ""
-    head = f"{s.session_id}  {who}{where}  {s.state}  xact {_age(s.xact_age_s)}"
+    db = f"  db {s.database}" if s.database else ""
+    head = f"{s.session_id}  {who}{where}{db}  {s.state}  xact {_age(s.xact_age_s)}"
+    if s.idle_s is not None:
+        head += f"  idle {_age(s.idle_s)}"
     if s.wait_s is not None:
-        head += f"  waiting {_age(s.wait_s)}"
+        head += f"  waits {_age(s.wait_s)}"
+    elif s.busy_s is not None:  # a waiter's statement runs as long as it waits, give or take
+        head += f"  busy {_age(s.busy_s)}"
+    if s.blocks_direct:
+        head += f"  blocks {s.blocks_direct}" + (f" ({s.blocks_total} in all)" if s.blocks_total != s.blocks_direct
+                                                 else "")
     if s.kind != "client":
         head += f"  [{s.kind}]"
     if s.privileged:
@@ -388,12 +397,16 @@ def _locks_text(tree: LockTree) -> str:
     approx = " (APPROXIMATE)" if tree.approximate else ""
     lines = [f"{tree.engine} database {tree.database}{scope}: source {tree.source}{approx}"]
     lines += [f"warning: {w}" for w in tree.warnings]
+    if tree.filters:
+        lines.append(f"filters: {tree.filters} ({tree.hidden} session(s) of the tree hidden)")
     if not tree.sessions:
-        lines.append("no session waits for a lock" + (f" on {tree.table}, and none holds one" if tree.table else ""))
+        lines.append("no session matches the filters" if tree.hidden else "no session waits for a lock"
+                     + (f" on {tree.table}, and none holds one" if tree.table else ""))
         return "\n".join(lines)
     if tree.table:
         lines.append(f"holding a lock on {tree.table} (a DDL on it waits for each): {', '.join(tree.holders) or 'none'}")
-    lines.append(f"root blockers: {', '.join(tree.roots) or 'none (a cycle, or the blocker is gone)'}")
+    none = "none shown" if tree.hidden else "none (a cycle, or the blocker is gone)"
+    lines.append(f"root blockers: {', '.join(tree.roots) or none}")
     for s in tree.sessions:
         pad = "  " * (s.depth + 1)
         mark = "ROOT " if s.is_root else ("└ " if s.depth else ("HOLDS " if s.session_id in tree.holders else ""))
@@ -416,6 +429,8 @@ def _kill_text(report: KillReport) -> str:
     if report.audit_note:
         lines.append(f"audit: {report.audit_note}")
     lines += [f"warning: {w}" for w in report.warnings]
+    if report.filters:
+        lines.append(f"filters: {report.filters}")
     for o in report.outcomes:
         s = o.session
         lines.append(f"  {_session_line(s) if s.user else s.session_id}")

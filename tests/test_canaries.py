@@ -186,9 +186,11 @@ def test_locks_fleets_and_the_force_prompt_leak_no_canary(pg_url: str, pg_server
     try:
         holder = scene.open("app_a")
         execute(holder, "BEGIN")
-        pad = "x" * (200 - len("SELECT * FROM t /*  */ WHERE 'ALTER ROLE r PASSWORD ''") - 10)
-        execute(holder, f"SELECT * FROM t /* {pad} */ WHERE 'ALTER ROLE r PASSWORD ''{lock_secret}''' "
-                "IS NOT NULL")
+        # A pass phrase: the query is cut at the end of a word, here inside the literal, after its first
+        # word (the secret's first 8 characters).
+        pad = "x" * (200 - len("SELECT * FROM t /*  */ WHERE 'ALTER ROLE r PASSWORD ''") - 12)
+        execute(holder, f"SELECT * FROM t /* {pad} */ WHERE 'ALTER ROLE r PASSWORD ''{lock_secret[:8]} "
+                        f"{lock_secret}''' IS NOT NULL")
         waiter, _job = scene.background("ALTER TABLE t ADD COLUMN z INT")
         wait_for(lambda: scene.is_waiting(session_id(waiter)), timeout=30, message="the ALTER never queued")
         for args in (["locks"], ["--format", "json", "locks"]):
@@ -296,7 +298,9 @@ def test_a_running_holder_query_on_mariadb_leaks_no_canary(mysql_url: str, tmp_p
 
     forms = {f"IDENTIFIED WITH x BY '{short()}'", f"USING PASSWORD('{short()}')",
              f"SET PASSWORD = PASSWORD('{short()}')"}
-    cut = uuid.uuid4().hex * 4  # straddles the 200-character cut: only its beginning is in the query
+    # A pass phrase straddling the 200-character cut: queries are cut at the end of a word, so only its
+    # first word (the secret's first 8 characters) is in the query shown, inside the open literal.
+    cut = uuid.uuid4().hex * 4
     outputs = []
     try:
         execute(scene.admin, "CREATE TABLE t (id INT PRIMARY KEY)")
@@ -311,7 +315,7 @@ def test_a_running_holder_query_on_mariadb_leaks_no_canary(mysql_url: str, tmp_p
         pad = f"/* {'x' * (200 - len(head) - len(opening) - 24)} */ "
         assert len(head + pad + opening) < 190, "the cut literal must start before the cut"
         holder = scene.open("app_a")
-        scene.jobs.append(Background(holder, f"{head}{pad}{opening}{cut}''') FROM t"))
+        scene.jobs.append(Background(holder, f"{head}{pad}{opening}{cut[:8]} {cut}''') FROM t"))
         wait_for(lambda: execute(scene.admin, "SELECT COMMAND FROM information_schema.PROCESSLIST "
                                               f"WHERE ID = {session_id(holder)}")[0][0] == "Query",
                  message="the holder's statement never started")

@@ -176,3 +176,25 @@ def test_an_internal_error_after_the_run_row_fails_the_run_and_exits_5(tmp_path:
                            check=False)
     assert shown.returncode == 5 and "Traceback (most recent call last)" in shown.stderr, shown
     assert "in broken" in shown.stderr and shown.stderr.strip().splitlines()[-1].startswith("dbguard: error: internal")
+
+
+def test_a_bad_filter_of_locks_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    import pytest
+
+    from dbguard.core.sessionview import SessionFilter
+    from dbguard.errors import ConfigError
+    from dbguard.locks.killer import check_filters
+
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = scripts\n")
+    for args, said in ((("locks", "--match-query", "(unclosed"), "is not a regular expression"),
+                       (("locks", "--min-idle", "-1"), "'-1' is not a finite number of seconds"),
+                       (("locks", "kill", "--roots", "--dry-run", "--min-wait", "-0.5"), "'-0.5' is not a finite"),
+                       (("locks", "kill", "--roots", "--min-busy", "nan"), "'nan' is not a finite")):
+        done = run_dbguard(ini, "postgresql+psycopg://nobody@127.0.0.1:1/none", *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, (args, done)
+    # The API says the same to those who embed it, before connecting.
+    with pytest.raises(ConfigError, match=r"^--match-query '\[': not a regular expression"):
+        check_filters(SessionFilter(match_query="["))
+    with pytest.raises(ConfigError, match=r"^--min-idle -1: not a number of seconds"):
+        check_filters(SessionFilter(min_idle_s=-1))

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from dbguard import api, output
 from dbguard.core.breaker import CONFIRM_TOKEN
+from dbguard.core.sessionview import SessionFilter
 from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.mysql import MysqlDialect, run_lock_name
 from dbguard.errors import ConfigError, ExitCode
@@ -650,3 +651,76 @@ def test_without_a_lock_source_guesses_are_marked_and_a_session_of_unknown_datab
     finally:
         scene.close()
         drop_database(other_url, bare_mariadb_server_url, install_plugin=False)
+
+
+# --- the figures a DBA decides by, and the filters (issue 21) -----------------------------------------
+
+
+def _processlist(admin, ids):
+    """id -> (TIME_MS / 1000, COMMAND, STATE, DB, USER) as PROCESSLIST says now."""
+    rows = execute(admin, "SELECT ID, TIME_MS / 1000, COMMAND, STATE, DB, USER FROM information_schema.PROCESSLIST "
+                          f"WHERE ID IN ({', '.join(ids)})")
+    return {str(r[0]): (float(r[1]), r[2], r[3], r[4], r[5]) for r in rows}
+
+
+def test_figures_of_a_chain_are_processlists_at_the_same_moment(scene, ini, mysql_url):
+    a, x, b, _, _ = scene.chain()
+    ids = [session_id(c) for c in (a, x, b)]
+    ia, ix, ib = ids
+    before = _processlist(scene.admin, ids)
+    done = dbguard(ini, mysql_url, "--format", "json", "locks")
+    after = _processlist(scene.admin, ids)
+    assert done.returncode == 1, done.stderr
+    assert before[ia][1] == "Sleep" and all("metadata lock" in before[i][2] for i in (ix, ib)), before
+    by_id = {s["session_id"]: s for s in json.loads(done.stdout)["sessions"]}
+    tol = 0.002  # the figures are rounded to the millisecond
+
+    def within(value, sid):
+        return before[sid][0] - tol <= value <= after[sid][0] + tol
+
+    # A sleeps in its transaction: its Sleep time is its idle time; the waiters' statements run as they wait.
+    assert within(by_id[ia]["idle_s"], ia) and by_id[ia]["busy_s"] is None and by_id[ia]["wait_s"] is None
+    for sid in (ix, ib):
+        assert by_id[sid]["idle_s"] is None
+        assert within(by_id[sid]["wait_s"], sid) and within(by_id[sid]["busy_s"], sid), by_id[sid]
+    # A -> X -> B, each edge read from metadata_lock_info: A blocks X directly and B through X.
+    assert [(by_id[i]["blocks_direct"], by_id[i]["blocks_total"]) for i in ids] == [(1, 2), (1, 1), (0, 0)]
+    db = database_of(mysql_url)
+    assert {before[i][3] for i in ids} == {db}
+    assert {(s["database"], s["default_database"]) for s in by_id.values()} == {(db, db)}
+    text = output.render(api.locks(settings(ini, mysql_url)))
+    root = next(line for line in text.splitlines() if f"ROOT {ia} " in line)
+    assert f"db {db}" in root and " idle " in root and "blocks 1 (2 in all)" in root, root
+
+
+def test_filters_narrow_locks_and_locks_kill(scene, ini, mysql_url):
+    a, x, b, _, _ = scene.chain()
+    ia, ix, ib = (session_id(c) for c in (a, x, b))
+    s = settings(ini, mysql_url)
+    user = _processlist(scene.admin, [ia])[ia][4]
+    db = database_of(mysql_url)
+
+    def shown(**given):
+        tree = api.locks(s, filters=SessionFilter(**given))
+        return {t.session_id for t in tree.sessions}, tree.warnings
+
+    everyone = {ia, ix, ib}
+    assert shown()[0] == everyone
+    assert shown(min_idle_s=0)[0] == {ia} and shown(min_idle_s=3600)[0] == set()
+    assert shown(min_busy_s=0)[0] == {ix, ib} and shown(min_busy_s=3600)[0] == set()
+    assert shown(min_wait_s=0)[0] == {ix, ib} and shown(min_wait_s=3600)[0] == set()
+    assert shown(user=user)[0] == everyone and shown(user="nobody")[0] == set()
+    assert shown(default_database=db)[0] == everyone and shown(default_database="elsewhere")[0] == set()
+    # What MariaDB cannot show is said, once.
+    found, warnings = shown(application="app_a")
+    assert found == set() and [w for w in warnings if "no application name" in w] == [
+        "mariadb sessions have no application name: --app app_a matches none"]
+    found, warnings = shown(match_query=r"^ALTER TABLE t\b")
+    assert found == {ix} and sum("no query for an idle transaction" in w for w in warnings) == 1
+    # locks kill: the filters narrow who is chosen; the policy still judges the rest.
+    report = api.locks_kill(s, roots=True, dry_run=True, filters=SessionFilter(min_busy_s=0))
+    assert report.outcomes == ()
+    done = dbguard(ini, mysql_url, "--format", "json", "locks", "kill", "--roots", "--dry-run", "--min-idle", "0",
+                   "--user", user)
+    assert done.returncode == 0, done.stderr
+    assert [o["session"]["session_id"] for o in json.loads(done.stdout)["outcomes"]] == [ia]

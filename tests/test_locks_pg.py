@@ -10,12 +10,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from dbguard import api
+from dbguard import api, output
 from dbguard.core.breaker import CONFIRM_TOKEN
+from dbguard.core.sessionview import SessionFilter
 from dbguard.core.victims import KillPolicy
 from dbguard.db import lock_graph as dblocks
 from dbguard.dialects.postgresql import PostgresqlDialect, advisory_key
-from dbguard.errors import ConfigError
+from dbguard.errors import ConfigError, ExitCode
 from dbguard.settings import load_settings
 from tests.dbs import admin_engine, cannot_run
 from tests.lockscene import (
@@ -620,3 +621,97 @@ def test_advisory_and_object_locks_show_what_they_lock_and_their_holder_is_ended
     for job in (one_job, two_job, other_job):
         job.join(10)
         assert job.error is None
+
+
+# --- the figures a DBA decides by, and the filters (issue 21) -----------------------------------------
+
+
+def _server_figures(admin, pids):
+    """pid -> (idle s, running s, wait s, blocking pids, database) as pg_stat_activity and pg_locks say now."""
+    rows = execute(admin, "SELECT a.pid, "
+                          "CASE WHEN a.state LIKE 'idle in transaction%' "
+                          "THEN EXTRACT(EPOCH FROM clock_timestamp() - a.state_change)::float8 END, "
+                          "CASE WHEN a.state = 'active' THEN EXTRACT(EPOCH FROM clock_timestamp() - a.query_start)::float8 END, "
+                          "(SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(l.waitstart))::float8 "
+                          " FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted), "
+                          "pg_blocking_pids(a.pid), a.datname "
+                          f"FROM pg_stat_activity a WHERE a.pid IN ({', '.join(pids)})")
+    return {str(r[0]): (r[1], r[2], r[3], [str(p) for p in r[4]], r[5]) for r in rows}
+
+
+def test_figures_of_a_chain_are_the_servers_at_the_same_moment(scene, ini, pg_url):
+    a, x, b, _, _ = scene.chain()
+    ids = [session_id(c) for c in (a, x, b)]
+    pa, px, pb = ids
+    # waitstart is set a moment after a wait begins.
+    wait_for(lambda: all(f[2] is not None for p, f in _server_figures(scene.admin, ids).items() if p != pa),
+             message="waitstart never set")
+    before = _server_figures(scene.admin, ids)
+    done = dbguard(ini, pg_url, "--format", "json", "locks")
+    after = _server_figures(scene.admin, ids)
+    assert done.returncode == 1, done.stderr
+    by_id = {s["session_id"]: s for s in json.loads(done.stdout)["sessions"]}
+    tol = 0.002  # the figures are rounded to the millisecond
+
+    def within(value, index, pid):
+        return before[pid][index] - tol <= value <= after[pid][index] + tol
+
+    assert within(by_id[pa]["idle_s"], 0, pa) and by_id[pa]["busy_s"] is None and by_id[pa]["wait_s"] is None
+    for pid in (px, pb):
+        assert by_id[pid]["idle_s"] is None
+        assert within(by_id[pid]["busy_s"], 1, pid) and within(by_id[pid]["wait_s"], 2, pid), by_id[pid]
+    # Blocked counts: direct from pg_blocking_pids (B lists the ALTER, and A where the server says so).
+    direct = {pid: sum(pid in before[o][3] for o in ids) for pid in ids}
+    assert direct[px] == 1 and direct[pb] == 0
+    assert [(by_id[p]["blocks_direct"], by_id[p]["blocks_total"]) for p in ids] == [
+        (direct[pa], 2), (1, 1), (0, 0)]
+    database = before[pa][4]
+    assert {(s["database"], s["default_database"]) for s in by_id.values()} == {(database, database)}
+    # The same figures, compact, on each session's line of the text output.
+    text = output.render(api.locks(settings(ini, pg_url)))
+    lines = {pid: next(line for line in text.splitlines() if line.lstrip().lstrip("ROT└ ").startswith(pid + " "))
+             for pid in ids}
+    blocks = f"blocks {direct[pa]}" + ("" if direct[pa] == 2 else " (2 in all)")
+    assert f"db {database}" in lines[pa] and " idle " in lines[pa] and blocks in lines[pa], lines[pa]
+    assert " waits " in lines[px] and "blocks 1" in lines[px] and " busy " not in lines[px], lines[px]
+    assert "blocks" not in lines[pb], lines[pb]
+
+
+def test_filters_narrow_locks_and_locks_kill(scene, ini, pg_url):
+    a, x, b, _, _ = scene.chain()
+    pa, px, pb = (session_id(c) for c in (a, x, b))
+    s = settings(ini, pg_url)
+    database = sa.engine.make_url(pg_url).database
+
+    def shown(**given):
+        tree = api.locks(s, filters=SessionFilter(**given))
+        return {t.session_id for t in tree.sessions}
+
+    everyone = {pa, px, pb}
+    assert shown() == everyone
+    assert shown(min_idle_s=0) == {pa} and shown(min_idle_s=3600) == set()
+    assert shown(min_busy_s=0) == {px, pb} and shown(min_busy_s=3600) == set()
+    assert shown(min_wait_s=0) == {px, pb} and shown(min_wait_s=3600) == set()
+    assert shown(user="postgres") == everyone and shown(user="nobody") == set()
+    assert shown(application="app_a") == {pa} and shown(application="app_b") == {pb}
+    assert shown(match_query=r"^ALTER TABLE t\b") == {px}
+    assert shown(default_database=database) == everyone and shown(default_database="elsewhere") == set()
+    # A filtered tree says so, and keeps each session's counts of the whole tree.
+    tree = api.locks(s, filters=SessionFilter(application="app_a"))
+    assert tree.roots == (pa,) and tree.hidden == 2 and tree.sessions[0].blocks_total == 2
+    assert "filters: --app app_a (2 session(s) of the tree hidden)" in output.render(tree)
+    # locks kill: the filters narrow who is chosen; the policy still judges the rest.
+    def kill(roots=False, pids=(), **given):
+        return api.locks_kill(s, dry_run=True, roots=roots, pids=pids, filters=SessionFilter(**given))
+
+    assert [o.session.session_id for o in kill(roots=True, min_idle_s=0).outcomes] == [pa]
+    assert kill(roots=True, min_idle_s=3600).outcomes == () and kill(roots=True, application="app_b").outcomes == ()
+    named = kill(pids=(int(px),), application="app_a")
+    assert [(o.code, o.outcome) for o in named.outcomes] == [("filtered_out", "refused")]
+    assert named.exit_code == ExitCode.REFUSED
+    done = dbguard(ini, pg_url, "--format", "json", "locks", "kill", "--roots", "--dry-run", "--app", "app_a",
+                   "--min-idle", "0", "--match-query", "SELECT")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [o["session"]["session_id"] for o in report["outcomes"]] == [pa]
+    assert report["filters"] == "--min-idle 0 --app app_a --match-query SELECT"

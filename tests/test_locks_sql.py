@@ -230,3 +230,19 @@ def test_mysql8_lock_instance_for_backup_holds_a_server_wide_lock() -> None:
     assert MYSQL8.waits_for_server_lock("Waiting for backup lock")
     # The backup lock a session holds is no reason to count it as holding table locks.
     assert "'BACKUP LOCK'" in MYSQL8.session_holds_locks("7", "performance_schema").sql
+
+
+def test_a_query_is_cut_at_the_end_of_a_word_then_masked():
+    from dbguard.db.lock_graph import QUERY_CHARS, _short
+
+    words = "SELECT " + ", ".join(f"column_{i}" for i in range(60))
+    shown = _short(words, [])
+    assert shown is not None and len(shown) <= QUERY_CHARS and shown.endswith("…")
+    assert words.startswith(shown[:-1].rstrip()) and words[len(shown[:-1].rstrip())] in ", "  # a whole word
+    # A secret that would straddle the limit is dropped whole, never half shown.
+    secret = "hunter2secretpw"
+    query = "SELECT 1 /* " + "x " * ((QUERY_CHARS - 20) // 2) + secret + " */"
+    assert secret not in (_short(query, [secret]) or "") and "hunter" not in (_short(query, [secret]) or "")
+    # One token longer than the limit is cut where it must be; short queries are only put on one line.
+    assert len(_short("x" * 500, []) or "") == QUERY_CHARS
+    assert _short("SELECT\n  1", []) == "SELECT 1" and _short(None, []) is None

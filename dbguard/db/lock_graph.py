@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from dbguard import faultpoints
+from dbguard.core import sessionview, waitfor
 from dbguard.core import victims as policy_mod
-from dbguard.core import waitfor
 from dbguard.core.victims import Action, Candidate, KillPolicy, Verdict, action_words
 from dbguard.db.connect import first_line
 from dbguard.db.sql import run
@@ -182,11 +182,16 @@ def _split_table(table: str, default_schema: str) -> tuple[str, str]:
 
 
 def _short(query: str | None, secrets: Iterable[str | None]) -> str | None:
+    """The query on one line, cut at the end of a token within QUERY_CHARS, then masked (the one
+    place a tree's queries are masked): a word is never cut in two, so neither is a secret in one."""
     if query is None:
         return None
     text = " ".join(query.split())
     if len(text) > QUERY_CHARS:
-        text = text[: QUERY_CHARS - 1] + "…"
+        cut = text[: QUERY_CHARS - 1]
+        if text[QUERY_CHARS - 1] != " " and " " in cut:
+            cut = cut.rsplit(" ", 1)[0]  # a token longer than the whole limit is cut where it must be
+        text = cut.rstrip() + "…"
     return mask(text, secrets)
 
 
@@ -279,6 +284,9 @@ def _pg_snapshot(
             privileged=bool(r["superuser"]),
             identity=r["backend_start"].isoformat() if r["backend_start"] is not None else None,
             wait_s=None if r["wait_s"] is None else round(float(r["wait_s"]), 3),
+            idle_s=None if r["idle_s"] is None else round(float(r["idle_s"]), 3),
+            busy_s=None if r["busy_s"] is None else round(float(r["busy_s"]), 3),
+            default_database=r["datname"],
         )
     for pid, e in prepared.items():
         p = e["row"]
@@ -531,6 +539,12 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             db = database if sid in row_lockers else (p["db"] or None)
         else:
             db = database if sid in locks else ""
+        state = _mysql_state(p["command"], p["state"], p["xact_age_s"],
+                             holds_table_lock=not snap.approximate and any(
+                                 lk.granted and lk.locktype == "metadata" for lk in locks.get(sid, ())),
+                             waiting=sid in snap.waiting)
+        # PROCESSLIST's time is the time in its command: a Sleep's is its idle time, a statement's its run.
+        running = None if p["running_s"] is None else round(p["running_s"], 3)
         sessions[sid] = LockSession(
             session_id=sid,
             kind=_mysql_kind(p["user"], p["command"]),
@@ -538,16 +552,16 @@ def _mdl_sessions(snap: _MdlSnapshot, database: str, ids: Iterable[str], edges: 
             application=None,
             client=p["host"],
             database=db,
-            state=_mysql_state(p["command"], p["state"], p["xact_age_s"],
-                               holds_table_lock=not snap.approximate and any(
-                                   lk.granted and lk.locktype == "metadata" for lk in locks.get(sid, ())),
-                               waiting=sid in snap.waiting),
+            state=state,
             xact_age_s=None if p["xact_age_s"] is None else round(p["xact_age_s"], 3),
             query=_short(p["info"], secrets),
             blocked_by=edges.get(sid, ()),
             identity=p["identity"],
             wait_s=(round(p["running_s"], 3) if p["running_s"] is not None and sid in snap.waiting else None),
             guessed_blockers=tuple(b for b in edges.get(sid, ()) if b in guessed.get(sid, ())),
+            idle_s=running if state == policy_mod.Activity.IDLE_IN_TRANSACTION.value else None,
+            busy_s=running if state in (policy_mod.Activity.ACTIVE.value, policy_mod.Activity.WAITING.value) else None,
+            default_database=p["db"] or None,
         )
     return sessions, locks
 
@@ -621,6 +635,7 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
     # Roots of this database before those of an unknown one (guesses), then the oldest transaction
     # first: usually the one to look at.
     root_ids.sort(key=lambda r: (sessions[r].database is None, -(sessions[r].xact_age_s or 0.0)))
+    counts = sessionview.blocked_counts(scoped)
     wanted = [lk for sid in ids for lk in locks.get(sid, ()) if not lk.granted]
     contested = {lk.table for lk in wanted if lk.table}
     # Advisory and object locks name no table: the holder's lock is the one on what is waited for.
@@ -632,8 +647,10 @@ def _assemble(dialect: Dialect, database: str, source: str, approximate: bool, s
                  or (lk.object in contested_objects and not lk.table) or (sid in holders and lk.table == table)]
         if not shown:
             shown = [lk for lk in mine if lk.table][:5]
+        direct, total = counts.get(sid, (0, 0))
         out.append(dataclasses.replace(sessions[sid], blocked_by=scoped[sid], is_root=sid in root_ids,
                                        depth=depth, locks=tuple(dict.fromkeys(shown)),
+                                       blocks_direct=direct, blocks_total=total,
                                        guessed_blockers=tuple(b for b in sessions[sid].guessed_blockers
                                                               if b in scoped[sid])))
     return LockTree(engine=dialect.name, database=database, source=source, approximate=approximate,

@@ -213,6 +213,11 @@ class SessionControl(Dialect, Protocol):
     max_session_id: int
     # How often a session's state may be polled and still change between two reads.
     session_poll_s: float
+    # Whether sessions carry an application name (PostgreSQL's application_name; MySQL has none).
+    session_applications: bool
+    # Whether an idle transaction's last statement is shown (PostgreSQL's query; MySQL's INFO is NULL
+    # while a session sleeps).
+    idle_query_shown: bool
 
     # The user name a session list shows for sessions of ``current_user`` (as current_user() reads it).
     def session_user_name(self, current_user: str) -> str: ...

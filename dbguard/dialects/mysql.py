@@ -425,6 +425,8 @@ class MysqlDialect:
     # The wait-for graph comes from table metadata locks, judged by the lock's schema.
     lock_graph = "metadata_locks"
     max_session_id = 2**64 - 1  # CONNECTION_ID() is a BIGINT UNSIGNED
+    session_applications = False  # PROCESSLIST has no application name
+    idle_query_shown = False  # PROCESSLIST.INFO is NULL while a session sleeps, in a transaction or not
 
     def resolve_table(self, name: str, database: str) -> Statement:
         """``table``, ``schema.table``, either part quoted with backticks (a quoted name may hold dots);

@@ -333,6 +333,8 @@ class PostgresqlDialect:
     # The wait-for graph comes from pg_blocking_pids (the pg_locks self-join reports false edges).
     lock_graph = "blocking_pids"
     max_session_id = 2**31 - 1  # a backend's pid is an int4
+    session_applications = True
+    idle_query_shown = True
 
     def session_user_name(self, current_user: str) -> str:
         return current_user
@@ -586,7 +588,12 @@ SELECT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS c
                THEN COALESCE(EXTRACT(EPOCH FROM (clock_timestamp()
                                                  - min((to_jsonb(w) ->> 'waitstart')::timestamptz)))::float8, 0)
                END  -- waitstart is set a moment after the wait begins: 0 until then
-        FROM pg_catalog.pg_locks w WHERE w.pid = a.pid AND NOT w.granted) AS wait_s
+        FROM pg_catalog.pg_locks w WHERE w.pid = a.pid AND NOT w.granted) AS wait_s,
+       -- How long an idle transaction has been idle, how long the running statement has run.
+       CASE WHEN a.state LIKE 'idle in transaction%'
+            THEN EXTRACT(EPOCH FROM (clock_timestamp() - a.state_change))::float8 END AS idle_s,
+       CASE WHEN a.state = 'active'
+            THEN EXTRACT(EPOCH FROM (clock_timestamp() - a.query_start))::float8 END AS busy_s
 FROM pg_catalog.pg_stat_activity a
 JOIN b ON b.pid = a.pid
 LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid

@@ -12,8 +12,9 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from dbguard.core import breaker
+from dbguard.core import breaker, sessionview
 from dbguard.core import victims as policy_mod
+from dbguard.core.sessionview import SessionFilter
 from dbguard.core.victims import KillPolicy
 from dbguard.db import audit_file
 from dbguard.db import lock_graph as dblocks
@@ -67,8 +68,50 @@ def own_sessions(session: Session, target: Target) -> set[str]:
     return ids
 
 
+FILTERED_OUT = "filtered_out"
+
+
+def check_filters(filters: SessionFilter | None) -> SessionFilter:
+    """The filters, or a ConfigError (exit 2) naming the first value no filter takes."""
+    filters = filters or SessionFilter()
+    problems = filters.problems()
+    if problems:
+        raise ConfigError(problems[0])
+    return filters
+
+
+def seen(s: LockSession) -> sessionview.Seen:
+    """How the filters see a session of the tree."""
+    return sessionview.Seen(user=s.user, application=s.application, default_database=s.default_database,
+                            query=s.query, idle_s=s.idle_s, busy_s=s.busy_s, wait_s=s.wait_s)
+
+
+def filter_warnings(control: SessionControl, filters: SessionFilter) -> tuple[str, ...]:
+    """What a filter cannot see on this engine, said once when it is used."""
+    said = []
+    if filters.application is not None and not control.session_applications:
+        said.append(f"{control.name} sessions have no application name: --app {filters.application} matches none")
+    if filters.match_query is not None and not control.idle_query_shown:
+        said.append(f"{control.name} shows no query for an idle transaction: --match-query never matches one")
+    return tuple(said)
+
+
+def narrow(tree: LockTree, filters: SessionFilter, control: SessionControl) -> LockTree:
+    """The tree showing only the sessions that pass ``filters`` (their figures, blocked counts
+    included, are those of the whole tree)."""
+    if not filters.active:
+        return tree
+    shown = tuple(s for s in tree.sessions if sessionview.matches(seen(s), filters))
+    ids = {s.session_id for s in shown}
+    return dataclasses.replace(tree, sessions=shown, roots=tuple(r for r in tree.roots if r in ids),
+                               holders=tuple(h for h in tree.holders if h in ids),
+                               warnings=tree.warnings + filter_warnings(control, filters),
+                               filters=filters.describe(), hidden=len(tree.sessions) - len(shown))
+
+
 def show(target: Target, table: str | None = None, install_plugin: bool = False,
-         fail_after_s: float = 0.0) -> LockTree:
+         fail_after_s: float = 0.0, filters: SessionFilter | None = None) -> LockTree:
+    filters = check_filters(filters)
     with open_session(target) as session:
         _require_server(session)
         rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
@@ -76,6 +119,7 @@ def show(target: Target, table: str | None = None, install_plugin: bool = False,
         tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
                                      own_session_ids=own_sessions(session, target),
                                      install_plugin=install_plugin, secrets=target.secrets)
+        tree = narrow(tree, filters, session_control_of(session.dialect))
     return dataclasses.replace(tree, exit_code=ExitCode.FINDINGS if waited_too_long(tree, fail_after_s)
                                else ExitCode.OK)
 
@@ -104,6 +148,11 @@ def _not_found(session_id: str, database: str) -> KillOutcome:
                         database=None, state="unknown", xact_age_s=None, query=None)
     return KillOutcome(session=ghost, action="none", code=NOT_FOUND, reason=f"no such session on the server of "
                        f"{database}", outcome="refused")
+
+
+def _filtered_out(s: LockSession, filters: SessionFilter) -> KillOutcome:
+    return KillOutcome(session=s, action="none", code=FILTERED_OUT, outcome="refused",
+                       reason=f"it does not match the filters ({filters.describe()})")
 
 
 def _exit_code(plan: Sequence[KillOutcome], explicit: Sequence[str], database: str) -> ExitCode:
@@ -143,9 +192,11 @@ def kill(
     command: str | None = None,
     reason: str | None = None,
     holding: str | None = None,
+    filters: SessionFilter | None = None,
 ) -> KillReport:
     settings = target.settings
     selection = _selection(pids, blocking, roots, holding)
+    filters = check_filters(filters)
     with open_session(target) as session:
         _require_server(session)
         conn, dialect, database = session.conn, session.dialect, session.database
@@ -180,11 +231,19 @@ def kill(
                 said = f"not proposed, database unknown: session(s) {', '.join(unknown)}; after checking one, " \
                        "end it with locks kill --pid N"
                 warnings += (said,)
+        # The filters narrow who is chosen; a session named by --pid that fails them is refused, saying so.
+        filtered_out: list[LockSession] = []
+        if filters.active:
+            warnings += filter_warnings(session_control_of(dialect), filters)
+            filtered_out = [s for s in chosen if not sessionview.matches(seen(s), filters)]
+            chosen = [s for s in chosen if s not in filtered_out]
         policy = kill_policy(session, settings, own, rights, min_age_s)
         plan = dblocks.end_sessions(conn, dialect, chosen, policy, None, dry_run=True, explicit_ids=explicit)
+        plan += tuple(_filtered_out(s, filters) for s in filtered_out if s.session_id in explicit)
         plan += tuple(_not_found(i, database) for i in missing)
         common: dict[str, Any] = {"database": database, "selection": selection, "warnings": warnings,
-                                  "source": tree.source, "approximate": tree.approximate}
+                                  "source": tree.source, "approximate": tree.approximate,
+                                  "filters": filters.describe()}
         allowed = [o for o in plan if o.code == policy_mod.OK]
         # What the real command would refuse for: a missing signal grant, an audit it cannot write
         # (no session is signalled unrecorded). Checked before anybody is ended.

@@ -49,6 +49,16 @@ class LockSession:
     # Those of ``blocked_by`` that are guesses (from statement text and open transactions, where no
     # lock source says who holds what), not read from a lock source.
     guessed_blockers: tuple[str, ...] = ()
+    # How long its transaction has been idle (idle in transaction only), and how long its statement
+    # has run (a running or waiting statement only); None where it does not apply.
+    idle_s: float | None = None
+    busy_s: float | None = None
+    # Sessions that wait for it: directly, and in all (through any chain of waits), in this tree.
+    blocks_direct: int = 0
+    blocks_total: int = 0
+    # The database it connected to (PostgreSQL) or its default database (MySQL: PROCESSLIST.DB),
+    # whatever database its locks are in: what --default-database matches.
+    default_database: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +77,9 @@ class LockTree:
     # With ``table``: every session holding a lock on it now, waited for or not (each conflicts with
     # the lock a DDL on it takes: ACCESS EXCLUSIVE, an exclusive metadata lock).
     holders: tuple[str, ...] = ()
+    # The filters that narrowed ``sessions`` and ``roots`` (as typed), and how many sessions they hid.
+    filters: str = ""
+    hidden: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,3 +115,5 @@ class KillReport:
     audit_file: str | None = None
     audit_note: str | None = None
     audit_pending: int = 0
+    # The filters that narrowed the chosen sessions (as typed).
+    filters: str = ""
