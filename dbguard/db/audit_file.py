@@ -220,10 +220,10 @@ def copy_pending(conn: Connection, dialect: SessionControl, ledger: KillLedger, 
     if not file.path.exists():
         return CopyResult({}, 0)
     with file.locked() as mine:
-        records = [r for r in file.records() if r.target == target]
+        records = file.records()
         copied = {r.id: r.ledger_id for r in records
-                  if r.id in wanted and not r.pending and r.ledger_id is not None}
-        todo = [r for r in records if r.pending]
+                  if r.target == target and r.id in wanted and not r.pending and r.ledger_id is not None}
+        todo = audit_log.pending(records, target)
         if not todo:
             return CopyResult(copied, 0)
         if not mine:

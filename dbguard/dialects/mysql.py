@@ -145,16 +145,14 @@ def split_qualified_name(text: str) -> list[str]:
     return parts
 
 
-_LOCK_TABLE = re.compile(r"`((?:[^`]|``)+)`\.`((?:[^`]|``)+)`(?:\s*/\*.*\*/)?$", re.DOTALL)
+_PARTITION_NOTE = re.compile(r"\s*/\*.*\*/\s*$", re.DOTALL)
 
 
 def lock_table_name(text: str) -> tuple[str, str] | None:
-    """`` `db`.`t` `` (InnoDB's name of a locked table, a doubled backtick standing for itself, and
-    MariaDB's `` /* Partition `p0` */`` after a partition's) as (db, t); None for anything else."""
-    m = _LOCK_TABLE.match(text.strip())
-    if m is None:
-        return None
-    return m.group(1).replace("``", "`"), m.group(2).replace("``", "`")
+    """`` `db`.`t` `` (InnoDB's name of a locked table, and MariaDB's `` /* Partition `p0` */`` after a
+    partition's) as (db, t); None for anything else."""
+    parts = split_qualified_name(_PARTITION_NOTE.sub("", text))
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
 def scratch_lock_name(name: str) -> str:

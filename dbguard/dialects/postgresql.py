@@ -102,8 +102,8 @@ class PostgresqlDialect:
     # The WAL is one stream, flushed in order: the run's verdict, committed with a flush after the last
     # step and before dbguard reports anything, makes every commit before it durable (the steps', the
     # journal's rows). A server crash before it loses a tail of them, in order, never a step without
-    # the steps before it or a journal row without its step; the run then has no verdict and is
-    # checked against the schema, as after any crash. A commit that waits for its flush cost ~4 ms
+    # the steps before it or a step row saying succeeded without its step's commit; the run then has
+    # no verdict and is checked against the schema, as after any crash. A commit that waits for its flush cost ~4 ms
     # here, twice a step for the journal and once for the step itself.
     migration_commit_statements: tuple[str, ...] = ("SET synchronous_commit = off",)
     flushed_commit_statements: tuple[str, ...] = ("RESET synchronous_commit",)

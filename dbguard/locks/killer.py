@@ -433,7 +433,6 @@ class _AuditTrail:
         }
 
 
-
 def make_audit(ledger: KillLedger, database: str, db_user: str | None, command: str,
                secrets: Sequence[str | None], run_id: int | None = None, reason: str | None = None,
                local: LocalAudit | None = None) -> _AuditTrail:

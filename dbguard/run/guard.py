@@ -98,13 +98,19 @@ class _Runner:
     # A host's request to stop the run from another thread (dbguard.api.cancel).
     cancellation: Cancellation = dataclasses.field(default_factory=Cancellation)
 
-    def migration_session_statements(self) -> list[str]:
-        """The SETs on every connection a migration runs on: bounded lock waits and statements,
-        the run's name (over one env.py gave it: the migration is dbguard's run), and, where the
-        server can, a check for a client that died mid-statement."""
+    def bounded_named_statements(self) -> list[str]:
+        """Bounded lock waits and statements, and the run's name (over one env.py gave it: the
+        migration is dbguard's run): the SETs on any connection env.py opens for dbguard."""
         dialect, settings = self.session.dialect, self.settings
-        statements = [*dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
-                      *dialect.migration_commit_statements, *dialect.set_application_name(settings.application)]
+        return [*dialect.session_timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
+                *dialect.set_application_name(settings.application)]
+
+    def migration_session_statements(self) -> list[str]:
+        """The SETs on every connection a migration runs on: :meth:`bounded_named_statements`, commits
+        that do not wait for the flush (the run's verdict does), and, where the server can, a check for
+        a client that died mid-statement."""
+        dialect = self.session.dialect
+        statements = [*self.bounded_named_statements(), *dialect.migration_commit_statements]
         version = self.session.conn.dialect.server_version_info or ()
         if dialect.name == "postgresql" and tuple(version[:1]) >= (14,):
             statements = [*statements, *dialect.dead_client_checks(DEAD_CLIENT_CHECK_MS)]
@@ -1058,11 +1064,8 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
 
 def _stamp(runner: _Runner, command: Any, revision: str) -> None:
     tracker = bridge.StepTracker()
-    dialect = runner.session.dialect
-    hooks = bridge.RunHooks(tracker=tracker, session_statements=[
-        *dialect.session_timeouts(runner.settings.lock_timeout_ms, runner.settings.statement_timeout_ms),
-        *dialect.set_application_name(runner.settings.application)],
-        verify_connection=runner.verify_connection)
+    hooks = bridge.RunHooks(tracker=tracker, session_statements=runner.bounded_named_statements(),
+                            verify_connection=runner.verify_connection)
     config = runner.target.config
     try:
         with bridge.configure_hook():
