@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 @dataclasses.dataclass
 class Target:
     settings: Settings
-    config: Config
     url: URL
     ledger_url: URL
+    # Alembic's Config, built on first use: a process that only reads the database never imports Alembic.
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = _config_with_url(self.settings)
+        return self._config
 
     @property
     def masked_url(self) -> str:
@@ -133,22 +140,56 @@ def accepts_toml(config_class: Any) -> bool:
 def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
     """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
     ``url_is_enough``: the command reads no migration scripts, so alembic.ini is optional (see load_config)."""
-    path = settings.config_path
+    config = _config_with_url(settings, url_is_enough)
+    raw_url = config.get_main_option("sqlalchemy.url")
+    if not raw_url:
+        raise ConfigError(f"no database URL: set sqlalchemy.url in {settings.config_path}, or pass --url / DBGUARD_URL")
+    return _target(settings, raw_url, config)
+
+
+def _config_with_url(settings: Settings, url_is_enough: bool = False) -> Config:
     config = load_config(settings, url_is_enough)
     if settings.url:
         # Interpolation is on in alembic.ini: a literal % must be doubled.
         config.set_main_option("sqlalchemy.url", settings.url.replace("%", "%%"))
-    raw_url = config.get_main_option("sqlalchemy.url")
-    if not raw_url:
-        raise ConfigError(f"no database URL: set sqlalchemy.url in {path}, or pass --url / DBGUARD_URL")
+    return config
+
+
+def _target(settings: Settings, raw_url: str, config: Config | None) -> Target:
     url = dbconnect.parse_url(raw_url)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite database cannot be guarded: it vanishes with its connection")
-    target = Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+    target = Target(settings=settings, url=url, ledger_url=dbconnect.sync_url(url), _config=config)
     from dbguard import masking
 
     masking.remember(target.secrets, settings.mask_patterns)
     return target
+
+
+def reading_target(settings: Settings) -> Target:
+    """The target of a process that only reads the database (the catalog prefetch child): its URL
+    read from alembic.ini as Alembic's Config reads it (a ConfigParser knowing ``here``) without
+    importing Alembic (~100 ms); load_target where that cannot be done. Whoever uses what it read
+    checks that the URL is the one load_target gives (:func:`url_fingerprint`)."""
+    import configparser
+
+    raw_url = settings.url
+    path = settings.config_path
+    if not raw_url and path.is_file():
+        parser = configparser.ConfigParser({"here": path.absolute().parent.as_posix()})
+        try:
+            parser.read(path, encoding="utf-8")
+            raw_url = parser.get(settings.ini_section, "sqlalchemy.url", fallback=None)
+        except configparser.Error:
+            raw_url = None
+    return _target(settings, raw_url, None) if raw_url else load_target(settings)
+
+
+def url_fingerprint(url: URL) -> str:
+    """A digest of the whole URL, password included, that shows two URLs are one without carrying it."""
+    import hashlib
+
+    return hashlib.sha256(url.render_as_string(hide_password=False).encode()).hexdigest()
 
 
 def require_database_file(url: URL) -> None:

@@ -266,6 +266,7 @@ def forking(monkeypatch):
     # On one CPU dbguard does not fork (it would not pay); the path is tested as if it would.
     available = max(2, forked.cpus())
     monkeypatch.setattr(forked, "cpus", lambda: available)
+    monkeypatch.setattr(forked, "load", lambda: 0.0)  # whatever else this machine runs
     # It forks only when no other thread runs: one an earlier test left winding down must be gone.
     import threading
 
@@ -320,7 +321,8 @@ def test_the_forked_read_names_every_injected_drift(db_url, tmp_path, forking, m
     assert report.exit_code == 1 and report.revisions
 
 
-@pytest.mark.parametrize("failure", ["the child fails", "the child read another engine"])
+@pytest.mark.parametrize("failure", ["the child fails", "the child read another engine",
+                                     "the child read another database"])
 def test_the_forked_read_falls_back_without_running_env_py_again(db_url, tmp_path, forking, monkeypatch, failure):
     from dbguard.drift import expected, prefetch
 
@@ -335,7 +337,10 @@ def test_the_forked_read_falls_back_without_running_env_py_again(db_url, tmp_pat
 
         def elsewhere(child):
             live = original(child)
-            live.engine = ("otherdb", False, (1,))
+            if failure.endswith("engine"):
+                live.engine = ("otherdb", False, (1,))
+            else:
+                live.url = "0" * 64
             return live
 
         monkeypatch.setattr(prefetch, "receive", elsewhere)
@@ -348,6 +353,21 @@ def test_the_forked_read_falls_back_without_running_env_py_again(db_url, tmp_pat
     report = api.drift(settings(EXAMPLE_INI, db_url, tmp_path), against="models")
     assert forking == [False] and env_runs == [1]
     assert kinds(report) == {("extra_table", "hotfix")} and report.exit_code == 1
+
+
+@pytest.mark.parametrize("url", ["sqlite:///%(here)s/app.db", "postgresql://u:p%%40ss@h/%(name)s",
+                                 "mysql+pymysql://u@h/db?charset=utf8mb4"])
+def test_the_catalog_child_reads_the_url_alembic_reads_without_importing_alembic(tmp_path, url):
+    from dbguard.settings import load_settings
+    from dbguard.target import load_target, reading_target, url_fingerprint
+
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(f"[DEFAULT]\nname = shop\n\n[alembic]\nscript_location = {tmp_path}\nsqlalchemy.url = {url}\n")
+    s = load_settings({"config_path": str(ini)}, environ={}, cwd=tmp_path)
+    light = reading_target(s)
+    assert light._config is None  # Alembic's Config not built
+    assert url_fingerprint(light.url) == url_fingerprint(load_target(s).url)
+    assert url_fingerprint(light.url) != url_fingerprint(light.url.set(database="other"))
 
 
 def _half_applied_project(tmp_path: Path, url: str) -> Path:

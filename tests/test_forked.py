@@ -27,6 +27,7 @@ def owned(monkeypatch):
     monkeypatch.setattr(dbguard, "OWNS_PROCESS", True)
     available = max(2, forked.cpus())
     monkeypatch.setattr(forked, "cpus", lambda: available)
+    monkeypatch.setattr(forked, "load", lambda: 0.0)  # whatever else this machine runs
     # dbguard forks only when no other thread runs: a thread an earlier test in this process left
     # winding down (a run monitor's, a session's) must be gone first.
     import threading
@@ -93,6 +94,22 @@ def test_close_ends_a_child_still_working(owned, tmp_path):
         os.waitpid(pid, os.WNOHANG)
 
 
+def test_not_forked_for_speed_when_every_cpu_is_busy(owned, monkeypatch):
+    monkeypatch.setattr(forked, "load", lambda: 2.5)
+    monkeypatch.setattr(forked, "cpus", lambda: 2)
+    assert forked.Forked.start(_items, 1) is None
+    child = forked.Forked.start(_items, 1, for_speed=False)  # a child that keeps the parent clean still runs
+    assert child is not None
+    try:
+        assert child.receive()["i"] == 0
+    finally:
+        child.close()
+    monkeypatch.setattr(forked, "load", lambda: 1.2)
+    child = forked.Forked.start(_items, 1)
+    assert child is not None
+    child.close()
+
+
 def test_not_forked_inside_a_host_application_or_beside_another_thread(monkeypatch):
     import threading
 
@@ -116,7 +133,8 @@ _PARENT = textwrap.dedent("""
     import dbguard
     from dbguard.drift import forked
     dbguard.OWNS_PROCESS = True
-    forked.cpus = lambda: 2  # as if a second CPU were there (see the owned fixture)
+    forked.cpus = lambda: 2  # as if a second CPU were there and idle (see the owned fixture)
+    forked.load = lambda: 0.0
     # Ctrl-C as in a terminal, whatever this test's runner inherited (a shell's background job ignores
     # SIGINT, and Python then leaves it ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -174,7 +174,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 # connection says so first (env.py's failure is met again only if it can be).
                 prefetch.close()
             else:
-                report = _models_against_prefetch(settings, ignore, started, exclude, metadatas, sa_dialect,
+                report = _models_against_prefetch(target, ignore, started, exclude, metadatas, sa_dialect,
                                                   prefetch)
                 if report is not None:
                     return report
@@ -228,17 +228,19 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     return _report(settings, against, ignore, started, actual["engine"], heads, found, names)
 
 
-def _models_against_prefetch(settings: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
+def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
                              metadatas: list[Any], sa_dialect: Any, child: Any) -> DriftReport | None:
     """The models against the catalog a forked child read (see :mod:`dbguard.drift.prefetch`), compiled
     with the dialect of the connection env.py opened: table digests first, objects built for the
-    tables whose digests differ only. None when the child failed or read another engine."""
+    tables whose digests differ only. None when the child failed or read another database or engine."""
     from dbguard.dialects import for_sqlalchemy_dialect
     from dbguard.drift import expected as sources
     from dbguard.drift import prefetch as catalog_prefetch
+    from dbguard.target import url_fingerprint
 
     live = catalog_prefetch.receive(child)
-    if live is None or sa_dialect is None or catalog_prefetch.engine_signature(sa_dialect) != live.engine:
+    if live is None or sa_dialect is None or catalog_prefetch.engine_signature(sa_dialect) != live.engine \
+            or live.url != url_fingerprint(target.url):
         return None
     dialect = for_sqlalchemy_dialect(sa_dialect)
     digests = sources.model_digests(metadatas, sa_dialect, dialect, exclude)
@@ -248,7 +250,7 @@ def _models_against_prefetch(settings: Any, ignore: tuple[str, ...], started: fl
         return None
     found = _diff_by_digests(metadatas, sa_dialect, dialect, digests, live.digests, document)
     names = digests.tables.keys() | live.digests.keys()
-    return _report(settings, "models", ignore, started, document["engine"], live.heads, found, names)
+    return _report(target.settings, "models", ignore, started, document["engine"], live.heads, found, names)
 
 
 def _report(settings: Any, against: str, ignore: tuple[str, ...], started: float, engine: str,

@@ -33,6 +33,7 @@ def engine_signature(sa_dialect: Any) -> EngineSignature:
 class LiveCatalog:
     heads: tuple[str, ...]
     engine: EngineSignature
+    url: str  # the URL read (target.url_fingerprint): the parent's own must be the same
     rest: dict[str, Any]  # the snapshot document without its tables
     digests: dict[str, bytes | None]  # each table's digest (model.document_table_digest)
     _child: Forked
@@ -54,19 +55,25 @@ def receive(child: Forked) -> LiveCatalog | None:
     found = child.receive()
     if isinstance(found, tuple) and len(found) == 2 and found[0] == _WAITED:
         raise DbguardError(f"could not read the schema: {found[1]}")
-    if not isinstance(found, tuple) or len(found) != 4:
+    if not isinstance(found, tuple) or len(found) != 5:
         return None
-    heads, engine, rest, digests = found
-    return LiveCatalog(heads=tuple(heads), engine=tuple(engine), rest=rest, digests=digests,  # type: ignore[arg-type]
-                       _child=child)
+    heads, engine, url, rest, digests = found
+    return LiveCatalog(heads=tuple(heads), engine=tuple(engine), url=url, rest=rest,  # type: ignore[arg-type]
+                       digests=digests, _child=child)
 
 
 def _read_catalog(settings: Any, exclude: tuple[str, ...]) -> Iterator[Any]:
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import read_version_heads
-    from dbguard.target import catalog_lock_waits, catalog_wait_error, load_target, open_session
+    from dbguard.target import (
+        catalog_lock_waits,
+        catalog_wait_error,
+        open_session,
+        reading_target,
+        url_fingerprint,
+    )
 
-    target = load_target(settings)
+    target = reading_target(settings)
     with open_session(target) as session:
         try:
             with catalog_lock_waits(session, settings.lock_timeout_ms):
@@ -81,5 +88,5 @@ def _read_catalog(settings: Any, exclude: tuple[str, ...]) -> Iterator[Any]:
         engine = engine_signature(session.conn.dialect)
     tables = document["tables"]
     digests = {name: model.document_table_digest(data) for name, data in tables.items()}
-    yield (list(heads), list(engine), {**document, "tables": {}}, digests)
+    yield (list(heads), list(engine), url_fingerprint(target.url), {**document, "tables": {}}, digests)
     yield tables
