@@ -225,3 +225,14 @@ def test_jsonl_is_offered_to_locks_not_to_locks_kill() -> None:
     assert output.formats_for("locks", "kill") == ("text", "json")
     assert output.formats_for("fleet", "upgrade") == ("text", "json", "jsonl")
     assert output.formats_for("status") == ("text", "json")
+
+
+def test_a_statement_seen_again_is_not_parsed_again() -> None:
+    from dbguard.db import lock_graph
+
+    sql = "ALTER TABLE shop.t_watch_cache ADD COLUMN c INT"
+    first = lock_graph.tables_in_statement(sql, "mysql", "d")
+    hits = lock_graph._tables_in_statement.cache_info().hits
+    assert lock_graph.tables_in_statement(sql, "mysql", "d") == first == (("shop", "t_watch_cache"),)
+    assert lock_graph._tables_in_statement.cache_info().hits == hits + 1
+    assert lock_graph.tables_in_statement(sql.replace("shop.", ""), "mysql", "d") == (("d", "t_watch_cache"),)
