@@ -15,7 +15,7 @@ from dbguard.errors import ExitCode
 from dbguard.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
     from dbguard.results import (
         Confirm,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         FleetWorkerResult,
         HistoryReport,
         KillReport,
+        LockSnapshot,
         LockTree,
         OfflineSqlResult,
         PlanReport,
@@ -221,6 +222,25 @@ def locks(settings: Settings, table: str | None = None, *, install_plugin: bool 
 
     settings = _named(settings, "locks")
     return lockcmd.show(load_target(settings, url_is_enough=True), table, install_plugin, fail_after_s, filters)
+
+
+def locks_watch(settings: Settings, interval_s: float | None, table: str | None = None, *,
+                install_plugin: bool = False, fail_after_s: float = 0.0,
+                filters: SessionFilter | None = None) -> Generator[LockSnapshot, None, None]:
+    """The wait-for tree again every ``interval_s`` seconds, as numbered, timed snapshots, on one session.
+
+    The session is opened and its rights checked once; each refresh reads the tree again on it
+    (``table``, ``filters`` and ``fail_after_s`` apply to each, as in ``locks``; each snapshot's
+    tree carries its own exit code). It goes on until the caller stops iterating (``close()`` ends
+    the session at once); with ``interval_s`` None it yields one snapshot. A connection lost on the
+    way raises ConnectError (exit 2).
+    """
+    from dbguard.locks import killer as lockcmd
+    from dbguard.target import load_target
+
+    settings = _named(settings, "locks")
+    return lockcmd.watch(load_target(settings, url_is_enough=True), interval_s, table, install_plugin,
+                         fail_after_s, filters)
 
 
 def locks_kill(

@@ -153,7 +153,7 @@ def _confirm_with(token: str | None) -> Any:
 @click.option("--url", default=None, envvar="DBGUARD_URL", help="Database URL; overrides sqlalchemy.url.")
 @click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="text", show_default=True,
               help="text or json for every command; github and junit for drift and plan; jsonl (one JSON event "
-                   "per line) for fleet commands.")
+                   "per line) for fleet commands and locks (one snapshot per line).")
 @click.option("-v", "--verbose", count=True,
               help="Tracebacks of unexpected errors and dbguard's debug log on stderr.")
 @click.option("-q", "--quiet", count=True,
@@ -172,8 +172,8 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
         raise click.UsageError(f"--format {fmt} is for {', '.join(output.CI_COMMANDS)} only; "
                                f"{ctx.invoked_subcommand or 'this command'} supports text and json")
     if fmt in output.STREAM_FORMATS and ctx.invoked_subcommand not in output.STREAM_COMMANDS:
-        raise click.UsageError(f"--format {fmt} streams progress events of {', '.join(output.STREAM_COMMANDS)} "
-                               f"commands only; {ctx.invoked_subcommand or 'this command'} supports text and json")
+        raise click.UsageError(f"--format {fmt} streams progress events of fleet commands and snapshots of locks "
+                               f"only; {ctx.invoked_subcommand or 'this command'} supports text and json")
     if ctx.invoked_subcommand == "fleet":
         # Each target's alembic.ini and URL come from the fleet file: a -c or --url typed here would
         # otherwise be silently ignored (set in the environment, they are just not used).
@@ -380,23 +380,60 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
 @click.option("--install-plugin", is_flag=True,
               help="MariaDB: install the metadata_lock_info plugin to see metadata locks (never done silently).")
 @click.option("--fail-after", "fail_after_s", type=_Seconds(), default=0.0, show_default=True, metavar="SECONDS",
-              help="Exit 1 when some session has waited for a lock longer than this (0: any waiter).")
+              help="Exit 1 when some session has waited for a lock longer than this (0: any waiter). With "
+                   "--watch, Ctrl-C ends with 0 whatever was seen; each jsonl snapshot has its own exit_code.")
+# Always with a value, so `locks --watch kill` is a usage error, never a watch that swallowed `kill`.
+@click.option("--watch", "watch_s", type=_Seconds(0.1), default=None, metavar="SECONDS",
+              help="Show the tree again every SECONDS (at least 0.1) on one connection, until Ctrl-C (exit 0): "
+                   "redrawn in place on a terminal, one snapshot after another on a pipe, one JSON line per "
+                   "snapshot with --format jsonl.")
 @_filter_options
 @click.pass_context
-def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_after_s: float, **filters: Any) -> None:
+def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_after_s: float, watch_s: float | None,
+          **filters: Any) -> None:
     """For each session: id, user, application, client, database, state, transaction age, how long it
     has been idle in its transaction or running its statement, how long it has waited, how many
     sessions it blocks (directly and in all), the lock it holds or waits for and on which table, and
     its query. The filters narrow who is shown. Needs only the database URL."""
+    state: _State = ctx.obj
     if ctx.invoked_subcommand is not None:
+        if watch_s is not None:
+            raise click.UsageError("--watch is for locks, not locks kill")
+        if state.fmt in output.STREAM_FORMATS:
+            raise click.UsageError(f"--format {state.fmt} is for locks, not locks kill: it supports text and json")
         ctx.meta["dbguard.install_plugin"] = install_plugin
         ctx.meta["dbguard.filters"] = {k: v for k, v in filters.items() if v is not None}
         return
     from dbguard import api
 
-    state: _State = ctx.obj
-    _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin, fail_after_s=fail_after_s,
-                           filters=_filters(filters)))
+    if watch_s is not None and state.fmt not in ("text", *output.STREAM_FORMATS):
+        raise click.UsageError(f"--watch prints text or jsonl (one JSON snapshot per line), not {state.fmt}")
+    if watch_s is None and state.fmt not in output.STREAM_FORMATS:
+        _emit(state, api.locks(state.settings(), table, install_plugin=install_plugin, fail_after_s=fail_after_s,
+                               filters=_filters(filters)))
+    snapshots = api.locks_watch(state.settings(), watch_s, table, install_plugin=install_plugin,
+                                fail_after_s=fail_after_s, filters=_filters(filters))
+    if watch_s is None:  # --format jsonl: one snapshot, one line, exit code as without it
+        with contextlib.closing(snapshots):
+            _emit(state, next(snapshots))
+    _watch(state, snapshots)
+
+
+def _watch(state: _State, snapshots: Any) -> None:
+    """Each snapshot as it comes (say flushes it); Ctrl-C is how a watch ends: exit 0."""
+    from dbguard.errors import Terminated
+
+    stream = state.fmt in output.STREAM_FORMATS
+    in_place = not stream and sys.stdout.isatty()
+    with contextlib.closing(snapshots):  # ends the session however the loop ends
+        try:
+            for snapshot in snapshots:
+                say(output.render(snapshot, state.fmt) if stream else output.render_frame(snapshot, in_place),
+                    json_document=stream)
+        except Terminated:
+            raise  # SIGTERM stops a watch as it stops any command: 130
+        except KeyboardInterrupt:
+            sys.exit(0)
 
 
 @locks.command("kill", context_settings=CONTEXT)
@@ -774,7 +811,7 @@ def _add_command_formats(group: click.Group, family: str | None = None) -> None:
         top = family or name
         if isinstance(command, click.Group):
             _add_command_formats(command, top)
-        choices = output.formats_for(top)
+        choices = output.formats_for(top, name if family else None)
         command.params.append(click.Option(
             ["--format", "command_format"], type=click.Choice(choices), default=None, expose_value=False,
             callback=_use_command_format, help=f"Output format: {', '.join(choices)}."))

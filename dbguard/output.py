@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         KillOutcome,
         KillReport,
         LockSession,
+        LockSnapshot,
         LockTree,
         RevisionsReport,
         RiskPrompt,
@@ -27,14 +28,19 @@ FORMATS = ("text", "json", "github", "junit", "jsonl")
 # The CI formats only make sense for checks; other commands refuse them with a usage error.
 CI_FORMATS = ("github", "junit")
 CI_COMMANDS = ("drift", "plan")
-# One JSON event per line, for long-running commands that stream progress; others refuse it.
+# One JSON event per line, for long-running commands that stream progress (fleets) or snapshots
+# (locks, --watch); others refuse it.
 STREAM_FORMATS = ("jsonl",)
-STREAM_COMMANDS = ("fleet",)
+STREAM_COMMANDS = ("fleet", "locks")
+# Subcommands of a streaming family that print one report: `locks kill` ends sessions once.
+ONE_REPORT = (("locks", "kill"),)
 
 
-def formats_for(command: str | None) -> tuple[str, ...]:
-    """The formats a top-level command prints (``fleet`` for each of its subcommands)."""
-    extra = CI_FORMATS if command in CI_COMMANDS else STREAM_FORMATS if command in STREAM_COMMANDS else ()
+def formats_for(command: str | None, sub: str | None = None) -> tuple[str, ...]:
+    """The formats a top-level command prints (``fleet`` for each of its subcommands), or its
+    subcommand ``sub``."""
+    streams = command in STREAM_COMMANDS and (command, sub) not in ONE_REPORT
+    extra = CI_FORMATS if command in CI_COMMANDS else STREAM_FORMATS if streams else ()
     return ("text", "json", *extra)
 
 
@@ -66,9 +72,11 @@ def render(result: Any, fmt: str = "text") -> str:
         return ""
     if fmt == "json":
         return to_json(result)
-    if fmt in STREAM_FORMATS:
-        return render_event({"event": "summary", **_plain(result)})
     kind = type(result).__name__
+    if fmt in STREAM_FORMATS:
+        if kind == "LockSnapshot":
+            return render_snapshot_event(result)
+        return render_event({"event": "summary", **_plain(result)})
     if fmt in CI_FORMATS and kind in _CI:
         return _CI[kind](result, fmt)
     renderer = _TEXT.get(kind)
@@ -446,7 +454,34 @@ def _kill_text(report: KillReport) -> str:
     return "\n".join(lines)
 
 
-_TEXT.update({"LockTree": _locks_text, "KillReport": _kill_text})
+def render_snapshot_event(snapshot: LockSnapshot) -> str:
+    """One line of ``locks --format jsonl``: the tree's fields as in ``--format json``, with the
+    snapshot's number, time and interval first."""
+    return render_event({"event": "snapshot", "seq": snapshot.seq, "taken_at": snapshot.taken_at,
+                         "interval_s": snapshot.interval_s, **_plain(snapshot.tree)})
+
+
+def _lock_snapshot_text(snapshot: LockSnapshot) -> str:
+    every = f", every {snapshot.interval_s:g} s (Ctrl-C ends)" if snapshot.interval_s is not None else ""
+    head = f"dbguard locks: snapshot {snapshot.seq} at {snapshot.taken_at.strftime('%Y-%m-%d %H:%M:%S')} UTC{every}"
+    return f"{head}\n{_locks_text(snapshot.tree)}"
+
+
+# Cursor home, then clear the screen: a terminal's frame is drawn over the last one (plain ANSI, which
+# every terminal dbguard runs in understands).
+_REDRAW = "\x1b[H\x1b[2J"
+
+
+def render_frame(snapshot: LockSnapshot, in_place: bool) -> str:
+    """A ``locks --watch`` frame in text: drawn over the previous one on a terminal (``in_place``),
+    else one after another, each a whole tree under its header, a blank line between them."""
+    text = _lock_snapshot_text(snapshot)
+    if in_place:
+        return _REDRAW + text
+    return text if snapshot.seq == 1 else f"\n{text}"
+
+
+_TEXT.update({"LockTree": _locks_text, "KillReport": _kill_text, "LockSnapshot": _lock_snapshot_text})
 
 
 # --- plan ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Engine SQL comes from the dialect; this module asks ``dialect.lock_graph`` which
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -144,13 +145,20 @@ def tables_in_statement(sql: str, dialect: Dialect | str,
     A statement sqlglot cannot read falls back to the name after ALTER/DROP/TRUNCATE TABLE.
     An unqualified name with no ``default_schema`` comes back with an empty schema.
     """
+    read = dialect if isinstance(dialect, str) else dialect.sqlglot_dialect
+    return _tables_in_statement(sql, read, default_schema)
+
+
+# A watch reads the same waiting statements at every refresh: parsing each once, not every time, is
+# most of a MariaDB refresh's Python time. Bounded, as statements can be long.
+@functools.lru_cache(maxsize=256)
+def _tables_in_statement(sql: str, read: str | None, default_schema: str | None) -> tuple[tuple[str, str], ...]:
     import sqlglot
     from sqlglot import expressions as exp
 
     from dbguard.risk.parse import quiet_sqlglot
 
     found: dict[tuple[str, str], None] = {}
-    read = dialect if isinstance(dialect, str) else dialect.sqlglot_dialect
     try:
         with quiet_sqlglot():
             trees = sqlglot.parse(sql, read=read)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from dbguard.core import breaker, sessionview
 from dbguard.core import victims as policy_mod
@@ -18,12 +21,13 @@ from dbguard.core.sessionview import SessionFilter
 from dbguard.core.victims import KillPolicy
 from dbguard.db import audit_file
 from dbguard.db import lock_graph as dblocks
+from dbguard.db.connect import first_line
 from dbguard.db.ledger import KillLedger, utcnow
 from dbguard.db.waits import single_attempt
 from dbguard.dialects import Dialect, SessionControl, session_control_of
-from dbguard.errors import ConfigError, ExitCode, PrivilegeError
+from dbguard.errors import ConfigError, ConnectError, ExitCode, PrivilegeError
 from dbguard.masking import Masker, active, mask
-from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockTree, RiskPrompt
+from dbguard.results import Confirm, KillOutcome, KillReport, LockSession, LockSnapshot, LockTree, RiskPrompt
 from dbguard.settings import Settings
 from dbguard.target import Session, Target, open_session
 
@@ -113,15 +117,55 @@ def show(target: Target, table: str | None = None, install_plugin: bool = False,
          fail_after_s: float = 0.0, filters: SessionFilter | None = None) -> LockTree:
     filters = check_filters(filters)
     with open_session(target) as session:
-        _require_server(session)
-        rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
-        dblocks.require_read(rights, session.db_user)
-        tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
-                                     own_session_ids=own_sessions(session, target),
-                                     install_plugin=install_plugin, secrets=target.secrets)
-        tree = narrow(tree, filters, session_control_of(session.dialect))
+        _require_readable(session)
+        return _tree(session, target, table, install_plugin, fail_after_s, filters)
+
+
+def _require_readable(session: Session) -> None:
+    _require_server(session)
+    rights = dblocks.lock_rights(session.conn, session.dialect, session.db_user)
+    dblocks.require_read(rights, session.db_user)
+
+
+def _tree(session: Session, target: Target, table: str | None, install_plugin: bool, fail_after_s: float,
+          filters: SessionFilter) -> LockTree:
+    """One reading of the tree on an open session, narrowed, with its verdict. The run lock's holder
+    is asked each time: a run may start or end between two refreshes of a watch."""
+    tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
+                                 own_session_ids=own_sessions(session, target),
+                                 install_plugin=install_plugin, secrets=target.secrets)
+    tree = narrow(tree, filters, session_control_of(session.dialect))
     return dataclasses.replace(tree, exit_code=ExitCode.FINDINGS if waited_too_long(tree, fail_after_s)
                                else ExitCode.OK)
+
+
+def watch(target: Target, interval_s: float | None, table: str | None = None, install_plugin: bool = False,
+          fail_after_s: float = 0.0, filters: SessionFilter | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> Generator[LockSnapshot, None, None]:
+    """Snapshots of the tree every ``interval_s`` on one session (opened, and its rights checked, once),
+    until the caller stops iterating; with ``interval_s`` None, one snapshot. The wait between two
+    is ``sleep`` (SIGINT interrupts ``time.sleep`` at once). A connection lost on the way is a
+    ConnectError naming the database, not the driver's traceback."""
+    filters = check_filters(filters)
+    with open_session(target) as session:
+        _require_readable(session)
+        seq = 0
+        while True:
+            started = time.monotonic()
+            seq += 1
+            taken_at = utcnow()
+            try:
+                tree = _tree(session, target, table, install_plugin, fail_after_s, filters)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                raise ConnectError(f"lost the connection to database {session.database} after {seq - 1} "
+                                   f"snapshot(s): {mask(first_line(exc), target.secrets)}") from None
+            yield LockSnapshot(seq=seq, taken_at=taken_at, tree=tree, interval_s=interval_s)
+            if interval_s is None:
+                return
+            # The interval is from one reading to the next, whatever the caller did in between.
+            sleep(max(0.0, interval_s - (time.monotonic() - started)))
 
 
 def waited_too_long(tree: LockTree, fail_after_s: float) -> bool:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each submodule loads on
         FleetValidateReport,
         FleetWorkerResult,
     )
-    from dbguard.results.locks import KillOutcome, KillReport, LockRef, LockSession, LockTree
+    from dbguard.results.locks import KillOutcome, KillReport, LockRef, LockSession, LockSnapshot, LockTree
     from dbguard.results.runs import (
         HistoryEntry,
         HistoryReport,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each submodule loads on
 __all__ = [
     "Confirm", "DriftReport", "FleetBatchResult", "FleetResult", "FleetRunInfo", "FleetStatusReport", "FleetTargetCheck",
     "FleetTargetResult", "FleetValidateReport", "FleetWorkerResult", "HistoryEntry", "HistoryReport", "KillOutcome",
-    "KillReport", "LockRef", "LockSession", "LockTree", "OfflineSqlResult", "PlanReport", "RevisionsReport",
+    "KillReport", "LockRef", "LockSession", "LockSnapshot", "LockTree", "OfflineSqlResult", "PlanReport", "RevisionsReport",
     "RiskPrompt", "RunResult", "SnapshotResult", "StatusReport", "StepResult",
 ]
 
@@ -57,6 +57,7 @@ _ELSEWHERE = {
     "LockRef": "locks",
     "LockSession": "locks",
     "LockTree": "locks",
+    "LockSnapshot": "locks",
     "KillOutcome": "locks",
     "KillReport": "locks",
     "DriftReport": "checks",

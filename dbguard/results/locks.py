@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from dbguard.errors import ExitCode
 
@@ -80,6 +81,22 @@ class LockTree:
     # The filters that narrowed ``sessions`` and ``roots`` (as typed), and how many sessions they hid.
     filters: str = ""
     hidden: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LockSnapshot:
+    """One refresh of ``dbguard locks --watch``: the tree, when it was read, and its number (from 1),
+    so that a reader of a stream sees a refresh it missed."""
+
+    seq: int
+    taken_at: dt.datetime
+    tree: LockTree
+    # The refresh interval; None for a single snapshot.
+    interval_s: float | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.tree.exit_code
 
 
 @dataclasses.dataclass(frozen=True)
