@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 @dataclasses.dataclass
 class Target:
     settings: Settings
-    config: Config
+    # None: given a URL and no alembic.ini, built on first use (see load_target).
+    loaded_config: Config | None
     url: URL
     ledger_url: URL
+
+    @property
+    def config(self) -> Config:
+        if self.loaded_config is None:
+            self.loaded_config = _url_config(self.settings)
+        return self.loaded_config
 
     @property
     def masked_url(self) -> str:
@@ -130,21 +137,33 @@ def accepts_toml(config_class: Any) -> bool:
     return "toml_file" in inspect.signature(config_class).parameters
 
 
-def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
-    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
-    ``url_is_enough``: the command reads no migration scripts, so alembic.ini is optional (see load_config)."""
-    path = settings.config_path
+def _url_config(settings: Settings, url_is_enough: bool = True) -> Config:
+    """The Config (load_config) with ``--url``/``DBGUARD_URL`` over its sqlalchemy.url."""
     config = load_config(settings, url_is_enough)
     if settings.url:
         # Interpolation is on in alembic.ini: a literal % must be doubled.
         config.set_main_option("sqlalchemy.url", settings.url.replace("%", "%%"))
-    raw_url = config.get_main_option("sqlalchemy.url")
+    return config
+
+
+def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
+    """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
+    ``url_is_enough``: the command reads no migration scripts, so alembic.ini is optional (see load_config)."""
+    path = settings.config_path
+    config: Config | None = None
+    if url_is_enough and settings.url and not path.is_file():
+        # Nothing to read but the URL: Alembic is imported only if a Config is asked for (a tenth of
+        # a second of `dbguard --url URL locks kill`'s start, while a DDL queues).
+        raw_url: str | None = settings.url
+    else:
+        config = _url_config(settings, url_is_enough)
+        raw_url = config.get_main_option("sqlalchemy.url")
     if not raw_url:
         raise ConfigError(f"no database URL: set sqlalchemy.url in {path}, or pass --url / DBGUARD_URL")
     url = dbconnect.parse_url(raw_url)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite database cannot be guarded: it vanishes with its connection")
-    target = Target(settings=settings, config=config, url=url, ledger_url=dbconnect.sync_url(url))
+    target = Target(settings=settings, loaded_config=config, url=url, ledger_url=dbconnect.sync_url(url))
     from dbguard import masking
 
     masking.remember(target.secrets, settings.mask_patterns)

@@ -220,3 +220,15 @@ def test_default_database_narrows_to_processlist_db_without_a_metadata_lock_sour
     finally:
         scene.close()
         drop_database(other_url, bare_mariadb_server_url, install_plugin=False)
+
+
+def test_a_url_without_alembic_ini_builds_no_config_until_one_is_asked_for(tmp_path: Path) -> None:
+    """`dbguard --url URL locks kill` needs no Alembic: not importing it shortens the start while a
+    DDL queues. A Config asked for later is the one a URL alone always gave."""
+    from dbguard.target import load_target
+
+    url = "postgresql+psycopg://bob:p%25ss@db.example:5432/shop"
+    settings = load_settings({"config_path": str(tmp_path / "alembic.ini"), "url": url}, environ={})
+    target = load_target(settings, url_is_enough=True)
+    assert target.loaded_config is None and target.url.password == "p%ss" and target.url.database == "shop"
+    assert target.config.get_main_option("sqlalchemy.url") == url and target.loaded_config is not None
