@@ -131,7 +131,8 @@ def test_a_finished_runs_ids_and_a_reused_id_are_not_named_and_no_ledger_is_no_n
         mysql_url: str, tmp_path: Path) -> None:
     """No ledger: no names, no warning, and `locks` creates none. Then rows written by hand: a
     session listed by a finished run, or by a running run under another identity (its id reused by
-    another connection), is not named; listed under its own identity by a running run, it is."""
+    another connection), is not named; listed under its own identity by a running run, it is. A
+    ledger locked by another session is not waited for."""
     _mariadb(mysql_url)
     ini = write_ini(tmp_path)
     s = _settings(ini, mysql_url)
@@ -170,6 +171,14 @@ def test_a_finished_runs_ids_and_a_reused_id_are_not_named_and_no_ledger_is_no_n
                 confirmed = add(RunStatus.RUNNING.value, identity)
                 conn.commit()
                 assert name_of_x() == f"dbguard/upgrade/run-{confirmed}"
+                # A ledger locked by somebody else is not waited for: the tree comes without names, saying so.
+                locker = scene.open()
+                execute(locker, "LOCK TABLES dbguard_runs WRITE")
+                tree = api.locks(s)
+                execute(locker, "UNLOCK TABLES")
+                assert ix in {t.session_id for t in tree.sessions}
+                assert not [t for t in tree.sessions if t.ledger_application], tree
+                assert [w for w in tree.warnings if w.startswith("dbguard's ledger could not be read")], tree.warnings
         finally:
             engine.dispose()
     finally:

@@ -79,7 +79,8 @@ def ledger_names(session: Session, target: Target, holder: str | None) -> tuple[
     sessions the ledger ties to a running run (its recorded sessions the server confirms unchanged,
     and the run lock's holder), and a warning when the ledger could not be read. No ledger, no names;
     the ledger is only read, never created."""
-    if session_control_of(session.dialect).session_applications:
+    control = session_control_of(session.dialect)
+    if control.session_applications:
         return {}, ()  # the server shows the names dbguard's sessions carry
     from sqlalchemy.exc import DBAPIError
 
@@ -87,15 +88,18 @@ def ledger_names(session: Session, target: Target, holder: str | None) -> tuple[
     from dbguard.db import orphans
     from dbguard.db.connect import first_line
     from dbguard.db.ledger import Ledger
+    from dbguard.db.waits import LockWaitError
 
     ledger = Ledger(session.conn, target.settings.table_prefix)
     try:
-        if not ledger.exists():
-            return {}, ()
-        runs = ledger.running_runs()
+        # A name is not worth a wait: a ledger table locked by somebody else fails the read at once.
+        with audit_file.probing_writes(session.conn, control, session.lock_timeout_ms), single_attempt(ledger):
+            if not ledger.exists():
+                return {}, ()
+            runs = ledger.running_runs()
         same = {pair for r in runs for pair in r.sessions
                 if orphans.command(session.conn, session.dialect, orphans.RecordedSession(*pair)) is not None}
-    except DBAPIError as exc:  # a label is no reason to show no tree: said, and left out
+    except (DBAPIError, LockWaitError) as exc:  # a label is no reason to show no tree: said, and left out
         if session.conn.in_transaction():
             session.conn.rollback()
         said = f"dbguard's ledger could not be read ({first_line(exc)}): no session is named after its dbguard run"
