@@ -65,13 +65,13 @@ def run_lock_holder(session: Session, target: Target) -> str | None:
     return str(holder) if holder else None
 
 
-def own_sessions(session: Session, target: Target, holder: str | None = None) -> set[str]:
-    """dbguard's own session, and the session holding the run lock (``holder``, read when not given)."""
-    ids = {session.session_id} if session.session_id else set()
-    holder = holder or run_lock_holder(session, target)
-    if holder:
-        ids.add(holder)
-    return ids
+def own_sessions(session: Session, target: Target) -> set[str]:
+    """dbguard's own session, and the session holding the run lock (a dbguard run in progress)."""
+    return _own(session, run_lock_holder(session, target))
+
+
+def _own(session: Session, holder: str | None) -> set[str]:
+    return {i for i in (session.session_id, holder) if i}
 
 
 def ledger_names(session: Session, target: Target, holder: str | None) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -168,7 +168,7 @@ def show(target: Target, table: str | None = None, install_plugin: bool = False,
         dblocks.require_read(rights, session.db_user)
         holder = run_lock_holder(session, target)
         tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
-                                     own_session_ids=own_sessions(session, target, holder),
+                                     own_session_ids=_own(session, holder),
                                      install_plugin=install_plugin, secrets=target.secrets)
         tree, _ = _with_names(session, target, tree, holder)
         tree = narrow(tree, filters, session_control_of(session.dialect))
@@ -255,7 +255,7 @@ def kill(
         rights = dblocks.lock_rights(conn, dialect, session.db_user)
         dblocks.require_read(rights, session.db_user)
         holder = run_lock_holder(session, target)
-        own = own_sessions(session, target, holder)
+        own = _own(session, holder)
         tree = dblocks.inspect_locks(conn, dialect, database, table=holding if holding is not None else blocking,
                                      own_session_ids=own, install_plugin=install_plugin, secrets=target.secrets)
         # Named for the reader only: the policy below judges each session by what the server says.
