@@ -359,6 +359,8 @@ def _session_line(s: LockSession) -> str:
     who = f"{s.user or '?'}"
     if s.application:
         who += f" ({s.application})"
+    elif s.ledger_application:
+        who += f" ({s.ledger_application}, per dbguard's ledger)"
     where = f" from {s.client}" if s.client else ""
     db = f"  db {s.database}" if s.database else ""
     head = f"{s.session_id}  {who}{where}{db}  {s.state}  xact {_age(s.xact_age_s)}"

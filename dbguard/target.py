@@ -140,6 +140,10 @@ def accepts_toml(config_class: Any) -> bool:
 def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
     """The Alembic Config plus the URL dbguard guards: ``--url``/``DBGUARD_URL``, else sqlalchemy.url.
     ``url_is_enough``: the command reads no migration scripts, so alembic.ini is optional (see load_config)."""
+    if url_is_enough and settings.url and not settings.config_path.is_file():
+        # Nothing to read but the URL: Alembic is imported only if a Config is asked for (a tenth of
+        # a second of `dbguard --url URL locks kill`'s start, while a DDL queues).
+        return _target(settings, settings.url, None)
     config = _config_with_url(settings, url_is_enough)
     raw_url = config.get_main_option("sqlalchemy.url")
     if not raw_url:
@@ -147,7 +151,8 @@ def load_target(settings: Settings, url_is_enough: bool = False) -> Target:
     return _target(settings, raw_url, config)
 
 
-def _config_with_url(settings: Settings, url_is_enough: bool = False) -> Config:
+def _config_with_url(settings: Settings, url_is_enough: bool = True) -> Config:
+    """The Config (load_config) with ``--url``/``DBGUARD_URL`` over its sqlalchemy.url."""
     config = load_config(settings, url_is_enough)
     if settings.url:
         # Interpolation is on in alembic.ini: a literal % must be doubled.

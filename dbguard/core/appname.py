@@ -1,12 +1,17 @@
 """The name dbguard's own server sessions carry (PostgreSQL ``application_name``), so a DBA's tools
 show which command, and which run, a session belongs to: ``dbguard/upgrade/run-17``.
 
-The name only labels; dbguard recognises its own sessions by the ids its process opened.
+The name only labels; dbguard recognises its own sessions by the ids its process opened. Where the
+server has no application names (MySQL, MariaDB), ``dbguard locks`` shows the same label for the
+sessions the ledger records for a running run (:func:`ledger_names`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
+
+from dbguard.core.state import RunRecord, RunStatus
 
 PREFIX = "dbguard"
 # PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name and cuts the rest.
@@ -31,3 +36,24 @@ def with_run(name: str, run_id: int) -> str:
 def _cut(text: str, limit: int) -> str:
     data = text.encode()
     return text if len(data) <= limit else data[: max(0, limit)].decode(errors="ignore")
+
+
+def ledger_names(runs: Iterable[RunRecord], holder: str | None,
+                 same_session: Collection[tuple[str, str]]) -> dict[str, str]:
+    """Session id -> ``dbguard/<intent>/run-<id>``, for the sessions the ledger ties to a run whose row
+    says running: each session it recorded that the server confirms is still that session
+    (``same_session``: the (id, identity) pairs found unchanged, so a reused id of a finished run's
+    connection is never named), and the run lock's ``holder`` where it is the run's lock session.
+    Where two runs name one id, the newest wins (an id reused since an older run's process died).
+    For engines whose sessions carry no application name: a label to read, never to judge by."""
+    names: dict[str, str] = {}
+    for record in sorted(runs, key=lambda r: r.id):
+        if record.status != RunStatus.RUNNING.value:
+            continue
+        name = application_name(record.intent, record.id)
+        for pair in record.sessions:
+            if pair in same_session:
+                names[pair[0]] = name
+        if holder is not None and record.lock_session == holder:
+            names[holder] = name
+    return names

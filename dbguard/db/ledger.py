@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from dbguard.core.state import RunRecord, StepRecord
+from dbguard.core.state import RunRecord, RunStatus, StepRecord
 from dbguard.db.sql import inserted_id, run, transaction
 from dbguard.db.waits import LOCK_RETRIES, retried, with_lock_retries
 from dbguard.dialects import Dialect
@@ -253,6 +253,12 @@ class Ledger:
             query = query.where(self.runs.c.status.not_in(["refused", "busy"]))
         if limit is not None:
             query = query.limit(limit)
+        return [self._run(row) for row in self.conn.execute(query).mappings()]
+
+    @retried("dbguard's ledger")
+    def running_runs(self) -> list[RunRecord]:
+        """Runs whose row says running: in progress, or left so by a process that died."""
+        query = sa.select(self.runs).where(self.runs.c.status == RunStatus.RUNNING.value).order_by(self.runs.c.id)
         return [self._run(row) for row in self.conn.execute(query).mappings()]
 
     def latest_changing_run(self) -> RunRecord | None:

@@ -762,7 +762,12 @@ def session_snapshot(conn: Connection, dialect: Dialect, database: str, session_
 
 
 def candidate(session: LockSession, explicit: bool = False) -> Candidate:
-    """How the kill policy sees a session of the tree."""
+    """How the kill policy sees a session of the tree: by the application the server says it has,
+    never by the name dbguard's ledger gives it (``ledger_application``). A label read from a table
+    anyone with write access can fill must not make a session killable or protected; so on MySQL and
+    MariaDB another dbguard process's migration session stays as the policy has always judged it:
+    ``protected_applications`` cannot protect it (the server shows no application), ``protected_roles``
+    can, and the run lock's holder is never ended (``own_sessions``)."""
     return Candidate(session_id=session.session_id, kind=session.kind, user=session.user,
                      application=session.application, database=session.database, activity=session.state,
                      xact_age_s=session.xact_age_s, privileged=session.privileged, explicit=explicit)

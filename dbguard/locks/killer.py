@@ -61,15 +61,65 @@ def kill_policy(session: Session, settings: Settings, own: set[str], rights: Any
     )
 
 
-def own_sessions(session: Session, target: Target) -> set[str]:
-    """dbguard's own session, and the session holding the run lock (a dbguard run in progress)."""
+def run_lock_holder(session: Session, target: Target) -> str | None:
+    """The session holding the target's run lock (a dbguard run in progress), if any."""
     from dbguard.target import make_lock
 
-    ids = {session.session_id} if session.session_id else set()
     holder = make_lock(session, target).holder()
-    if holder:
-        ids.add(str(holder))
-    return ids
+    return str(holder) if holder else None
+
+
+def own_sessions(session: Session, target: Target) -> set[str]:
+    """dbguard's own session, and the session holding the run lock (a dbguard run in progress)."""
+    return _own(session, run_lock_holder(session, target))
+
+
+def _own(session: Session, holder: str | None) -> set[str]:
+    return {i for i in (session.session_id, holder) if i}
+
+
+def ledger_names(session: Session, target: Target, holder: str | None) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Where the server has no application names: session id -> ``dbguard/<intent>/run-<id>`` for the
+    sessions the ledger ties to a running run (its recorded sessions the server confirms unchanged,
+    and the run lock's holder), and a warning when the ledger could not be read. No ledger, no names;
+    the ledger is only read, never created."""
+    control = session_control_of(session.dialect)
+    if control.session_applications:
+        return {}, ()  # the server shows the names dbguard's sessions carry
+    from sqlalchemy.exc import DBAPIError
+
+    from dbguard.core.appname import ledger_names as names_of
+    from dbguard.db import orphans
+    from dbguard.db.connect import first_line
+    from dbguard.db.ledger import Ledger
+    from dbguard.db.waits import LockWaitError
+
+    ledger = Ledger(session.conn, target.settings.table_prefix)
+    try:
+        # A name is not worth a wait: a ledger table locked by somebody else fails the read at once.
+        with audit_file.probing_writes(session.conn, control, session.lock_timeout_ms), single_attempt(ledger):
+            if not ledger.exists():
+                return {}, ()
+            runs = ledger.running_runs()
+        same = {pair for r in runs for pair in r.sessions
+                if orphans.command(session.conn, session.dialect, orphans.RecordedSession(*pair)) is not None}
+    except (DBAPIError, LockWaitError) as exc:  # a label is no reason to show no tree: said, and left out
+        if session.conn.in_transaction():
+            session.conn.rollback()
+        said = f"dbguard's ledger could not be read ({first_line(exc)}): no session is named after its dbguard run"
+        return {}, (said,)
+    return names_of(runs, holder, same), ()
+
+
+def named(sessions: Sequence[LockSession], names: dict[str, str]) -> tuple[LockSession, ...]:
+    """The sessions, those in ``names`` with their ledger's name."""
+    return tuple(dataclasses.replace(s, ledger_application=names[s.session_id]) if s.session_id in names else s
+                 for s in sessions)
+
+
+def _with_names(session: Session, target: Target, tree: LockTree, holder: str | None) -> tuple[LockTree, dict[str, str]]:
+    names, said = ledger_names(session, target, holder)
+    return dataclasses.replace(tree, sessions=named(tree.sessions, names), warnings=tree.warnings + said), names
 
 
 FILTERED_OUT = "filtered_out"
@@ -129,11 +179,13 @@ def _require_readable(session: Session) -> None:
 
 def _tree(session: Session, target: Target, table: str | None, install_plugin: bool, fail_after_s: float,
           filters: SessionFilter) -> LockTree:
-    """One reading of the tree on an open session, narrowed, with its verdict. The run lock's holder
-    is asked each time: a run may start or end between two refreshes of a watch."""
+    """One reading of the tree on an open session, named from the ledger, narrowed, with its verdict.
+    The run lock's holder is asked each time: a run may start or end between two refreshes of a watch."""
+    holder = run_lock_holder(session, target)
     tree = dblocks.inspect_locks(session.conn, session.dialect, session.database, table=table,
-                                 own_session_ids=own_sessions(session, target),
+                                 own_session_ids=_own(session, holder),
                                  install_plugin=install_plugin, secrets=target.secrets)
+    tree, _ = _with_names(session, target, tree, holder)
     tree = narrow(tree, filters, session_control_of(session.dialect))
     return dataclasses.replace(tree, exit_code=ExitCode.FINDINGS if waited_too_long(tree, fail_after_s)
                                else ExitCode.OK)
@@ -246,15 +298,19 @@ def kill(
         conn, dialect, database = session.conn, session.dialect, session.database
         rights = dblocks.lock_rights(conn, dialect, session.db_user)
         dblocks.require_read(rights, session.db_user)
-        own = own_sessions(session, target)
+        holder = run_lock_holder(session, target)
+        own = _own(session, holder)
         tree = dblocks.inspect_locks(conn, dialect, database, table=holding if holding is not None else blocking,
                                      own_session_ids=own, install_plugin=install_plugin, secrets=target.secrets)
+        # Named for the reader only: the policy below judges each session by what the server says.
+        tree, names = _with_names(session, target, tree, holder)
         explicit = _checked_ids(pids, session_control_of(dialect))
         missing: list[str] = []
         if explicit:
             in_tree = {s.session_id: s for s in tree.sessions}
             wanted = [i for i in explicit if i not in in_tree]
             extra = dblocks.session_snapshot(conn, dialect, database, wanted, secrets=target.secrets) if wanted else {}
+            extra = {i: named([s], names)[0] for i, s in extra.items()}
             chosen = []
             for i in dict.fromkeys(explicit):
                 found = in_tree.get(i) or extra.get(i)

@@ -60,6 +60,10 @@ class LockSession:
     # The database it connected to (PostgreSQL) or its default database (MySQL: PROCESSLIST.DB),
     # whatever database its locks are in: what --default-database matches.
     default_database: str | None = None
+    # Where the server has no application names (MySQL, MariaDB): ``dbguard/<command>/run-<id>`` when
+    # dbguard's ledger ties the session to a run in progress (core/appname.py ``ledger_names``). Shown
+    # only: the kill policy and the filters go by ``application``, what the server says.
+    ledger_application: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
