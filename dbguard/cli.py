@@ -15,7 +15,7 @@ import click
 
 import dbguard
 from dbguard import __version__, output
-from dbguard.errors import DbguardError, ExitCode
+from dbguard.errors import DbguardError, ExitCode, Terminated
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -421,7 +421,6 @@ def locks(ctx: click.Context, table: str | None, install_plugin: bool, fail_afte
 
 def _watch(state: _State, snapshots: Any) -> None:
     """Each snapshot as it comes (say flushes it); Ctrl-C is how a watch ends: exit 0."""
-    from dbguard.errors import Terminated
 
     stream = state.fmt in output.STREAM_FORMATS
     in_place = not stream and sys.stdout.isatty()
@@ -860,8 +859,12 @@ def main(argv: list[str] | None = None) -> None:
         context = getattr(exc, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if isinstance(exc, click.UsageError) and context else ""
         _fail(exc.format_message() + hint, int(ExitCode.USAGE), fmt)
-    except click.exceptions.Abort:
-        _fail("aborted", 130, fmt, stderr_text="dbguard: aborted")
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C and SIGTERM (Terminated) into Abort too: say which stopped the command.
+        cause = exc.__cause__
+        why = "terminated" if isinstance(cause, Terminated) else \
+            "interrupted" if isinstance(cause, KeyboardInterrupt) else "aborted"
+        _fail(why, 130, fmt, stderr_text=f"dbguard: {why}")
     except KeyboardInterrupt:
         _fail("interrupted", 130, fmt, stderr_text="dbguard: interrupted")
     except Exception as exc:  # noqa: BLE001 - one masked line; the traceback with -v

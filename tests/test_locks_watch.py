@@ -117,6 +117,13 @@ def test_watch_on_a_pipe_prints_whole_trees_until_sigint_ends_it_with_0(pg_chain
     assert all(watcher.lines[watcher.lines.index(f[0]) - 1] == "" for f in frames[1:3])
 
 
+def test_sigterm_ends_a_watch_as_any_command_with_130_and_says_terminated(ini, pg_url):
+    watcher = Watcher(ini, pg_url, "locks", "--watch", "0.2")
+    watcher.wait_lines(lambda lines: len(_frames(lines)) >= 1, "no snapshot came")
+    code, err = watcher.finish(signal.SIGTERM)
+    assert code == 130 and err.strip() == "dbguard: terminated", err
+
+
 def test_watch_jsonl_streams_numbered_snapshots_of_the_chain(pg_chain, ini, pg_url):
     pa, px, pb = pg_chain
     watcher = Watcher(ini, pg_url, "--format", "jsonl", "locks", "--watch", "0.2", "--table", "t")
