@@ -791,7 +791,11 @@ class FleetProgress:
         if kind == "batch_verified":
             return f"batch {event['batch']}/{event['batches']}: verified"
         if kind == "baking":
-            return f"batch {event['batch']}: baking {event['seconds']:g} s"
+            every = f", probing every {event['probe_interval_s']:g} s" if event.get("probe_interval_s") else ""
+            return f"batch {event['batch']}: baking {event['seconds']:g} s{every}"
+        if kind == "probe" and not event.get("ok"):
+            return f"batch {event['batch']}: probe {event['round']}: {event['target']} {event['check']} failed: " \
+                   f"{event.get('detail') or ''}".rstrip(": ")
         if kind == "target_unknown":
             return f"target {event['target']}: its worker died mid-target: UNKNOWN"
         if kind == "target_finished":  # rollback targets

@@ -82,11 +82,41 @@ url = "postgresql://app:hunter22@db/app"
     ("", r"no \[\[targets"),
     ("[[targets]\n", "not valid TOML"),
     ('worker_timeout_s = 0\n[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n', "worker_timeout_s must be"),
+    ('probe_interval_s = 0\n[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n', "probe_interval_s must be"),
+    ('probe_failures = 1.5\n[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n', "probe_failures must be a whole"),
+    ('[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\nhealth_url = "ftp://h/x"\n', "health_url must be an http"),
 ])
 def test_bad_fleet_files(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, '[fleet]\nalembic_config = "alembic.ini"\n' + body)
     with pytest.raises(ConfigError, match=message):
         load_fleet(path, environ={})
+
+
+def test_fleet_wide_probes_are_each_targets_unless_it_names_its_own(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[fleet]
+alembic_config = "alembic.ini"
+health_sql = "SELECT 1"
+health_url = "http://app:8080/healthz?key=${PROBE_KEY}"
+probe_interval_s = 0.5
+probe_failures = 3
+
+[[targets]]
+name = "a"
+url = "sqlite:///a.db"
+
+[[targets]]
+name = "b"
+url = "sqlite:///b.db"
+health_sql = "SELECT count(*) FROM orders"
+health_url = "https://b.example/ok"
+""")
+    spec = load_fleet(path, environ={"PROBE_KEY": "k3y-s3cret"})
+    a, b = spec.targets
+    assert (a.health_sql, a.health_url) == ("SELECT 1", "http://app:8080/healthz?key=k3y-s3cret")
+    assert (b.health_sql, b.health_url) == ("SELECT count(*) FROM orders", "https://b.example/ok")
+    assert (spec.probe_interval_s, spec.probe_failures, spec.probe_timeout_s) == (0.5, 3, 5.0)
+    assert "k3y-s3cret" in spec.secrets and "k3y-s3cret" not in repr(a)
 
 
 def _sqlite_fleet(tmp: Path, fail_in: str | None = None) -> Path:

@@ -392,6 +392,10 @@ class _Rollout:
         self.outcomes: dict[str, dict[str, Any]] = {}
         self._planned: set[tuple[Any, ...]] = set()
         self._offline: dict[tuple[Any, ...], Any] = {}
+        # The tables each revision range's statements name (by its plan), per target: what a bake's
+        # lock-queue probe watches. Missing: not known, every table counts.
+        self._group_tables: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._touched: dict[str, frozenset[str]] = {}
 
     def emit(self, kind: str, **fields: Any) -> None:
         self.progress(_event(kind, self.spec.name, self.run_id, **fields))
@@ -424,10 +428,12 @@ class _Rollout:
                                           verified_at=utcnow())
                 self.emit("batch_verified", batch=number, batches=len(self.plan), size=len(targets))
                 if self.options.bake_s > 0 and number < len(self.plan):
-                    self.emit("baking", batch=number, seconds=self.options.bake_s)
-                    time.sleep(self.options.bake_s)
-                    # What the bake is for: the batch is checked again before the next one starts.
-                    self._verify(number, targets, f" after baking {self.options.bake_s:g} s")
+                    self.emit("baking", batch=number, seconds=self.options.bake_s,
+                              probe_interval_s=self.spec.probe_interval_s, probe_failures=self.spec.probe_failures)
+                    self._bake(number, targets)
+                    if self.failure is None:
+                        # The batch is checked once more before the next one starts.
+                        self._verify(number, targets, f" after baking {self.options.bake_s:g} s")
                     if self.failure is not None:
                         break
         finally:
@@ -494,6 +500,8 @@ class _Rollout:
             backend = target.url.split("://", 1)[0]
             group = (str(target.alembic_config), seen[target.name].revisions, backend)
             if group in self._planned:
+                if group in self._group_tables:
+                    self._touched[target.name] = self._group_tables[group]
                 continue
             self._planned.add(group)
             saved = bridge.OFFLINE_CACHE
@@ -502,6 +510,9 @@ class _Rollout:
                 loaded = load_target(_settings(target, self.options.flags))
                 report = planner.build_plan(loaded, loaded.script(), seen[target.name].revisions,
                                             self.options.revision)
+                tables = frozenset(s.table for r in report.revisions for s in r.statements if s.table)
+                if report.complete:
+                    self._group_tables[group] = self._touched[target.name] = tables
                 for f in report.findings:
                     if f.severity in ("medium", "high", "critical"):
                         self.warnings.append(f"risk {f.code} {f.name} ({f.severity}) in {f.revision}: {f.message}")
@@ -625,6 +636,46 @@ class _Rollout:
                                "upgrade without --distributed), then run it again")
                 continue
             time.sleep(_POLL_S)
+
+    # the bake ---------------------------------------------------------------------------------
+
+    def _bake(self, number: int, targets: list[TargetSpec]) -> None:
+        """Probe every target of the batch every probe_interval_s while it bakes; a probe failing
+        probe_failures times in a row fails its target, and the batch, at once."""
+        from dbguard.core.bake import ProbeTally, failing_targets, probe_offsets
+        from dbguard.fleet.probes import TargetProbes
+
+        spec, started = self.spec, time.monotonic()
+        tally = ProbeTally(spec.probe_failures)
+        probers = [TargetProbes(t.name, _settings(t, self.options.flags), t.health_sql, t.health_url,
+                               self._touched.get(t.name), spec.secrets, spec.probe_timeout_s) for t in targets]
+        workers = max(1, min(self.options.parallel, len(targets)))
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as threads:
+                for round_number, offset in enumerate(probe_offsets(self.options.bake_s, spec.probe_interval_s), 1):
+                    time.sleep(max(0.0, offset - (time.monotonic() - started)))
+                    rounds = [threads.submit(t.run, round_number) for t in probers]
+                    seen = [p for r in rounds for p in r.result()]
+                    for p in seen:
+                        self.emit("probe", batch=number, target=p.target, round=round_number, check=p.check,
+                                  ok=p.ok, detail=spec.mask(p.detail) or None)
+                    failing = failing_targets(tally, seen)
+                    if failing:
+                        self._fail_baking(number, failing)
+                        return
+        finally:
+            for prober in probers:
+                prober.close()
+        time.sleep(max(0.0, self.options.bake_s - (time.monotonic() - started)))
+
+    def _fail_baking(self, number: int, failing: dict[str, str]) -> None:
+        for name, why in failing.items():
+            error = self.spec.mask(f"bake: {why}")
+            self.outcomes[name] = {**self.outcomes.get(name, {}), "status": TargetStatus.FAILED.value, "error": error}
+            self.control.update_target(self.run_id, name, status=TargetStatus.FAILED.value, error=error[:4000])
+            self.emit("target_finished", batch=number, target=name, status=TargetStatus.FAILED.value, message=error)
+        self._fail(number, f"batch {number} failed while baking: "
+                           + "; ".join(f"{name}: {why}" for name, why in failing.items()))
 
     # verification -----------------------------------------------------------------------------
 

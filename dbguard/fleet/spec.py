@@ -23,11 +23,16 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The password part of a URL, before expansion: everything between user: and @.
 _URL_PASSWORD = re.compile(r"^[a-zA-Z][\w+.-]*://[^:/@\s]*:(?P<secret>[^@\s]*)@")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_TARGET_KEYS = {"name", "url", "weight", "tags", "alembic_config", "health_sql"}
-_FLEET_KEYS = {"name", "alembic_config", "control_url", "batches", "worker_timeout_s"}
+_TARGET_KEYS = {"name", "url", "weight", "tags", "alembic_config", "health_sql", "health_url"}
+_FLEET_KEYS = {"name", "alembic_config", "control_url", "batches", "worker_timeout_s", "health_sql", "health_url",
+               "probe_interval_s", "probe_failures", "probe_timeout_s"}
 DEFAULT_BATCHES = "1,100%"
 # A distributed rollout fails a published batch nobody claims anything of for this long.
 DEFAULT_WORKER_TIMEOUT_S = 300.0
+# A baking batch's targets are probed this often; a probe failing this many times in a row fails its target.
+DEFAULT_PROBE_INTERVAL_S = 5.0
+DEFAULT_PROBE_FAILURES = 2
+DEFAULT_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +44,8 @@ class TargetSpec:
     tags: tuple[str, ...]
     alembic_config: Path
     health_sql: str | None = None
+    # An HTTP endpoint probed while a batch bakes (2xx: healthy); expanded, so it may hold a token.
+    health_url: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def member(self) -> Member:
@@ -57,6 +64,9 @@ class FleetSpec:
     # Values that came from ${VAR} references, masked wherever text leaves dbguard.
     secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
+    probe_interval_s: float = DEFAULT_PROBE_INTERVAL_S
+    probe_failures: int = DEFAULT_PROBE_FAILURES
+    probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
 
     @property
     def members(self) -> list[Member]:
@@ -111,6 +121,13 @@ def _sqlite_beside(url: str, folder: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url[len(prefix):] not in ("", ":memory:"):
         return prefix + str(folder / url[len(prefix):])
     return url
+
+
+def _positive(fleet: Mapping[str, Any], key: str, default: float, path: Path) -> float:
+    value = fleet.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(f"{path}: {key} must be a number above 0")
+    return float(value)
 
 
 def default_control_url(path: Path) -> str:
@@ -188,11 +205,17 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
         ini_path = (folder / str(ini)).resolve()
         if not ini_path.is_file():
             raise ConfigError(f"{where}: no Alembic configuration at {ini_path}")
-        health = raw.get("health_sql")
+        health = raw.get("health_sql", fleet.get("health_sql"))
         if health is not None and (not isinstance(health, str) or not health.strip()):
             raise ConfigError(f"{where}: health_sql must be one SQL statement")
+        health_url = raw.get("health_url", fleet.get("health_url"))
+        if health_url is not None:
+            if not isinstance(health_url, str) or not health_url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}: health_url must be an http:// or https:// URL")
+            health_url = _expand(health_url.strip(), where, environ, secrets)
         targets.append(TargetSpec(name=tname, url=url, masked_url=masked_url, weight=float(weight),
-                                  tags=tuple(tags), alembic_config=ini_path, health_sql=health))
+                                  tags=tuple(tags), alembic_config=ini_path, health_sql=health,
+                                  health_url=health_url))
 
     raw_control = control_url or fleet.get("control_url") or default_control_url(path)
     control = _sqlite_beside(_expand(str(raw_control), f"{path}: control_url", environ, secrets), folder)
@@ -205,6 +228,11 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
     if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) \
             or not 0 < worker_timeout < math.inf:
         raise ConfigError(f"{path}: worker_timeout_s must be a number of seconds above 0")
+    probing = {key: _positive(fleet, key, default, path) for key, default in (
+        ("probe_interval_s", DEFAULT_PROBE_INTERVAL_S), ("probe_timeout_s", DEFAULT_PROBE_TIMEOUT_S),
+        ("probe_failures", DEFAULT_PROBE_FAILURES))}
+    if probing["probe_failures"] != int(probing["probe_failures"]):
+        raise ConfigError(f"{path}: probe_failures must be a whole number of 1 or more")
     from dbguard import masking
     from dbguard.db.connect import parse_url
 
@@ -215,7 +243,9 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
             secrets.append(str(password))
     spec = FleetSpec(path=path, name=name, control_url=control, masked_control_url=masked_control,
                      batches=batches, targets=tuple(targets), warnings=tuple(warnings),
-                     secrets=tuple(s for s in dict.fromkeys(secrets) if s), worker_timeout_s=float(worker_timeout))
+                     secrets=tuple(s for s in dict.fromkeys(secrets) if s), worker_timeout_s=float(worker_timeout),
+                     probe_interval_s=float(probing["probe_interval_s"]), probe_timeout_s=float(probing["probe_timeout_s"]),
+                     probe_failures=int(probing["probe_failures"]))
     masking.remember(spec.secrets)
     short = masking.short_secret_note(spec.secrets, "a password of the fleet file")
     return dataclasses.replace(spec, warnings=(*spec.warnings, short)) if short else spec

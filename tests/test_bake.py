@@ -1,0 +1,259 @@
+"""The monitored bake: a baking batch's targets probed (health_sql, the lock queue on the batch's tables,
+an HTTP endpoint) until a probe fails probe_failures times in a row, which stops the rollout as a
+failed migration does. Fleets of three targets on the real servers; each fault is injected when the
+stream shows the bake's first passing probe, never after a sleep."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from dbguard.core.bake import (
+    HEALTH_SQL,
+    HEALTH_URL,
+    LOCK_QUEUE,
+    Probe,
+    ProbeTally,
+    Waiting,
+    failing_targets,
+    probe_offsets,
+    queue_problem,
+)
+from tests.dbs import create_database, drop_database
+from tests.guardrun import cli_env
+from tests.projects import make_project
+
+DBGUARD = [sys.executable, "-m", "dbguard.cli"]
+SECRET = "B4ke-Pa55-71c3"
+
+
+# --- the pure decisions ----------------------------------------------------------------------------
+
+
+def test_a_target_fails_after_probe_failures_in_a_row_and_a_pass_starts_the_count_again() -> None:
+    tally = ProbeTally(2)
+    assert tally.record(Probe("a", HEALTH_SQL, False, "boom")) is None
+    assert tally.record(Probe("a", HEALTH_SQL, True)) is None  # a blip
+    assert tally.record(Probe("a", HEALTH_SQL, False, "boom")) is None
+    assert tally.record(Probe("a", HEALTH_URL, False, "HTTP 500")) is None  # another check counts apart
+    assert tally.record(Probe("a", HEALTH_SQL, False, "boom")) == "health_sql failed 2 probe(s) in a row: boom"
+    one = ProbeTally(1)
+    assert failing_targets(one, [Probe("a", HEALTH_SQL, True), Probe("b", LOCK_QUEUE, False, "q"),
+                                 Probe("b", HEALTH_URL, False, "u")]) == {
+        "b": "lock_queue failed 1 probe(s) in a row: q; health_url failed 1 probe(s) in a row: u"}
+    with pytest.raises(ValueError):
+        ProbeTally(0)
+
+
+def test_probes_run_every_interval_while_the_bake_lasts() -> None:
+    assert probe_offsets(1.0, 0.25) == [0.25, 0.5, 0.75]
+    assert probe_offsets(0.2, 1.0) == []
+    with pytest.raises(ValueError):
+        probe_offsets(1.0, 0)
+
+
+def test_the_queue_fails_on_long_waits_for_the_batchs_tables_only() -> None:
+    waits = [Waiting("7", "public.orders", 2.5, ("3",)), Waiting("8", "other", 9.0, ("4",)),
+             Waiting("9", None, None, ("3",))]
+    assert queue_problem(waits, {"orders"}, 1.0) == \
+        "1 session(s) waiting up to 2.5 s for a lock on public.orders behind session(s) 3"
+    assert queue_problem(waits, {"orders"}, 3.0) is None
+    assert queue_problem(waits, None, 1.0) is not None and "2 session(s)" in queue_problem(waits, None, 1.0)
+    assert queue_problem([], None, 0) is None
+
+
+# --- fleets on the servers -------------------------------------------------------------------------
+
+REVISIONS = [("r1", "op.create_table('bake_t1', sa.Column('id', sa.Integer, primary_key=True))",
+              "op.drop_table('bake_t1')")]
+
+
+def execute(url: str, *sql: str) -> None:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in sql:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+class BakeFleet:
+    """Three fresh databases (PostgreSQL, PostgreSQL, MariaDB), one per batch of 1,2,3."""
+
+    def __init__(self, tmp: Path, pg_server: str, mysql_server: str) -> None:
+        self.tmp = tmp
+        self.urls = [create_database(pg_server, "postgresql"), create_database(pg_server, "postgresql"),
+                     create_database(mysql_server, "mysql")]
+
+    def write(self, fleet_lines: list[str], target_lines: dict[int, list[str]] | None = None) -> Path:
+        ini = make_project(self.tmp, self.urls[0], REVISIONS)
+        lines = ["[fleet]", 'name = "bakers"', f'alembic_config = "{ini.relative_to(self.tmp)}"',
+                 "probe_interval_s = 0.2", "probe_failures = 2", *fleet_lines, ""]
+        for i, url in enumerate(self.urls):
+            if url.startswith("postgresql"):
+                url = url.replace("postgres@", "postgres:${BAKE_PW}@")
+            lines += ["[[targets]]", f'name = "t{i}"', f'url = "{url}"', *(target_lines or {}).get(i, []), ""]
+        path = self.tmp / "fleet.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    def start(self, path: Path, *more: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([*DBGUARD, "--format", "jsonl", "fleet", "upgrade", str(path), "--batches", "1,2,3",
+                                 "--bake", "3", *more], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=self.tmp,
+                                env=cli_env({"BAKE_PW": SECRET, **(env or {})}))
+
+    def drop(self) -> None:
+        for url in self.urls:
+            drop_database(url)
+
+
+@pytest.fixture
+def bake_fleet(tmp_path: Path, pg_server_url: str, mysql_server_url: str) -> Iterator[BakeFleet]:
+    kit = BakeFleet(tmp_path, pg_server_url, mysql_server_url)
+    try:
+        yield kit
+    finally:
+        kit.drop()
+
+
+def run_until(proc: subprocess.Popen[str], on_event: Any) -> tuple[int, list[dict[str, Any]], str]:
+    """The process's jsonl events as they come, each shown to ``on_event``; then its exit code and stderr."""
+    events = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            event = json.loads(line)
+            events.append(event)
+            on_event(event)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    return code, events, proc.stderr.read()
+
+
+def once(action: Any, batch: int) -> Any:
+    """``action`` at the first passing probe of ``batch``: the fault appears while the batch bakes."""
+    done: list[bool] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if not done and event["event"] == "probe" and event["batch"] == batch and event["ok"]:
+            done.append(True)
+            action()
+
+    return on_event
+
+
+def assert_stopped_by(events: list[dict[str, Any]], batch: int, check: str, code: int, err: str) -> dict[str, Any]:
+    """The rollout stopped as for a failed migration, by ``probe_failures`` (2) failed probes of
+    ``check`` on the target of ``batch`` in a row, in the rounds right after the fault: the next
+    batch never started."""
+    target, later = f"t{batch - 1}", [f"t{i}" for i in range(batch, 3)]
+    assert code == 5, (code, err, events[-3:])
+    probes = [e for e in events if e["event"] == "probe" and e["batch"] == batch]
+    failed = [e for e in probes if not e["ok"]]
+    assert [(e["target"], e["check"]) for e in failed] == [(target, check)] * 2, probes
+    first_failed = failed[0]["round"]
+    # No round after the second failure: the fleet stopped within two probe intervals of the fault.
+    assert failed[1]["round"] == first_failed + 1 and max(e["round"] for e in probes) == first_failed + 1
+    assert [e["batch"] for e in events if e["event"] == "batch_started"] == list(range(1, batch + 1))
+    stopped = next(e for e in events if e["event"] == "fleet_failed")
+    assert stopped["batch"] == batch and "failed while baking" in stopped["error"]
+    assert stopped["blast_radius"]["failed"] == [target] and stopped["blast_radius"]["next_batch"] == [later[0]]
+    assert stopped["rollback_command"].startswith("dbguard fleet rollback ")
+    summary = events[-1]
+    by_name = {t["name"]: t for t in summary["targets"]}
+    assert by_name[target]["status"] == "failed" and f"bake: {check} failed 2 probe(s) in a row" in \
+        by_name[target]["error"]
+    assert all(by_name[name]["status"] == "skipped" for name in later)
+    assert SECRET not in json.dumps(events) and SECRET not in err
+    return summary
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("fleet")
+def test_a_health_sql_failing_while_its_batch_bakes_stops_the_fleet(bake_fleet: BakeFleet) -> None:
+    for url in bake_fleet.urls[:2]:
+        execute(url, "CREATE TABLE bake_ok (id int)", "INSERT INTO bake_ok VALUES (1)")
+    # PostgreSQL divides by zero once bake_ok is empty; MariaDB's target only answers.
+    path = bake_fleet.write([], {0: ['health_sql = "SELECT 1 / count(*) FROM bake_ok"'],
+                                 1: ['health_sql = "SELECT 1 / count(*) FROM bake_ok"'],
+                                 2: ['health_sql = "SELECT 1"']})
+    code, events, err = run_until(bake_fleet.start(path), once(lambda: execute(bake_fleet.urls[1],
+                                                                               "DELETE FROM bake_ok"), 2))
+    assert_stopped_by(events, 2, HEALTH_SQL, code, err)
+    assert any(e["event"] == "probe" and e["batch"] == 1 and e["ok"] for e in events)  # batch 1 baked clean
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("fleet")
+def test_a_lock_queue_on_the_batchs_table_while_it_bakes_stops_the_fleet(bake_fleet: BakeFleet) -> None:
+    held: list[Any] = []
+
+    def queue_behind_a_lock() -> None:
+        # An idle transaction holding the table the batch created, and a reader queued behind it.
+        engine = sa.create_engine(bake_fleet.urls[0], poolclass=NullPool)
+        holder = engine.connect()
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("LOCK TABLE bake_t1 IN ACCESS EXCLUSIVE MODE")
+        waiter = threading.Thread(target=lambda: execute(bake_fleet.urls[0], "SELECT * FROM bake_t1"), daemon=True)
+        waiter.start()
+        held.extend([engine, holder, waiter])
+
+    path = bake_fleet.write([])
+    try:
+        code, events, err = run_until(bake_fleet.start(path, env={"DBGUARD_MAX_BLOCKING_MS": "300"}),
+                                      once(queue_behind_a_lock, 1))
+    finally:
+        if held:
+            held[1].close()  # the reader goes through, the holder's transaction ends
+            held[2].join(30)
+            held[0].dispose()
+    summary = assert_stopped_by(events, 1, LOCK_QUEUE, code, err)
+    error = {t["name"]: t for t in summary["targets"]}["t0"]["error"]
+    assert "for a lock on" in error and "bake_t1" in error
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("fleet")
+def test_a_health_url_answering_500_while_its_batch_bakes_stops_the_fleet(bake_fleet: BakeFleet) -> None:
+    handler = type("Health", (_Health,), {"status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        path = bake_fleet.write([f'health_url = "http://127.0.0.1:{port}/healthz?token=${{BAKE_PW}}"'])
+
+        def fail_http() -> None:
+            handler.status = 500
+
+        code, events, err = run_until(bake_fleet.start(path), once(fail_http, 1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    summary = assert_stopped_by(events, 1, HEALTH_URL, code, err)
+    assert "HTTP 500" in {t["name"]: t for t in summary["targets"]}["t0"]["error"]
