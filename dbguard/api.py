@@ -44,11 +44,15 @@ def upgrade(
     sql: bool = False,
     force: bool = False,
     confirm: Confirm | None = None,
+    bake_s: float = 0.0,
 ) -> RunResult | OfflineSqlResult:
     """Guarded ``alembic upgrade``: refuses while the last run failed or died, records every step.
 
     ``confirm`` is asked for the risk token when ``force`` meets an open circuit breaker.
     With ``sql``, nothing is touched: the result holds the SQL Alembic's offline mode renders.
+    ``bake_s``: after a run that succeeded, the target is probed for this long (``health_sql``,
+    ``health_url``, the lock queue on the run's tables) with the run lock still held; a probe failing
+    ``probe_failures`` times in a row records the run FAILED (exit 5).
     """
     from dbguard.core.state import Intent
     from dbguard.run.guard import guarded_run
@@ -58,7 +62,7 @@ def upgrade(
     target = load_target(settings)
     if sql:
         return _offline(target, "upgrade", revision)
-    return guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm)
+    return guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm, bake_s=bake_s)
 
 
 def downgrade(

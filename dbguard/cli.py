@@ -221,16 +221,20 @@ def _run_options(fn: Any) -> Any:
 @cli.command(cls=_RevisionCommand, context_settings=CONTEXT)
 @click.argument("revision", default="head")
 @_run_options
+@click.option("--bake", "bake_s", type=_Seconds(), default=0, metavar="SECONDS",
+              help="After the run succeeded, probe the target this long (health_sql, health_url, the lock queue "
+                   "on its tables); a failing probe records the run FAILED (exit 5).")
 @click.pass_obj
 def upgrade(state: _State, revision: str, sql: bool, force: bool, confirm_risk: str | None,
             wait_lock: float | None, lock_timeout_ms: int | None, statement_timeout_ms: int | None,
-            lock_retries: int | None) -> None:
+            lock_retries: int | None, bake_s: float) -> None:
     """REVISION defaults to head (relative steps as in Alembic: +1)."""
     from dbguard import api
 
     settings = state.settings(wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms,
                               statement_timeout_ms=statement_timeout_ms, lock_retries=lock_retries)
-    _emit(state, api.upgrade(settings, revision, sql=sql, force=force, confirm=_confirm_with(confirm_risk)))
+    _emit(state, api.upgrade(settings, revision, sql=sql, force=force, confirm=_confirm_with(confirm_risk),
+                             bake_s=bake_s))
 
 
 @cli.command(cls=_RevisionCommand, context_settings=CONTEXT)

@@ -85,6 +85,14 @@ class Settings:
     # stands for (none: the schema before the first revision; a snapshot names its own).
     replay_baseline: str | None = None
     replay_baseline_revision: str | None = None
+    # `upgrade --bake SECONDS`: the target is probed every probe_interval_s while the run bakes (its
+    # health_sql, rolled back; the lock queue on the run's tables; health_url answering 2xx within
+    # probe_timeout_s); probe_failures failures in a row record the run FAILED (exit 5).
+    health_sql: str | None = None
+    health_url: str | None = None
+    probe_interval_s: float = 5.0
+    probe_failures: int = 2
+    probe_timeout_s: float = 5.0
     # A team's own secret patterns (regular expressions), masked in every output besides dbguard's own.
     mask_patterns: tuple[str, ...] = ()
     # The application_name dbguard's own PostgreSQL sessions carry (dbguard.core.appname): set by the
@@ -127,6 +135,11 @@ _FILE_KEYS = {
     "replay_baseline",
     "replay_baseline_revision",
     "mask_patterns",
+    "health_sql",
+    "health_url",
+    "probe_interval_s",
+    "probe_failures",
+    "probe_timeout_s",
 }
 
 
@@ -152,7 +165,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 # Numbers that must be above zero; every other number of the settings may also be zero.
 _POSITIVE = ("lock_timeout_ms", "ledger_lock_timeout_ms", "connect_timeout_s", "frozen_margin_s",
-             "heartbeat_interval_s", "watchdog_interval_ms", "zombie_after_s")
+             "heartbeat_interval_s", "watchdog_interval_ms", "zombie_after_s", "probe_interval_s", "probe_failures",
+             "probe_timeout_s")
 
 
 def _validate(settings: Settings) -> Settings:
@@ -187,6 +201,8 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"mask_patterns: {pattern!r} is not a regular expression: {exc}") from None
         if compiled.fullmatch(""):  # it would put *** between every two characters of every output
             raise ConfigError(f"mask_patterns: {pattern!r} matches empty text; make it match the secret only")
+    if settings.health_url is not None and not settings.health_url.startswith(("http://", "https://")):
+        raise ConfigError("health_url must be an http:// or https:// URL")
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings

@@ -257,3 +257,50 @@ def test_a_health_url_answering_500_while_its_batch_bakes_stops_the_fleet(bake_f
         server.server_close()
     summary = assert_stopped_by(events, 1, HEALTH_URL, code, err)
     assert "HTTP 500" in {t["name"]: t for t in summary["targets"]}["t0"]["error"]
+
+
+# --- a single target: upgrade --bake -------------------------------------------------------------
+
+
+def _upgrade(ini: Path, bake: str, extra_env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*DBGUARD, "-c", str(ini), "--format", "json", "upgrade", "--bake", bake],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env({"DBGUARD_PROBE_INTERVAL_S": "0.2", **extra_env}), cwd=ini.parent)
+
+
+@pytest.mark.integration
+def test_upgrade_bake_records_the_run_failed_when_its_health_sql_starts_failing(tmp_path: Path, pg_url: str) -> None:
+    from tests.guardrun import try_ledger
+    from tests.projects import wait_for
+
+    execute(pg_url, "CREATE TABLE bake_ok (id int)", "INSERT INTO bake_ok VALUES (1)")
+    ini = make_project(tmp_path, pg_url, REVISIONS)
+    proc = _upgrade(ini, "60", {"DBGUARD_HEALTH_SQL": "SELECT 1 / count(*) FROM bake_ok"})
+    try:
+        # The run has succeeded and the process still runs: it bakes. Then its health check breaks.
+        wait_for(lambda: any(r["status"] == "succeeded" for r in try_ledger(pg_url)[0]) or proc.poll() is not None,
+                 timeout=60, message="the upgrade never succeeded")
+        assert proc.poll() is None, proc.communicate()
+        execute(pg_url, "DELETE FROM bake_ok")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, (out, err)
+    result = json.loads(out)
+    assert result["status"] == "failed" and "failed while baking" in result["message"]
+    assert result["error"].startswith("bake: health_sql failed 2 probe(s) in a row: health_sql failed:")
+    (run,) = [r for r in try_ledger(pg_url)[0] if r["intent"] == "upgrade"]
+    assert run["status"] == "failed" and run["error"] == result["error"]
+    status = subprocess.run([*DBGUARD, "-c", str(ini), "--format", "json", "status"],
+                            capture_output=True, text=True, env=cli_env(), cwd=tmp_path, check=False)
+    assert json.loads(status.stdout)["state"] == "FAILED", status.stdout
+
+
+@pytest.mark.integration
+def test_upgrade_bake_that_stays_healthy_succeeds(tmp_path: Path, mysql_url: str) -> None:
+    proc = _upgrade(make_project(tmp_path, mysql_url, REVISIONS), "1", {"DBGUARD_HEALTH_SQL": "SELECT 1"})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    result = json.loads(out)
+    assert result["status"] == "succeeded" and "baked 1 s, every probe passed" in result["message"]

@@ -643,7 +643,7 @@ class _Rollout:
         """Probe every target of the batch every probe_interval_s while it bakes; a probe failing
         probe_failures times in a row fails its target, and the batch, at once."""
         from dbguard.core.bake import ProbeTally, failing_targets, probe_offsets
-        from dbguard.fleet.probes import TargetProbes
+        from dbguard.run.probes import TargetProbes
 
         spec, started = self.spec, time.monotonic()
         tally = ProbeTally(spec.probe_failures)

@@ -383,8 +383,10 @@ def guarded_run(
     *,
     force: bool = False,
     confirm: Confirm | None = None,
+    bake_s: float = 0.0,
 ) -> RunResult:
-    """Run ``alembic upgrade/downgrade destination`` under the guard."""
+    """Run ``alembic upgrade/downgrade destination`` under the guard; a run that succeeded bakes
+    ``bake_s`` under probes, the run lock still held (see :func:`_bake`)."""
     with open_runner(target) as runner:
         _log.debug("connected to %s as %s (session %s)", runner.session.database, runner.session.db_user,
                    runner.session.session_id)
@@ -393,8 +395,52 @@ def guarded_run(
             return _busy(runner, intent, destination)
         _log.debug("run lock taken; %s to %s", intent.value, destination)
         result = _locked_run(runner, intent, destination, force, confirm)
+        if bake_s > 0 and result.status == RunStatus.SUCCEEDED.value and result.run_id is not None:
+            result = _bake(runner, result, bake_s)
         _log.debug("run %s ended %s (exit %d)", result.run_id, result.status, int(result.exit_code))
         return result
+
+
+def _bake(runner: _Runner, result: RunResult, bake_s: float) -> RunResult:
+    """Probe the target every probe_interval_s for ``bake_s`` after its run succeeded; a probe that
+    fails probe_failures times in a row makes the run FAILED in the ledger, so the breaker opens and
+    only the rollback lane stays open, as after a failed migration."""
+    from dbguard.core.bake import ProbeTally, failing_targets, probe_offsets
+    from dbguard.run.probes import TargetProbes
+
+    settings, started = runner.target.settings, time.monotonic()
+    plan = result.plan
+    tables = frozenset(s.table for r in plan.revisions for s in r.statements if s.table) \
+        if plan is not None and plan.complete else None
+    name = runner.session.database
+    prober = TargetProbes(name, settings, settings.health_sql, settings.health_url, tables,
+                          [s for s in runner.target.secrets if s], settings.probe_timeout_s)
+    tally = ProbeTally(settings.probe_failures)
+    try:
+        for round_number, offset in enumerate(probe_offsets(bake_s, settings.probe_interval_s), start=1):
+            _sleep_until(runner, started + offset)
+            failing = failing_targets(tally, prober.run(round_number))
+            if failing:
+                failed = mask(failing[name], runner.target.secrets)
+                why = f"bake: {failed}"
+                assert result.run_id is not None
+                runner.ledger.update_run(result.run_id, status=RunStatus.FAILED.value, error=why[:4000])
+                return dataclasses.replace(
+                    result, status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED, error=why,
+                    message=f"run {result.run_id} reached {result.to_revision} but failed while baking: {failed}",
+                    advice="the circuit breaker is open: `dbguard rollback` undoes the run; or repair by hand "
+                           "and `dbguard resolve --reason TEXT`")
+    finally:
+        prober.close()
+    _sleep_until(runner, started + bake_s)
+    return dataclasses.replace(result, message=f"{result.message}; baked {bake_s:g} s, every probe passed")
+
+
+def _sleep_until(runner: _Runner, when: float) -> None:
+    """Wait until the monotonic time ``when``, in short naps so that a cancel is taken at once."""
+    while (left := when - time.monotonic()) > 0:
+        runner.cancellation.check()
+        time.sleep(min(left, 0.2))
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The probes of a baking batch: each target's health_sql, the lock queue on the tables the batch
+"""The probes of a baking run or batch: each target's health_sql, the lock queue on the tables the batch
 touched, and its HTTP health endpoint. One session per target for the whole bake; a probe that
 cannot run (the server gone, a timeout) is a failed probe, never an exception."""
 
