@@ -11,7 +11,7 @@ import sqlglot
 from dbguard.errors import ExitCode, StatementParseError
 from dbguard.risk import parse as risk_parse
 from dbguard.risk import rules
-from tests.risk_support import judge, statements
+from tests.risk_support import judge, judge_all, statements
 
 try:
     import tomllib
@@ -34,12 +34,16 @@ def _cases() -> list:
 
 @pytest.mark.parametrize(("case", "engine"), _cases())
 def test_rule_case(case: dict, engine: str) -> None:
-    plan = judge(statements(case, engine, "pending"), engine, history=statements(case, engine, "history"),
-                 facts=case.get("facts"), version=case.get("version"))
-    hits = [f for f in plan.findings if f.code == case["rule"]]
-    detail = "\n".join(f"{f.code} {f.severity} {f.message}" for f in plan.findings) or "no findings"
+    # ``later``: the statements of a second pending revision (its own transaction).
+    revisions = [statements(case, engine, "pending")] + ([case["later"]] if "later" in case else [])
+    plans, _ = judge_all(revisions, engine, history=statements(case, engine, "history"), facts=case.get("facts"),
+                         version=case.get("version"))
+    findings = [f for plan in plans for f in plan.findings]
+    hits = [f for f in findings if f.code == case["rule"]]
+    detail = "\n".join(f"{f.code} {f.severity} {f.message}" for f in findings) or "no findings"
     if case["fires"]:
-        assert hits, f"{case['rule']} should fire; got:\n{detail}\nSQL: {[s.sql for s in plan.statements]}"
+        sql = [s.sql for plan in plans for s in plan.statements]
+        assert hits, f"{case['rule']} should fire; got:\n{detail}\nSQL: {sql}"
         if "severity" in case:
             assert max(h.level for h in hits).label == case["severity"], detail
     else:

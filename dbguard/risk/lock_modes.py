@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from dbguard.risk.model import NO_LOCK, Context, LockInfo, Op, ServerInfo
+from dbguard.risk.model import NO_LOCK, Context, LockInfo, Op, ServerInfo, TableLock
 
 _AE, _SUE, _SRE, _SHARE, _RE = ("ACCESS EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE",
                                 "ROW EXCLUSIVE")
@@ -92,7 +92,7 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
     if kind == "create_table":
         if op.references:
             # The new table's foreign keys take SHARE ROW EXCLUSIVE on the referenced tables, briefly.
-            return LockInfo(mode=f"{_SRE} on {', '.join(op.references)}", blocks_reads=False, blocks_writes=False,
+            return LockInfo(mode=f"{_SRE} on {', '.join(op.references)}", blocks_reads=False, blocks_writes=True,
                             work="instant", other_tables=op.references)
         return NO_LOCK
     if kind in ("drop_table", "rename_table", "truncate", "drop_column", "rename_column", "drop_not_null",
@@ -144,6 +144,35 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
 
 
 _MDL = "metadata lock"
+_NEW_TABLE = LockInfo(mode=_AE, blocks_reads=True, blocks_writes=True, work="instant")
+
+
+def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]:
+    """Every table ``op`` locks, each with its own lock: the statement's table and, on PostgreSQL,
+    the tables its foreign keys reference (ALTER TABLE reference page: ADD FOREIGN KEY takes SHARE ROW
+    EXCLUSIVE on the referenced table, VALIDATE of a foreign key ROW SHARE; DROP TABLE of a
+    referencing table takes ACCESS EXCLUSIVE on the parent to drop its triggers)."""
+    out: list[TableLock] = []
+    if op.kind == "create_table" and op.table:
+        out.append(TableLock(op.table, _NEW_TABLE if ctx.server.engine == "postgresql"
+                             else LockInfo(mode=f"{_MDL} (exclusive)", blocks_reads=True, blocks_writes=True),
+                             new=True))
+    elif op.table and lock.work != "none":
+        out.append(TableLock(op.table, lock, ctx.is_new(op.table)))
+    if ctx.server.engine != "postgresql":
+        return tuple(out)
+    others: list[tuple[str, LockInfo]] = []
+    if op.kind == "create_table":
+        others = [(t, LockInfo(mode=_SRE, blocks_reads=False, blocks_writes=True)) for t in op.references]
+    elif op.kind == "add_constraint" and op.constraint == "foreign_key" and op.ref_table:
+        others = [(op.ref_table, LockInfo(mode=_SRE, blocks_reads=False, blocks_writes=True, work=lock.work))]
+    elif op.kind == "validate_constraint" and (op.constraint_name or "") in ctx.foreign_keys:
+        others = [(ctx.foreign_keys[op.constraint_name or ""][1],
+                   LockInfo(mode="ROW SHARE", blocks_reads=False, blocks_writes=False, work="scan"))]
+    elif op.kind == "drop_table" and op.table:
+        others = [(t, _ae()) for t in sorted(ctx.parents.get(op.table, ()))]
+    out += [TableLock(t, info, ctx.is_new(t)) for t, info in others if t != op.table]
+    return tuple(out)
 
 
 def _mysql_lock(algorithm: str, work: str, concurrent_dml: bool, op: Op) -> LockInfo:
