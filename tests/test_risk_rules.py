@@ -109,3 +109,73 @@ def test_a_tree_in_a_shape_dbguard_does_not_know_is_an_error(monkeypatch: pytest
     monkeypatch.setattr(sqlglot, "parse_one", lambda sql, read=None: sqlglot.exp.Drop(kind="TABLE"))
     with pytest.raises(StatementParseError, match=r"cannot read sqlglot .*'s tree of \"DROP TABLE legacy_in_an"):
         risk_parse.parse(statement, "postgresql")
+
+
+# every table a statement locks, and locks held across a transaction ------------------------------
+
+PARENTS = ["CREATE TABLE users (id SERIAL PRIMARY KEY)",
+           "CREATE TABLE orders (id SERIAL PRIMARY KEY, user_id INTEGER, status TEXT)",
+           "CREATE INDEX ix_orders_status ON orders (status)",
+           "CREATE TABLE payments (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users (id))"]
+
+
+def _tables(revisions: list[list[str]]) -> dict[str, tuple[str, bool, tuple[str, ...]]]:
+    _, summary = judge_all(revisions, "postgresql", history=PARENTS)
+    return {t.table: (t.strongest_lock, t.new, t.taken_by) for t in summary.tables}
+
+
+def test_a_new_tables_foreign_key_locks_the_referenced_table_under_its_own_name() -> None:
+    tables = _tables([["CREATE TABLE invoices (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users (id))"]])
+    assert tables == {"invoices": ("ACCESS EXCLUSIVE", True, ("r1 #1",)),
+                      "users": ("SHARE ROW EXCLUSIVE", False, ("r1 #1",))}
+
+
+def test_adding_and_validating_a_foreign_key_lock_the_referenced_table() -> None:
+    add = "ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+    assert _tables([[add]])["users"] == ("SHARE ROW EXCLUSIVE", False, ("r1 #1",))
+    # Alone in its revision, VALIDATE takes ROW SHARE on the referenced table: found from the ADD.
+    tables = _tables([[add], ["ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"]])
+    assert tables["orders"][0] == "SHARE ROW EXCLUSIVE"  # the ADD's, stronger than VALIDATE's
+    _, summary = judge_all([["ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"]], "postgresql",
+                           history=[*PARENTS, add])
+    assert {t.table: t.strongest_lock for t in summary.tables} == {"orders": "SHARE UPDATE EXCLUSIVE",
+                                                                   "users": "ROW SHARE"}
+
+
+def test_dropping_a_referencing_table_locks_its_parent_and_drop_index_its_table() -> None:
+    tables = _tables([["DROP TABLE payments", "DROP INDEX ix_orders_status"]])
+    assert tables == {"payments": ("ACCESS EXCLUSIVE", False, ("r1 #1",)),
+                      "users": ("ACCESS EXCLUSIVE", False, ("r1 #1",)),
+                      "orders": ("ACCESS EXCLUSIVE", False, ("r1 #2",))}
+
+
+def test_a_table_locked_by_several_statements_is_listed_once_with_each() -> None:
+    tables = _tables([["ALTER TABLE orders ADD COLUMN a TEXT"], ["ALTER TABLE orders ADD COLUMN b TEXT"]])
+    assert tables == {"orders": ("ACCESS EXCLUSIVE", False, ("r1 #1", "r2 #1"))}
+
+
+def test_drop_index_of_an_unknown_table_says_so() -> None:
+    [finding] = judge(["DROP INDEX ix_nowhere"], "postgresql").findings
+    assert finding.code == "DG102" and finding.table is None
+    assert "table of index ix_nowhere unknown" in finding.message
+
+
+def test_held_lock_finding_names_the_lock_both_statements_and_the_split() -> None:
+    add = "ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+    validate = "ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"
+    plan = judge([add, validate], "postgresql", history=PARENTS)
+    held = {f.table: f for f in plan.findings if f.code == "DG115"}
+    assert set(held) == {"orders", "users"}  # SHARE ROW EXCLUSIVE on both tables through the scan
+    f = held["users"]
+    assert (f.statement_index, f.taken_at, f.taken_by, f.statement) == (2, 1, add, validate)
+    assert f.lock is not None and f.lock.startswith("SHARE ROW EXCLUSIVE")
+    assert "autocommit_block()" in f.alternative and validate in f.alternative
+    from dbguard.output import _finding_lines
+
+    assert any("taken by #1: ALTER TABLE orders ADD CONSTRAINT fk_orders_user" in line for line in _finding_lines(f))
+
+
+def test_each_held_lock_is_reported_once_per_transaction() -> None:
+    plan = judge(["ALTER TABLE orders ADD COLUMN plan TEXT", "UPDATE orders SET plan = 'a'",
+                  "UPDATE orders SET plan = 'b'"], "postgresql", history=PARENTS)
+    assert [(f.code, f.statement_index) for f in plan.findings] == [("DG115", 2)]

@@ -503,7 +503,8 @@ def _split(step: Step, ctx: Context) -> str:
     call = f"op.execute({' '.join(step.sql.split())!r})"
     if not ctx.server.transactional_ddl:
         return f"commit before it: move {call} to a revision of its own (dbguard runs one transaction per revision)"
-    batches = " and backfill in batches (WHERE id BETWEEN ...)" if step.op.kind in ("update", "delete") else ""
+    batches = " and backfill in batches (WHERE id BETWEEN ...)" if step.op.kind in ("update", "delete") else \
+        " with CREATE INDEX CONCURRENTLY" if step.op.kind == "create_index" and not step.op.concurrently else ""
     return (f"end the transaction before it: move {call} to a revision of its own (dbguard runs one "
             f"transaction per revision), or run it as `with op.get_context().autocommit_block(): {call}`"
             f"{batches}")
