@@ -1,4 +1,4 @@
-"""The accuracy corpus (tests/risk_corpus): 31 realistic revisions judged as one offline plan from
+"""The accuracy corpus (tests/risk_corpus): 35 realistic revisions judged as one offline plan from
 0001_base; every revision gets exactly its expected findings, on PostgreSQL and MySQL. Needs no
 database. The same corpus goes through squawk and alembic-guard in benchmarks/risk_peers.py."""
 
