@@ -62,7 +62,8 @@ def facts_from(data: dict[str, Any] | None) -> dict[str, TableFacts] | None:
         return None
     out = {}
     for table, f in data.items():
-        holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"))
+        holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"),
+                                   mode=h.get("mode"), granted=h.get("granted", True))
                         for h in f.get("holders", ()))
         out[table] = TableFacts(table=table, rows=f.get("rows"), size_bytes=f.get("size"),
                                 data_bytes=f.get("data", f.get("size")), lock_holders=holders)

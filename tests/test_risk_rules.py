@@ -179,3 +179,50 @@ def test_each_held_lock_is_reported_once_per_transaction() -> None:
     plan = judge(["ALTER TABLE orders ADD COLUMN plan TEXT", "UPDATE orders SET plan = 'a'",
                   "UPDATE orders SET plan = 'b'"], "postgresql", history=PARENTS)
     assert [(f.code, f.statement_index) for f in plan.findings] == [("DG115", 2)]
+
+
+# DG113 by the conflict matrix --------------------------------------------------------------------
+
+
+def test_conflicting_holders_follow_postgresqls_matrix() -> None:
+    from dbguard.risk.lock_modes import conflicting_holders
+    from dbguard.risk.model import LockHolder, LockInfo
+
+    reader, writer = LockHolder("1", mode="AccessShareLock"), LockHolder("2", mode="RowExclusiveLock")
+    vacuum, unknown = LockHolder("3", mode="ShareUpdateExclusiveLock"), LockHolder("4")
+    both = LockHolder("5", mode="AccessShareLock, RowExclusiveLock")
+    holders = (reader, writer, vacuum, unknown, both)
+
+    def ids(mode: str) -> list[str]:
+        lock = LockInfo(mode=mode, blocks_reads=mode == "ACCESS EXCLUSIVE", blocks_writes=True)
+        return [h.session_id for h in conflicting_holders(lock, holders, "postgresql")]
+
+    assert ids("ACCESS EXCLUSIVE") == ["1", "2", "3", "4", "5"]  # an unknown mode conflicts only with this
+    assert ids("SHARE") == ["2", "3", "5"]
+    assert ids("SHARE UPDATE EXCLUSIVE") == ["3"]
+    assert ids("SHARE ROW EXCLUSIVE on users") == ["2", "3", "5"]
+    assert ids("ROW EXCLUSIVE + row locks") == []
+    assert ids("none") == []
+
+
+def test_conflicting_holders_for_metadata_locks() -> None:
+    from dbguard.risk.lock_modes import conflicting_holders
+    from dbguard.risk.model import LockHolder, LockInfo
+
+    holders = (LockHolder("1", mode="MDL_SHARED_READ"), LockHolder("2", mode="MDL_INTENTION_EXCLUSIVE"),
+               LockHolder("3"))
+    ddl = LockInfo(mode="metadata lock (exclusive at start and end), LOCK=NONE", blocks_reads=False,
+                   blocks_writes=False, exclusive_briefly=True)
+    assert [h.session_id for h in conflicting_holders(ddl, holders, "mysql")] == ["1", "3"]
+    dml = LockInfo(mode="row locks", blocks_reads=False, blocks_writes=False, work="dml")
+    assert conflicting_holders(dml, holders, "mysql") == ()
+
+
+def test_dg113_names_only_the_conflicting_sessions() -> None:
+    facts = {"orders": {"rows": 10, "size": 16384, "holders": [
+        {"session": "11", "state": "active", "age": 3.0, "mode": "AccessShareLock"},
+        {"session": "12", "state": "idle in transaction", "age": 400.0, "mode": "RowExclusiveLock"}]}}
+    plan = judge(["CREATE INDEX ix_orders_status ON orders (status)"], "postgresql", history=PARENTS, facts=facts)
+    [finding] = [f for f in plan.findings if f.code == "DG113"]
+    assert "12 (idle in transaction, RowExclusiveLock)" in finding.message and "11 (" not in finding.message
+    assert finding.message.startswith("1 session(s)")

@@ -20,8 +20,10 @@ Pure knowledge from the engines' documentation:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from dbguard.risk.model import NO_LOCK, Context, LockInfo, Op, ServerInfo, TableLock
+from dbguard.core.waitfor import mdl_blocks
+from dbguard.risk.model import NO_LOCK, Context, LockHolder, LockInfo, Op, ServerInfo, TableLock
 
 _AE, _SUE, _SRE, _SHARE, _RE = ("ACCESS EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE",
                                 "ROW EXCLUSIVE")
@@ -276,3 +278,45 @@ def describe_hold(seconds: float | None, work: str) -> str:
     if seconds < 120:
         return f"~{seconds:.0f} s ({work})"
     return f"~{seconds / 60:.0f} min ({work})"
+
+
+# PostgreSQL's table-level lock modes, weakest first, and which modes each conflicts with
+# ("Explicit Locking", table 13.2). A queued request conflicts the same way as a granted one: the
+# plan's statement waits behind both.
+_PG_LEVEL = {"accessshare": 1, "rowshare": 2, "rowexclusive": 3, "shareupdateexclusive": 4, "share": 5,
+             "sharerowexclusive": 6, "exclusive": 7, "accessexclusive": 8}
+_PG_CONFLICTS = {1: {8}, 2: {7, 8}, 3: {5, 6, 7, 8}, 4: {4, 5, 6, 7, 8}, 5: {3, 4, 6, 7, 8},
+                 6: {3, 4, 5, 6, 7, 8}, 7: {2, 3, 4, 5, 6, 7, 8}, 8: {1, 2, 3, 4, 5, 6, 7, 8}}
+
+
+def pg_level(mode: str | None) -> int | None:
+    """The level of a PostgreSQL table lock, from the plan's words ("SHARE ROW EXCLUSIVE on users",
+    "ROW EXCLUSIVE + row locks": the statement's own table's lock) or pg_locks' ("ShareLock")."""
+    if not mode:
+        return None
+    own = re.split(r" on |\(|\+|,", mode, maxsplit=1)[0]
+    key = own.lower().replace(" ", "").replace("_", "")
+    return _PG_LEVEL.get(key.removesuffix("lock")) if key != "lock" else None
+
+
+def conflicting_holders(lock: LockInfo, holders: Sequence[LockHolder], engine: str) -> tuple[LockHolder, ...]:
+    """The sessions whose held (or awaited) locks conflict with ``lock``: the statement waits for them.
+
+    A holder whose mode is unknown conflicts only with a lock that conflicts with every mode
+    (ACCESS EXCLUSIVE; the exclusive metadata lock of MySQL/MariaDB DDL)."""
+    if engine == "postgresql":
+        want = pg_level(lock.mode)
+        if want is None:
+            return ()
+        found = []
+        for h in holders:
+            levels = [level for level in (pg_level(m) for m in (h.mode or "").split(",")) if level is not None]
+            if any(level in _PG_CONFLICTS[want] for level in levels) or (not levels and want == 8):
+                found.append(h)
+        return tuple(found)
+    # MySQL/MariaDB: DDL takes the exclusive metadata lock, at least at its start and end, and that
+    # conflicts with any table metadata lock; DML's shared ones conflict only with DDL and LOCK TABLES.
+    if not lock.queues:
+        return ()
+    return tuple(h for h in holders
+                 if any(mdl_blocks(m.strip(), h.granted, "EXCLUSIVE") for m in (h.mode or "").split(",")))

@@ -126,9 +126,13 @@ class ServerInfo:
 class LockHolder:
     session_id: str
     state: str | None = None
+    # The engine's name of the lock (AccessShareLock, MDL_SHARED_READ); several, comma-separated,
+    # when the session holds more than one on the table.
     mode: str | None = None
     xact_age_s: float | None = None
     query: str | None = None
+    # False: the session waits for the lock (it is queued ahead of the plan's statement).
+    granted: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

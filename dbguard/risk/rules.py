@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dbguard.risk.lock_modes import old_type, type_change
+from dbguard.risk.lock_modes import conflicting_holders, old_type, type_change
 from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, Step, TableFacts, TableLock
 
 S = Severity
@@ -416,7 +416,8 @@ def concurrently_in_transaction(op: Op, lock: LockInfo, ctx: Context, facts: Tab
 
 @rule("DG113", "lock-contention")
 def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
-    """Sessions hold locks on the table right now: the DDL will queue behind them (needs live facts).
+    """Sessions hold locks on the table that conflict with the statement's: it will queue behind them
+    (needs live facts; PostgreSQL's table-lock conflict matrix, MySQL/MariaDB metadata locks).
 
     Anti-pattern: running ``ALTER TABLE orders ...`` while a report keeps a transaction open on
     ``orders``: the ALTER waits, and every query after it waits behind the ALTER.
@@ -424,18 +425,24 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
     Best practice: keep dbguard's lock timeout (it fails fast and retries), end or wait for the
     holders (``dbguard locks --table T``), deploy when they are gone.
     """
-    if facts is None or not facts.lock_holders or not lock.queues:
+    if facts is None or not facts.lock_holders or ctx.is_new(op.table):
         return None
-    if ctx.is_new(op.table):
+    # Only sessions whose locks conflict with the one the statement needs make it wait.
+    holders = conflicting_holders(lock, facts.lock_holders, ctx.server.engine)
+    if not holders:
         return None
-    oldest = max((h.xact_age_s or 0.0) for h in facts.lock_holders)
-    who = ", ".join(f"{h.session_id} ({h.state or '?'})" for h in facts.lock_holders[:5])
+    oldest = max((h.xact_age_s or 0.0) for h in holders)
+    who = ", ".join(f"{h.session_id} ({h.state or '?'}{', ' + h.mode if h.mode else ''}"
+                    f"{', waiting' if not h.granted else ''})" for h in holders[:5])
     sev = S.HIGH if oldest > 60 else S.MEDIUM
+    if not lock.queues:
+        sev = S.LOW  # it waits, but reads and writes do not queue behind it
     timeout = f"dbguard's lock timeout ({ctx.lock_timeout_ms} ms) makes it fail fast and retry" \
         if ctx.lock_timeout_ms else "nothing bounds the wait"
-    return Hit(sev, f"{len(facts.lock_holders)} session(s) hold locks on {op.table} now: {who}; oldest transaction "
-                    f"{oldest:.0f} s; the statement needs {lock.mode} and would queue behind them, and every query "
-                    f"on {op.table} behind it; {timeout}",
+    behind = f", and every query on {op.table} behind it" if lock.queues else ""
+    return Hit(sev, f"{len(holders)} session(s) hold or await locks on {op.table} that conflict with {lock.mode}, "
+                    f"which the statement needs: {who}; oldest transaction {oldest:.0f} s; it would queue behind "
+                    f"them{behind}; {timeout}",
                f"see them with `dbguard locks --table {op.table}`; let them finish, or end them with "
                f"`dbguard locks kill --holding {op.table}`, before deploying", op.table)
 
