@@ -226,3 +226,16 @@ def test_dg113_names_only_the_conflicting_sessions() -> None:
     [finding] = [f for f in plan.findings if f.code == "DG113"]
     assert "12 (idle in transaction, RowExclusiveLock)" in finding.message and "11 (" not in finding.message
     assert finding.message.startswith("1 session(s)")
+
+
+def test_the_live_facts_are_read_for_every_table_the_plan_locks() -> None:
+    from dbguard.risk.plan import tables_touched
+    from tests.risk_support import Rev
+
+    pending = [Rev("r1", ["DROP INDEX ix_orders_status", "DROP TABLE payments",
+                          "ALTER TABLE sessions VALIDATE CONSTRAINT fk_sessions_user"])]
+    history = [Rev("h", [*PARENTS, "CREATE TABLE sessions (id SERIAL PRIMARY KEY, user_id INTEGER)",
+                         ("ALTER TABLE sessions ADD CONSTRAINT fk_sessions_user FOREIGN KEY (user_id) "
+                          "REFERENCES users (id) NOT VALID")])]
+    assert tables_touched(pending, "postgresql") == {"payments", "sessions"}
+    assert tables_touched(pending, "postgresql", history=history) == {"orders", "payments", "users", "sessions"}

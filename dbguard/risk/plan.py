@@ -3,6 +3,7 @@ run the rules. Pure: the SQL, the history and the live facts come in as plain da
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -173,13 +174,27 @@ def statements_of(raw: Iterable[str], version_table: str = "alembic_version") ->
     return out
 
 
-def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version") -> set[str]:
-    """Every table a statement of ``pending`` names, for the live facts to read."""
+def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
+                   history: Sequence[RevisionSql] = ()) -> set[str]:
+    """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
+    those ``history`` tells (an index's table, a dropped table's parents)."""
+    state = _State()
+    for rev in history:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    state.apply(state.resolve(op), in_plan=False)
     tables: set[str] = set()
     for rev in pending:
         for statement in statements_of(rev.statements, version_table):
             for op in _parse_pending(statement, engine, rev.revision):
+                op = state.resolve(op)
                 tables.update(t for t in (op.table, op.ref_table, *op.references) if t)
+                if op.kind == "drop_table" and op.table:
+                    tables.update(state.parents.get(op.table, ()))
+                if op.kind == "validate_constraint" and (op.constraint_name or "") in state.foreign_keys:
+                    tables.add(state.foreign_keys[op.constraint_name or ""][1])
+                state.apply(op, in_plan=True)
     return tables
 
 
@@ -215,7 +230,7 @@ def analyse(
                 # where the live facts say so.
                 continue
             for op in ops:
-                state.apply(op, in_plan=False)
+                state.apply(state.resolve(op), in_plan=False)
     existing_before = frozenset(state.tables)
 
     plans: list[RevisionPlan] = []
