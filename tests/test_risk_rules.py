@@ -239,3 +239,11 @@ def test_the_live_facts_are_read_for_every_table_the_plan_locks() -> None:
                           "REFERENCES users (id) NOT VALID")])]
     assert tables_touched(pending, "postgresql") == {"payments", "sessions"}
     assert tables_touched(pending, "postgresql", history=history) == {"orders", "payments", "users", "sessions"}
+
+
+def test_a_lock_held_through_a_long_statement_is_the_plans_worst_hold() -> None:
+    facts = {"users": {"rows": 2_000_000, "size": 400_000_000}}
+    _, summary = judge_all([["ALTER TABLE users ADD COLUMN plan TEXT", "UPDATE users SET plan = 'free'"]],
+                           "postgresql", history=PARENTS, facts=facts)
+    assert summary.worst_hold_s == 100.0  # 2M rows at ~20k rows/s, under the ADD's ACCESS EXCLUSIVE
+    assert summary.worst_hold_at is not None and summary.worst_hold_at.startswith("r1 #2: UPDATE users")

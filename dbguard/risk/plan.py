@@ -236,8 +236,7 @@ def analyse(
     plans: list[RevisionPlan] = []
     table_locks: dict[str, _TableLocks] = {}
     destructive: list[str] = []
-    worst: tuple[float, str, str] | None = None
-    unknown_hold = False
+    worst = _Worst()
     tx_ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
     for rev in pending:
         in_tx = True
@@ -258,7 +257,7 @@ def analyse(
                     notes.append(op.note)
                 if op.kind in ("commit", "begin"):
                     # COMMIT ... BEGIN around an autocommit_block: every lock taken so far is released.
-                    _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts)
+                    _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
                     in_tx = op.kind == "begin"
                     continue
                 ctx = Context(server=server, created_in_plan=frozenset(state.created),
@@ -279,11 +278,8 @@ def analyse(
                     entry.take(tl.lock, tl.new, f"{rev.revision} #{index + 1}")
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
                                      facts=table_facts))
-                if lock.blocks_reads or lock.blocks_writes:
-                    if hold is None and not new:
-                        unknown_hold = True
-                    elif hold is not None and (worst is None or hold > worst[0]):
-                        worst = (hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
+                if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
+                    worst.seen(hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
                 for r in rules_mod.RULES:
                     if r.scope != "statement":
                         continue
@@ -298,7 +294,7 @@ def analyse(
                 state.apply(op, in_plan=True)
             if not in_tx:
                 # A statement of an autocommit block commits on its own.
-                _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts)
+                _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
             # The statement's strongest lock, not the last op's (``lock`` and ``hold`` above).
             top_lock, top_hold, top_table = strongest if strongest else (None, None, None)
             statements.append(StatementPlan(
@@ -308,7 +304,7 @@ def analyse(
                 hold_s=top_hold, hold=describe_hold(top_hold, top_lock.work) if top_lock else "none",
                 autocommit=not in_tx, notes=tuple(notes)))
         # dbguard runs each revision in a transaction of its own.
-        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts)
+        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
         ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
         for r in rules_mod.RULES:
             if r.scope == "revision":
@@ -324,7 +320,7 @@ def analyse(
         plans.append(RevisionPlan(revision=rev.revision, statements=tuple(statements), findings=tuple(ordered),
                                   notes=rev_notes, doc=doc, path=path, rendered=rev.error is None))
 
-    summary = _summary(plans, table_locks, facts, destructive, worst, unknown_hold)
+    summary = _summary(plans, table_locks, facts, destructive, worst.worst, worst.unknown)
     return tuple(plans), summary
 
 
@@ -374,15 +370,34 @@ def _finding(r: rules_mod.Rule, hit: object, revision: str, index: int, sql: str
     )
 
 
+@dataclasses.dataclass
+class _Worst:
+    """The longest hold of a lock that blocks reads or writes, and whether one is of unknown length."""
+
+    worst: tuple[float, str, str] | None = None
+    unknown: bool = False
+
+    def seen(self, hold: float | None, at: str, work: str) -> None:
+        if hold is None:
+            self.unknown = True
+        elif self.worst is None or hold > self.worst[0]:
+            self.worst = (hold, at, work)
+
+
 def _end_transaction(steps: list[Step], findings: dict[tuple[str, int, str | None], Finding], revision: str,
-                     ctx: Context, facts: Mapping[str, TableFacts] | None) -> None:
+                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst) -> None:
     """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew."""
     if not steps:
         return
     for r in rules_mod.RULES:
         if r.scope == "transaction":
             for hit in cast("list[Hit]", r.fn(steps, ctx)):
-                _keep(findings, _tx_finding(r, hit, revision, steps, facts))
+                finding = _tx_finding(r, hit, revision, steps, facts)
+                _keep(findings, finding)
+                # A lock held through a long statement is held at least that long.
+                worst.seen(finding.hold_s, f"{revision} #{finding.statement_index}: {_short(finding.statement)} "
+                           f"(the lock #{finding.taken_at} took on {finding.table} is held through it)",
+                           "held across the transaction")
     steps.clear()
 
 

@@ -470,7 +470,8 @@ def creates_what_exists(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts 
 # A statement that runs at least this long (or for a time that scales with a table of unknown size)
 # makes every lock held before it long.
 LONG_S = 1.0
-_DML = ("update", "delete", "insert", "select", "set", "lock_table")
+# What does not commit on MySQL/MariaDB (DDL and LOCK TABLES commit before they start).
+_DML = ("update", "delete", "insert", "select", "set")
 
 
 def _lengthens(step: Step) -> str | None:
