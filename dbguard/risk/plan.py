@@ -289,6 +289,16 @@ def analyse(
                     _keep(findings, _finding(r, hit, rev.revision, index, sql, lock, hold, facts))
                     if r.code == "DG107":
                         destructive.append(f"{rev.revision}: {hit.message}")
+                for r in rules_mod.RULES:
+                    if r.scope != "statement" or not r.every_table or facts is None:
+                        continue
+                    for tl in locked:
+                        other = facts.get(tl.table)
+                        if tl.table == op.table or other is None:
+                            continue
+                        hit = r.fn(dataclasses.replace(op, table=tl.table), tl.lock, ctx, other)
+                        if hit is not None:
+                            _keep(findings, _finding(r, hit, rev.revision, index, sql, tl.lock, hold, facts))
                 if in_tx:
                     rev_ops.append((op, lock))
                 state.apply(op, in_plan=True)

@@ -27,6 +27,9 @@ class Rule:
     name: str
     scope: str  # "statement", "revision" or "transaction"
     fn: Callable[..., Hit | None]
+    # A statement rule also judging every other table the statement locks (an FK's referenced table),
+    # called with that table as the op's and its lock.
+    every_table: bool = False
 
     @property
     def summary(self) -> str:
@@ -36,9 +39,10 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(code: str, name: str, scope: str = "statement") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def rule(code: str, name: str, scope: str = "statement",
+         every_table: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        RULES.append(Rule(code, name, scope, fn))
+        RULES.append(Rule(code, name, scope, fn, every_table))
         return fn
 
     return register
@@ -414,7 +418,7 @@ def concurrently_in_transaction(op: Op, lock: LockInfo, ctx: Context, facts: Tab
     return None
 
 
-@rule("DG113", "lock-contention")
+@rule("DG113", "lock-contention", every_table=True)
 def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
     """Sessions hold locks on the table that conflict with the statement's: it will queue behind them
     (needs live facts; PostgreSQL's table-lock conflict matrix, MySQL/MariaDB metadata locks).
@@ -439,7 +443,9 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
         sev = S.LOW  # it waits, but reads and writes do not queue behind it
     timeout = f"dbguard's lock timeout ({ctx.lock_timeout_ms} ms) makes it fail fast and retry" \
         if ctx.lock_timeout_ms else "nothing bounds the wait"
-    behind = f", and every query on {op.table} behind it" if lock.queues else ""
+    # Queued behind a waiting request: what conflicts with it (a waiting exclusive metadata lock: all).
+    queued = "query" if lock.blocks_reads or lock.exclusive_briefly else "write" if lock.blocks_writes else ""
+    behind = f", and every {queued} on {op.table} behind it" if queued else ""
     return Hit(sev, f"{len(holders)} session(s) hold or await locks on {op.table} that conflict with {lock.mode}, "
                     f"which the statement needs: {who}; oldest transaction {oldest:.0f} s; it would queue behind "
                     f"them{behind}; {timeout}",
