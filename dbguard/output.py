@@ -514,7 +514,11 @@ def _finding_lines(f: Any, indent: str = "    ") -> list[str]:
         where = f" [{f.table}: {_rows(f.rows)}, {_bytes(f.size_bytes)}]" if (f.rows is not None or f.size_bytes) \
             else f" [{f.table}: size unknown]"
     lines = [f"{indent}{f.severity.upper():<8} {f.code} {f.name}{where}", f"{indent}  {f.message}"]
-    if f.lock and f.lock != "none":
+    if f.taken_by:
+        # A lock held across statements: the statement that took it, and this one's time.
+        lines.append(f"{indent}  lock: {f.lock}, taken by #{f.taken_at}: {_flat(f.taken_by, 100)}; held through "
+                     f"this statement: {f.hold}")
+    elif f.lock and f.lock != "none":
         lines.append(f"{indent}  lock: {f.lock}; held {f.hold}")
     lines.append(f"{indent}  instead: {f.alternative}")
     return lines
@@ -549,8 +553,9 @@ def plan_lines(report: Any, statements: bool = True) -> list[str]:
         hit = [t for t in s.tables if not t.new]
         new = [t.table for t in s.tables if t.new]
         for t in hit:
+            by = f", taken by {', '.join(t.taken_by)}" if t.taken_by else ""
             lines.append(f"  table {t.table}: {_rows(t.rows)}, {_bytes(t.size_bytes)}; strongest lock {t.strongest_lock} "
-                         f"(blocks {t.blocks})")
+                         f"(blocks {t.blocks}){by}")
         if new:
             lines.append(f"  created by this plan: {', '.join(new)}")
         unknown = f" (+ {s.tables_of_unknown_size} table(s) of unknown size)" if s.tables_of_unknown_size else ""

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dbguard.risk.model import LockHolder, ServerInfo, TableFacts
-from dbguard.risk.plan import RevisionPlan, analyse
+from dbguard.risk.plan import PlanSummary, RevisionPlan, analyse
 
 
 @dataclasses.dataclass
@@ -62,7 +62,8 @@ def facts_from(data: dict[str, Any] | None) -> dict[str, TableFacts] | None:
         return None
     out = {}
     for table, f in data.items():
-        holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"))
+        holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"),
+                                   mode=h.get("mode"), granted=h.get("granted", True))
                         for h in f.get("holders", ()))
         out[table] = TableFacts(table=table, rows=f.get("rows"), size_bytes=f.get("size"),
                                 data_bytes=f.get("data", f.get("size")), lock_holders=holders)
@@ -89,7 +90,12 @@ def statements(case: dict[str, Any], engine: str, key: str) -> list[str]:
 
 def judge(pending: Sequence[str], engine: str, *, history: Sequence[str] = (), facts: dict | None = None,
           version: str | None = None) -> RevisionPlan:
-    plans, _ = analyse([Rev("r1", list(pending))], server_for(engine, version),
-                       history=[Rev("h", list(history))] if history else (), facts=facts_from(facts),
-                       lock_timeout_ms=2000)
-    return plans[0]
+    return judge_all([pending], engine, history=history, facts=facts, version=version)[0][0]
+
+
+def judge_all(revisions: Sequence[Sequence[str]], engine: str, *, history: Sequence[str] = (),
+              facts: dict | None = None, version: str | None = None) -> tuple[tuple[RevisionPlan, ...], PlanSummary]:
+    """Each entry of ``revisions`` a pending revision (r1, r2 ...), judged as one plan."""
+    return analyse([Rev(f"r{n + 1}", list(sql)) for n, sql in enumerate(revisions)], server_for(engine, version),
+                   history=[Rev("h", list(history))] if history else (), facts=facts_from(facts),
+                   lock_timeout_ms=2000)

@@ -11,7 +11,7 @@ import sqlglot
 from dbguard.errors import ExitCode, StatementParseError
 from dbguard.risk import parse as risk_parse
 from dbguard.risk import rules
-from tests.risk_support import judge, statements
+from tests.risk_support import judge, judge_all, statements
 
 try:
     import tomllib
@@ -34,12 +34,16 @@ def _cases() -> list:
 
 @pytest.mark.parametrize(("case", "engine"), _cases())
 def test_rule_case(case: dict, engine: str) -> None:
-    plan = judge(statements(case, engine, "pending"), engine, history=statements(case, engine, "history"),
-                 facts=case.get("facts"), version=case.get("version"))
-    hits = [f for f in plan.findings if f.code == case["rule"]]
-    detail = "\n".join(f"{f.code} {f.severity} {f.message}" for f in plan.findings) or "no findings"
+    # ``later``: the statements of a second pending revision (its own transaction).
+    revisions = [statements(case, engine, "pending")] + ([case["later"]] if "later" in case else [])
+    plans, _ = judge_all(revisions, engine, history=statements(case, engine, "history"), facts=case.get("facts"),
+                         version=case.get("version"))
+    findings = [f for plan in plans for f in plan.findings]
+    hits = [f for f in findings if f.code == case["rule"]]
+    detail = "\n".join(f"{f.code} {f.severity} {f.message}" for f in findings) or "no findings"
     if case["fires"]:
-        assert hits, f"{case['rule']} should fire; got:\n{detail}\nSQL: {[s.sql for s in plan.statements]}"
+        sql = [s.sql for plan in plans for s in plan.statements]
+        assert hits, f"{case['rule']} should fire; got:\n{detail}\nSQL: {sql}"
         if "severity" in case:
             assert max(h.level for h in hits).label == case["severity"], detail
     else:
@@ -105,3 +109,141 @@ def test_a_tree_in_a_shape_dbguard_does_not_know_is_an_error(monkeypatch: pytest
     monkeypatch.setattr(sqlglot, "parse_one", lambda sql, read=None: sqlglot.exp.Drop(kind="TABLE"))
     with pytest.raises(StatementParseError, match=r"cannot read sqlglot .*'s tree of \"DROP TABLE legacy_in_an"):
         risk_parse.parse(statement, "postgresql")
+
+
+# every table a statement locks, and locks held across a transaction ------------------------------
+
+PARENTS = ["CREATE TABLE users (id SERIAL PRIMARY KEY)",
+           "CREATE TABLE orders (id SERIAL PRIMARY KEY, user_id INTEGER, status TEXT)",
+           "CREATE INDEX ix_orders_status ON orders (status)",
+           "CREATE TABLE payments (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users (id))"]
+
+
+def _tables(revisions: list[list[str]]) -> dict[str, tuple[str, bool, tuple[str, ...]]]:
+    _, summary = judge_all(revisions, "postgresql", history=PARENTS)
+    return {t.table: (t.strongest_lock, t.new, t.taken_by) for t in summary.tables}
+
+
+def test_a_new_tables_foreign_key_locks_the_referenced_table_under_its_own_name() -> None:
+    tables = _tables([["CREATE TABLE invoices (id SERIAL PRIMARY KEY, user_id INTEGER REFERENCES users (id))"]])
+    assert tables == {"invoices": ("ACCESS EXCLUSIVE", True, ("r1 #1",)),
+                      "users": ("SHARE ROW EXCLUSIVE", False, ("r1 #1",))}
+
+
+def test_adding_and_validating_a_foreign_key_lock_the_referenced_table() -> None:
+    add = "ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+    assert _tables([[add]])["users"] == ("SHARE ROW EXCLUSIVE", False, ("r1 #1",))
+    # Alone in its revision, VALIDATE takes ROW SHARE on the referenced table: found from the ADD.
+    tables = _tables([[add], ["ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"]])
+    assert tables["orders"][0] == "SHARE ROW EXCLUSIVE"  # the ADD's, stronger than VALIDATE's
+    _, summary = judge_all([["ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"]], "postgresql",
+                           history=[*PARENTS, add])
+    assert {t.table: t.strongest_lock for t in summary.tables} == {"orders": "SHARE UPDATE EXCLUSIVE",
+                                                                   "users": "ROW SHARE"}
+
+
+def test_dropping_a_referencing_table_locks_its_parent_and_drop_index_its_table() -> None:
+    tables = _tables([["DROP TABLE payments", "DROP INDEX ix_orders_status"]])
+    assert tables == {"payments": ("ACCESS EXCLUSIVE", False, ("r1 #1",)),
+                      "users": ("ACCESS EXCLUSIVE", False, ("r1 #1",)),
+                      "orders": ("ACCESS EXCLUSIVE", False, ("r1 #2",))}
+
+
+def test_a_table_locked_by_several_statements_is_listed_once_with_each() -> None:
+    tables = _tables([["ALTER TABLE orders ADD COLUMN a TEXT"], ["ALTER TABLE orders ADD COLUMN b TEXT"]])
+    assert tables == {"orders": ("ACCESS EXCLUSIVE", False, ("r1 #1", "r2 #1"))}
+
+
+def test_drop_index_of_an_unknown_table_says_so() -> None:
+    [finding] = judge(["DROP INDEX ix_nowhere"], "postgresql").findings
+    assert finding.code == "DG102" and finding.table is None
+    assert "table of index ix_nowhere unknown" in finding.message
+
+
+def test_held_lock_finding_names_the_lock_both_statements_and_the_split() -> None:
+    add = "ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+    validate = "ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"
+    plan = judge([add, validate], "postgresql", history=PARENTS)
+    held = {f.table: f for f in plan.findings if f.code == "DG115"}
+    assert set(held) == {"orders", "users"}  # SHARE ROW EXCLUSIVE on both tables through the scan
+    f = held["users"]
+    assert (f.statement_index, f.taken_at, f.taken_by, f.statement) == (2, 1, add, validate)
+    assert f.lock is not None and f.lock.startswith("SHARE ROW EXCLUSIVE")
+    assert "autocommit_block()" in f.alternative and validate in f.alternative
+    from dbguard.output import _finding_lines
+
+    assert any("taken by #1: ALTER TABLE orders ADD CONSTRAINT fk_orders_user" in line for line in _finding_lines(f))
+
+
+def test_each_held_lock_is_reported_once_per_transaction() -> None:
+    plan = judge(["ALTER TABLE orders ADD COLUMN plan TEXT", "UPDATE orders SET plan = 'a'",
+                  "UPDATE orders SET plan = 'b'"], "postgresql", history=PARENTS)
+    assert [(f.code, f.statement_index) for f in plan.findings] == [("DG115", 2)]
+
+
+# DG113 by the conflict matrix --------------------------------------------------------------------
+
+
+def test_conflicting_holders_follow_postgresqls_matrix() -> None:
+    from dbguard.risk.lock_modes import conflicting_holders
+    from dbguard.risk.model import LockHolder, LockInfo
+
+    reader, writer = LockHolder("1", mode="AccessShareLock"), LockHolder("2", mode="RowExclusiveLock")
+    vacuum, unknown = LockHolder("3", mode="ShareUpdateExclusiveLock"), LockHolder("4")
+    both = LockHolder("5", mode="AccessShareLock, RowExclusiveLock")
+    holders = (reader, writer, vacuum, unknown, both)
+
+    def ids(mode: str) -> list[str]:
+        lock = LockInfo(mode=mode, blocks_reads=mode == "ACCESS EXCLUSIVE", blocks_writes=True)
+        return [h.session_id for h in conflicting_holders(lock, holders, "postgresql")]
+
+    assert ids("ACCESS EXCLUSIVE") == ["1", "2", "3", "4", "5"]  # an unknown mode conflicts only with this
+    assert ids("SHARE") == ["2", "3", "5"]
+    assert ids("SHARE UPDATE EXCLUSIVE") == ["3"]
+    assert ids("SHARE ROW EXCLUSIVE on users") == ["2", "3", "5"]
+    assert ids("ROW EXCLUSIVE + row locks") == []
+    assert ids("none") == []
+
+
+def test_conflicting_holders_for_metadata_locks() -> None:
+    from dbguard.risk.lock_modes import conflicting_holders
+    from dbguard.risk.model import LockHolder, LockInfo
+
+    holders = (LockHolder("1", mode="MDL_SHARED_READ"), LockHolder("2", mode="MDL_INTENTION_EXCLUSIVE"),
+               LockHolder("3"))
+    ddl = LockInfo(mode="metadata lock (exclusive at start and end), LOCK=NONE", blocks_reads=False,
+                   blocks_writes=False, exclusive_briefly=True)
+    assert [h.session_id for h in conflicting_holders(ddl, holders, "mysql")] == ["1", "3"]
+    dml = LockInfo(mode="row locks", blocks_reads=False, blocks_writes=False, work="dml")
+    assert conflicting_holders(dml, holders, "mysql") == ()
+
+
+def test_dg113_names_only_the_conflicting_sessions() -> None:
+    facts = {"orders": {"rows": 10, "size": 16384, "holders": [
+        {"session": "11", "state": "active", "age": 3.0, "mode": "AccessShareLock"},
+        {"session": "12", "state": "idle in transaction", "age": 400.0, "mode": "RowExclusiveLock"}]}}
+    plan = judge(["CREATE INDEX ix_orders_status ON orders (status)"], "postgresql", history=PARENTS, facts=facts)
+    [finding] = [f for f in plan.findings if f.code == "DG113"]
+    assert "12 (idle in transaction, RowExclusiveLock)" in finding.message and "11 (" not in finding.message
+    assert finding.message.startswith("1 session(s)")
+
+
+def test_the_live_facts_are_read_for_every_table_the_plan_locks() -> None:
+    from dbguard.risk.plan import tables_touched
+    from tests.risk_support import Rev
+
+    pending = [Rev("r1", ["DROP INDEX ix_orders_status", "DROP TABLE payments",
+                          "ALTER TABLE sessions VALIDATE CONSTRAINT fk_sessions_user"])]
+    history = [Rev("h", [*PARENTS, "CREATE TABLE sessions (id SERIAL PRIMARY KEY, user_id INTEGER)",
+                         ("ALTER TABLE sessions ADD CONSTRAINT fk_sessions_user FOREIGN KEY (user_id) "
+                          "REFERENCES users (id) NOT VALID")])]
+    assert tables_touched(pending, "postgresql") == {"payments", "sessions"}
+    assert tables_touched(pending, "postgresql", history=history) == {"orders", "payments", "users", "sessions"}
+
+
+def test_a_lock_held_through_a_long_statement_is_the_plans_worst_hold() -> None:
+    facts = {"users": {"rows": 2_000_000, "size": 400_000_000}}
+    _, summary = judge_all([["ALTER TABLE users ADD COLUMN plan TEXT", "UPDATE users SET plan = 'free'"]],
+                           "postgresql", history=PARENTS, facts=facts)
+    assert summary.worst_hold_s == 100.0  # 2M rows at ~20k rows/s, under the ADD's ACCESS EXCLUSIVE
+    assert summary.worst_hold_at is not None and summary.worst_hold_at.startswith("r1 #2: UPDATE users")

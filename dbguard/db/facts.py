@@ -5,6 +5,7 @@ Every SQL text comes from the dialect; this module only runs it and shapes plain
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -75,15 +76,21 @@ def _lock_holders(conn: Any, dialect: RiskFacts, names: list[str], notes: list[s
         except sa.exc.DBAPIError as exc:
             notes.append(f"sessions holding locks not read from {source}: {str(exc.orig).splitlines()[0][:120]}")
             continue
-        seen: set[tuple[str, str]] = set()
-        for table, session, mode, state, age, query in rows:
+        seen: dict[tuple[str, str], int] = {}
+        for table, session, mode, state, age, query, granted in rows:
             key = (str(table).lower(), str(session))
+            holders = out.setdefault(key[0], [])
             if key in seen:
+                # One session, several locks on the table: all of them, for DG113's conflict check.
+                first = holders[seen[key]]
+                if mode and mode not in (first.mode or "").split(", "):
+                    first = dataclasses.replace(first, mode=f"{first.mode}, {mode}" if first.mode else mode)
+                holders[seen[key]] = dataclasses.replace(first, granted=first.granted and bool(granted))
                 continue
-            seen.add(key)
-            out.setdefault(key[0], []).append(LockHolder(
+            seen[key] = len(holders)
+            holders.append(LockHolder(
                 session_id=key[1], mode=mode, state=state, xact_age_s=None if age is None else float(age),
-                query=query))
+                query=query, granted=bool(granted)))
         return out
     if dialect.lock_holder_sources():
         notes.append("sessions holding locks unknown: no metadata lock source is available "

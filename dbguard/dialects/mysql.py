@@ -758,8 +758,8 @@ class MysqlDialect:
         return self.mdl_source_ready(source)
 
     def table_lock_holders(self, tables: list[str], source: str) -> Statement:
-        """Granted table metadata locks other sessions hold: (table, session, mode, state, transaction
-        age s, query). The state in PostgreSQL's words: a thread asleep while it holds a table's
+        """Table metadata locks other sessions hold (MySQL 8: or wait for): (table, session, mode, state,
+        transaction age s, query, granted); METADATA_LOCK_INFO shows granted locks only. The state in PostgreSQL's words: a thread asleep while it holds a table's
         metadata lock is inside a transaction (or LOCK TABLES), whatever INNODB_TRX shows yet."""
         names = {f"t{i}": t for i, t in enumerate(tables)}
         listed = ", ".join(":" + k for k in names) or "NULL"
@@ -771,7 +771,7 @@ class MysqlDialect:
 
         if source == "metadata_lock_info":
             return Statement(
-                f"SELECT m.TABLE_NAME, m.THREAD_ID, m.LOCK_MODE, {state('p.COMMAND')}, {age}, LEFT(p.INFO, 200) "
+                f"SELECT m.TABLE_NAME, m.THREAD_ID, m.LOCK_MODE, {state('p.COMMAND')}, {age}, LEFT(p.INFO, 200), 1 "
                 "FROM information_schema.METADATA_LOCK_INFO m "
                 "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID "
                 "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID "
@@ -781,11 +781,12 @@ class MysqlDialect:
             )
         return Statement(
             f"SELECT ml.OBJECT_NAME, t.PROCESSLIST_ID, ml.LOCK_TYPE, {state('t.PROCESSLIST_COMMAND')}, {age}, "
-            "LEFT(t.PROCESSLIST_INFO, 200) "
+            "LEFT(t.PROCESSLIST_INFO, 200), ml.LOCK_STATUS = 'GRANTED' "
             "FROM performance_schema.metadata_locks ml "
             "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
             "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID "
-            "WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = DATABASE() AND ml.LOCK_STATUS = 'GRANTED' "
+            "WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = DATABASE() "
+            "AND ml.LOCK_STATUS IN ('GRANTED', 'PENDING') "
             f"AND t.PROCESSLIST_ID <> CONNECTION_ID() AND ml.OBJECT_NAME IN ({listed}) ORDER BY t.PROCESSLIST_ID",
             names,
         )

@@ -523,17 +523,18 @@ class PostgresqlDialect:
         return Statement("SELECT 1")
 
     def table_lock_holders(self, tables: list[str], source: str) -> Statement:
-        """Granted relation locks other sessions hold on these tables: (table, session, mode, state,
-        transaction age s, query)."""
+        """Relation locks other sessions hold or wait for on these tables: (table, session, mode, state,
+        transaction age s, query, granted). A queued request delays the plan's statement as a granted
+        one does, when their modes conflict."""
         names = {f"t{i}": t for i, t in enumerate(tables)}
         return Statement(
             "SELECT c.relname, l.pid, l.mode, a.state, "
-            "EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8, left(a.query, 200) "
+            "EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8, left(a.query, 200), l.granted "
             "FROM pg_catalog.pg_locks l "
             "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'relation' AND l.granted "
+            "WHERE l.locktype = 'relation' "
             "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
             "AND l.pid IS DISTINCT FROM pg_backend_pid() AND n.nspname = current_schema() "
             f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY l.pid",

@@ -177,7 +177,8 @@ def build_plan(
         from dbguard.db import facts as live_facts
 
         facts, more = live_facts.table_facts(session.conn, risk_facts_of(session.dialect),
-                                             tables_touched(pending, server.engine, settings.version_table))
+                                             tables_touched(pending, server.engine, settings.version_table,
+                                                            history=history))
         notes += more
     docs = {r.revision: (r.doc, r.path) for r in pending}
     revisions, summary = analyse(pending, server, history=history, facts=facts, lock_timeout_ms=settings.lock_timeout_ms,

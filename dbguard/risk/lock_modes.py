@@ -20,8 +20,10 @@ Pure knowledge from the engines' documentation:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from dbguard.risk.model import NO_LOCK, Context, LockInfo, Op, ServerInfo
+from dbguard.core.waitfor import mdl_blocks
+from dbguard.risk.model import NO_LOCK, Context, LockHolder, LockInfo, Op, ServerInfo, TableLock
 
 _AE, _SUE, _SRE, _SHARE, _RE = ("ACCESS EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE",
                                 "ROW EXCLUSIVE")
@@ -92,7 +94,7 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
     if kind == "create_table":
         if op.references:
             # The new table's foreign keys take SHARE ROW EXCLUSIVE on the referenced tables, briefly.
-            return LockInfo(mode=f"{_SRE} on {', '.join(op.references)}", blocks_reads=False, blocks_writes=False,
+            return LockInfo(mode=f"{_SRE} on {', '.join(op.references)}", blocks_reads=False, blocks_writes=True,
                             work="instant", other_tables=op.references)
         return NO_LOCK
     if kind in ("drop_table", "rename_table", "truncate", "drop_column", "rename_column", "drop_not_null",
@@ -144,6 +146,35 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
 
 
 _MDL = "metadata lock"
+_NEW_TABLE = LockInfo(mode=_AE, blocks_reads=True, blocks_writes=True, work="instant")
+
+
+def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]:
+    """Every table ``op`` locks, each with its own lock: the statement's table and, on PostgreSQL,
+    the tables its foreign keys reference (ALTER TABLE reference page: ADD FOREIGN KEY takes SHARE ROW
+    EXCLUSIVE on the referenced table, VALIDATE of a foreign key ROW SHARE; DROP TABLE of a
+    referencing table takes ACCESS EXCLUSIVE on the parent to drop its triggers)."""
+    out: list[TableLock] = []
+    if op.kind == "create_table" and op.table:
+        out.append(TableLock(op.table, _NEW_TABLE if ctx.server.engine == "postgresql"
+                             else LockInfo(mode=f"{_MDL} (exclusive)", blocks_reads=True, blocks_writes=True),
+                             new=True))
+    elif op.table and lock.work != "none":
+        out.append(TableLock(op.table, lock, ctx.is_new(op.table)))
+    if ctx.server.engine != "postgresql":
+        return tuple(out)
+    others: list[tuple[str, LockInfo]] = []
+    if op.kind == "create_table":
+        others = [(t, LockInfo(mode=_SRE, blocks_reads=False, blocks_writes=True)) for t in op.references]
+    elif op.kind == "add_constraint" and op.constraint == "foreign_key" and op.ref_table:
+        others = [(op.ref_table, LockInfo(mode=_SRE, blocks_reads=False, blocks_writes=True, work=lock.work))]
+    elif op.kind == "validate_constraint" and (op.constraint_name or "") in ctx.foreign_keys:
+        others = [(ctx.foreign_keys[op.constraint_name or ""][1],
+                   LockInfo(mode="ROW SHARE", blocks_reads=False, blocks_writes=False, work="scan"))]
+    elif op.kind == "drop_table" and op.table:
+        others = [(t, _ae()) for t in sorted(ctx.parents.get(op.table, ()))]
+    out += [TableLock(t, info, ctx.is_new(t)) for t, info in others if t != op.table]
+    return tuple(out)
 
 
 def _mysql_lock(algorithm: str, work: str, concurrent_dml: bool, op: Op) -> LockInfo:
@@ -247,3 +278,45 @@ def describe_hold(seconds: float | None, work: str) -> str:
     if seconds < 120:
         return f"~{seconds:.0f} s ({work})"
     return f"~{seconds / 60:.0f} min ({work})"
+
+
+# PostgreSQL's table-level lock modes, weakest first, and which modes each conflicts with
+# ("Explicit Locking", table 13.2). A queued request conflicts the same way as a granted one: the
+# plan's statement waits behind both.
+_PG_LEVEL = {"accessshare": 1, "rowshare": 2, "rowexclusive": 3, "shareupdateexclusive": 4, "share": 5,
+             "sharerowexclusive": 6, "exclusive": 7, "accessexclusive": 8}
+_PG_CONFLICTS = {1: {8}, 2: {7, 8}, 3: {5, 6, 7, 8}, 4: {4, 5, 6, 7, 8}, 5: {3, 4, 6, 7, 8},
+                 6: {3, 4, 5, 6, 7, 8}, 7: {2, 3, 4, 5, 6, 7, 8}, 8: {1, 2, 3, 4, 5, 6, 7, 8}}
+
+
+def pg_level(mode: str | None) -> int | None:
+    """The level of a PostgreSQL table lock, from the plan's words ("SHARE ROW EXCLUSIVE on users",
+    "ROW EXCLUSIVE + row locks": the statement's own table's lock) or pg_locks' ("ShareLock")."""
+    if not mode:
+        return None
+    own = re.split(r" on |\(|\+|,", mode, maxsplit=1)[0]
+    key = own.lower().replace(" ", "").replace("_", "")
+    return _PG_LEVEL.get(key.removesuffix("lock")) if key != "lock" else None
+
+
+def conflicting_holders(lock: LockInfo, holders: Sequence[LockHolder], engine: str) -> tuple[LockHolder, ...]:
+    """The sessions whose held (or awaited) locks conflict with ``lock``: the statement waits for them.
+
+    A holder whose mode is unknown conflicts only with a lock that conflicts with every mode
+    (ACCESS EXCLUSIVE; the exclusive metadata lock of MySQL/MariaDB DDL)."""
+    if engine == "postgresql":
+        want = pg_level(lock.mode)
+        if want is None:
+            return ()
+        found = []
+        for h in holders:
+            levels = [level for level in (pg_level(m) for m in (h.mode or "").split(",")) if level is not None]
+            if any(level in _PG_CONFLICTS[want] for level in levels) or (not levels and want == 8):
+                found.append(h)
+        return tuple(found)
+    # MySQL/MariaDB: DDL takes the exclusive metadata lock, at least at its start and end, and that
+    # conflicts with any table metadata lock; DML's shared ones conflict only with DDL and LOCK TABLES.
+    if not lock.queues:
+        return ()
+    return tuple(h for h in holders
+                 if any(mdl_blocks(m.strip(), h.granted, "EXCLUSIVE") for m in (h.mode or "").split(",")))

@@ -126,9 +126,13 @@ class ServerInfo:
 class LockHolder:
     session_id: str
     state: str | None = None
+    # The engine's name of the lock (AccessShareLock, MDL_SHARED_READ); several, comma-separated,
+    # when the session holds more than one on the table.
     mode: str | None = None
     xact_age_s: float | None = None
     query: str | None = None
+    # False: the session waits for the lock (it is queued ahead of the plan's statement).
+    granted: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +220,30 @@ NO_LOCK = LockInfo(mode="none", blocks_reads=False, blocks_writes=False, work="n
 
 
 @dataclasses.dataclass(frozen=True)
+class TableLock:
+    """One table a statement locks: its own, or another (an FK's referenced table, an index's table).
+    ``new``: the table is created by the plan (nobody else can be using it)."""
+
+    table: str
+    lock: LockInfo
+    new: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One operation of a transaction, as the transaction rules see it: the locks it takes on every
+    table and how long it runs (``hold_s`` None: scales with a size nobody knows)."""
+
+    index: int  # the statement's position in its revision, from 0
+    sql: str
+    op: Op
+    lock: LockInfo
+    tables: tuple[TableLock, ...]
+    hold_s: float | None
+    facts: TableFacts | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Context:
     """What a rule may know besides the statement: plain data, filled by the planner."""
 
@@ -234,6 +262,10 @@ class Context:
     not_null_columns: frozenset[tuple[str, str]] = frozenset()
     # dbguard's own lock timeout for the run, when dbguard runs it.
     lock_timeout_ms: int | None = None
+    # Foreign keys known from history and plan: {constraint name: (table, referenced table)}.
+    foreign_keys: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    # The tables each table references through its foreign keys: {table: {referenced, ...}}.
+    parents: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
     def is_new(self, table: str | None) -> bool:
         return table is not None and table in self.created_in_plan
@@ -247,6 +279,12 @@ class Hit:
     message: str
     alternative: str
     table: str | None = None
+    # Transaction rules: the statement the finding belongs to (from 0), the lock held across it and
+    # the statement that took that lock.
+    at: int | None = None
+    lock: LockInfo | None = None
+    taken_at: int | None = None
+    taken_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +304,9 @@ class Finding:
     hold_s: float | None = None
     hold: str = "unknown"
     statement_index: int | None = None
+    # A lock held across statements (DG115): the statement that took it (1-based, and its SQL).
+    taken_at: int | None = None
+    taken_by: str | None = None
 
     @property
     def level(self) -> Severity:

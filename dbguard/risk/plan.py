@@ -3,15 +3,16 @@ run the rules. Pure: the SQL, the history and the live facts come in as plain da
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from dbguard.errors import StatementParseError
 from dbguard.risk import rules as rules_mod
-from dbguard.risk.lock_modes import describe_hold, estimate_hold, lock_for
-from dbguard.risk.model import Context, Finding, LockInfo, Op, ServerInfo, Severity, TableFacts
+from dbguard.risk.lock_modes import describe_hold, estimate_hold, lock_for, locked_tables
+from dbguard.risk.model import Context, Finding, Hit, LockInfo, Op, ServerInfo, Severity, Step, TableFacts
 from dbguard.risk.parse import parse, split_statements
 
 
@@ -61,6 +62,8 @@ class TableSummary:
     strongest_lock: str
     blocks: str
     rows_source: str = ""
+    # The statements that take the strongest lock ("revision #n"), in plan order.
+    taken_by: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,16 @@ class _State:
     not_null_checks: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     not_null: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     pending_checks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    # What lets a statement name every table it locks: an index's table, a foreign key's tables.
+    index_tables: dict[str, str] = dataclasses.field(default_factory=dict)
+    foreign_keys: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    parents: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    def resolve(self, op: Op) -> Op:
+        """``op`` with its table filled in where the statement names only an index (DROP INDEX x)."""
+        if op.kind == "drop_index" and op.table is None and op.index in self.index_tables:
+            return dataclasses.replace(op, table=self.index_tables[op.index])
+        return op
 
     def apply(self, op: Op, in_plan: bool) -> None:
         t = op.table
@@ -93,10 +106,13 @@ class _State:
                 self.created.add(t)
             self.columns[t] = {c: ty for c, ty, _ in op.columns if ty}
             self.not_null.update((t, c) for c, _, nullable in op.columns if not nullable)
+            if op.references:
+                self.parents[t] = frozenset(op.references)
         elif op.kind == "drop_table" and t:
             self.tables.discard(t)
             self.created.discard(t)
             self.columns.pop(t, None)
+            self.parents.pop(t, None)
         elif op.kind == "rename_table" and t and op.new_name:
             for group in (self.tables, self.created):
                 if t in group:
@@ -104,6 +120,18 @@ class _State:
                     group.add(op.new_name)
             if t in self.columns:
                 self.columns[op.new_name] = self.columns.pop(t)
+            if t in self.parents:
+                self.parents[op.new_name] = self.parents.pop(t)
+            for index, table in list(self.index_tables.items()):
+                if table == t:
+                    self.index_tables[index] = op.new_name
+        elif op.kind == "create_index" and t and op.index:
+            self.index_tables[op.index] = t
+        elif op.kind == "drop_index" and op.index:
+            self.index_tables.pop(op.index, None)
+        elif op.kind == "add_constraint" and op.constraint == "foreign_key" and t and op.ref_table:
+            self.foreign_keys[op.constraint_name or ""] = (t, op.ref_table)
+            self.parents[t] = self.parents.get(t, frozenset()) | {op.ref_table}
         elif op.kind in ("add_column", "alter_type") and t and op.column and op.type:
             self.columns.setdefault(t, {})[op.column] = op.type
             if op.nullable is not None:
@@ -121,6 +149,10 @@ class _State:
                 self.pending_checks[op.constraint_name or ""] = (t, op.check_not_null_of)
             else:
                 self.not_null_checks.add((t, op.check_not_null_of))
+        elif op.kind == "drop_constraint" and t and (op.constraint_name or "") in self.foreign_keys:
+            _, ref = self.foreign_keys.pop(op.constraint_name or "")
+            if not any(child == t and parent == ref for child, parent in self.foreign_keys.values()):
+                self.parents[t] = self.parents.get(t, frozenset()) - {ref}
         elif op.kind == "validate_constraint" and (op.constraint_name or "") in self.pending_checks:
             self.not_null_checks.add(self.pending_checks.pop(op.constraint_name or ""))
 
@@ -142,13 +174,27 @@ def statements_of(raw: Iterable[str], version_table: str = "alembic_version") ->
     return out
 
 
-def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version") -> set[str]:
-    """Every table a statement of ``pending`` names, for the live facts to read."""
+def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
+                   history: Sequence[RevisionSql] = ()) -> set[str]:
+    """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
+    those ``history`` tells (an index's table, a dropped table's parents)."""
+    state = _State()
+    for rev in history:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    state.apply(state.resolve(op), in_plan=False)
     tables: set[str] = set()
     for rev in pending:
         for statement in statements_of(rev.statements, version_table):
             for op in _parse_pending(statement, engine, rev.revision):
+                op = state.resolve(op)
                 tables.update(t for t in (op.table, op.ref_table, *op.references) if t)
+                if op.kind == "drop_table" and op.table:
+                    tables.update(state.parents.get(op.table, ()))
+                if op.kind == "validate_constraint" and (op.constraint_name or "") in state.foreign_keys:
+                    tables.add(state.foreign_keys[op.constraint_name or ""][1])
+                state.apply(op, in_plan=True)
     return tables
 
 
@@ -184,37 +230,41 @@ def analyse(
                 # where the live facts say so.
                 continue
             for op in ops:
-                state.apply(op, in_plan=False)
+                state.apply(state.resolve(op), in_plan=False)
     existing_before = frozenset(state.tables)
 
     plans: list[RevisionPlan] = []
-    table_locks: dict[str, tuple[LockInfo, bool]] = {}
+    table_locks: dict[str, _TableLocks] = {}
     destructive: list[str] = []
-    worst: tuple[float, str, str] | None = None
-    unknown_hold = False
+    worst = _Worst()
+    tx_ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
     for rev in pending:
         in_tx = True
         statements: list[StatementPlan] = []
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
+        # The steps of the transaction open now: a revision's, or one statement of an autocommit block.
+        tx_steps: list[Step] = []
+
         for index, sql in enumerate(statements_of(rev.statements, version_table)):
             ops = _parse_pending(sql, engine, rev.revision)
             kinds, notes = [], []
             strongest: tuple[LockInfo, float | None, str | None] | None = None
             for op in ops:
+                op = state.resolve(op)
                 kinds.append(op.kind)
                 if op.note and op.kind in ("unknown", "rewrite_table"):
                     notes.append(op.note)
-                if op.kind == "commit":
-                    in_tx = False
-                    continue
-                if op.kind == "begin":
-                    in_tx = True
+                if op.kind in ("commit", "begin"):
+                    # COMMIT ... BEGIN around an autocommit_block: every lock taken so far is released.
+                    _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
+                    in_tx = op.kind == "begin"
                     continue
                 ctx = Context(server=server, created_in_plan=frozenset(state.created),
                               existing=existing_before, in_transaction=in_tx, columns=state.columns,
                               not_null_checks=frozenset(state.not_null_checks),
-                              not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms)
+                              not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms,
+                              foreign_keys=state.foreign_keys, parents=state.parents)
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)
@@ -222,30 +272,39 @@ def analyse(
                                      table_facts.size_bytes if table_facts else None, new_table=new)
                 if strongest is None or _rank(lock) > _rank(strongest[0]):
                     strongest = (lock, hold, op.table)
-                if op.table and lock.work != "none":
-                    prev = table_locks.get(op.table)
-                    if prev is None or _rank(lock) > _rank(prev[0]):
-                        table_locks[op.table] = (lock, new)
-                if lock.blocks_reads or lock.blocks_writes:
-                    if hold is None and not new:
-                        unknown_hold = True
-                    elif hold is not None and (worst is None or hold > worst[0]):
-                        worst = (hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
+                locked = locked_tables(op, lock, ctx)
+                for tl in locked:
+                    entry = table_locks.setdefault(tl.table, _TableLocks(lock=tl.lock))
+                    entry.take(tl.lock, tl.new, f"{rev.revision} #{index + 1}")
+                tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
+                                     facts=table_facts))
+                if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
+                    worst.seen(hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
                 for r in rules_mod.RULES:
                     if r.scope != "statement":
                         continue
                     hit = r.fn(op, lock, ctx, table_facts)
                     if hit is None:
                         continue
-                    finding = _finding(r, hit, rev.revision, index, sql, lock, hold, facts)
-                    key = (r.code, index, finding.table)
-                    if key not in findings or findings[key].level < finding.level:
-                        findings[key] = finding
+                    _keep(findings, _finding(r, hit, rev.revision, index, sql, lock, hold, facts))
                     if r.code == "DG107":
                         destructive.append(f"{rev.revision}: {hit.message}")
+                for r in rules_mod.RULES:
+                    if r.scope != "statement" or not r.every_table or facts is None:
+                        continue
+                    for tl in locked:
+                        other = facts.get(tl.table)
+                        if tl.table == op.table or other is None:
+                            continue
+                        hit = r.fn(dataclasses.replace(op, table=tl.table), tl.lock, ctx, other)
+                        if hit is not None:
+                            _keep(findings, _finding(r, hit, rev.revision, index, sql, tl.lock, hold, facts))
                 if in_tx:
                     rev_ops.append((op, lock))
                 state.apply(op, in_plan=True)
+            if not in_tx:
+                # A statement of an autocommit block commits on its own.
+                _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
             # The statement's strongest lock, not the last op's (``lock`` and ``hold`` above).
             top_lock, top_hold, top_table = strongest if strongest else (None, None, None)
             statements.append(StatementPlan(
@@ -254,6 +313,8 @@ def analyse(
                 lock=top_lock.describe if top_lock else "none", blocks=top_lock.blocks if top_lock else "nothing",
                 hold_s=top_hold, hold=describe_hold(top_hold, top_lock.work) if top_lock else "none",
                 autocommit=not in_tx, notes=tuple(notes)))
+        # dbguard runs each revision in a transaction of its own.
+        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
         ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
         for r in rules_mod.RULES:
             if r.scope == "revision":
@@ -269,8 +330,31 @@ def analyse(
         plans.append(RevisionPlan(revision=rev.revision, statements=tuple(statements), findings=tuple(ordered),
                                   notes=rev_notes, doc=doc, path=path, rendered=rev.error is None))
 
-    summary = _summary(plans, table_locks, facts, destructive, worst, unknown_hold)
+    summary = _summary(plans, table_locks, facts, destructive, worst.worst, worst.unknown)
     return tuple(plans), summary
+
+
+@dataclasses.dataclass
+class _TableLocks:
+    """The strongest lock the plan takes on one table, and the statements that take it."""
+
+    lock: LockInfo
+    new: bool = False
+    taken_by: list[str] = dataclasses.field(default_factory=list)
+
+    def take(self, lock: LockInfo, new: bool, where: str) -> None:
+        self.new = self.new or new
+        if not self.taken_by or _rank(lock) > _rank(self.lock):
+            self.lock, self.taken_by = lock, [where]
+        elif _rank(lock) == _rank(self.lock) and where not in self.taken_by:
+            self.taken_by.append(where)
+
+
+def _keep(findings: dict[tuple[str, int, str | None], Finding], finding: Finding) -> None:
+    """One finding per rule, statement and table: the most severe."""
+    key = (finding.code, finding.statement_index or 0, finding.table)
+    if key not in findings or findings[key].level < finding.level:
+        findings[key] = finding
 
 
 def _rank(lock: LockInfo) -> tuple[int, int]:
@@ -296,16 +380,63 @@ def _finding(r: rules_mod.Rule, hit: object, revision: str, index: int, sql: str
     )
 
 
-def _summary(plans: Sequence[RevisionPlan], table_locks: Mapping[str, tuple[LockInfo, bool]],
+@dataclasses.dataclass
+class _Worst:
+    """The longest hold of a lock that blocks reads or writes, and whether one is of unknown length."""
+
+    worst: tuple[float, str, str] | None = None
+    unknown: bool = False
+
+    def seen(self, hold: float | None, at: str, work: str) -> None:
+        if hold is None:
+            self.unknown = True
+        elif self.worst is None or hold > self.worst[0]:
+            self.worst = (hold, at, work)
+
+
+def _end_transaction(steps: list[Step], findings: dict[tuple[str, int, str | None], Finding], revision: str,
+                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst) -> None:
+    """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew."""
+    if not steps:
+        return
+    for r in rules_mod.RULES:
+        if r.scope == "transaction":
+            for hit in cast("list[Hit]", r.fn(steps, ctx)):
+                finding = _tx_finding(r, hit, revision, steps, facts)
+                _keep(findings, finding)
+                # A lock held through a long statement is held at least that long.
+                worst.seen(finding.hold_s, f"{revision} #{finding.statement_index}: {_short(finding.statement)} "
+                           f"(the lock #{finding.taken_at} took on {finding.table} is held through it)",
+                           "held across the transaction")
+    steps.clear()
+
+
+def _tx_finding(r: rules_mod.Rule, hit: Hit, revision: str, steps: Sequence[Step],
+                facts: Mapping[str, TableFacts] | None) -> Finding:
+    """A transaction rule's finding, on the statement ``hit.at`` names, with the lock held across it."""
+    step = next((s for s in steps if s.index == hit.at), steps[-1])
+    lock = hit.lock or step.lock
+    tf = facts.get(hit.table) if facts is not None and hit.table else None
+    return Finding(
+        code=r.code, name=r.name, severity=hit.severity.label, revision=revision, statement=step.sql,
+        message=hit.message, alternative=hit.alternative, table=hit.table, rows=tf.rows if tf else None,
+        size_bytes=tf.size_bytes if tf else None, lock=lock.describe, blocks=lock.blocks, hold_s=step.hold_s,
+        hold=describe_hold(step.hold_s, step.lock.work), statement_index=step.index + 1,
+        taken_at=hit.taken_at + 1 if hit.taken_at is not None else None, taken_by=hit.taken_by)
+
+
+def _summary(plans: Sequence[RevisionPlan], table_locks: Mapping[str, _TableLocks],
              facts: Mapping[str, TableFacts] | None, destructive: list[str], worst: tuple[float, str, str] | None,
              unknown_hold: bool) -> PlanSummary:
     tables, rows_locked, unknown = [], 0, 0
     for name in sorted(table_locks):
-        lock, new = table_locks[name]
+        entry = table_locks[name]
+        lock, new = entry.lock, entry.new
         tf = facts.get(name) if facts is not None else None
         tables.append(TableSummary(table=name, new=new, rows=tf.rows if tf else None,
                                    size_bytes=tf.size_bytes if tf else None, strongest_lock=lock.mode,
-                                   blocks=lock.blocks, rows_source=tf.rows_source if tf else ""))
+                                   blocks=lock.blocks, rows_source=tf.rows_source if tf else "",
+                                   taken_by=tuple(entry.taken_by)))
         if (lock.blocks_reads or lock.blocks_writes) and not new:
             if tf is not None and tf.rows is not None:
                 rows_locked += tf.rows

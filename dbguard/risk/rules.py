@@ -3,7 +3,9 @@
 A statement rule takes ``(op, lock, ctx, facts)``: the parsed operation, the lock it takes
 (:func:`dbguard.risk.lock_modes.lock_for`), the plan context and the live facts of its table (None when
 unknown, e.g. ``plan --offline``), and returns a :class:`Hit` or None. A revision rule takes every
-``(op, lock)`` of one revision's transaction and the context. Codes never change meaning; a retired
+``(op, lock)`` of one revision's transaction and the context. A transaction rule takes the
+:class:`Step` s of one transaction (a revision, or one statement of an autocommit block) and the
+context, and returns a list of hits, each naming its statement (``at``). Codes never change meaning; a retired
 rule keeps its code unused.
 """
 
@@ -13,8 +15,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dbguard.risk.lock_modes import old_type, type_change
-from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, TableFacts
+from dbguard.risk.lock_modes import conflicting_holders, old_type, type_change
+from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, Step, TableFacts, TableLock
 
 S = Severity
 
@@ -23,8 +25,11 @@ S = Severity
 class Rule:
     code: str
     name: str
-    scope: str  # "statement" or "revision"
+    scope: str  # "statement", "revision" or "transaction"
     fn: Callable[..., Hit | None]
+    # A statement rule also judging every other table the statement locks (an FK's referenced table),
+    # called with that table as the op's and its lock.
+    every_table: bool = False
 
     @property
     def summary(self) -> str:
@@ -34,9 +39,10 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(code: str, name: str, scope: str = "statement") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def rule(code: str, name: str, scope: str = "statement",
+         every_table: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        RULES.append(Rule(code, name, scope, fn))
+        RULES.append(Rule(code, name, scope, fn, every_table))
         return fn
 
     return register
@@ -131,11 +137,15 @@ def index_not_concurrent(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts
             "(postgresql_concurrently=True); MySQL/MariaDB: ALGORITHM=INPLACE, LOCK=NONE",
             op.table,
         )
-    if op.kind == "drop_index" and lock.blocks_reads and not op.concurrently and _existing(op, ctx) \
-            and ctx.server.concurrent_index and op.table is None:
-        return Hit(S.LOW, f"drops index {op.index} with ACCESS EXCLUSIVE on its table: brief, but queued "
-                          "behind any long transaction and blocking reads while it waits",
-                   "DROP INDEX CONCURRENTLY inside an autocommit_block", op.table)
+    # DROP INDEX names only the index: the plan finds its table from the CREATE INDEX before it.
+    if op.kind == "drop_index" and lock.blocks_reads and not op.concurrently and ctx.server.concurrent_index \
+            and (op.table is None or _existing(op, ctx)):
+        where = f"{op.table} ({_size(facts)})" if op.table else f"its table (table of index {op.index} unknown)"
+        table_arg = f", table_name={op.table!r}" if op.table else ""
+        return Hit(S.LOW, f"drops index {op.index} with {lock.mode} on {where}: brief, but it queues behind any "
+                          "open transaction on the table, and reads and writes queue behind it while it waits",
+                   f"with op.get_context().autocommit_block(): op.drop_index({op.index!r}{table_arg}, "
+                   "postgresql_concurrently=True)", op.table)
     return None
 
 
@@ -408,9 +418,10 @@ def concurrently_in_transaction(op: Op, lock: LockInfo, ctx: Context, facts: Tab
     return None
 
 
-@rule("DG113", "lock-contention")
+@rule("DG113", "lock-contention", every_table=True)
 def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None) -> Hit | None:
-    """Sessions hold locks on the table right now: the DDL will queue behind them (needs live facts).
+    """Sessions hold locks on the table that conflict with the statement's: it will queue behind them
+    (needs live facts; PostgreSQL's table-lock conflict matrix, MySQL/MariaDB metadata locks).
 
     Anti-pattern: running ``ALTER TABLE orders ...`` while a report keeps a transaction open on
     ``orders``: the ALTER waits, and every query after it waits behind the ALTER.
@@ -418,18 +429,26 @@ def lock_contention(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | No
     Best practice: keep dbguard's lock timeout (it fails fast and retries), end or wait for the
     holders (``dbguard locks --table T``), deploy when they are gone.
     """
-    if facts is None or not facts.lock_holders or not lock.queues:
+    if facts is None or not facts.lock_holders or ctx.is_new(op.table):
         return None
-    if ctx.is_new(op.table):
+    # Only sessions whose locks conflict with the one the statement needs make it wait.
+    holders = conflicting_holders(lock, facts.lock_holders, ctx.server.engine)
+    if not holders:
         return None
-    oldest = max((h.xact_age_s or 0.0) for h in facts.lock_holders)
-    who = ", ".join(f"{h.session_id} ({h.state or '?'})" for h in facts.lock_holders[:5])
+    oldest = max((h.xact_age_s or 0.0) for h in holders)
+    who = ", ".join(f"{h.session_id} ({h.state or '?'}{', ' + h.mode if h.mode else ''}"
+                    f"{', waiting' if not h.granted else ''})" for h in holders[:5])
     sev = S.HIGH if oldest > 60 else S.MEDIUM
+    if not lock.queues:
+        sev = S.LOW  # it waits, but reads and writes do not queue behind it
     timeout = f"dbguard's lock timeout ({ctx.lock_timeout_ms} ms) makes it fail fast and retry" \
         if ctx.lock_timeout_ms else "nothing bounds the wait"
-    return Hit(sev, f"{len(facts.lock_holders)} session(s) hold locks on {op.table} now: {who}; oldest transaction "
-                    f"{oldest:.0f} s; the statement needs {lock.mode} and would queue behind them, and every query "
-                    f"on {op.table} behind it; {timeout}",
+    # Queued behind a waiting request: what conflicts with it (a waiting exclusive metadata lock: all).
+    queued = "query" if lock.blocks_reads or lock.exclusive_briefly else "write" if lock.blocks_writes else ""
+    behind = f", and every {queued} on {op.table} behind it" if queued else ""
+    return Hit(sev, f"{len(holders)} session(s) hold or await locks on {op.table} that conflict with {lock.mode}, "
+                    f"which the statement needs: {who}; oldest transaction {oldest:.0f} s; it would queue behind "
+                    f"them{behind}; {timeout}",
                f"see them with `dbguard locks --table {op.table}`; let them finish, or end them with "
                f"`dbguard locks kill --holding {op.table}`, before deploying", op.table)
 
@@ -452,3 +471,116 @@ def creates_what_exists(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts 
     return Hit(S.CRITICAL, f"creates table {op.table}, which exists already ({_size(facts)}): the statement fails, "
                            "most likely left behind by a failed run",
                "roll back (`dbguard rollback`) or repair by hand and `dbguard resolve`, then run it again", op.table)
+
+
+# A statement that runs at least this long (or for a time that scales with a table of unknown size)
+# makes every lock held before it long.
+LONG_S = 1.0
+# What does not commit on MySQL/MariaDB (DDL and LOCK TABLES commit before they start).
+_DML = ("update", "delete", "insert", "select", "set")
+
+
+def _lengthens(step: Step) -> str | None:
+    """What ``step`` does for long, in words, or None when it is brief."""
+    op, work = step.op, step.lock.work
+    if work == "dml":
+        if op.has_where or op.kind not in ("update", "delete"):
+            return None  # a batch: how many rows it touches is not known, and is meant to be few
+        what = f"{'updates' if op.kind == 'update' else 'deletes'} every row of {op.table}"
+    elif work == "scan":
+        what = f"validates {op.constraint_name or 'a constraint'} by scanning {op.table}" \
+            if op.kind == "validate_constraint" else f"scans {op.table}"
+    elif work == "index":
+        what = f"builds an index on {op.table}"
+    elif work == "rewrite":
+        what = f"rewrites {op.table}"
+    else:
+        return None
+    if step.hold_s is not None and step.hold_s < LONG_S:
+        return None
+    return what
+
+
+def _blocking(tl: TableLock, op: Op) -> tuple[int, str] | None:
+    """What a lock keeps others from doing while it is held: (rank, words), or None for nothing."""
+    if tl.lock.blocks_reads:
+        return 2, "reads and writes"
+    if tl.lock.blocks_writes:
+        return 1, "writes"
+    if op.kind in ("update", "delete") and not op.has_where and tl.table == op.table:
+        return 1, "writes"  # row locks on every row
+    return None
+
+
+def _split(step: Step, ctx: Context) -> str:
+    """The safe form: the long statement in a transaction of its own, as code to paste."""
+    call = f"op.execute({' '.join(step.sql.split())!r})"
+    if not ctx.server.transactional_ddl:
+        return f"commit before it: move {call} to a revision of its own (dbguard runs one transaction per revision)"
+    batches = " and backfill in batches (WHERE id BETWEEN ...)" if step.op.kind in ("update", "delete") else \
+        " with CREATE INDEX CONCURRENTLY" if step.op.kind == "create_index" and not step.op.concurrently else ""
+    return (f"end the transaction before it: move {call} to a revision of its own (dbguard runs one "
+            f"transaction per revision), or run it as `with op.get_context().autocommit_block(): {call}`"
+            f"{batches}")
+
+
+@rule("DG115", "lock-held-across-transaction", scope="transaction")
+def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hit]:
+    """A lock taken early in a transaction is held through a later long statement (until COMMIT).
+
+    Anti-pattern (PostgreSQL keeps every lock to the end of the transaction: the ADD's ACCESS
+    EXCLUSIVE is held while VALIDATE scans the table, and while the UPDATE rewrites every row)::
+
+        op.execute("ALTER TABLE users ADD CONSTRAINT ck_age CHECK (age >= 0) NOT VALID")
+        op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_age")
+        op.add_column("users", sa.Column("plan", sa.Text()))
+        op.execute("UPDATE users SET plan = 'free'")
+
+    Best practice: commit between the brief lock and the long work: a revision of its own, or an
+    autocommit block (MySQL/MariaDB DDL commits by itself: there only row locks of DML are held)::
+
+        op.execute("ALTER TABLE users ADD CONSTRAINT ck_age CHECK (age >= 0) NOT VALID")
+        with op.get_context().autocommit_block():
+            op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_age")
+    """
+    held: dict[str, tuple[int, str, TableLock, Step]] = {}
+    reported: set[tuple[str, int]] = set()
+    hits: list[Hit] = []
+    for step in steps:
+        if not ctx.server.transactional_ddl and step.op.kind not in _DML:
+            held.clear()  # DDL commits before and after itself
+            continue
+        what = _lengthens(step)
+        if what is not None:
+            own = {tl.table: (_blocking(tl, step.op) or (0, ""))[0] for tl in step.tables}
+            for table, (rank, blocks, tl, taker) in held.items():
+                if taker.index == step.index or own.get(table, 0) >= rank or (table, taker.index) in reported:
+                    continue  # its own lock, or one it takes itself anyway: its own rule judges that
+                reported.add((table, taker.index))
+                how_long = "for a time that scales with its size" if step.hold_s is None else \
+                    f"for ~{step.hold_s:.0f} s"
+                rows = not (tl.lock.blocks_reads or tl.lock.blocks_writes)
+                base = S.MEDIUM if rows else S.HIGH
+                lock_text = f"the row locks on every row of {table}" if rows else f"{tl.lock.mode} on {table}"
+                hits.append(Hit(
+                    base,
+                    f"{lock_text}, taken by #{taker.index + 1} ({_short(taker.sql)}), is held to the "
+                    f"end of the transaction: #{step.index + 1} {what} {how_long}, and {blocks} of {table} wait "
+                    "all that time",
+                    _split(step, ctx), table, at=step.index, lock=tl.lock, taken_at=taker.index, taken_by=taker.sql))
+        for tl in step.tables:
+            found = _blocking(tl, step.op)
+            if tl.new or found is None:
+                continue  # nobody else uses a table the plan creates
+            if _held_rank(held.get(tl.table)) < found[0]:
+                held[tl.table] = (found[0], found[1], tl, step)
+    return hits
+
+
+def _held_rank(entry: tuple[int, str, TableLock, Step] | None) -> int:
+    return entry[0] if entry is not None else 0
+
+
+def _short(sql: str, limit: int = 70) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
