@@ -54,7 +54,8 @@ def test_each_command_offers_the_formats_it_prints(tmp_path: Path) -> None:
 
     offered = {path: tuple(option.type.choices) for path, option in _options(cli, "dbguard")
                if option.name == "command_format" and isinstance(option.type, click.Choice)}
-    assert offered["dbguard status"] == ("text", "json")
+    assert offered["dbguard status"] == offered["dbguard fleet status"] == ("text", "json", "prometheus")
+    assert offered["dbguard history"] == ("text", "json")
     assert offered["dbguard drift"] == offered["dbguard plan"] == ("text", "json", "github", "junit")
     assert offered["dbguard fleet upgrade"] == offered["dbguard fleet worker"] == ("text", "json", "jsonl")
     leaves = {path for path, option in _options(cli, "dbguard") if option.name != "command_format"}
