@@ -920,12 +920,14 @@ def _fleet_status_prometheus(report: Any) -> str:
                 {**fleet, "state": name}, int(name == report.state))
     states = (*(s.value for s in TargetState), UNREACHABLE)
     for t in report.targets:
-        _state_samples(out, {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet}, t.state, states)
+        _state_samples(out, {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet},
+                       t.state or UNREACHABLE, states)
     for t in report.targets:
-        if t.duration_ms is not None:
+        seconds = _target_seconds(t)
+        if seconds is not None:
             out.add("dbguard_fleet_target_duration_seconds", "gauge",
                     "Wall time of the target in the fleet's last upgrade.",
-                    {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet}, t.duration_ms / 1000)
+                    {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet}, seconds)
     by_batch: dict[int | None, list[Any]] = {}
     for t in report.targets:
         by_batch.setdefault(t.batch, []).append(t)
@@ -942,6 +944,15 @@ def _fleet_status_prometheus(report: Any) -> str:
                     {**fleet, "batch": str(b.number), "status": name},
                     sum(1 for t in batch_targets if t.status == name))
     return out.text()
+
+
+def _target_seconds(t: Any) -> float | None:
+    """How long a fleet target's run took: as measured, else from the control database's timestamps."""
+    if t.duration_ms is not None:
+        return float(t.duration_ms / 1000)
+    if isinstance(t.started_at, dt.datetime) and isinstance(t.finished_at, dt.datetime):
+        return round((t.finished_at - t.started_at).total_seconds(), 3)
+    return None
 
 
 _METRICS: dict[str, Any] = {"StatusReport": _status_prometheus, "FleetStatusReport": _fleet_status_prometheus}
