@@ -164,12 +164,14 @@ def resolve(
     return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
 
 
-def status(settings: Settings) -> StatusReport:
-    """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
+def status(settings: Settings, *, metrics: bool = False) -> StatusReport:
+    """State, current revisions, the last run and why the breaker is open; never takes the run lock.
+
+    ``metrics`` also reads the last run's steps and the kill audit's counts (``--format prometheus``)."""
     from dbguard.run import status as state_of
 
     settings = _named(settings, "status")
-    return state_of.report(settings)
+    return state_of.report(settings, metrics=metrics)
 
 
 def history(settings: Settings, limit: int = 20) -> HistoryReport:

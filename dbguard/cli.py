@@ -115,7 +115,9 @@ def _emit(state: _State, result: Any) -> None:
     if sql:  # upgrade --sql: the SQL for execution, as Alembic rendered it
         say(sql, nl=False, for_execution=True)
     document = state.fmt in ("json", *output.STREAM_FORMATS)
-    quiet_success = state.verbosity < 0 and not document and int(result.exit_code) == 0
+    # Metrics are for a collector, not a person: -q keeps them, as it keeps a JSON document.
+    machine = document or state.fmt in output.METRICS_FORMATS
+    quiet_success = state.verbosity < 0 and not machine and int(result.exit_code) == 0
     text = "" if quiet_success else output.render(result, state.fmt)
     if text:
         say(text, json_document=document)
@@ -153,7 +155,8 @@ def _confirm_with(token: str | None) -> Any:
 @click.option("--url", default=None, envvar="DBGUARD_URL", help="Database URL; overrides sqlalchemy.url.")
 @click.option("--format", "fmt", type=click.Choice(output.FORMATS), default="text", show_default=True,
               help="text or json for every command; github and junit for drift and plan; jsonl (one JSON event "
-                   "per line) for fleet commands and locks (one snapshot per line).")
+                   "per line) for fleet commands and locks (one snapshot per line); prometheus (metrics in the "
+                   "text exposition format) for status and fleet status.")
 @click.option("-v", "--verbose", count=True,
               help="Tracebacks of unexpected errors and dbguard's debug log on stderr.")
 @click.option("-q", "--quiet", count=True,
@@ -174,6 +177,9 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     if fmt in output.STREAM_FORMATS and ctx.invoked_subcommand not in output.STREAM_COMMANDS:
         raise click.UsageError(f"--format {fmt} streams progress events of fleet commands and snapshots of locks "
                                f"only; {ctx.invoked_subcommand or 'this command'} supports text and json")
+    if fmt in output.METRICS_FORMATS and ctx.invoked_subcommand not in ("status", "fleet"):
+        raise click.UsageError(f"--format {fmt} is for status and fleet status only; "
+                               f"{ctx.invoked_subcommand or 'this command'} supports text and json")
     if ctx.invoked_subcommand == "fleet":
         # Each target's alembic.ini and URL come from the fleet file: a -c or --url typed here would
         # otherwise be silently ignored (set in the environment, they are just not used).
@@ -258,7 +264,7 @@ def status(state: _State) -> None:
     """Exits 3 while the breaker is open (FAILED or UNKNOWN) and 4 while a run holds the run lock."""
     from dbguard import api
 
-    _emit(state, api.status(state.settings()))
+    _emit(state, api.status(state.settings(), metrics=state.fmt in output.METRICS_FORMATS))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -546,13 +552,18 @@ def _control_option(fn: Any) -> Any:
 
 
 @cli.group(context_settings=CONTEXT)
-def fleet() -> None:
+@click.pass_context
+def fleet(ctx: click.Context) -> None:
     """Batched rollouts across a fleet of databases (a TOML fleet file): canary first, each batch
     pre-flighted, run in parallel processes and verified; the first failure stops every later batch.
 
     Exit codes as everywhere: 3 refused (the fleet's breaker is open), 4 busy (another fleet run
     holds the fleet lock), 5 a target failed. --format jsonl streams one JSON event per line.
     """
+    fmt = ctx.obj.fmt
+    if fmt in output.METRICS_FORMATS and ctx.invoked_subcommand != "status":
+        raise click.UsageError(f"--format {fmt} is for status and fleet status only; "
+                               f"fleet {ctx.invoked_subcommand or ''} supports text, json and jsonl")
 
 
 @fleet.command("validate", context_settings=CONTEXT)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         StatusReport,
     )
 
-FORMATS = ("text", "json", "github", "junit", "jsonl")
+FORMATS = ("text", "json", "github", "junit", "jsonl", "prometheus")
 # The CI formats only make sense for checks; other commands refuse them with a usage error.
 CI_FORMATS = ("github", "junit")
 CI_COMMANDS = ("drift", "plan")
@@ -41,7 +41,8 @@ def formats_for(command: str | None, sub: str | None = None) -> tuple[str, ...]:
     subcommand ``sub``."""
     streams = command in STREAM_COMMANDS and (command, sub) not in ONE_REPORT
     extra = CI_FORMATS if command in CI_COMMANDS else STREAM_FORMATS if streams else ()
-    return ("text", "json", *extra)
+    metrics = METRICS_FORMATS if (command, sub) in METRICS_COMMANDS else ()
+    return ("text", "json", *extra, *metrics)
 
 
 def _plain(value: Any) -> Any:
@@ -73,6 +74,9 @@ def render(result: Any, fmt: str = "text") -> str:
     if fmt == "json":
         return to_json(result)
     kind = type(result).__name__
+    if fmt in METRICS_FORMATS:
+        metrics = _METRICS.get(kind)
+        return metrics(result) if metrics else ""
     if fmt in STREAM_FORMATS:
         if kind == "LockSnapshot":
             return render_snapshot_event(result)
@@ -817,3 +821,147 @@ class FleetProgress:
 
 _TEXT.update({"FleetResult": _fleet_text, "FleetStatusReport": _fleet_status_text,
               "FleetValidateReport": _fleet_validate_text, "FleetWorkerResult": _fleet_worker_text})
+
+
+# --- metrics: the Prometheus text exposition format 0.0.4 --------------------------------------------
+# For node_exporter's textfile collector or a pushgateway: dbguard serves nothing itself.
+
+METRICS_FORMATS = ("prometheus",)
+# (command, subcommand) pairs that print metrics; everything else refuses the format.
+METRICS_COMMANDS = (("status", None), ("fleet", "status"))
+# A fleet target dbguard could not read has no state of its own: it is shown as this one.
+UNREACHABLE = "UNREACHABLE"
+
+
+def _label_value(value: str) -> str:
+    # Masked before it is escaped (escaping would hide a secret's quotes from the patterns).
+    return _masked(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample_value(value: float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+class _Exposition:
+    """Metric families in the order first declared, each with its # HELP and # TYPE lines once."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, tuple[str, str, list[str]]] = {}
+
+    def add(self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float) -> None:
+        family = self.families.setdefault(name, (kind, help_text, []))
+        pairs = ",".join(f'{key}="{_label_value(text)}"' for key, text in labels.items())
+        family[2].append(f"{name}{{{pairs}}} {_sample_value(value)}")
+
+    def text(self) -> str:
+        lines = []
+        for name, (kind, help_text, samples) in self.families.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+        return "\n".join(lines)  # said with its closing newline
+
+
+def url_labels(masked_url: str | None) -> tuple[str, str]:
+    """``(target, database)`` of a target known only by its URL: ``host:port/database`` (the file's
+    path for SQLite) and the database name; never a user or a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not masked_url:
+        return "", ""
+    try:
+        url = make_url(masked_url)
+    except ArgumentError:
+        return "", ""
+    database = url.database or ""
+    if not url.host:
+        return database, database
+    where = f"{url.host}:{url.port}" if url.port else url.host
+    return f"{where}/{database}", database
+
+
+def _state_samples(out: _Exposition, labels: dict[str, str], state: str | None, states: tuple[str, ...]) -> None:
+    for name in states:
+        out.add("dbguard_state", "gauge", "The target's state: 1 for the current one, 0 for the others.",
+                {**labels, "state": name}, int(name == state))
+
+
+def _status_prometheus(report: StatusReport) -> str:
+    from dbguard.core.state import TargetState
+
+    target, database = url_labels(report.masked_url)
+    labels = {"target": target, "database": database}
+    out = _Exposition()
+    _state_samples(out, labels, report.state, tuple(s.value for s in TargetState))
+    run = report.last_run
+    if run is not None:
+        if run.started_at is not None and run.finished_at is not None:
+            out.add("dbguard_last_run_duration_seconds", "gauge",
+                    "Wall time of the target's last run that changed or tried to change the schema.", labels,
+                    round((run.finished_at - run.started_at).total_seconds(), 3))
+        if run.finished_at is not None:
+            out.add("dbguard_last_run_finished_timestamp_seconds", "gauge",
+                    "When the last run ended, in seconds since the epoch.", labels,
+                    round(run.finished_at.timestamp(), 3))
+        out.add("dbguard_last_run_steps", "gauge", "Steps of the last run: one per revision it applied or tried.",
+                labels, len(report.last_run_steps))
+        out.add("dbguard_last_run_retries", "gauge",
+                "Step attempts of the last run tried again after a lock wait reached its bound.", labels,
+                sum(max(step.attempts - 1, 0) for step in report.last_run_steps))
+        if run.schema_check is not None:  # the run checked the schema: its carried-over drift is known
+            out.add("dbguard_last_run_drift_differences", "gauge",
+                    "Differences from the reference schema the last run knew of and carried over.", labels,
+                    len(run.known_drift))
+    for outcome, count in report.sessions_ended or ():
+        out.add("dbguard_sessions_ended_total", "counter",
+                "Sessions (terminated) or their statements (cancelled) dbguard ended here, per its kill audit.",
+                {**labels, "outcome": outcome}, count)
+    return out.text()
+
+
+def _fleet_status_prometheus(report: Any) -> str:
+    from dbguard.core.fleet import BatchStatus, TargetStatus
+    from dbguard.core.state import TargetState
+
+    fleet = {"fleet": report.fleet}
+    out = _Exposition()
+    for name in (s.value for s in TargetState):
+        out.add("dbguard_fleet_state", "gauge", "The fleet's state: 1 for the current one, 0 for the others.",
+                {**fleet, "state": name}, int(name == report.state))
+    states = (*(s.value for s in TargetState), UNREACHABLE)
+    for t in report.targets:
+        _state_samples(out, {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet},
+                       t.state or UNREACHABLE, states)
+    for t in report.targets:
+        seconds = _target_seconds(t)
+        if seconds is not None:
+            out.add("dbguard_fleet_target_duration_seconds", "gauge",
+                    "Wall time of the target in the fleet's last upgrade.",
+                    {"target": t.name, "database": url_labels(t.masked_url)[1], **fleet}, seconds)
+    by_batch: dict[int | None, list[Any]] = {}
+    for t in report.targets:
+        by_batch.setdefault(t.batch, []).append(t)
+    for b in report.batches:
+        for name in (s.value for s in BatchStatus):
+            out.add("dbguard_fleet_batch_state", "gauge",
+                    "The state of each batch of the fleet's last upgrade: 1 for the current one, 0 for the others.",
+                    {**fleet, "batch": str(b.number), "status": name}, int(name == b.status))
+    for b in report.batches:
+        batch_targets = by_batch.get(b.number, [])
+        for name in (s.value for s in TargetStatus):
+            out.add("dbguard_fleet_batch_targets", "gauge",
+                    "Targets of each batch of the fleet's last upgrade, by their status in it.",
+                    {**fleet, "batch": str(b.number), "status": name},
+                    sum(1 for t in batch_targets if t.status == name))
+    return out.text()
+
+
+def _target_seconds(t: Any) -> float | None:
+    """How long a fleet target's run took: as measured, else from the control database's timestamps."""
+    if t.duration_ms is not None:
+        return float(t.duration_ms / 1000)
+    if isinstance(t.started_at, dt.datetime) and isinstance(t.finished_at, dt.datetime):
+        return round((t.finished_at - t.started_at).total_seconds(), 3)
+    return None
+
+
+_METRICS: dict[str, Any] = {"StatusReport": _status_prometheus, "FleetStatusReport": _fleet_status_prometheus}

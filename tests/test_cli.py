@@ -54,7 +54,9 @@ def test_each_command_offers_the_formats_it_prints(tmp_path: Path) -> None:
 
     offered = {path: tuple(option.type.choices) for path, option in _options(cli, "dbguard")
                if option.name == "command_format" and isinstance(option.type, click.Choice)}
-    assert offered["dbguard status"] == ("text", "json")
+    assert offered["dbguard status"] == ("text", "json", "prometheus")
+    assert offered["dbguard fleet status"] == ("text", "json", "jsonl", "prometheus")
+    assert offered["dbguard history"] == ("text", "json")
     assert offered["dbguard drift"] == offered["dbguard plan"] == ("text", "json", "github", "junit")
     assert offered["dbguard fleet upgrade"] == offered["dbguard fleet worker"] == ("text", "json", "jsonl")
     leaves = {path for path, option in _options(cli, "dbguard") if option.name != "command_format"}
@@ -110,7 +112,7 @@ def test_snapshot_takes_its_revision_as_an_argument_or_the_old_option(tmp_path: 
 
 _BROKEN_STATUS = """import sys
 from dbguard import api
-def broken(settings):
+def broken(settings, **options):
     raise KeyError("the ledger's shape, password=Hunter2Canary")
 api.status = broken
 from dbguard.cli import main

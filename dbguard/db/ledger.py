@@ -400,6 +400,10 @@ def kills_table(prefix: str, metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
+# The outcomes of an audit row whose session (or its statement) the server confirmed ended.
+ENDED_OUTCOMES = ("terminated", "cancelled")
+
+
 class KillLedger:
     """The audit of ended sessions, on dbguard's own autocommit connection; the table is made on first use."""
 
@@ -439,6 +443,18 @@ class KillLedger:
 
     def exists(self) -> bool:
         return sa.inspect(self.conn).has_table(self.table.name)
+
+    @retried("dbguard's kill audit")
+    def ended_counts(self) -> dict[str, int]:
+        """How many sessions the audit says were ended, by outcome: ``terminated`` (the session is
+        gone) and ``cancelled`` (its statement was); none recorded when the table was never made."""
+        counts = dict.fromkeys(ENDED_OUTCOMES, 0)
+        if not self.exists():
+            return counts
+        t = self.table
+        query = sa.select(t.c.outcome, sa.func.count()).where(t.c.outcome.in_(ENDED_OUTCOMES)).group_by(t.c.outcome)
+        counts.update({str(outcome): int(n) for outcome, n in self.conn.execute(query)})
+        return counts
 
     def may_write(self, is_privilege_error: Callable[[BaseException], bool]) -> bool:
         """Whether this user may insert and update records: both tried in a transaction that is

@@ -70,6 +70,11 @@ class StatusReport:
     findings: tuple[str, ...] = ()
     # Worth knowing, changes nothing: a password too short to be masked in free text.
     notes: tuple[str, ...] = ()
+    # Read for metrics only (status(metrics=True)): the URL with its password masked, the last run's
+    # steps, and the sessions dbguard's kill audit says it ended, by outcome (None: the audit is unreadable).
+    masked_url: str | None = None
+    last_run_steps: tuple[StepRecord, ...] = ()
+    sessions_ended: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

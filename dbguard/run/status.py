@@ -11,8 +11,9 @@ from dbguard.results import StatusReport
 from dbguard.settings import Settings
 
 
-def report(settings: Settings) -> StatusReport:
-    """State, current revisions, the last run and why the breaker is open; never takes the run lock."""
+def report(settings: Settings, metrics: bool = False) -> StatusReport:
+    """State, current revisions, the last run and why the breaker is open; never takes the run lock.
+    ``metrics`` reads what only metrics show as well: the last run's steps, the kill audit's counts."""
     from dbguard.core import breaker
     from dbguard.core.state import TargetState, derive_state
     from dbguard.db.ledger import Ledger, read_version_heads
@@ -30,15 +31,19 @@ def report(settings: Settings) -> StatusReport:
         exists = ledger.exists()
         runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
         has_steps = exists and not (problem and ledger.steps.name in problem)
-        dying_step = next((step.revision for step in reversed(ledger.steps_of([runs[0].id])[runs[0].id])
-                           if step.status == "running"), None) if has_steps and runs and runs[0].status == "running" \
-            else None
+        read_steps = has_steps and runs and (metrics or runs[0].status == "running")
+        last_steps = tuple(ledger.steps_of([runs[0].id])[runs[0].id]) if read_steps else ()
+        dying_step = next((step.revision for step in reversed(last_steps) if step.status == "running"), None) \
+            if runs and runs[0].status == "running" else None
+        ended = _sessions_ended(session, settings.table_prefix) if metrics else None
     last = runs[0] if runs else None
     state = derive_state(last, held_by_other)
+    seen: dict[str, Any] = {"masked_url": target.masked_url, "last_run_steps": last_steps, "sessions_ended": ended} if metrics \
+        else {}
     if problem and state is not TargetState.RUNNING:
         return StatusReport(state=TargetState.FAILED.value, exit_code=ExitCode.REFUSED, revisions=revisions,
                             last_run=last, breaker_reason=f"circuit breaker open: {problem}",
-                            advice=LEDGER_LOSS_ADVICE, ledger_exists=exists)
+                            advice=LEDGER_LOSS_ADVICE, ledger_exists=exists, **seen)
     from dbguard.drift.checks import heads_moved
 
     findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,) if f)
@@ -72,7 +77,22 @@ def report(settings: Settings) -> StatusReport:
         and not findings,
         findings=findings,
         notes=_short_secret_notes(target),
+        **seen,
     )
+
+
+def _sessions_ended(session: Any, prefix: str) -> tuple[tuple[str, int], ...] | None:
+    """The kill audit's counts of ended sessions; None when this user may not read it (a metric left
+    out says less than a wrong zero)."""
+    import sqlalchemy as sa
+
+    from dbguard.db.ledger import KillLedger
+    from dbguard.errors import DbguardError
+
+    try:
+        return tuple(KillLedger(session.conn, prefix).ended_counts().items())
+    except (sa.exc.DBAPIError, DbguardError):
+        return None
 
 
 def _short_secret_notes(target: Any) -> tuple[str, ...]:
