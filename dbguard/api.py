@@ -5,6 +5,7 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,7 +59,7 @@ def upgrade(
     target = load_target(settings)
     if sql:
         return _offline(target, "upgrade", revision)
-    return guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm)
+    return _notified(target, guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm))
 
 
 def downgrade(
@@ -78,7 +79,7 @@ def downgrade(
     target = load_target(settings)
     if sql:
         return _offline(target, "downgrade", revision)
-    return guarded_run(target, Intent.DOWNGRADE, revision, force=force, confirm=confirm)
+    return _notified(target, guarded_run(target, Intent.DOWNGRADE, revision, force=force, confirm=confirm))
 
 
 def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
@@ -122,9 +123,9 @@ def rollback(
     from dbguard.rollback import lane
     from dbguard.target import load_target
 
-    settings = _named(settings, "rollback")
-    return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
-                         install_plugin=install_plugin)
+    target = load_target(_named(settings, "rollback"))
+    return _notified(target, lane.rollback(target, to, kill_blockers=kill_blockers, confirm=confirm,
+                                           install_plugin=install_plugin))
 
 
 def cancel(thread: threading.Thread | None = None) -> int:
@@ -156,8 +157,8 @@ def resolve(
     from dbguard.run import guard
     from dbguard.target import load_target
 
-    settings = _named(settings, "resolve")
-    return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
+    target = load_target(_named(settings, "resolve"))
+    return _notified(target, guard.resolve(target, reason, revision, confirm, accept_schema=accept_schema))
 
 
 def status(settings: Settings) -> StatusReport:
@@ -275,10 +276,17 @@ def locks_kill(
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
-    settings = _named(settings, "locks kill")
-    return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
-                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
-                        holding=holding, filters=filters)
+    target = load_target(_named(settings, "locks kill"), url_is_enough=True)
+    report = lockcmd.kill(target, pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
+                          dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
+                          holding=holding, filters=filters)
+    if report.dry_run or not target.settings.notify_url:
+        return report
+    from dbguard import notify
+    from dbguard.notify import events
+
+    failed = notify.send(target.settings, events.of_kill(report, target.masked_url), target.secrets)
+    return dataclasses.replace(report, warnings=(*report.warnings, *failed)) if failed else report
 
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),
@@ -365,7 +373,28 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
                                      flags=dict(flags or {}),
                                      worker_timeout_s=worker_timeout_s or spec.worker_timeout_s,
                                      partial_rollout=partial_rollout)
-    return rollout.upgrade(spec, options, confirm=confirm, progress=progress, pool=pool)
+    from dbguard.settings import load_settings
+
+    # A fleet has no alembic.ini of its own: its notifications follow the command's own settings
+    # (flags, DBGUARD_NOTIFY_URL, the working directory's files), read before anything runs.
+    own = load_settings({k: v for k, v in (flags or {}).items() if k != "x_args"})
+    failures: list[dict[str, Any]] = []
+
+    def watching(event: dict[str, Any]) -> None:
+        if own.notify_url and event.get("event") == "fleet_failed":
+            failures.append(event)
+        if progress is not None:
+            progress(event)
+
+    result = rollout.upgrade(spec, options, confirm=confirm, progress=watching, pool=pool)
+    if not failures:
+        return result
+    from dbguard import notify
+    from dbguard.notify import events
+
+    bodies = [body for event in failures for body in events.of_fleet(event, revision)]
+    failed = notify.send(own, bodies, spec.secrets)
+    return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 
 def fleet_status(fleet_file: str | Path, *, control_url: str | None = None,
@@ -419,6 +448,18 @@ def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once
     return FleetWorkerResult(worker=worker.worker_name(), claimed=done["claimed"], succeeded=done["succeeded"],
                              failed=done["failed"], refused=done["refused"], duration_ms=done["elapsed_ms"],
                              exit_code=ExitCode.RUN_FAILED if done["failed"] else ExitCode.OK)
+
+
+def _notified(target: Any, result: RunResult) -> RunResult:
+    """The run's events sent to ``notify_url`` once its facts are recorded (the run lock is released
+    by then); one not sent is a warning of the result, never a change of its exit code."""
+    if not target.settings.notify_url:
+        return result
+    from dbguard import notify
+    from dbguard.notify import events
+
+    failed = notify.send(target.settings, events.of_run(result, target.masked_url), target.secrets)
+    return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 
 def _named(settings: Settings, command: str) -> Settings:
