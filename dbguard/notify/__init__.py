@@ -125,8 +125,8 @@ def _post(url: str, payload: bytes, timeout_s: float) -> tuple[int | None, str]:
         return exc.code, f"HTTP {exc.code}"
     except urllib.error.URLError as exc:
         reason = exc.reason
-        return None, f"no answer within {timeout_s:g} s" if isinstance(reason, TimeoutError) else str(reason)
+        return None, f"no answer within {round(timeout_s, 1):g} s" if isinstance(reason, TimeoutError) else str(reason)
     except TimeoutError:
-        return None, f"no answer within {timeout_s:g} s"
+        return None, f"no answer within {round(timeout_s, 1):g} s"
     except (OSError, http.client.HTTPException) as exc:
         return None, f"{type(exc).__name__}: {exc}"
