@@ -235,3 +235,35 @@ def test_locks_kill_on_mariadb_sends_sessions_ended(mysql_url: str, tmp_path: Pa
         assert body["sessions"][0]["outcome"] == "terminated" and body["selection"]
     finally:
         scene.close()
+
+
+def test_a_failed_fleet_batch_sends_fleet_batch_failed(monkeypatch: pytest.MonkeyPatch, endpoint: Endpoint) -> None:
+    """The hook around the rollout (its batches are test_fleet.py's): the ``fleet_failed`` event it
+    streams becomes ``fleet_batch_failed``, with the jsonl event's fields and the fleet's secrets masked."""
+    from types import SimpleNamespace
+
+    from dbguard.fleet import rollout
+    from dbguard.results import FleetResult
+
+    secret = f"Canary{uuid.uuid4().hex[:12]}"
+    monkeypatch.setattr(api, "_fleet", lambda path, control: SimpleNamespace(worker_timeout_s=300, secrets=(secret,)))
+    seen: list[dict[str, Any]] = []
+
+    def fake_upgrade(spec: Any, options: Any, confirm: Any, progress: Any, pool: Any) -> FleetResult:
+        progress({"event": "batch_started", "fleet": "shop", "run_id": 3, "batch": 2})
+        progress({"event": "fleet_failed", "fleet": "shop", "run_id": 3, "at": "2026-01-01T00:00:00+00:00",
+                  "status": "failed", "batch": 2, "error": f"db02: postgresql://app:{secret}@db02/app failed",
+                  "blast_radius": {"failed": ["db02"]}, "rollback_command": "dbguard fleet rollback f.yaml"})
+        return FleetResult(fleet="shop", intent="upgrade", status="failed", exit_code=ExitCode.RUN_FAILED,
+                           message="batch 2 failed", run_id=3)
+
+    monkeypatch.setattr(rollout, "upgrade", fake_upgrade)
+    monkeypatch.setenv("DBGUARD_NOTIFY_URL", endpoint.url)
+    result = api.fleet_upgrade("fleet.yaml", "head", progress=seen.append)
+    assert result.exit_code == ExitCode.RUN_FAILED and not result.warnings
+    assert [e["event"] for e in seen] == ["batch_started", "fleet_failed"]  # the caller's stream is untouched
+    (body,) = endpoint.bodies
+    assert body["event"] == "fleet_batch_failed" and body["fleet"] == "shop" and body["batch"] == 2
+    assert body["run_id"] == 3 and body["status"] == "failed" and body["revisions"] == ["head"]
+    assert body["blast_radius"] == {"failed": ["db02"]} and body["rollback_command"].startswith("dbguard fleet")
+    assert secret not in json.dumps(body) and "***" in body["error"]
