@@ -285,7 +285,7 @@ def locks_kill(
     from dbguard import notify
     from dbguard.notify import events
 
-    failed = notify.send(target.settings, events.of_kill(report, target.masked_url), target.secrets)
+    failed = notify.announce(target.settings, lambda: events.of_kill(report, target.masked_url), target.secrets)
     return dataclasses.replace(report, warnings=(*report.warnings, *failed)) if failed else report
 
 
@@ -392,8 +392,8 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
     from dbguard import notify
     from dbguard.notify import events
 
-    bodies = [body for event in failures for body in events.of_fleet(event, revision)]
-    failed = notify.send(own, bodies, spec.secrets)
+    failed = notify.announce(own, lambda: [body for event in failures for body in events.of_fleet(event, revision)],
+                             spec.secrets)
     return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 
@@ -458,7 +458,7 @@ def _notified(target: Any, result: RunResult) -> RunResult:
     from dbguard import notify
     from dbguard.notify import events
 
-    failed = notify.send(target.settings, events.of_run(result, target.masked_url), target.secrets)
+    failed = notify.announce(target.settings, lambda: events.of_run(result, target.masked_url), target.secrets)
     return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 

@@ -267,3 +267,23 @@ def test_a_failed_fleet_batch_sends_fleet_batch_failed(monkeypatch: pytest.Monke
     assert body["run_id"] == 3 and body["status"] == "failed" and body["revisions"] == ["head"]
     assert body["blast_radius"] == {"failed": ["db02"]} and body["rollback_command"].startswith("dbguard fleet")
     assert secret not in json.dumps(body) and "***" in body["error"]
+
+
+def test_nothing_about_a_notification_raises(tmp_path: Path) -> None:
+    from dbguard import notify
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there: connection refused
+    settings = load_settings({"notify_url": f"http://127.0.0.1:{port}/x", "notify_retries": 0}, environ={}, cwd=tmp_path)
+
+    def broken() -> list[dict[str, Any]]:
+        raise ValueError("a bug, password=Hunter2Secret")
+
+    (bug,) = notify.announce(settings, broken)
+    assert bug.startswith("notifications not sent: ValueError") and "Hunter2Secret" not in bug
+    event = decide.body("run_failed", at="now", version="0", database=None, run_id=1, status="failed", message="m")
+    (refused,) = notify.announce(settings, lambda: [event])
+    assert refused.startswith(f"notification run_failed to http://127.0.0.1:{port} not sent:") and "(1 attempt)" in refused
+    assert notify.announce(settings.replace(notify_url=()), broken) == ()

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dbguard import __version__
@@ -27,6 +27,19 @@ from dbguard.settings import Settings
 # Past its budget a delivery's thread is no longer waited for (it is a daemon: it never holds the
 # process); this margin covers the thread's own start and a reply that is being read.
 _JOIN_MARGIN_S = 0.5
+
+
+def announce(settings: Settings, build: Callable[[], Sequence[Mapping[str, Any]]],
+             secrets: Iterable[str | None] = ()) -> tuple[str, ...]:
+    """``send`` the events ``build`` makes; a bug in making or sending them is one more warning, never
+    an exception out of a command whose outcome is already recorded."""
+    if not settings.notify_url:
+        return ()
+    secrets = list(secrets)
+    try:
+        return send(settings, build(), secrets)
+    except Exception as exc:  # noqa: BLE001 - said as a warning; the run's outcome stands
+        return (Masker(secrets, settings.mask_patterns)(f"notifications not sent: {type(exc).__name__}: {exc}"),)
 
 
 def send(settings: Settings, events: Sequence[Mapping[str, Any]], secrets: Iterable[str | None] = ()) -> tuple[str, ...]:
@@ -44,7 +57,10 @@ def send(settings: Settings, events: Sequence[Mapping[str, Any]], secrets: Itera
     threads = []
     for url in dict.fromkeys(settings.notify_url):
         def deliver(url: str = url) -> None:
-            found = _deliver(url, payloads, settings.notify_timeout_s, settings.notify_retries, budget)
+            try:
+                found = _deliver(url, payloads, settings.notify_timeout_s, settings.notify_retries, budget)
+            except Exception as exc:  # noqa: BLE001 - a thread's exception would be lost (printed, not said)
+                found = [f"notification to {where(url)} not sent: {type(exc).__name__}: {exc}"]
             with lock:
                 failures.extend(found)
 
