@@ -5,6 +5,7 @@ Heavy imports (Alembic, SQLAlchemy) happen inside the functions, so ``dbguard --
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,7 +63,8 @@ def upgrade(
     target = load_target(settings)
     if sql:
         return _offline(target, "upgrade", revision)
-    return guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm, bake_s=bake_s)
+    return _notified(target, guarded_run(target, Intent.UPGRADE, revision, force=force, confirm=confirm,
+                                         bake_s=bake_s))
 
 
 def downgrade(
@@ -82,7 +84,7 @@ def downgrade(
     target = load_target(settings)
     if sql:
         return _offline(target, "downgrade", revision)
-    return guarded_run(target, Intent.DOWNGRADE, revision, force=force, confirm=confirm)
+    return _notified(target, guarded_run(target, Intent.DOWNGRADE, revision, force=force, confirm=confirm))
 
 
 def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
@@ -126,9 +128,9 @@ def rollback(
     from dbguard.rollback import lane
     from dbguard.target import load_target
 
-    settings = _named(settings, "rollback")
-    return lane.rollback(load_target(settings), to, kill_blockers=kill_blockers, confirm=confirm,
-                         install_plugin=install_plugin)
+    target = load_target(_named(settings, "rollback"))
+    return _notified(target, lane.rollback(target, to, kill_blockers=kill_blockers, confirm=confirm,
+                                           install_plugin=install_plugin))
 
 
 def cancel(thread: threading.Thread | None = None) -> int:
@@ -160,8 +162,8 @@ def resolve(
     from dbguard.run import guard
     from dbguard.target import load_target
 
-    settings = _named(settings, "resolve")
-    return guard.resolve(load_target(settings), reason, revision, confirm, accept_schema=accept_schema)
+    target = load_target(_named(settings, "resolve"))
+    return _notified(target, guard.resolve(target, reason, revision, confirm, accept_schema=accept_schema))
 
 
 def status(settings: Settings, *, metrics: bool = False) -> StatusReport:
@@ -281,10 +283,17 @@ def locks_kill(
     from dbguard.locks import killer as lockcmd
     from dbguard.target import load_target
 
-    settings = _named(settings, "locks kill")
-    return lockcmd.kill(load_target(settings, url_is_enough=True), pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
-                        dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
-                        holding=holding, filters=filters)
+    target = load_target(_named(settings, "locks kill"), url_is_enough=True)
+    report = lockcmd.kill(target, pids=pids, blocking=blocking, roots=roots, min_age_s=min_age_s,
+                          dry_run=dry_run, install_plugin=install_plugin, confirm=confirm, reason=reason,
+                          holding=holding, filters=filters)
+    if report.dry_run or not target.settings.notify_url:
+        return report
+    from dbguard import notify
+    from dbguard.notify import events
+
+    failed = notify.announce(target.settings, lambda: events.of_kill(report, target.masked_url), target.secrets)
+    return dataclasses.replace(report, warnings=(*report.warnings, *failed)) if failed else report
 
 
 def drift(settings: Settings, against: str = "models", ignore: tuple[str, ...] = (),
@@ -371,7 +380,28 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
                                      flags=dict(flags or {}),
                                      worker_timeout_s=worker_timeout_s or spec.worker_timeout_s,
                                      partial_rollout=partial_rollout)
-    return rollout.upgrade(spec, options, confirm=confirm, progress=progress, pool=pool)
+    from dbguard.settings import load_settings
+
+    # A fleet has no alembic.ini of its own: its notifications follow the command's own settings
+    # (flags, DBGUARD_NOTIFY_URL, the working directory's files), read before anything runs.
+    own = load_settings({k: v for k, v in (flags or {}).items() if k != "x_args"})
+    failures: list[dict[str, Any]] = []
+
+    def watching(event: dict[str, Any]) -> None:
+        if own.notify_url and event.get("event") == "fleet_failed":
+            failures.append(event)
+        if progress is not None:
+            progress(event)
+
+    result = rollout.upgrade(spec, options, confirm=confirm, progress=watching, pool=pool)
+    if not failures:
+        return result
+    from dbguard import notify
+    from dbguard.notify import events
+
+    failed = notify.announce(own, lambda: [body for event in failures for body in events.of_fleet(event, revision)],
+                             spec.secrets)
+    return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 
 def fleet_status(fleet_file: str | Path, *, control_url: str | None = None,
@@ -425,6 +455,18 @@ def fleet_worker(control_url: str, fleet_file: str | Path | None = None, *, once
     return FleetWorkerResult(worker=worker.worker_name(), claimed=done["claimed"], succeeded=done["succeeded"],
                              failed=done["failed"], refused=done["refused"], duration_ms=done["elapsed_ms"],
                              exit_code=ExitCode.RUN_FAILED if done["failed"] else ExitCode.OK)
+
+
+def _notified(target: Any, result: RunResult) -> RunResult:
+    """The run's events sent to ``notify_url`` once its facts are recorded (the run lock is released
+    by then); one not sent is a warning of the result, never a change of its exit code."""
+    if not target.settings.notify_url:
+        return result
+    from dbguard import notify
+    from dbguard.notify import events
+
+    failed = notify.announce(target.settings, lambda: events.of_run(result, target.masked_url), target.secrets)
+    return dataclasses.replace(result, warnings=(*result.warnings, *failed)) if failed else result
 
 
 def _named(settings: Settings, command: str) -> Settings:

@@ -95,6 +95,14 @@ class Settings:
     probe_timeout_s: float = 5.0
     # A team's own secret patterns (regular expressions), masked in every output besides dbguard's own.
     mask_patterns: tuple[str, ...] = ()
+    # Where events (a failed run, an open breaker, sessions ended ...) are POSTed as JSON: http(s) URLs,
+    # a list in toml, comma-separated in alembic.ini and DBGUARD_NOTIFY_URL; in the body format
+    # notify_format ("json", or "slack" for an incoming webhook). Each POST waits at most
+    # notify_timeout_s and is tried notify_retries more times on no answer or a 5xx.
+    notify_url: tuple[str, ...] = ()
+    notify_format: str = "json"
+    notify_timeout_s: float = 5.0
+    notify_retries: int = 2
     # The application_name dbguard's own PostgreSQL sessions carry (dbguard.core.appname): set by the
     # command, with the run id once the run has one; never read from a file or the environment.
     application: str = "dbguard"
@@ -140,6 +148,10 @@ _FILE_KEYS = {
     "probe_interval_s",
     "probe_failures",
     "probe_timeout_s",
+    "notify_url",
+    "notify_format",
+    "notify_timeout_s",
+    "notify_retries",
 }
 
 
@@ -166,7 +178,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 # Numbers that must be above zero; every other number of the settings may also be zero.
 _POSITIVE = ("lock_timeout_ms", "ledger_lock_timeout_ms", "connect_timeout_s", "frozen_margin_s",
              "heartbeat_interval_s", "watchdog_interval_ms", "zombie_after_s", "probe_interval_s", "probe_failures",
-             "probe_timeout_s")
+             "probe_timeout_s", "notify_timeout_s")
 
 
 def _validate(settings: Settings) -> Settings:
@@ -203,6 +215,15 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"mask_patterns: {pattern!r} matches empty text; make it match the secret only")
     if settings.health_url is not None and not settings.health_url.startswith(("http://", "https://")):
         raise ConfigError("health_url must be an http:// or https:// URL")
+    if settings.notify_format not in ("json", "slack"):
+        raise ConfigError(f"notify_format must be json or slack, got {settings.notify_format!r}")
+    for url in settings.notify_url:
+        if not url.lower().startswith(("http://", "https://")):
+            # Not quoted: a webhook's address is its secret.
+            raise ConfigError("notify_url must be http:// or https:// URLs, and one of them is not")
+    if settings.notify_retries > 5:
+        raise ConfigError(f"notify_retries must be 5 or fewer (a notification never holds a run up), "
+                          f"got {settings.notify_retries}")
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings

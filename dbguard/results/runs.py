@@ -52,6 +52,10 @@ class RunResult:
     # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
     ended_sessions: tuple = ()
     phases: tuple[tuple[str, int], ...] = ()
+    # The target's state the breaker judged before the run (None: it never got that far), and the
+    # drift its pre-flight found (None: none): what notifications are decided on.
+    prior_state: str | None = None
+    drift: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

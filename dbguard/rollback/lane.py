@@ -271,8 +271,9 @@ def rollback(target: Target, to: str | None = None, *, kill_blockers: bool = Tru
             result = guard._busy(runner, Intent.ROLLBACK, to or "")
             return dataclasses.replace(result, message=f"busy: {why}", ended_sessions=tuple(takeover))
         phases.append(("run lock", _ms(started)))
-        return _locked_rollback(runner, to, _Clearing(kill=kill_blockers, install_plugin=install_plugin),
-                                confirm, phases, started, takeover)
+        return guard.annotated(runner, _locked_rollback(
+            runner, to, _Clearing(kill=kill_blockers, install_plugin=install_plugin), confirm, phases, started,
+            takeover))
 
 
 def _ms(since: float) -> int:
@@ -304,6 +305,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     runs = ledger.recent_runs(limit=200, changing_only=True)
     last = runs[0] if runs else None
     state = derive_state(last, lock_held_by_other=False)
+    runner.prior_state = state.value
     decision = breaker.decide(Intent.ROLLBACK, state, last, force=False)
     assert decision.allowed  # the emergency lane is always open
 

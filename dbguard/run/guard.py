@@ -83,6 +83,8 @@ class _Runner:
     script: Any
     # The drift pre-flight's verdict (dbguard.drift.checks.GuardCheck), for the post-flight.
     drift_check: Any = None
+    # The target's state the breaker judged (TargetState value), once it has.
+    prior_state: str | None = None
     # Differences from the reference known before the run: carried over by the end check.
     known_drift: frozenset[str] = frozenset()
     # The pre-flight has just stored the reference of the starting revisions (nothing to verify against).
@@ -394,7 +396,7 @@ def guarded_run(
             _log.debug("the run lock is held by %s", runner.lock.holder())
             return _busy(runner, intent, destination)
         _log.debug("run lock taken; %s to %s", intent.value, destination)
-        result = _locked_run(runner, intent, destination, force, confirm)
+        result = annotated(runner, _locked_run(runner, intent, destination, force, confirm))
         if bake_s > 0 and result.status == RunStatus.SUCCEEDED.value and result.run_id is not None:
             result = _bake(runner, result, bake_s)
         _log.debug("run %s ended %s (exit %d)", result.run_id, result.status, int(result.exit_code))
@@ -457,6 +459,13 @@ def open_runner(target: Target) -> Iterator[_Runner]:
             lock.release()
 
 
+def annotated(runner: _Runner, result: RunResult) -> RunResult:
+    """The result with the state before the run and the drift its pre-flight found."""
+    check = runner.drift_check.preflight if runner.drift_check is not None else None
+    drift = check.drift_line if check is not None else None
+    return dataclasses.replace(result, prior_state=runner.prior_state, drift=drift)
+
+
 def _busy(runner: _Runner, intent: Intent, destination: str) -> RunResult:
     holder = runner.lock.holder()
     detail = f" (session {holder})" if holder else ""
@@ -514,6 +523,7 @@ def _locked_run(
         # Creating the missing tables now would hide the loss: only resolve records it.
         from dbguard.core.integrity import LEDGER_LOSS_ADVICE
 
+        runner.prior_state = TargetState.FAILED.value  # a lost ledger opens the breaker as a failed run does
         return _refused(intent, f"circuit breaker open: {problem}", None, heads, " ".join(final_heads) or "base",
                         advice=LEDGER_LOSS_ADVICE)
     runner.ensure_ledger()
@@ -527,6 +537,7 @@ def _locked_run(
 
     last = runner.ledger.latest_changing_run()
     state = derive_state(last, lock_held_by_other=False)
+    runner.prior_state = state.value
     decision = breaker.decide(intent, state, last, force)
     _log.debug("state %s, last changing run %s: breaker %s%s", state.value, last.id if last else None,
                "allows" if decision.allowed else "refuses", f" ({decision.reason})" if decision.reason else "")
