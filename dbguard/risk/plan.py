@@ -11,7 +11,7 @@ from typing import Protocol, cast
 
 from dbguard.errors import StatementParseError
 from dbguard.risk import rules as rules_mod
-from dbguard.risk.lock_modes import describe_hold, estimate_hold, lock_for, locked_tables
+from dbguard.risk.lock_modes import describe_hold, estimate_hold, lock_for, locked_tables, pg_level
 from dbguard.risk.model import Context, Finding, Hit, LockInfo, Op, ServerInfo, Severity, Step, TableFacts
 from dbguard.risk.parse import parse, split_statements
 
@@ -51,6 +51,9 @@ class RevisionPlan:
     doc: str | None = None
     path: str | None = None
     rendered: bool = True
+    # Per table the revision locks: (table, its strongest lock's mode, whether a statement rewrites it),
+    # what ``plan --observe`` compares with the server's.
+    table_locks: tuple[tuple[str, str, bool], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +246,7 @@ def analyse(
         statements: list[StatementPlan] = []
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
+        rev_tables: dict[str, tuple[LockInfo, bool]] = {}
         # The steps of the transaction open now: a revision's, or one statement of an autocommit block.
         tx_steps: list[Step] = []
 
@@ -276,6 +280,10 @@ def analyse(
                 for tl in locked:
                     entry = table_locks.setdefault(tl.table, _TableLocks(lock=tl.lock))
                     entry.take(tl.lock, tl.new, f"{rev.revision} #{index + 1}")
+                    seen, rewritten = rev_tables.get(tl.table, (tl.lock, False))
+                    stronger = (pg_level(tl.lock.mode) or 0, _rank(tl.lock)) > (pg_level(seen.mode) or 0, _rank(seen))
+                    rev_tables[tl.table] = (tl.lock if stronger else seen,
+                                            rewritten or tl.lock.work == "rewrite")
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
                                      facts=table_facts))
                 if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
@@ -328,7 +336,8 @@ def analyse(
         rev_notes = tuple(rev.notes) + ((f"could not be rendered offline: {rev.error}",) if rev.error else ())
         ordered = sorted(findings.values(), key=lambda f: (f.statement_index or 0, -f.level, f.code))
         plans.append(RevisionPlan(revision=rev.revision, statements=tuple(statements), findings=tuple(ordered),
-                                  notes=rev_notes, doc=doc, path=path, rendered=rev.error is None))
+                                  notes=rev_notes, doc=doc, path=path, rendered=rev.error is None,
+                                  table_locks=tuple((t, lock.mode, rw) for t, (lock, rw) in sorted(rev_tables.items()))))
 
     summary = _summary(plans, table_locks, facts, destructive, worst.worst, worst.unknown)
     return tuple(plans), summary
