@@ -155,6 +155,11 @@ class Dialect(Protocol):
     @property
     def fleet_claims(self) -> bool: ...
 
+    # Whether the server tells which table locks a session holds and which relations a statement
+    # rewrote, for ``plan --observe`` (LockObservation).
+    @property
+    def observes_locks(self) -> bool: ...
+
 
 class FileRunLocks(Dialect, Protocol):
     """The run lock is a lock file beside the database file (SQLite): ``run_lock_kind == "file"``."""
@@ -368,6 +373,26 @@ class FleetClaims(Dialect, Protocol):
     def claim_locks_held(self) -> Statement: ...
 
 
+class LockObservation(Dialect, Protocol):
+    """What a migration's session locks and rewrites, read while it runs (PostgreSQL: pg_locks and
+    relfilenode): ``observes_locks`` is true. Plain SQL without parameters: some of it runs on the
+    migration's own DBAPI cursor, beside SQLAlchemy."""
+
+    # (schema, relation, relkind, relfilenode, the table: itself, or an index's) of user relations.
+    def observed_relations(self) -> Statement: ...
+
+    # The session's own backend id.
+    def backend_id(self) -> Statement: ...
+
+    # (table, relkind, mode, granted) of the relation locks ``backend`` holds or awaits on user
+    # relations this session can see (an index's lock under its table's name).
+    def backend_relation_locks(self, backend: int) -> Statement: ...
+
+    # Statements that make a session hold ``mode`` on schema.table until its transaction ends,
+    # waiting at most ``wait_ms`` for it.
+    def hold_table_lock(self, schema: str, table: str, mode: str, wait_ms: int) -> list[str]: ...
+
+
 # --- the accessors: a dialect as one of its capabilities, checked by the flag shared code branches on.
 # Shared code checks that flag before it asks; an engine without the capability is refused with a
 # ConfigError naming what it lacks, before any statement runs.
@@ -423,6 +448,12 @@ def fleet_claims_of(dialect: Dialect) -> FleetClaims:
     if not dialect.fleet_claims:
         raise _lacks(dialect, "fleet claims (a distributed rollout needs a PostgreSQL control database)")
     return cast(FleetClaims, dialect)
+
+
+def lock_observation_of(dialect: Dialect) -> LockObservation:
+    if not dialect.observes_locks:
+        raise _lacks(dialect, "observation of a migration's locks and rewrites (plan --observe)")
+    return cast(LockObservation, dialect)
 
 
 _MODULES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}

@@ -726,6 +726,8 @@ class MysqlDialect:
     risk_engine = "mysql"
     # A distributed fleet rollout needs a PostgreSQL control database (SKIP LOCKED claims).
     fleet_claims = False
+    # plan --observe reads pg_locks and relfilenode (PostgreSQL).
+    observes_locks = False
 
     def server_facts(self) -> Statement:
         """(version number or NULL, version text, lock slots or NULL)."""

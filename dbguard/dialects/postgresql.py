@@ -10,6 +10,7 @@ from dbguard.dialects import (
     BlockingPidsLockGraph,
     Dialect,
     FleetClaims,
+    LockObservation,
     RiskFacts,
     ScratchServer,
     SessionControl,
@@ -542,6 +543,41 @@ class PostgresqlDialect:
         )
 
 
+    # --- plan --observe: what a migration locks and rewrites, as the server says -------------------
+    observes_locks = True
+    _USER_RELATION = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+                      "AND n.nspname NOT LIKE 'pg\\_temp%'")
+
+    def observed_relations(self) -> Statement:
+        # Read on the migration's own connection: an uncommitted rewrite's new relfilenode is visible
+        # inside its transaction only.
+        return Statement(
+            "SELECT n.nspname, c.relname, c.relkind, c.relfilenode, coalesce(t.relname, c.relname) "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
+            "LEFT JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
+            f"WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I') AND {self._USER_RELATION}")
+
+    def backend_id(self) -> Statement:
+        return Statement("SELECT pg_backend_pid()")
+
+    def backend_relation_locks(self, backend: int) -> Statement:
+        return Statement(
+            "SELECT coalesce(t.relname, c.relname), c.relkind, l.mode, l.granted "
+            "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
+            "LEFT JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
+            f"WHERE l.locktype = 'relation' AND l.pid = {int(backend)} "
+            "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
+            f"AND {self._USER_RELATION}")
+
+    def hold_table_lock(self, schema: str, table: str, mode: str, wait_ms: int) -> list[str]:
+        if mode.upper() not in ("ACCESS EXCLUSIVE", "ROW EXCLUSIVE"):
+            raise ValueError(f"not a lock mode to hold: {mode!r}")
+        return [f"SET LOCAL lock_timeout = {int(wait_ms)}",
+                f"LOCK TABLE {_ident(schema)}.{_ident(table)} IN {mode.upper()} MODE"]
+
     # --- fleet scale-out: workers claim targets on a PostgreSQL control database -------------------
     # Whether this engine can be the control database of a distributed rollout.
     fleet_claims = True
@@ -679,3 +715,4 @@ if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each cap
     _ITS_LOCK_GRAPH: BlockingPidsLockGraph = PostgresqlDialect()
     _ITS_RISK_FACTS: RiskFacts = PostgresqlDialect()
     _ITS_FLEET_CLAIMS: FleetClaims = PostgresqlDialect()
+    _ITS_LOCK_OBSERVATION: LockObservation = PostgresqlDialect()

@@ -80,6 +80,8 @@ class SqliteDialect:
     risk_engine = None
     # A distributed fleet rollout needs a PostgreSQL control database (SKIP LOCKED claims).
     fleet_claims = False
+    # plan --observe reads pg_locks and relfilenode (PostgreSQL).
+    observes_locks = False
 
     def effective_lock_timeout_ms(self, lock_timeout_ms: int) -> int:
         return int(lock_timeout_ms)
