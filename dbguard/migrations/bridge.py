@@ -62,6 +62,9 @@ class StepTracker:
         self._on_finish = on_finish
         # Told the statement the migration is about to run, and None once it returns.
         self.on_statement: Callable[[str | None], None] = lambda statement: None
+        # ``plan --observe`` only (dbguard.db.observe.LockObserver): told each statement of a revision
+        # before and after it runs; None costs a normal run one attribute check a statement.
+        self.observer: Any = None
 
     def wrap(self, fn: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
         def tracked(heads: Any, ctx: Any) -> Iterator[Any]:
@@ -108,10 +111,14 @@ class StepTracker:
 
         def before_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             self.on_statement(statement)
+            if self.observer is not None and self.current is not None:
+                self.observer.before(conn, statement, self.current.revision)
 
         def after_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             self.on_statement(None)
             step = self.current
+            if self.observer is not None and step is not None:
+                self.observer.after(conn, statement, step.revision)
             if step is None or not statement.lstrip().upper().startswith(_DDL_KEYWORDS):
                 return
             autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"

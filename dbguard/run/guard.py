@@ -99,6 +99,8 @@ class _Runner:
     migration_connections: list[Any] = dataclasses.field(default_factory=list)
     # A host's request to stop the run from another thread (dbguard.api.cancel).
     cancellation: Cancellation = dataclasses.field(default_factory=Cancellation)
+    # ``plan --observe``'s run on a scratch database: told every statement (bridge.StepTracker.observer).
+    observer: Any = None
 
     def bounded_named_statements(self) -> list[str]:
         """Bounded lock waits and statements, and the run's name (over one env.py gave it: the
@@ -386,10 +388,13 @@ def guarded_run(
     force: bool = False,
     confirm: Confirm | None = None,
     bake_s: float = 0.0,
+    observer: Any = None,
 ) -> RunResult:
     """Run ``alembic upgrade/downgrade destination`` under the guard; a run that succeeded bakes
-    ``bake_s`` under probes, the run lock still held (see :func:`_bake`)."""
+    ``bake_s`` under probes, the run lock still held (see :func:`_bake`). ``observer``: see
+    :attr:`_Runner.observer` (``plan --observe`` on a scratch database)."""
     with open_runner(target) as runner:
+        runner.observer = observer
         _log.debug("connected to %s as %s (session %s)", runner.session.database, runner.session.db_user,
                    runner.session.session_id)
         if not acquire(runner.lock, target.settings.wait_lock_s, runner.cancellation.check):
@@ -811,6 +816,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
 
     tracker = bridge.StepTracker(on_start=step_started, on_finish=step_finished)
     tracker.on_statement = on_statement
+    tracker.observer = runner.observer
     hooks = bridge.RunHooks(
         tracker=tracker,
         session_statements=runner.migration_session_statements(),
