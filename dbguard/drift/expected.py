@@ -747,43 +747,57 @@ def migrations_document(target: Any, session: Any, heads: tuple[str, ...], shado
                         exclude: tuple[str, ...], announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Replay the migrations up to ``heads`` into a scratch database and read it back as a snapshot
     document. A brownfield chain's baseline (``replay_baseline``) is created there first."""
-    from alembic import command
-
     from dbguard.db import connect as dbconnect
     from dbguard.db.catalog import read_document
-    from dbguard.drift import baseline as baselines
 
-    chosen = baselines.from_settings(target.settings)
     with scratch_database(target, session, shadow_url, announce) as scratch:
-        config = _config_for(target.config, scratch.url)
-        try:
-            after: tuple[str, ...] = ()
-            if chosen is not None:
-                after = baselines.apply(chosen, scratch.url, target.settings)
-                announce(f"created the baseline {chosen.spec}" + (f" (at {' '.join(after)})" if after else ""))
-            with _replay_hooks(config, scratch.url):
-                if after:
-                    command.stamp(config, list(after) if len(after) > 1 else after[0])
-                for head in heads or ():
-                    command.upgrade(config, head)
-        except (DbguardError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the project's migrations: one line, exit 2
-            line = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {dbconnect.first_line(exc)}"
-            if chosen is None and session.dialect.is_missing_table(exc):
-                raise ConfigError(
-                    f"replaying the migrations failed: {line}; the chain looks brownfield (its first revision "
-                    "expects tables it does not create): pass --baseline module:MetaData, a schema-only .sql dump "
-                    "or a snapshot .json (setting replay_baseline), with --baseline-revision REV if it stands "
-                    "for a later revision"
-                ) from None
-            raise ConfigError(f"replaying the migrations failed: {line}") from None
+        replay_into(target, session.dialect, scratch.url, heads, announce)
         engine = dbconnect.create_engine(scratch.url, target.settings.connect_timeout_s, target.settings.application)
         try:
             with dbconnect.connection(engine) as conn:
                 return read_document(conn, for_sqlalchemy_dialect(conn.dialect), exclude)
         finally:
             engine.dispose()
+
+
+def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[str, ...],
+                announce: Callable[[str], None] = lambda line: None) -> None:
+    """Bring the (empty) database at ``url`` to ``heads`` with the project's migrations: the baseline
+    first (``replay_baseline``), then plain ``alembic upgrade`` per head. A failure is one line, exit 2."""
+    from alembic import command
+
+    from dbguard.db import connect as dbconnect
+    from dbguard.drift import baseline as baselines
+
+    chosen = baselines.from_settings(target.settings)
+    config = _config_for(target.config, url)
+    try:
+        after: tuple[str, ...] = ()
+        if chosen is not None:
+            after = baselines.apply(chosen, url, target.settings)
+            announce(f"created the baseline {chosen.spec}" + (f" (at {' '.join(after)})" if after else ""))
+        with _replay_hooks(config, url):
+            if after:
+                command.stamp(config, list(after) if len(after) > 1 else after[0])
+            for head in heads or ():
+                command.upgrade(config, head)
+    except (DbguardError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the project's migrations: one line, exit 2
+        line = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {dbconnect.first_line(exc)}"
+        if chosen is None and dialect.is_missing_table(exc):
+            raise ConfigError(
+                f"replaying the migrations failed: {line}; the chain looks brownfield (its first revision "
+                "expects tables it does not create): pass --baseline module:MetaData, a schema-only .sql dump "
+                "or a snapshot .json (setting replay_baseline), with --baseline-revision REV if it stands "
+                "for a later revision"
+            ) from None
+        raise ConfigError(f"replaying the migrations failed: {line}") from None
+
+
+def config_for(config: Any, url: sa.engine.URL) -> Any:
+    """A copy of the Alembic Config that points env.py at ``url``."""
+    return _config_for(config, url)
 
 
 @contextlib.contextmanager
