@@ -318,19 +318,26 @@ def snapshot(settings: Settings, revision: str = "head", output: str | None = No
 
 
 def plan(settings: Settings, revision: str = "head", *, offline: bool = False, from_revision: str | None = None,
-         fail_on: str | None = None) -> PlanReport:
+         fail_on: str | None = None, observe: bool = False, shadow_url: str | None = None,
+         progress: Callable[[str], None] | None = None) -> PlanReport:
     """The pending revisions' statements, the lock each takes, risk findings and blast radius,
     without running them.
 
     Live by default (reads alembic_version and the tables' rows, size and
     lock holders; takes no lock); ``offline`` with ``from_revision`` needs no database. Exit code 1
-    when a finding reaches ``fail_on`` (default: the ``fail_on`` setting, ``high``)."""
+    when a finding reaches ``fail_on`` (default: the ``fail_on`` setting, ``high``).
+
+    ``observe`` (PostgreSQL): the pending revisions also run, guarded as by ``upgrade``, in a scratch
+    database at the starting revision (``shadow_url``, else a temporary one on the same server,
+    always dropped); the report's ``observed`` sets the locks and rewrites the server saw beside the
+    prediction, and a disagreement is finding DG116. Exit 2 when the scratch database cannot be made."""
     from dbguard.plan import planner
     from dbguard.target import load_target
 
     settings = _named(settings, "plan")
     return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,
-                        fail_on=fail_on)
+                        fail_on=fail_on, observe=observe, shadow_url=shadow_url,
+                        announce=progress or (lambda line: None))
 
 
 # fleets --------------------------------------------------------------------------------------------

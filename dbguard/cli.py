@@ -375,14 +375,22 @@ def snapshot(state: _State, revision: str | None, revision_option: str | None, o
               help="With --offline: the revision the database is at (base for an empty one).")
 @click.option("--fail-on", type=click.Choice(["info", "low", "medium", "high", "critical", "none"]), default=None,
               help="Exit 1 when a finding reaches this severity (default: the fail_on setting, high).")
+@click.option("--observe", is_flag=True,
+              help="PostgreSQL: also run the pending revisions in a scratch database and show the locks and "
+                   "rewrites the server saw beside the prediction (a disagreement is DG116).")
+@click.option("--shadow-url", default=None, metavar="URL", envvar="DBGUARD_SHADOW_URL",
+              help="With --observe: an empty database to observe in (default: a temporary one on the same "
+                   "server, always dropped; needed with --offline).")
 @click.pass_obj
-def plan(state: _State, revision: str, offline: bool, from_revision: str | None, fail_on: str | None) -> None:
+def plan(state: _State, revision: str, offline: bool, from_revision: str | None, fail_on: str | None,
+         observe: bool, shadow_url: str | None) -> None:
     """Up to REVISION (default head). Exits 1 when a finding reaches --fail-on, 2 when it could not
-    plan. Formats: text, json, github, junit."""
+    plan (or --observe could not make its scratch database). Formats: text, json, github, junit."""
     from dbguard import api
 
     _emit(state, api.plan(state.settings(), revision, offline=offline, from_revision=from_revision,
-                          fail_on=fail_on))
+                          fail_on=fail_on, observe=observe, shadow_url=shadow_url if observe else None,
+                          progress=_progress(state) if observe else None))
 
 
 @cli.group(context_settings=CONTEXT, invoke_without_command=True)

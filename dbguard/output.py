@@ -581,11 +581,41 @@ def _plan_text(report: Any) -> str:
     lines = [head]
     lines += [f"note: {n}" for n in report.notes]
     lines += plan_lines(report)
+    if report.observed is not None:
+        lines += _observed_lines(report.observed)
     if report.failing:
         lines.append(f"dbguard: {report.failing} finding(s) at or above {report.fail_on}: exit 1")
     elif report.revisions:
         lines.append(f"dbguard: nothing at or above {report.fail_on}")
     return "\n".join(lines)
+
+
+def _observed_lines(observation: Any) -> list[str]:
+    """``plan --observe``: per revision and table, predicted beside observed lock and rewrite."""
+    if observation.status != "observed":
+        return [f"observed: not observed: {observation.reason}"]
+    where = f" in {observation.where}" if observation.where else ""
+    lines = [f"observed{where} (scratch database, empty: locks and rewrites only):"]
+    if not observation.revisions:
+        lines.append("  no revision is pending")
+    for rev in observation.revisions:
+        if not rev.observed:
+            lines.append(f"  {rev.revision}: not observed: {rev.reason}")
+            continue
+        lines.append(f"  {rev.revision}: observed" + ("" if rev.tables else " (no table locked)"))
+        for t in rev.tables:
+            rewrite = f"rewrite {_yes(t.predicted_rewrite)}/{_yes(t.observed_rewrite)}"
+            verdict = "agrees" if t.agrees else "DISAGREES (DG116)"
+            lines.append(f"    {t.table}: predicted {t.predicted_lock}, observed {t.observed_lock}; {rewrite}: "
+                         f"{verdict}")
+        lines += [f"    note: {n}" for n in rev.notes]
+    if observation.disagreements:
+        lines.append(f"  {observation.disagreements} table(s) where the plan and the server disagree")
+    return lines
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 _GH_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "notice", "info": "notice"}

@@ -54,6 +54,9 @@ class PlanReport:
     notes: tuple[str, ...] = ()
     complete: bool = True
     exit_code: ExitCode = ExitCode.OK
+    # ``plan --observe``: a :class:`dbguard.risk.observed.Observation` (per revision, predicted against
+    # observed lock and rewrite per table, or "not observed" and why); None without --observe.
+    observed: Any = None
 
     @property
     def findings(self) -> tuple[Any, ...]:

@@ -1,0 +1,144 @@
+"""``dbguard plan --observe``: run the pending revisions in a scratch database, through the same
+guarded run as ``upgrade``, and let the server say what each locked and rewrote; then set that beside
+the plan's prediction (PostgreSQL).
+
+The scratch database is built at the starting revision as ``drift --against migrations`` builds it
+(a temporary database on the target's server, always dropped, or ``--shadow-url``). It is empty:
+what a statement does to rows is not seen there, only its locks and rewrites."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from dbguard.errors import ConfigError, DbguardError, ExitCode
+from dbguard.results import PlanReport
+from dbguard.risk import observed as obs
+from dbguard.risk.model import Severity
+
+
+def observe(target: Any, report: PlanReport, destination: str, *, session: Any = None,
+            shadow_url: str | None = None, explicit: bool = True,
+            announce: Callable[[str], None] = lambda line: None) -> PlanReport:
+    """``report`` with what the scratch run observed beside it (PlanReport.observed) and a DG116
+    finding per table where prediction and observation disagree. A scratch database that cannot be
+    made or brought to the starting revision raises ConfigError when ``explicit`` (exit 2), else the
+    report says "not observed" and keeps its exit code."""
+    if not report.revisions:
+        return dataclasses.replace(report, observed=obs.Observation(status="observed", revisions=()))
+    try:
+        run = _run(target, report, destination, session, shadow_url, announce)
+    except DbguardError as exc:
+        # No scratch database (no CREATE DATABASE privilege, a replay that fails, an unreachable
+        # --shadow-url): asked for, that is exit 2; as the upgrade pre-flight's extra, a note.
+        if explicit:
+            raise
+        return _not_observed(report, str(exc))
+    return _with_observation(report, run)
+
+
+def _not_observed(report: PlanReport, reason: str) -> PlanReport:
+    return dataclasses.replace(report, observed=obs.Observation(status="not observed", reason=reason),
+                               notes=(*report.notes, f"not observed: {reason}"))
+
+
+def _run(target: Any, report: PlanReport, destination: str, session: Any, shadow_url: str | None,
+         announce: Callable[[str], None]) -> tuple[obs.Observation, list[tuple[obs.Finding, ...]]]:
+    from dbguard.core.state import Intent
+    from dbguard.db import connect as dbconnect
+    from dbguard.db.observe import LockObserver
+    from dbguard.dialects import for_sqlalchemy_dialect, lock_observation_of
+    from dbguard.drift import expected
+    from dbguard.run.guard import guarded_run
+    from dbguard.target import Target
+
+    if report.engine != "postgresql":
+        raise ConfigError("observing a migration's locks reads pg_locks: PostgreSQL only")
+    if session is None and not shadow_url:
+        raise ConfigError("plan --offline --observe needs --shadow-url URL of an empty database to observe in "
+                          "(offline, dbguard connects to no server of its own)")
+    settings = target.settings
+    with expected.scratch_database(target, session, shadow_url, announce) as scratch:
+        engine = dbconnect.create_engine(scratch.url, settings.connect_timeout_s, settings.application)
+        try:
+            with dbconnect.connection(engine) as conn:
+                dialect = lock_observation_of(for_sqlalchemy_dialect(conn.dialect))
+            expected.replay_into(target, dialect, scratch.url, report.from_revisions, announce)
+            scratch_target = Target(settings=_scratch_settings(settings, scratch.url), url=scratch.url,
+                                    ledger_url=dbconnect.sync_url(scratch.url),
+                                    _config=expected.config_for(target.config, scratch.url))
+            observer = LockObserver(dialect, engine, _classify, obs.level_of)
+            try:
+                result = guarded_run(scratch_target, Intent.UPGRADE, destination, observer=observer)
+            finally:
+                observer.close()
+        finally:
+            engine.dispose()
+        where = scratch.name or dbconnect.masked(scratch.url)
+    failed: dict[str, str] = {}
+    if result.status != "SUCCEEDED":
+        reason = (result.error or result.message or result.status).splitlines()[0][:300]
+        failed[result.failed_step or ""] = reason
+    revisions, findings = [], []
+    for rev in report.revisions:
+        seen, found = _revision(rev, observer.revisions.get(rev.revision), failed, settings.version_table)
+        revisions.append(seen)
+        findings.append(found)
+    return obs.Observation(status="observed", where=where, revisions=tuple(revisions)), findings
+
+
+def _revision(rev: Any, seen: Any, failed: dict[str, str],
+              version_table: str) -> tuple[obs.RevisionObservation, tuple[obs.Finding, ...]]:
+    """One revision's comparison; a revision that failed or never ran in the scratch database is not
+    observed, and its prediction stands: never a disagreement."""
+    if rev.revision in failed:
+        return obs.RevisionObservation(rev.revision, "not observed", reason=f"it failed in the scratch database: "
+                                                                               f"{failed[rev.revision]}"), ()
+    if seen is None:
+        why = (f"the scratch run stopped before it ({next(iter(failed.values()))})" if failed
+               else "no statement of it ran in the scratch database")
+        return obs.RevisionObservation(rev.revision, "not observed", reason=why), ()
+    predicted = {table: (mode, rewrite) for table, mode, rewrite in rev.table_locks}
+    observed = {table: (mode, table in seen.rewritten) for table, mode in seen.locks.items()}
+    observed.update({t: ("none", True) for t in seen.rewritten if t not in observed})
+    tables, findings = obs.compare(rev.revision, predicted, observed, ignore=(version_table,))
+    return obs.RevisionObservation(rev.revision, "observed", tables=tables, notes=tuple(seen.notes)), findings
+
+
+def _with_observation(report: PlanReport, run: tuple[obs.Observation, list[tuple[obs.Finding, ...]]]) -> PlanReport:
+    observation, findings = run
+    plans = [dataclasses.replace(rev, findings=(*rev.findings, *found)) if found else rev
+             for rev, found in zip(report.revisions, findings, strict=True)]
+    disagreements = sum(1 for r in observation.revisions for t in r.tables if not t.agrees)
+    observation = dataclasses.replace(observation, disagreements=disagreements)
+    level = None if report.fail_on == "none" else Severity[report.fail_on.upper()]
+    failing = sum(1 for r in plans for f in r.findings if level is not None and f.level >= level)
+    exit_code = report.exit_code
+    if failing and exit_code == ExitCode.OK:
+        exit_code = ExitCode.FINDINGS
+    return dataclasses.replace(report, revisions=tuple(plans), failing=failing, exit_code=exit_code,
+                               observed=observation)
+
+
+def _scratch_settings(settings: Any, url: Any) -> Any:
+    """The scratch run's settings: no gate (the plan judged already), no drift check, no retry, a
+    lock wait longer than the observer's hold on an autocommit statement, no notification."""
+    from dbguard.db.observe import WATCH_BOUND_S
+
+    return settings.replace(url=url.render_as_string(hide_password=False), fail_on="none", on_drift="ignore",
+                            lock_retries=0, lock_timeout_ms=int(WATCH_BOUND_S * 1000) * 3, wait_lock_s=0.0,
+                            max_blocking_ms=0, notify_url=(), verify_replay=False, expected_schema=None,
+                            health_sql=None, health_url=None)
+
+
+def _classify(sql: str) -> tuple[str | None, str | None, bool]:
+    """(table, index, concurrently) of the statement's first operation that names one."""
+    from dbguard.risk.parse import parse
+
+    with contextlib.suppress(Exception):
+        for op in parse(sql, "postgresql"):
+            if op.table or op.index:
+                return op.table, op.index, op.concurrently
+    return None, None, False
