@@ -335,9 +335,13 @@ def plan(settings: Settings, revision: str = "head", *, offline: bool = False, f
     from dbguard.target import load_target
 
     settings = _named(settings, "plan")
-    return planner.plan(load_target(settings), revision, offline=offline, from_revision=from_revision,
-                        fail_on=fail_on, observe=observe, shadow_url=shadow_url,
-                        announce=progress or (lambda line: None))
+    target = load_target(settings)
+    report = planner.plan(target, revision, offline=offline, from_revision=from_revision, fail_on=fail_on)
+    if not observe:
+        return report
+    from dbguard.plan import observe as observing
+
+    return observing.observe(target, report, revision, shadow_url=shadow_url, announce=progress or (lambda line: None))
 
 
 # fleets --------------------------------------------------------------------------------------------

@@ -23,13 +23,20 @@ def observe(target: Any, report: PlanReport, destination: str, *, session: Any =
             shadow_url: str | None = None, explicit: bool = True,
             announce: Callable[[str], None] = lambda line: None) -> PlanReport:
     """``report`` with what the scratch run observed beside it (PlanReport.observed) and a DG116
-    finding per table where prediction and observation disagree. A scratch database that cannot be
-    made or brought to the starting revision raises ConfigError when ``explicit`` (exit 2), else the
-    report says "not observed" and keeps its exit code."""
+    finding per table where prediction and observation disagree. The scratch database is made
+    through ``session`` (else one opened on the target for a live report; an offline one needs
+    ``shadow_url``). One that cannot be made or brought to the starting revision raises when
+    ``explicit`` (exit 2), else the report says "not observed" and keeps its exit code."""
     if not report.revisions:
         return dataclasses.replace(report, observed=obs.Observation(status="observed", revisions=()))
     try:
-        run = _run(target, report, destination, session, shadow_url, announce)
+        if session is None and report.mode == "live" and not shadow_url:
+            from dbguard.target import open_session
+
+            with open_session(target) as own:
+                run = _run(target, report, destination, own, shadow_url, announce)
+        else:
+            run = _run(target, report, destination, session, shadow_url, announce)
     except DbguardError as exc:
         # No scratch database (no CREATE DATABASE privilege, a replay that fails, an unreachable
         # --shadow-url): asked for, that is exit 2; as the upgrade pre-flight's extra, a note.

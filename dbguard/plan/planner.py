@@ -203,15 +203,11 @@ def _empty(mode: str, server: str, heads: tuple[str, ...], to_revision: str, lev
 
 
 def plan(target: Any, destination: str = "head", *, offline: bool = False, from_revision: str | None = None,
-         fail_on: str | None = None, observe: bool = False, shadow_url: str | None = None,
-         announce: Callable[[str], None] = lambda line: None) -> PlanReport:
+         fail_on: str | None = None) -> PlanReport:
     """``dbguard plan``: live by default (reads alembic_version and the tables' facts; takes no lock),
-    or offline from ``from_revision`` without any database. ``observe``: the pending revisions also
-    run in a scratch database, and what the server locked and rewrote stands beside the prediction
-    (:mod:`dbguard.plan.observe`; offline, in ``shadow_url``)."""
+    or offline from ``from_revision`` without any database (``plan --observe`` adds to its report:
+    :mod:`dbguard.plan.observe`)."""
     from alembic.util import CommandError
-
-    from dbguard.plan import observe as observing
 
     script = target.script()
     if offline:
@@ -223,9 +219,7 @@ def plan(target: Any, destination: str = "head", *, offline: bool = False, from_
         except CommandError as exc:
             raise ConfigError(f"--from {from_revision!r}: {exc}") from None
         heads = tuple(sorted(r.revision for r in resolved if r is not None))
-        report = build_plan(target, script, heads, destination, fail_on=fail_on)
-        return observing.observe(target, report, destination, shadow_url=shadow_url, announce=announce) \
-            if observe else report
+        return build_plan(target, script, heads, destination, fail_on=fail_on)
     if from_revision is not None:
         raise ConfigError("--from goes with --offline: a live plan starts where the database is")
     from dbguard.db.ledger import Ledger, read_version_heads
@@ -237,11 +231,7 @@ def plan(target: Any, destination: str = "head", *, offline: bool = False, from_
         with contextlib.suppress(Exception):
             ledger = Ledger(session.conn, target.settings.table_prefix)
             last = ledger.latest_changing_run() if ledger.exists() else None
-        report = build_plan(target, script, heads, destination, session=session, fail_on=fail_on, last_run=last)
-        if observe:
-            report = observing.observe(target, report, destination, session=session, shadow_url=shadow_url,
-                                       announce=announce)
-        return report
+        return build_plan(target, script, heads, destination, session=session, fail_on=fail_on, last_run=last)
 
 
 def live_leftovers(session: Any, target: Any, script: Any, heads: tuple[str, ...], revision: str) -> list[str]:
