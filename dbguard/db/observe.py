@@ -41,20 +41,30 @@ class RevisionSeen:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Relation:
+    kind: str
+    node: int  # relfilenode
+    table_oid: int
+    table: str  # its own name, or its index's table's
+    schema: str
+    name: str
+
+
 @dataclasses.dataclass
 class _Watch:
     thread: threading.Thread
     blocker: Any
     table: str
-    seen: list[tuple[str, str, str, bool]] = dataclasses.field(default_factory=list)
+    seen: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     found: bool = False
 
 
 class LockObserver:
     """Records per revision the table locks the migration's backend took and the relations it rewrote.
 
-    ``classify(sql)`` gives (table, index, concurrently) of a statement (dbguard.risk.parse), for the
-    blocker to lock; ``level(mode)`` orders lock modes (strongest wins)."""
+    ``classify(sql)`` gives (table, index, concurrently, kind) of a statement (dbguard.risk.parse), for
+    the blocker to lock; ``level(mode)`` orders lock modes (strongest wins)."""
 
     def __init__(self, dialect: LockObservation, engine: sa.engine.Engine, classify: Callable[[str], tuple[Any, ...]],
                  level: Callable[[str], int]) -> None:
@@ -64,18 +74,28 @@ class LockObserver:
         # The scratch database's engine, for the blocker and the watcher (disposed by its owner).
         self._engine = engine
         self._backend: dict[int, int] = {}
-        self._before: dict[tuple[str, str], tuple[str, int]] = {}  # (schema, relation) -> (table, relfilenode)
+        self._before: dict[int, _Relation] = {}  # by oid, read before the statement
+        # Per revision, the name each relation had when the revision first saw it: a table the revision
+        # renames is the plan's old name, and a dropped one is still named.
+        self._names: dict[int, tuple[str, str]] = {}  # oid -> (relkind, table name)
+        self._revision: str | None = None
+        self._truncate = False
         self._watch: _Watch | None = None
 
     # --- called by the tracker's cursor listeners ---------------------------------------------------
 
     def before(self, conn: Any, statement: str, revision: str) -> None:
         seen = self.revisions.setdefault(revision, RevisionSeen(revision))
+        if revision != self._revision:
+            self._revision, self._names = revision, {}
         try:
             self._finish_watch(seen)  # a statement that failed never reached after()
             self._before = self._relations(conn)
+            table, index, concurrently, kind = self._classify(statement)
+            # TRUNCATE gives the table a new, empty relfilenode: no copy of its rows, not a rewrite.
+            self._truncate = kind == "truncate"
             if _autocommit(conn):
-                self._start_watch(conn, statement)
+                self._start_watch(conn, table, index, concurrently)
         except Exception as exc:  # noqa: BLE001 - observing must never fail the migration
             seen.notes.append(f"not read before a statement: {type(exc).__name__}: {_first_line(exc)}")
 
@@ -88,9 +108,11 @@ class LockObserver:
                 # The transaction holds every lock its statements took until it ends: read them now.
                 self._take(seen, _fetch(conn, self.dialect.backend_relation_locks(self._pid(conn))))
             after = self._relations(conn)
-            for key, (table, node) in self._before.items():
-                if key in after and after[key][1] != node and node != 0:
-                    seen.rewritten.add(table)
+            for oid, rel in self._before.items():
+                # A table's rows copied to a new file (an index rebuilt is not the table's rewrite).
+                if (rel.kind in _TABLE_KINDS and oid in after and after[oid].node != rel.node and rel.node != 0
+                        and not self._truncate):
+                    seen.rewritten.add(self._names.get(oid, (rel.kind, rel.table))[1])
         except Exception as exc:  # noqa: BLE001 - observing must never fail the migration
             seen.notes.append(f"not read after a statement: {type(exc).__name__}: {_first_line(exc)}")
 
@@ -107,12 +129,23 @@ class LockObserver:
             self._backend[key] = int(_fetch(conn, self.dialect.backend_id())[0][0])
         return self._backend[key]
 
-    def _relations(self, conn: Any) -> dict[tuple[str, str], tuple[str, int]]:
-        return {(schema, name): (table, int(node or 0))
-                for schema, name, _kind, node, table in _fetch(conn, self.dialect.observed_relations())}
+    def _relations(self, conn: Any) -> dict[int, _Relation]:
+        found = {int(oid): _Relation(str(kind), int(node or 0), int(table_oid), str(table), str(schema), str(name))
+                 for oid, kind, node, table_oid, table, schema, name
+                 in _fetch(conn, self.dialect.observed_relations())}
+        for oid, rel in found.items():
+            self._names.setdefault(oid, (rel.kind, rel.table))
+        return found
 
     def _take(self, seen: RevisionSeen, rows: list[Any]) -> None:
-        for table, kind, mode, _granted in rows:
+        for oid, kind, mode, _granted, current in rows:
+            known = self._names.get(int(oid))
+            if known is not None:
+                kind, table = known
+            elif kind is None:
+                continue  # neither visible now nor seen before: not a relation of this revision's
+            else:
+                table = current
             # An index's own lock is not its table's: CREATE INDEX holds ACCESS EXCLUSIVE on the index it
             # builds while the table has SHARE. The table's lock is on the table itself.
             if kind not in _TABLE_KINDS:
@@ -123,8 +156,7 @@ class LockObserver:
 
     # --- autocommit statements: a blocker makes them wait, a watcher reads their lock meanwhile -----
 
-    def _start_watch(self, conn: Any, statement: str) -> None:
-        table, index, concurrently = self._classify(statement)
+    def _start_watch(self, conn: Any, table: str | None, index: str | None, concurrently: bool) -> None:
         located = self._locate(table, index)
         if located is None:
             return  # a statement on no existing table (CREATE TABLE ...): nothing to make it wait on
@@ -147,12 +179,12 @@ class LockObserver:
         watch.thread.start()
 
     def _locate(self, table: str | None, index: str | None) -> tuple[str, str] | None:
-        by_name = {name: (schema, t) for (schema, name), (t, _node) in self._before.items()}
-        if table and table in by_name and by_name[table][1] == table:
-            return by_name[table][0], table
-        if index and index in by_name:
-            schema, owner = by_name[index]
-            return schema, owner
+        """(schema, table) to hold the blocker's lock on: the statement's table, or its index's."""
+        by_name = {rel.name: rel for rel in self._before.values()}
+        for name in (table, index):
+            rel = by_name.get(name or "")
+            if rel is not None:
+                return rel.schema, rel.table
         return None
 
     def _watcher(self, watch: _Watch, pid: int) -> None:
@@ -164,7 +196,7 @@ class LockObserver:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
                 while time.monotonic() < deadline:
                     rows = [tuple(r) for r in run(conn, self.dialect.backend_relation_locks(pid)).fetchall()]
-                    if any(t == watch.table and kind in _TABLE_KINDS for t, kind, _m, _g in rows):
+                    if any(t == watch.table and kind in _TABLE_KINDS for _oid, kind, _m, _g, t in rows):
                         watch.seen, watch.found = rows, True
                         break
                     time.sleep(_POLL_S)  # polling the server, not waiting for a thread of ours

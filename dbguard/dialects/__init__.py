@@ -378,14 +378,16 @@ class LockObservation(Dialect, Protocol):
     relfilenode): ``observes_locks`` is true. Plain SQL without parameters: some of it runs on the
     migration's own DBAPI cursor, beside SQLAlchemy."""
 
-    # (schema, relation, relkind, relfilenode, the table: itself, or an index's) of user relations.
+    # (oid, relkind, relfilenode, its table's oid, its table's name, schema, name) of user relations
+    # (an index's table; a table's is itself).
     def observed_relations(self) -> Statement: ...
 
     # The session's own backend id.
     def backend_id(self) -> Statement: ...
 
-    # (table, relkind, mode, granted) of the relation locks ``backend`` holds or awaits on user
-    # relations this session can see (an index's lock under its table's name).
+    # (relation oid, relkind, mode, granted, its table's name) of the relation locks ``backend`` holds
+    # or awaits on user relations (an index's under its table's name); kind and name NULL for a
+    # relation this session cannot see (dropped by the statement).
     def backend_relation_locks(self, backend: int) -> Statement: ...
 
     # Statements that make a session hold ``mode`` on schema.table until its transaction ends,

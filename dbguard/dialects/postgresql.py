@@ -552,7 +552,8 @@ class PostgresqlDialect:
         # Read on the migration's own connection: an uncommitted rewrite's new relfilenode is visible
         # inside its transaction only.
         return Statement(
-            "SELECT n.nspname, c.relname, c.relkind, c.relfilenode, coalesce(t.relname, c.relname) "
+            "SELECT c.oid, c.relkind, c.relfilenode, coalesce(x.indrelid, c.oid), coalesce(t.relname, c.relname), "
+            "n.nspname, c.relname "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
             "LEFT JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
@@ -562,15 +563,17 @@ class PostgresqlDialect:
         return Statement("SELECT pg_backend_pid()")
 
     def backend_relation_locks(self, backend: int) -> Statement:
+        # A relation the statement dropped has no pg_class row any more: kept (NULL kind and name), for
+        # the caller to name from what it read before.
         return Statement(
-            "SELECT coalesce(t.relname, c.relname), c.relkind, l.mode, l.granted "
-            "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "SELECT l.relation, c.relkind, l.mode, l.granted, coalesce(t.relname, c.relname) "
+            "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+            "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
             "LEFT JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
             f"WHERE l.locktype = 'relation' AND l.pid = {int(backend)} "
             "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
-            f"AND {self._USER_RELATION}")
+            f"AND (c.oid IS NULL OR {self._USER_RELATION})")
 
     def hold_table_lock(self, schema: str, table: str, mode: str, wait_ms: int) -> list[str]:
         if mode.upper() not in ("ACCESS EXCLUSIVE", "ROW EXCLUSIVE"):

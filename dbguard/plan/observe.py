@@ -140,12 +140,12 @@ def _scratch_settings(settings: Any, url: Any) -> Any:
                             health_sql=None, health_url=None)
 
 
-def _classify(sql: str) -> tuple[str | None, str | None, bool]:
-    """(table, index, concurrently) of the statement's first operation that names one."""
+def _classify(sql: str) -> tuple[str | None, str | None, bool, str]:
+    """(table, index, concurrently, kind) of the statement's first operation that names one."""
     from dbguard.risk.parse import parse
 
     with contextlib.suppress(Exception):
         for op in parse(sql, "postgresql"):
             if op.table or op.index:
-                return op.table, op.index, op.concurrently
-    return None, None, False
+                return op.table, op.index, op.concurrently, op.kind
+    return None, None, False, ""
