@@ -340,8 +340,10 @@ def plan(settings: Settings, revision: str = "head", *, offline: bool = False, f
     if not observe:
         return report
     from dbguard.plan import observe as observing
+    from dbguard.run.guard import guarded_run
 
-    return observing.observe(target, report, revision, shadow_url=shadow_url, announce=progress or (lambda line: None))
+    return observing.observe(target, report, revision, guarded_run, shadow_url=shadow_url,
+                             announce=progress or (lambda line: None))
 
 
 # fleets --------------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class Settings:
     # `dbguard plan` exits 1, and `upgrade` refuses (exit 3) unless forced, when a risk finding
     # reaches this severity: info, low, medium, high, critical, or none.
     fail_on: str = "high"
+    # The upgrade pre-flight also runs `plan --observe` (PostgreSQL): the pending revisions in a scratch
+    # database first; a disagreement (DG116) gates like any finding; no scratch database is a note.
+    plan_observe: bool = False
     # Where a run reaches revisions with no reference schema in the ledger yet: compare with this
     # committed snapshot of them (`dbguard snapshot`; relative to alembic.ini), or with the migrations
     # replayed in a scratch database (needs CREATE DATABASE), instead of storing the live schema unchecked.
@@ -129,6 +132,7 @@ _FILE_KEYS = {
     "heartbeat_interval_s",
     "on_drift",
     "fail_on",
+    "plan_observe",
     "drift_ignore",
     "watchdog_interval_ms",
     "max_blocking_ms",

@@ -170,6 +170,7 @@ def test_no_scratch_database_without_create_database(pg_url: str, pg_server_url:
     """Without CREATE DATABASE an explicit --observe exits 2; asked for as an extra, the plan says
     "not observed" and keeps its exit code."""
     from dbguard.plan import observe, planner
+    from dbguard.run.guard import guarded_run
     from dbguard.settings import Settings
     from dbguard.target import load_target, open_session
 
@@ -189,7 +190,8 @@ def test_no_scratch_database_without_create_database(pg_url: str, pg_server_url:
         target = load_target(Settings(config_path=ini, url=limited))
         report = planner.plan(target)
         with open_session(target) as session:
-            quiet = observe.observe(target, report, "head", session=session, explicit=False)
+            quiet = observe.observe(target, report, "head", guarded_run, session=session,
+                                    explicit=False)
         assert quiet.observed.status == "not observed" and "cannot create a scratch database" in quiet.observed.reason
         assert quiet.exit_code == report.exit_code
     finally:
@@ -197,3 +199,20 @@ def test_no_scratch_database_without_create_database(pg_url: str, pg_server_url:
             conn.exec_driver_sql(f"DROP OWNED BY {role}")
         with connect(pg_server_url) as conn:
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.integration
+def test_upgrade_observes_in_its_pre_flight_with_plan_observe(pg_url: str, tmp_path: Path) -> None:
+    """``plan_observe = true``: a disagreement gates the upgrade like any finding."""
+    ini = make_project(tmp_path, pg_url, [CHAIN[0], CHAIN[6]])  # r6: predicted none, observed SHARE UPDATE EXCLUSIVE
+    assert run_dbguard(ini, None, "upgrade", "b0").returncode == 0
+    (ini.parent / "pyproject.toml").write_text('[tool.dbguard]\nfail_on = "low"\nplan_observe = true\n')
+    refused = run_dbguard(ini, None, "upgrade")
+    assert refused.returncode == 3, describe(refused)
+    assert "DG116" in refused.stdout
+    with connect(pg_url) as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "b0"
+
+    (ini.parent / "pyproject.toml").write_text('[tool.dbguard]\nfail_on = "low"\n')
+    done = run_dbguard(ini, None, "upgrade")
+    assert done.returncode == 0, describe(done)

@@ -19,14 +19,17 @@ from dbguard.risk import observed as obs
 from dbguard.risk.model import Severity
 
 
-def observe(target: Any, report: PlanReport, destination: str, *, session: Any = None,
+def observe(target: Any, report: PlanReport, destination: str, run: Callable[..., Any], *, session: Any = None,
             shadow_url: str | None = None, explicit: bool = True,
             announce: Callable[[str], None] = lambda line: None) -> PlanReport:
     """``report`` with what the scratch run observed beside it (PlanReport.observed) and a DG116
     finding per table where prediction and observation disagree. The scratch database is made
     through ``session`` (else one opened on the target for a live report; an offline one needs
     ``shadow_url``). One that cannot be made or brought to the starting revision raises when
-    ``explicit`` (exit 2), else the report says "not observed" and keeps its exit code."""
+    ``explicit`` (exit 2), else the report says "not observed" and keeps its exit code.
+
+    ``run`` is the guarded run (dbguard.run.guard.guarded_run), handed in: the guard's pre-flight
+    observes too (``plan_observe``), and importing it here would make an import cycle."""
     if not report.revisions:
         return dataclasses.replace(report, observed=obs.Observation(status="observed", revisions=()))
     try:
@@ -34,16 +37,16 @@ def observe(target: Any, report: PlanReport, destination: str, *, session: Any =
             from dbguard.target import open_session
 
             with open_session(target) as own:
-                run = _run(target, report, destination, own, shadow_url, announce)
+                seen = _run(target, report, destination, run, own, shadow_url, announce)
         else:
-            run = _run(target, report, destination, session, shadow_url, announce)
+            seen = _run(target, report, destination, run, session, shadow_url, announce)
     except DbguardError as exc:
         # No scratch database (no CREATE DATABASE privilege, a replay that fails, an unreachable
         # --shadow-url): asked for, that is exit 2; as the upgrade pre-flight's extra, a note.
         if explicit:
             raise
         return _not_observed(report, str(exc))
-    return _with_observation(report, run)
+    return _with_observation(report, seen)
 
 
 def _not_observed(report: PlanReport, reason: str) -> PlanReport:
@@ -51,14 +54,13 @@ def _not_observed(report: PlanReport, reason: str) -> PlanReport:
                                notes=(*report.notes, f"not observed: {reason}"))
 
 
-def _run(target: Any, report: PlanReport, destination: str, session: Any, shadow_url: str | None,
-         announce: Callable[[str], None]) -> tuple[obs.Observation, list[tuple[obs.Finding, ...]]]:
+def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callable[..., Any], session: Any,
+         shadow_url: str | None, announce: Callable[[str], None]) -> tuple[obs.Observation, list[tuple[obs.Finding, ...]]]:
     from dbguard.core.state import Intent
     from dbguard.db import connect as dbconnect
     from dbguard.db.observe import LockObserver
     from dbguard.dialects import for_sqlalchemy_dialect, lock_observation_of
     from dbguard.drift import expected
-    from dbguard.run.guard import guarded_run
     from dbguard.target import Target
 
     if report.engine != "postgresql":

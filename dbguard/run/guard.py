@@ -677,8 +677,15 @@ def _risk_plan(runner: _Runner, intent: Intent, destination: str, heads: tuple[s
     from dbguard.plan import planner
 
     try:
-        return planner.build_plan(runner.target, runner.script, heads, destination, session=runner.session,
-                                  last_run=last), ()
+        report = planner.build_plan(runner.target, runner.script, heads, destination, session=runner.session,
+                                    last_run=last)
+        if runner.settings.plan_observe:
+            from dbguard.plan import observe as observing
+
+            # Asked for by the setting, not on this command line: no scratch database is a note, not exit 2.
+            report = observing.observe(runner.target, report, destination, guarded_run, session=runner.session,
+                                       explicit=False)
+        return report, ()
     except StatementParseError as exc:
         # Unjudged SQL must not pass the gate as if judged safe; with the rules off it only costs the prompt its plan.
         if rules_off:
