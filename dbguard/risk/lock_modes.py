@@ -13,7 +13,8 @@ Pure knowledge from the engines' documentation:
   foreign_key_checks=0, ADD CHECK COPY, secondary indexes INPLACE with LOCK=NONE, first FULLTEXT
   or SPATIAL index LOCK=SHARED, ADD PRIMARY KEY INPLACE with a rebuild.
 - MariaDB (KB, "InnoDB Online DDL Operations with the INSTANT/INPLACE Alter Algorithm"): ADD COLUMN
-  INSTANT from 10.3.2 (any position, and DROP COLUMN, from 10.4), widening VARCHAR INSTANT, other
+  INSTANT from 10.3.2 (any position, and DROP COLUMN, from 10.4), widening VARCHAR INSTANT within its
+  length-byte class (both sides up to 255 bytes, or both over), other
   type changes COPY, foreign keys COPY with foreign_key_checks on.
 """
 
