@@ -126,6 +126,38 @@ def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pyte
     assert "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
 
 
+# live column types and nullability -------------------------------------------------------------------
+
+PEOPLE = ("op.create_table('people', sa.Column('id', sa.Integer, primary_key=True), "
+          "sa.Column('name', sa.String(20)), sa.Column('code', sa.String(20)), sa.Column('email', sa.String(100)))")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_live_column_types_and_nullability_judge_type_changes(kind: str, request: pytest.FixtureRequest,
+                                                              tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    # Neither alter_column names the old type (no existing_type): only the live catalog knows it.
+    # MariaDB utf8mb4: varchar(60) is 240 bytes, still under the 255 of a one-byte length.
+    wider = 500 if kind == "postgresql" else 60
+    changes = (f"op.alter_column('people', 'name', type_=sa.String({wider}))\n"
+               "op.alter_column('people', 'code', type_=sa.String(10))\n"
+               "op.alter_column('people', 'email', nullable=False, existing_type=sa.String(100))")
+    ini = make_project(tmp_path, url, [("r1", PEOPLE), ("r2", changes)])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    with connect(url) as conn:  # made NOT NULL by hand: the history still says nullable
+        conn.exec_driver_sql("ALTER TABLE people ALTER COLUMN email SET NOT NULL" if kind == "postgresql"
+                             else "ALTER TABLE people MODIFY email VARCHAR(100) NOT NULL")
+
+    doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+    found = {(f["code"], f["statement_index"]) for r in doc["revisions"] for f in r["findings"]}
+    assert ("DG108", 2) in found, found  # varchar(20) -> varchar(10)
+    assert not {hit for hit in found if hit[1] in (1, 3)}, found  # widening; NOT NULL already
+    # Offline, the history says email is nullable: SET NOT NULL is judged as a change.
+    offline = json_out(run_dbguard(ini, None, "--format", "json", "plan", "--offline", "--from", "r1"))
+    codes = {(f["code"], f["statement_index"]) for r in offline["revisions"] for f in r["findings"]}
+    assert ("DG104" if kind == "postgresql" else "DG101", 3) in codes, codes
+
+
 # a statement sqlglot cannot parse --------------------------------------------------------------------
 
 # Unbalanced: sqlglot cannot parse it and no fallback pattern reads it. The revision creates a table

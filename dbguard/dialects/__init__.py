@@ -341,6 +341,9 @@ class RiskFacts(Dialect, Protocol):
     # (table, estimated rows, total bytes, data bytes).
     def table_facts(self, tables: list[str]) -> Statement: ...
 
+    # (table, column, type as the catalog spells it, nullable, bytes per character or NULL).
+    def table_columns(self, tables: list[str]) -> Statement: ...
+
     # Where table_facts' row counts come from, and how far to trust them.
     @property
     def rows_source(self) -> str: ...

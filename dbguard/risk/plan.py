@@ -91,6 +91,19 @@ class _State:
     index_tables: dict[str, str] = dataclasses.field(default_factory=dict)
     foreign_keys: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     parents: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    char_bytes: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+
+    def live(self, facts: Mapping[str, TableFacts]) -> None:
+        """The live catalog's columns replace what the history says of a table: it is what the
+        statements will meet (history misses hand changes and types Alembic's SQL leaves out)."""
+        for table, tf in facts.items():
+            if not tf.exists or not tf.columns:
+                continue
+            self.columns[table] = {name: col.type for name, col in tf.columns.items()}
+            self.not_null = {key for key in self.not_null if key[0] != table}
+            self.not_null.update((table, name) for name, col in tf.columns.items() if not col.nullable)
+            self.char_bytes.update(((table, name), col.char_bytes) for name, col in tf.columns.items()
+                                   if col.char_bytes)
 
     def resolve(self, op: Op) -> Op:
         """``op`` with its table filled in where the statement names only an index (DROP INDEX x)."""
@@ -231,6 +244,8 @@ def analyse(
                 continue
             for op in ops:
                 state.apply(state.resolve(op), in_plan=False)
+    if facts is not None:
+        state.live(facts)
     existing_before = frozenset(state.tables)
 
     plans: list[RevisionPlan] = []
@@ -264,7 +279,7 @@ def analyse(
                               existing=existing_before, in_transaction=in_tx, columns=state.columns,
                               not_null_checks=frozenset(state.not_null_checks),
                               not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms,
-                              foreign_keys=state.foreign_keys, parents=state.parents)
+                              foreign_keys=state.foreign_keys, parents=state.parents, char_bytes=state.char_bytes)
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)

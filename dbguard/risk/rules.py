@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dbguard.risk import safe_forms
 from dbguard.risk.lock_modes import conflicting_holders, old_type, type_change
 from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, Step, TableFacts, TableLock
 
@@ -107,8 +108,7 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         f"rewrites {op.table} ({_size(facts)}){alg}: {why}; "
         + ("concurrent writes continue but the rebuild takes I/O and time" if online
            else f"{lock.blocks} are blocked until it is done"),
-        "add a new column and backfill it in batches, then switch over; on MySQL/MariaDB an online "
-        "schema change tool (gh-ost, pt-online-schema-change) copies without blocking writes",
+        safe_forms.rewrite(op, lock, ctx),
         op.table,
     )
 
@@ -133,19 +133,16 @@ def index_not_concurrent(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts
             weigh(S.HIGH, facts),
             f"builds {what} {op.index or ''} on {op.table} ({_size(facts)}) holding {lock.mode}: "
             f"{lock.blocks} wait for the whole build",
-            "PostgreSQL: CREATE INDEX CONCURRENTLY inside op.get_context().autocommit_block() "
-            "(postgresql_concurrently=True); MySQL/MariaDB: ALGORITHM=INPLACE, LOCK=NONE",
+            safe_forms.index(op, lock, ctx),
             op.table,
         )
     # DROP INDEX names only the index: the plan finds its table from the CREATE INDEX before it.
     if op.kind == "drop_index" and lock.blocks_reads and not op.concurrently and ctx.server.concurrent_index \
             and (op.table is None or _existing(op, ctx)):
         where = f"{op.table} ({_size(facts)})" if op.table else f"its table (table of index {op.index} unknown)"
-        table_arg = f", table_name={op.table!r}" if op.table else ""
         return Hit(S.LOW, f"drops index {op.index} with {lock.mode} on {where}: brief, but it queues behind any "
                           "open transaction on the table, and reads and writes queue behind it while it waits",
-                   f"with op.get_context().autocommit_block(): op.drop_index({op.index!r}{table_arg}, "
-                   "postgresql_concurrently=True)", op.table)
+                   safe_forms.index(op, lock, ctx), op.table)
     return None
 
 
@@ -173,7 +170,7 @@ def not_null_without_default(op: Op, lock: LockInfo, ctx: Context, facts: TableF
         sev = weigh(S.MEDIUM, facts)
         what = "fills existing rows with the type's implicit default (0, '', zero date) without a word"
     return Hit(sev, f"adds NOT NULL column {op.table}.{op.column} without a default ({_size(facts)}): {what}",
-               "add it nullable (or with a server_default), backfill, then make it NOT NULL", op.table)
+               safe_forms.not_null(op, lock, ctx), op.table)
 
 
 @rule("DG104", "set-not-null-scan")
@@ -197,8 +194,7 @@ def set_not_null_scan(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | 
         weigh(S.HIGH, facts),
         f"SET NOT NULL on {op.table}.{op.column} ({_size(facts)}) scans the table holding {lock.mode}: "
         f"{lock.blocks} wait; it fails if a NULL is left",
-        "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later step, then SET NOT NULL "
-        "(no scan on PostgreSQL 12+)",
+        safe_forms.not_null(op, lock, ctx),
         op.table,
     )
 
@@ -228,9 +224,7 @@ def constraint_validated_under_lock(op: Op, lock: LockInfo, ctx: Context, facts:
         weigh(S.HIGH, facts),
         f"adds {what} {op.constraint_name or ''} on {op.table} ({_size(facts)}) and checks every row "
         f"holding {lock.mode} on {op.table}{others}: {lock.blocks} wait",
-        "PostgreSQL: ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a separate step (SHARE UPDATE "
-        "EXCLUSIVE, writes continue); MySQL/MariaDB: an online schema change tool, or accept the copy in a "
-        "maintenance window",
+        safe_forms.validate_later(op, lock, ctx),
         op.table,
     )
 
@@ -257,7 +251,7 @@ def unique_under_lock(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | 
         weigh(S.HIGH, facts),
         f"adds {op.constraint.replace('_', ' ')} {op.constraint_name or ''} on {op.table} ({_size(facts)}): "
         f"the index is built holding {lock.mode}, {lock.blocks} wait",
-        "CREATE UNIQUE INDEX CONCURRENTLY in an autocommit_block, then ADD CONSTRAINT ... USING INDEX",
+        safe_forms.unique_using_index(op, lock, ctx),
         op.table,
     )
 
