@@ -158,6 +158,22 @@ def test_live_column_types_and_nullability_judge_type_changes(kind: str, request
     assert ("DG104" if kind == "postgresql" else "DG101", 3) in codes, codes
 
 
+def test_the_live_catalog_names_the_table_of_an_index_the_history_never_made(pg_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, pg_url, [("r1", PEOPLE), ("r2", "op.drop_index('ix_people_legacy')")])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    with connect(pg_url) as conn:  # made by hand (a brownfield index): no revision knows its table
+        conn.exec_driver_sql("CREATE INDEX ix_people_legacy ON people (code)")
+
+    doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+    (dropped,) = [f for r in doc["revisions"] for f in r["findings"] if f["code"] == "DG102"]
+    assert dropped["table"] == "people" and "table of index" not in dropped["message"], dropped
+    assert any(t["table"] == "people" and t["strongest_lock"] == "ACCESS EXCLUSIVE" for t in doc["summary"]["tables"]), \
+        doc["summary"]
+    offline = json_out(run_dbguard(ini, None, "--format", "json", "plan", "--offline", "--from", "r1"))
+    (unplaced,) = [f for r in offline["revisions"] for f in r["findings"] if f["code"] == "DG102"]
+    assert "table of index ix_people_legacy unknown" in unplaced["message"], unplaced
+
+
 # a statement sqlglot cannot parse --------------------------------------------------------------------
 
 # Unbalanced: sqlglot cannot parse it and no fallback pattern reads it. The revision creates a table

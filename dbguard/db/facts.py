@@ -72,6 +72,18 @@ def table_facts(conn: Any, dialect: RiskFacts, tables: Iterable[str]) -> tuple[d
     return facts, notes
 
 
+def index_tables(conn: Any, dialect: RiskFacts, indexes: Iterable[str]) -> dict[str, str]:
+    """The table of each named index in the live catalog (an index no table or several tables hold
+    is left out: its table stays unknown)."""
+    names = sorted({i for i in indexes if i})
+    if not names:
+        return {}
+    found: dict[str, set[str]] = {}
+    for index, table in run(conn, dialect.index_tables(names)).all():
+        found.setdefault(str(index).lower(), set()).add(str(table).lower())
+    return {index: next(iter(tables)) for index, tables in found.items() if len(tables) == 1}
+
+
 def _lock_holders(conn: Any, dialect: RiskFacts, names: list[str], notes: list[str]) -> dict[str, list[LockHolder]]:
     out: dict[str, list[LockHolder]] = {}
     for source in dialect.lock_holder_sources():

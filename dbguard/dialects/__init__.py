@@ -344,6 +344,9 @@ class RiskFacts(Dialect, Protocol):
     # (table, column, type as the catalog spells it, nullable, bytes per character or NULL).
     def table_columns(self, tables: list[str]) -> Statement: ...
 
+    # (index, table) of the named indexes in the current schema: the table a DROP INDEX locks.
+    def index_tables(self, indexes: list[str]) -> Statement: ...
+
     # Where table_facts' row counts come from, and how far to trust them.
     @property
     def rows_source(self) -> str: ...

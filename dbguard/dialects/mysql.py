@@ -759,6 +759,16 @@ class MysqlDialect:
             names,
         )
 
+    def index_tables(self, indexes: list[str]) -> Statement:
+        """(index, table) of indexes in the current database (DROP INDEX names its table here; an
+        index name is unique per table only, so one name may answer for several)."""
+        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        return Statement(
+            "SELECT DISTINCT INDEX_NAME, TABLE_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND INDEX_NAME IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
     @property
     def rows_source(self) -> str:
         return "information_schema.TABLES (InnoDB estimate)" if self.mariadb else \

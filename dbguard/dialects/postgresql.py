@@ -528,6 +528,17 @@ class PostgresqlDialect:
             names,
         )
 
+    def index_tables(self, indexes: list[str]) -> Statement:
+        """(index, table) of indexes in the current schema, as DROP INDEX resolves an unqualified name."""
+        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        return Statement(
+            "SELECT i.relname, t.relname FROM pg_catalog.pg_index x "
+            "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname = current_schema() "
+            f"AND i.relname IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
     rows_source = "pg_class.reltuples (estimate; -1 before ANALYZE)"
 
     def lock_holder_sources(self) -> tuple[str, ...]:

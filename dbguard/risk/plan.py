@@ -188,10 +188,12 @@ def statements_of(raw: Iterable[str], version_table: str = "alembic_version") ->
 
 
 def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
-                   history: Sequence[RevisionSql] = ()) -> set[str]:
+                   history: Sequence[RevisionSql] = (), index_tables: Mapping[str, str] | None = None) -> set[str]:
     """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
-    those ``history`` tells (an index's table, a dropped table's parents)."""
+    those ``history`` (or the live catalog's ``index_tables``) tells (an index's table, a dropped
+    table's parents)."""
     state = _State()
+    state.index_tables.update(index_tables or {})
     for rev in history:
         for statement in statements_of(rev.statements, version_table):
             with contextlib.suppress(StatementParseError):
@@ -211,6 +213,28 @@ def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: s
     return tables
 
 
+def indexes_without_table(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
+                          history: Sequence[RevisionSql] = ()) -> set[str]:
+    """Indexes a pending statement drops whose table neither the statement, ``history`` nor the plan
+    names (PostgreSQL's DROP INDEX names the index alone): for the live catalog to tell."""
+    state = _State()
+    for rev in history:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    state.apply(state.resolve(op), in_plan=False)
+    unknown: set[str] = set()
+    for rev in pending:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    op = state.resolve(op)
+                    if op.kind == "drop_index" and op.table is None and op.index:
+                        unknown.add(op.index)
+                    state.apply(op, in_plan=True)
+    return unknown
+
+
 def _parse_pending(sql: str, engine: str, revision: str) -> list[Op]:
     """A pending statement's operations; one sqlglot cannot read stops the plan, naming its revision."""
     try:
@@ -228,11 +252,14 @@ def analyse(
     lock_timeout_ms: int | None = None,
     version_table: str = "alembic_version",
     docs: Mapping[str, tuple[str | None, str | None]] | None = None,
+    index_tables: Mapping[str, str] | None = None,
 ) -> tuple[tuple[RevisionPlan, ...], PlanSummary]:
     """Plans of the ``pending`` revisions, judged after ``history`` (the revisions already applied,
-    whose tables count as existing), with live ``facts`` per table when known."""
+    whose tables count as existing), with live ``facts`` per table when known and the live catalog's
+    ``index_tables`` (index -> table) for indexes the history does not place."""
     engine = server.engine
     state = _State()
+    state.index_tables.update(index_tables or {})
     for rev in history:
         for statement in statements_of(rev.statements, version_table):
             try:
