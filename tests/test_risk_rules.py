@@ -314,3 +314,26 @@ def test_text_output_indents_the_code_under_the_finding() -> None:
     start = lines.index("      instead:")
     assert lines[start + 1] == "          with op.get_context().autocommit_block():"
     assert lines[start + 2].startswith("              op.create_index('ix_orders_status'")
+
+
+def test_a_view_locks_the_tables_its_query_reads_and_a_refresh_those_it_was_built_from() -> None:
+    """Verified on PostgreSQL 15: CREATE [MATERIALIZED] VIEW and REFRESH take ACCESS SHARE on each table
+    the query reads; the summary lists them, and a new view as new."""
+    from dbguard.risk.model import ServerInfo
+    from dbguard.risk.plan import analyse, tables_touched
+
+    class Rev:
+        def __init__(self, revision: str, statements: list[str]) -> None:
+            self.revision, self.statements, self.notes, self.error = revision, statements, (), None
+
+    history = [Rev("h", ["CREATE TABLE orders (id int PRIMARY KEY)", "CREATE TABLE users (id int PRIMARY KEY)",
+                         "CREATE MATERIALIZED VIEW order_ids AS SELECT id FROM orders"])]
+    pending = [Rev("p", ["CREATE VIEW pairs AS SELECT o.id FROM orders o JOIN users u ON u.id = o.id",
+                         "REFRESH MATERIALIZED VIEW order_ids"])]
+    server = ServerInfo(engine="postgresql", flavor="postgresql", version=(15, 0), version_text="15")
+    _, summary = analyse(pending, server, history=history)
+    by_table = {t.table: t for t in summary.tables}
+    assert by_table["users"].strongest_lock == "ACCESS SHARE" and by_table["users"].taken_by == ("p #1",)
+    assert by_table["pairs"].new and not by_table["order_ids"].new
+    assert by_table["order_ids"].strongest_lock == "ACCESS EXCLUSIVE"
+    assert {"orders", "users", "pairs", "order_ids"} <= tables_touched(pending, "postgresql", history=history)

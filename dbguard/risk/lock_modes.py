@@ -185,10 +185,23 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
                         blocks_writes=mode in (_SHARE, _SRE, "EXCLUSIVE", _AE), work="instant")
     if kind == "rewrite_table":
         return _ae("rewrite")
+    if kind == "create_view":
+        # The view itself: ACCESS EXCLUSIVE (a new one blocks nobody; OR REPLACE blocks its readers);
+        # a populated materialized view is written while its query reads every row of its tables.
+        return _ae("rewrite" if op.value == "materialized" else "instant")
+    if kind == "refresh_view":
+        # CONCURRENTLY: EXCLUSIVE, readers go on; otherwise ACCESS EXCLUSIVE while it is rebuilt.
+        return LockInfo(mode="EXCLUSIVE", blocks_reads=False, blocks_writes=True, work="rewrite") \
+            if op.concurrently else _ae("rewrite")
     return NO_LOCK
 
 
 _MDL = "metadata lock"
+# Verified on PostgreSQL 15 (pg_locks inside the transaction): CREATE [MATERIALIZED] VIEW and REFRESH
+# take ACCESS SHARE on every table the query reads (a materialized one for as long as it reads them);
+# ALTER SEQUENCE and setval lock the sequence alone, never the table that owns it.
+_READS_ROWS = LockInfo(mode="ACCESS SHARE", blocks_reads=False, blocks_writes=False, work="scan")
+_READS_DEFINITION = LockInfo(mode="ACCESS SHARE", blocks_reads=False, blocks_writes=False, work="instant")
 _NEW_TABLE = LockInfo(mode=_AE, blocks_reads=True, blocks_writes=True, work="instant")
 
 
@@ -198,10 +211,15 @@ def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]
     EXCLUSIVE on the referenced table, VALIDATE of a foreign key ROW SHARE; DROP TABLE of a
     referencing table takes ACCESS EXCLUSIVE on the parent to drop its triggers)."""
     out: list[TableLock] = []
+    if op.kind in ("create_view", "refresh_view") and ctx.server.engine != "postgresql":
+        return ()
     if op.kind == "create_table" and op.table:
         out.append(TableLock(op.table, _NEW_TABLE if ctx.server.engine == "postgresql"
                              else LockInfo(mode=f"{_MDL} (exclusive)", blocks_reads=True, blocks_writes=True),
                              new=True))
+    elif op.kind == "create_view" and op.table:
+        # A view nobody has yet (OR REPLACE of one the history or the catalog knows keeps its readers).
+        out.append(TableLock(op.table, lock, ctx.is_new(op.table) or op.table not in ctx.existing))
     elif op.table and lock.work != "none":
         out.append(TableLock(op.table, lock, ctx.is_new(op.table)))
     if ctx.server.engine != "postgresql":
@@ -216,6 +234,11 @@ def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]
                    LockInfo(mode="ROW SHARE", blocks_reads=False, blocks_writes=False, work="scan"))]
     elif op.kind == "drop_table" and op.table:
         others = [(t, _ae()) for t in sorted(ctx.parents.get(op.table, ()))]
+    elif op.kind == "create_view":
+        reads = _READS_ROWS if op.value == "materialized" else _READS_DEFINITION
+        others = [(t, reads) for t in op.references]
+    elif op.kind == "refresh_view" and op.table:
+        others = [(t, _READS_ROWS) for t in ctx.view_sources.get(op.table, ())]
     out += [TableLock(t, info, ctx.is_new(t)) for t, info in others if t != op.table]
     return tuple(out)
 

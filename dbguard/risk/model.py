@@ -282,6 +282,8 @@ class Context:
     foreign_keys: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     # The tables each table references through its foreign keys: {table: {referenced, ...}}.
     parents: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    # The tables each view's query reads: {view: {table, ...}} (REFRESH reads them all).
+    view_sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def is_new(self, table: str | None) -> bool:
         return table is not None and table in self.created_in_plan

@@ -92,6 +92,7 @@ class _State:
     foreign_keys: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     parents: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     char_bytes: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    view_sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def live(self, facts: Mapping[str, TableFacts]) -> None:
         """The live catalog's columns replace what the history says of a table: it is what the
@@ -140,6 +141,12 @@ class _State:
                     self.index_tables[index] = op.new_name
         elif op.kind == "create_index" and t and op.index:
             self.index_tables[op.index] = t
+        elif op.kind == "create_view" and t:
+            self.view_sources[t] = op.references
+            if t not in self.tables:  # a new view: nobody reads it yet (OR REPLACE keeps an old one's readers)
+                self.tables.add(t)
+                if in_plan:
+                    self.created.add(t)
         elif op.kind == "drop_index" and op.index:
             self.index_tables.pop(op.index, None)
         elif op.kind == "add_constraint" and op.constraint == "foreign_key" and t and op.ref_table:
@@ -205,6 +212,8 @@ def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: s
             for op in _parse_pending(statement, engine, rev.revision):
                 op = state.resolve(op)
                 tables.update(t for t in (op.table, op.ref_table, *op.references) if t)
+                if op.kind == "refresh_view" and op.table:
+                    tables.update(state.view_sources.get(op.table, ()))
                 if op.kind == "drop_table" and op.table:
                     tables.update(state.parents.get(op.table, ()))
                 if op.kind == "validate_constraint" and (op.constraint_name or "") in state.foreign_keys:
@@ -306,7 +315,8 @@ def analyse(
                               existing=existing_before, in_transaction=in_tx, columns=state.columns,
                               not_null_checks=frozenset(state.not_null_checks),
                               not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms,
-                              foreign_keys=state.foreign_keys, parents=state.parents, char_bytes=state.char_bytes)
+                              foreign_keys=state.foreign_keys, parents=state.parents, char_bytes=state.char_bytes,
+                              view_sources=state.view_sources)
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)

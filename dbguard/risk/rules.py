@@ -97,6 +97,10 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         return None
     if op.kind == "add_constraint" and op.constraint in ("foreign_key", "check"):
         return None  # DG105 says it, with the better alternative
+    if op.kind == "refresh_view":
+        return _refresh_blocks_readers(op, lock, facts)
+    if op.kind == "create_view":
+        return None  # writes a view of its own; what its query reads for that long is DG115's
     online = not lock.blocks_writes
     why = {"add_column": "the new column's value is computed for every row",
            "alter_type": "the column's type changes", "rewrite_table": "the statement rebuilds the table",
@@ -111,6 +115,19 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         safe_forms.rewrite(op, lock, ctx),
         op.table,
     )
+
+
+def _refresh_blocks_readers(op: Op, lock: LockInfo, facts: TableFacts | None) -> Hit | None:
+    """REFRESH MATERIALIZED VIEW rebuilds the view under ACCESS EXCLUSIVE: every reader waits for the
+    whole rebuild. CONCURRENTLY (which needs a unique index on the view) lets them read the old rows."""
+    if not lock.blocks_reads:
+        return None
+    return Hit(weigh(S.HIGH, facts),
+               f"rebuilds the materialized view {op.table} ({_size(facts)}) under ACCESS EXCLUSIVE: its readers "
+               "wait until the rebuild is done",
+               "with op.get_context().autocommit_block():\n"
+               f"    op.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY {op.table}')  # needs a unique index on it",
+               op.table)
 
 
 @rule("DG102", "index-not-concurrent")
