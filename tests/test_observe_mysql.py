@@ -1,0 +1,192 @@
+"""Observing what MariaDB decides for a migration statement on a copy of its table: the rewriting and
+the engine SQL without a server, then the observations on a real MariaDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from dbguard.db.connect import connection
+from dbguard.dialects.mysql import CopyProbe, MysqlDialect, copy_probe, masked, probe_statement
+from dbguard.plan.observe_mysql import COPY_PREFIX, MysqlObservation, observe
+
+# --- the rewriting, no server ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("statement", "table", "operations"), [
+    ("ALTER TABLE t ADD COLUMN c INT", "t", "ADD COLUMN c INT"),
+    ("alter table `we``ird.t` add column c int;", "we`ird.t", "add column c int"),
+    ("ALTER TABLE shop.t DROP INDEX ix", "shop.t", "DROP INDEX ix"),
+    ("  ALTER TABLE `shop` . `t`\n  MODIFY a BIGINT ;  ", "shop.t", "MODIFY a BIGINT"),
+    ("ALTER TABLE t RENAME COLUMN a TO b", "t", "RENAME COLUMN a TO b"),
+])
+def test_alter_table_name_and_operations(statement, table, operations):
+    assert copy_probe(statement) == CopyProbe("alter", table, operations)
+
+
+def test_a_quoted_name_keeps_its_dots():
+    assert copy_probe("ALTER TABLE `a.b` FORCE").name == ("a.b",)
+    assert copy_probe("ALTER TABLE `db` . `t` FORCE").name == ("db", "t")
+
+
+def test_only_the_table_name_after_alter_table_is_replaced():
+    probe = copy_probe("ALTER TABLE `t` ADD COLUMN t INT COMMENT 't'")
+    assert probe_statement("cp", probe.operations or "", "ALGORITHM=INSTANT") == \
+        "ALTER TABLE `cp` ADD COLUMN t INT COMMENT 't', ALGORITHM=INSTANT"
+    assert probe_statement("cp", "ADD INDEX ix (a);", "ALGORITHM=INPLACE, LOCK=NONE") == \
+        "ALTER TABLE `cp` ADD INDEX ix (a), ALGORITHM=INPLACE, LOCK=NONE"
+    assert probe_statement("c`p", "FORCE", None) == "ALTER TABLE `c``p` FORCE"
+
+
+def test_algorithm_and_lock_named_by_the_statement_are_read_not_added():
+    probe = copy_probe("ALTER TABLE t ADD COLUMN c INT, ALGORITHM = inplace, LOCK=SHARED")
+    assert (probe.algorithm, probe.lock) == ("inplace", "shared")
+    # A column called algorithm is not a clause; nor is a string.
+    assert copy_probe("ALTER TABLE t ADD COLUMN algorithm INT DEFAULT 'ALGORITHM=COPY'").algorithm is None
+
+
+def test_create_and_drop_index_become_alter_table_operations():
+    assert copy_probe("CREATE UNIQUE INDEX ix_a ON shop.`t` (a, b(10)) COMMENT 'x'") == \
+        CopyProbe("alter", "shop.t", "ADD UNIQUE INDEX ix_a (a, b(10)) COMMENT 'x'")
+    assert copy_probe("CREATE INDEX ix USING BTREE ON t (a) ALGORITHM=INPLACE LOCK=NONE") == \
+        CopyProbe("alter", "t", "ADD INDEX ix USING BTREE (a), ALGORITHM=INPLACE, LOCK=NONE", "inplace", "none")
+    assert copy_probe("DROP INDEX `ix` ON t") == CopyProbe("alter", "t", "DROP INDEX `ix`")
+    assert copy_probe("DROP INDEX ix ON t LOCK=EXCLUSIVE") == \
+        CopyProbe("alter", "t", "DROP INDEX ix, LOCK=EXCLUSIVE", None, "exclusive")
+
+
+@pytest.mark.parametrize(("statement", "why"), [
+    ("ALTER TABLE c ADD CONSTRAINT fk FOREIGN KEY (p) REFERENCES p (id)", "foreign keys are not copied"),
+    ("ALTER TABLE c DROP FOREIGN KEY fk", "foreign keys are not copied"),
+    ("ALTER TABLE t RENAME TO u", "renames the table"),
+    ("ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE u", "reaches beyond the table"),
+    ("ALTER TABLE t ADD COLUMN c INT /*! , ALGORITHM=COPY */", "holds a comment"),
+    ("ALTER TABLE t ADD COLUMN c INT -- note", "holds a comment"),
+    ("ALTER TABLE t ADD COLUMN c INT; DROP TABLE t", "holds more than one statement"),
+    ("ALTER TABLE IF EXISTS t ADD COLUMN c INT", "not a statement this observer knows"),
+    ("ALTER ONLINE TABLE t ADD COLUMN c INT", "not a statement this observer knows"),
+    ("GRANT ALL ON *.* TO x", "not a statement this observer knows"),
+])
+def test_what_a_copy_cannot_stand_for_is_refused_with_a_reason(statement, why):
+    assert copy_probe(statement).refused == why
+
+
+def test_keywords_inside_strings_are_not_keywords():
+    assert copy_probe("ALTER TABLE t ADD COLUMN c VARCHAR(9) DEFAULT 'a;b -- REFERENCES'").refused is None
+    assert masked("a 'it''s' `x``y` \"q\\\"\"") == "a 'xxxxx' `xxxx` \"xxx\""
+
+
+@pytest.mark.parametrize(("statement", "kind", "table"), [
+    ("CREATE TABLE IF NOT EXISTS `shop`.orders (id INT)", "create_table", "shop.orders"),
+    ("DROP TABLE legacy", "drop_table", "legacy"),
+    ("RENAME TABLE a TO b", "rename_table", "a"),
+    ("UPDATE LOW_PRIORITY t SET a = 1", "dml", "t"),
+    ("DELETE FROM `t` WHERE a = 1", "dml", "t"),
+    ("INSERT INTO shop.t (a) VALUES (1)", "dml", "shop.t"),
+])
+def test_other_statements_are_sorted_by_kind(statement, kind, table):
+    assert copy_probe(statement) == CopyProbe(kind, table)
+
+
+def test_engine_sql_of_the_probe_mariadb_and_mysql8():
+    maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
+    assert maria.copy_table_like("cp", ("sh`op", "t.x")).sql == "CREATE TABLE `cp` LIKE `sh``op`.`t.x`"
+    assert maria.drop_table_copy("cp").sql == "DROP TABLE IF EXISTS `cp`"
+    assert maria.innodb_table_id("cp") == (
+        "SELECT TABLE_ID FROM information_schema.INNODB_SYS_TABLES WHERE NAME = CONCAT(DATABASE(), '/', :table)",
+        {"table": "cp"})
+    assert mysql8.innodb_table_id("cp").sql == \
+        "SELECT TABLE_ID FROM information_schema.INNODB_TABLES WHERE NAME = CONCAT(DATABASE(), '/', :table)"
+    assert "METADATA_LOCK_INFO WHERE THREAD_ID = CONNECTION_ID()" in maria.own_metadata_locks("metadata_lock_info").sql
+    own = mysql8.own_metadata_locks("performance_schema").sql
+    assert "performance_schema.metadata_locks" in own and "t.PROCESSLIST_ID = CONNECTION_ID()" in own
+    assert "LOCK_STATUS = 'GRANTED'" in own
+    assert maria.mdl_source_absent("metadata_lock_info") == "metadata_lock_info plugin not installed"
+
+
+# --- on a real MariaDB ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn(mysql_url: str) -> Iterator[Connection]:
+    engine = sa.create_engine(mysql_url, poolclass=NullPool)
+    with connection(engine) as c:  # autocommit, as dbguard's own connections are
+        if not c.dialect.is_mariadb:
+            pytest.skip("the table id and metadata lock checks here are MariaDB's")
+        c.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, a INT, s VARCHAR(50), KEY ix_s (s)) "
+                          "CHARACTER SET utf8mb4")
+        c.exec_driver_sql("INSERT INTO t VALUES (1, NULL, 'x'), (2, 2, 'y')")
+        yield c
+    engine.dispose()
+
+
+def _shape(c: Connection) -> tuple[object, ...]:
+    """The real table's columns, indexes and InnoDB table id: none may change."""
+    columns = c.exec_driver_sql("SHOW CREATE TABLE t").one()[1]
+    table_id = c.exec_driver_sql(
+        "SELECT TABLE_ID FROM information_schema.INNODB_SYS_TABLES WHERE NAME = CONCAT(DATABASE(), '/t')").scalar()
+    return columns, table_id
+
+
+def _copies(c: Connection) -> list[str]:
+    return list(c.exec_driver_sql(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        f"AND TABLE_NAME LIKE '{COPY_PREFIX}%%'").scalars())
+
+
+@pytest.mark.parametrize(("statement", "algorithm", "blocks", "rebuilt"), [
+    ("ALTER TABLE t ADD COLUMN c INT", "instant", False, False),
+    ("ALTER TABLE `t` MODIFY a BIGINT", "copy", True, True),
+    ("ALTER TABLE t ADD INDEX ix_a (a)", "inplace", False, False),
+    ("CREATE INDEX ix_a ON t (a)", "inplace", False, False),
+    ("DROP INDEX ix_s ON t", "inplace", False, False),
+    ("ALTER TABLE t MODIFY s VARCHAR(100)", "copy", True, True),  # 200 -> 400 bytes: a two-byte length
+    ("ALTER TABLE t ADD COLUMN c INT, ALGORITHM=COPY", "copy", True, True),  # as written
+])
+def test_alter_is_observed_on_a_copy_and_the_real_table_is_untouched(conn, statement, algorithm, blocks, rebuilt):
+    before = _shape(conn)
+    seen = observe(conn, statement)
+    assert seen == MysqlObservation(statement, "t", algorithm, blocks, rebuilt,
+                                    note="probed on an empty copy of the table")
+    assert _shape(conn) == before
+    assert _copies(conn) == []
+
+
+def test_a_failing_statement_is_not_observed_and_leaves_no_copy(conn):
+    before = _shape(conn)
+    seen = observe(conn, "ALTER TABLE t DROP INDEX no_such_index")
+    assert seen.algorithm is None and seen.not_observed is not None
+    assert seen.not_observed.startswith("the statement fails on a copy: (1091")
+    assert _copies(conn) == [] and _shape(conn) == before
+    assert observe(conn, "ALTER TABLE missing ADD COLUMN c INT").not_observed.startswith("cannot copy the table")
+    assert _copies(conn) == []
+
+
+def test_a_foreign_key_statement_is_not_observed(conn):
+    seen = observe(conn, "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES t (id)")
+    assert seen.not_observed == "foreign keys are not copied" and _copies(conn) == []
+
+
+def test_create_and_drop_table_need_no_probe(conn):
+    assert observe(conn, "CREATE TABLE n (id INT)").blocks_writes is False
+    dropped = observe(conn, "DROP TABLE t")
+    assert dropped.blocks_writes is True and dropped.note and dropped.note.startswith("drop")
+    assert _copies(conn) == [] and conn.exec_driver_sql("SELECT COUNT(*) FROM t").scalar() == 2
+
+
+def test_dml_shows_the_metadata_locks_it_keeps_and_is_rolled_back(conn):
+    # The suite's database helpers install metadata_lock_info on this shared server when they need it;
+    # nothing here installs or removes it. Without it, the observer says so instead.
+    dialect = MysqlDialect(mariadb=True)
+    installed = conn.execute(sa.text(dialect.mdl_source_ready("metadata_lock_info").sql)).scalar()
+    seen = observe(conn, "UPDATE t SET a = 5 WHERE id = 1")
+    if installed:
+        assert seen.metadata_locks == (("t", "MDL_SHARED_WRITE"),) and seen.not_observed is None
+    else:
+        assert seen.not_observed == "metadata_lock_info plugin not installed"
+    assert conn.exec_driver_sql("SELECT a FROM t WHERE id = 1").scalar() is None
+    assert conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
