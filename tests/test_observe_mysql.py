@@ -95,6 +95,8 @@ def test_other_statements_are_sorted_by_kind(statement, kind, table):
 def test_engine_sql_of_the_probe_mariadb_and_mysql8():
     maria, mysql8 = MysqlDialect(mariadb=True), MysqlDialect(mariadb=False)
     assert maria.copy_table_like("cp", ("sh`op", "t.x")).sql == "CREATE TABLE `cp` LIKE `sh``op`.`t.x`"
+    fks = maria.foreign_keys_of(("t",))
+    assert "REFERENTIAL_CONSTRAINTS" in fks.sql and fks.params == {"schema": None, "table": "t"}
     assert maria.drop_table_copy("cp").sql == "DROP TABLE IF EXISTS `cp`"
     assert maria.innodb_table_id("cp") == (
         "SELECT TABLE_ID FROM information_schema.INNODB_SYS_TABLES WHERE NAME = CONCAT(DATABASE(), '/', :table)",
@@ -169,6 +171,15 @@ def test_a_failing_statement_is_not_observed_and_leaves_no_copy(conn):
 def test_a_foreign_key_statement_is_not_observed(conn):
     seen = observe(conn, "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES t (id)")
     assert seen.not_observed == "foreign keys are not copied" and _copies(conn) == []
+
+
+def test_a_table_with_foreign_keys_is_not_probed_on_a_copy(conn):
+    # On the real child table MODIFY a BIGINT fails (1832); a copy without the key would say COPY.
+    conn.exec_driver_sql("CREATE TABLE child (id INT PRIMARY KEY, t_id INT, FOREIGN KEY (t_id) REFERENCES t (id))")
+    for table in ("child", "t"):
+        seen = observe(conn, f"ALTER TABLE {table} ADD COLUMN z INT")
+        assert seen.not_observed == "the table has foreign keys, which a copy lacks"
+    assert _copies(conn) == []
 
 
 def test_create_and_drop_table_need_no_probe(conn):

@@ -991,6 +991,18 @@ class MysqlDialect:
         source = ".".join(quote_identifier(part) for part in table)
         return Statement(f"CREATE TABLE {quote_identifier(copy)} LIKE {source}")
 
+    def foreign_keys_of(self, table: tuple[str, ...]) -> Statement:
+        """How many foreign keys ``table`` (name parts; a bare name is in the current database) has or is
+        referenced by. A copy has none, and they change the answer: with one on column a, MODIFY a
+        BIGINT is refused (1832) where the copy says COPY, and the FK's index cannot be dropped (1553)."""
+        schema, name = (table[0], table[1]) if len(table) == 2 else (None, table[-1])
+        return Statement(
+            "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE (CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table) "
+            "OR (UNIQUE_CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND REFERENCED_TABLE_NAME = :table)",
+            {"schema": schema, "table": name},
+        )
+
     def drop_table_copy(self, copy: str) -> Statement:
         return Statement(f"DROP TABLE IF EXISTS {quote_identifier(copy)}")
 

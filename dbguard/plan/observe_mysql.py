@@ -4,8 +4,8 @@ COPY), whether it rebuilds the table, and the metadata locks a DML statement kee
 
 An ALTER is tried on an empty copy of its table (``CREATE TABLE ... LIKE``), asked for the least
 disruptive way first; the server's refusal (1845/1846) says that way is not possible, its acceptance
-that it is. What the copy cannot show: foreign keys (LIKE copies none), and failures that depend on
-rows (a NOT NULL over existing NULLs).
+that it is. What the copy cannot show: foreign keys (LIKE copies none, so a table with any is not
+probed), and failures that depend on rows (a NOT NULL over existing NULLs).
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def observe(conn: Connection, statement: str, dialect: MysqlDialect | None = Non
 
 def _observe_alter(conn: Connection, dialect: MysqlDialect, statement: str, probe: CopyProbe) -> MysqlObservation:
     assert probe.table is not None and probe.operations is not None  # an alter probe names both
+    if run(conn, dialect.foreign_keys_of(probe.name)).scalar():
+        return MysqlObservation(statement, probe.table, not_observed="the table has foreign keys, which a copy lacks")
     copy = f"{COPY_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         try:
