@@ -189,15 +189,51 @@ def test_create_and_drop_table_need_no_probe(conn):
     assert _copies(conn) == [] and conn.exec_driver_sql("SELECT COUNT(*) FROM t").scalar() == 2
 
 
-def test_dml_shows_the_metadata_locks_it_keeps_and_is_rolled_back(conn):
-    # The suite's database helpers install metadata_lock_info on this shared server when they need it;
-    # nothing here installs or removes it. Without it, the observer says so instead.
-    dialect = MysqlDialect(mariadb=True)
-    installed = conn.execute(sa.text(dialect.mdl_source_ready("metadata_lock_info").sql)).scalar()
-    seen = observe(conn, "UPDATE t SET a = 5 WHERE id = 1")
-    if installed:
-        assert seen.metadata_locks == (("t", "MDL_SHARED_WRITE"),) and seen.not_observed is None
-    else:
-        assert seen.not_observed == "metadata_lock_info plugin not installed"
-    assert conn.exec_driver_sql("SELECT a FROM t WHERE id = 1").scalar() is None
-    assert conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+@pytest.fixture
+def mdl_conn(private_mysql_url: str) -> Iterator[Connection]:
+    """A connection to a database on this process's own MariaDB with metadata_lock_info installed for
+    the test, and the server's plugin state as it was afterwards (its fixture exists for such changes)."""
+    engine = sa.create_engine(private_mysql_url, poolclass=NullPool)
+    ready = MysqlDialect(mariadb=True).mdl_source_ready("metadata_lock_info").sql
+    try:
+        with connection(engine) as c:
+            installed_here = not c.exec_driver_sql(ready).scalar()
+            if installed_here:
+                c.exec_driver_sql("INSTALL SONAME 'metadata_lock_info'")
+            try:
+                c.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, a INT)")
+                c.exec_driver_sql("INSERT INTO t VALUES (1, NULL)")
+                yield c
+            finally:
+                if installed_here:
+                    c.exec_driver_sql("UNINSTALL SONAME 'metadata_lock_info'")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("statement", ["UPDATE t SET a = 5 WHERE id = 1", "DELETE FROM t WHERE id = 1",
+                                       "INSERT INTO t VALUES (2, 2)"])
+def test_dml_shows_the_metadata_locks_it_keeps_and_is_rolled_back(mdl_conn, statement):
+    seen = observe(mdl_conn, statement)
+    assert seen.metadata_locks == (("t", "MDL_SHARED_WRITE"),) and seen.not_observed is None
+    assert seen.table == "t" and seen.algorithm is None
+    assert mdl_conn.exec_driver_sql("SELECT id, a FROM t").all() == [(1, None)]  # rolled back
+    assert mdl_conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+
+
+def test_failing_dml_is_not_observed(mdl_conn):
+    seen = observe(mdl_conn, "INSERT INTO t VALUES (1, 1)")
+    assert seen.not_observed and seen.not_observed.startswith("the statement fails on the scratch database: (1062")
+
+
+def test_dml_without_metadata_lock_info_is_not_observed_and_nothing_is_installed(bare_mysql_url):
+    engine = sa.create_engine(bare_mysql_url, poolclass=NullPool)
+    try:
+        with connection(engine) as c:
+            c.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, a INT)")
+            seen = observe(c, "UPDATE t SET a = 1")
+            assert seen.not_observed == "metadata_lock_info plugin not installed" and seen.metadata_locks == ()
+            assert c.exec_driver_sql("SELECT COUNT(*) FROM information_schema.PLUGINS "
+                                     "WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO'").scalar() == 0
+    finally:
+        engine.dispose()
