@@ -174,6 +174,40 @@ def test_the_live_catalog_names_the_table_of_an_index_the_history_never_made(pg_
     assert "table of index ix_people_legacy unknown" in unplaced["message"], unplaced
 
 
+def test_an_env_py_holding_one_transaction_around_the_run_holds_locks_across_revisions(pg_url: str,
+                                                                                      tmp_path: Path) -> None:
+    ini = make_project(tmp_path, pg_url, [
+        ("r1", PEOPLE),
+        ("r2", "op.add_column('people', sa.Column('plan', sa.Text(), nullable=True))"),
+        ("r3", "op.execute(\"UPDATE people SET plan = 'free'\")"),
+    ])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+
+    def judged() -> tuple[set[tuple[str, str]], list[str]]:
+        doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+        return {(f["code"], r["revision"]) for r in doc["revisions"] for f in r["findings"]}, doc["notes"]
+
+    found, notes = judged()
+    assert ("DG115", "r3") not in found, found  # each revision commits: r2's lock is gone before r3
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("with connectable.connect() as connection:",
+                                                 "with connectable.begin() as connection:"))
+    found, notes = judged()
+    assert ("DG115", "r3") in found, found
+    assert any("env.py runs the whole upgrade in one transaction (line" in n for n in notes), notes
+
+    # What the plan assumes, as the server does it: r3 fails, and r2 (run before it, in the same
+    # transaction) is rolled back with it.
+    (ini.parent / "migrations" / "versions" / "r3.py").write_text(
+        (ini.parent / "migrations" / "versions" / "r3.py").read_text().replace("UPDATE people SET plan = 'free'",
+                                                                                "SELECT 1/0"))
+    assert run_dbguard(ini, None, "upgrade", "head").returncode == 5
+    with connect(pg_url) as conn:
+        columns = {r[0] for r in conn.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'people'")}
+    assert "plan" not in columns and versions(pg_url) == ["r1"], columns
+
+
 # a statement sqlglot cannot parse --------------------------------------------------------------------
 
 # Unbalanced: sqlglot cannot parse it and no fallback pattern reads it. The revision creates a table

@@ -337,3 +337,26 @@ def test_a_view_locks_the_tables_its_query_reads_and_a_refresh_those_it_was_buil
     assert by_table["pairs"].new and not by_table["order_ids"].new
     assert by_table["order_ids"].strongest_lock == "ACCESS EXCLUSIVE"
     assert {"orders", "users", "pairs", "order_ids"} <= tables_touched(pending, "postgresql", history=history)
+
+
+_PER_REVISION = ("with connectable.connect() as connection:\n    context.configure(connection=connection)\n"
+                 "    with context.begin_transaction():\n        context.run_migrations()\n")
+_ASYNC = "async def run():\n    async with engine.{}() as connection:\n        await connection.run_sync(go)\n"
+
+
+@pytest.mark.parametrize(("source", "found"), [
+    (_PER_REVISION, None),
+    (_PER_REVISION.replace("connect()", "begin()"), "line 1"),
+    (_ASYNC.format("begin"), "line 2"),
+    (_ASYNC.format("connect"), None),
+    ("with engine.begin() as conn:\n    conn.execute(text('SELECT 1'))\n", None),  # not around the migrations
+    ("def broken(:\n", None),
+])
+def test_env_py_holding_one_transaction_around_the_migrations_is_read_from_its_source(
+        tmp_path, source: str, found: str | None) -> None:
+    from dbguard.migrations.envpy import one_transaction
+
+    env_py = tmp_path / "env.py"
+    env_py.write_text(source)
+    seen = one_transaction(env_py)
+    assert (seen is None) if found is None else (seen is not None and seen.startswith(found)), seen

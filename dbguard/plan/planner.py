@@ -186,8 +186,16 @@ def build_plan(
                                                             history=history, index_tables=index_tables))
         notes += more
     docs = {r.revision: (r.doc, r.path) for r in pending}
+    from dbguard.migrations.envpy import one_transaction
+
+    wrapped = one_transaction(script.env_py_location) if server.transactional_ddl else None
+    if wrapped:
+        notes.append(f"env.py runs the whole upgrade in one transaction ({wrapped}): no revision commits before "
+                     "the last, so every lock is held until then; dbguard cannot split it (drop the begin() and let "
+                     "context.begin_transaction() commit each revision)")
     revisions, summary = analyse(pending, server, history=history, facts=facts, lock_timeout_ms=settings.lock_timeout_ms,
-                                 version_table=settings.version_table, docs=docs, index_tables=index_tables)
+                                 version_table=settings.version_table, docs=docs, index_tables=index_tables,
+                                 one_transaction=wrapped is not None)
     failing = sum(1 for r in revisions for f in r.findings if level is not None and f.level >= level)
     unrendered = [r.revision for r in revisions if not r.rendered]
     # A revision that could not be rendered was not planned: findings still gate (1), else "could not plan" (2).

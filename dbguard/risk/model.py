@@ -255,6 +255,8 @@ class Step:
     tables: tuple[TableLock, ...]
     hold_s: float | None
     facts: TableFacts | None = None
+    # Its revision: a transaction spans several when env.py runs the whole upgrade in one.
+    revision: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +305,8 @@ class Hit:
     lock: LockInfo | None = None
     taken_at: int | None = None
     taken_by: str | None = None
+    # The revision of the statement ``at`` names (a transaction may span revisions).
+    at_revision: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

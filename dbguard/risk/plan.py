@@ -262,10 +262,12 @@ def analyse(
     version_table: str = "alembic_version",
     docs: Mapping[str, tuple[str | None, str | None]] | None = None,
     index_tables: Mapping[str, str] | None = None,
+    one_transaction: bool = False,
 ) -> tuple[tuple[RevisionPlan, ...], PlanSummary]:
     """Plans of the ``pending`` revisions, judged after ``history`` (the revisions already applied,
     whose tables count as existing), with live ``facts`` per table when known and the live catalog's
-    ``index_tables`` (index -> table) for indexes the history does not place."""
+    ``index_tables`` (index -> table) for indexes the history does not place. ``one_transaction``:
+    env.py runs the whole upgrade in one transaction, so locks are held across revisions too."""
     engine = server.engine
     state = _State()
     state.index_tables.update(index_tables or {})
@@ -289,13 +291,16 @@ def analyse(
     destructive: list[str] = []
     worst = _Worst()
     tx_ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
+    # The steps of the transaction open now: a revision's (the whole run's with ``one_transaction``),
+    # or one statement of an autocommit block.
+    tx_steps: list[Step] = []
     for rev in pending:
         in_tx = True
         statements: list[StatementPlan] = []
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
-        # The steps of the transaction open now: a revision's, or one statement of an autocommit block.
-        tx_steps: list[Step] = []
+        if not one_transaction:
+            tx_steps = []
 
         for index, sql in enumerate(statements_of(rev.statements, version_table)):
             ops = _parse_pending(sql, engine, rev.revision)
@@ -329,7 +334,7 @@ def analyse(
                     entry = table_locks.setdefault(tl.table, _TableLocks(lock=tl.lock))
                     entry.take(tl.lock, tl.new, f"{rev.revision} #{index + 1}")
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
-                                     facts=table_facts))
+                                     facts=table_facts, revision=rev.revision))
                 if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
                     worst.seen(hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
                 for r in rules_mod.RULES:
@@ -365,8 +370,9 @@ def analyse(
                 lock=top_lock.describe if top_lock else "none", blocks=top_lock.blocks if top_lock else "nothing",
                 hold_s=top_hold, hold=describe_hold(top_hold, top_lock.work) if top_lock else "none",
                 autocommit=not in_tx, notes=tuple(notes)))
-        # dbguard runs each revision in a transaction of its own.
-        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
+        # dbguard runs each revision in a transaction of its own, unless env.py holds one around them all:
+        # then what this revision's statements keep waiting is judged now, the transaction goes on.
+        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst, commit=not one_transaction)
         ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
         for r in rules_mod.RULES:
             if r.scope == "revision":
@@ -447,26 +453,32 @@ class _Worst:
 
 
 def _end_transaction(steps: list[Step], findings: dict[tuple[str, int, str | None], Finding], revision: str,
-                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst) -> None:
-    """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew."""
+                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst, commit: bool = True) -> None:
+    """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew.
+    Without ``commit`` (a transaction around several revisions, at the end of one): judge what
+    ``revision``'s statements hold, and keep the steps."""
     if not steps:
         return
     for r in rules_mod.RULES:
         if r.scope == "transaction":
             for hit in cast("list[Hit]", r.fn(steps, ctx)):
+                if hit.at_revision not in (None, revision):
+                    continue  # judged with its own revision, earlier
                 finding = _tx_finding(r, hit, revision, steps, facts)
                 _keep(findings, finding)
                 # A lock held through a long statement is held at least that long.
                 worst.seen(finding.hold_s, f"{revision} #{finding.statement_index}: {_short(finding.statement)} "
                            f"(the lock #{finding.taken_at} took on {finding.table} is held through it)",
                            "held across the transaction")
-    steps.clear()
+    if commit:
+        steps.clear()
 
 
 def _tx_finding(r: rules_mod.Rule, hit: Hit, revision: str, steps: Sequence[Step],
                 facts: Mapping[str, TableFacts] | None) -> Finding:
     """A transaction rule's finding, on the statement ``hit.at`` names, with the lock held across it."""
-    step = next((s for s in steps if s.index == hit.at), steps[-1])
+    step = next((s for s in steps if s.index == hit.at and s.revision in (hit.at_revision or s.revision, "")),
+                steps[-1])
     lock = hit.lock or step.lock
     tf = facts.get(hit.table) if facts is not None and hit.table else None
     return Finding(

@@ -555,7 +555,7 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
             op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_age")
     """
     held: dict[str, tuple[int, str, TableLock, Step]] = {}
-    reported: set[tuple[str, int]] = set()
+    reported: set[tuple[str, str, int]] = set()
     hits: list[Hit] = []
     for step in steps:
         if not ctx.server.transactional_ddl and step.op.kind not in _DML:
@@ -565,9 +565,10 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
         if what is not None:
             own = {tl.table: (_blocking(tl, step.op) or (0, ""))[0] for tl in step.tables}
             for table, (rank, blocks, tl, taker) in held.items():
-                if taker.index == step.index or own.get(table, 0) >= rank or (table, taker.index) in reported:
+                if taker is step or own.get(table, 0) >= rank or (table, taker.revision, taker.index) in reported:
                     continue  # its own lock, or one it takes itself anyway: its own rule judges that
-                reported.add((table, taker.index))
+                reported.add((table, taker.revision, taker.index))
+                where = f" of {taker.revision}" if taker.revision != step.revision else ""
                 how_long = "for a time that scales with its size" if step.hold_s is None else \
                     f"for ~{step.hold_s:.0f} s"
                 rows = not (tl.lock.blocks_reads or tl.lock.blocks_writes)
@@ -575,10 +576,11 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
                 lock_text = f"the row locks on every row of {table}" if rows else f"{tl.lock.mode} on {table}"
                 hits.append(Hit(
                     base,
-                    f"{lock_text}, taken by #{taker.index + 1} ({_short(taker.sql)}), is held to the "
+                    f"{lock_text}, taken by #{taker.index + 1}{where} ({_short(taker.sql)}), is held to the "
                     f"end of the transaction: #{step.index + 1} {what} {how_long}, and {blocks} of {table} wait "
                     "all that time",
-                    _split(step, ctx), table, at=step.index, lock=tl.lock, taken_at=taker.index, taken_by=taker.sql))
+                    _split(step, ctx), table, at=step.index, lock=tl.lock, taken_at=taker.index, taken_by=taker.sql,
+                    at_revision=step.revision))
         for tl in step.tables:
             found = _blocking(tl, step.op)
             if tl.new or found is None:
