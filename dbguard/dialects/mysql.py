@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dbguard.dialects import (
+    AlterProbes,
     Dialect,
     InformationSchemaCatalog,
     MetadataLockGraph,
@@ -1124,6 +1125,7 @@ def _packed_value(expr: str, how: str) -> str:
 
 if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims
     _A_WHOLE_DIALECT: Dialect = MysqlDialect(mariadb=False)
+    _ITS_ALTER_PROBES: AlterProbes = MysqlDialect(mariadb=False)
     _ITS_CATALOG: InformationSchemaCatalog = MysqlDialect(mariadb=False)
     _ITS_SCRATCH_SERVER: ScratchServer = MysqlDialect(mariadb=False)
     _ITS_SESSION_CONTROL: SessionControl = MysqlDialect(mariadb=False)

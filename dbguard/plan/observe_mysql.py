@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection
 
 from dbguard.db.connect import first_line
 from dbguard.db.sql import run, run_verbatim, transaction
+from dbguard.dialects import AlterProbes, alter_probes_of
 from dbguard.dialects.mysql import (
     PROBE_CLAUSES,
     CopyProbe,
-    MysqlDialect,
     copy_probe,
     from_sqlalchemy,
     probe_statement,
@@ -57,7 +57,7 @@ class MysqlObservation:
     note: str | None = None
 
 
-def observe(conn: Connection, statement: str, dialect: MysqlDialect | None = None) -> MysqlObservation:
+def observe(conn: Connection, statement: str, dialect: AlterProbes | None = None) -> MysqlObservation:
     """Observe ``statement`` on ``conn``, an autocommit connection (``dbguard.db.connect.connect``'s
     kind) to a scratch MariaDB/MySQL database
     holding the statement's table. DDL runs on a copy of the table only (dropped before returning);
@@ -65,7 +65,7 @@ def observe(conn: Connection, statement: str, dialect: MysqlDialect | None = Non
     if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         # The DML probe opens and rolls back a transaction of its own; the caller's must not be open.
         raise ValueError("observe needs an autocommit connection")
-    dialect = dialect or from_sqlalchemy(conn.dialect)
+    dialect = dialect or alter_probes_of(from_sqlalchemy(conn.dialect))
     probe = copy_probe(statement)
     if probe.refused:
         return MysqlObservation(statement, probe.table, not_observed=probe.refused)
@@ -77,7 +77,7 @@ def observe(conn: Connection, statement: str, dialect: MysqlDialect | None = Non
     return MysqlObservation(statement, probe.table, algorithm, blocks, rebuilt, note=why)
 
 
-def _observe_alter(conn: Connection, dialect: MysqlDialect, statement: str, probe: CopyProbe) -> MysqlObservation:
+def _observe_alter(conn: Connection, dialect: AlterProbes, statement: str, probe: CopyProbe) -> MysqlObservation:
     assert probe.table is not None and probe.operations is not None  # an alter probe names both
     if run(conn, dialect.foreign_keys_of(probe.name)).scalar():
         return MysqlObservation(statement, probe.table, not_observed="the table has foreign keys, which a copy lacks")
@@ -122,7 +122,7 @@ def _blocks_writes(algorithm: str | None, lock: str | None) -> bool | None:
     return None
 
 
-def _observe_dml(conn: Connection, dialect: MysqlDialect, statement: str, probe: CopyProbe) -> MysqlObservation:
+def _observe_dml(conn: Connection, dialect: AlterProbes, statement: str, probe: CopyProbe) -> MysqlObservation:
     source = dialect.mdl_sources()[0]
     if not run(conn, dialect.mdl_source_ready(source)).scalar():
         # Never installed here: installing a server plugin is the DBA's call (dbguard locks --install-plugin).
