@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbguard.core.sessionview import SessionFilter
-from dbguard.errors import ExitCode
+from dbguard.errors import ConfigError, ExitCode
 from dbguard.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +60,13 @@ def upgrade(
     from dbguard.target import load_target
 
     settings = _named(settings, "upgrade")
+    if bake_s > 0:
+        from dbguard.core.bake import probe_settings_problem
+
+        problem = probe_settings_problem(settings.probe_interval_s, settings.probe_failures,
+                                         settings.probe_timeout_s, settings.health_url)
+        if problem:
+            raise ConfigError(f"--bake: {problem}")
     target = load_target(settings)
     if sql:
         return _offline(target, "upgrade", revision)
@@ -93,7 +100,6 @@ def _offline(target: object, verb: str, revision: str) -> OfflineSqlResult:
     from alembic import command
     from alembic.util import CommandError
 
-    from dbguard.errors import ConfigError
     from dbguard.masking import holds_password
     from dbguard.results import OfflineSqlResult
 
@@ -385,8 +391,6 @@ def fleet_upgrade(fleet_file: str | Path, revision: str = "head", *, batches: st
 
     spec = _fleet(fleet_file, control_url)
     if worker_timeout_s is not None and worker_timeout_s <= 0:
-        from dbguard.errors import ConfigError
-
         raise ConfigError("--worker-timeout must be above 0 seconds")
     options = rollout.UpgradeOptions(revision=revision, batches=batches, parallel=parallel, bake_s=bake_s,
                                      force=force, wait_lock_s=wait_lock_s, distributed=distributed,

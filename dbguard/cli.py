@@ -26,8 +26,8 @@ class _Seconds(click.ParamType):
 
     name = "seconds"
 
-    def __init__(self, low: float = 0.0, open_low: bool = False) -> None:
-        self.low, self.open_low = low, open_low
+    def __init__(self, low: float = 0.0, open_low: bool = False, high: float | None = None) -> None:
+        self.low, self.open_low, self.high = low, open_low, high
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
         import math
@@ -40,6 +40,8 @@ class _Seconds(click.ParamType):
         if not math.isfinite(number) or too_low:
             self.fail(f"{value!r} is not a finite number of seconds {'above' if self.open_low else 'of at least'} "
                       f"{self.low:g}", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"{value!r} is more than {self.high:g} seconds", param, ctx)
         return number
 
 
@@ -401,7 +403,7 @@ def plan(state: _State, revision: str, offline: bool, from_revision: str | None,
               help="Exit 1 when some session has waited for a lock longer than this (0: any waiter). With "
                    "--watch, Ctrl-C ends with 0 whatever was seen; each jsonl snapshot has its own exit_code.")
 # Always with a value, so `locks --watch kill` is a usage error, never a watch that swallowed `kill`.
-@click.option("--watch", "watch_s", type=_Seconds(0.1), default=None, metavar="SECONDS",
+@click.option("--watch", "watch_s", type=_Seconds(0.1, high=86400), default=None, metavar="SECONDS",
               help="Show the tree again every SECONDS (at least 0.1) on one connection, until Ctrl-C (exit 0): "
                    "redrawn in place on a terminal, one snapshot after another on a pipe, one JSON line per "
                    "snapshot with --format jsonl.")
@@ -450,6 +452,13 @@ def _watch(state: _State, snapshots: Any) -> None:
         except Terminated:
             raise  # SIGTERM stops a watch as it stops any command: 130
         except KeyboardInterrupt:
+            sys.exit(0)
+        except BrokenPipeError:
+            # The reader went away (`| head`): as normal an end of a watch as Ctrl-C. What is still
+            # buffered goes nowhere, so the interpreter's last flush cannot fail again.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
 
 
@@ -598,7 +607,8 @@ def fleet_validate(state: _State, fleet_file: str, batches: str | None, partial_
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
               help="Targets migrated at once (worker processes, so also connections).")
 @click.option("--bake", "bake_s", type=_Seconds(), default=0, metavar="SECONDS",
-              help="Wait this long after each verified batch, then verify it again before the next.")
+              help="Watch each verified batch this long before the next: its targets probed every probe_interval_s "
+                   "and once at the end (health_sql, health_url, the lock queue); a failing probe fails the fleet.")
 @click.option("--distributed", is_flag=True,
               help="Publish each batch for `dbguard fleet worker` processes (PostgreSQL control database).")
 @click.option("--worker-timeout", "worker_timeout_s", type=_Seconds(0, open_low=True), default=None,

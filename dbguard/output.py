@@ -524,7 +524,12 @@ def _finding_lines(f: Any, indent: str = "    ") -> list[str]:
                      f"this statement: {f.hold}")
     elif f.lock and f.lock != "none":
         lines.append(f"{indent}  lock: {f.lock}; held {f.hold}")
-    lines.append(f"{indent}  instead: {f.alternative}")
+    if "\n" in f.alternative:
+        # Code to paste into the revision: its own lines, indented under the finding.
+        lines.append(f"{indent}  instead:")
+        lines += [f"{indent}      {line}".rstrip() for line in f.alternative.splitlines()]
+    else:
+        lines.append(f"{indent}  instead: {f.alternative}")
     return lines
 
 
@@ -628,7 +633,7 @@ def _plan_ci(report: Any, fmt: str) -> str:
         for rev, f in findings:
             file = f"file={_gh_escape(_relpath(rev.path), prop=True)}," if rev.path else ""
             title = _gh_escape(f"{f.code} {f.name} ({f.severity}) in {rev.revision}", prop=True)
-            body = f"{f.message}. Instead: {f.alternative}. Statement: {_flat(f.statement, 300)}"
+            body = f"{f.message}. Instead:\n{f.alternative}\nStatement: {_flat(f.statement, 300)}"
             lines.append(f"::{_GH_LEVEL[f.severity]} {file}title={title}::{_gh_escape(body)}")
         for note in report.notes:
             lines.append(f"::notice title=dbguard plan::{_gh_escape(note)}")

@@ -89,8 +89,9 @@ class Settings:
     replay_baseline: str | None = None
     replay_baseline_revision: str | None = None
     # `upgrade --bake SECONDS`: the target is probed every probe_interval_s while the run bakes (its
-    # health_sql, rolled back; the lock queue on the run's tables; health_url answering 2xx within
-    # probe_timeout_s); probe_failures failures in a row record the run FAILED (exit 5).
+    # health_sql, rolled back; the lock queue on the run's tables; health_url answering 2xx), each probe
+    # bounded by probe_timeout_s; probe_failures failures in a row record the run FAILED (exit 5).
+    # Checked when a bake is asked for only: a wrong one never blocks status or the rollback lane.
     health_sql: str | None = None
     health_url: str | None = None
     probe_interval_s: float = 5.0
@@ -181,8 +182,13 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 # Numbers that must be above zero; every other number of the settings may also be zero.
 _POSITIVE = ("lock_timeout_ms", "ledger_lock_timeout_ms", "connect_timeout_s", "frozen_margin_s",
-             "heartbeat_interval_s", "watchdog_interval_ms", "zombie_after_s", "probe_interval_s", "probe_failures",
-             "probe_timeout_s", "notify_timeout_s")
+             "heartbeat_interval_s", "watchdog_interval_ms", "zombie_after_s")
+
+
+# Checked by a bake, when one is asked for (dbguard.core.bake.probe_settings_problem).
+# Notifications check theirs when they are sent (dbguard.notify.settings_problem): a wrong one is a
+# warning then, and never blocks a command, least of all the rollback lane.
+_BAKE_ONLY = ("probe_interval_s", "probe_failures", "probe_timeout_s", "notify_timeout_s", "notify_retries")
 
 
 def _validate(settings: Settings) -> Settings:
@@ -191,7 +197,7 @@ def _validate(settings: Settings) -> Settings:
                           "DBGUARD_URL out to use sqlalchemy.url")
     for name in _FIELDS:
         value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or name in _BAKE_ONLY:
             continue
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value}")
@@ -217,17 +223,6 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"mask_patterns: {pattern!r} is not a regular expression: {exc}") from None
         if compiled.fullmatch(""):  # it would put *** between every two characters of every output
             raise ConfigError(f"mask_patterns: {pattern!r} matches empty text; make it match the secret only")
-    if settings.health_url is not None and not settings.health_url.startswith(("http://", "https://")):
-        raise ConfigError("health_url must be an http:// or https:// URL")
-    if settings.notify_format not in ("json", "slack"):
-        raise ConfigError(f"notify_format must be json or slack, got {settings.notify_format!r}")
-    for url in settings.notify_url:
-        if not url.lower().startswith(("http://", "https://")):
-            # Not quoted: a webhook's address is its secret.
-            raise ConfigError("notify_url must be http:// or https:// URLs, and one of them is not")
-    if settings.notify_retries > 5:
-        raise ConfigError(f"notify_retries must be 5 or fewer (a notification never holds a run up), "
-                          f"got {settings.notify_retries}")
     if not settings.table_prefix.replace("_", "").isalnum():
         raise ConfigError(f"table_prefix {settings.table_prefix!r} may hold only letters, digits and _")
     return settings

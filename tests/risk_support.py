@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dbguard.risk.model import LockHolder, ServerInfo, TableFacts
+from dbguard.risk.model import ColumnFacts, LockHolder, ServerInfo, TableFacts
 from dbguard.risk.plan import PlanSummary, RevisionPlan, analyse
 
 
@@ -65,8 +65,12 @@ def facts_from(data: dict[str, Any] | None) -> dict[str, TableFacts] | None:
         holders = tuple(LockHolder(session_id=str(h["session"]), state=h.get("state"), xact_age_s=h.get("age"),
                                    mode=h.get("mode"), granted=h.get("granted", True))
                         for h in f.get("holders", ()))
+        # columns: {name = "type"} (nullable) or {name = {type, nullable, char_bytes}}.
+        columns = {name: ColumnFacts(type=c) if isinstance(c, str) else
+                   ColumnFacts(type=c["type"], nullable=c.get("nullable", True), char_bytes=c.get("char_bytes"))
+                   for name, c in f.get("columns", {}).items()}
         out[table] = TableFacts(table=table, rows=f.get("rows"), size_bytes=f.get("size"),
-                                data_bytes=f.get("data", f.get("size")), lock_holders=holders)
+                                data_bytes=f.get("data", f.get("size")), lock_holders=holders, columns=columns)
     return out
 
 

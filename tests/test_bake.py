@@ -26,7 +26,7 @@ from dbguard.core.bake import (
     ProbeTally,
     Waiting,
     failing_targets,
-    probe_offsets,
+    probe_rounds,
     queue_problem,
 )
 from tests.dbs import create_database, drop_database
@@ -55,11 +55,42 @@ def test_a_target_fails_after_probe_failures_in_a_row_and_a_pass_starts_the_coun
         ProbeTally(0)
 
 
-def test_probes_run_every_interval_while_the_bake_lasts() -> None:
-    assert probe_offsets(1.0, 0.25) == [0.25, 0.5, 0.75]
-    assert probe_offsets(0.2, 1.0) == []
+def test_probes_run_every_interval_while_the_bake_lasts_and_once_at_its_end() -> None:
+    assert list(probe_rounds(1.0, 0.25)) == [(0.25, False), (0.5, False), (0.75, False), (1.0, True)]
+    assert list(probe_rounds(0.2, 1.0)) == [(0.2, True)]  # shorter than its interval: it still looks once
+    assert next(probe_rounds(86400 * 365, 0.0001)) == (0.0001, False)  # lazily: no list of them all
     with pytest.raises(ValueError):
-        probe_offsets(1.0, 0)
+        next(probe_rounds(1.0, 0))
+
+
+def test_a_failure_in_the_last_round_fails_at_once() -> None:
+    tally = ProbeTally(3)
+    assert failing_targets(tally, [Probe("a", HEALTH_SQL, False, "boom")]) == {}
+    assert failing_targets(tally, [Probe("a", HEALTH_SQL, False, "boom")], last=True) == {
+        "a": "health_sql failed 2 probe(s) at the end of the bake: boom"}
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://app:8080/healthz?key=abc", None), ("https://u:p@app/ok", None),
+    ("ftp://app/x", "http:// or https://"), ("http://", "no host"), ("http://[::1/x", "not a URL"),
+    ("http://app:99999/", "not a URL"),
+])
+def test_a_health_url_is_checked_before_anything_runs(url: str, problem: str | None) -> None:
+    from dbguard.core.bake import health_url_problem, probe_settings_problem
+
+    found = health_url_problem(url)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
+    assert probe_settings_problem(5, 2, 5, None) is None
+    assert "probe_failures" in (probe_settings_problem(5, 1.5, 5, None) or "")
+    assert "probe_interval_s" in (probe_settings_problem(0, 2, 5, None) or "")
+
+
+def test_credentials_in_a_health_url_become_a_basic_authorization_header() -> None:
+    from dbguard.run.probes import _without_credentials
+
+    assert _without_credentials("http://app:8080/ok") == ("http://app:8080/ok", {})
+    url, headers = _without_credentials("http://probe:s%40cret@app:8080/ok?x=1")
+    assert url == "http://app:8080/ok?x=1" and headers == {"Authorization": "Basic cHJvYmU6c0BjcmV0"}
 
 
 def test_the_queue_fails_on_long_waits_for_the_batchs_tables_only() -> None:
@@ -278,8 +309,7 @@ def test_upgrade_bake_records_the_run_failed_when_its_health_sql_starts_failing(
     proc = _upgrade(ini, "60", {"DBGUARD_HEALTH_SQL": "SELECT 1 / count(*) FROM bake_ok"})
     try:
         # The run has succeeded and the process still runs: it bakes. Then its health check breaks.
-        wait_for(lambda: any(r["status"] == "succeeded" for r in try_ledger(pg_url)[0]) or proc.poll() is not None,
-                 timeout=60, message="the upgrade never succeeded")
+        wait_for(lambda: _baking(pg_url) or proc.poll() is not None, timeout=60, message="the bake never began")
         assert proc.poll() is None, proc.communicate()
         execute(pg_url, "DELETE FROM bake_ok")
         out, err = proc.communicate(timeout=60)
@@ -303,4 +333,71 @@ def test_upgrade_bake_that_stays_healthy_succeeds(tmp_path: Path, mysql_url: str
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, (out, err)
     result = json.loads(out)
-    assert result["status"] == "succeeded" and "baked 1 s, every probe passed" in result["message"]
+    assert result["status"] == "succeeded" and "baked 1 s: 5 probe round(s), every probe passed" in result["message"]
+
+
+def _baking(url: str) -> bool:
+    """The upgrade's run has finished its steps and bakes: its row says running again, with an end."""
+    from tests.guardrun import try_ledger
+
+    runs = [r for r in try_ledger(url)[0] if r["intent"] == "upgrade"]
+    return bool(runs) and runs[-1]["status"] == "running" and runs[-1]["finished_at"] is not None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT", "lock lost"])
+def test_a_bake_cut_short_never_leaves_the_run_succeeded(tmp_path: Path, pg_url: str, how: str) -> None:
+    import signal
+
+    from tests.guardrun import try_ledger
+    from tests.projects import wait_for
+
+    ini = make_project(tmp_path, pg_url, REVISIONS)
+    proc = _upgrade(ini, "120", {"DBGUARD_HEALTH_SQL": "SELECT 1", "DBGUARD_HEARTBEAT_INTERVAL_S": "0.2"})
+    try:
+        wait_for(lambda: _baking(pg_url) or proc.poll() is not None, timeout=60, message="the bake never began")
+        assert proc.poll() is None, proc.communicate()
+        if how == "lock lost":  # a DBA ends dbguard's sessions: nothing keeps other runs out any more
+            execute(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid() AND application_name LIKE 'dbguard/upgrade%%'")
+        else:
+            proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (run,) = [r for r in try_ledger(pg_url)[0] if r["intent"] == "upgrade"]
+    status = subprocess.run([*DBGUARD, "-c", str(ini), "--format", "json", "status"],
+                            capture_output=True, text=True, env=cli_env(), cwd=ini.parent, check=False)
+    state = json.loads(status.stdout)["state"]
+    if how == "SIGKILL":  # nobody could write its end: a run that died, not one that succeeded
+        assert proc.returncode == -9 and run["status"] == "running" and state == "UNKNOWN", (run, state)
+    elif how == "SIGINT":
+        assert proc.returncode == 130 and run["status"] == "failed" and state == "FAILED", (run, state, err)
+        assert run["error"].startswith("bake: stopped after") and "KeyboardInterrupt" in run["error"]
+    else:
+        assert proc.returncode == 5 and run["status"] == "failed" and state == "FAILED", (run, state, out, err)
+        assert "the run lock was lost" in json.loads(out)["message"]
+
+
+@pytest.mark.integration
+def test_a_target_failing_its_probes_already_is_refused_before_it_is_migrated(tmp_path: Path, pg_url: str) -> None:
+    from tests.guardrun import try_ledger, versions
+
+    ini = make_project(tmp_path, pg_url, REVISIONS)
+    proc = _upgrade(ini, "30", {"DBGUARD_HEALTH_SQL": "SELECT 1/0"})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert "fails its bake probes before the upgrade (health_sql failed: division by zero" in json.loads(out)["message"]
+    assert versions(pg_url) == [] and not [r for r in try_ledger(pg_url)[0] if r["status"] == "running"]
+
+
+def test_bake_settings_are_checked_when_a_bake_is_asked_for_only(tmp_path: Path) -> None:
+    ini = make_project(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", REVISIONS)
+    env = {"DBGUARD_HEALTH_URL": "ftp://nowhere", "DBGUARD_PROBE_INTERVAL_S": "0"}
+    baked = subprocess.run([*DBGUARD, "-c", str(ini), "upgrade", "--bake", "5"], capture_output=True, text=True,
+                           env=cli_env(env), cwd=ini.parent, check=False)
+    assert baked.returncode == 2 and "--bake: probe_interval_s must be" in baked.stderr, baked.stderr
+    plain = subprocess.run([*DBGUARD, "-c", str(ini), "upgrade"], capture_output=True, text=True,
+                           env=cli_env(env), cwd=ini.parent, check=False)
+    assert plain.returncode == 0, plain.stderr  # status, rollback, a plain upgrade: never blocked by them

@@ -187,7 +187,9 @@ def test_a_batch_that_breaks_while_it_bakes_stops_the_next_one(tmp_path: Path) -
         up.kill()
     assert up.returncode == 5, rest + err
     failed = [json.loads(line) for line in rest.splitlines() if '"fleet_failed"' in line]
-    assert failed and "batch 1 failed verification after baking 3 s: a: health_sql failed" in failed[0]["error"]
+    # Probed every 5 s (the default), a 3 s bake still looks once, at its end: that one failure fails it.
+    assert failed and "batch 1 failed while baking: a: health_sql failed 1 probe(s) at the end of the bake" \
+        in failed[0]["error"], failed
     # Batch 2 never started: b and c are still at base.
     for name in ("b", "c"):
         with sqlite3.connect(tmp_path / f"{name}.db") as db:

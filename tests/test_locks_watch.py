@@ -231,7 +231,7 @@ def test_jsonl_is_offered_to_locks_not_to_locks_kill() -> None:
     assert output.formats_for("locks") == ("text", "json", "jsonl")
     assert output.formats_for("locks", "kill") == ("text", "json")
     assert output.formats_for("fleet", "upgrade") == ("text", "json", "jsonl")
-    assert output.formats_for("status") == ("text", "json")
+    assert output.formats_for("history") == ("text", "json")
 
 
 def test_a_statement_seen_again_is_not_parsed_again() -> None:
@@ -243,3 +243,13 @@ def test_a_statement_seen_again_is_not_parsed_again() -> None:
     assert lock_graph.tables_in_statement(sql, "mysql", "d") == first == (("shop", "t_watch_cache"),)
     assert lock_graph._tables_in_statement.cache_info().hits == hits + 1
     assert lock_graph.tables_in_statement(sql.replace("shop.", ""), "mysql", "d") == (("d", "t_watch_cache"),)
+
+
+def test_a_reader_that_goes_away_ends_a_watch_with_0(ini, pg_url):
+    env = {**os.environ, "DBGUARD_URL": pg_url}
+    proc = subprocess.Popen([sys.executable, "-m", "dbguard", "-c", str(ini), "locks", "--watch", "0.1"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline()  # the first snapshot came: `| head -1` goes away
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and err == "", err

@@ -126,6 +126,88 @@ def test_live_rows_raise_the_risk_of_the_same_statement(kind: str, request: pyte
     assert "alembic_version was moved outside dbguard" in moved.stdout, describe(moved)
 
 
+# live column types and nullability -------------------------------------------------------------------
+
+PEOPLE = ("op.create_table('people', sa.Column('id', sa.Integer, primary_key=True), "
+          "sa.Column('name', sa.String(20)), sa.Column('code', sa.String(20)), sa.Column('email', sa.String(100)))")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_live_column_types_and_nullability_judge_type_changes(kind: str, request: pytest.FixtureRequest,
+                                                              tmp_path: Path) -> None:
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    # Neither alter_column names the old type (no existing_type): only the live catalog knows it.
+    # MariaDB utf8mb4: varchar(60) is 240 bytes, still under the 255 of a one-byte length.
+    wider = 500 if kind == "postgresql" else 60
+    changes = (f"op.alter_column('people', 'name', type_=sa.String({wider}))\n"
+               "op.alter_column('people', 'code', type_=sa.String(10))\n"
+               "op.alter_column('people', 'email', nullable=False, existing_type=sa.String(100))")
+    ini = make_project(tmp_path, url, [("r1", PEOPLE), ("r2", changes)])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    with connect(url) as conn:  # made NOT NULL by hand: the history still says nullable
+        conn.exec_driver_sql("ALTER TABLE people ALTER COLUMN email SET NOT NULL" if kind == "postgresql"
+                             else "ALTER TABLE people MODIFY email VARCHAR(100) NOT NULL")
+
+    doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+    found = {(f["code"], f["statement_index"]) for r in doc["revisions"] for f in r["findings"]}
+    assert ("DG108", 2) in found, found  # varchar(20) -> varchar(10)
+    assert not {hit for hit in found if hit[1] in (1, 3)}, found  # widening; NOT NULL already
+    # Offline, the history says email is nullable: SET NOT NULL is judged as a change.
+    offline = json_out(run_dbguard(ini, None, "--format", "json", "plan", "--offline", "--from", "r1"))
+    codes = {(f["code"], f["statement_index"]) for r in offline["revisions"] for f in r["findings"]}
+    assert ("DG104" if kind == "postgresql" else "DG101", 3) in codes, codes
+
+
+def test_the_live_catalog_names_the_table_of_an_index_the_history_never_made(pg_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, pg_url, [("r1", PEOPLE), ("r2", "op.drop_index('ix_people_legacy')")])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    with connect(pg_url) as conn:  # made by hand (a brownfield index): no revision knows its table
+        conn.exec_driver_sql("CREATE INDEX ix_people_legacy ON people (code)")
+
+    doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+    (dropped,) = [f for r in doc["revisions"] for f in r["findings"] if f["code"] == "DG102"]
+    assert dropped["table"] == "people" and "table of index" not in dropped["message"], dropped
+    assert any(t["table"] == "people" and t["strongest_lock"] == "ACCESS EXCLUSIVE" for t in doc["summary"]["tables"]), \
+        doc["summary"]
+    offline = json_out(run_dbguard(ini, None, "--format", "json", "plan", "--offline", "--from", "r1"))
+    (unplaced,) = [f for r in offline["revisions"] for f in r["findings"] if f["code"] == "DG102"]
+    assert "table of index ix_people_legacy unknown" in unplaced["message"], unplaced
+
+
+def test_an_env_py_holding_one_transaction_around_the_run_holds_locks_across_revisions(pg_url: str,
+                                                                                      tmp_path: Path) -> None:
+    ini = make_project(tmp_path, pg_url, [
+        ("r1", PEOPLE),
+        ("r2", "op.add_column('people', sa.Column('plan', sa.Text(), nullable=True))"),
+        ("r3", "op.execute(\"UPDATE people SET plan = 'free'\")"),
+    ])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+
+    def judged() -> tuple[set[tuple[str, str]], list[str]]:
+        doc = json_out(run_dbguard(ini, None, "--format", "json", "plan"))
+        return {(f["code"], r["revision"]) for r in doc["revisions"] for f in r["findings"]}, doc["notes"]
+
+    found, notes = judged()
+    assert ("DG115", "r3") not in found, found  # each revision commits: r2's lock is gone before r3
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("with connectable.connect() as connection:",
+                                                 "with connectable.begin() as connection:"))
+    found, notes = judged()
+    assert ("DG115", "r3") in found, found
+    assert any("env.py runs the whole upgrade in one transaction (line" in n for n in notes), notes
+
+    # What the plan assumes, as the server does it: r3 fails, and r2 (run before it, in the same
+    # transaction) is rolled back with it.
+    (ini.parent / "migrations" / "versions" / "r3.py").write_text(
+        (ini.parent / "migrations" / "versions" / "r3.py").read_text().replace("UPDATE people SET plan = 'free'",
+                                                                                "SELECT 1/0"))
+    assert run_dbguard(ini, None, "upgrade", "head").returncode == 5
+    with connect(pg_url) as conn:
+        columns = {r[0] for r in conn.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'people'")}
+    assert "plan" not in columns and versions(pg_url) == ["r1"], columns
+
+
 # a statement sqlglot cannot parse --------------------------------------------------------------------
 
 # Unbalanced: sqlglot cannot parse it and no fallback pattern reads it. The revision creates a table

@@ -20,6 +20,9 @@ def test_postgresql_facts_sql() -> None:
     holders, _ = d.table_lock_holders(["orders"], "pg_locks")
     assert "l.granted" in holders and "pg_backend_pid()" in holders and "pg_stat_activity" in holders
     assert "max_locks_per_transaction" in d.server_facts().sql
+    columns, params = d.table_columns(["orders"])
+    assert "format_type(a.atttypid, a.atttypmod)" in columns and "NOT a.attnotnull" in columns
+    assert "NOT a.attisdropped" in columns and params == {"t0": "orders"}
 
 
 def test_mysql8_and_mariadb_facts_sql_differ() -> None:
@@ -38,6 +41,9 @@ def test_mysql8_and_mariadb_facts_sql_differ() -> None:
     maria_sql = maria.table_lock_holders(["orders"], "metadata_lock_info").sql
     assert "METADATA_LOCK_INFO" in maria_sql and "'Table metadata lock'" in maria_sql
     assert "cached" in mysql.rows_source and "cached" not in maria.rows_source
+    columns, params = maria.table_columns(["orders"])
+    assert "COLUMN_TYPE" in columns and "IS_NULLABLE = 'YES'" in columns and params == {"t0": "orders"}
+    assert "CHARACTER_OCTET_LENGTH DIV NULLIF(CHARACTER_MAXIMUM_LENGTH, 0)" in columns
 
 
 def test_sqlite_has_no_risk_engine() -> None:

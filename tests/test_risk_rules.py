@@ -247,3 +247,116 @@ def test_a_lock_held_through_a_long_statement_is_the_plans_worst_hold() -> None:
                            "postgresql", history=PARENTS, facts=facts)
     assert summary.worst_hold_s == 100.0  # 2M rows at ~20k rows/s, under the ADD's ACCESS EXCLUSIVE
     assert summary.worst_hold_at is not None and summary.worst_hold_at.startswith("r1 #2: UPDATE users")
+
+
+# the safe form: Alembic code to paste ---------------------------------------------------------------
+
+SAFE_HISTORY = ["CREATE TABLE users (id SERIAL PRIMARY KEY, email VARCHAR(100), tenant_id INTEGER)",
+                "CREATE TABLE orders (id SERIAL PRIMARY KEY, user_id INTEGER, status TEXT, total INTEGER)"]
+
+
+def _compiles(code: str) -> None:
+    compile("def upgrade():\n" + "\n".join(f"    {line}" for line in code.splitlines()), "<alt>", "exec")
+
+
+@pytest.mark.parametrize(("engine", "sql", "code", "names"), [
+    ("postgresql", "CREATE INDEX ix_orders_status ON orders (status)", "DG102",
+     ["autocommit_block()", "op.create_index('ix_orders_status', 'orders', ['status'], postgresql_concurrently=True)"]),
+    ("postgresql", "DROP INDEX ix_gone", "DG102", ["op.drop_index('ix_gone', postgresql_concurrently=True)"]),
+    ("postgresql", "ALTER TABLE orders ADD CONSTRAINT fk_orders_user FOREIGN KEY(user_id) REFERENCES users (id)",
+     "DG105", [("op.create_foreign_key('fk_orders_user', 'orders', 'users', ['user_id'], ['id'], "
+                "postgresql_not_valid=True)"), "ALTER TABLE orders VALIDATE CONSTRAINT fk_orders_user"]),
+    ("postgresql", "ALTER TABLE users ALTER COLUMN tenant_id SET NOT NULL", "DG104",
+     ["CHECK (tenant_id IS NOT NULL) NOT VALID", "VALIDATE CONSTRAINT ck_users_tenant_id_not_null",
+      "op.alter_column('users', 'tenant_id', nullable=False)"]),
+    ("postgresql", "ALTER TABLE users ADD COLUMN plan TEXT NOT NULL", "DG103",
+     ["ADD COLUMN plan TEXT'", "UPDATE users SET plan", "op.alter_column('users', 'plan', nullable=False)"]),
+    ("postgresql", "ALTER TABLE users ADD CONSTRAINT uq_users_email UNIQUE (email)", "DG106",
+     ["op.create_index('uq_users_email', 'users', ['email'], unique=True, postgresql_concurrently=True)",
+      "ADD CONSTRAINT uq_users_email UNIQUE USING INDEX uq_users_email"]),
+    ("postgresql", "ALTER TABLE orders ALTER COLUMN total TYPE BIGINT", "DG101",
+     ["ADD COLUMN total_new BIGINT", "SET total_new = total"]),
+    ("mariadb", "ALTER TABLE orders MODIFY total BIGINT", "DG101", ["ADD COLUMN total_new BIGINT"]),
+    ("mariadb", "ALTER TABLE users ADD COLUMN plan INTEGER NOT NULL", "DG103",
+     ["MODIFY plan INT NOT NULL, ALGORITHM=INPLACE, LOCK=NONE"]),
+    ("mariadb", "CREATE FULLTEXT INDEX ft_orders_status ON orders (status)", "DG102",
+     ["CREATE FULLTEXT INDEX ft_orders_status ON orders (status)"]),
+])
+def test_the_alternative_is_alembic_code_with_the_real_names(engine: str, sql: str, code: str,
+                                                             names: list[str]) -> None:
+    history = SAFE_HISTORY if engine == "postgresql" else \
+        [s.replace("SERIAL", "INTEGER NOT NULL AUTO_INCREMENT") for s in SAFE_HISTORY]
+    hits = [f for f in judge([sql], engine, history=history).findings if f.code == code]
+    assert hits, code
+    for name in names:
+        assert name in hits[0].alternative, hits[0].alternative
+    _compiles(hits[0].alternative)
+
+
+def test_the_alternative_falls_back_to_placeholders_and_compiles() -> None:
+    from dbguard.risk import safe_forms
+    from dbguard.risk.model import Context, LockInfo, Op
+    from tests.risk_support import server_for
+
+    ctx = Context(server=server_for("postgresql"))
+    lock = LockInfo(mode="ACCESS EXCLUSIVE", blocks_reads=True, blocks_writes=True, work="scan")
+    op = Op("add_constraint", "ALTER TABLE t ADD FOREIGN KEY (a + 1) REFERENCES p", constraint="foreign_key")
+    code = safe_forms.validate_later(op, lock, ctx)
+    assert "'<table>'" in code and "'<constraint>'" in code and "['<column>']" in code
+    _compiles(code)
+
+
+def test_text_output_indents_the_code_under_the_finding() -> None:
+    from dbguard.output import _finding_lines
+
+    plan = judge(["CREATE INDEX ix_orders_status ON orders (status)"], "postgresql", history=SAFE_HISTORY)
+    lines = _finding_lines(plan.findings[0])
+    start = lines.index("      instead:")
+    assert lines[start + 1] == "          with op.get_context().autocommit_block():"
+    assert lines[start + 2].startswith("              op.create_index('ix_orders_status'")
+
+
+def test_a_view_locks_the_tables_its_query_reads_and_a_refresh_those_it_was_built_from() -> None:
+    """Verified on PostgreSQL 15: CREATE [MATERIALIZED] VIEW and REFRESH take ACCESS SHARE on each table
+    the query reads; the summary lists them, and a new view as new."""
+    from dbguard.risk.model import ServerInfo
+    from dbguard.risk.plan import analyse, tables_touched
+
+    class Rev:
+        def __init__(self, revision: str, statements: list[str]) -> None:
+            self.revision, self.statements, self.notes, self.error = revision, statements, (), None
+
+    history = [Rev("h", ["CREATE TABLE orders (id int PRIMARY KEY)", "CREATE TABLE users (id int PRIMARY KEY)",
+                         "CREATE MATERIALIZED VIEW order_ids AS SELECT id FROM orders"])]
+    pending = [Rev("p", ["CREATE VIEW pairs AS SELECT o.id FROM orders o JOIN users u ON u.id = o.id",
+                         "REFRESH MATERIALIZED VIEW order_ids"])]
+    server = ServerInfo(engine="postgresql", flavor="postgresql", version=(15, 0), version_text="15")
+    _, summary = analyse(pending, server, history=history)
+    by_table = {t.table: t for t in summary.tables}
+    assert by_table["users"].strongest_lock == "ACCESS SHARE" and by_table["users"].taken_by == ("p #1",)
+    assert by_table["pairs"].new and not by_table["order_ids"].new
+    assert by_table["order_ids"].strongest_lock == "ACCESS EXCLUSIVE"
+    assert {"orders", "users", "pairs", "order_ids"} <= tables_touched(pending, "postgresql", history=history)
+
+
+_PER_REVISION = ("with connectable.connect() as connection:\n    context.configure(connection=connection)\n"
+                 "    with context.begin_transaction():\n        context.run_migrations()\n")
+_ASYNC = "async def run():\n    async with engine.{}() as connection:\n        await connection.run_sync(go)\n"
+
+
+@pytest.mark.parametrize(("source", "found"), [
+    (_PER_REVISION, None),
+    (_PER_REVISION.replace("connect()", "begin()"), "line 1"),
+    (_ASYNC.format("begin"), "line 2"),
+    (_ASYNC.format("connect"), None),
+    ("with engine.begin() as conn:\n    conn.execute(text('SELECT 1'))\n", None),  # not around the migrations
+    ("def broken(:\n", None),
+])
+def test_env_py_holding_one_transaction_around_the_migrations_is_read_from_its_source(
+        tmp_path, source: str, found: str | None) -> None:
+    from dbguard.migrations.envpy import one_transaction
+
+    env_py = tmp_path / "env.py"
+    env_py.write_text(source)
+    seen = one_transaction(env_py)
+    assert (seen is None) if found is None else (seen is not None and seen.startswith(found)), seen

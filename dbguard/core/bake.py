@@ -8,7 +8,7 @@ migration. Pure: the probes come in as data.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 # What a probe checks: the target's health_sql, the queue of sessions waiting for locks on the tables
 # the batch touched (the watchdog's measure), an HTTP health endpoint.
@@ -33,40 +33,44 @@ class ProbeTally:
         self.failures_to_fail = failures_to_fail
         self._failed: dict[tuple[str, str], list[Probe]] = {}
 
-    def record(self, probe: Probe) -> str | None:
-        """The reason its target fails, once ``probe`` makes ``failures_to_fail`` failures in a row."""
+    def record(self, probe: Probe, last: bool = False) -> str | None:
+        """The reason its target fails, once ``probe`` makes ``failures_to_fail`` failures in a row;
+        in the ``last`` round (the end of the bake: no later probe can confirm it) at its first."""
         key = (probe.target, probe.check)
         if probe.ok:
             self._failed.pop(key, None)
             return None
         run = self._failed.setdefault(key, [])
         run.append(probe)
-        if len(run) < self.failures_to_fail:
+        if len(run) < self.failures_to_fail and not last:
             return None
         details = "; ".join(dict.fromkeys(p.detail for p in run if p.detail))
-        return f"{probe.check} failed {len(run)} probe(s) in a row" + (f": {details}" if details else "")
+        when = " at the end of the bake" if last and len(run) < self.failures_to_fail else " in a row"
+        return f"{probe.check} failed {len(run)} probe(s){when}" + (f": {details}" if details else "")
 
 
-def failing_targets(tally: ProbeTally, probes: Iterable[Probe]) -> dict[str, str]:
-    """Target -> why it fails, for the targets ``probes`` (one round) make fail."""
+def failing_targets(tally: ProbeTally, probes: Iterable[Probe], last: bool = False) -> dict[str, str]:
+    """Target -> why it fails, for the targets ``probes`` (one round; ``last``: the bake's final one)
+    make fail."""
     failing: dict[str, str] = {}
     for probe in probes:
-        why = tally.record(probe)
+        why = tally.record(probe, last)
         if why is not None:
             failing[probe.target] = f"{failing[probe.target]}; {why}" if probe.target in failing else why
     return failing
 
 
-def probe_offsets(bake_s: float, interval_s: float) -> list[float]:
-    """When the rounds of probes run, in seconds from the start of the bake: every ``interval_s``
-    while the bake lasts (the verification at its end is the last look)."""
+def probe_rounds(bake_s: float, interval_s: float) -> Iterator[tuple[float, bool]]:
+    """When the rounds of probes run, in seconds from the start of the bake, and whether it is the
+    last: every ``interval_s`` while the bake lasts, and always once at its end, so that a bake
+    shorter than its interval still looks once (lazily: a long bake with a short interval is many)."""
     if interval_s <= 0:
         raise ValueError("probe_interval_s must be above 0")
-    offsets, at = [], interval_s
+    at = interval_s
     while at < bake_s:
-        offsets.append(at)
+        yield at, False
         at += interval_s
-    return offsets
+    yield bake_s, True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,3 +100,35 @@ def queue_problem(waiting: Iterable[Waiting], tables: Iterable[str] | None, max_
     behind = sorted({b for w in long for b in w.blocked_by})
     return (f"{len(long)} session(s) waiting up to {max(w.wait_s or 0 for w in long):.1f} s for a lock"
             + (f" on {', '.join(on)}" if on else "") + (f" behind session(s) {', '.join(behind)}" if behind else ""))
+
+
+def health_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be probed (said before anything runs, not after a migration), or None. The
+    URL itself is left out of the answer: it may carry a token."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"health_url is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "health_url must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "health_url names no host"
+    if port == 0:
+        return "health_url names port 0"
+    return None
+
+
+def probe_settings_problem(interval_s: float, failures: float, timeout_s: float, health_url: str | None) -> str | None:
+    """What is wrong with a bake's probe settings, checked when a bake is asked for (a wrong one must
+    not block commands that never bake: status, rollback)."""
+    import math
+
+    for name, value in (("probe_interval_s", interval_s), ("probe_timeout_s", timeout_s)):
+        if not (math.isfinite(value) and value > 0):
+            return f"{name} must be a number of seconds above 0, got {value}"
+    if not (math.isfinite(failures) and failures >= 1 and failures == int(failures)):
+        return f"probe_failures must be a whole number of 1 or more, got {failures}"
+    return health_url_problem(health_url) if health_url is not None else None

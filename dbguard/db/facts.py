@@ -1,4 +1,5 @@
-"""Read the live facts the risk rules weigh: the server, and rows, size and lock holders per table.
+"""Read the live facts the risk rules weigh: the server, and rows, size, columns and lock holders per
+table.
 
 Every SQL text comes from the dialect; this module only runs it and shapes plain data.
 """
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from dbguard.db.sql import run
 from dbguard.dialects import RiskFacts
-from dbguard.risk.model import LockHolder, ServerInfo, TableFacts
+from dbguard.risk.model import ColumnFacts, LockHolder, ServerInfo, TableFacts
 
 
 def version_tuple(text: str | None) -> tuple[int, ...] | None:
@@ -54,16 +55,33 @@ def table_facts(conn: Any, dialect: RiskFacts, tables: Iterable[str]) -> tuple[d
     for name, rows, total, data in run(conn, dialect.table_facts(names)).all():
         rows = None if rows is None or int(rows) < 0 else int(rows)
         found[str(name).lower()] = (rows, None if total is None else int(total), None if data is None else int(data))
+    columns: dict[str, dict[str, ColumnFacts]] = {}
+    for table, column, type_text, nullable, char_bytes in run(conn, dialect.table_columns(names)).all():
+        columns.setdefault(str(table).lower(), {})[str(column).lower()] = ColumnFacts(
+            type=str(type_text), nullable=bool(nullable), char_bytes=int(char_bytes) if char_bytes else None)
     holders = _lock_holders(conn, dialect, names, notes)
     facts = {}
     for name in names:
         if name in found:
             rows, total, data = found[name]
             facts[name] = TableFacts(table=name, rows=rows, size_bytes=total, data_bytes=data,
-                                     rows_source=dialect.rows_source, lock_holders=tuple(holders.get(name, ())))
+                                     rows_source=dialect.rows_source, lock_holders=tuple(holders.get(name, ())),
+                                     columns=columns.get(name, {}))
         else:
             facts[name] = TableFacts(table=name, exists=False, rows=0, size_bytes=0, data_bytes=0)
     return facts, notes
+
+
+def index_tables(conn: Any, dialect: RiskFacts, indexes: Iterable[str]) -> dict[str, str]:
+    """The table of each named index in the live catalog (an index no table or several tables hold
+    is left out: its table stays unknown)."""
+    names = sorted({i for i in indexes if i})
+    if not names:
+        return {}
+    found: dict[str, set[str]] = {}
+    for index, table in run(conn, dialect.index_tables(names)).all():
+        found.setdefault(str(index).lower(), set()).add(str(table).lower())
+    return {index: next(iter(tables)) for index, tables in found.items() if len(tables) == 1}
 
 
 def _lock_holders(conn: Any, dialect: RiskFacts, names: list[str], notes: list[str]) -> dict[str, list[LockHolder]]:

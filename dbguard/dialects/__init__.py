@@ -330,6 +330,25 @@ class MetadataLockGraph(SessionControl, Protocol):
     def signal_privileges(self) -> frozenset[str]: ...
 
 
+class AlterProbes(MetadataLockGraph, Protocol):
+    """MySQL/MariaDB: what the server decides for a migration statement, asked on a copy of its
+    table in a scratch database (dbguard.plan.observe_mysql)."""
+
+    def copy_table_like(self, copy: str, table: tuple[str, ...]) -> Statement: ...
+
+    def foreign_keys_of(self, table: tuple[str, ...]) -> Statement: ...
+
+    def drop_table_copy(self, copy: str) -> Statement: ...
+
+    def innodb_table_id(self, table: str) -> Statement: ...
+
+    def own_metadata_locks(self, source: str) -> Statement: ...
+
+    def mdl_source_absent(self, source: str) -> str: ...
+
+    def is_algorithm_refused(self, exc: BaseException) -> bool: ...
+
+
 class RiskFacts(Dialect, Protocol):
     """Live facts the risk rules weigh: server, rows, size and lock holders per table (PostgreSQL,
     MySQL/MariaDB): ``risk_engine`` is set."""
@@ -345,6 +364,12 @@ class RiskFacts(Dialect, Protocol):
 
     # (table, estimated rows, total bytes, data bytes).
     def table_facts(self, tables: list[str]) -> Statement: ...
+
+    # (table, column, type as the catalog spells it, nullable, bytes per character or NULL).
+    def table_columns(self, tables: list[str]) -> Statement: ...
+
+    # (index, table) of the named indexes in the current schema: the table a DROP INDEX locks.
+    def index_tables(self, indexes: list[str]) -> Statement: ...
 
     # Where table_facts' row counts come from, and how far to trust them.
     @property
@@ -438,6 +463,12 @@ def metadata_lock_graph_of(dialect: Dialect) -> MetadataLockGraph:
     if dialect.lock_graph != "metadata_locks":
         raise _lacks(dialect, "metadata lock graph")
     return cast(MetadataLockGraph, dialect)
+
+
+def alter_probes_of(dialect: Dialect) -> AlterProbes:
+    if dialect.lock_graph != "metadata_locks":
+        raise _lacks(dialect, "ALTER probes on a table's copy")
+    return cast(AlterProbes, dialect)
 
 
 def risk_facts_of(dialect: Dialect) -> RiskFacts:

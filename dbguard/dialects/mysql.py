@@ -10,9 +10,11 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dbguard.dialects import (
+    AlterProbes,
     Dialect,
     InformationSchemaCatalog,
     MetadataLockGraph,
@@ -158,6 +160,188 @@ def lock_table_name(text: str) -> tuple[str, str] | None:
 def scratch_lock_name(name: str) -> str:
     """The GET_LOCK name of a scratch database's owner lock; scratch names are short enough."""
     return f"dbguard-scratch:{name}"[:MAX_LOCK_NAME]
+
+
+# --- a migration statement rewritten to run on a copy of its table (``dbguard plan --observe``) ----
+# Pure text work: which table a statement changes, and the same change aimed at a copy of it.
+
+# ALTER TABLE's refusal of the algorithm or lock asked for (ER_ALTER_OPERATION_NOT_SUPPORTED and
+# ..._REASON): the change itself is fine, just not that way. Any other error is the statement's own.
+ALGORITHM_REFUSED = frozenset({1845, 1846})
+# The probes, least disruptive first: the first the server accepts is what it would do.
+# Each as (algorithm, lock, clause appended).
+PROBE_CLAUSES: tuple[tuple[str, str | None, str | None], ...] = (
+    ("instant", None, "ALGORITHM=INSTANT"),
+    ("inplace", "none", "ALGORITHM=INPLACE, LOCK=NONE"),
+    ("copy", None, None),  # as written: the server falls back to COPY, which blocks writes
+)
+
+_IDENT = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$\u0080-\uffff]+)"
+_QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
+_FLAGS = re.IGNORECASE | re.DOTALL
+_ALTER = re.compile(rf"\s*ALTER\s+TABLE\s+({_QNAME})\s+(\S.*?)\s*;?\s*$", _FLAGS)
+_CREATE_INDEX = re.compile(
+    rf"\s*CREATE\s+(?:(UNIQUE|FULLTEXT|SPATIAL)\s+)?INDEX\s+({_IDENT})\s+(USING\s+\w+\s+)?ON\s+({_QNAME})\s*"
+    r"(\(.*?)\s*;?\s*$", _FLAGS)
+_DROP_INDEX = re.compile(rf"\s*DROP\s+INDEX\s+({_IDENT})\s+ON\s+({_QNAME})(.*?)\s*;?\s*$", _FLAGS)
+_CREATE_TABLE = re.compile(rf"\s*CREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?({_QNAME})", _FLAGS)
+_DROP_TABLE = re.compile(rf"\s*DROP\s+(?:TEMPORARY\s+)?TABLES?\s+(?:IF\s+EXISTS\s+)?({_QNAME})", _FLAGS)
+_RENAME_TABLE = re.compile(rf"\s*RENAME\s+TABLES?\s+({_QNAME})", _FLAGS)
+_DML = re.compile(
+    rf"\s*(?:UPDATE\s+(?:LOW_PRIORITY\s+)?(?:IGNORE\s+)?({_QNAME})"
+    rf"|DELETE\s+(?:LOW_PRIORITY\s+)?(?:QUICK\s+)?(?:IGNORE\s+)?FROM\s+({_QNAME})"
+    rf"|(?:INSERT|REPLACE)\s+(?:LOW_PRIORITY\s+|DELAYED\s+|HIGH_PRIORITY\s+)?(?:IGNORE\s+)?(?:INTO\s+)?({_QNAME})"
+    r"|(?:UPDATE|DELETE|INSERT|REPLACE)\b)", _FLAGS)
+_ALGORITHM = re.compile(r"(,\s*)?\bALGORITHM\s*=?\s*(DEFAULT|INSTANT|INPLACE|COPY|NOCOPY)\b", re.IGNORECASE)
+_LOCK = re.compile(r"(,\s*)?\bLOCK\s*=?\s*(DEFAULT|NONE|SHARED|EXCLUSIVE)\b", re.IGNORECASE)
+# Words that may follow ALTER TABLE but are not a table name.
+_NOT_A_NAME = frozenset({"IF", "ONLINE", "IGNORE"})
+# What a copy cannot stand for: LIKE copies no foreign keys; a rename would leave the copy under
+# another name; EXCHANGE PARTITION ... WITH TABLE and DISCARD/IMPORT TABLESPACE reach beyond the copy.
+_CANNOT_PROBE = (
+    (re.compile(r"\bFOREIGN\s+KEY\b|\bREFERENCES\b", re.IGNORECASE), "foreign keys are not copied"),
+    (re.compile(r"\bRENAME\b(?!\s+(?:COLUMN|INDEX|KEY)\b)", re.IGNORECASE), "renames the table"),
+    (re.compile(r"\bEXCHANGE\b|\bTABLESPACE\b", re.IGNORECASE), "reaches beyond the table"),
+)
+
+
+@dataclass(frozen=True)
+class CopyProbe:
+    """A statement sorted for observation: its kind (``alter``, ``create_table``, ``drop_table``,
+    ``rename_table``, ``dml``, ``unknown``), the table it names (unquoted, ``db.t`` when qualified),
+    for ``alter`` the operations to run on a copy (ALTER TABLE's text after the table name), the
+    ALGORITHM and LOCK the statement names itself (lower case), and why it cannot be probed;
+    ``name``: the table's name parts, unquoted, which ``table`` joins with dots for people."""
+
+    kind: str
+    table: str | None = None
+    operations: str | None = None
+    algorithm: str | None = None
+    lock: str | None = None
+    refused: str | None = None
+    name: tuple[str, ...] = field(default=(), compare=False)
+
+
+def quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def masked(text: str) -> str:
+    """``text`` with the inside of every quoted string and identifier replaced by ``x``, same length:
+    keywords are then searched for where they are keywords, and spans match the original."""
+    out, quote, i = list(text), "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                out[i] = "x"
+                if i + 1 < len(text):
+                    out[i + 1] = "x"
+                i += 2
+                continue
+            if ch == quote and text[i + 1:i + 2] == quote:
+                out[i] = out[i + 1] = "x"
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+            else:
+                out[i] = "x"
+        elif ch in "'\"`":
+            quote = ch
+        i += 1
+    return "".join(out)
+
+
+def _name_parts(text: str) -> tuple[str, ...]:
+    """``db.t``, `` `db` . `t` ``: the parts unquoted (a quoted part may hold a dot or spaces)."""
+    match = re.fullmatch(rf"\s*({_IDENT})(?:\s*\.\s*({_IDENT}))?\s*", masked(text))
+    if not match:
+        return (text,)
+    parts = (text[match.start(g):match.end(g)] for g in (1, 2) if match.group(g))
+    return tuple(split_qualified_name(part)[0] for part in parts)
+
+
+def _cut_options(text: str) -> tuple[str, str | None, str | None]:
+    """``text`` without its ALGORITHM and LOCK options (with a comma before them), and their values."""
+    found: dict[str, str | None] = {"algorithm": None, "lock": None}
+    for key, pattern in (("algorithm", _ALGORITHM), ("lock", _LOCK)):
+        match = pattern.search(masked(text))
+        if match:
+            found[key] = match.group(2).lower()
+            text = text[:match.start()] + text[match.end():]
+    return text.strip(), found["algorithm"], found["lock"]
+
+
+def copy_probe(statement: str) -> CopyProbe:
+    """Sort ``statement`` for observation on a copy of its table (see :class:`CopyProbe`)."""
+    probe = _sorted(statement)
+    if probe.table is None:
+        return probe
+    parts = _name_parts(probe.table)
+    return replace(probe, table=".".join(parts), name=parts)
+
+
+def _sorted(statement: str) -> CopyProbe:
+    hidden = masked(statement)
+    if re.search(r"--|#|/\*", hidden):
+        # A comment may be an executable one (/*! ... */) or swallow an appended clause (-- ...).
+        return CopyProbe("unknown", refused="holds a comment")
+    if ";" in hidden.strip().rstrip(";"):
+        return CopyProbe("unknown", refused="holds more than one statement")
+    alter = _ALTER.match(hidden)
+    if alter and alter.group(1).upper() not in _NOT_A_NAME:
+        table = statement[alter.start(1):alter.end(1)]
+        operations = statement[alter.start(2):alter.end(2)]
+        for pattern, why in _CANNOT_PROBE:
+            if pattern.search(alter.group(2)):
+                return CopyProbe("alter", table, refused=why)
+        _, algorithm, lock = _cut_options(operations)
+        return CopyProbe("alter", table, operations, algorithm, lock)
+    index = _CREATE_INDEX.match(hidden)
+    if index:
+        table = statement[index.start(4):index.end(4)]
+        if _CANNOT_PROBE[0][0].search(index.group(5)):
+            return CopyProbe("alter", table, refused=_CANNOT_PROBE[0][1])
+        keys, algorithm, lock = _cut_options(statement[index.start(5):index.end(5)])
+        kind = f"{index.group(1).upper()} " if index.group(1) else ""
+        using = statement[index.start(3):index.end(3)] if index.group(3) else ""
+        name = statement[index.start(2):index.end(2)]
+        return CopyProbe("alter", table, _with_options(f"ADD {kind}INDEX {name} {using}{keys}", algorithm, lock),
+                         algorithm, lock)
+    drop = _DROP_INDEX.match(hidden)
+    if drop:
+        table = statement[drop.start(2):drop.end(2)]
+        rest, algorithm, lock = _cut_options(statement[drop.start(3):drop.end(3)])
+        if rest:
+            return CopyProbe("alter", table, refused="DROP INDEX with options this observer does not know")
+        name = statement[drop.start(1):drop.end(1)]
+        return CopyProbe("alter", table, _with_options(f"DROP INDEX {name}", algorithm, lock), algorithm, lock)
+    for kind, pattern in (("create_table", _CREATE_TABLE), ("drop_table", _DROP_TABLE),
+                          ("rename_table", _RENAME_TABLE)):
+        match = pattern.match(hidden)
+        if match:
+            return CopyProbe(kind, statement[match.start(1):match.end(1)])
+    dml = _DML.match(hidden)
+    if dml:
+        spans = [dml.span(g) for g in (1, 2, 3) if dml.group(g)]
+        return CopyProbe("dml", statement[spans[0][0]:spans[0][1]] if spans else None)
+    return CopyProbe("unknown", refused="not a statement this observer knows")
+
+
+def _with_options(operations: str, algorithm: str | None, lock: str | None) -> str:
+    # In ALTER TABLE, ALGORITHM and LOCK are clauses of their own, after a comma.
+    for key, value in (("ALGORITHM", algorithm), ("LOCK", lock)):
+        if value:
+            operations += f", {key}={value.upper()}"
+    return operations
+
+
+def probe_statement(copy: str, operations: str, clause: str | None) -> str:
+    """``ALTER TABLE <copy> <operations>``, with ``clause`` (``ALGORITHM=INSTANT`` ...) appended
+    after a comma: the statement's change, aimed at the copy, done only the way the clause says."""
+    text = f"ALTER TABLE {quote_identifier(copy)} {operations.rstrip().rstrip(';').rstrip()}"
+    return f"{text}, {clause}" if clause else text
 
 
 class MysqlDialect:
@@ -748,6 +932,29 @@ class MysqlDialect:
             names,
         )
 
+    def table_columns(self, tables: list[str]) -> Statement:
+        """(table, column, COLUMN_TYPE, nullable, bytes per character) of tables in the current
+        database; the bytes per character (utf8mb4: 4) decide whether a longer VARCHAR keeps its
+        length byte."""
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        return Statement(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES', "
+            "CHARACTER_OCTET_LENGTH DIV NULLIF(CHARACTER_MAXIMUM_LENGTH, 0) FROM information_schema.COLUMNS "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            names,
+        )
+
+    def index_tables(self, indexes: list[str]) -> Statement:
+        """(index, table) of indexes in the current database (DROP INDEX names its table here; an
+        index name is unique per table only, so one name may answer for several)."""
+        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        return Statement(
+            "SELECT DISTINCT INDEX_NAME, TABLE_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND INDEX_NAME IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
     @property
     def rows_source(self) -> str:
         return "information_schema.TABLES (InnoDB estimate)" if self.mariadb else \
@@ -792,6 +999,76 @@ class MysqlDialect:
             f"AND t.PROCESSLIST_ID <> CONNECTION_ID() AND ml.OBJECT_NAME IN ({listed}) ORDER BY t.PROCESSLIST_ID",
             names,
         )
+
+    # --- observing a statement on a copy of its table (``dbguard plan --observe``) ----------------
+    # Seen on MariaDB 10.11.19, on a copy made by CREATE TABLE ... LIKE (same result empty or not):
+    #   ADD COLUMN (at the end, or FIRST), DROP COLUMN, RENAME COLUMN, SET DEFAULT: INSTANT, same table id
+    #   VARCHAR(50) -> VARCHAR(60) in utf8mb4 (200 -> 240 bytes, length still in one byte): INSTANT
+    #   VARCHAR(50) -> VARCHAR(100) in utf8mb4 (200 -> 400 bytes, a two-byte length): COPY, new table id
+    #   INT -> BIGINT, and shortening a VARCHAR: INSTANT and INPLACE refused (1846), COPY, new table id
+    #   ADD INDEX, ADD UNIQUE, DROP INDEX: INPLACE with LOCK=NONE, same table id
+    #   NULL -> NOT NULL, ADD PRIMARY KEY, FORCE: INPLACE with LOCK=NONE, new table id (rebuilt online)
+    # information_schema.TABLES.CREATE_TIME changes on every ALTER there, INSTANT ones included, and
+    # performance_schema is off by default: the InnoDB table id is what tells a rebuild.
+
+    def copy_table_like(self, copy: str, table: tuple[str, ...]) -> Statement:
+        """An empty table ``copy`` in the current database with the columns, indexes and options of
+        ``table`` (its name parts: ``("t",)`` or ``("db", "t")``); LIKE copies no foreign keys."""
+        source = ".".join(quote_identifier(part) for part in table)
+        return Statement(f"CREATE TABLE {quote_identifier(copy)} LIKE {source}")
+
+    def foreign_keys_of(self, table: tuple[str, ...]) -> Statement:
+        """How many foreign keys ``table`` (name parts; a bare name is in the current database) has or is
+        referenced by. A copy has none, and they change the answer: with one on column a, MODIFY a
+        BIGINT is refused (1832) where the copy says COPY, and the FK's index cannot be dropped (1553)."""
+        schema, name = (table[0], table[1]) if len(table) == 2 else (None, table[-1])
+        return Statement(
+            "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE (CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table) "
+            "OR (UNIQUE_CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND REFERENCED_TABLE_NAME = :table)",
+            {"schema": schema, "table": name},
+        )
+
+    def drop_table_copy(self, copy: str) -> Statement:
+        return Statement(f"DROP TABLE IF EXISTS {quote_identifier(copy)}")
+
+    def innodb_table_id(self, table: str) -> Statement:
+        """InnoDB's id of ``table`` in the current database: a new id means the table was rebuilt.
+        NAME is ``db/table`` in the file system's encoding of names, equal to the plain name for the
+        plain names dbguard gives its copies and scratch databases."""
+        view = "INNODB_SYS_TABLES" if self.mariadb else "INNODB_TABLES"
+        return Statement(f"SELECT TABLE_ID FROM information_schema.{view} WHERE NAME = CONCAT(DATABASE(), '/', :table)",
+                         {"table": table})
+
+    def own_metadata_locks(self, source: str) -> Statement:
+        """(table, lock mode) of the table metadata locks this session holds, read from ``source``
+        (see :meth:`mdl_sources`); a table of another database is named ``db.table``."""
+        if source == "metadata_lock_info":
+            return Statement(
+                "SELECT IF(TABLE_SCHEMA = DATABASE(), TABLE_NAME, CONCAT(TABLE_SCHEMA, '.', TABLE_NAME)), LOCK_MODE "
+                "FROM information_schema.METADATA_LOCK_INFO "
+                "WHERE THREAD_ID = CONNECTION_ID() AND LOCK_TYPE = 'Table metadata lock' "
+                "ORDER BY TABLE_SCHEMA, TABLE_NAME, LOCK_MODE"
+            )
+        if source == "performance_schema":
+            return Statement(
+                "SELECT IF(ml.OBJECT_SCHEMA = DATABASE(), ml.OBJECT_NAME, CONCAT(ml.OBJECT_SCHEMA, '.', ml.OBJECT_NAME)), "
+                "ml.LOCK_TYPE FROM performance_schema.metadata_locks ml "
+                "JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID "
+                "WHERE t.PROCESSLIST_ID = CONNECTION_ID() AND ml.OBJECT_TYPE = 'TABLE' AND ml.LOCK_STATUS = 'GRANTED' "
+                "ORDER BY ml.OBJECT_SCHEMA, ml.OBJECT_NAME, ml.LOCK_TYPE"
+            )
+        raise ValueError(f"no metadata lock rows from {source}")
+
+    def mdl_source_absent(self, source: str) -> str:
+        """Why ``source`` shows nothing, in a few words."""
+        if source == "metadata_lock_info":
+            return "metadata_lock_info plugin not installed"
+        return "performance_schema or its metadata lock instrument is off"
+
+    def is_algorithm_refused(self, exc: BaseException) -> bool:
+        """The server will not do the ALTER with the ALGORITHM or LOCK asked for (it would another way)."""
+        return _errno(exc) in ALGORITHM_REFUSED
 
 
 def from_sqlalchemy(sa_dialect: Any) -> MysqlDialect:
@@ -850,6 +1127,7 @@ def _packed_value(expr: str, how: str) -> str:
 
 if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims
     _A_WHOLE_DIALECT: Dialect = MysqlDialect(mariadb=False)
+    _ITS_ALTER_PROBES: AlterProbes = MysqlDialect(mariadb=False)
     _ITS_CATALOG: InformationSchemaCatalog = MysqlDialect(mariadb=False)
     _ITS_SCRATCH_SERVER: ScratchServer = MysqlDialect(mariadb=False)
     _ITS_SESSION_CONTROL: SessionControl = MysqlDialect(mariadb=False)

@@ -515,6 +515,31 @@ class PostgresqlDialect:
             names,
         )
 
+    def table_columns(self, tables: list[str]) -> Statement:
+        """(table, column, type, nullable, NULL) of tables in the current schema; the type as
+        ``format_type`` spells it (``character varying(20)``, ``numeric(12,2)``)."""
+        names = {f"t{i}": t for i, t in enumerate(tables)}
+        return Statement(
+            "SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, NULL "
+            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 "
+            f"AND NOT a.attisdropped AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+            "ORDER BY c.relname, a.attnum",
+            names,
+        )
+
+    def index_tables(self, indexes: list[str]) -> Statement:
+        """(index, table) of indexes in the current schema, as DROP INDEX resolves an unqualified name."""
+        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        return Statement(
+            "SELECT i.relname, t.relname FROM pg_catalog.pg_index x "
+            "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname = current_schema() "
+            f"AND i.relname IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            names,
+        )
+
     rows_source = "pg_class.reltuples (estimate; -1 before ANALYZE)"
 
     def lock_holder_sources(self) -> tuple[str, ...]:

@@ -199,6 +199,27 @@ def _verify_one(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str
         return _Seen(None, (), mask(text, secrets)), None
 
 
+def _nap_until(when: float) -> None:
+    """Sleep until the monotonic time ``when`` in naps (one long sleep cannot take a huge bake)."""
+    while (left := when - time.monotonic()) > 0:
+        time.sleep(min(left, 1.0))
+
+
+def _fail_target_run(target: TargetSpec, run_id: int | None, error: str, flags: dict[str, Any]) -> None:
+    """Record the target's own run FAILED after its batch failed while baking (best effort: the fleet's
+    control database says it failed either way)."""
+    if run_id is None:
+        return
+    from dbguard.db.ledger import Ledger
+    from dbguard.target import load_target, open_session
+
+    with contextlib.suppress(Exception):
+        loaded = load_target(_settings(target, flags))
+        with open_session(loaded) as session:
+            Ledger(session.conn, loaded.settings.table_prefix).update_run(
+                int(run_id), status=RunStatus.FAILED.value, error=error[:4000], finished_at=utcnow())
+
+
 def _same_revisions(seen: Sequence[str], expected: str | None) -> bool:
     if expected is None:
         return True
@@ -427,7 +448,8 @@ class _Rollout:
                 self.control.update_batch(self.run_id, number, status=BatchStatus.VERIFIED.value,
                                           verified_at=utcnow())
                 self.emit("batch_verified", batch=number, batches=len(self.plan), size=len(targets))
-                if self.options.bake_s > 0 and number < len(self.plan):
+                # The last batch bakes too: it carries the most traffic, and a failure still opens the breaker.
+                if self.options.bake_s > 0:
                     self.emit("baking", batch=number, seconds=self.options.bake_s,
                               probe_interval_s=self.spec.probe_interval_s, probe_failures=self.spec.probe_failures)
                     self._bake(number, targets)
@@ -640,37 +662,41 @@ class _Rollout:
     # the bake ---------------------------------------------------------------------------------
 
     def _bake(self, number: int, targets: list[TargetSpec]) -> None:
-        """Probe every target of the batch every probe_interval_s while it bakes; a probe failing
-        probe_failures times in a row fails its target, and the batch, at once."""
-        from dbguard.core.bake import ProbeTally, failing_targets, probe_offsets
+        """Probe every target of the batch every probe_interval_s while it bakes, and once at its end;
+        a probe failing probe_failures times in a row (in the last round, once) fails its target, and
+        the batch, at once."""
+        from dbguard.core.bake import ProbeTally, failing_targets, probe_rounds
         from dbguard.run.probes import TargetProbes
 
         spec, started = self.spec, time.monotonic()
         tally = ProbeTally(spec.probe_failures)
         probers = [TargetProbes(t.name, _settings(t, self.options.flags), t.health_sql, t.health_url,
-                               self._touched.get(t.name), spec.secrets, spec.probe_timeout_s) for t in targets]
+                                self._touched.get(t.name), spec.secrets, spec.probe_timeout_s) for t in targets]
         workers = max(1, min(self.options.parallel, len(targets)))
         try:
             with ThreadPoolExecutor(max_workers=workers) as threads:
-                for round_number, offset in enumerate(probe_offsets(self.options.bake_s, spec.probe_interval_s), 1):
-                    time.sleep(max(0.0, offset - (time.monotonic() - started)))
+                for round_number, (offset, last) in enumerate(probe_rounds(self.options.bake_s,
+                                                                           spec.probe_interval_s), 1):
+                    _nap_until(started + offset)
                     rounds = [threads.submit(t.run, round_number) for t in probers]
                     seen = [p for r in rounds for p in r.result()]
                     for p in seen:
                         self.emit("probe", batch=number, target=p.target, round=round_number, check=p.check,
                                   ok=p.ok, detail=spec.mask(p.detail) or None)
-                    failing = failing_targets(tally, seen)
+                    failing = failing_targets(tally, seen, last)
                     if failing:
                         self._fail_baking(number, failing)
                         return
         finally:
             for prober in probers:
                 prober.close()
-        time.sleep(max(0.0, self.options.bake_s - (time.monotonic() - started)))
 
     def _fail_baking(self, number: int, failing: dict[str, str]) -> None:
         for name, why in failing.items():
             error = self.spec.mask(f"bake: {why}")
+            # The target's own run failed too: its breaker opens, as after `upgrade --bake` on it alone.
+            _fail_target_run(self.spec.target(name), self.outcomes.get(name, {}).get("run_id"), error,
+                             self.options.flags)
             self.outcomes[name] = {**self.outcomes.get(name, {}), "status": TargetStatus.FAILED.value, "error": error}
             self.control.update_target(self.run_id, name, status=TargetStatus.FAILED.value, error=error[:4000])
             self.emit("target_finished", batch=number, target=name, status=TargetStatus.FAILED.value, message=error)

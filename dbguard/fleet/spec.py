@@ -210,9 +210,14 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
             raise ConfigError(f"{where}: health_sql must be one SQL statement")
         health_url = raw.get("health_url", fleet.get("health_url"))
         if health_url is not None:
-            if not isinstance(health_url, str) or not health_url.startswith(("http://", "https://")):
+            from dbguard.core.bake import health_url_problem
+
+            if not isinstance(health_url, str):
                 raise ConfigError(f"{where}: health_url must be an http:// or https:// URL")
             health_url = _expand(health_url.strip(), where, environ, secrets)
+            problem = health_url_problem(health_url)
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
         targets.append(TargetSpec(name=tname, url=url, masked_url=masked_url, weight=float(weight),
                                   tags=tuple(tags), alembic_config=ini_path, health_sql=health,
                                   health_url=health_url))

@@ -29,6 +29,22 @@ from dbguard.settings import Settings
 _JOIN_MARGIN_S = 0.5
 
 
+def settings_problem(settings: Settings) -> str | None:
+    """What is wrong with the notification settings (the URLs left out: a webhook's address is its
+    secret), checked when something is to be sent."""
+    import math
+
+    if settings.notify_format not in ("json", "slack"):
+        return f"notify_format must be json or slack, got {settings.notify_format!r}"
+    if any(not url.lower().startswith(("http://", "https://")) for url in settings.notify_url):
+        return "notify_url must be http:// or https:// URLs, and one of them is not"
+    if not (math.isfinite(settings.notify_timeout_s) and settings.notify_timeout_s > 0):
+        return f"notify_timeout_s must be a number of seconds above 0, got {settings.notify_timeout_s}"
+    if not 0 <= settings.notify_retries <= 5:
+        return f"notify_retries must be 0 to 5 (a notification never holds a run up), got {settings.notify_retries}"
+    return None
+
+
 def announce(settings: Settings, build: Callable[[], Sequence[Mapping[str, Any]]],
              secrets: Iterable[str | None] = ()) -> tuple[str, ...]:
     """``send`` the events ``build`` makes; a bug in making or sending them is one more warning, never
@@ -36,6 +52,9 @@ def announce(settings: Settings, build: Callable[[], Sequence[Mapping[str, Any]]
     if not settings.notify_url:
         return ()
     secrets = list(secrets)
+    problem = settings_problem(settings)
+    if problem:
+        return (f"notifications not sent: {problem}",)
     try:
         return send(settings, build(), secrets)
     except Exception as exc:  # noqa: BLE001 - said as a warning; the run's outcome stands

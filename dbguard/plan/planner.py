@@ -130,7 +130,7 @@ def build_plan(
     from alembic.util import CommandError
 
     from dbguard.risk.parse import warm_parser
-    from dbguard.risk.plan import analyse, tables_touched
+    from dbguard.risk.plan import analyse, indexes_without_table, tables_touched
 
     settings = target.settings
     level = fail_level(fail_on if fail_on is not None else settings.fail_on)
@@ -173,16 +173,29 @@ def build_plan(
                                        while_rendering=lambda: warm_parser(server.engine))
     notes += more
     facts = None
+    index_tables: dict[str, str] = {}
     if session is not None:
         from dbguard.db import facts as live_facts
 
-        facts, more = live_facts.table_facts(session.conn, risk_facts_of(session.dialect),
+        dialect = risk_facts_of(session.dialect)
+        unplaced = indexes_without_table(pending, server.engine, settings.version_table, history=history)
+        if unplaced:
+            index_tables = live_facts.index_tables(session.conn, dialect, unplaced)
+        facts, more = live_facts.table_facts(session.conn, dialect,
                                              tables_touched(pending, server.engine, settings.version_table,
-                                                            history=history))
+                                                            history=history, index_tables=index_tables))
         notes += more
     docs = {r.revision: (r.doc, r.path) for r in pending}
+    from dbguard.migrations.envpy import one_transaction
+
+    wrapped = one_transaction(script.env_py_location) if server.transactional_ddl else None
+    if wrapped:
+        notes.append(f"env.py runs the whole upgrade in one transaction ({wrapped}): no revision commits before "
+                     "the last, so every lock is held until then; dbguard cannot split it (drop the begin() and let "
+                     "context.begin_transaction() commit each revision)")
     revisions, summary = analyse(pending, server, history=history, facts=facts, lock_timeout_ms=settings.lock_timeout_ms,
-                                 version_table=settings.version_table, docs=docs)
+                                 version_table=settings.version_table, docs=docs, index_tables=index_tables,
+                                 one_transaction=wrapped is not None)
     failing = sum(1 for r in revisions for f in r.findings if level is not None and f.level >= level)
     unrendered = [r.revision for r in revisions if not r.rendered]
     # A revision that could not be rendered was not planned: findings still gate (1), else "could not plan" (2).

@@ -13,7 +13,8 @@ Pure knowledge from the engines' documentation:
   foreign_key_checks=0, ADD CHECK COPY, secondary indexes INPLACE with LOCK=NONE, first FULLTEXT
   or SPATIAL index LOCK=SHARED, ADD PRIMARY KEY INPLACE with a rebuild.
 - MariaDB (KB, "InnoDB Online DDL Operations with the INSTANT/INPLACE Alter Algorithm"): ADD COLUMN
-  INSTANT from 10.3.2 (any position, and DROP COLUMN, from 10.4), widening VARCHAR INSTANT, other
+  INSTANT from 10.3.2 (any position, and DROP COLUMN, from 10.4), widening VARCHAR INSTANT within its
+  length-byte class (both sides up to 255 bytes, or both over), other
   type changes COPY, foreign keys COPY with foreign_key_checks on.
 """
 
@@ -47,13 +48,20 @@ _INT_SIZE = {"SMALLINT": 2, "INT2": 2, "TINYINT": 1, "MEDIUMINT": 3, "INT": 4, "
 _TEXTY = {"VARCHAR", "CHARACTER VARYING", "TEXT", "CHAR", "CHARACTER", "NVARCHAR", "STRING"}
 
 
+# Spellings of one type (the catalog's and Alembic's), reduced to one name.
+_ALIAS = {"CHARACTER VARYING": "VARCHAR", "NVARCHAR": "VARCHAR", "STRING": "VARCHAR", "CHARACTER": "CHAR",
+          "BPCHAR": "CHAR", "DECIMAL": "NUMERIC", "INTEGER": "INT", "INT4": "INT", "INT2": "SMALLINT",
+          "INT8": "BIGINT"}
+
+
 def parse_type(text: str | None) -> tuple[str, int | None, int | None] | None:
     if not text:
         return None
     m = _TYPE.match(text.upper())
     if not m:
         return None
-    return m[1].strip(), int(m[2]) if m[2] else None, int(m[3]) if m[3] else None
+    name = m[1].strip()
+    return _ALIAS.get(name, name), int(m[2]) if m[2] else None, int(m[3]) if m[3] else None
 
 
 def type_change(old: str | None, new: str | None) -> str:
@@ -66,22 +74,58 @@ def type_change(old: str | None, new: str | None) -> str:
         return "same"
     (na, la, sa), (nb, lb, sb) = a, b
     if na in _INT_SIZE and nb in _INT_SIZE:
-        return "widen" if _INT_SIZE[nb] >= _INT_SIZE[na] else "narrow"
+        # MySQL's int(11) is a display width, not a size.
+        if _INT_SIZE[nb] == _INT_SIZE[na]:
+            return "same"
+        return "widen" if _INT_SIZE[nb] > _INT_SIZE[na] else "narrow"
     if na in _TEXTY and nb in _TEXTY:
-        if nb == "TEXT":
+        if nb == "TEXT" or (nb == "VARCHAR" and lb is None):
             return "widen"
         if na == "TEXT" and lb is not None:
             return "narrow"
         if la is not None and lb is not None:
             return "widen" if lb >= la else "narrow"
         return "other"
-    if na in ("NUMERIC", "DECIMAL") and nb in ("NUMERIC", "DECIMAL"):
+    if na == "NUMERIC" and nb == "NUMERIC":
         if la is None or lb is None:
             return "widen" if lb is None else "narrow"
         if (lb - (sb or 0)) < (la - (sa or 0)) or (sb or 0) < (sa or 0):
             return "narrow"
         return "widen" if (sb or 0) == (sa or 0) else "other"
     return "other"
+
+
+def pg_catalog_only(old: str | None, new: str | None) -> bool:
+    """A PostgreSQL type change that keeps the stored data as is (no rewrite, no scan).
+
+    Verified on PostgreSQL 15 (``pg_class.relfilenode`` unchanged): varchar(50) -> varchar(500),
+    -> varchar, -> text; numeric(10,2) -> numeric(12,2), -> numeric. Rewritten: varchar(500) ->
+    varchar(20), text -> varchar(600), char(5) -> char(10) (stored padded), char -> varchar,
+    numeric(12,2) -> numeric(8,2)."""
+    change = type_change(old, new)
+    if change == "same":
+        return True
+    if change != "widen":
+        return False
+    a, b = parse_type(old), parse_type(new)
+    assert a is not None and b is not None
+    return (a[0] in ("VARCHAR", "TEXT") and b[0] in ("VARCHAR", "TEXT")) or a[0] == b[0] == "NUMERIC"
+
+
+def mysql_varchar_in_place(old: str | None, new: str | None, char_bytes: int | None) -> bool:
+    """A longer VARCHAR that keeps its length byte: MariaDB INSTANT, MySQL INPLACE.
+
+    Verified on MariaDB 10.11 (``ALGORITHM=INSTANT`` accepted or refused): utf8mb4 varchar(20) ->
+    varchar(63) accepted, -> varchar(64) (256 bytes) refused, INPLACE too (a COPY); latin1 up to
+    varchar(255) accepted, varchar(256) refused. Unknown charset (offline): counted in place."""
+    a, b = parse_type(old), parse_type(new)
+    if a is None or b is None or a[0] != "VARCHAR" or b[0] != "VARCHAR" or a[1] is None or b[1] is None:
+        return False
+    if b[1] < a[1]:
+        return False
+    if char_bytes is None:
+        return True
+    return (a[1] * char_bytes > 255) == (b[1] * char_bytes > 255)
 
 
 def old_type(op: Op, ctx: Context) -> str | None:
@@ -106,12 +150,11 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
             rewrite = True
         return _ae("rewrite" if rewrite else "instant")
     if kind == "alter_type":
-        change = type_change(old_type(op, ctx), op.type)
-        # Binary-coercible widenings (varchar(n) -> varchar(m > n), -> text) keep the data as is.
-        texty = (parse_type(op.type) or ("",))[0] in _TEXTY
-        return _ae("instant" if change == "same" or (change == "widen" and texty) else "rewrite")
+        return _ae("instant" if pg_catalog_only(old_type(op, ctx), op.type) else "rewrite")
     if kind == "set_not_null":
-        checked = (op.table, op.column) in ctx.not_null_checks and server.at_least(12)
+        # Already NOT NULL: nothing to check. A validated CHECK (col IS NOT NULL) skips the scan (12+).
+        checked = (op.table, op.column) in ctx.not_null_columns or (
+            (op.table, op.column) in ctx.not_null_checks and server.at_least(12))
         return _ae("instant" if checked else "scan")
     if kind == "add_constraint":
         if op.constraint == "foreign_key":
@@ -142,10 +185,23 @@ def _postgresql(op: Op, ctx: Context) -> LockInfo:
                         blocks_writes=mode in (_SHARE, _SRE, "EXCLUSIVE", _AE), work="instant")
     if kind == "rewrite_table":
         return _ae("rewrite")
+    if kind == "create_view":
+        # The view itself: ACCESS EXCLUSIVE (a new one blocks nobody; OR REPLACE blocks its readers);
+        # a populated materialized view is written while its query reads every row of its tables.
+        return _ae("rewrite" if op.value == "materialized" else "instant")
+    if kind == "refresh_view":
+        # CONCURRENTLY: EXCLUSIVE, readers go on; otherwise ACCESS EXCLUSIVE while it is rebuilt.
+        return LockInfo(mode="EXCLUSIVE", blocks_reads=False, blocks_writes=True, work="rewrite") \
+            if op.concurrently else _ae("rewrite")
     return NO_LOCK
 
 
 _MDL = "metadata lock"
+# Verified on PostgreSQL 15 (pg_locks inside the transaction): CREATE [MATERIALIZED] VIEW and REFRESH
+# take ACCESS SHARE on every table the query reads (a materialized one for as long as it reads them);
+# ALTER SEQUENCE and setval lock the sequence alone, never the table that owns it.
+_READS_ROWS = LockInfo(mode="ACCESS SHARE", blocks_reads=False, blocks_writes=False, work="scan")
+_READS_DEFINITION = LockInfo(mode="ACCESS SHARE", blocks_reads=False, blocks_writes=False, work="instant")
 _NEW_TABLE = LockInfo(mode=_AE, blocks_reads=True, blocks_writes=True, work="instant")
 
 
@@ -155,10 +211,15 @@ def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]
     EXCLUSIVE on the referenced table, VALIDATE of a foreign key ROW SHARE; DROP TABLE of a
     referencing table takes ACCESS EXCLUSIVE on the parent to drop its triggers)."""
     out: list[TableLock] = []
+    if op.kind in ("create_view", "refresh_view") and ctx.server.engine != "postgresql":
+        return ()
     if op.kind == "create_table" and op.table:
         out.append(TableLock(op.table, _NEW_TABLE if ctx.server.engine == "postgresql"
                              else LockInfo(mode=f"{_MDL} (exclusive)", blocks_reads=True, blocks_writes=True),
                              new=True))
+    elif op.kind == "create_view" and op.table:
+        # A view nobody has yet (OR REPLACE of one the history or the catalog knows keeps its readers).
+        out.append(TableLock(op.table, lock, ctx.is_new(op.table) or op.table not in ctx.existing))
     elif op.table and lock.work != "none":
         out.append(TableLock(op.table, lock, ctx.is_new(op.table)))
     if ctx.server.engine != "postgresql":
@@ -173,6 +234,11 @@ def locked_tables(op: Op, lock: LockInfo, ctx: Context) -> tuple[TableLock, ...]
                    LockInfo(mode="ROW SHARE", blocks_reads=False, blocks_writes=False, work="scan"))]
     elif op.kind == "drop_table" and op.table:
         others = [(t, _ae()) for t in sorted(ctx.parents.get(op.table, ()))]
+    elif op.kind == "create_view":
+        reads = _READS_ROWS if op.value == "materialized" else _READS_DEFINITION
+        others = [(t, reads) for t in op.references]
+    elif op.kind == "refresh_view" and op.table:
+        others = [(t, _READS_ROWS) for t in ctx.view_sources.get(op.table, ())]
     out += [TableLock(t, info, ctx.is_new(t)) for t, info in others if t != op.table]
     return tuple(out)
 
@@ -226,7 +292,9 @@ def _mysql(op: Op, ctx: Context) -> LockInfo:
                 return _mysql_lock("INSTANT" if maria or server.at_least(8, 0, 28) else "INPLACE", "instant", True, op)
             # Only NULL/NOT NULL changes: in place with a rebuild, concurrent DML allowed.
             return _mysql_lock("INPLACE", "rewrite", True, op)
-        if change == "widen" and (parse_type(op.type) or ("",))[0] in ("VARCHAR", "CHARACTER VARYING"):
+        before = old_type(op, ctx)
+        if change == "widen" and mysql_varchar_in_place(before, op.type,
+                                                        ctx.char_bytes.get((op.table or "", op.column or ""))):
             # Longer VARCHAR within the same length-byte class: catalog only (MySQL INPLACE, MariaDB INSTANT).
             return _mysql_lock("INSTANT" if maria else "INPLACE", "instant", True, op)
         return _mysql_lock("COPY", "rewrite", False, op)

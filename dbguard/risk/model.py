@@ -136,6 +136,18 @@ class LockHolder:
 
 
 @dataclasses.dataclass(frozen=True)
+class ColumnFacts:
+    """One live column: its type as the catalog spells it (PostgreSQL ``format_type``:
+    ``character varying(20)``; MySQL/MariaDB COLUMN_TYPE: ``varchar(20)``) and its nullability."""
+
+    type: str
+    nullable: bool = True
+    # MySQL/MariaDB: bytes per character of the column's charset (utf8mb4: 4), which decides
+    # whether a longer VARCHAR still fits its length byte.
+    char_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TableFacts:
     """What the live database says about one table. ``rows`` None: never counted (PostgreSQL
     ``reltuples`` -1 before the first ANALYZE); ``data_bytes`` is the heap alone, ``size_bytes``
@@ -148,6 +160,8 @@ class TableFacts:
     data_bytes: int | None = None
     rows_source: str = ""
     lock_holders: tuple[LockHolder, ...] = ()
+    # The live columns by (lower-case) name; empty when not read.
+    columns: Mapping[str, ColumnFacts] = dataclasses.field(default_factory=dict)
 
     # Below these a table counts as small: a rewrite or scan takes well under a second.
     SMALL_ROWS = 10_000
@@ -241,6 +255,8 @@ class Step:
     tables: tuple[TableLock, ...]
     hold_s: float | None
     facts: TableFacts | None = None
+    # Its revision: a transaction spans several when env.py runs the whole upgrade in one.
+    revision: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,12 +276,16 @@ class Context:
     not_null_checks: frozenset[tuple[str, str]] = frozenset()
     # (table, column) pairs known to be NOT NULL already.
     not_null_columns: frozenset[tuple[str, str]] = frozenset()
+    # MySQL/MariaDB: bytes per character of a column's charset, from the live catalog: {(table, column): n}.
+    char_bytes: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     # dbguard's own lock timeout for the run, when dbguard runs it.
     lock_timeout_ms: int | None = None
     # Foreign keys known from history and plan: {constraint name: (table, referenced table)}.
     foreign_keys: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     # The tables each table references through its foreign keys: {table: {referenced, ...}}.
     parents: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    # The tables each view's query reads: {view: {table, ...}} (REFRESH reads them all).
+    view_sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def is_new(self, table: str | None) -> bool:
         return table is not None and table in self.created_in_plan
@@ -285,6 +305,8 @@ class Hit:
     lock: LockInfo | None = None
     taken_at: int | None = None
     taken_by: str | None = None
+    # The revision of the statement ``at`` names (a transaction may span revisions).
+    at_revision: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

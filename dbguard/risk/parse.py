@@ -228,11 +228,45 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"^REINDEX\s+(?:\(.*?\)\s*)?(TABLE|INDEX)\s+(CONCURRENTLY\s+)?(" + _ID + ")", _FLAGS),
      lambda m, s: [Op("create_index", s, table=_unquote(m[3]) if m[1].upper() == "TABLE" else None,
                       index=_unquote(m[3]), concurrently=bool(m[2]), note="REINDEX")]),
+    (re.compile(rf"^CREATE\s+(?:OR\s+REPLACE\s+)?(MATERIALIZED\s+)?VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?({_ID})", _FLAGS),
+     lambda m, s: [_view(m, s)]),
+    (re.compile(rf"^REFRESH\s+MATERIALIZED\s+VIEW\s+(CONCURRENTLY\s+)?({_ID})", _FLAGS),
+     lambda m, s: [Op("refresh_view", s, table=_unquote(m[2]), concurrently=bool(m[1]))]),
     (re.compile(r"^(ALTER\s+TYPE|CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE|TRIGGER|EXTENSION|SEQUENCE|"
                 r"SCHEMA|VIEW|MATERIALIZED\s+VIEW)|DROP\s+(?:TYPE|FUNCTION|PROCEDURE|TRIGGER|SEQUENCE|VIEW|"
                 r"EXTENSION|SCHEMA)|COMMENT\s+ON|GRANT|REVOKE|ANALYZE)\b", _FLAGS),
      lambda m, s: [Op("other_ddl", s)]),
 ]
+
+
+_READS = re.compile(rf"\b(?:FROM|JOIN)\s+(?:ONLY\s+)?({_ID})", _FLAGS)
+_NO_DATA = re.compile(r"\bWITH\s+NO\s+DATA\s*;?\s*$", re.IGNORECASE)
+
+
+def _view(m: re.Match[str], sql: str) -> Op:
+    """CREATE [OR REPLACE] [MATERIALIZED] VIEW: the view, and the tables its query reads (a populated
+    materialized view reads every row of them; ``value`` says which kind it is)."""
+    view = _unquote(m[2])
+    materialized = bool(m[1])
+    kind = "view" if not materialized else "materialized_empty" if _NO_DATA.search(sql) else "materialized"
+    return Op("create_view", sql, table=view, references=tuple(t for t in _tables_read(sql) if t != view), value=kind)
+
+
+def _tables_read(sql: str) -> tuple[str, ...]:
+    """The tables a view's query names (its CTEs left out), by sqlglot, else by FROM/JOIN."""
+    found: dict[str, None] = {}
+    try:
+        glot = _glot()
+        with quiet_sqlglot():
+            tree = glot.parse_one(sql, read="postgres")
+        ctes = {str(c.alias_or_name) for c in tree.find_all(glot.exp.CTE)}
+        for table in tree.find_all(glot.exp.Table):
+            name = _name(table)
+            if name and name not in ctes:
+                found[name] = None
+    except Exception:  # noqa: BLE001 - a query sqlglot cannot read: its FROM and JOIN names
+        found = {}
+    return tuple(found) or tuple(dict.fromkeys(_unquote(t) for t in _READS.findall(sql)))
 
 
 def _fallback(sql: str) -> list[Op] | None:

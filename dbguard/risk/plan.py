@@ -94,6 +94,20 @@ class _State:
     index_tables: dict[str, str] = dataclasses.field(default_factory=dict)
     foreign_keys: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     parents: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    char_bytes: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    view_sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    def live(self, facts: Mapping[str, TableFacts]) -> None:
+        """The live catalog's columns replace what the history says of a table: it is what the
+        statements will meet (history misses hand changes and types Alembic's SQL leaves out)."""
+        for table, tf in facts.items():
+            if not tf.exists or not tf.columns:
+                continue
+            self.columns[table] = {name: col.type for name, col in tf.columns.items()}
+            self.not_null = {key for key in self.not_null if key[0] != table}
+            self.not_null.update((table, name) for name, col in tf.columns.items() if not col.nullable)
+            self.char_bytes.update(((table, name), col.char_bytes) for name, col in tf.columns.items()
+                                   if col.char_bytes)
 
     def resolve(self, op: Op) -> Op:
         """``op`` with its table filled in where the statement names only an index (DROP INDEX x)."""
@@ -130,6 +144,12 @@ class _State:
                     self.index_tables[index] = op.new_name
         elif op.kind == "create_index" and t and op.index:
             self.index_tables[op.index] = t
+        elif op.kind == "create_view" and t:
+            self.view_sources[t] = op.references
+            if t not in self.tables:  # a new view: nobody reads it yet (OR REPLACE keeps an old one's readers)
+                self.tables.add(t)
+                if in_plan:
+                    self.created.add(t)
         elif op.kind == "drop_index" and op.index:
             self.index_tables.pop(op.index, None)
         elif op.kind == "add_constraint" and op.constraint == "foreign_key" and t and op.ref_table:
@@ -178,10 +198,12 @@ def statements_of(raw: Iterable[str], version_table: str = "alembic_version") ->
 
 
 def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
-                   history: Sequence[RevisionSql] = ()) -> set[str]:
+                   history: Sequence[RevisionSql] = (), index_tables: Mapping[str, str] | None = None) -> set[str]:
     """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
-    those ``history`` tells (an index's table, a dropped table's parents)."""
+    those ``history`` (or the live catalog's ``index_tables``) tells (an index's table, a dropped
+    table's parents)."""
     state = _State()
+    state.index_tables.update(index_tables or {})
     for rev in history:
         for statement in statements_of(rev.statements, version_table):
             with contextlib.suppress(StatementParseError):
@@ -193,12 +215,36 @@ def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: s
             for op in _parse_pending(statement, engine, rev.revision):
                 op = state.resolve(op)
                 tables.update(t for t in (op.table, op.ref_table, *op.references) if t)
+                if op.kind == "refresh_view" and op.table:
+                    tables.update(state.view_sources.get(op.table, ()))
                 if op.kind == "drop_table" and op.table:
                     tables.update(state.parents.get(op.table, ()))
                 if op.kind == "validate_constraint" and (op.constraint_name or "") in state.foreign_keys:
                     tables.add(state.foreign_keys[op.constraint_name or ""][1])
                 state.apply(op, in_plan=True)
     return tables
+
+
+def indexes_without_table(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
+                          history: Sequence[RevisionSql] = ()) -> set[str]:
+    """Indexes a pending statement drops whose table neither the statement, ``history`` nor the plan
+    names (PostgreSQL's DROP INDEX names the index alone): for the live catalog to tell."""
+    state = _State()
+    for rev in history:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    state.apply(state.resolve(op), in_plan=False)
+    unknown: set[str] = set()
+    for rev in pending:
+        for statement in statements_of(rev.statements, version_table):
+            with contextlib.suppress(StatementParseError):
+                for op in parse(statement, engine):
+                    op = state.resolve(op)
+                    if op.kind == "drop_index" and op.table is None and op.index:
+                        unknown.add(op.index)
+                    state.apply(op, in_plan=True)
+    return unknown
 
 
 def _parse_pending(sql: str, engine: str, revision: str) -> list[Op]:
@@ -218,11 +264,16 @@ def analyse(
     lock_timeout_ms: int | None = None,
     version_table: str = "alembic_version",
     docs: Mapping[str, tuple[str | None, str | None]] | None = None,
+    index_tables: Mapping[str, str] | None = None,
+    one_transaction: bool = False,
 ) -> tuple[tuple[RevisionPlan, ...], PlanSummary]:
     """Plans of the ``pending`` revisions, judged after ``history`` (the revisions already applied,
-    whose tables count as existing), with live ``facts`` per table when known."""
+    whose tables count as existing), with live ``facts`` per table when known and the live catalog's
+    ``index_tables`` (index -> table) for indexes the history does not place. ``one_transaction``:
+    env.py runs the whole upgrade in one transaction, so locks are held across revisions too."""
     engine = server.engine
     state = _State()
+    state.index_tables.update(index_tables or {})
     for rev in history:
         for statement in statements_of(rev.statements, version_table):
             try:
@@ -234,6 +285,8 @@ def analyse(
                 continue
             for op in ops:
                 state.apply(state.resolve(op), in_plan=False)
+    if facts is not None:
+        state.live(facts)
     existing_before = frozenset(state.tables)
 
     plans: list[RevisionPlan] = []
@@ -241,14 +294,17 @@ def analyse(
     destructive: list[str] = []
     worst = _Worst()
     tx_ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
+    # The steps of the transaction open now: a revision's (the whole run's with ``one_transaction``),
+    # or one statement of an autocommit block.
+    tx_steps: list[Step] = []
     for rev in pending:
         in_tx = True
         statements: list[StatementPlan] = []
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
         rev_tables: dict[str, tuple[LockInfo, bool]] = {}
-        # The steps of the transaction open now: a revision's, or one statement of an autocommit block.
-        tx_steps: list[Step] = []
+        if not one_transaction:
+            tx_steps = []
 
         for index, sql in enumerate(statements_of(rev.statements, version_table)):
             ops = _parse_pending(sql, engine, rev.revision)
@@ -268,7 +324,8 @@ def analyse(
                               existing=existing_before, in_transaction=in_tx, columns=state.columns,
                               not_null_checks=frozenset(state.not_null_checks),
                               not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms,
-                              foreign_keys=state.foreign_keys, parents=state.parents)
+                              foreign_keys=state.foreign_keys, parents=state.parents, char_bytes=state.char_bytes,
+                              view_sources=state.view_sources)
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)
@@ -285,7 +342,7 @@ def analyse(
                     rev_tables[tl.table] = (tl.lock if stronger else seen,
                                             rewritten or tl.lock.work == "rewrite")
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
-                                     facts=table_facts))
+                                     facts=table_facts, revision=rev.revision))
                 if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
                     worst.seen(hold, f"{rev.revision} #{index + 1}: {_short(sql)}", lock.work)
                 for r in rules_mod.RULES:
@@ -321,8 +378,9 @@ def analyse(
                 lock=top_lock.describe if top_lock else "none", blocks=top_lock.blocks if top_lock else "nothing",
                 hold_s=top_hold, hold=describe_hold(top_hold, top_lock.work) if top_lock else "none",
                 autocommit=not in_tx, notes=tuple(notes)))
-        # dbguard runs each revision in a transaction of its own.
-        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst)
+        # dbguard runs each revision in a transaction of its own, unless env.py holds one around them all:
+        # then what this revision's statements keep waiting is judged now, the transaction goes on.
+        _end_transaction(tx_steps, findings, rev.revision, tx_ctx, facts, worst, commit=not one_transaction)
         ctx = Context(server=server, lock_timeout_ms=lock_timeout_ms)
         for r in rules_mod.RULES:
             if r.scope == "revision":
@@ -404,26 +462,32 @@ class _Worst:
 
 
 def _end_transaction(steps: list[Step], findings: dict[tuple[str, int, str | None], Finding], revision: str,
-                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst) -> None:
-    """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew."""
+                     ctx: Context, facts: Mapping[str, TableFacts] | None, worst: _Worst, commit: bool = True) -> None:
+    """The transaction of ``steps`` commits: judge it with the transaction rules, and start anew.
+    Without ``commit`` (a transaction around several revisions, at the end of one): judge what
+    ``revision``'s statements hold, and keep the steps."""
     if not steps:
         return
     for r in rules_mod.RULES:
         if r.scope == "transaction":
             for hit in cast("list[Hit]", r.fn(steps, ctx)):
+                if hit.at_revision not in (None, revision):
+                    continue  # judged with its own revision, earlier
                 finding = _tx_finding(r, hit, revision, steps, facts)
                 _keep(findings, finding)
                 # A lock held through a long statement is held at least that long.
                 worst.seen(finding.hold_s, f"{revision} #{finding.statement_index}: {_short(finding.statement)} "
                            f"(the lock #{finding.taken_at} took on {finding.table} is held through it)",
                            "held across the transaction")
-    steps.clear()
+    if commit:
+        steps.clear()
 
 
 def _tx_finding(r: rules_mod.Rule, hit: Hit, revision: str, steps: Sequence[Step],
                 facts: Mapping[str, TableFacts] | None) -> Finding:
     """A transaction rule's finding, on the statement ``hit.at`` names, with the lock held across it."""
-    step = next((s for s in steps if s.index == hit.at), steps[-1])
+    step = next((s for s in steps if s.index == hit.at and s.revision in (hit.at_revision or s.revision, "")),
+                steps[-1])
     lock = hit.lock or step.lock
     tf = facts.get(hit.table) if facts is not None and hit.table else None
     return Finding(

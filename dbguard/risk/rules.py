@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dbguard.risk import safe_forms
 from dbguard.risk.lock_modes import conflicting_holders, old_type, type_change
 from dbguard.risk.model import Context, Hit, LockInfo, Op, Severity, Step, TableFacts, TableLock
 
@@ -96,6 +97,10 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         return None
     if op.kind == "add_constraint" and op.constraint in ("foreign_key", "check"):
         return None  # DG105 says it, with the better alternative
+    if op.kind == "refresh_view":
+        return _refresh_blocks_readers(op, lock, facts)
+    if op.kind == "create_view":
+        return None  # writes a view of its own; what its query reads for that long is DG115's
     online = not lock.blocks_writes
     why = {"add_column": "the new column's value is computed for every row",
            "alter_type": "the column's type changes", "rewrite_table": "the statement rebuilds the table",
@@ -107,10 +112,22 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         f"rewrites {op.table} ({_size(facts)}){alg}: {why}; "
         + ("concurrent writes continue but the rebuild takes I/O and time" if online
            else f"{lock.blocks} are blocked until it is done"),
-        "add a new column and backfill it in batches, then switch over; on MySQL/MariaDB an online "
-        "schema change tool (gh-ost, pt-online-schema-change) copies without blocking writes",
+        safe_forms.rewrite(op, lock, ctx),
         op.table,
     )
+
+
+def _refresh_blocks_readers(op: Op, lock: LockInfo, facts: TableFacts | None) -> Hit | None:
+    """REFRESH MATERIALIZED VIEW rebuilds the view under ACCESS EXCLUSIVE: every reader waits for the
+    whole rebuild. CONCURRENTLY (which needs a unique index on the view) lets them read the old rows."""
+    if not lock.blocks_reads:
+        return None
+    return Hit(weigh(S.HIGH, facts),
+               f"rebuilds the materialized view {op.table} ({_size(facts)}) under ACCESS EXCLUSIVE: its readers "
+               "wait until the rebuild is done",
+               "with op.get_context().autocommit_block():\n"
+               f"    op.execute('REFRESH MATERIALIZED VIEW CONCURRENTLY {op.table}')  # needs a unique index on it",
+               op.table)
 
 
 @rule("DG102", "index-not-concurrent")
@@ -133,19 +150,16 @@ def index_not_concurrent(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts
             weigh(S.HIGH, facts),
             f"builds {what} {op.index or ''} on {op.table} ({_size(facts)}) holding {lock.mode}: "
             f"{lock.blocks} wait for the whole build",
-            "PostgreSQL: CREATE INDEX CONCURRENTLY inside op.get_context().autocommit_block() "
-            "(postgresql_concurrently=True); MySQL/MariaDB: ALGORITHM=INPLACE, LOCK=NONE",
+            safe_forms.index(op, lock, ctx),
             op.table,
         )
     # DROP INDEX names only the index: the plan finds its table from the CREATE INDEX before it.
     if op.kind == "drop_index" and lock.blocks_reads and not op.concurrently and ctx.server.concurrent_index \
             and (op.table is None or _existing(op, ctx)):
         where = f"{op.table} ({_size(facts)})" if op.table else f"its table (table of index {op.index} unknown)"
-        table_arg = f", table_name={op.table!r}" if op.table else ""
         return Hit(S.LOW, f"drops index {op.index} with {lock.mode} on {where}: brief, but it queues behind any "
                           "open transaction on the table, and reads and writes queue behind it while it waits",
-                   f"with op.get_context().autocommit_block(): op.drop_index({op.index!r}{table_arg}, "
-                   "postgresql_concurrently=True)", op.table)
+                   safe_forms.index(op, lock, ctx), op.table)
     return None
 
 
@@ -173,7 +187,7 @@ def not_null_without_default(op: Op, lock: LockInfo, ctx: Context, facts: TableF
         sev = weigh(S.MEDIUM, facts)
         what = "fills existing rows with the type's implicit default (0, '', zero date) without a word"
     return Hit(sev, f"adds NOT NULL column {op.table}.{op.column} without a default ({_size(facts)}): {what}",
-               "add it nullable (or with a server_default), backfill, then make it NOT NULL", op.table)
+               safe_forms.not_null(op, lock, ctx), op.table)
 
 
 @rule("DG104", "set-not-null-scan")
@@ -197,8 +211,7 @@ def set_not_null_scan(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | 
         weigh(S.HIGH, facts),
         f"SET NOT NULL on {op.table}.{op.column} ({_size(facts)}) scans the table holding {lock.mode}: "
         f"{lock.blocks} wait; it fails if a NULL is left",
-        "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later step, then SET NOT NULL "
-        "(no scan on PostgreSQL 12+)",
+        safe_forms.not_null(op, lock, ctx),
         op.table,
     )
 
@@ -228,9 +241,7 @@ def constraint_validated_under_lock(op: Op, lock: LockInfo, ctx: Context, facts:
         weigh(S.HIGH, facts),
         f"adds {what} {op.constraint_name or ''} on {op.table} ({_size(facts)}) and checks every row "
         f"holding {lock.mode} on {op.table}{others}: {lock.blocks} wait",
-        "PostgreSQL: ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a separate step (SHARE UPDATE "
-        "EXCLUSIVE, writes continue); MySQL/MariaDB: an online schema change tool, or accept the copy in a "
-        "maintenance window",
+        safe_forms.validate_later(op, lock, ctx),
         op.table,
     )
 
@@ -257,7 +268,7 @@ def unique_under_lock(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | 
         weigh(S.HIGH, facts),
         f"adds {op.constraint.replace('_', ' ')} {op.constraint_name or ''} on {op.table} ({_size(facts)}): "
         f"the index is built holding {lock.mode}, {lock.blocks} wait",
-        "CREATE UNIQUE INDEX CONCURRENTLY in an autocommit_block, then ADD CONSTRAINT ... USING INDEX",
+        safe_forms.unique_using_index(op, lock, ctx),
         op.table,
     )
 
@@ -544,7 +555,7 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
             op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_age")
     """
     held: dict[str, tuple[int, str, TableLock, Step]] = {}
-    reported: set[tuple[str, int]] = set()
+    reported: set[tuple[str, str, int]] = set()
     hits: list[Hit] = []
     for step in steps:
         if not ctx.server.transactional_ddl and step.op.kind not in _DML:
@@ -554,9 +565,10 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
         if what is not None:
             own = {tl.table: (_blocking(tl, step.op) or (0, ""))[0] for tl in step.tables}
             for table, (rank, blocks, tl, taker) in held.items():
-                if taker.index == step.index or own.get(table, 0) >= rank or (table, taker.index) in reported:
+                if taker is step or own.get(table, 0) >= rank or (table, taker.revision, taker.index) in reported:
                     continue  # its own lock, or one it takes itself anyway: its own rule judges that
-                reported.add((table, taker.index))
+                reported.add((table, taker.revision, taker.index))
+                where = f" of {taker.revision}" if taker.revision != step.revision else ""
                 how_long = "for a time that scales with its size" if step.hold_s is None else \
                     f"for ~{step.hold_s:.0f} s"
                 rows = not (tl.lock.blocks_reads or tl.lock.blocks_writes)
@@ -564,10 +576,11 @@ def lock_held_across_transaction(steps: Sequence[Step], ctx: Context) -> list[Hi
                 lock_text = f"the row locks on every row of {table}" if rows else f"{tl.lock.mode} on {table}"
                 hits.append(Hit(
                     base,
-                    f"{lock_text}, taken by #{taker.index + 1} ({_short(taker.sql)}), is held to the "
+                    f"{lock_text}, taken by #{taker.index + 1}{where} ({_short(taker.sql)}), is held to the "
                     f"end of the transaction: #{step.index + 1} {what} {how_long}, and {blocks} of {table} wait "
                     "all that time",
-                    _split(step, ctx), table, at=step.index, lock=tl.lock, taken_at=taker.index, taken_by=taker.sql))
+                    _split(step, ctx), table, at=step.index, lock=tl.lock, taken_at=taker.index, taken_by=taker.sql,
+                    at_revision=step.revision))
         for tl in step.tables:
             found = _blocking(tl, step.op)
             if tl.new or found is None:

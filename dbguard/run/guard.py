@@ -401,6 +401,13 @@ def guarded_run(
             _log.debug("the run lock is held by %s", runner.lock.holder())
             return _busy(runner, intent, destination)
         _log.debug("run lock taken; %s to %s", intent.value, destination)
+        if bake_s > 0:
+            unhealthy = _unhealthy_before(runner)
+            if unhealthy:
+                return RunResult(intent=intent.value, status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                                 message=f"refused: the target fails its bake probes before the upgrade ({unhealthy}): "
+                                         "the bake could only fail after the migration",
+                                 advice="fix what the probe says (health_sql, health_url), or upgrade without --bake")
         result = annotated(runner, _locked_run(runner, intent, destination, force, confirm))
         if bake_s > 0 and result.status == RunStatus.SUCCEEDED.value and result.run_id is not None:
             result = _bake(runner, result, bake_s)
@@ -409,13 +416,17 @@ def guarded_run(
 
 
 def _bake(runner: _Runner, result: RunResult, bake_s: float) -> RunResult:
-    """Probe the target every probe_interval_s for ``bake_s`` after its run succeeded; a probe that
-    fails probe_failures times in a row makes the run FAILED in the ledger, so the breaker opens and
-    only the rollback lane stays open, as after a failed migration."""
-    from dbguard.core.bake import ProbeTally, failing_targets, probe_offsets
+    """Probe the target every probe_interval_s for ``bake_s`` after its run succeeded, and once at
+    the end; a probe that fails probe_failures times in a row (in the last round, once) makes the run
+    FAILED in the ledger, so the breaker opens and only the rollback lane stays open, as after a
+    failed migration. Until the bake ends the run is not over: its row says running again and its
+    heartbeat goes on, so a process killed while baking leaves it UNKNOWN, not SUCCEEDED."""
+    from dbguard.core.bake import ProbeTally, failing_targets, probe_rounds
     from dbguard.run.probes import TargetProbes
 
     settings, started = runner.target.settings, time.monotonic()
+    assert result.run_id is not None
+    run_id = result.run_id
     plan = result.plan
     tables = frozenset(s.table for r in plan.revisions for s in r.statements if s.table) \
         if plan is not None and plan.complete else None
@@ -423,31 +434,100 @@ def _bake(runner: _Runner, result: RunResult, bake_s: float) -> RunResult:
     prober = TargetProbes(name, settings, settings.health_sql, settings.health_url, tables,
                           [s for s in runner.target.secrets if s], settings.probe_timeout_s)
     tally = ProbeTally(settings.probe_failures)
+    runner.ledger.update_run(run_id, status=RunStatus.RUNNING.value, heartbeat_at=utcnow())
+    rounds = 0
     try:
-        for round_number, offset in enumerate(probe_offsets(bake_s, settings.probe_interval_s), start=1):
-            _sleep_until(runner, started + offset)
-            failing = failing_targets(tally, prober.run(round_number))
+        for offset, last in probe_rounds(bake_s, settings.probe_interval_s):
+            _wait_baking(runner, run_id, started + offset)
+            rounds += 1
+            failing = failing_targets(tally, prober.run(rounds), last)
             if failing:
-                failed = mask(failing[name], runner.target.secrets)
-                why = f"bake: {failed}"
-                assert result.run_id is not None
-                runner.ledger.update_run(result.run_id, status=RunStatus.FAILED.value, error=why[:4000])
-                return dataclasses.replace(
-                    result, status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED, error=why,
-                    message=f"run {result.run_id} reached {result.to_revision} but failed while baking: {failed}",
-                    advice="the circuit breaker is open: `dbguard rollback` undoes the run; or repair by hand "
-                           "and `dbguard resolve --reason TEXT`")
+                return _bake_failed(runner, result, mask(failing[name], runner.target.secrets))
+    except _LockLost as lost:
+        return _bake_failed(runner, result, f"the run lock was lost after {time.monotonic() - started:.0f} s of the "
+                            f"bake ({lost}): other runs were not kept out, so the bake proves nothing", lost=True)
+    except BaseException as exc:  # Ctrl-C, SIGTERM, a cancel, an error: the bake did not finish
+        why = getattr(exc, "signal_name", None) or type(exc).__name__
+        _record_bake(runner, run_id, RunStatus.FAILED, f"bake: stopped after {time.monotonic() - started:.0f} s "
+                     f"({why}): the migration is applied but was not watched to the end")
+        raise
     finally:
         prober.close()
-    _sleep_until(runner, started + bake_s)
-    return dataclasses.replace(result, message=f"{result.message}; baked {bake_s:g} s, every probe passed")
+    _record_bake(runner, run_id, RunStatus.SUCCEEDED, None)
+    return dataclasses.replace(result, message=f"{result.message}; baked {bake_s:g} s: {rounds} probe round(s), "
+                                               "every probe passed")
 
 
-def _sleep_until(runner: _Runner, when: float) -> None:
-    """Wait until the monotonic time ``when``, in short naps so that a cancel is taken at once."""
-    while (left := when - time.monotonic()) > 0:
+def _unhealthy_before(runner: _Runner) -> str | None:
+    """One round of the bake's health probes before anything runs: a target that fails them already
+    would be migrated only to fail its bake."""
+    from dbguard.run.probes import TargetProbes
+
+    settings = runner.target.settings
+    if not settings.health_sql and not settings.health_url:
+        return None
+    prober = TargetProbes(runner.session.database, settings, settings.health_sql, settings.health_url, None,
+                          [s for s in runner.target.secrets if s], settings.probe_timeout_s, lock_queue=False)
+    try:
+        failed = [p.detail for p in prober.run(0) if not p.ok]
+    finally:
+        prober.close()
+    return mask("; ".join(failed), runner.target.secrets) if failed else None
+
+
+class _LockLost(Exception):
+    """The run lock is no longer this run's while it bakes."""
+
+
+def _wait_baking(runner: _Runner, run_id: int, when: float) -> None:
+    """Wait until the monotonic time ``when`` in short naps (a cancel is taken at once), beating the
+    run's heartbeat and checking the run lock is still this run's as a running migration does."""
+    beat_s = runner.target.settings.heartbeat_interval_s
+    next_beat = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= next_beat:
+            try:
+                runner.ledger.update_run(run_id, heartbeat_at=utcnow())
+                holder = runner.lock.holder()
+            except sa.exc.DBAPIError as exc:
+                raise _LockLost(f"dbguard's session ended: {dbconnect.first_line(exc)}") from None
+            own = runner.session.session_id
+            if own is not None and holder != own:
+                raise _LockLost(f"held by session {holder}" if holder else "nobody holds it")
+            next_beat = now + beat_s
+        left = when - now
+        if left <= 0:
+            return
         runner.cancellation.check()
-        time.sleep(min(left, 0.2))
+        time.sleep(min(left, 0.2, max(0.01, next_beat - now)))
+
+
+def _record_bake(runner: _Runner, run_id: int, status: RunStatus, error: str | None) -> None:
+    """The run's row at the end of its bake; on a fresh session when dbguard's own is gone (best
+    effort: an end that cannot be written leaves the row running, and the run UNKNOWN)."""
+    values: dict[str, Any] = {"status": status.value, "finished_at": utcnow()}
+    if error is not None:
+        values["error"] = mask(error, runner.target.secrets)[:4000]
+    try:
+        runner.ledger.update_run(run_id, **values)
+        return
+    except Exception:  # noqa: BLE001, S110 - dbguard's session is gone or was interrupted: a fresh one
+        pass
+    with contextlib.suppress(Exception), open_session(runner.target) as session:
+        Ledger(session.conn, runner.target.settings.table_prefix).update_run(run_id, **values)
+
+
+def _bake_failed(runner: _Runner, result: RunResult, why: str, lost: bool = False) -> RunResult:
+    error = f"bake: {why}"
+    _record_bake(runner, result.run_id or 0, RunStatus.FAILED, error)
+    advice = ("see `dbguard status` and `dbguard history`: another run may have changed the database since"
+              if lost else "the circuit breaker is open: `dbguard rollback` undoes the run; or repair by hand "
+              "and `dbguard resolve --reason TEXT`")
+    return dataclasses.replace(
+        result, status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED, error=mask(error, runner.target.secrets),
+        message=f"run {result.run_id} reached {result.to_revision} but failed while baking: "
+                f"{mask(why, runner.target.secrets)}", advice=advice)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,8 @@ class TargetProbes:
     round that lost it)."""
 
     def __init__(self, name: str, settings: Any, health_sql: str | None, health_url: str | None,
-                 tables: frozenset[str] | None, secrets: Sequence[str], http_timeout_s: float = HTTP_TIMEOUT_S) -> None:
+                 tables: frozenset[str] | None, secrets: Sequence[str], http_timeout_s: float = HTTP_TIMEOUT_S,
+                 lock_queue: bool = True) -> None:
         self.name, self.settings = name, settings
         self.health_sql, self.health_url, self.tables = health_sql, health_url, tables
         self.secrets = list(secrets)
@@ -31,7 +32,7 @@ class TargetProbes:
         self._session_cm: Any = None
         self._session: Any = None
         self._target: Any = None
-        self._queue_unreadable = False
+        self._queue_unreadable = not lock_queue
 
     def run(self, round_number: int) -> list[Probe]:
         probes = []
@@ -63,14 +64,24 @@ class TargetProbes:
         return mask(text, self.secrets)
 
     def _open(self) -> Any:
+        from dbguard.db.sql import run_statements
         from dbguard.target import load_target, open_session
 
         if self._session is None:
             if self._target is None:
                 self._target = load_target(self.settings, url_is_enough=True)
             cm = open_session(self._target)
-            self._session = cm.__enter__()
+            session = cm.__enter__()
             self._session_cm = cm
+            try:
+                # A probe's statements wait and run no longer than an HTTP probe may: a health_sql
+                # that hangs fails its probe instead of holding the bake (and the run lock) up.
+                bound_ms = max(1, int(self.http_timeout_s * 1000))
+                run_statements(session.conn, session.dialect.session_timeouts(bound_ms, bound_ms))
+            except Exception:
+                self.close()
+                raise
+            self._session = session
         return self._session
 
     def _sql(self, session: Any, round_number: int) -> Probe:
@@ -111,7 +122,8 @@ class TargetProbes:
 
     def _http(self, round_number: int) -> Probe:
         assert self.health_url is not None
-        request = urllib.request.Request(self.health_url, method="GET", headers={"User-Agent": "dbguard-probe"})
+        url, headers = _without_credentials(self.health_url)
+        request = urllib.request.Request(url, method="GET", headers={"User-Agent": "dbguard-probe", **headers})
         try:
             with urllib.request.urlopen(request, timeout=self.http_timeout_s) as answer:
                 status = answer.status
@@ -123,3 +135,19 @@ class TargetProbes:
         ok = 200 <= status < 300
         return Probe(self.name, HEALTH_URL, ok, "" if ok else self._mask(f"health_url answered HTTP {status}"),
                      round_number)
+
+
+def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """urllib sends no credentials written into a URL (user:password@host) and reads them as part of
+    the host: they become a Basic Authorization header, and the URL goes without them."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), \
+        {"Authorization": f"Basic {token}"}
