@@ -28,7 +28,8 @@ from dbguard.dialects import LockObservation
 # How long the watcher waits to see an autocommit statement's lock before it lets the statement go.
 WATCH_BOUND_S = 5.0
 _POLL_S = 0.005
-_TABLE_KINDS = ("r", "p", "m")
+# Relations whose own lock is a table's lock: tables, partitioned tables, materialized views, views.
+_TABLE_KINDS = ("r", "p", "m", "v")
 
 
 @dataclasses.dataclass

@@ -582,7 +582,7 @@ class PostgresqlDialect:
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
             "LEFT JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
-            f"WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I') AND {self._USER_RELATION}")
+            f"WHERE c.relkind IN ('r', 'p', 'm', 'v', 'i', 'I') AND {self._USER_RELATION}")
 
     def backend_id(self) -> Statement:
         return Statement("SELECT pg_backend_pid()")
