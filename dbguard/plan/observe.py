@@ -56,7 +56,7 @@ def _not_observed(report: PlanReport, reason: str) -> PlanReport:
 
 def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callable[..., Any], session: Any,
          shadow_url: str | None, announce: Callable[[str], None]) -> tuple[obs.Observation, list[tuple[obs.Finding, ...]]]:
-    from dbguard.core.state import Intent
+    from dbguard.core.state import Intent, RunStatus
     from dbguard.db import connect as dbconnect
     from dbguard.db.observe import LockObserver
     from dbguard.dialects import for_sqlalchemy_dialect, lock_observation_of
@@ -87,7 +87,7 @@ def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callabl
             engine.dispose()
         where = scratch.name or dbconnect.masked(scratch.url)
     failed: dict[str, str] = {}
-    if result.status != "SUCCEEDED":
+    if result.status != RunStatus.SUCCEEDED.value:
         reason = (result.error or result.message or result.status).splitlines()[0][:300]
         failed[result.failed_step or ""] = reason
     revisions, findings = [], []
