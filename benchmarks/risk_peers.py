@@ -155,7 +155,10 @@ def main() -> None:
         "",
         ("Where they differ: squawk's `require-lock-timeout` is satisfied by `SET lock_timeout = 0` (0026 turns the "
         "timeout off); neither peer looks at DML (0028 deletes every row) or at how many relations one "
-        "transaction locks (0029); both judge one revision at a time, so the index on a table created by the "
+        "transaction locks (0029), nor at how long a lock is held: a VALIDATE or a backfill in the "
+        "transaction that took ACCESS EXCLUSIVE keeps it through the scan (0033, 0034; squawk flags 0033 only "
+        "for the missing NOT VALID of its first statement); both judge one revision at a time, so the index on "
+        "a table created by the "
         "previous revision of the same plan (0007) looks blocking, and both flag any type change (0020 widens a "
         "varchar, which PostgreSQL does without a rewrite) and any SET NOT NULL (0015 follows a validated CHECK, "
         "so PostgreSQL 12+ skips the scan). Caveat: the corpus was written together with dbguard's rules, so "
