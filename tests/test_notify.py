@@ -88,8 +88,8 @@ def test_settings_take_a_list_of_urls_as_the_other_list_settings_do(tmp_path: Pa
     from dbguard import notify
 
     xml = load_settings({"notify_format": "xml", "notify_url": "http://a.example/x"}, environ={}, cwd=tmp_path)
-    assert notify.announce(xml, lambda: [{"event": "run_failed"}]) == (
-        "notifications not sent: notify_format must be json or slack, got 'xml'",)
+    (said,) = notify.announce(xml, lambda: [{"event": "run_failed"}])
+    assert said.startswith("notifications not sent: notify_format must be json or slack, got 'xml'; recorded in ")
     ftp = load_settings({"notify_url": "ftp://user:Secret123@host/x"}, environ={}, cwd=tmp_path)
     (said,) = notify.announce(ftp, lambda: [{"event": "run_failed"}])
     assert "http:// or https://" in said and "Secret123" not in said
@@ -210,6 +210,12 @@ def test_a_hanging_endpoint_is_a_warning_after_its_timeout_and_the_exit_code_sta
     (warning,) = result.warnings
     assert warning.startswith("notification run_failed to http://127.0.0.1:") and "not sent" in warning
     assert "no answer within 0.5 s (2 attempts)" in warning and "/hook" not in warning
+    # Recorded where it can be found once the terminal is gone (the tests' XDG_STATE_HOME).
+    from dbguard import notify
+
+    recorded = notify.record_path(_settings(ini, pg_url)).read_text().splitlines()
+    assert len(recorded) == 1 and "no answer within 0.5 s" in json.loads(recorded[0])["failure"]
+    assert warning.endswith(f"recorded in {notify.record_path(_settings(ini, pg_url))}")
 
 
 def test_a_server_error_is_retried_a_bounded_number_of_times(pg_url: str, tmp_path: Path,

@@ -54,11 +54,41 @@ def announce(settings: Settings, build: Callable[[], Sequence[Mapping[str, Any]]
     secrets = list(secrets)
     problem = settings_problem(settings)
     if problem:
-        return (f"notifications not sent: {problem}",)
+        return _recorded(settings, (f"notifications not sent: {problem}",), secrets)
     try:
-        return send(settings, build(), secrets)
+        return _recorded(settings, send(settings, build(), secrets), secrets)
     except Exception as exc:  # noqa: BLE001 - said as a warning; the run's outcome stands
-        return (Masker(secrets, settings.mask_patterns)(f"notifications not sent: {type(exc).__name__}: {exc}"),)
+        said = Masker(secrets, settings.mask_patterns)(f"notifications not sent: {type(exc).__name__}: {exc}")
+        return _recorded(settings, (said,), secrets)
+
+
+FILE_NAME = "notifications.jsonl"
+
+
+def record_path(settings: Settings) -> Any:
+    """Where notifications that could not be sent are kept: beside the kill audit's local file
+    (``audit_file``; by default ``$XDG_STATE_HOME/dbguard/``)."""
+    from dbguard.db.audit_file import audit_path
+
+    return audit_path(settings.audit_file, settings.config_path).parent / FILE_NAME
+
+
+def _recorded(settings: Settings, failures: Sequence[str], secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """``failures``, each also kept as a JSON line of the local record (masked, append-only), so that
+    what the on-call never received can be found after the terminal is gone; the warnings say where."""
+    if not failures:
+        return ()
+    from dbguard.db.audit_file import AuditFile
+    from dbguard.db.ledger import utcnow
+
+    try:
+        path = record_path(settings)
+        file = AuditFile(path, Masker([*active().known, *secrets], [*active().patterns, *settings.mask_patterns]))
+        for failure in failures:
+            file.append({"at": utcnow(), "application": settings.application, "failure": failure})
+    except Exception as exc:  # noqa: BLE001 - a record that cannot be written is said, never raised
+        return (*failures, f"notification failures not recorded locally: {type(exc).__name__}: {exc}")
+    return tuple(f"{failure}; recorded in {path}" for failure in failures)
 
 
 def send(settings: Settings, events: Sequence[Mapping[str, Any]], secrets: Iterable[str | None] = ()) -> tuple[str, ...]:
