@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -260,9 +260,15 @@ def test_a_lock_queue_on_the_batchs_table_while_it_bakes_stops_the_fleet(bake_fl
 
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
+    posted: ClassVar[list[dict[str, Any]]] = []  # each test class makes its own
 
     def do_GET(self) -> None:
         self.send_response(type(self).status)
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        type(self).posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -272,7 +278,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 @pytest.mark.integration
 @pytest.mark.xdist_group("fleet")
 def test_a_health_url_answering_500_while_its_batch_bakes_stops_the_fleet(bake_fleet: BakeFleet) -> None:
-    handler = type("Health", (_Health,), {"status": 200})
+    handler = type("Health", (_Health,), {"status": 200, "posted": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -282,12 +288,16 @@ def test_a_health_url_answering_500_while_its_batch_bakes_stops_the_fleet(bake_f
         def fail_http() -> None:
             handler.status = 500
 
-        code, events, err = run_until(bake_fleet.start(path), once(fail_http, 1))
+        hook = {"DBGUARD_NOTIFY_URL": f"http://127.0.0.1:{port}/hook"}
+        code, events, err = run_until(bake_fleet.start(path, env=hook), once(fail_http, 1))
     finally:
         server.shutdown()
         server.server_close()
     summary = assert_stopped_by(events, 1, HEALTH_URL, code, err)
     assert "HTTP 500" in {t["name"]: t for t in summary["targets"]}["t0"]["error"]
+    # The on-call hears of it: the fleet's batch failure, posted before the command ended, masked.
+    (told,) = [p for p in handler.posted if p["event"] == "fleet_batch_failed"]
+    assert told["batch"] == 1 and "failed while baking" in told["error"] and SECRET not in json.dumps(handler.posted)
 
 
 # --- a single target: upgrade --bake -------------------------------------------------------------
