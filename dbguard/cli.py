@@ -173,15 +173,16 @@ def cli(ctx: click.Context, config_path: str | None, ini_section: str | None, x_
     """
     flags = {"config_path": config_path, "ini_section": ini_section, "x_args": x_args or None, "url": url}
     ctx.obj = _State(flags, fmt, verbose - quiet)
+    offered = ", ".join(output.formats_for(ctx.invoked_subcommand)) if ctx.invoked_subcommand else "text, json"
     if fmt in output.CI_FORMATS and ctx.invoked_subcommand not in output.CI_COMMANDS:
         raise click.UsageError(f"--format {fmt} is for {', '.join(output.CI_COMMANDS)} only; "
-                               f"{ctx.invoked_subcommand or 'this command'} supports text and json")
+                               f"{ctx.invoked_subcommand or 'this command'} supports {offered}")
     if fmt in output.STREAM_FORMATS and ctx.invoked_subcommand not in output.STREAM_COMMANDS:
         raise click.UsageError(f"--format {fmt} streams progress events of fleet commands and snapshots of locks "
-                               f"only; {ctx.invoked_subcommand or 'this command'} supports text and json")
+                               f"only; {ctx.invoked_subcommand or 'this command'} supports {offered}")
     if fmt in output.METRICS_FORMATS and ctx.invoked_subcommand not in ("status", "fleet"):
         raise click.UsageError(f"--format {fmt} is for status and fleet status only; "
-                               f"{ctx.invoked_subcommand or 'this command'} supports text and json")
+                               f"{ctx.invoked_subcommand or 'this command'} supports {offered}")
     if ctx.invoked_subcommand == "fleet":
         # Each target's alembic.ini and URL come from the fleet file: a -c or --url typed here would
         # otherwise be silently ignored (set in the environment, they are just not used).
@@ -496,11 +497,13 @@ def locks_kill(ctx: click.Context, pids: tuple[int, ...], blocking: str | None, 
                                 filters=_filters(filters, ctx.meta.get("dbguard.filters"))))
 
 
-def _yes_with(assume_yes: bool) -> Any:
-    """The CLI side of the rollback's plain confirmation: show the plan, then ask for a yes."""
+def _yes_with(assume_yes: bool, quiet: bool = False) -> Any:
+    """The CLI side of the rollback's plain confirmation: show the plan, then ask for a yes (with
+    --yes and -q nobody reads the plan: errors only)."""
 
     def confirm(prompt: Any) -> str | None:
-        say(output.render_plan(prompt), err=True)
+        if not (assume_yes and quiet):
+            say(output.render_plan(prompt), err=True)
         if assume_yes:
             return str(prompt.token)
         if sys.stdin.isatty():
@@ -534,7 +537,7 @@ def rollback(state: _State, to_revision: str | None, assume_yes: bool, kill_bloc
     from dbguard import api
 
     settings = state.settings(rollback_budget_s=budget_s, wait_lock_s=wait_lock, lock_timeout_ms=lock_timeout_ms)
-    _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes),
+    _emit(state, api.rollback(settings, to_revision, kill_blockers=kill_blockers, confirm=_yes_with(assume_yes, state.verbosity < 0),
                               install_plugin=install_plugin))
 
 
@@ -672,7 +675,7 @@ def fleet_rollback(state: _State, fleet_file: str, all_upgraded: bool, assume_ye
     """--all-upgraded takes every target the fleet run upgraded; the fleet is HEALTHY again after."""
     from dbguard import api
 
-    _emit(state, api.fleet_rollback(fleet_file, all_upgraded=all_upgraded, confirm=_yes_with(assume_yes),
+    _emit(state, api.fleet_rollback(fleet_file, all_upgraded=all_upgraded, confirm=_yes_with(assume_yes, state.verbosity < 0),
                                     parallel=parallel, wait_lock_s=wait_lock or 0.0, control_url=control_url,
                                     flags=_fleet_flags(state), progress=_fleet_progress(state)))
 
