@@ -344,6 +344,7 @@ def test_upgrade_bake_that_stays_healthy_succeeds(tmp_path: Path, mysql_url: str
     assert proc.returncode == 0, (out, err)
     result = json.loads(out)
     assert result["status"] == "succeeded" and "baked 1 s: 5 probe round(s), every probe passed" in result["message"]
+    assert (result["bake_s"], result["bake_rounds"]) == (1, 5)
 
 
 def _baking(url: str) -> bool:

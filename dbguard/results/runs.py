@@ -52,6 +52,9 @@ class RunResult:
     # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
     ended_sessions: tuple = ()
     phases: tuple[tuple[str, int], ...] = ()
+    # `upgrade --bake`: how long it was to bake and how many rounds of probes ran (None: no bake).
+    bake_s: float | None = None
+    bake_rounds: int | None = None
     # The target's state the breaker judged before the run (None: it never got that far), and the
     # drift its pre-flight found (None: none): what notifications are decided on.
     prior_state: str | None = None

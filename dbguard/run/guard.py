@@ -442,9 +442,10 @@ def _bake(runner: _Runner, result: RunResult, bake_s: float) -> RunResult:
             rounds += 1
             failing = failing_targets(tally, prober.run(rounds), last)
             if failing:
-                return _bake_failed(runner, result, mask(failing[name], runner.target.secrets))
+                return _bake_failed(dataclasses.replace(result, bake_s=bake_s, bake_rounds=rounds), runner,
+                                    mask(failing[name], runner.target.secrets))
     except _LockLost as lost:
-        return _bake_failed(runner, result, f"the run lock was lost after {time.monotonic() - started:.0f} s of the "
+        return _bake_failed(dataclasses.replace(result, bake_s=bake_s, bake_rounds=rounds), runner, f"the run lock was lost after {time.monotonic() - started:.0f} s of the "
                             f"bake ({lost}): other runs were not kept out, so the bake proves nothing", lost=True)
     except BaseException as exc:  # Ctrl-C, SIGTERM, a cancel, an error: the bake did not finish
         why = getattr(exc, "signal_name", None) or type(exc).__name__
@@ -455,7 +456,7 @@ def _bake(runner: _Runner, result: RunResult, bake_s: float) -> RunResult:
         prober.close()
     _record_bake(runner, run_id, RunStatus.SUCCEEDED, None)
     return dataclasses.replace(result, message=f"{result.message}; baked {bake_s:g} s: {rounds} probe round(s), "
-                                               "every probe passed")
+                                               "every probe passed", bake_s=bake_s, bake_rounds=rounds)
 
 
 def _unhealthy_before(runner: _Runner) -> str | None:
@@ -518,7 +519,7 @@ def _record_bake(runner: _Runner, run_id: int, status: RunStatus, error: str | N
         Ledger(session.conn, runner.target.settings.table_prefix).update_run(run_id, **values)
 
 
-def _bake_failed(runner: _Runner, result: RunResult, why: str, lost: bool = False) -> RunResult:
+def _bake_failed(result: RunResult, runner: _Runner, why: str, lost: bool = False) -> RunResult:
     error = f"bake: {why}"
     _record_bake(runner, result.run_id or 0, RunStatus.FAILED, error)
     advice = ("see `dbguard status` and `dbguard history`: another run may have changed the database since"
