@@ -24,6 +24,7 @@ from dbguard.db.connect import first_line
 from dbguard.db.sql import run, run_verbatim, transaction
 from dbguard.dialects import AlterProbes, alter_probes_of
 from dbguard.dialects.mysql import (
+    NAMED_LOCK_CLAUSES,
     PROBE_CLAUSES,
     CopyProbe,
     copy_probe,
@@ -93,9 +94,11 @@ def _observe_alter(conn: Connection, dialect: AlterProbes, statement: str, probe
         except sa.exc.DBAPIError as exc:
             return MysqlObservation(statement, probe.table, not_observed=f"cannot copy the table: {first_line(exc)}")
         before = run(conn, dialect.innodb_table_id(copy)).scalar()
-        if probe.algorithm or probe.lock:
+        if probe.algorithm:
             # The statement says how: observe it as written and report what it names.
             tries: tuple[tuple[str | None, str | None, str | None], ...] = ((probe.algorithm, probe.lock, None),)
+        elif probe.lock:
+            tries = tuple((algorithm, probe.lock, clause) for algorithm, clause in NAMED_LOCK_CLAUSES)
         else:
             tries = PROBE_CLAUSES
         for algorithm, lock, clause in tries:
