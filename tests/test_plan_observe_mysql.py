@@ -137,3 +137,15 @@ def test_observe_a_chain_on_mariadb(mysql_url: str, mysql_server_url: str, tmp_p
     assert "t: predicted COPY, blocks writes, observed COPY, blocks writes; rebuilt yes/yes: agrees" in text.stdout
     assert "child: predicted INSTANT, writes go on; rebuilt no: not observed: the table has foreign keys" \
         in text.stdout
+
+
+def test_the_plan_predicts_per_table_the_slowest_algorithm_a_write_block_and_a_rebuild() -> None:
+    from tests.risk_support import judge
+
+    plan = judge(["CREATE TABLE n (id INT PRIMARY KEY)", "ALTER TABLE t ADD COLUMN c INT",
+                  "ALTER TABLE t MODIFY a BIGINT", "CREATE INDEX ix_u ON u (a)"], "mariadb",
+                 history=["CREATE TABLE t (id INT PRIMARY KEY, a INT)", "CREATE TABLE u (id INT PRIMARY KEY, a INT)"])
+    assert plan.table_algorithms == (("n", None, False, False), ("t", "COPY", True, True),
+                                     ("u", "INPLACE", False, False))
+    assert judge(["ALTER TABLE t ADD COLUMN c INT"], "postgresql",
+                 history=["CREATE TABLE t (id INT)"]).table_algorithms == ()

@@ -346,7 +346,10 @@ def analyse(
                     rev_tables[tl.table] = (tl.lock if stronger else seen,
                                             rewritten or tl.lock.work == "rewrite")
                     if engine == "mysql":
-                        rev_algorithms[tl.table] = _slower(rev_algorithms.get(tl.table), tl.lock)
+                        # A table this statement creates: its exclusive metadata lock keeps out no writer.
+                        blocks_none = op.kind == "create_table" and tl.new
+                        rev_algorithms[tl.table] = _slower(rev_algorithms.get(tl.table),
+                                                           _NO_ALTER if blocks_none else tl.lock)
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
                                      facts=table_facts, revision=rev.revision))
                 if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
@@ -506,6 +509,7 @@ def _tx_finding(r: rules_mod.Rule, hit: Hit, revision: str, steps: Sequence[Step
 
 
 _ALGORITHM_ORDER = {None: 0, "INSTANT": 1, "INPLACE": 2, "COPY": 3}
+_NO_ALTER = LockInfo(mode="none", blocks_reads=False, blocks_writes=False, work="none")
 
 
 def _slower(seen: tuple[str | None, bool, bool] | None, lock: LockInfo) -> tuple[str | None, bool, bool]:
