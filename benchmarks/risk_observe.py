@@ -232,7 +232,7 @@ def main() -> None:
                 (f"{server_version(args.mysql_url)}. Every rule case of tests/risk_cases/mysql.toml without a MySQL 8 "
                  "version, judged as MariaDB (a mariadb:// target URL) and observed the same way: each ALTER asked "
                  "of the server on an empty copy of its table just before it runs (INSTANT, then INPLACE with "
-                 "LOCK=NONE, else COPY; a new InnoDB table id is a rebuild). A table with foreign keys, or one a "
+                 "LOCK=NONE, then with LOCK=SHARED, else COPY; a new InnoDB table id is a rebuild). A table with foreign keys, or one a "
                  "foreign key statement names, is not observed (a copy has no foreign keys)."),
                 "", line, "", *table, "",
             ]
