@@ -1,11 +1,13 @@
-"""Predicted vs observed locks: every PostgreSQL rule case and corpus revision through `plan --observe`.
+"""Predicted vs observed locks: every PostgreSQL and MariaDB rule case and corpus revision through `plan --observe`.
 
-Run:  .venv/bin/python benchmarks/risk_observe.py [--server-url URL] [--write]
+Run:  .venv/bin/python benchmarks/risk_observe.py [--server-url URL] [--mysql-url URL] [--engine E] [--write]
 
 Each rule case of tests/risk_cases/postgresql.toml whose server version is absent or 15.x becomes a
 small project: a base revision holding its `history`, a pending one holding its statements (an
 autocommit block where the SQL has COMMIT ... BEGIN) and a second for `later`. Each revision of
-tests/risk_corpus is observed alone, from the revision before it. Every one runs as
+tests/risk_corpus is observed alone, from the revision before it. Each case of tests/risk_cases/mysql.toml
+without a MySQL 8 version runs the same way on MariaDB (judged as MariaDB: a mariadb:// URL), where
+the comparison is of the ALTER algorithm, the write block and the rebuild. Every one runs as
 `dbguard plan --offline --from BASE --observe --shadow-url FRESH_DB`, one process, in a fresh
 database dropped afterwards. The table says per case and table the predicted and the observed
 strongest lock and rewrite, and whether they agree. Then the whole `plan --observe` process is timed
@@ -33,8 +35,10 @@ from docsection import machine, server_version, write_section
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CASES = ROOT / "tests" / "risk_cases" / "postgresql.toml"
+MYSQL_CASES = ROOT / "tests" / "risk_cases" / "mysql.toml"
 CORPUS = ROOT / "tests" / "risk_corpus"
 DEFAULT_SERVER = os.environ.get("DBGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+DEFAULT_MYSQL = os.environ.get("DBGUARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def _dbguard(ini: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,26 +48,10 @@ def _dbguard(ini: Path, url: str, *args: str) -> subprocess.CompletedProcess[str
                           check=False)
 
 
-def _body(statements: list[str]) -> str:
-    """A revision's upgrade() running ``statements``; COMMIT ... BEGIN become an autocommit block."""
-    lines, block = [], False
-    for sql in statements:
-        word = sql.strip().rstrip(";").upper()
-        if word == "COMMIT":
-            lines.append("with op.get_context().autocommit_block():")
-            block = True
-        elif word == "BEGIN":
-            block = False
-        else:
-            lines.append(("    " if block else "") + f"op.execute({sql.strip().rstrip(';')!r})")
-    if block and lines[-1].startswith("with "):
-        lines.append("    pass")
-    return "\n".join(lines) or "pass"
-
-
-def _observe(ini: Path, url: str, base: str, destination: str = "head") -> dict[str, Any]:
-    done = _dbguard(ini, url, "--format", "json", "plan", destination, "--offline", "--from", base, "--observe",
-                    "--shadow-url", url, "--fail-on", "none")
+def _observe(ini: Path, url: str, base: str, destination: str = "head", target: str | None = None) -> dict[str, Any]:
+    """``target``: the URL the offline plan judges (mariadb:// for MariaDB); ``url`` is observed in."""
+    done = _dbguard(ini, target or url, "--format", "json", "plan", destination, "--offline", "--from", base,
+                    "--observe", "--shadow-url", url, "--fail-on", "none")
     if done.returncode not in (0, 1):
         return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]}
     return json.loads(done.stdout)
@@ -79,8 +67,13 @@ def _rows(name: str, doc: dict[str, Any]) -> list[tuple[str, ...]]:
             rows.append((label, "", "", "", "", f"not observed: {rev['reason']}"[:120]))
             continue
         for t in rev["tables"]:
+            if t.get("not_observed"):
+                rows.append((label, t["table"], t["predicted_lock"], "", f"{_yn(t['predicted_rewrite'])}/",
+                             f"not observed: {t['not_observed']}"[:120]))
+                continue
+            rewrite_agrees = t["observed_rewrite"] is None or t["predicted_rewrite"] == t["observed_rewrite"]
             agree = ("yes" if t["predicted_lock"] == t["observed_lock"] or _reads_only(t) else "no") \
-                if t["predicted_rewrite"] == t["observed_rewrite"] else "no"
+                if rewrite_agrees else "no"
             rows.append((label, t["table"], t["predicted_lock"], t["observed_lock"],
                          f"{_yn(t['predicted_rewrite'])}/{_yn(t['observed_rewrite'])}", agree))
         if not rev["tables"]:
@@ -92,31 +85,41 @@ def _reads_only(t: dict[str, Any]) -> bool:
     return {t["predicted_lock"], t["observed_lock"]} <= {"none", "ACCESS SHARE"}
 
 
-def _yn(flag: bool) -> str:
-    return "yes" if flag else "no"
+def _yn(flag: bool | None) -> str:
+    return "?" if flag is None else "yes" if flag else "no"
 
 
-def rule_cases(server: str, work: Path) -> list[tuple[str, ...]]:
+def rule_cases(server: str, work: Path, engine: str = "postgresql") -> list[tuple[str, ...]]:
+    """Each case of the engine's file (``engine`` postgresql or mariadb) that runs on that server."""
+    import sqlalchemy as sa
+
     from dbguard.risk.parse import split_statements
     from tests.dbs import create_database, drop_database
     from tests.projects import make_project
-    from tests.risk_support import statements
+    from tests.risk_support import revision_body, statements
 
-    cases = tomllib.loads(CASES.read_text())["case"]
+    data = tomllib.loads((CASES if engine == "postgresql" else MYSQL_CASES).read_text())
+    family = "postgresql" if engine == "postgresql" else "mysql"
     rows: list[tuple[str, ...]] = []
-    for n, case in enumerate(cases):
-        if case.get("version") and not str(case["version"]).startswith("15"):
+    for n, case in enumerate(data["case"]):
+        version = str(case.get("version") or "")
+        if engine == "postgresql" and version and not version.startswith("15"):
             continue
-        history = [s for chunk in statements(case, "postgresql", "history") for s in split_statements(chunk)]
-        pending = [s for chunk in statements(case, "postgresql", "pending") for s in split_statements(chunk)]
-        revisions = [("b0", _body(history)), ("r1", _body(pending))]
+        if engine == "mariadb" and (version.startswith("8") or case.get("engine", data["engine"]) not in
+                                    ("mysql", "mariadb")):
+            continue
+        history = [s for chunk in statements(case, engine, "history") for s in split_statements(chunk)]
+        pending = [s for chunk in statements(case, engine, "pending") for s in split_statements(chunk)]
+        revisions = [("b0", revision_body(history)), ("r1", revision_body(pending))]
         if case.get("later"):
             later = case["later"] if isinstance(case["later"], list) else [case["later"]]
-            revisions.append(("r2", _body(later)))
-        url = create_database(server, "postgresql")
+            revisions.append(("r2", revision_body(later)))
+        url = create_database(server, family)
+        target = sa.make_url(url).set(drivername="mariadb+pymysql").render_as_string(hide_password=False) \
+            if engine == "mariadb" else url
         try:
-            ini = make_project(work / f"case{n}", url, revisions)
-            rows += _rows(f"{case['rule']} {case['name']}", _observe(ini, url, "b0"))
+            ini = make_project(work / f"{engine}-case{n}", target, revisions)
+            rows += _rows(f"{case['rule']} {case['name']}", _observe(ini, url, "b0", target=target))
         finally:
             drop_database(url, server)
     return rows
@@ -181,42 +184,61 @@ def timing(server: str, work: Path, repeat: int = 3) -> list[float]:
         drop_database(url, server)
 
 
+def _table(rows: list[tuple[str, ...]], lock: str) -> tuple[str, list[str]]:
+    """(the agreement line, the markdown table) of ``rows``."""
+    counted = [r for r in rows if r[5] in ("yes", "no") or r[5].startswith("yes")]
+    agree = sum(1 for r in counted if r[5].startswith("yes"))
+    line = (f"Agree: {agree} of {len(counted)} table rows; {len(rows) - len(counted)} row(s) not observed "
+            "(failed on the empty database, nothing to observe, or a table the copy cannot stand for).")
+    table = [f"| case | table | predicted {lock} | observed {lock} | rewrite predicted/observed | agree |",
+             "|---|---|---|---|---|---|"]
+    table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return line, table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-url", default=DEFAULT_SERVER, help="an admin URL of a PostgreSQL 15 server")
+    parser.add_argument("--mysql-url", default=DEFAULT_MYSQL, help="an admin URL of a MariaDB server")
+    parser.add_argument("--engine", choices=("all", "postgresql", "mariadb"), default="all")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.write and args.engine != "all":
+        raise SystemExit("--write needs every engine (--engine all): the section holds them all")
+    text: list[str] = ["## Predicted vs observed locks (plan --observe)", ""]
     with tempfile.TemporaryDirectory(prefix="dbguard-observe-") as folder:
         work = Path(folder)
-        rows = rule_cases(args.server_url, work) + corpus(args.server_url, work)
-        spent = timing(args.server_url, work)
-    counted = [r for r in rows if r[5] in ("yes", "no") or r[5].startswith("yes")]
-    agree = sum(1 for r in counted if r[5].startswith("yes"))
-    not_observed = len(rows) - len(counted)
-    table = ["| case | table | predicted lock | observed lock | rewrite predicted/observed | agree |",
-             "|---|---|---|---|---|---|"]
-    table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    text = "\n".join([
-        "## Predicted vs observed locks (plan --observe)",
-        "",
-        (f"`python benchmarks/risk_observe.py --write`, {machine()}; {server_version(args.server_url)}; 1-minute load "
-        f"average {os.getloadavg()[0]:.1f} at the end. Every PostgreSQL rule case (server version absent or 15.x) "
-        "and every revision of tests/risk_corpus, observed in a fresh empty database by "
-        "`plan --offline --from BASE --observe --shadow-url`. An ACCESS SHARE the plan does not predict counts "
-        "as agreeing (plain reads)."),
-        "",
-        (f"Agree: {agree} of {len(counted)} table rows; {not_observed} row(s) not observed (failed on the empty "
-        "database, or nothing to observe)."),
-        "",
-        *table,
-        "",
-        (f"`plan --observe`, 30 pending revisions on a chain of 30 applied ones, whole process (scratch database "
-        f"built and dropped), {len(spent)} runs: median {statistics.median(spent):.2f} s, "
-        f"min {min(spent):.2f} s, max {max(spent):.2f} s (goal: under 5 s)."),
-    ])
-    print(text)
+        if args.engine in ("all", "postgresql"):
+            rows = rule_cases(args.server_url, work) + corpus(args.server_url, work)
+            spent = timing(args.server_url, work)
+            line, table = _table(rows, "lock")
+            text += [
+                (f"`python benchmarks/risk_observe.py --write`, {machine()}; {server_version(args.server_url)}; "
+                 f"1-minute load average {os.getloadavg()[0]:.1f} at the end. Every PostgreSQL rule case (server "
+                 "version absent or 15.x) and every revision of tests/risk_corpus, observed in a fresh empty database "
+                 "by `plan --offline --from BASE --observe --shadow-url`. An ACCESS SHARE the plan does not predict "
+                 "counts as agreeing (plain reads)."),
+                "", line, "", *table, "",
+                (f"`plan --observe`, 30 pending revisions on a chain of 30 applied ones, whole process (scratch "
+                 f"database built and dropped), {len(spent)} runs: median {statistics.median(spent):.2f} s, "
+                 f"min {min(spent):.2f} s, max {max(spent):.2f} s (goal: under 5 s)."),
+                "",
+            ]
+        if args.engine in ("all", "mariadb"):
+            line, table = _table(rule_cases(args.mysql_url, work, "mariadb"), "algorithm")
+            text += [
+                "### MariaDB",
+                "",
+                (f"{server_version(args.mysql_url)}. Every rule case of tests/risk_cases/mysql.toml without a MySQL 8 "
+                 "version, judged as MariaDB (a mariadb:// target URL) and observed the same way: each ALTER asked "
+                 "of the server on an empty copy of its table just before it runs (INSTANT, then INPLACE with "
+                 "LOCK=NONE, then with LOCK=SHARED, else COPY; a new InnoDB table id is a rebuild). A table with foreign keys, or one a "
+                 "foreign key statement names, is not observed (a copy has no foreign keys)."),
+                "", line, "", *table, "",
+            ]
+    print("\n".join(text).rstrip())
     if args.write:
-        write_section("risk-observe", text)
+        write_section("risk-observe", "\n".join(text).rstrip())
 
 
 if __name__ == "__main__":

@@ -600,7 +600,9 @@ def _observed_lines(observation: Any) -> list[str]:
     if observation.status != "observed":
         return [f"observed: not observed: {observation.reason}"]
     where = f" in {observation.where}" if observation.where else ""
-    lines = [f"observed{where} (scratch database, empty: locks and rewrites only):"]
+    lines = [f"observed{where} (scratch database, empty: locks and rewrites only):" if observation.engine != "mysql"
+             else f"observed{where} (scratch database; each ALTER asked of the server on an empty copy of its "
+                  "table: algorithm, write block, rebuild):"]
     if not observation.revisions:
         lines.append("  no revision is pending")
     for rev in observation.revisions:
@@ -609,7 +611,13 @@ def _observed_lines(observation: Any) -> list[str]:
             continue
         lines.append(f"  {rev.revision}: observed" + ("" if rev.tables else " (no table locked)"))
         for t in rev.tables:
-            rewrite = f"rewrite {_yes(t.predicted_rewrite)}/{_yes(t.observed_rewrite)}"
+            if t.not_observed:
+                lines.append(f"    {t.table}: predicted {t.predicted_lock}; rebuilt {_yes(t.predicted_rewrite)}: "
+                             f"not observed: {t.not_observed}")
+                continue
+            # MySQL/MariaDB: a rebuild is InnoDB's new table id; PostgreSQL's rewrite a new relfilenode.
+            word = "rebuilt" if t.engine == "mysql" else "rewrite"
+            rewrite = f"{word} {_yes(t.predicted_rewrite)}/{_yes(t.observed_rewrite)}"
             verdict = "agrees" if t.agrees else "DISAGREES (DG116)"
             lines.append(f"    {t.table}: predicted {t.predicted_lock}, observed {t.observed_lock}; {rewrite}: "
                          f"{verdict}")
@@ -619,8 +627,8 @@ def _observed_lines(observation: Any) -> list[str]:
     return lines
 
 
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
+def _yes(flag: bool | None) -> str:
+    return "?" if flag is None else "yes" if flag else "no"
 
 
 _GH_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "notice", "info": "notice"}

@@ -103,3 +103,20 @@ def judge_all(revisions: Sequence[Sequence[str]], engine: str, *, history: Seque
     return analyse([Rev(f"r{n + 1}", list(sql)) for n, sql in enumerate(revisions)], server_for(engine, version),
                    history=[Rev("h", list(history))] if history else (), facts=facts_from(facts),
                    lock_timeout_ms=2000)
+
+
+def revision_body(sql: Sequence[str]) -> str:
+    """A revision's upgrade() running ``sql``; COMMIT ... BEGIN become an autocommit block."""
+    lines, block = [], False
+    for statement in sql:
+        word = statement.strip().rstrip(";").upper()
+        if word == "COMMIT":
+            lines.append("with op.get_context().autocommit_block():")
+            block = True
+        elif word == "BEGIN":
+            block = False
+        else:
+            lines.append(("    " if block else "") + f"op.execute({statement.strip().rstrip(';')!r})")
+    if block and lines[-1].startswith("with "):
+        lines.append("    pass")
+    return "\n".join(lines) or "pass"

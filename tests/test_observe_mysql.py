@@ -148,6 +148,12 @@ def _copies(c: Connection) -> list[str]:
     ("DROP INDEX ix_s ON t", "inplace", False, False),
     ("ALTER TABLE t MODIFY s VARCHAR(100)", "copy", True, True),  # 200 -> 400 bytes: a two-byte length
     ("ALTER TABLE t ADD COLUMN c INT, ALGORITHM=COPY", "copy", True, True),  # as written
+    # INPLACE with writers waiting is not a COPY: the first FULLTEXT index (its hidden FTS_DOC_ID column
+    # rebuilds the table), an AUTO_INCREMENT column.
+    ("ALTER TABLE t ADD FULLTEXT INDEX ft_s (s)", "inplace", True, True),
+    ("ALTER TABLE t ADD COLUMN n INT NOT NULL AUTO_INCREMENT UNIQUE", "inplace", True, True),
+    # A named LOCK without ALGORITHM: the server still picks the algorithm.
+    ("ALTER TABLE t ADD INDEX ix_a (a), LOCK=SHARED", "inplace", True, False),
 ])
 def test_alter_is_observed_on_a_copy_and_the_real_table_is_untouched(conn, statement, algorithm, blocks, rebuilt):
     before = _shape(conn)

@@ -173,7 +173,16 @@ ALGORITHM_REFUSED = frozenset({1845, 1846})
 PROBE_CLAUSES: tuple[tuple[str, str | None, str | None], ...] = (
     ("instant", None, "ALGORITHM=INSTANT"),
     ("inplace", "none", "ALGORITHM=INPLACE, LOCK=NONE"),
+    # In place while writers wait (the first FULLTEXT index, an AUTO_INCREMENT column): not a COPY.
+    ("inplace", "shared", "ALGORITHM=INPLACE, LOCK=SHARED"),
     ("copy", None, None),  # as written: the server falls back to COPY, which blocks writes
+)
+# A statement naming its LOCK but no ALGORITHM: the server still picks the fastest algorithm it can
+# under that lock, so only the algorithm is asked (the statement's own LOCK clause stays).
+NAMED_LOCK_CLAUSES: tuple[tuple[str, str | None], ...] = (
+    ("instant", "ALGORITHM=INSTANT"),
+    ("inplace", "ALGORITHM=INPLACE"),
+    ("copy", None),
 )
 
 # \w: any Unicode letter or digit, as MySQL allows unquoted (a literal U+0080-U+FFFF class under

@@ -1,6 +1,7 @@
 """``dbguard plan --observe``: run the pending revisions in a scratch database, through the same
 guarded run as ``upgrade``, and let the server say what each locked and rewrote; then set that beside
-the plan's prediction (PostgreSQL).
+the plan's prediction (PostgreSQL; MySQL/MariaDB: what the server decides for each ALTER, asked on a
+copy of its table just before it runs, dbguard.plan.observe_mysql).
 
 The scratch database is built at the starting revision as ``drift --against migrations`` builds it
 (a temporary database on the target's server, always dropped, or ``--shadow-url``). It is empty:
@@ -59,12 +60,13 @@ def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callabl
     from dbguard.core.state import Intent, RunStatus
     from dbguard.db import connect as dbconnect
     from dbguard.db.observe import LockObserver
-    from dbguard.dialects import for_sqlalchemy_dialect, lock_observation_of
+    from dbguard.dialects import alter_probes_of, for_sqlalchemy_dialect, lock_observation_of
     from dbguard.drift import expected
+    from dbguard.plan.observe_mysql import AlterObserver
     from dbguard.target import Target
 
-    if report.engine != "postgresql":
-        raise ConfigError("observing a migration's locks reads pg_locks: PostgreSQL only")
+    if report.engine not in ("postgresql", "mysql"):
+        raise ConfigError("observing a migration's locks needs PostgreSQL, MySQL or MariaDB")
     if session is None and not shadow_url:
         raise ConfigError("plan --offline --observe needs --shadow-url URL of an empty database to observe in "
                           "(offline, dbguard connects to no server of its own)")
@@ -73,12 +75,16 @@ def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callabl
         engine = dbconnect.create_engine(scratch.url, settings.connect_timeout_s, settings.application)
         try:
             with dbconnect.connection(engine) as conn:
-                dialect = lock_observation_of(for_sqlalchemy_dialect(conn.dialect))
-            expected.replay_into(target, dialect, scratch.url, report.from_revisions, announce)
+                served = for_sqlalchemy_dialect(conn.dialect)
+            expected.replay_into(target, served, scratch.url, report.from_revisions, announce)
             scratch_target = Target(settings=_scratch_settings(settings, scratch.url), url=scratch.url,
                                     ledger_url=dbconnect.sync_url(scratch.url),
                                     _config=expected.config_for(target.config, scratch.url))
-            observer = LockObserver(dialect, engine, _classify, obs.level_of)
+            observer: LockObserver | AlterObserver
+            if report.engine == "mysql":
+                observer = AlterObserver(alter_probes_of(served), engine, _tables_of, (settings.version_table,))
+            else:
+                observer = LockObserver(lock_observation_of(served), engine, _classify, obs.level_of)
             try:
                 result = guarded_run(scratch_target, Intent.UPGRADE, destination, observer=observer)
             finally:
@@ -92,14 +98,15 @@ def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callabl
         failed[result.failed_step or ""] = reason
     revisions, findings = [], []
     for rev in report.revisions:
-        seen, found = _revision(rev, observer.revisions.get(rev.revision), failed, settings.version_table)
+        seen, found = _revision(rev, observer.revisions.get(rev.revision), failed, settings.version_table,
+                                report.engine == "mysql")
         revisions.append(seen)
         findings.append(found)
-    return obs.Observation(status="observed", where=where, revisions=tuple(revisions)), findings
+    return obs.Observation(status="observed", where=where, revisions=tuple(revisions), engine=report.engine), findings
 
 
-def _revision(rev: Any, seen: Any, failed: dict[str, str],
-              version_table: str) -> tuple[obs.RevisionObservation, tuple[obs.Finding, ...]]:
+def _revision(rev: Any, seen: Any, failed: dict[str, str], version_table: str,
+              mysql: bool = False) -> tuple[obs.RevisionObservation, tuple[obs.Finding, ...]]:
     """One revision's comparison; a revision that failed or never ran in the scratch database is not
     observed, and its prediction stands: never a disagreement."""
     if rev.revision in failed:
@@ -109,10 +116,21 @@ def _revision(rev: Any, seen: Any, failed: dict[str, str],
         why = (f"the scratch run stopped before it ({next(iter(failed.values()))})" if failed
                else "no statement of it ran in the scratch database")
         return obs.RevisionObservation(rev.revision, "not observed", reason=why), ()
+    if mysql:
+        return _mysql_revision(rev, seen, version_table)
     predicted = {table: (mode, rewrite) for table, mode, rewrite in rev.table_locks}
     observed = {table: (mode, table in seen.rewritten) for table, mode in seen.locks.items()}
     observed.update({t: ("none", True) for t in seen.rewritten if t not in observed})
     tables, findings = obs.compare(rev.revision, predicted, observed, ignore=(version_table,))
+    return obs.RevisionObservation(rev.revision, "observed", tables=tables, notes=tuple(seen.notes)), findings
+
+
+def _mysql_revision(rev: Any, seen: Any, version_table: str) -> tuple[obs.RevisionObservation, tuple[obs.Finding, ...]]:
+    """MySQL/MariaDB: per table the predicted (algorithm, blocks writes, rebuilt) against the server's."""
+    predicted = {table: (algorithm, blocks, rewrite) for table, algorithm, blocks, rewrite in rev.table_algorithms}
+    observed = {t: (s.algorithm, s.blocks_writes, s.rebuilt) for t, s in seen.tables.items() if not s.not_observed}
+    not_observed = {t: s.not_observed for t, s in seen.tables.items() if s.not_observed}
+    tables, findings = obs.compare_mysql(rev.revision, predicted, observed, not_observed, ignore=(version_table,))
     return obs.RevisionObservation(rev.revision, "observed", tables=tables, notes=tuple(seen.notes)), findings
 
 
@@ -151,3 +169,16 @@ def _classify(sql: str) -> tuple[str | None, str | None, bool, str]:
             if op.table or op.index:
                 return op.table, op.index, op.concurrently, op.kind
     return None, None, False, ""
+
+
+def _tables_of(sql: str) -> tuple[str, ...]:
+    """Every table a MySQL/MariaDB statement names (its own, a foreign key's parent, a reference)."""
+    from dbguard.risk.parse import parse
+
+    found: list[str] = []
+    with contextlib.suppress(Exception):
+        for op in parse(sql, "mysql"):
+            for table in (op.table, op.ref_table, *op.references):
+                if table and table not in found:
+                    found.append(table)
+    return tuple(found)

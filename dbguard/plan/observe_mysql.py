@@ -10,8 +10,12 @@ probed), and failures that depend on rows (a NOT NULL over existing NULLs).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,12 +24,14 @@ from dbguard.db.connect import first_line
 from dbguard.db.sql import run, run_verbatim, transaction
 from dbguard.dialects import AlterProbes, alter_probes_of
 from dbguard.dialects.mysql import (
+    NAMED_LOCK_CLAUSES,
     PROBE_CLAUSES,
     CopyProbe,
     copy_probe,
     from_sqlalchemy,
     probe_statement,
 )
+from dbguard.risk.observed import ALGORITHMS
 
 COPY_PREFIX = "_dbguard_probe_"
 
@@ -88,9 +94,11 @@ def _observe_alter(conn: Connection, dialect: AlterProbes, statement: str, probe
         except sa.exc.DBAPIError as exc:
             return MysqlObservation(statement, probe.table, not_observed=f"cannot copy the table: {first_line(exc)}")
         before = run(conn, dialect.innodb_table_id(copy)).scalar()
-        if probe.algorithm or probe.lock:
+        if probe.algorithm:
             # The statement says how: observe it as written and report what it names.
             tries: tuple[tuple[str | None, str | None, str | None], ...] = ((probe.algorithm, probe.lock, None),)
+        elif probe.lock:
+            tries = tuple((algorithm, probe.lock, clause) for algorithm, clause in NAMED_LOCK_CLAUSES)
         else:
             tries = PROBE_CLAUSES
         for algorithm, lock, clause in tries:
@@ -137,3 +145,116 @@ def _observe_dml(conn: Connection, dialect: AlterProbes, statement: str, probe: 
         locks = tuple((str(table), str(mode)) for table, mode in run(conn, dialect.own_metadata_locks(source)))
     return MysqlObservation(statement, probe.table, metadata_locks=locks,
                             note="metadata locks held until the transaction ends (run on the scratch, rolled back)")
+
+
+# --- ``plan --observe`` on MariaDB/MySQL: every statement of the scratch run, probed before it runs ----
+
+# How long a probe waits for a lock the migration's own open transaction holds (its row locks, its
+# metadata locks) before it gives up: the migration waits for the probe, so a wait would be a hang.
+_PROBE_LOCK_WAIT_MS = 1000
+
+
+@dataclass
+class TableSeen:
+    """One table over one revision: the slowest algorithm the server accepted, whether writers waited,
+    whether InnoDB rebuilt it (None: not seen), or why it was not observed."""
+
+    algorithm: str | None = None
+    blocks_writes: bool | None = False
+    rebuilt: bool | None = False
+    not_observed: str | None = None
+
+
+@dataclass
+class RevisionSeen:
+    revision: str
+    tables: dict[str, TableSeen] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class AlterObserver:
+    """The MySQL/MariaDB observer of the scratch run (the cursor listeners' ``before``/``after``, as
+    dbguard.db.observe.LockObserver's): DDL commits on its own and holds its metadata locks only while
+    it runs, so each statement is asked of the server on a second, autocommit connection BEFORE it
+    runs (:func:`observe`): the real statement then runs as the migration has it.
+
+    ``tables_of(sql)`` names every table a statement touches (dbguard.risk.parse), to leave them all
+    "not observed" when the copy cannot stand for it (a foreign key reaches its parent too)."""
+
+    def __init__(self, dialect: AlterProbes, engine: sa.engine.Engine, tables_of: Callable[[str], tuple[str, ...]],
+                 ignore: tuple[str, ...] = ()) -> None:
+        self.dialect = dialect
+        self.revisions: dict[str, RevisionSeen] = {}
+        self._engine, self._tables_of = engine, tables_of
+        self._ignore = {t.lower() for t in ignore}
+        self._conn: Connection | None = None
+
+    def before(self, conn: Any, statement: str, revision: str) -> None:
+        seen = self.revisions.setdefault(revision, RevisionSeen(revision))
+        try:
+            tables = [t for t in self._tables_of(statement) if t.lower() not in self._ignore]
+            if not tables:
+                return  # Alembic's own reads and version row, SET, SELECT: no table of the migration's
+            self._take(seen, observe(self._probe(), statement, self.dialect), tables)
+        except Exception as exc:  # noqa: BLE001 - observing must never fail the migration
+            for table in self._tables_of(statement):
+                seen.tables.setdefault(table, TableSeen()).not_observed = f"not probed: {first_line(exc)}"
+
+    def after(self, conn: Any, statement: str, revision: str) -> None:
+        """Nothing: the probe ran before the statement, on a connection of its own."""
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _probe(self) -> Connection:
+        if self._conn is None:
+            from dbguard.db import connect as dbconnect
+
+            conn = dbconnect.connect(self._engine)  # autocommit, as observe() requires
+            for sql in self.dialect.session_timeouts(_PROBE_LOCK_WAIT_MS, 0):
+                run_verbatim(conn, sql)
+            self._conn = conn
+        return self._conn
+
+    @staticmethod
+    def _take(seen: RevisionSeen, found: MysqlObservation, tables: list[str]) -> None:
+        if found.not_observed and found.metadata_locks == () and _is_dml(found):
+            # DML's own effect is known (no ALTER, writes go on); only its metadata locks were not seen.
+            seen.notes.append(f"{found.table}: metadata locks of DML not observed: {found.not_observed}")
+            seen.tables.setdefault(found.table or tables[0], TableSeen())
+            return
+        if found.not_observed:
+            for table in {found.table or tables[0], *tables}:
+                seen.tables.setdefault(table, TableSeen()).not_observed = found.not_observed
+            return
+        entry = seen.tables.setdefault(found.table or tables[0], TableSeen())
+        if _is_dml(found):
+            held = ", ".join(f"{t} {m}" for t, m in found.metadata_locks)
+            seen.notes.append(f"{found.table}: DML keeps until commit: {held or 'no metadata lock'}")
+            # No ALTER, no rebuild; writers wait only behind a metadata lock that forbids them.
+            found = dataclasses.replace(found, rebuilt=False, blocks_writes=any(
+                t == found.table and _forbids_writes(m) for t, m in found.metadata_locks))
+        if ALGORITHMS.get(found.algorithm, 0) > ALGORITHMS.get(entry.algorithm, 0):
+            entry.algorithm = found.algorithm
+        entry.blocks_writes = _either(entry.blocks_writes, found.blocks_writes)
+        entry.rebuilt = _either(entry.rebuilt, found.rebuilt)
+
+
+
+def _either(seen: bool | None, found: bool | None) -> bool | None:
+    """True when either statement did it; unknown (None) only when neither did and one is unknown."""
+    if seen or found:
+        return True
+    return None if seen is None or found is None else False
+
+
+def _forbids_writes(mode: str) -> bool:
+    # MDL_SHARED_NO_WRITE, MDL_SHARED_NO_READ_WRITE, MDL_EXCLUSIVE; DML's MDL_SHARED_WRITE lets writers in.
+    return "NO_WRITE" in mode or "NO_READ_WRITE" in mode or mode.endswith("_EXCLUSIVE")
+
+
+def _is_dml(found: MysqlObservation) -> bool:
+    return copy_probe(found.statement).kind == "dml"

@@ -54,6 +54,9 @@ class RevisionPlan:
     # Per table the revision locks: (table, its strongest lock's mode, whether a statement rewrites it),
     # what ``plan --observe`` compares with the server's.
     table_locks: tuple[tuple[str, str, bool], ...] = ()
+    # MySQL/MariaDB: per table (table, its slowest ALTER algorithm: INSTANT < INPLACE < COPY, or None,
+    # whether a statement blocks writes, whether one rebuilds it), what ``plan --observe`` compares there.
+    table_algorithms: tuple[tuple[str, str | None, bool, bool], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +306,7 @@ def analyse(
         findings: dict[tuple[str, int, str | None], Finding] = {}
         rev_ops: list[tuple[Op, LockInfo]] = []
         rev_tables: dict[str, tuple[LockInfo, bool]] = {}
+        rev_algorithms: dict[str, tuple[str | None, bool, bool]] = {}
         if not one_transaction:
             tx_steps = []
 
@@ -341,6 +345,11 @@ def analyse(
                     stronger = (pg_level(tl.lock.mode) or 0, _rank(tl.lock)) > (pg_level(seen.mode) or 0, _rank(seen))
                     rev_tables[tl.table] = (tl.lock if stronger else seen,
                                             rewritten or tl.lock.work == "rewrite")
+                    if engine == "mysql":
+                        # A table this statement creates: its exclusive metadata lock keeps out no writer.
+                        blocks_none = op.kind == "create_table" and tl.new
+                        rev_algorithms[tl.table] = _slower(rev_algorithms.get(tl.table),
+                                                           _NO_ALTER if blocks_none else tl.lock)
                 tx_steps.append(Step(index=index, sql=sql, op=op, lock=lock, tables=locked, hold_s=hold,
                                      facts=table_facts, revision=rev.revision))
                 if (lock.blocks_reads or lock.blocks_writes) and not (hold is None and new):
@@ -395,7 +404,8 @@ def analyse(
         ordered = sorted(findings.values(), key=lambda f: (f.statement_index or 0, -f.level, f.code))
         plans.append(RevisionPlan(revision=rev.revision, statements=tuple(statements), findings=tuple(ordered),
                                   notes=rev_notes, doc=doc, path=path, rendered=rev.error is None,
-                                  table_locks=tuple((t, lock.mode, rw) for t, (lock, rw) in sorted(rev_tables.items()))))
+                                  table_locks=tuple((t, lock.mode, rw) for t, (lock, rw) in sorted(rev_tables.items())),
+                                  table_algorithms=tuple((t, *v) for t, v in sorted(rev_algorithms.items()))))
 
     summary = _summary(plans, table_locks, facts, destructive, worst.worst, worst.unknown)
     return tuple(plans), summary
@@ -496,6 +506,20 @@ def _tx_finding(r: rules_mod.Rule, hit: Hit, revision: str, steps: Sequence[Step
         size_bytes=tf.size_bytes if tf else None, lock=lock.describe, blocks=lock.blocks, hold_s=step.hold_s,
         hold=describe_hold(step.hold_s, step.lock.work), statement_index=step.index + 1,
         taken_at=hit.taken_at + 1 if hit.taken_at is not None else None, taken_by=hit.taken_by)
+
+
+_ALGORITHM_ORDER = {None: 0, "INSTANT": 1, "INPLACE": 2, "COPY": 3}
+_NO_ALTER = LockInfo(mode="none", blocks_reads=False, blocks_writes=False, work="none")
+
+
+def _slower(seen: tuple[str | None, bool, bool] | None, lock: LockInfo) -> tuple[str | None, bool, bool]:
+    """A table's (algorithm, blocks writes, rebuilt) over a revision: the slowest algorithm, and either
+    statement's write block or rebuild (MySQL/MariaDB)."""
+    algorithm = (lock.algorithm or "").upper() or None
+    if seen is None:
+        return algorithm, lock.blocks_writes, lock.work == "rewrite"
+    slower = algorithm if _ALGORITHM_ORDER.get(algorithm, 0) > _ALGORITHM_ORDER.get(seen[0], 0) else seen[0]
+    return slower, seen[1] or lock.blocks_writes, seen[2] or lock.work == "rewrite"
 
 
 def _summary(plans: Sequence[RevisionPlan], table_locks: Mapping[str, _TableLocks],
