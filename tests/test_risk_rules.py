@@ -360,3 +360,22 @@ def test_env_py_holding_one_transaction_around_the_migrations_is_read_from_its_s
     env_py.write_text(source)
     seen = one_transaction(env_py)
     assert (seen is None) if found is None else (seen is not None and seen.startswith(found)), seen
+
+
+def test_only_a_tables_first_fulltext_index_is_predicted_to_rebuild_it() -> None:
+    """Verified on MariaDB 10.11 (INNODB_SYS_TABLES.TABLE_ID): the first FULLTEXT index gives the table
+    a new id (InnoDB adds FTS_DOC_ID), a second does not; both need LOCK=SHARED."""
+    from dbguard.risk.model import ServerInfo
+    from dbguard.risk.plan import analyse
+
+    class Rev:
+        def __init__(self, revision: str, statements: list[str]) -> None:
+            self.revision, self.statements, self.notes, self.error = revision, statements, (), None
+
+    server = ServerInfo(engine="mysql", flavor="mariadb", version=(10, 11, 0), version_text="10.11.0-MariaDB")
+    history = [Rev("h", ["CREATE TABLE posts (id INTEGER NOT NULL PRIMARY KEY, body TEXT, title TEXT)"])]
+    plans, _ = analyse([Rev("p1", ["CREATE FULLTEXT INDEX ft_body ON posts (body)"]),
+                        Rev("p2", ["CREATE FULLTEXT INDEX ft_title ON posts (title)"])], server, history=history)
+    first, second = ({t[0]: t for t in p.table_algorithms}["posts"] for p in plans)
+    assert first[1:] == ("INPLACE", True, True) and second[1:] == ("INPLACE", True, False), (first, second)
+    assert "first FULLTEXT index rebuilds it" in plans[0].findings[0].message

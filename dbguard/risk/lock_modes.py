@@ -117,15 +117,20 @@ def mysql_varchar_in_place(old: str | None, new: str | None, char_bytes: int | N
 
     Verified on MariaDB 10.11 (``ALGORITHM=INSTANT`` accepted or refused): utf8mb4 varchar(20) ->
     varchar(63) accepted, -> varchar(64) (256 bytes) refused, INPLACE too (a COPY); latin1 up to
-    varchar(255) accepted, varchar(256) refused. Unknown charset (offline): counted in place."""
+    varchar(255) accepted, varchar(256) refused. Unknown charset (offline): counted as utf8mb4, the
+    default of MySQL 8 and of MariaDB's packages (a scratch database here: varchar(50) -> varchar(100)
+    was a COPY), so a widening is in place only when it is in place there."""
     a, b = parse_type(old), parse_type(new)
     if a is None or b is None or a[0] != "VARCHAR" or b[0] != "VARCHAR" or a[1] is None or b[1] is None:
         return False
     if b[1] < a[1]:
         return False
-    if char_bytes is None:
-        return True
-    return (a[1] * char_bytes > 255) == (b[1] * char_bytes > 255)
+    width = UTF8MB4_BYTES if char_bytes is None else char_bytes
+    return (a[1] * width > 255) == (b[1] * width > 255)
+
+
+# Bytes per character of utf8mb4: what a column of unknown charset is counted with.
+UTF8MB4_BYTES = 4
 
 
 def old_type(op: Op, ctx: Context) -> str | None:
@@ -305,7 +310,12 @@ def _mysql(op: Op, ctx: Context) -> LockInfo:
             return _mysql_lock("INPLACE", "rewrite", True, op)
         return _mysql_lock("INPLACE", "index", True, op)
     if kind == "create_index":
-        if op.index_kind in ("fulltext", "spatial"):
+        if op.index_kind == "fulltext":
+            # Verified on MariaDB 10.11: every FULLTEXT build needs LOCK=SHARED, and the table's first
+            # rebuilds it (InnoDB adds its hidden FTS_DOC_ID column: a new table id), later ones do not.
+            first = op.table not in ctx.fulltext_tables
+            return _mysql_lock("INPLACE", "rewrite" if first else "index", False, op)
+        if op.index_kind == "spatial":
             return _mysql_lock("INPLACE", "index", False, op)
         return _mysql_lock("INPLACE", "index", True, op)
     if kind in ("update", "delete", "insert"):

@@ -286,6 +286,8 @@ class Context:
     parents: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     # The tables each view's query reads: {view: {table, ...}} (REFRESH reads them all).
     view_sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # MySQL/MariaDB: tables known to have a FULLTEXT index already (the first one rebuilds the table).
+    fulltext_tables: frozenset[str] = frozenset()
 
     def is_new(self, table: str | None) -> bool:
         return table is not None and table in self.created_in_plan

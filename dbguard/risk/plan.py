@@ -99,6 +99,7 @@ class _State:
     parents: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     char_bytes: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     view_sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    fulltext_tables: set[str] = dataclasses.field(default_factory=set)
 
     def live(self, facts: Mapping[str, TableFacts]) -> None:
         """The live catalog's columns replace what the history says of a table: it is what the
@@ -147,6 +148,8 @@ class _State:
                     self.index_tables[index] = op.new_name
         elif op.kind == "create_index" and t and op.index:
             self.index_tables[op.index] = t
+            if op.index_kind == "fulltext":
+                self.fulltext_tables.add(t)
         elif op.kind == "create_view" and t:
             self.view_sources[t] = op.references
             if t not in self.tables:  # a new view: nobody reads it yet (OR REPLACE keeps an old one's readers)
@@ -329,7 +332,7 @@ def analyse(
                               not_null_checks=frozenset(state.not_null_checks),
                               not_null_columns=frozenset(state.not_null), lock_timeout_ms=lock_timeout_ms,
                               foreign_keys=state.foreign_keys, parents=state.parents, char_bytes=state.char_bytes,
-                              view_sources=state.view_sources)
+                              view_sources=state.view_sources, fulltext_tables=frozenset(state.fulltext_tables))
                 lock = lock_for(op, ctx)
                 table_facts = facts.get(op.table) if facts is not None and op.table else None
                 new = ctx.is_new(op.table)

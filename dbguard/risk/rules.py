@@ -101,6 +101,8 @@ def table_rewrite(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts | None
         return _refresh_blocks_readers(op, lock, facts)
     if op.kind == "create_view":
         return None  # writes a view of its own; what its query reads for that long is DG115's
+    if op.kind == "create_index":
+        return None  # a FULLTEXT index's rebuild: DG102 says it, with the index
     online = not lock.blocks_writes
     why = {"add_column": "the new column's value is computed for every row",
            "alter_type": "the column's type changes", "rewrite_table": "the statement rebuilds the table",
@@ -146,9 +148,11 @@ def index_not_concurrent(op: Op, lock: LockInfo, ctx: Context, facts: TableFacts
     """
     if op.kind == "create_index" and lock.blocks_writes and _existing(op, ctx):
         what = "FULLTEXT/SPATIAL index" if op.index_kind else "index"
+        rebuild = " (the table's first FULLTEXT index rebuilds it: InnoDB adds its FTS_DOC_ID column)" \
+            if lock.work == "rewrite" else ""
         return Hit(
             weigh(S.HIGH, facts),
-            f"builds {what} {op.index or ''} on {op.table} ({_size(facts)}) holding {lock.mode}: "
+            f"builds {what} {op.index or ''} on {op.table} ({_size(facts)}) holding {lock.mode}{rebuild}: "
             f"{lock.blocks} wait for the whole build",
             safe_forms.index(op, lock, ctx),
             op.table,
