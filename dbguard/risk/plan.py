@@ -346,8 +346,11 @@ def analyse(
                     entry.take(tl.lock, tl.new, f"{rev.revision} #{index + 1}")
                     seen, rewritten = rev_tables.get(tl.table, (tl.lock, False))
                     stronger = (pg_level(tl.lock.mode) or 0, _rank(tl.lock)) > (pg_level(seen.mode) or 0, _rank(seen))
+                    # A relation the statement creates is written, not rewritten: no old copy to replace
+                    # (a populated materialized view is long, which DG115 judges, but no rewrite).
+                    made_here = tl.new and op.kind in ("create_table", "create_view")
                     rev_tables[tl.table] = (tl.lock if stronger else seen,
-                                            rewritten or tl.lock.work == "rewrite")
+                                            rewritten or (tl.lock.work == "rewrite" and not made_here))
                     if engine == "mysql":
                         # A table this statement creates: its exclusive metadata lock keeps out no writer.
                         blocks_none = op.kind == "create_table" and tl.new
