@@ -216,3 +216,25 @@ def test_upgrade_observes_in_its_pre_flight_with_plan_observe(pg_url: str, tmp_p
     (ini.parent / "pyproject.toml").write_text('[tool.dbguard]\nfail_on = "low"\n')
     done = run_dbguard(ini, None, "upgrade")
     assert done.returncode == 0, describe(done)
+
+
+def test_a_disagreement_is_weighed_by_the_live_tables_rows_and_size() -> None:
+    from dbguard.errors import ExitCode
+    from dbguard.plan.observe import _weighed
+    from dbguard.results import PlanReport
+    from dbguard.risk.plan import PlanSummary, TableSummary
+
+    _, (finding,) = obs.compare("r1", {"t": ("none", False)}, {"t": ("ACCESS EXCLUSIVE", False)})
+    assert finding.severity == "high"
+
+    def report(mode: str, rows: int | None, size: int | None) -> PlanReport:
+        table = TableSummary(table="t", new=False, rows=rows, size_bytes=size, strongest_lock="none", blocks="nothing")
+        summary = PlanSummary(tables=(table,), rows_under_exclusive_lock=0, tables_of_unknown_size=0, destructive=(),
+                              worst_hold_s=None, worst_hold="none", worst_hold_at=None, findings={}, max_severity=None)
+        return PlanReport(mode=mode, server="PostgreSQL 15", engine="postgresql", from_revisions=(), to_revision="r1",
+                          revisions=(), summary=summary, fail_on="high", failing=0, exit_code=ExitCode.OK)
+
+    assert _weighed(finding, report("live", 0, 0)).severity == "low"  # an empty table: nobody waits long
+    assert _weighed(finding, report("live", 500, 64 * 1024)).severity == "medium"
+    assert _weighed(finding, report("live", 5_000_000, 2 << 30)).severity == "high"
+    assert _weighed(finding, report("offline", None, None)).severity == "high"  # no facts: the stronger side's

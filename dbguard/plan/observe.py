@@ -136,8 +136,9 @@ def _mysql_revision(rev: Any, seen: Any, version_table: str) -> tuple[obs.Revisi
 
 def _with_observation(report: PlanReport, run: tuple[obs.Observation, list[tuple[obs.Finding, ...]]]) -> PlanReport:
     observation, findings = run
+    weighed = [tuple(_weighed(f, report) for f in found) for found in findings]
     plans = [dataclasses.replace(rev, findings=(*rev.findings, *found)) if found else rev
-             for rev, found in zip(report.revisions, findings, strict=True)]
+             for rev, found in zip(report.revisions, weighed, strict=True)]
     disagreements = sum(1 for r in observation.revisions for t in r.tables if not t.agrees)
     observation = dataclasses.replace(observation, disagreements=disagreements)
     level = None if report.fail_on == "none" else Severity[report.fail_on.upper()]
@@ -147,6 +148,22 @@ def _with_observation(report: PlanReport, run: tuple[obs.Observation, list[tuple
         exit_code = ExitCode.FINDINGS
     return dataclasses.replace(report, revisions=tuple(plans), failing=failing, exit_code=exit_code,
                                observed=observation)
+
+
+def _weighed(finding: obs.Finding, report: PlanReport) -> obs.Finding:
+    """A disagreement weighed as the rules weigh a lock: by the live table's rows and size (an empty
+    table's surprise is low, a small one's at most medium); offline, or for a table the live plan did
+    not size, at the stronger side's severity."""
+    from dbguard.risk.model import TableFacts
+    from dbguard.risk.rules import weigh
+
+    live = {t.table: t for t in getattr(report.summary, "tables", ())} if report.mode == "live" else {}
+    table = live.get(finding.table or "")
+    if table is None or table.new or (table.rows is None and table.size_bytes is None):
+        return finding
+    facts = TableFacts(table=table.table, rows=table.rows, size_bytes=table.size_bytes)
+    level = weigh(Severity[finding.severity.upper()], facts)
+    return dataclasses.replace(finding, severity=level.label, rows=table.rows, size_bytes=table.size_bytes)
 
 
 def _scratch_settings(settings: Any, url: Any) -> Any:
