@@ -203,11 +203,10 @@ def statements_of(raw: Iterable[str], version_table: str = "alembic_version") ->
     return out
 
 
-def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
-                   history: Sequence[RevisionSql] = (), index_tables: Mapping[str, str] | None = None) -> set[str]:
-    """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
-    those ``history`` (or the live catalog's ``index_tables``) tells (an index's table, a dropped
-    table's parents)."""
+def _state_after(history: Sequence[RevisionSql], engine: str, version_table: str,
+                 index_tables: Mapping[str, str] | None = None) -> _State:
+    """What the applied revisions made (their tables count as existing). They are not judged, only
+    read: one statement sqlglot cannot read must not stop every later plan."""
     state = _State()
     state.index_tables.update(index_tables or {})
     for rev in history:
@@ -215,6 +214,15 @@ def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: s
             with contextlib.suppress(StatementParseError):
                 for op in parse(statement, engine):
                     state.apply(state.resolve(op), in_plan=False)
+    return state
+
+
+def tables_touched(pending: Sequence[RevisionSql], engine: str, version_table: str = "alembic_version",
+                   history: Sequence[RevisionSql] = (), index_tables: Mapping[str, str] | None = None) -> set[str]:
+    """Every table a statement of ``pending`` locks, for the live facts to read: those it names, and
+    those ``history`` (or the live catalog's ``index_tables``) tells (an index's table, a dropped
+    table's parents)."""
+    state = _state_after(history, engine, version_table, index_tables)
     tables: set[str] = set()
     for rev in pending:
         for statement in statements_of(rev.statements, version_table):
@@ -235,12 +243,7 @@ def indexes_without_table(pending: Sequence[RevisionSql], engine: str, version_t
                           history: Sequence[RevisionSql] = ()) -> set[str]:
     """Indexes a pending statement drops whose table neither the statement, ``history`` nor the plan
     names (PostgreSQL's DROP INDEX names the index alone): for the live catalog to tell."""
-    state = _State()
-    for rev in history:
-        for statement in statements_of(rev.statements, version_table):
-            with contextlib.suppress(StatementParseError):
-                for op in parse(statement, engine):
-                    state.apply(state.resolve(op), in_plan=False)
+    state = _state_after(history, engine, version_table)
     unknown: set[str] = set()
     for rev in pending:
         for statement in statements_of(rev.statements, version_table):
@@ -278,19 +281,8 @@ def analyse(
     ``index_tables`` (index -> table) for indexes the history does not place. ``one_transaction``:
     env.py runs the whole upgrade in one transaction, so locks are held across revisions too."""
     engine = server.engine
-    state = _State()
-    state.index_tables.update(index_tables or {})
-    for rev in history:
-        for statement in statements_of(rev.statements, version_table):
-            try:
-                ops = parse(statement, engine)
-            except StatementParseError:
-                # Applied revisions are not judged, only read for the tables they made: one statement
-                # sqlglot cannot read must not stop every later plan. What it made counts as existing
-                # where the live facts say so.
-                continue
-            for op in ops:
-                state.apply(state.resolve(op), in_plan=False)
+    # What a statement of the history sqlglot cannot read made counts as existing where the live facts say so.
+    state = _state_after(history, engine, version_table, index_tables)
     if facts is not None:
         state.live(facts)
     existing_before = frozenset(state.tables)
