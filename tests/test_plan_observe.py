@@ -238,3 +238,51 @@ def test_a_disagreement_is_weighed_by_the_live_tables_rows_and_size() -> None:
     assert _weighed(finding, report("live", 500, 64 * 1024)).severity == "medium"
     assert _weighed(finding, report("live", 5_000_000, 2 << 30)).severity == "high"
     assert _weighed(finding, report("offline", None, None)).severity == "high"  # no facts: the stronger side's
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", ["plan", "upgrade"])
+def test_ctrl_c_during_the_observation_stops_the_command_before_the_target_is_touched(
+        command: str, pg_url: str, pg_server_url: str, tmp_path: Path) -> None:
+    """The scratch run records its interruption as any run does; the command must stop, not read it as
+    a failed revision (and an upgrade's pre-flight must not go on to migrate the target)."""
+    import signal
+    import subprocess
+
+    from tests.guardrun import cli_env
+    from tests.guardrun import command as dbguard_command
+    from tests.projects import wait_for
+
+    ini = make_project(tmp_path, pg_url, [CHAIN[0], ("r1", "op.execute('SELECT pg_sleep(60)')")])
+    assert run_dbguard(ini, None, "upgrade", "b0").returncode == 0
+    (ini.parent / "pyproject.toml").write_text('[tool.dbguard]\nplan_observe = true\nfail_on = "critical"\n')
+    args = ["plan", "--observe"] if command == "plan" else ["upgrade"]
+    proc = subprocess.Popen(dbguard_command(ini, None, args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ini.parent)
+
+    # Each test's own scratch database: its migration is the only one sleeping as this project's r1 does.
+    marker = f"SELECT pg_sleep(60) -- {uuid.uuid4().hex}"
+    revision = next((ini.parent / "migrations" / "versions").glob("r1*.py"))
+    revision.write_text(revision.read_text().replace("SELECT pg_sleep(60)", marker))
+    scratch: list[str] = []
+
+    def sleeping_in_a_scratch_database() -> bool:
+        with connect(pg_server_url) as conn:
+            scratch[:] = [r[0] for r in conn.execute(sa.text(
+                "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'dbguard_shadow_%' AND query = :q"),
+                {"q": marker})]
+        return bool(scratch)
+
+    try:
+        wait_for(lambda: sleeping_in_a_scratch_database() or proc.poll() is not None, timeout=60,
+                 message="the observation never reached the sleep")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    with connect(pg_url) as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "b0"
+    assert _scratch_databases(pg_server_url, scratch[0]) == []

@@ -92,6 +92,12 @@ def _run(target: Any, report: PlanReport, destination: str, guarded_run: Callabl
         finally:
             engine.dispose()
         where = scratch.name or dbconnect.masked(scratch.url)
+    if result.interrupted_by is not None:
+        # Ctrl-C or SIGTERM stopped the scratch run: the command stops here, before anything else runs
+        # (an upgrade's pre-flight must not go on to migrate the target).
+        from dbguard.errors import Terminated
+
+        raise Terminated() if result.interrupted_by == Terminated.signal_name else KeyboardInterrupt()
     failed: dict[str, str] = {}
     if result.status != RunStatus.SUCCEEDED.value:
         reason = (result.error or result.message or result.status).splitlines()[0][:300]

@@ -52,6 +52,9 @@ class RunResult:
     # The rollback lane: sessions it ended (KillOutcome), and how long each phase took (name, ms).
     ended_sessions: tuple = ()
     phases: tuple[tuple[str, int], ...] = ()
+    # The signal that stopped the run ("SIGINT", "SIGTERM" ...), when one did: a caller running it on
+    # the side (plan --observe's scratch run) must stop too, not read it as a failed revision.
+    interrupted_by: str | None = None
     # `upgrade --bake`: how long it was to bake and how many rounds of probes ran (None: no bake).
     bake_s: float | None = None
     bake_rounds: int | None = None

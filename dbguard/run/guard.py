@@ -1071,7 +1071,9 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
     return RunResult(
         status=RunStatus.FAILED.value, exit_code=ExitCode.RUN_FAILED,
         message=f"run {run_id} failed{where}{why}: {error_text}", error=error_text, failed_step=failed_step,
-        advice=FAILED_ADVICE, warnings=runner.preflight_findings(), **common,
+        advice=FAILED_ADVICE, warnings=runner.preflight_findings(),
+        interrupted_by=getattr(error, "signal_name", "SIGINT") if isinstance(error, KeyboardInterrupt) else None,
+        **common,
     )
 
 
