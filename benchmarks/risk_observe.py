@@ -93,10 +93,9 @@ def rule_cases(server: str, work: Path, engine: str = "postgresql") -> list[tupl
     """Each case of the engine's file (``engine`` postgresql or mariadb) that runs on that server."""
     import sqlalchemy as sa
 
-    from dbguard.risk.parse import split_statements
     from tests.dbs import create_database, drop_database
     from tests.projects import make_project
-    from tests.risk_support import revision_body, statements
+    from tests.risk_support import case_revisions
 
     data = tomllib.loads((CASES if engine == "postgresql" else MYSQL_CASES).read_text())
     family = "postgresql" if engine == "postgresql" else "mysql"
@@ -108,12 +107,7 @@ def rule_cases(server: str, work: Path, engine: str = "postgresql") -> list[tupl
         if engine == "mariadb" and (version.startswith("8") or case.get("engine", data["engine"]) not in
                                     ("mysql", "mariadb")):
             continue
-        history = [s for chunk in statements(case, engine, "history") for s in split_statements(chunk)]
-        pending = [s for chunk in statements(case, engine, "pending") for s in split_statements(chunk)]
-        revisions = [("b0", revision_body(history)), ("r1", revision_body(pending))]
-        if case.get("later"):
-            later = case["later"] if isinstance(case["later"], list) else [case["later"]]
-            revisions.append(("r2", revision_body(later)))
+        revisions = case_revisions(case, engine)
         url = create_database(server, family)
         target = sa.make_url(url).set(drivername="mariadb+pymysql").render_as_string(hide_password=False) \
             if engine == "mariadb" else url

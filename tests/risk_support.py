@@ -120,3 +120,17 @@ def revision_body(sql: Sequence[str]) -> str:
     if block and lines[-1].startswith("with "):
         lines.append("    pass")
     return "\n".join(lines) or "pass"
+
+
+def case_revisions(case: dict[str, Any], engine: str) -> list[tuple[str, str]]:
+    """A rule case as an Alembic chain to run: b0 its history, r1 its statements, r2 its ``later`` ones."""
+    from dbguard.risk.parse import split_statements
+
+    def split(key: str) -> list[str]:
+        return [s for chunk in statements(case, engine, key) for s in split_statements(chunk)]
+
+    revisions = [("b0", revision_body(split("history"))), ("r1", revision_body(split("pending")))]
+    if case.get("later"):
+        later = case["later"] if isinstance(case["later"], list) else [case["later"]]
+        revisions.append(("r2", revision_body(later)))
+    return revisions

@@ -19,11 +19,10 @@ import sqlalchemy as sa
 
 from dbguard import api
 from dbguard.output import to_json
-from dbguard.risk.parse import split_statements
 from dbguard.settings import Settings
 from tests.dbs import create_database, drop_database
 from tests.projects import make_project
-from tests.risk_support import revision_body, statements
+from tests.risk_support import case_revisions
 
 try:
     import tomllib
@@ -59,12 +58,7 @@ def _by_rule(engine: str) -> dict[str, list[dict[str, Any]]]:
 def _observe(case: dict[str, Any], engine: str, server: str, work: Path) -> dict[str, Any]:
     """The ``observed`` part of the case's plan, as JSON has it."""
     family = "postgresql" if engine == "postgresql" else "mysql"
-    history = [s for chunk in statements(case, engine, "history") for s in split_statements(chunk)]
-    pending = [s for chunk in statements(case, engine, "pending") for s in split_statements(chunk)]
-    revisions = [("b0", revision_body(history)), ("r1", revision_body(pending))]
-    if case.get("later"):
-        later = case["later"] if isinstance(case["later"], list) else [case["later"]]
-        revisions.append(("r2", revision_body(later)))
+    revisions = case_revisions(case, engine)
     url = create_database(server, family)
     try:
         # Offline, the plan judges the server the target URL names: mariadb:// for MariaDB's rules.

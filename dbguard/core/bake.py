@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 
+from dbguard.core.watchdog import bare_name
+
 # What a probe checks: the target's health_sql, the queue of sessions waiting for locks on the tables
 # the batch touched (the watchdog's measure), an HTTP health endpoint.
 HEALTH_SQL, LOCK_QUEUE, HEALTH_URL = "health_sql", "lock_queue", "health_url"
@@ -84,7 +86,7 @@ class Waiting:
 
 
 def _bare(table: str) -> str:
-    return table.split(".")[-1].strip('`"[]').lower()
+    return bare_name(table).lower()
 
 
 def queue_problem(waiting: Iterable[Waiting], tables: Iterable[str] | None, max_wait_s: float) -> str | None:

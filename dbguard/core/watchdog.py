@@ -21,8 +21,13 @@ class QueueSample:
     sessions: tuple[str, ...] = ()
 
 
+def bare_name(table: str) -> str:
+    """A table's name without its schema and quotes: how a lock view and a statement can both name it."""
+    return table.split(".")[-1].strip('`"[]')
+
+
 def _names(table: str) -> tuple[str, ...]:
-    bare = table.split(".")[-1].strip('`"[]')
+    bare = bare_name(table)
     return (bare,) if bare else ()
 
 

@@ -27,6 +27,13 @@ class Statement(NamedTuple):
     params: dict[str, Any] = {}  # noqa: RUF012 - never mutated; read-only default
 
 
+def bound_list(values: list[str], prefix: str) -> tuple[str, dict[str, str]]:
+    """What goes between the parentheses of ``IN (...)`` for ``values``, as bound parameters
+    (``:t0, :t1``; ``NULL`` for none, which matches nothing), and the parameters."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return ", ".join(":" + k for k in params) or "NULL", params
+
+
 class Dialect(Protocol):
     name: str
     # "sql": the run lock is a server-side session lock; "file": a lock file beside the database

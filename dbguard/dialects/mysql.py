@@ -22,6 +22,7 @@ from dbguard.dialects import (
     ScratchServer,
     SessionControl,
     Statement,
+    bound_list,
     driver_error,
 )
 
@@ -935,11 +936,11 @@ class MysqlDialect:
 
     def table_facts(self, tables: list[str]) -> Statement:
         """(table, estimated rows, data + index bytes, data bytes) of tables in the current database."""
-        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed, names = bound_list(tables, "t")
         return Statement(
             "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH, DATA_LENGTH FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
-            f"AND TABLE_NAME IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            f"AND TABLE_NAME IN ({listed})",
             names,
         )
 
@@ -947,11 +948,11 @@ class MysqlDialect:
         """(table, column, COLUMN_TYPE, nullable, bytes per character) of tables in the current
         database; the bytes per character (utf8mb4: 4) decide whether a longer VARCHAR keeps its
         length byte."""
-        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed, names = bound_list(tables, "t")
         return Statement(
             "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES', "
             "CHARACTER_OCTET_LENGTH DIV NULLIF(CHARACTER_MAXIMUM_LENGTH, 0) FROM information_schema.COLUMNS "
-            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({listed}) "
             "ORDER BY TABLE_NAME, ORDINAL_POSITION",
             names,
         )
@@ -959,10 +960,10 @@ class MysqlDialect:
     def index_tables(self, indexes: list[str]) -> Statement:
         """(index, table) of indexes in the current database (DROP INDEX names its table here; an
         index name is unique per table only, so one name may answer for several)."""
-        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        listed, names = bound_list(indexes, "i")
         return Statement(
             "SELECT DISTINCT INDEX_NAME, TABLE_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
-            f"AND INDEX_NAME IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            f"AND INDEX_NAME IN ({listed})",
             names,
         )
 
@@ -981,8 +982,7 @@ class MysqlDialect:
         """Table metadata locks other sessions hold (MySQL 8: or wait for): (table, session, mode, state,
         transaction age s, query, granted); METADATA_LOCK_INFO shows granted locks only. The state in PostgreSQL's words: a thread asleep while it holds a table's
         metadata lock is inside a transaction (or LOCK TABLES), whatever INNODB_TRX shows yet."""
-        names = {f"t{i}": t for i, t in enumerate(tables)}
-        listed = ", ".join(":" + k for k in names) or "NULL"
+        listed, names = bound_list(tables, "t")
         age = "TIMESTAMPDIFF(MICROSECOND, x.trx_started, NOW(6)) / 1000000"
 
         def state(command: str) -> str:

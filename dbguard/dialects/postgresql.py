@@ -15,6 +15,7 @@ from dbguard.dialects import (
     ScratchServer,
     SessionControl,
     Statement,
+    bound_list,
     driver_error,
 )
 
@@ -505,38 +506,38 @@ class PostgresqlDialect:
 
         reltuples is -1 until the first VACUUM/ANALYZE (PostgreSQL 14+); the heap size is exact.
         """
-        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed, names = bound_list(tables, "t")
         return Statement(
             "SELECT c.relname, c.reltuples::bigint, pg_catalog.pg_total_relation_size(c.oid), "
             "pg_catalog.pg_relation_size(c.oid) "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
-            f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            f"AND c.relname IN ({listed})",
             names,
         )
 
     def table_columns(self, tables: list[str]) -> Statement:
         """(table, column, type, nullable, NULL) of tables in the current schema; the type as
         ``format_type`` spells it (``character varying(20)``, ``numeric(12,2)``)."""
-        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed, names = bound_list(tables, "t")
         return Statement(
             "SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, NULL "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 "
-            f"AND NOT a.attisdropped AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+            f"AND NOT a.attisdropped AND c.relname IN ({listed}) "
             "ORDER BY c.relname, a.attnum",
             names,
         )
 
     def index_tables(self, indexes: list[str]) -> Statement:
         """(index, table) of indexes in the current schema, as DROP INDEX resolves an unqualified name."""
-        names = {f"i{i}": t for i, t in enumerate(indexes)}
+        listed, names = bound_list(indexes, "i")
         return Statement(
             "SELECT i.relname, t.relname FROM pg_catalog.pg_index x "
             "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_class t ON t.oid = x.indrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname = current_schema() "
-            f"AND i.relname IN ({', '.join(':' + k for k in names) or 'NULL'})",
+            f"AND i.relname IN ({listed})",
             names,
         )
 
@@ -552,7 +553,7 @@ class PostgresqlDialect:
         """Relation locks other sessions hold or wait for on these tables: (table, session, mode, state,
         transaction age s, query, granted). A queued request delays the plan's statement as a granted
         one does, when their modes conflict."""
-        names = {f"t{i}": t for i, t in enumerate(tables)}
+        listed, names = bound_list(tables, "t")
         return Statement(
             "SELECT c.relname, l.pid, l.mode, a.state, "
             "EXTRACT(EPOCH FROM (clock_timestamp() - a.xact_start))::float8, left(a.query, 200), l.granted "
@@ -563,7 +564,7 @@ class PostgresqlDialect:
             "WHERE l.locktype = 'relation' "
             "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
             "AND l.pid IS DISTINCT FROM pg_backend_pid() AND n.nspname = current_schema() "
-            f"AND c.relname IN ({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY l.pid",
+            f"AND c.relname IN ({listed}) ORDER BY l.pid",
             names,
         )
 

@@ -123,10 +123,10 @@ def _sqlite_beside(url: str, folder: Path) -> str:
     return url
 
 
-def _positive(fleet: Mapping[str, Any], key: str, default: float, path: Path) -> float:
+def _number(fleet: Mapping[str, Any], key: str, default: float, path: Path) -> float:
     value = fleet.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigError(f"{path}: {key} must be a number above 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path}: {key} must be a number")
     return float(value)
 
 
@@ -233,11 +233,15 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
     if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) \
             or not 0 < worker_timeout < math.inf:
         raise ConfigError(f"{path}: worker_timeout_s must be a number of seconds above 0")
-    probing = {key: _positive(fleet, key, default, path) for key, default in (
+    probing = {key: _number(fleet, key, default, path) for key, default in (
         ("probe_interval_s", DEFAULT_PROBE_INTERVAL_S), ("probe_timeout_s", DEFAULT_PROBE_TIMEOUT_S),
         ("probe_failures", DEFAULT_PROBE_FAILURES))}
-    if probing["probe_failures"] != int(probing["probe_failures"]):
-        raise ConfigError(f"{path}: probe_failures must be a whole number of 1 or more")
+    from dbguard.core.bake import probe_settings_problem
+
+    problem = probe_settings_problem(probing["probe_interval_s"], probing["probe_failures"],
+                                     probing["probe_timeout_s"], None)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     from dbguard import masking
     from dbguard.db.connect import parse_url
 
