@@ -205,17 +205,21 @@ def test_slack_format(pg_url: str, tmp_path: Path, endpoint: Endpoint) -> None:
 def test_a_hanging_endpoint_is_a_warning_after_its_timeout_and_the_exit_code_stays(
         pg_url: str, tmp_path: Path, hanging_url: str) -> None:
     ini = _failing_project(tmp_path, pg_url, "nothing-secret")
-    result = api.upgrade(_settings(ini, pg_url, notify_url=hanging_url, notify_timeout_s=0.5, notify_retries=1))
+    # Its own record file: every test of this process shares the default one.
+    audit = str(tmp_path / "state" / "kills.jsonl")
+    result = api.upgrade(_settings(ini, pg_url, notify_url=hanging_url, notify_timeout_s=0.5, notify_retries=1,
+                                   audit_file=audit))
     assert result.exit_code == ExitCode.RUN_FAILED and result.status == "failed"
     (warning,) = result.warnings
     assert warning.startswith("notification run_failed to http://127.0.0.1:") and "not sent" in warning
     assert "no answer within 0.5 s (2 attempts)" in warning and "/hook" not in warning
-    # Recorded where it can be found once the terminal is gone (the tests' XDG_STATE_HOME).
+    # Recorded where it can be found once the terminal is gone.
     from dbguard import notify
 
-    recorded = notify.record_path(_settings(ini, pg_url)).read_text().splitlines()
+    where = notify.record_path(_settings(ini, pg_url, audit_file=audit))
+    recorded = where.read_text().splitlines()
     assert len(recorded) == 1 and "no answer within 0.5 s" in json.loads(recorded[0])["failure"]
-    assert warning.endswith(f"recorded in {notify.record_path(_settings(ini, pg_url))}")
+    assert warning.endswith(f"recorded in {where}")
 
 
 def test_a_server_error_is_retried_a_bounded_number_of_times(pg_url: str, tmp_path: Path,
