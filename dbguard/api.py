@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbguard.core.sessionview import SessionFilter
 from dbguard.errors import ConfigError, ExitCode
 from dbguard.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
+    from dbguard.core.sessionview import SessionFilter
     from dbguard.results import (
         Confirm,
         DriftReport,

@@ -8,8 +8,6 @@ import enum
 import json
 from typing import TYPE_CHECKING, Any
 
-from dbguard.core.victims import action_words
-
 if TYPE_CHECKING:
     from dbguard.results import (
         HistoryReport,
@@ -116,7 +114,7 @@ def _run_text(result: RunResult) -> str:
             grant = f" ({outcome.grant})" if outcome.grant else ""
             lines.append(f"  not ended: {describe_victim(outcome)}: {outcome.reason}{grant}")
         else:
-            lines.append(f"  ended: session {_session_line(outcome.session)}: {action_words(outcome.action)} -> "
+            lines.append(f"  ended: session {_session_line(outcome.session)}: {_action_words(outcome.action)} -> "
                          f"{outcome.outcome}")
     if result.phases:
         lines.append("  phases: " + ", ".join(f"{name} {_ms(ms)}" for name, ms in result.phases))
@@ -397,7 +395,7 @@ def _blockers(s: LockSession) -> str:
 def describe_victim(o: KillOutcome) -> str:
     """One line of the blast radius: who would be ended, what it is doing, and how."""
     s = o.session
-    line = f"session {_session_line(s)}: will {action_words(o.action)}"
+    line = f"session {_session_line(s)}: will {_action_words(o.action)}"
     locks = _lock_refs(s)
     if locks:
         line += f"; {locks}"
@@ -449,7 +447,7 @@ def _kill_text(report: KillReport) -> str:
         s = o.session
         lines.append(f"  {_session_line(s) if s.user else s.session_id}")
         planned = o.outcome.startswith("would ")  # a dry run's outcome names the action itself
-        lines.append(f"      {o.outcome}" + (f" ({action_words(o.action)})" if o.action != "none" and not planned else "")
+        lines.append(f"      {o.outcome}" + (f" ({_action_words(o.action)})" if o.action != "none" and not planned else "")
                      + f": {o.reason}" + (f" [{o.duration_ms} ms]" if o.duration_ms is not None else ""))
         if s.query:
             lines.append(f"      query: {s.query}")
@@ -1008,3 +1006,10 @@ def _target_seconds(t: Any) -> float | None:
 
 
 _METRICS: dict[str, Any] = {"StatusReport": _status_prometheus, "FleetStatusReport": _fleet_status_prometheus}
+
+
+def _action_words(action: str) -> str:
+    # The kill policy's module is loaded by the commands that end sessions, not by every command.
+    from dbguard.core.victims import action_words
+
+    return action_words(action)

@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from dbguard.db.connect import connection
-from dbguard.dialects.mysql import CopyProbe, MysqlDialect, copy_probe, masked, probe_statement
+from dbguard.dialects.mysql import MysqlDialect
+from dbguard.dialects.mysql_copy import CopyProbe, copy_probe, masked, probe_statement
 from dbguard.plan.observe_mysql import COPY_PREFIX, MysqlObservation, observe
 
 # --- the rewriting, no server ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from dbguard import results
 
@@ -34,3 +35,22 @@ def test_each_command_imports_only_its_own_results():
         "dbguard.core.state", "dbguard.results.runs"]
     # dbguard drift builds neither the guarded run's classes nor the ledger's records.
     assert _loaded("dbguard.cli, dbguard.api, dbguard.drift.checks, dbguard.output") == ["dbguard.results.checks"]
+
+
+# Modules that `dbguard drift` has no use for: the kill policy and session filters of the lock
+# commands, the MySQL copy-probe patterns of plan --observe.
+NOT_FOR_DRIFT = ("dbguard.core.victims", "dbguard.core.sessionview", "dbguard.dialects.mysql_copy")
+
+
+def test_a_drift_command_loads_no_module_of_other_commands(tmp_path) -> None:
+    ini = Path(__file__).resolve().parent.parent / "migrations_example" / "alembic.ini"
+    code = ("import atexit, runpy, sys; "
+            "atexit.register(lambda: print('LOADED', *sorted(m for m in sys.modules if m.startswith('dbguard')))); "
+            f"sys.argv = ['dbguard', '-c', {str(ini)!r}, '--url', {'sqlite:///' + str(tmp_path / 'x.db')!r}, "
+            "'drift', '--against', 'models']; runpy.run_module('dbguard.cli', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    # An empty database: every table missing (exit 1), which is not what this test is about.
+    assert done.returncode == 1, done.stderr
+    loaded = next(line for line in done.stdout.splitlines() if line.startswith("LOADED")).split()[1:]
+    assert "dbguard.drift.checks" in loaded and "dbguard.core.schema" in loaded
+    assert not set(NOT_FOR_DRIFT) & set(loaded), sorted(set(NOT_FOR_DRIFT) & set(loaded))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
 
-from dbguard.core.state import RunRecord, RunStatus
+if TYPE_CHECKING:
+    from dbguard.core.state import RunRecord
 
 PREFIX = "dbguard"
 # PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name and cuts the rest.
@@ -46,6 +48,9 @@ def ledger_names(runs: Iterable[RunRecord], holder: str | None,
     connection is never named), and the run lock's ``holder`` where it is the run's lock session.
     Where two runs name one id, the newest wins (an id reused since an older run's process died).
     For engines whose sessions carry no application name: a label to read, never to judge by."""
+    # Every command names its sessions; only the lock views read the ledger's records.
+    from dbguard.core.state import RunStatus
+
     names: dict[str, str] = {}
     for record in sorted(runs, key=lambda r: r.id):
         if record.status != RunStatus.RUNNING.value:

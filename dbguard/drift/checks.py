@@ -159,7 +159,6 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
         # collector walking them again and again as they grow, then frozen.
         with model.gc_paused(freeze=True):
             from dbguard.db.catalog import read_document
-            from dbguard.db.ledger import read_version_heads
             from dbguard.drift import expected as sources
             from dbguard.drift import snapshot_file
             from dbguard.target import load_target, open_session
@@ -180,6 +179,9 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                     return report
                 # The child failed or read another engine: the catalog is read here, env.py not run again.
                 seen_models = (metadatas,)
+        # Only here: with the forked child's catalog, this process never reads the ledger.
+        from dbguard.db.ledger import read_version_heads
+
         with open_session(target) as session:
             # Waits on locks are bounded for the catalog's reads, not for the scratch database's
             # CREATE and DROP (a replay's killed session may take a moment to let go of it).

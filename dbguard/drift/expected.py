@@ -95,10 +95,13 @@ def metadata_list(meta: Any) -> list[Any]:
     return list(meta) if isinstance(meta, (list, tuple)) else [meta]
 
 
-def _constraint_name(constraint: Any, sa_dialect: Any = None) -> str | None:
+def _constraint_name(constraint: Any, sa_dialect: Any = None, limit: int | None = None) -> str | None:
     """The name ``create_all`` gives ``constraint`` (an index too); with ``sa_dialect``, a naming
-    convention's name cut to the engine's limit as SQLAlchemy cuts it."""
+    convention's name cut to the engine's limit (``limit``: its :func:`_name_limit`, when known) as
+    SQLAlchemy cuts it."""
     name = constraint.name
+    if limit is not None and isinstance(name, str) and len(name) <= limit:
+        return str(name)  # the common case: a given name that fits
     if internals.unnamed(name):
         table = getattr(constraint, "table", None)
         if table is None:
@@ -109,7 +112,7 @@ def _constraint_name(constraint: Any, sa_dialect: Any = None) -> str | None:
             return None
         if internals.unnamed(name):
             return None
-    if sa_dialect is not None and len(name) > _name_limit(sa_dialect):
+    if sa_dialect is not None and len(name) > (_name_limit(sa_dialect) if limit is None else limit):
         return internals.ddl_name(name, sa_dialect, isinstance(constraint, sa.Index))
     return str(name)
 
@@ -203,6 +206,9 @@ def _type_text(type_: Any, sa_dialect: Any, cache: dict[Any, str] | None = None)
     key: tuple[Any, ...] | None = None
     if cache is not None:
         state = vars(type_)
+        if "dispatch" in state:
+            # A Boolean's or Enum's event dispatcher: one per instance, never in the DDL.
+            state = {name: value for name, value in state.items() if name != "dispatch"}
         try:
             # Plain values (lengths, flags, names): hashed as they are, with their types.
             key = (type(type_), tuple(state.items()), tuple(map(type, state.values())))
@@ -257,9 +263,10 @@ class _TableConverter:
         self.family = _family_key(dialect)
         self.comments = sa_dialect.supports_comments
         self.enums: dict[str, tuple[str, ...]] = {}
-        # MySQL's table options as SQLAlchemy reads them: keyword arguments named after the dialect.
-        self.collate_option = f"{sa_dialect.name}_collate" if self.family == "mysql" else None
+        # MySQL's table options as SQLAlchemy keeps them: keyword arguments named after the dialect.
+        self.options_dialect = sa_dialect.name if self.family == "mysql" else None
         self.key_order = dialect.keeps_index_order(tuple(sa_dialect.server_version_info or ()))
+        self.name_limit = _name_limit(sa_dialect)
 
     def convert(self, table: Any) -> Table:
         name, columns, pk, uniques, checks, indexes, fks, comment = self.parts(table)
@@ -277,10 +284,12 @@ class _TableConverter:
         ForeignKey: :meth:`convert` builds the objects, :meth:`digest` needs none."""
         sa_dialect, dialect, engine, rowid_engine = self.sa_dialect, self.dialect, self.engine, self.rowid_engine
         compiled, type_texts, native_enums, family = self.compiled, self.type_texts, self.native_enums, self.family
-        comments, enum_type, sequence_type = self.comments, sa.Enum, sa.Sequence
+        comments, enum_type, sequence_type, name_limit = self.comments, sa.Enum, sa.Sequence, self.name_limit
         auto = table.autoincrement_column
         # A column of the table's own collation has none of its own in MySQL's catalog.
-        table_collation = table.kwargs.get(self.collate_option) if self.collate_option else None
+        # table.kwargs would build the dialect's argument registry for every table that has none.
+        options, named = table.dialect_options, self.options_dialect
+        table_collation = options[named].get("collate") if named and named in options else None
         columns = []
         for col in table.columns:
             col_type = col.type
@@ -308,17 +317,17 @@ class _TableConverter:
             if isinstance(constraint, sa.UniqueConstraint):
                 cols = tuple(str(c.name) for c in constraint.columns)
                 if dialect.unique_constraints_are_indexes:
-                    indexes.append((_constraint_name(constraint, sa_dialect), cols, True, None, None))
+                    indexes.append((_constraint_name(constraint, sa_dialect, name_limit), cols, True, None, None))
                 else:
-                    uniques.append((_constraint_name(constraint, sa_dialect), cols))
+                    uniques.append((_constraint_name(constraint, sa_dialect, name_limit), cols))
             elif isinstance(constraint, sa.CheckConstraint):
                 # A Boolean's or Enum's own CHECK exists only where the engine lacks the native type.
                 if internals.created_on(constraint, sa_dialect):
-                    checks.append((_constraint_name(constraint, sa_dialect),
+                    checks.append((_constraint_name(constraint, sa_dialect, name_limit),
                                    _ddl_compile(constraint.sqltext, sa_dialect)))
             elif isinstance(constraint, sa.ForeignKeyConstraint):
                 ref = constraint.elements[0].column.table
-                fks.append((_constraint_name(constraint, sa_dialect), tuple(str(c.name) for c in constraint.columns),
+                fks.append((_constraint_name(constraint, sa_dialect, name_limit), tuple(str(c.name) for c in constraint.columns),
                             str(ref.name), tuple(str(e.column.name) for e in constraint.elements),
                             _action(constraint.ondelete, dialect), _action(constraint.onupdate, dialect)))
         # A constraint declared twice (an inline ForeignKey beside a named ForeignKeyConstraint, a
@@ -348,7 +357,7 @@ class _TableConverter:
             elif dialect.unique_constraints_are_indexes and "mysql" in opts:
                 prefix = opts["mysql"].get("prefix")
                 method = prefix.lower() if prefix else None
-            indexes.append((_constraint_name(index, sa_dialect), tuple(parts), bool(index.unique), where, method))
+            indexes.append((_constraint_name(index, sa_dialect, name_limit), tuple(parts), bool(index.unique), where, method))
         if fks and dialect.fk_creates_index:
             # InnoDB adds an index for a foreign key unless one starts with its columns.
             leading = [pk] + [tuple(split_index_key(p)[0].split("(")[0] for p in ix[1]) for ix in indexes]

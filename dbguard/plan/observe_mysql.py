@@ -23,12 +23,12 @@ from sqlalchemy.engine import Connection
 from dbguard.db.connect import first_line
 from dbguard.db.sql import run, run_verbatim, transaction
 from dbguard.dialects import AlterProbes, alter_probes_of
-from dbguard.dialects.mysql import (
+from dbguard.dialects.mysql import from_sqlalchemy
+from dbguard.dialects.mysql_copy import (
     NAMED_LOCK_CLAUSES,
     PROBE_CLAUSES,
     CopyProbe,
     copy_probe,
-    from_sqlalchemy,
     probe_statement,
 )
 from dbguard.risk.observed import ALGORITHMS
