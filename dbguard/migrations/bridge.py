@@ -224,6 +224,29 @@ def run_migrations(script: ScriptDirectory, config: Any, direction: str, destina
         script.run_env()
 
 
+def read_env_version_locations(config: Any, script: ScriptDirectory) -> list[str] | None:
+    """The version folders env.py sets on its script directory (``context.script.version_locations``),
+    read by running env.py with a work function that runs nothing: Alembic builds its revision map
+    after env.py began, so such an env.py migrates the revisions of the folders it chose, not those of
+    alembic.ini. Raises ConfigError (one line) when env.py fails before it could say."""
+    from dbguard.db.connect import first_line
+    from dbguard.errors import ConfigError, DbguardError
+
+    def nothing(rev: Any, context: Any) -> list[Any]:
+        return []
+
+    try:
+        with EnvironmentContext(config, script, fn=nothing, dont_mutate=True):
+            script.run_env()
+    except DbguardError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - env.py is user code: one line, exit 2
+        raise ConfigError(f"env.py sets the script's version_locations itself and failed before dbguard could read "
+                          f"them: {type(getattr(exc, 'orig', None) or exc).__name__}: {first_line(exc)}") from None
+    locations = script.version_locations
+    return None if locations is None else [str(location) for location in locations]
+
+
 # Revision arithmetic ------------------------------------------------------------------------
 
 

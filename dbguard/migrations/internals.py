@@ -218,6 +218,15 @@ def defer_revision_imports(script: Any) -> None:
     script.__dict__["_dbguard_deferred"] = deferred
 
 
+def reread_version_locations(script: Any) -> None:
+    """Build ``script``'s deferred revision map again from its ``version_locations`` as they are now
+    (env.py may set them). Alembic memoizes the folders' paths (``_version_locations``,
+    ``_singular_version_location``) on first use: forgotten first, so the new folders are read."""
+    for memo in ("_version_locations", "_singular_version_location"):
+        script.__dict__.pop(memo, None)
+    defer_revision_imports(script)
+
+
 def import_revision_modules(script: Any) -> None:
     """Import every revision file a deferred map has not imported yet, in the order Alembic's own map
     load would: where plain Alembic would have loaded its map (after env.py began), so that models
