@@ -511,3 +511,44 @@ def test_an_index_the_models_declare_twice_is_expected_once(db_url, tmp_path):
     # A real difference in that index is still found.
     _execute(db_url, "DROP INDEX ix_artifacts__key" + (" ON artifacts" if backend_of(db_url) == "mysql" else ""))
     assert _found(s, "models") == {("missing_index", "artifacts.ix_artifacts__key")}
+
+
+UNCACHED_MODELS = '''
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+
+metadata = sa.MetaData()
+
+
+class Zero(sa.sql.expression.ColumnElement):
+    """A project's own construct without inherit_cache (prefect's GenerateUUID): SQLAlchemy warns
+    when its cache key is asked for."""
+    type = sa.Integer()
+
+
+@compiles(Zero)
+def _zero(element, compiler, **kw):
+    return "0"
+
+
+counters = sa.Table(
+    "counters", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False, server_default=Zero()),
+)
+'''
+
+
+def test_a_models_default_sqlalchemy_cannot_cache_adds_no_warning(db_url, tmp_path):
+    create = ('op.create_table("counters", sa.Column("id", sa.Integer, primary_key=True), '
+              'sa.Column("n", sa.Integer, nullable=False, server_default="0"))')
+    ini = make_project(tmp_path, db_url, [("r1", create)])
+    models = ini.parent / "uncached_models.py"
+    models.write_text(textwrap.dedent(UNCACHED_MODELS))
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
+    command.upgrade(Config(str(ini)), "head")
+    cli = subprocess.run([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "--url", db_url, "drift"],
+                         check=False, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "SAWarning" not in cli.stderr and "inherit_cache" not in cli.stderr, cli.stderr
