@@ -88,7 +88,10 @@ def driver_advice(url: URL) -> str:
 
 def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, application: str | None = None) -> Engine:
     """dbguard's own engine; its connections carry ``application`` (see dbguard.core.appname) where the
-    engine has an application name, over any the URL gives: other tools show them as dbguard's."""
+    engine has an application name, over any the URL gives: other tools show them as dbguard's.
+    Synchronous whatever driver the URL names: an async one (``--shadow-url postgresql+asyncpg://``,
+    as an async env.py needs) is swapped for the sync driver of its engine."""
+    url = sync_url(url)
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
         if application:
