@@ -552,3 +552,34 @@ def test_a_models_default_sqlalchemy_cannot_cache_adds_no_warning(db_url, tmp_pa
                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "SAWarning" not in cli.stderr and "inherit_cache" not in cli.stderr, cli.stderr
+
+
+INTERVAL_MODELS = '''
+import datetime
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+# prefect's flow_run.total_run_time: the server keeps '0' as '00:00:00'::interval.
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("total_run_time", sa.Interval, nullable=False, server_default="0"),
+    sa.Column("grace", sa.Interval, nullable=False, server_default="1 day 2 hours"),
+)
+'''
+
+
+def test_an_interval_default_the_server_rewrites_is_no_drift(pg_url, tmp_path):
+    create = ('op.create_table("runs", sa.Column("id", sa.Integer, primary_key=True), '
+              'sa.Column("total_run_time", sa.Interval, nullable=False, server_default="0"), '
+              'sa.Column("grace", sa.Interval, nullable=False, server_default="1 day 2 hours"))')
+    ini = make_project(tmp_path, pg_url, [("r1", create)])
+    models = ini.parent / "interval_models.py"
+    models.write_text(textwrap.dedent(INTERVAL_MODELS))
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
+    command.upgrade(Config(str(ini)), "head")
+    s = _settings(ini, pg_url, tmp_path)
+    assert _found(s, "models") == set()
+    _execute(pg_url, "ALTER TABLE runs ALTER COLUMN grace SET DEFAULT '1 day 3 hours'")
+    assert _found(s, "models") == {("changed_column_default", "runs.grace")}
