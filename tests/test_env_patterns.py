@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from tests.dbs import backend_of, url_string
 from tests.guardrun import connect, describe, json_out, run_dbguard, table_names, versions
@@ -260,3 +261,17 @@ def test_env_py_that_fails_before_it_sets_its_version_folders(sqlite_url: str, t
     assert up.returncode == 2, describe(up)
     assert "version_locations" in up.stderr and "needs its host program" in up.stderr, describe(up)
     assert len(up.stderr.strip().splitlines()) == 1 and "Traceback" not in up.stderr
+
+
+def test_env_py_that_sets_its_version_folders_plans_offline_without_a_database(db_url: str, tmp_path: Path) -> None:
+    """``plan --offline`` touches no database: env.py's version folders are read from its offline
+    branch, as ``alembic upgrade --sql`` runs it, so a URL whose server cannot be reached is no matter."""
+    family = backend_of(db_url)
+    if family == "sqlite":
+        pytest.skip("the risk plan judges PostgreSQL and MySQL/MariaDB")
+    unreachable = url_string(make_url(db_url).set(host="127.0.0.1", port=1))
+    ini = pattern_project(tmp_path, "versions_per_dialect", unreachable)
+    plan = run_dbguard(ini, unreachable, "plan", "--offline", "--from", f"{family}_1_items")
+    # 1 on PostgreSQL: its CREATE INDEX on a table of unknown size is a finding; 2 would be "could not plan".
+    assert plan.returncode in (0, 1), describe(plan)
+    assert f"{family}_2_items_name" in plan.stdout, describe(plan)
