@@ -32,7 +32,9 @@ def parse_url(url: str) -> URL:
 
 
 def sync_url(url: URL) -> URL:
-    driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.get_driver_name()))
+    # The driver as the URL spells it: get_driver_name() loads the dialect, and a misspelt one
+    # (mysq://) must reach create_engine's one-line error, not escape from here.
+    driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.drivername.partition("+")[2]))
     return url.set(drivername=f"{url.get_backend_name()}+{driver}") if driver else url
 
 
@@ -102,7 +104,9 @@ def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, applic
             sa.event.listen(engine, "do_connect", bounded_pymysql_handshake(connect_timeout_s))
         return engine
     except sa.exc.NoSuchModuleError:
-        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}") from None
+        # Heroku-style postgres:// is the common one: SQLAlchemy 1.4 dropped that alias.
+        hint = " (SQLAlchemy spells it postgresql://)" if url.get_backend_name() == "postgres" else ""
+        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}{hint}") from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
 
