@@ -65,7 +65,7 @@ def load_script(config: Any, settings: Settings) -> Any:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    from dbguard.migrations import internals
+    from dbguard.migrations import bridge, envpy, internals
 
     databases = (config.get_main_option("databases") or "").strip()
     if databases:
@@ -77,6 +77,12 @@ def load_script(config: Any, settings: Settings) -> Any:
     except CommandError as exc:
         raise ConfigError(f"{settings.config_path}: {exc}") from None
     internals.defer_revision_imports(script)
+    if envpy.sets_version_locations(script.env_py_location):
+        # env.py picks its version folders (one per dialect, say) when it runs, and plain Alembic reads
+        # the revisions after that; dbguard plans before its run, so it asks env.py first.
+        before = list(script.version_locations or ())
+        if bridge.read_env_version_locations(config, script) != before:
+            internals.reread_version_locations(script)
     return script
 
 

@@ -553,3 +553,25 @@ def test_a_constraint_the_models_declare_twice_is_expected_once() -> None:
     assert table is not None
     assert [fk.name for fk in table.foreign_keys] == ["fk_children_parent"]
     assert [c.name for c in table.checks] == ["ck_status"]
+
+
+def test_interval_defaults_compare_by_value_on_postgresql() -> None:
+    """The server keeps an interval default as it reads it: '0' is '00:00:00'::interval, '1 day 2 hours'
+    is '1 day 02:00:00'::interval (prefect's total_run_time). Other types, engines and values still differ."""
+    from dbguard.core.schema import interval_value
+
+    assert interval_value("'0'") == interval_value("'00:00:00'::interval") == (0, 0, 0)
+    assert interval_value("'1 day 2 hours'") == interval_value("'1 day 02:00:00'::interval") == (0, 1, 7_200_000_000)
+    assert interval_value("'1.5 days'") == (0, 1, 43_200_000_000)
+    assert interval_value("'1 year 2 mons'") == interval_value("'14 months'") == (14, 0, 0)
+    assert interval_value("'-01:00:00'::interval") == (0, 0, -3_600_000_000)
+    assert interval_value("'P1D'") is None and interval_value("now()") is None and interval_value("'1 day ago'") is None
+
+    def changed(engine: str, type_: str, expected: str, actual: str) -> set[tuple[str, str]]:
+        return kinds(diff(Schema(engine, (Table("t", columns=(Column("d", type_, True, expected),)),), origin="models"),
+                          Schema(engine, (Table("t", columns=(Column("d", type_, True, actual),)),))))
+
+    assert changed("postgresql", "interval", "'0'", "'00:00:00'::interval") == set()
+    assert changed("postgresql", "interval", "'1 hour'", "'01:00:00'::interval") == set()
+    assert changed("postgresql", "interval", "'1 hour'", "'00:00:00'::interval") == {("changed_column_default", "t.d")}
+    assert changed("postgresql", "varchar", "'0'", "'00:00:00'::character varying") == {("changed_column_default", "t.d")}

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from tests.dbs import backend_of, url_string
 from tests.guardrun import connect, describe, json_out, run_dbguard, table_names, versions
@@ -222,3 +223,55 @@ def test_the_pyproject_template_unchanged(db_url: str, tmp_path: Path) -> None:
     assert versions(db_url) == ["r1"]
     status = run_dbguard(ini, db_url, "--format", "json", "status")
     assert status.returncode == 0 and json_out(status)["state"] == "HEALTHY", describe(status)
+
+
+def test_env_py_that_sets_its_version_folders_when_it_runs(db_url: str, tmp_path: Path) -> None:
+    """alembic.ini names no version folder with revisions in it; env.py sets
+    ``context.script.version_locations`` to its dialect's folder. Alembic reads the revisions after
+    env.py began; dbguard plans before its run, and plans the revisions of the folder env.py picks."""
+    ini = pattern_project(tmp_path, "versions_per_dialect", db_url)
+    family = backend_of(db_url)
+    for step, expected in (("upgrade", [f"{family}_2_items_name"]), ("downgrade", [])):
+        plain = plain_alembic(ini, step, "head" if step == "upgrade" else "base")
+        assert plain.returncode == 0, plain.stderr
+        assert versions(db_url) == expected
+    up = run_dbguard(ini, db_url, "upgrade", "head")
+    assert up.returncode == 0, describe(up)
+    assert versions(db_url) == [f"{family}_2_items_name"]
+    down = run_dbguard(ini, db_url, "downgrade", "-1")
+    assert down.returncode == 0, describe(down)
+    assert versions(db_url) == [f"{family}_1_items"]
+    if family != "sqlite":  # the risk plan judges PostgreSQL and MySQL/MariaDB
+        plan = run_dbguard(ini, db_url, "plan")
+        assert plan.returncode == 0 and f"{family}_2_items_name" in plan.stdout, describe(plan)
+    assert run_dbguard(ini, db_url, "upgrade", "head").returncode == 0
+    replayed = run_dbguard(ini, db_url, "drift", "--against", "migrations")
+    assert replayed.returncode == 0, describe(replayed)
+    status = run_dbguard(ini, db_url, "--format", "json", "status")
+    assert json_out(status)["state"] == "HEALTHY", describe(status)
+
+
+def test_env_py_that_fails_before_it_sets_its_version_folders(sqlite_url: str, tmp_path: Path) -> None:
+    """Such an env.py that fails (a host program's event loop it expects, say) is one line, exit 2, as
+    under plain Alembic, and nothing is written."""
+    ini = pattern_project(tmp_path, "versions_per_dialect", sqlite_url)
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text("raise RuntimeError('needs its host program')\n" + env_py.read_text(), encoding="utf-8")
+    up = run_dbguard(ini, sqlite_url, "upgrade", "head")
+    assert up.returncode == 2, describe(up)
+    assert "version_locations" in up.stderr and "needs its host program" in up.stderr, describe(up)
+    assert len(up.stderr.strip().splitlines()) == 1 and "Traceback" not in up.stderr
+
+
+def test_env_py_that_sets_its_version_folders_plans_offline_without_a_database(db_url: str, tmp_path: Path) -> None:
+    """``plan --offline`` touches no database: env.py's version folders are read from its offline
+    branch, as ``alembic upgrade --sql`` runs it, so a URL whose server cannot be reached is no matter."""
+    family = backend_of(db_url)
+    if family == "sqlite":
+        pytest.skip("the risk plan judges PostgreSQL and MySQL/MariaDB")
+    unreachable = url_string(make_url(db_url).set(host="127.0.0.1", port=1))
+    ini = pattern_project(tmp_path, "versions_per_dialect", unreachable)
+    plan = run_dbguard(ini, unreachable, "plan", "--offline", "--from", f"{family}_1_items")
+    # 1 on PostgreSQL: its CREATE INDEX on a table of unknown size is a finding; 2 would be "could not plan".
+    assert plan.returncode in (0, 1), describe(plan)
+    assert f"{family}_2_items_name" in plan.stdout, describe(plan)

@@ -123,6 +123,27 @@ def test_async_template_unchanged(async_url: str, tmp_path: Path) -> None:
     assert json_out(status)["state"] == "HEALTHY"
 
 
+def test_async_template_replays_into_a_shadow_url_of_an_async_driver(async_url: str, tmp_path: Path,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """``--shadow-url`` names the async driver the async env.py needs (prefect's env.py reads its own
+    URL setting, so the shadow is given in that form); dbguard's own reading of the replayed schema
+    connects through the sync driver of the same engine."""
+    ini = make_project(tmp_path, async_url, REVISIONS, template="async")
+    assert run_dbguard(ini, async_url, "upgrade", "head").returncode == 0
+    if backend_of(async_url) == "sqlite":
+        shadow, server = f"sqlite+aiosqlite:///{tmp_path / 'shadow.db'}", None
+    else:
+        server = request.getfixturevalue("pg_server_url")
+        shadow = url_string(make_url(create_database(server, "postgresql")).set(drivername="postgresql+asyncpg"))
+    try:
+        replayed = run_dbguard(ini, async_url, "drift", "--against", "migrations", "--shadow-url", shadow)
+        assert replayed.returncode == 0, describe(replayed)
+        assert "no drift" in replayed.stdout and "Traceback" not in replayed.stderr, describe(replayed)
+    finally:
+        if server is not None:
+            drop_database(shadow, server)
+
+
 def test_env_py_requiring_a_connection_fails_as_under_plain_alembic(db_url: str, tmp_path: Path) -> None:
     """dbguard puts nothing into config.attributes that plain Alembic would not: an env.py that only a
     host program handing it a connection can run fails under dbguard as under ``alembic``, in one

@@ -128,6 +128,39 @@ def test_sigint_between_two_operations_is_recorded_failed(fixture: str, request:
     invariant(ini, url, at)
 
 
+@pytest.mark.parametrize("fixture", ALL)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_env_py_imports_the_project_leaves_the_breaker_closed(
+        fixture: str, sig: signal.Signals, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Ctrl-C while env.py is still importing the project (seconds for prefect or zenml), before any
+    revision began: nothing was migrated, the run is recorded refused, the command exits 130 as
+    commands that change nothing do, and the next upgrade is not refused."""
+    url = request.getfixturevalue(fixture)
+    ini, at = project(tmp_path, url, sleep=False)
+    marker = tmp_path / "env_py_importing"
+    env_py = ini.parent / "migrations" / "env.py"
+    stock = env_py.read_text()
+    # Online only: the risk plan's offline render runs env.py too, before the run.
+    env_py.write_text("import os, pathlib, time\nfrom alembic import context as _context\n"
+                      f"if os.environ.get('PAUSE_ENV_PY') and not _context.is_offline_mode():\n"
+                      f"    pathlib.Path({str(marker)!r}).write_text('x')\n    time.sleep(60)\n" + stock)
+    proc = start_dbguard(ini, url, "upgrade", "head", env={"PAUSE_ENV_PY": "1"})
+    try:
+        wait_for(marker.exists, timeout=60, message="env.py never ran")
+        proc.send_signal(sig)
+        code, output = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, output
+    assert "Traceback" not in output, output
+    run = ledger(url)[0][-1]
+    assert run["status"] == "refused" and "before any revision ran" in run["error"], run
+    invariant(ini, url, at)
+    assert api.status(settings(ini, url)).state == "HEALTHY"
+    assert api.upgrade(settings(ini, url), "head").exit_code == 0
+
+
 # SIGSTOP: a stopped deploy is alive; the rollback does not take it over ----------------------------------
 
 

@@ -255,6 +255,21 @@ def test_the_driver_advice_names_the_package_the_url_needs(url: str, package: st
     assert package in done.stderr and "+pymysql://" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("command", [("status",), ("upgrade", "head"), ("drift",), ("plan",)])
+def test_a_misspelt_database_kind_is_one_line_with_the_password_masked(command: tuple[str, ...],
+                                                                       tmp_path: Path) -> None:
+    """``mysq://`` or ``postgres://``: SQLAlchemy has no such dialect. One line naming it, exit 2, for
+    reads and runs alike (the sync-driver swap of dbguard's own URL asked SQLAlchemy for the URL's
+    default driver first, and its NoSuchModuleError escaped as an unexpected error)."""
+    ini = _sqlite_project(tmp_path)
+    for url, kind in (("mysq://root:S3cretPW@db/app", "mysq"), ("postgres://root:S3cretPW@db/app", "postgres")):
+        done = run_dbguard(ini, url, *command)
+        assert done.returncode == 2, (url, done.stdout, done.stderr)
+        assert f"SQLAlchemy knows no database '{kind}'" in done.stderr, done.stderr
+        assert "S3cretPW" not in done.stdout + done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert ("postgresql://" in done.stderr) == (kind == "postgres"), done.stderr
+
+
 @integration
 @pytest.mark.skipif(not (Path(alembic.__file__).parent / "templates" / "pyproject").is_dir(),
                     reason="Alembic before 1.16 (the floors job runs 1.10) has no pyproject template")

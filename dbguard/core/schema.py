@@ -522,6 +522,79 @@ def _quick(text: str) -> str | None:
     return None
 
 
+# PostgreSQL interval units: (months, days, microseconds) per unit.
+_INTERVAL_UNITS: dict[str, tuple[int, int, int]] = {}
+for _names, _value in (
+        (("microsecond", "microseconds", "us", "usec", "usecs"), (0, 0, 1)),
+        (("millisecond", "milliseconds", "ms", "msec", "msecs"), (0, 0, 1000)),
+        (("second", "seconds", "sec", "secs", "s"), (0, 0, 1_000_000)),
+        (("minute", "minutes", "min", "mins", "m"), (0, 0, 60_000_000)),
+        (("hour", "hours", "hr", "hrs", "h"), (0, 0, 3_600_000_000)),
+        (("day", "days", "d"), (0, 1, 0)),
+        (("week", "weeks", "w"), (0, 7, 0)),
+        (("month", "months", "mon", "mons"), (1, 0, 0)),
+        (("year", "years", "yr", "yrs", "y"), (12, 0, 0))):
+    for _name in _names:
+        _INTERVAL_UNITS[_name] = _value
+_INTERVAL_PART = re.compile(r"([+-]?\d+(?:\.\d*)?)\s*([a-z]+)|([+-]?)(\d+):(\d+)(?::(\d+(?:\.\d*)?))?|([+-]?\d+(?:\.\d*)?)")
+
+
+def interval_value(text: str | None) -> tuple[int, int, int] | None:
+    """A PostgreSQL interval literal as (months, days, microseconds), the three fields the server keeps:
+    ``'0'`` and ``'00:00:00'::interval`` are both (0, 0, 0), ``'1 day 02:00:00'`` is (0, 1, 7200000000).
+    The forms the server writes and the usual ones written in models: unit pairs, ``[H]H:MM[:SS.f]``, a
+    bare number of seconds. None for anything else (ISO 8601, ``ago``, a cast to another type)."""
+    quick = _quick(text) if text is not None else None
+    if quick is None:
+        return None
+    if len(quick) >= 2 and quick[0] == "'" and quick[-1] == "'":
+        quick = quick[1:-1]
+    body = quick.strip().lower()
+    if not body:
+        return None
+    months = days = micros = 0
+    position = 0
+    for match in _INTERVAL_PART.finditer(body):
+        if body[position:match.start()].strip():
+            return None
+        position = match.end()
+        number, unit, sign, hours, minutes, seconds, bare = match.groups()
+        if unit is not None:
+            if unit not in _INTERVAL_UNITS:
+                return None
+            value = decimal.Decimal(number)
+            unit_months, unit_days, unit_micros = _INTERVAL_UNITS[unit]
+            whole = int(value)
+            fraction = value - whole
+            months += whole * unit_months
+            days += whole * unit_days
+            micros += int(value * unit_micros)
+            # As the server spreads a fraction: of a month over 30 days, of a day over 24 hours.
+            spread_days = fraction * unit_months * 30
+            days += int(spread_days)
+            micros += int((spread_days - int(spread_days) + fraction * unit_days) * 86_400_000_000)
+        elif hours is not None:
+            clock = (int(hours) * 3600 + int(minutes) * 60) * 1_000_000
+            clock += int(decimal.Decimal(seconds or "0") * 1_000_000)
+            micros += -clock if sign == "-" else clock
+        else:
+            micros += int(decimal.Decimal(bare) * 1_000_000)
+    if body[position:].strip():
+        return None
+    return months, days, micros
+
+
+def _same_default(engine: str, type_text: str, a: str | None, b: str | None) -> bool:
+    """Two column defaults alike (:func:`same_expression`), or, for a PostgreSQL interval, the same
+    value written two ways: the server keeps ``'0'`` as ``'00:00:00'::interval``."""
+    if same_expression(engine, a, b):
+        return True
+    if engine != "postgresql" or not type_text.startswith("interval"):
+        return False
+    value = interval_value(a)
+    return value is not None and value == interval_value(b)
+
+
 def _balanced(text: str) -> bool:
     depth = 0
     quoted = False
@@ -730,7 +803,7 @@ def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bo
         if e.autoincrement != a.autoincrement:
             out.append(Drift("changed_column_autoincrement", t, obj, str(e.autoincrement).lower(),
                              str(a.autoincrement).lower()))
-        elif not e.autoincrement and not same_expression(engine, e.default, a.default):
+        elif not e.autoincrement and not _same_default(engine, e.type, e.default, a.default):
             out.append(Drift("changed_column_default", t, obj, e.default, a.default, WARNING))
         if not same_expression(engine, e.generated, a.generated):
             out.append(Drift("changed_column_generated", t, obj, e.generated, a.generated))

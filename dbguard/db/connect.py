@@ -32,7 +32,9 @@ def parse_url(url: str) -> URL:
 
 
 def sync_url(url: URL) -> URL:
-    driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.get_driver_name()))
+    # The driver as the URL spells it: get_driver_name() loads the dialect, and a misspelt one
+    # (mysq://) must reach create_engine's one-line error, not escape from here.
+    driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.drivername.partition("+")[2]))
     return url.set(drivername=f"{url.get_backend_name()}+{driver}") if driver else url
 
 
@@ -88,7 +90,10 @@ def driver_advice(url: URL) -> str:
 
 def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, application: str | None = None) -> Engine:
     """dbguard's own engine; its connections carry ``application`` (see dbguard.core.appname) where the
-    engine has an application name, over any the URL gives: other tools show them as dbguard's."""
+    engine has an application name, over any the URL gives: other tools show them as dbguard's.
+    Synchronous whatever driver the URL names: an async one (``--shadow-url postgresql+asyncpg://``,
+    as an async env.py needs) is swapped for the sync driver of its engine."""
+    url = sync_url(url)
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=_connect_args(url, connect_timeout_s))
         if application:
@@ -99,7 +104,9 @@ def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, applic
             sa.event.listen(engine, "do_connect", bounded_pymysql_handshake(connect_timeout_s))
         return engine
     except sa.exc.NoSuchModuleError:
-        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}") from None
+        # Heroku-style postgres:// is the common one: SQLAlchemy 1.4 dropped that alias.
+        hint = " (SQLAlchemy spells it postgresql://)" if url.get_backend_name() == "postgres" else ""
+        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}{hint}") from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
 

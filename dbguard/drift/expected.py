@@ -358,6 +358,9 @@ class _TableConverter:
                 prefix = opts["mysql"].get("prefix")
                 method = prefix.lower() if prefix else None
             indexes.append((_constraint_name(index, sa_dialect, name_limit), tuple(parts), bool(index.unique), where, method))
+        # An index declared twice (a column's index=True and a table's Index() of the same name under a
+        # naming convention) is one index: SQLAlchemy keeps both objects, the database one.
+        indexes = _without_unnamed_repeats(indexes)
         if fks and dialect.fk_creates_index:
             # InnoDB adds an index for a foreign key unless one starts with its columns.
             leading = [pk] + [tuple(split_index_key(p)[0].split("(")[0] for p in ix[1]) for ix in indexes]

@@ -224,6 +224,57 @@ def run_migrations(script: ScriptDirectory, config: Any, direction: str, destina
         script.run_env()
 
 
+def read_env_version_locations(config: Any, script: ScriptDirectory) -> list[str] | None:
+    """The version folders env.py sets on its script directory (``context.script.version_locations``),
+    read by running env.py with a work function that runs nothing: Alembic builds its revision map
+    after env.py began, so such an env.py migrates the revisions of the folders it chose, not those of
+    alembic.ini. Offline first (as ``alembic upgrade --sql`` runs it: no connection, so ``--sql`` and
+    ``plan --offline`` still touch no database), online where env.py's offline branch fails. Raises
+    ConfigError (one line) when env.py fails both ways before it could say."""
+    from dbguard.db.connect import first_line
+    from dbguard.errors import ConfigError, DbguardError
+
+    def nothing(rev: Any, context: Any) -> list[Any]:
+        return []
+
+    class Sink:
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    saved_buffer = config.output_buffer
+    logger = logging.getLogger("alembic")
+    quiet = _Quiet()
+    logger.addFilter(quiet)
+    config.output_buffer = Sink()
+    try:
+        with EnvironmentContext(config, script, fn=nothing, as_sql=True, dont_mutate=True):
+            script.run_env()
+    except DbguardError:
+        raise
+    except Exception:  # noqa: BLE001 - an env.py without an offline branch: online below
+        offline_failed = True
+    else:
+        offline_failed = False
+    finally:
+        config.output_buffer = saved_buffer
+        logger.removeFilter(quiet)
+    if offline_failed:
+        try:
+            with EnvironmentContext(config, script, fn=nothing, dont_mutate=True):
+                script.run_env()
+        except DbguardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - env.py is user code: one line, exit 2
+            raise ConfigError(f"env.py sets the script's version_locations itself and failed before dbguard could "
+                              f"read them: {type(getattr(exc, 'orig', None) or exc).__name__}: "
+                              f"{first_line(exc)}") from None
+    locations = script.version_locations
+    return None if locations is None else [str(location) for location in locations]
+
+
 # Revision arithmetic ------------------------------------------------------------------------
 
 

@@ -40,3 +40,25 @@ def _is_begin(expr: ast.expr) -> bool:
 def _called(call: ast.Call) -> str | None:
     func = call.func
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+
+
+def sets_version_locations(env_py: str | Path) -> bool:
+    """Whether env.py chooses its script directory's version folders itself
+    (``context.script.version_locations = [...]``, per dialect say): the revisions it migrates are then
+    known only once env.py has run. False where env.py could not be read."""
+    try:
+        tree = ast.parse(Path(env_py).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            # context.script.version_locations.append(...) / .extend(...) / .insert(...)
+            targets = [node.func.value]
+        if any(isinstance(t, ast.Attribute) and t.attr == "version_locations" for t in targets):
+            return True
+    return False

@@ -55,8 +55,18 @@ def convention_name(constraint: Any, table: Any) -> Any:
 
 
 def cache_key(element: Any) -> Any:
-    """SQLAlchemy's cache key of an expression (its statement's shape and bound values), or None."""
-    return element._generate_cache_key()
+    """SQLAlchemy's cache key of an expression (its statement's shape and bound values), or None.
+
+    A project's construct without ``inherit_cache`` makes SQLAlchemy warn that the project's own
+    statements will not be cached (prefect's ``GenerateUUID`` as a server default): advice to the
+    project's authors, asked for by dbguard only, so kept from dbguard's output (the key is None)."""
+    import warnings
+
+    import sqlalchemy as sa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sa.exc.SAWarning)
+        return element._generate_cache_key()
 
 
 def sequences(metadata: Any) -> Iterable[Any]:
@@ -216,6 +226,15 @@ def defer_revision_imports(script: Any) -> None:
             alembic.util.load_python_file = original  # type: ignore[assignment]
     script.revision_map = RevisionMap(lambda: iter(scripts))
     script.__dict__["_dbguard_deferred"] = deferred
+
+
+def reread_version_locations(script: Any) -> None:
+    """Build ``script``'s deferred revision map again from its ``version_locations`` as they are now
+    (env.py may set them). Alembic memoizes the folders' paths (``_version_locations``,
+    ``_singular_version_location``) on first use: forgotten first, so the new folders are read."""
+    for memo in ("_version_locations", "_singular_version_location"):
+        script.__dict__.pop(memo, None)
+    defer_revision_imports(script)
 
 
 def import_revision_modules(script: Any) -> None:

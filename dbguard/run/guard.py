@@ -1051,6 +1051,14 @@ def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...],
                              seen_metadata, common)
 
     nothing_ran = not tracker.steps and set(heads_now) == set(heads_before)
+    if nothing_ran and isinstance(error, KeyboardInterrupt) and not isinstance(error, Cancelled):
+        # Ctrl-C or SIGTERM before the first revision began (while env.py imported the project, say):
+        # nothing was migrated, so the breaker stays closed, as for env.py failing there; the signal
+        # goes on to the caller (the CLI exits 130, as commands that change nothing do).
+        ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(), error_class=error_class,
+                          error=f"{error_text} before any revision ran; nothing was migrated",
+                          revisions_after=heads_now)
+        raise error
     if nothing_ran and not isinstance(error, KeyboardInterrupt):
         # Nothing touched the schema (env.py failed, or connected elsewhere): a configuration problem.
         ledger.update_run(run_id, status=RunStatus.REFUSED.value, finished_at=utcnow(),

@@ -1,0 +1,20 @@
+"""items (sqlite)
+
+Revision ID: sqlite_1_items
+Revises:
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "sqlite_1_items"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("items", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
+
+
+def downgrade() -> None:
+    op.drop_table("items")
