@@ -275,3 +275,28 @@ def test_env_py_that_sets_its_version_folders_plans_offline_without_a_database(d
     # 1 on PostgreSQL: its CREATE INDEX on a table of unknown size is a finding; 2 would be "could not plan".
     assert plan.returncode in (0, 1), describe(plan)
     assert f"{family}_2_items_name" in plan.stdout, describe(plan)
+
+
+def test_env_py_include_hooks_leave_objects_out_of_drift_as_alembic_check_does(db_url: str, tmp_path: Path) -> None:
+    ini = pattern_project(tmp_path, "include_filters", db_url)
+    assert run_dbguard(ini, db_url, "upgrade", "f1_items").returncode == 0
+    with connect(db_url) as conn:
+        conn.execute(sa.text("CREATE INDEX ix_manual_items_id_name ON items (id, name)"))
+        conn.execute(sa.text("CREATE TABLE othertool_jobs (id INTEGER PRIMARY KEY)"))
+        conn.execute(sa.text("CREATE TABLE legacy_audit (id INTEGER PRIMARY KEY)"))
+    # The post-flight's comparison with the models leaves them out too: no warning about them.
+    up = run_dbguard(ini, db_url, "--format", "json", "upgrade", "head")
+    assert up.returncode == 0, describe(up)
+    assert not any(word in " ".join(json_out(up)["warnings"]) for word in ("ix_manual", "othertool", "legacy")), up.stdout
+    with connect(db_url) as conn:
+        # Drift the hooks do not cover, on an object they are asked about: still reported.
+        conn.execute(sa.text("ALTER TABLE items ADD COLUMN memo VARCHAR(20)"))
+    found = run_dbguard(ini, db_url, "--format", "json", "drift", "--against", "models")
+    assert found.returncode == 1, describe(found)
+    report = json_out(found)
+    assert [(d["kind"], d["object"]) for d in report["drifts"]] == [("extra_column", "items.memo")], report
+    assert report["ignored"] == 3, report
+    # Plain alembic check leaves out the same objects: only the column is a difference to it.
+    check = plain_alembic(ini, "check")
+    assert check.returncode != 0 and "memo" in check.stdout + check.stderr
+    assert not any(word in check.stdout + check.stderr for word in ("ix_manual", "othertool", "legacy_audit"))

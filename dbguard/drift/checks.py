@@ -164,38 +164,48 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
             from dbguard.target import load_target, open_session
 
             target = load_target(settings)
-        seen_models = None
+        seen_models: tuple[Any, ...] | None = None
         if prefetch is not None:
             try:
-                metadatas, sa_dialect = sources.read_env_models(target.config, target.script())
+                metadatas, sa_dialect, filters = sources.read_env_models(target.config, target.script())
             except ConfigError:
                 # Say it as without the child: when the server cannot be reached, dbguard's own
                 # connection says so first (env.py's failure is met again only if it can be).
                 prefetch.close()
             else:
                 report = _models_against_prefetch(target, ignore, started, exclude, metadatas, sa_dialect,
-                                                  prefetch)
+                                                  filters, prefetch)
                 if report is not None:
                     return report
                 # The child failed or read another engine: the catalog is read here, env.py not run again.
-                seen_models = (metadatas,)
+                seen_models = (metadatas, filters)
         # Only here: with the forked child's catalog, this process never reads the ledger.
         from dbguard.db.ledger import read_version_heads
 
+        left_out: list[model.Drift] = []
         with open_session(target) as session:
             # Waits on locks are bounded for the catalog's reads, not for the scratch database's
             # CREATE and DROP (a replay's killed session may take a moment to let go of it).
             if against == "models" and sources.MODELS_CACHE is None:
                 # The catalog is read on dbguard's connection while env.py imports the models: the
                 # server's work overlaps the import instead of following it.
+                env_models: list[tuple[list[Any], Any]] = []
+
                 def load() -> list[Any]:
-                    if seen_models is not None:
-                        return seen_models[0]
-                    return sources.read_target_metadata(target.config, target.script())
+                    if seen_models is None:
+                        metadatas, _, filters = sources.read_env_models(target.config, target.script())
+                        env_models.append((metadatas, filters))
+                    else:
+                        env_models.append(seen_models)
+                    return env_models[0][0]
 
                 with _reading_catalog(session, settings):
                     heads = read_version_heads(session.conn, target.version_table)
                     found, names, actual = _models_in_process(session.conn, session.dialect, load, exclude)
+                if env_models:
+                    from dbguard.drift.env_filters import left_out as env_left_out
+
+                    left_out = env_left_out(found, env_models[0][1], env_models[0][0])
             elif against == "models":
                 # A fleet's worker: the models' schema, converted once, serves every target.
                 with _reading_catalog(session, settings):
@@ -227,11 +237,11 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     finally:
         if prefetch is not None:
             prefetch.close()
-    return _report(settings, against, ignore, started, actual["engine"], heads, found, names)
+    return _report(settings, against, ignore, started, actual["engine"], heads, found, names, left_out)
 
 
 def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
-                             metadatas: list[Any], sa_dialect: Any, child: Any) -> DriftReport | None:
+                             metadatas: list[Any], sa_dialect: Any, filters: Any, child: Any) -> DriftReport | None:
     """The models against the catalog a forked child read (see :mod:`dbguard.drift.prefetch`), compiled
     with the dialect of the connection env.py opened: table digests first, objects built for the
     tables whose digests differ only. None when the child failed or read another database or engine."""
@@ -252,13 +262,19 @@ def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: floa
         return None
     found = _diff_by_digests(metadatas, sa_dialect, dialect, digests, live.digests, document)
     names = digests.tables.keys() | live.digests.keys()
-    return _report(target.settings, "models", ignore, started, document["engine"], live.heads, found, names)
+    from dbguard.drift.env_filters import left_out
+
+    return _report(target.settings, "models", ignore, started, document["engine"], live.heads, found, names,
+                   left_out(found, filters, metadatas))
 
 
 def _report(settings: Any, against: str, ignore: tuple[str, ...], started: float, engine: str,
-            heads: tuple[str, ...], found: list[model.Drift], names: Any) -> DriftReport:
+            heads: tuple[str, ...], found: list[model.Drift], names: Any,
+            left_out: list[model.Drift] | tuple[()] = ()) -> DriftReport:
+    """``left_out``: what env.py's include_name/include_object leave out, counted as ignored."""
     patterns = tuple(settings.drift_ignore) + tuple(ignore)
-    kept = model.filter_drift(found, patterns)
+    out = {id(d) for d in left_out}
+    kept = model.filter_drift([d for d in found if id(d) not in out], patterns)
     return DriftReport(
         against=against, engine=engine, revisions=heads, drifts=tuple(kept), tables_compared=len(names),
         table_names=tuple(sorted(names)),

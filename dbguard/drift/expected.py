@@ -35,6 +35,7 @@ from dbguard.core.schema import (
     without_gc,
 )
 from dbguard.dialects import Dialect, for_sqlalchemy_dialect, scratch_server_of, session_control_of
+from dbguard.drift.env_filters import EnvFilters
 from dbguard.errors import ConfigError, DbguardError
 from dbguard.migrations import internals
 
@@ -54,19 +55,21 @@ def read_target_metadata(config: Any, script: Any) -> list[Any]:
     return read_env_models(config, script)[0]
 
 
-def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None]:
-    """:func:`read_target_metadata`, and the SQLAlchemy dialect of the connection env.py opened
-    (None when it opened none): initialised by the server it connected to. The revision files are
-    imported first, as ``alembic check`` loads its revision map before it compares: models that only
-    the revisions import are then in the metadata."""
+def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None, EnvFilters | None]:
+    """:func:`read_target_metadata`, the SQLAlchemy dialect of the connection env.py opened (None
+    when it opened none: initialised by the server it connected to), and env.py's include_name and
+    include_object hooks. The revision files are imported first, as ``alembic check`` loads its
+    revision map before it compares: models that only the revisions import are then in the metadata."""
     from alembic.runtime.environment import EnvironmentContext
 
     found: list[Any] = []
     dialects: list[Any] = []
+    filters: list[EnvFilters | None] = []
 
     def fn(rev: Any, context: Any) -> list[Any]:
         internals.import_revision_modules(script)
         found.append(context.opts.get("target_metadata"))
+        filters.append(EnvFilters.of(context.opts))
         if context.connection is not None:
             dialects.append(context.connection.dialect)
         return []
@@ -84,7 +87,8 @@ def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None]:
 
         raise ConfigError(f"env.py failed while reading target_metadata: "
                           f"{type(getattr(exc, 'orig', None) or exc).__name__}: {first_line(exc)}") from None
-    return metadata_list(found[0] if found else None), (dialects[0] if dialects else None)
+    return metadata_list(found[0] if found else None), (dialects[0] if dialects else None), \
+        (filters[0] if filters else None)
 
 
 def metadata_list(meta: Any) -> list[Any]:
@@ -505,7 +509,7 @@ MODELS_CACHE: dict[tuple[Any, ...], Any] | None = None
 
 
 def models_schema(target: Any, session: Any, exclude: tuple[str, ...],
-                  seen_metadata: tuple[Any] | None = None) -> Schema:
+                  seen_metadata: tuple[Any, ...] | None = None) -> Schema:
     """The models' schema on this session's engine. ``seen_metadata``: (env.py's target_metadata,)
     as a guarded run already got it from configure(); None: env.py is run to read it."""
     if seen_metadata is not None:

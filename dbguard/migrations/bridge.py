@@ -140,9 +140,9 @@ class RunHooks:
     verify_connection: Callable[[Any], None]
     # Told env.py's connection once it is ready (the watchdog needs its session id).
     on_connection: Callable[[Any], None] = lambda connection: None
-    # (env.py's target_metadata,) as the run's first configure() got it, None until then: the
-    # post-flight compares the schema with it instead of running env.py a second time.
-    seen_metadata: tuple[Any] | None = None
+    # (env.py's target_metadata, its include hooks) as the run's first configure() got them, None
+    # until then: the post-flight compares the schema with them instead of running env.py again.
+    seen_metadata: tuple[Any, ...] | None = None
 
 
 _hook_lock = threading.Lock()
@@ -170,7 +170,9 @@ def _configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
     assert _original_configure is not None
     configured = _original_configure(self, *args, **kw)
     if isinstance(hooks, RunHooks) and hooks.seen_metadata is None and not self.is_offline_mode():
-        hooks.seen_metadata = (self.context_opts.get("target_metadata"),)
+        from dbguard.drift.env_filters import EnvFilters
+
+        hooks.seen_metadata = (self.context_opts.get("target_metadata"), EnvFilters.of(self.context_opts))
     return configured
 
 

@@ -979,7 +979,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
 def _post_flight(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
                  run_id: int, tracker: bridge.StepTracker, journal: _StepJournal,
                  error: BaseException | None, retries: int, duration_ms: int,
-                 blocked_traffic: list[Any] | None = None, seen_metadata: tuple[Any] | None = None) -> RunResult:
+                 blocked_traffic: list[Any] | None = None, seen_metadata: tuple[Any, ...] | None = None) -> RunResult:
     script, ledger, secrets = runner.script, runner.ledger, runner.target.secrets
     heads_now = read_version_heads(runner.session.conn, runner.target.version_table)
     applied_before = bridge.applied_set(script, heads_before)
@@ -1090,7 +1090,7 @@ FAILED_ADVICE = ("the circuit breaker is now open: `dbguard status` shows it; ro
 
 
 def _verified_end(runner: _Runner, intent: Intent, heads_before: tuple[str, ...], row: dict[str, Any],
-                  run_id: int, steps_ran: bool, seen_metadata: tuple[Any] | None,
+                  run_id: int, steps_ran: bool, seen_metadata: tuple[Any, ...] | None,
                   common: dict[str, Any]) -> RunResult:
     """The migrations ran: the run succeeds only if the database says what it claims (see
     :mod:`dbguard.run.verify`); otherwise it failed, each difference named, and the breaker opens."""

@@ -103,7 +103,7 @@ def _expected_elsewhere(session: Any, target: Any, heads: tuple[str, ...],
 
 def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ...], known: Collection[str],
               run_id: int | None, steps_ran: bool, before: Any = None, reused_reference: bool = False,
-              seen_metadata: tuple[Any] | None = None, accept: bool = False) -> EndCheck:
+              seen_metadata: tuple[Any, ...] | None = None, accept: bool = False) -> EndCheck:
     """Check a run's end and store the reference where there was none (never when the check failed).
 
     ``before`` is the run's drift pre-flight (its live schema is reused when no step ran),
@@ -186,7 +186,7 @@ class _ModelsOpinion:
 
 
 def _against_models(session: Any, target: Any, script: Any, heads: tuple[str, ...], live: dict[str, Any],
-                    steps_ran: bool, ignore: tuple[str, ...], seen_metadata: tuple[Any] | None) -> _ModelsOpinion:
+                    steps_ran: bool, ignore: tuple[str, ...], seen_metadata: tuple[Any, ...] | None) -> _ModelsOpinion:
     """At revisions never seen before, the models (when the run reached the scripts' heads) are the
     only other opinion: a difference is a warning, never a failure."""
     from dbguard.drift import expected as sources
@@ -196,7 +196,13 @@ def _against_models(session: Any, target: Any, script: Any, heads: tuple[str, ..
         return _ModelsOpinion()
     try:
         expected = sources.models_schema(target, session, exclusions(target.settings), seen_metadata)
-        drifts = model.filter_drift(model.diff_models(expected, live), ignore)
+        drifts = model.diff_models(expected, live)
+        if seen_metadata is not None and len(seen_metadata) > 1:
+            from dbguard.drift.env_filters import left_out
+
+            out = {id(d) for d in left_out(drifts, seen_metadata[1], sources.metadata_list(seen_metadata[0]))}
+            drifts = [d for d in drifts if id(d) not in out]
+        drifts = model.filter_drift(drifts, ignore)
     except sources.NoTargetMetadata:
         return _ModelsOpinion()  # a stock env.py has no models: nothing to compare with, not a problem
     except Exception as exc:  # noqa: BLE001 - the run succeeded; a models problem is only a warning
