@@ -808,6 +808,35 @@ def test_env_py_failing_is_one_clear_line(db_url, tmp_path):
         "dbguard: error: env.py failed while reading target_metadata: RuntimeError: models unavailable"], out.stderr
 
 
+def test_a_target_metadata_list_holding_something_else_is_named_in_one_line(db_url, tmp_path):
+    """dagster's env.py passes ``[SqlEventLogStorageMetadata, SqlRunStorage, SqlScheduleStorage]``: the
+    second is a class that owns a MetaData, not one. drift names the item (exit 2, no "internal
+    error"), and a run still succeeds, its post-flight saying why it could not compare."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
+    ])
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", (
+        "import sqlalchemy as _sa\n"
+        "_events = _sa.MetaData()\n"
+        "_sa.Table('t1', _events, _sa.Column('id', _sa.Integer, primary_key=True))\n"
+        "class RunStorage:\n"
+        "    metadata = _sa.MetaData()\n"
+        "target_metadata = [_events, RunStorage]\n")))
+    done = upgrade(ini, db_url, tmp_path)
+    assert any("could not compare with the models" in w and "item 2 of env.py's target_metadata" in w
+               for w in done.warnings), done.warnings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, "drift"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if not line.startswith("INFO ")]  # env.py's logging
+    assert errors == [(
+        "dbguard: error: item 2 of env.py's target_metadata is the class env_py.RunStorage, not a sqlalchemy "
+        "MetaData: nothing to compare with (alembic check fails on it too); pass the MetaData, or use "
+        "--against migrations")], out.stderr
+
+
 def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     assert upgrade(EXAMPLE_INI, db_url, tmp_path).warnings == ()

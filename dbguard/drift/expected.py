@@ -88,11 +88,22 @@ def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None]:
 
 
 def metadata_list(meta: Any) -> list[Any]:
-    """env.py's ``target_metadata`` (a MetaData, or a list of them) as a list."""
+    """env.py's ``target_metadata`` (a MetaData, or a list of them) as a list. Anything else in it
+    (a class that owns a MetaData, a Table) is env.py's mistake, named in one line: ``alembic check``
+    fails on it too, and comparing with only the rest would report that part's tables as extra."""
     if meta is None:
         raise NoTargetMetadata("env.py passes no target_metadata to context.configure(): nothing to compare "
                                "with; use --against migrations or a snapshot file")
-    return list(meta) if isinstance(meta, (list, tuple)) else [meta]
+    many = isinstance(meta, (list, tuple))
+    items = list(meta) if many else [meta]
+    for position, item in enumerate(items, 1):
+        if not isinstance(item, sa.MetaData):
+            what = (f"the class {item.__module__}.{item.__qualname__}" if isinstance(item, type)
+                    else f"a {type(item).__module__}.{type(item).__qualname__}")
+            where = f"item {position} of env.py's target_metadata" if many else "env.py's target_metadata"
+            raise ConfigError(f"{where} is {what}, not a sqlalchemy MetaData: nothing to compare with (alembic "
+                              "check fails on it too); pass the MetaData, or use --against migrations")
+    return items
 
 
 def _constraint_name(constraint: Any, sa_dialect: Any = None) -> str | None:
