@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from dbguard.errors import ConfigError, ConnectError
-from dbguard.masking import mask
+from dbguard.masking import mask, mask_url_text
 
 # dbguard's own connections are synchronous, also when env.py migrates through an async driver.
 _SYNC_DRIVERS = {
@@ -28,7 +28,7 @@ def parse_url(url: str) -> URL:
     try:
         return sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
-        raise ConfigError(f"not a database URL: {mask(url)}") from None
+        raise ConfigError(f"not a database URL: {mask_url_text(url)}") from None
 
 
 def sync_url(url: URL) -> URL:
