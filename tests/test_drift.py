@@ -837,6 +837,42 @@ def test_a_target_metadata_list_holding_something_else_is_named_in_one_line(db_u
         "--against migrations")], out.stderr
 
 
+def test_a_table_two_metadata_declare_is_expected_once_or_named_when_they_disagree(db_url, tmp_path):
+    """dagster's run and event-log MetaData both declare ``secondary_indexes`` (``alembic check`` refuses
+    the list): declared alike it is compared once; declared differently the models contradict each
+    other, and the table is named (exit 2) rather than compared with whichever came last."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", ("op.create_table('shared', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer))\n"
+                "op.create_table('runs', sa.Column('id', sa.Integer, primary_key=True))")),
+    ])
+    env_py = ini.parent / "migrations" / "env.py"
+    stock = env_py.read_text()
+
+    def models(second_n: str) -> str:
+        return ("import sqlalchemy as _sa\n"
+                "_events, _runs = _sa.MetaData(), _sa.MetaData()\n"
+                "_sa.Table('shared', _events, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+                "          _sa.Column('n', _sa.Integer))\n"
+                "_sa.Table('shared', _runs, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+                f"          _sa.Column('n', _sa.{second_n}))\n"
+                "_sa.Table('runs', _runs, _sa.Column('id', _sa.Integer, primary_key=True))\n"
+                "target_metadata = [_events, _runs]\n")
+
+    env_py.write_text(stock.replace("target_metadata = None", models("Integer")))
+    upgrade(ini, db_url, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    alike = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, "drift"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, check=False)
+    assert alike.returncode == 0 and "2 tables compared" in alike.stdout, alike.stdout + alike.stderr
+    env_py.write_text(stock.replace("target_metadata = None", models("BigInteger")))
+    for argv in (["drift"], ["--format", "json", "drift"]):
+        differ = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, *argv], capture_output=True,
+                                text=True, env=env, cwd=tmp_path, check=False)
+        errors = [line for line in differ.stderr.splitlines() if not line.startswith("INFO ")]
+        assert differ.returncode == 2 and len(errors) == 1, differ.stderr
+        assert "declares table shared in two MetaData, differently" in errors[0], errors
+
+
 def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     assert upgrade(EXAMPLE_INI, db_url, tmp_path).warnings == ()

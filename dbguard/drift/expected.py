@@ -408,11 +408,29 @@ class _TableConverter:
             self.enums[enum_type.name] = tuple(enum_type.enums)
 
 
-def _model_tables(metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[Any]:
+def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tuple[str, ...] = ()) -> list[Any]:
     """The models' tables in the connection's default schema, without those matching ``exclude``.
-    Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway."""
-    return [table for metadata in metadatas for table in metadata.tables.values()
-            if table.schema is None and not (exclude and excluded(table.name, exclude))]
+    Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway.
+
+    A table that several MetaData of target_metadata declare (dagster's run and event-log storages
+    both declare ``secondary_indexes``; ``alembic check`` refuses any such list) is expected once when
+    they declare it alike on this engine. Declared differently, the models contradict each other and
+    no comparison could be right: it is named, exit 2."""
+    tables = [table for metadata in metadatas for table in metadata.tables.values()
+              if table.schema is None and not (exclude and excluded(table.name, exclude))]
+    if len(metadatas) < 2:
+        return tables
+    first: dict[str, Any] = {}
+    unique: list[Any] = []
+    for table in tables:
+        other = first.setdefault(table.name, table)
+        if other is table:
+            unique.append(table)
+        elif converter.convert(other) != converter.convert(table):
+            raise ConfigError(f"env.py's target_metadata declares table {table.name} in two MetaData, "
+                              f"differently on {converter.sa_dialect.name}: nothing to compare it with "
+                              "(keep one declaration)")
+    return unique
 
 
 def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
@@ -432,11 +450,11 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Dialect
     """
     converter = _TableConverter(sa_dialect, dialect)
     wanted = None if only is None else set(only)
-    tables = [converter.convert(table) for table in _model_tables(metadatas)
+    tables = [converter.convert(table) for table in _model_tables(metadatas, converter)
               if wanted is None or table.name in wanted]
     if wanted is not None:
         # The enums come from the columns of every table, not only of those converted.
-        for table in _model_tables(metadatas):
+        for table in _model_tables(metadatas, converter):
             if table.name not in wanted:
                 converter.collect_enums(table)
     return canonical(Schema(engine=dialect.name, tables=tuple(tables), enums=tuple(converter.enums.items()),
@@ -465,7 +483,7 @@ def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
     kept. (Converting half of them in a forked child was measured slower: after the fork, both
     processes copy every page of the models' heap they touch.)"""
     converter = _TableConverter(sa_dialect, dialect)
-    digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, exclude)}
+    digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, converter, exclude)}
     return ModelDigests(engine=dialect.name, tables=digests, enums=tuple(sorted(converter.enums.items())),
                         sequences=_model_sequences(metadatas, sa_dialect))
 
