@@ -873,6 +873,41 @@ def test_a_table_two_metadata_declare_is_expected_once_or_named_when_they_disagr
         assert "declares table shared in two MetaData, differently" in errors[0], errors
 
 
+def test_a_models_own_sql_construct_without_a_cache_key_draws_no_warning(db_url, tmp_path):
+    """dagster's server default ``get_sql_current_timestamp()`` is a ``@compiles`` construct without
+    ``inherit_cache``: SQLAlchemy warns when dbguard asks its cache key (create_all never asks)."""
+    construct = (
+        "import sqlalchemy as _sa\n"
+        "from sqlalchemy.ext.compiler import compiles as _compiles\n"
+        "class current_stamp(_sa.sql.expression.FunctionElement):\n"
+        "    type = _sa.types.DateTime()\n"
+        "@_compiles(current_stamp)\n"
+        "def _current_stamp(element, compiler, **kw):\n"
+        "    return 'CURRENT_TIMESTAMP'\n")
+    table = ("_sa.Table('t1', {meta}, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+             "          _sa.Column('created', _sa.DateTime, server_default=current_stamp()))\n")
+    ini = make_project(tmp_path, db_url, [("r1", "pass")])
+    (ini.parent / "migrations" / "stamp_construct.py").write_text(construct)
+    revision = next((ini.parent / "migrations" / "versions").glob("*.py"))
+    folder = str(ini.parent / "migrations")
+    revision.write_text(revision.read_text().replace("    pass", (
+        f"    import sys; sys.path.insert(0, {folder!r})\n"
+        "    from stamp_construct import _sa, current_stamp\n"
+        "    op.create_table('t1', _sa.Column('id', _sa.Integer, primary_key=True),\n"
+        "                    _sa.Column('created', _sa.DateTime, server_default=current_stamp()))\n"), 1))
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", (
+        f"import sys as _sys; _sys.path.insert(0, {folder!r})\n"
+        "from stamp_construct import _sa, current_stamp\n"
+        "target_metadata = _sa.MetaData()\n" + table.format(meta="target_metadata"))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    for argv in (["upgrade", "head"], ["drift"]):
+        out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, *argv], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Warning" not in out.stderr, out.stderr
+
+
 def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):
     upgrade(EXAMPLE_INI, db_url, tmp_path)
     assert upgrade(EXAMPLE_INI, db_url, tmp_path).warnings == ()

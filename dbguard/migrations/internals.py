@@ -55,8 +55,17 @@ def convention_name(constraint: Any, table: Any) -> Any:
 
 
 def cache_key(element: Any) -> Any:
-    """SQLAlchemy's cache key of an expression (its statement's shape and bound values), or None."""
-    return element._generate_cache_key()
+    """SQLAlchemy's cache key of an expression (its statement's shape and bound values), or None.
+    A project's own construct without ``inherit_cache`` (dagster's ``get_sql_current_timestamp``
+    server default) has none, and SQLAlchemy warns when asked: dbguard asks, the project never
+    does (DDL is not cached), so the warning would be dbguard's noise."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will not make use of SQL compilation caching", category=SAWarning)
+        return element._generate_cache_key()
 
 
 def sequences(metadata: Any) -> Iterable[Any]:
