@@ -29,6 +29,7 @@ from dbguard.core.schema import (
     from_dict,
     from_json,
     model_table_digest,
+    mysql_key_prefix,
     normalize_expression,
     normalize_type,
     same_expression,
@@ -73,6 +74,22 @@ def test_equal_types_normalise_alike(engine, a, b):
 ])
 def test_different_types_stay_different(engine, a, b):
     assert normalize_type(engine, a) != normalize_type(engine, b)
+
+
+@pytest.mark.parametrize(("column_type", "length", "shown"), [
+    ("varchar(32)", 32, None),  # the whole column
+    ("varchar(32)", 40, None),
+    ("varchar(255)", 64, 64),
+    ("char(10)", 4, 4),
+    ("varbinary(16)", 16, None),
+    ("text", 64, 64),  # TEXT and BLOB keys always have a prefix
+    ("mediumblob", 255, 255),
+    ("datetime(6)", 8, None),  # MariaDB builds a prefix on a non-string as the whole column
+    ("int", 4, None),
+    ("varchar(32)", None, None),
+])
+def test_a_mysql_key_prefix_is_shown_only_where_it_is_shorter_than_the_string(column_type, length, shown):
+    assert mysql_key_prefix(column_type, length) == shown
 
 
 @pytest.mark.parametrize(("engine", "expected", "actual", "same"), [

@@ -704,6 +704,22 @@ def _mysql_lob(kind: str, size: int) -> str:
     return next((prefix + kind for limit, prefix in _MYSQL_LOB_LIMITS if size <= limit), "long" + kind)
 
 
+# MySQL/MariaDB key prefixes: only string columns take one, and one that covers the whole declared
+# length of a CHAR/VARCHAR/BINARY/VARBINARY is the whole column (the catalog keeps no SUB_PART);
+# MariaDB builds a prefix given on a DATETIME or an INT as the whole column too.
+_MYSQL_SIZED_STRING = re.compile(r"^(?:var)?(?:char|binary)\((\d+)\)")
+_MYSQL_PREFIXED = re.compile(r"^(?:(?:tiny|medium|long)?(?:text|blob)|(?:var)?(?:char|binary))\b")
+
+
+def mysql_key_prefix(column_type: str, length: int | None) -> int | None:
+    """The prefix length the catalog shows for a key part of a column of the normalised
+    ``column_type`` declared with ``length`` (``mysql_length``): None where it is the whole column."""
+    if not length or not _MYSQL_PREFIXED.match(column_type):
+        return None
+    sized = _MYSQL_SIZED_STRING.match(column_type)
+    return None if sized and length >= int(sized.group(1)) else length
+
+
 def same_type(engine: str, expected: str, actual: str) -> bool:
     """Whether a column of the normalised type ``expected`` can read as ``actual`` in the catalog."""
     if expected == actual:

@@ -29,6 +29,7 @@ from dbguard.core.schema import (
     excluded,
     gc_paused,
     index_key,
+    mysql_key_prefix,
     normalize_type,
     parts_digest,
     split_index_key,
@@ -342,7 +343,7 @@ class _TableConverter:
             parts = []
             for expr in index.expressions:
                 if isinstance(expr, sa.Column):
-                    length = _mysql_length(index, expr.name) if dialect.unique_constraints_are_indexes else None
+                    length = self._key_prefix(index, expr)
                     parts.append(expr.name + (f"({length})" if length else ""))
                 elif isinstance(expr, str):
                     parts.append(expr)
@@ -374,6 +375,16 @@ class _TableConverter:
         return (str(table.name), columns, pk, uniques, checks, indexes, fks,
                 table.comment if sa_dialect.supports_comments else None)
 
+    def _key_prefix(self, index: Any, column: Any) -> int | None:
+        """The MySQL prefix length of ``column`` in ``index`` as the catalog will show it."""
+        if not self.dialect.unique_constraints_are_indexes:
+            return None
+        length = _mysql_length(index, column.name)
+        if not length:
+            return None
+        type_text = _split_collation(_type_text(column.type, self.sa_dialect, self.type_texts))[0]
+        return mysql_key_prefix(normalize_type(self.engine, type_text), length)
+
     def _index_key(self, index: Any, expr: Any) -> str:
         """A key part that is not a bare column: ``t.c.a.desc()``, ``func.lower(t.c.b)``, ``text("a DESC")``,
         written as the catalog readers write it (:func:`dbguard.core.schema.index_key`)."""
@@ -386,7 +397,7 @@ class _TableConverter:
                 nulls = nulls or word
             expr = expr.element
         if isinstance(expr, sa.Column):
-            length = _mysql_length(index, expr.name) if self.dialect.unique_constraints_are_indexes else None
+            length = self._key_prefix(index, expr)
             text = expr.name + (f"({length})" if length else "")
         else:
             text = _ddl_compile(expr, self.sa_dialect)
