@@ -124,6 +124,22 @@ def test_a_url_that_does_not_parse_is_refused_without_its_password(sqlite_url: s
         assert password not in result.stdout + result.stderr, line
 
 
+def test_alembic_inits_placeholder_url_is_one_clear_line(sqlite_url: str, tmp_path: Path) -> None:
+    """``alembic init`` writes ``driver://user:pass@localhost/dbname``; a project that ships its
+    alembic.ini that way (buildbot's) and a mistyped scheme name the database SQLAlchemy does not
+    know, on every command (naming the default driver used to escape as NoSuchModuleError)."""
+    ini = make_project(tmp_path, sqlite_url, REVISIONS)
+    assert f"sqlalchemy.url = {sqlite_url}\n" in ini.read_text()
+    ini.write_text(ini.read_text().replace(f"sqlalchemy.url = {sqlite_url}",
+                                           "sqlalchemy.url = driver://user:pass@localhost/dbname"))
+    for args in (["status"], ["upgrade", "head"], ["drift"], ["plan"], ["--format", "json", "history"]):
+        result = run_dbguard(ini, None, *args)
+        assert_one_clear_line(result, "driver://user:***@localhost/dbname: SQLAlchemy knows no database 'driver'")
+    result = run_dbguard(ini, "postgresq+psycopg://app:Typo9pw@db/app", "status")
+    line = assert_one_clear_line(result, "SQLAlchemy knows no database 'postgresq+psycopg'")
+    assert "Typo9pw" not in line
+
+
 def test_masking_keeps_the_mysql_access_denied_clue() -> None:
     from dbguard.masking import mask
 

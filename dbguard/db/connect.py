@@ -32,8 +32,17 @@ def parse_url(url: str) -> URL:
 
 
 def sync_url(url: URL) -> URL:
-    driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.get_driver_name()))
+    try:
+        driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.get_driver_name()))
+    except sa.exc.NoSuchModuleError:  # naming the default driver loads the dialect
+        raise ConfigError(unknown_database(url)) from None
     return url.set(drivername=f"{url.get_backend_name()}+{driver}") if driver else url
+
+
+def unknown_database(url: URL) -> str:
+    """The line for a URL whose database SQLAlchemy has no dialect for (alembic init's placeholder
+    ``driver://user:pass@localhost/dbname`` left in alembic.ini, a typo in the scheme)."""
+    return f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}"
 
 
 def masked(url: URL) -> str:
@@ -99,7 +108,7 @@ def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, applic
             sa.event.listen(engine, "do_connect", bounded_pymysql_handshake(connect_timeout_s))
         return engine
     except sa.exc.NoSuchModuleError:
-        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}") from None
+        raise ConfigError(unknown_database(url)) from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
 
