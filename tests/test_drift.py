@@ -21,6 +21,7 @@ from alembic.config import Config
 
 from dbguard import api
 from dbguard.drift.expected import SCRATCH_PREFIX
+from dbguard.errors import ConfigError
 from dbguard.settings import load_settings
 from tests.dbs import backend_of
 from tests.projects import make_project, wait_for
@@ -486,6 +487,24 @@ def test_postgres_catalog_names_key_and_index_columns_by_number_right(pg_url):
 
 
 # Scratch databases -----------------------------------------------------------------------------
+
+
+def test_a_replay_that_fails_names_the_revision_and_the_baseline(db_url, tmp_path):
+    """dagster's revisions need a running dagster instance, so its chain cannot run from an empty
+    database: the line names the revision the replay stopped at and the way around it."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True))"),
+        ("r2", "raise RuntimeError('currently upgrading instance not set')"),
+    ])
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    command.upgrade(config, "r1")
+    command.stamp(config, "r2")
+    with pytest.raises(ConfigError) as raised:
+        api.drift(settings(ini, db_url, tmp_path), against="migrations")
+    assert raised.value.message.startswith(
+        "replaying the migrations failed: revision r2: RuntimeError: currently upgrading instance not set; where the "
+        "chain cannot run from an empty database, start the replay from --baseline"), raised.value.message
 
 
 def test_the_scratch_database_is_dropped_after_a_failed_replay(db_url, tmp_path):

@@ -811,12 +811,13 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
 
     chosen = baselines.from_settings(target.settings)
     config = _config_for(target.config, url)
+    tracker = None
     try:
         after: tuple[str, ...] = ()
         if chosen is not None:
             after = baselines.apply(chosen, url, target.settings)
             announce(f"created the baseline {chosen.spec}" + (f" (at {' '.join(after)})" if after else ""))
-        with _replay_hooks(config, url):
+        with _replay_hooks(config, url) as tracker:
             if after:
                 command.stamp(config, list(after) if len(after) > 1 else after[0])
             for head in heads or ():
@@ -825,6 +826,9 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
         raise
     except Exception as exc:  # noqa: BLE001 - the project's migrations: one line, exit 2
         line = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {dbconnect.first_line(exc)}"
+        failed = getattr(getattr(tracker, "current", None), "revision", None)
+        if failed:  # the revision whose upgrade() failed (none: env.py or the baseline's stamp)
+            line = f"revision {failed}: {line}"
         if chosen is None and dialect.is_missing_table(exc):
             raise ConfigError(
                 f"replaying the migrations failed: {line}; the chain looks brownfield (its first revision "
@@ -832,6 +836,9 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
                 "or a snapshot .json (setting replay_baseline), with --baseline-revision REV if it stands "
                 "for a later revision"
             ) from None
+        if chosen is None and failed:
+            line += ("; where the chain cannot run from an empty database, start the replay from --baseline "
+                     "(setting replay_baseline) with --baseline-revision REV")
         raise ConfigError(f"replaying the migrations failed: {line}") from None
 
 
@@ -841,7 +848,7 @@ def config_for(config: Any, url: sa.engine.URL) -> Any:
 
 
 @contextlib.contextmanager
-def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[None]:
+def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[Any]:
     """env.py migrates the scratch database on a connection of its own (from the sqlalchemy.url of
     ``config``, as under plain Alembic); whatever it connects to must be that database, never the
     one being checked (an env.py that ignores sqlalchemy.url would replay into it)."""
@@ -862,7 +869,7 @@ def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[None]:
     with bridge.configure_hook():
         config.attributes["dbguard"] = hooks
         try:
-            yield
+            yield hooks.tracker
         finally:
             config.attributes.pop("dbguard", None)
 
