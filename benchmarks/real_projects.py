@@ -1,6 +1,6 @@
 """dbguard on the Alembic migrations that real open-source projects ship inside their PyPI packages.
 
-Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub]
+Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub,dagster,buildbot]
                                          [--engines postgresql,mysql,sqlite] [--json PATH] [--write]
 
 Not part of CI: it installs third-party packages. The script creates its own venv (default
@@ -10,8 +10,11 @@ then re-runs itself in that venv. For each project and engine it creates two emp
 on the servers, files for SQLite) and lets the project build its schema its own way (mlflow:
 `SqlAlchemyStore(uri, artifact_root)`, create_all of the initial models then `upgrade head`; optuna:
 `RDBStorage(url)`, create_all then `stamp head`; jupyterhub: `orm.new_session_factory(url)`, `stamp head`
-then create_all). An alembic.ini in a temporary folder points `script_location` at the migrations
-folder inside the installed package (which is never modified) and `sqlalchemy.url` at the database.
+then create_all; dagster: its run, event-log and schedule storages, SQLite its run storage's file; buildbot:
+`buildbot create-master --db URL`). dagster and buildbot run only when named in --projects. An alembic.ini in a temporary folder points `script_location` at the migrations
+folder inside the installed package (which is never modified) and `sqlalchemy.url` at the database;
+dagster's env.py runs only when dagster hands it a connection, so its alembic.ini points at a wrapper
+env.py written beside it (below) and `version_locations` at dagster's folder.
 
 On the first database, as whole processes: plain `alembic current`, then `dbguard status`,
 `drift --against models` and `drift --against migrations` on the schema as the project built it,
@@ -75,7 +78,33 @@ class Project:
     baseline: str | None = None  # default `--baseline` for drift --against migrations
     baseline_revision: str | None = None
     baseline_note: str = ""
+    env_py: str | None = None  # a wrapper env.py to run the package's revisions with, when its own cannot
+    default: bool = True  # run when --projects is not given
 
+
+# dagster's env.py takes its connection from config.attributes (dagster hands it one) and lists the class
+# SqlRunStorage where RunStorageSqlMetadata is meant; this one opens the connection from sqlalchemy.url,
+# lists the three MetaData and runs dagster's own run_migrations_online/offline.
+DAGSTER_ENV_PY = """\
+import sqlalchemy as sa
+from alembic import context
+from dagster._core.storage.event_log import SqlEventLogStorageMetadata
+from dagster._core.storage.runs.schema import RunStorageSqlMetadata
+from dagster._core.storage.schedules.schema import ScheduleStorageSqlMetadata
+from dagster._core.storage.sql import run_migrations_offline, run_migrations_online
+
+config = context.config
+target_metadata = [SqlEventLogStorageMetadata, RunStorageSqlMetadata, ScheduleStorageSqlMetadata]
+engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
+if context.is_offline_mode():
+    config.attributes["connection"] = engine
+    run_migrations_offline(context, config, target_metadata)
+else:
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        run_migrations_online(context, config, target_metadata)
+        connection.commit()
+"""
 
 PROJECTS: dict[str, Project] = {
     p.name: p
@@ -106,6 +135,37 @@ PROJECTS: dict[str, Project] = {
             # head, and that is the baseline that stands for head.
             baseline="jupyterhub.orm:Base.metadata", baseline_revision="head",
             baseline_note="today's models at head (create_all then stamp, as jupyterhub builds a new database)",
+        ),
+        Project(
+            name="dagster", pip=("dagster", "dagster-postgres", "dagster-mysql"), dist="dagster",
+            package="dagster", migrations="_core/storage/alembic", engines=ENGINES, env_py=DAGSTER_ENV_PY,
+            default=False,
+            # dagster's own URLs: psycopg2 and mysql-connector; SQLite keeps each storage in a file of its own.
+            init=("import os, shutil, sys, tempfile\nurl = sys.argv[1]\n"
+                  "if url.startswith('sqlite'):\n"
+                  "    from dagster._core.storage.runs import SqliteRunStorage\n"
+                  "    folder = tempfile.mkdtemp()\n"
+                  "    SqliteRunStorage.from_local(folder).dispose()\n"
+                  "    shutil.copy(os.path.join(folder, 'runs.db'), url[len('sqlite:///'):])\n"
+                  "elif url.startswith('postgresql'):\n"
+                  "    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage\n"
+                  "    url = 'postgresql' + url[url.index('://'):]\n"
+                  "    PostgresRunStorage(url); PostgresEventLogStorage(url); PostgresScheduleStorage(url)\n"
+                  "else:\n"
+                  "    from dagster_mysql import MySQLEventLogStorage, MySQLRunStorage, MySQLScheduleStorage\n"
+                  "    url = 'mysql+mysqlconnector' + url[url.index('://'):]\n"
+                  "    MySQLRunStorage(url); MySQLEventLogStorage(url); MySQLScheduleStorage(url)\n"),
+            init_doc="its run, event-log and schedule storages on one database (SQLite: the run storage's `runs.db`)",
+        ),
+        Project(
+            name="buildbot", pip=("buildbot",), dist="buildbot", package="buildbot",
+            migrations="db/migrations", engines=ENGINES, default=False,
+            init=("import os, subprocess, sys\nfrom urllib.parse import urlparse\n"
+                  "subprocess.run([os.path.join(os.path.dirname(sys.executable), 'buildbot'), 'create-master',"
+                  " '--db', sys.argv[1], os.path.join(urlparse(sys.argv[2]).path, 'master')], check=True)\n"),
+            init_doc="`buildbot create-master --db URL`: create_all of its model, then `stamp head`",
+            baseline="buildbot.db.model:Model.metadata", baseline_revision="head",
+            baseline_note="today's model at head (create_all then stamp, as buildbot builds a new database)",
         ),
     )
 }
@@ -321,13 +381,20 @@ def message_of(argv: list[str], code: int, out: str, err: str) -> str:
     return (lines[-1] if lines else "").strip()[:LINE_CHARS]
 
 
-def alembic_ini(folder: Path, script_location: Path, url: str) -> Path:
-    """A stock alembic.ini (logging sections included: optuna's and jupyterhub's env.py call fileConfig)."""
+def alembic_ini(folder: Path, script_location: Path, url: str, env_py: str | None = None) -> Path:
+    """A stock alembic.ini (logging sections included: optuna's and jupyterhub's env.py call fileConfig).
+    With ``env_py``, script_location is a folder beside it holding that env.py, and version_locations
+    the package's revisions."""
     folder.mkdir(parents=True, exist_ok=True)
     ini = folder / "alembic.ini"
+    location = f"script_location = {script_location}\n"
+    if env_py is not None:
+        (folder / "env").mkdir(exist_ok=True)
+        (folder / "env" / "env.py").write_text(env_py)
+        location = f"script_location = {folder / 'env'}\nversion_locations = {script_location / 'versions'}\n"
     ini.write_text(
         "[alembic]\n"
-        f"script_location = {script_location}\n"
+        f"{location}"
         f"sqlalchemy.url = {url.replace('%', '%%')}\n\n"
         "[loggers]\nkeys = root,sqlalchemy,alembic\n\n"
         "[handlers]\nkeys = console\n\n"
@@ -454,8 +521,8 @@ def run_one(project: Project, engine: str, args: argparse.Namespace, work: Path,
                 f"{k}: {r['message']}" for k, r in init.items() if r["exit_code"] != 0)
             return row
 
-        plain_ini = alembic_ini(work / f"{tag}-alembic", folder, plain.url)
-        guarded_ini = alembic_ini(work / f"{tag}-dbguard", folder, guarded.url)
+        plain_ini = alembic_ini(work / f"{tag}-alembic", folder, plain.url, project.env_py)
+        guarded_ini = alembic_ini(work / f"{tag}-dbguard", folder, guarded.url, project.env_py)
 
         row["alembic"] = {}
         for step, argv in PLAIN_STEPS:
@@ -693,7 +760,8 @@ def pairs(values: list[str]) -> dict[str, str]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--projects", default=",".join(PROJECTS), help=f"comma-separated: {', '.join(PROJECTS)}")
+    parser.add_argument("--projects", default=",".join(p.name for p in PROJECTS.values() if p.default),
+                        help=f"comma-separated: {', '.join(PROJECTS)} (default: those before dagster)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: postgresql,mysql,sqlite")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--reinstall", action="store_true", help="pip-install everything again")

@@ -168,6 +168,24 @@ def mask(text: str | None, secrets: Iterable[str | None] = ()) -> str:
     return Masker(secrets)(text)
 
 
+# The head of a URL that did not parse, however mistyped: `postgres//`, `postgresql:/`, `mysql://`.
+_URL_TEXT_HEAD = re.compile(r"^\s*[A-Za-z][\w+.-]*(?::/+|/+)")
+
+
+def mask_url_text(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """:func:`mask` of ``text`` given as a database URL, parsed or not: the patterns need a well-formed
+    ``scheme://user:password@``, and a URL refused as malformed (``postgres//user:pw@host``, no scheme at
+    all) still holds its password after the user's ``:``, up to the last ``@``."""
+    head = _URL_TEXT_HEAD.match(text)
+    start = head.end() if head else 0
+    at = text.rfind("@")
+    if at > start:
+        user, colon, _ = text[start:at].partition(":")
+        if colon:
+            text = f"{text[:start]}{user}:{MASK}{text[at:]}"
+    return mask(text, secrets)
+
+
 _SECRET_KEY = re.compile(r"(?i)password|passwd|pwd|secret|token")
 
 

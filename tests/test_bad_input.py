@@ -100,6 +100,46 @@ def test_wrong_password_is_refused_and_never_shown(mysql_url: str, mysql_server_
         assert right not in good.stdout + good.stderr
 
 
+@pytest.mark.parametrize("template", [
+    "postgres//app:{pw}@db.internal/app",  # the scheme's colon forgotten
+    "postgresql+psycopg:/app:{pw}@db.internal/app",  # one slash
+    "app:{pw}@db.internal/app",  # no scheme at all
+    "mysql+pymysql//app:{pw}:tail@db.internal/app?charset=utf8mb4",  # a ':' inside the password
+    "postgresql+psycopg://app:{pw}@db.internal:notaport/app",  # well-formed but for the port
+])
+def test_a_url_that_does_not_parse_is_refused_without_its_password(sqlite_url: str, tmp_path: Path,
+                                                                    template: str) -> None:
+    """The masking patterns need ``scheme://user:password@``; a mistyped URL is refused before any
+    connection, and its password stays out of the message given by --url, DBGUARD_URL or alembic.ini."""
+    password = f"Typo{uuid.uuid4().hex[:10]}"
+    bad = template.format(pw=password)
+    ini = make_project(tmp_path, sqlite_url, REVISIONS)
+    runs = [run_dbguard(ini, bad, "status"), run_dbguard(ini, bad, "--format", "json", "upgrade", "head"),
+            run_dbguard(ini, None, "status", env={"DBGUARD_URL": bad})]
+    assert f"sqlalchemy.url = {sqlite_url}\n" in ini.read_text()
+    ini.write_text(ini.read_text().replace(f"sqlalchemy.url = {sqlite_url}", f"sqlalchemy.url = {bad}"))
+    runs.append(run_dbguard(ini, None, "drift"))
+    for result in runs:
+        line = assert_one_clear_line(result, "not a database URL: ", "@db.internal", "***")
+        assert password not in result.stdout + result.stderr, line
+
+
+def test_alembic_inits_placeholder_url_is_one_clear_line(sqlite_url: str, tmp_path: Path) -> None:
+    """``alembic init`` writes ``driver://user:pass@localhost/dbname``; a project that ships its
+    alembic.ini that way (buildbot's) and a mistyped scheme name the database SQLAlchemy does not
+    know, on every command (naming the default driver used to escape as NoSuchModuleError)."""
+    ini = make_project(tmp_path, sqlite_url, REVISIONS)
+    assert f"sqlalchemy.url = {sqlite_url}\n" in ini.read_text()
+    ini.write_text(ini.read_text().replace(f"sqlalchemy.url = {sqlite_url}",
+                                           "sqlalchemy.url = driver://user:pass@localhost/dbname"))
+    for args in (["status"], ["upgrade", "head"], ["drift"], ["plan"], ["--format", "json", "history"]):
+        result = run_dbguard(ini, None, *args)
+        assert_one_clear_line(result, "driver://user:***@localhost/dbname: SQLAlchemy knows no database 'driver'")
+    result = run_dbguard(ini, "postgresq+psycopg://app:Typo9pw@db/app", "status")
+    line = assert_one_clear_line(result, "SQLAlchemy knows no database 'postgresq+psycopg'")
+    assert "Typo9pw" not in line
+
+
 def test_masking_keeps_the_mysql_access_denied_clue() -> None:
     from dbguard.masking import mask
 

@@ -29,9 +29,11 @@ from dbguard.core.schema import (
     from_dict,
     from_json,
     model_table_digest,
+    mysql_key_prefix,
     normalize_expression,
     normalize_type,
     same_expression,
+    same_type,
     schema_hash,
     to_json,
 )
@@ -72,6 +74,43 @@ def test_equal_types_normalise_alike(engine, a, b):
 ])
 def test_different_types_stay_different(engine, a, b):
     assert normalize_type(engine, a) != normalize_type(engine, b)
+
+
+@pytest.mark.parametrize(("column_type", "length", "shown"), [
+    ("varchar(32)", 32, None),  # the whole column
+    ("varchar(32)", 40, None),
+    ("varchar(255)", 64, 64),
+    ("char(10)", 4, 4),
+    ("varbinary(16)", 16, None),
+    ("text", 64, 64),  # TEXT and BLOB keys always have a prefix
+    ("mediumblob", 255, 255),
+    ("datetime(6)", 8, None),  # MariaDB builds a prefix on a non-string as the whole column
+    ("int", 4, None),
+    ("varchar(32)", None, None),
+])
+def test_a_mysql_key_prefix_is_shown_only_where_it_is_shorter_than_the_string(column_type, length, shown):
+    assert mysql_key_prefix(column_type, length) == shown
+
+
+@pytest.mark.parametrize(("engine", "expected", "actual", "same"), [
+    # MariaDB/MySQL: BLOB(n) is the smallest BLOB type of n bytes, TEXT(n) of n characters (1-4 bytes).
+    ("mariadb", "blob(65536)", "mediumblob", True),
+    ("mariadb", "blob(65535)", "blob", True),
+    ("mariadb", "blob(255)", "tinyblob", True),
+    ("mysql", "blob(16777216)", "longblob", True),
+    ("mariadb", "blob(65536)", "longblob", False),
+    ("mariadb", "blob(65536)", "blob", False),
+    ("mariadb", "text(100)", "tinytext", True),  # 100 characters of 1 to 4 bytes: TINYTEXT or TEXT
+    ("mariadb", "text(100)", "text", True),
+    ("mariadb", "text(60)", "text", False),  # 240 bytes at most: always TINYTEXT
+    ("mariadb", "text(20000)", "mediumtext", True),
+    ("mariadb", "text(20000)", "longtext", False),
+    ("mariadb", "text(20000)", "tinytext", False),
+    ("postgresql", "blob(65536)", "mediumblob", False),
+    ("sqlite", "BLOB(65536)", "mediumblob", False),
+])
+def test_a_sized_lob_is_the_type_the_server_made_of_it(engine, expected, actual, same):
+    assert same_type(engine, normalize_type(engine, expected), normalize_type(engine, actual)) is same
 
 
 @pytest.mark.parametrize(("engine", "a", "b"), [

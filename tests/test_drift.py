@@ -21,6 +21,7 @@ from alembic.config import Config
 
 from dbguard import api
 from dbguard.drift.expected import SCRATCH_PREFIX
+from dbguard.errors import ConfigError
 from dbguard.settings import load_settings
 from tests.dbs import backend_of
 from tests.projects import make_project, wait_for
@@ -488,6 +489,24 @@ def test_postgres_catalog_names_key_and_index_columns_by_number_right(pg_url):
 # Scratch databases -----------------------------------------------------------------------------
 
 
+def test_a_replay_that_fails_names_the_revision_and_the_baseline(db_url, tmp_path):
+    """dagster's revisions need a running dagster instance, so its chain cannot run from an empty
+    database: the line names the revision the replay stopped at and the way around it."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True))"),
+        ("r2", "raise RuntimeError('currently upgrading instance not set')"),
+    ])
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    command.upgrade(config, "r1")
+    command.stamp(config, "r2")
+    with pytest.raises(ConfigError) as raised:
+        api.drift(settings(ini, db_url, tmp_path), against="migrations")
+    assert raised.value.message.startswith(
+        "replaying the migrations failed: revision r2: RuntimeError: currently upgrading instance not set; where the "
+        "chain cannot run from an empty database, start the replay from --baseline"), raised.value.message
+
+
 def test_the_scratch_database_is_dropped_after_a_failed_replay(db_url, tmp_path):
     ini = make_project(tmp_path, db_url, [("r1", "op.execute('SELECT * FROM no_such_table')")])
     config = Config(str(ini))
@@ -806,6 +825,106 @@ def test_env_py_failing_is_one_clear_line(db_url, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines() == [
         "dbguard: error: env.py failed while reading target_metadata: RuntimeError: models unavailable"], out.stderr
+
+
+def test_a_target_metadata_list_holding_something_else_is_named_in_one_line(db_url, tmp_path):
+    """dagster's env.py passes ``[SqlEventLogStorageMetadata, SqlRunStorage, SqlScheduleStorage]``: the
+    second is a class that owns a MetaData, not one. drift names the item (exit 2, no "internal
+    error"), and a run still succeeds, its post-flight saying why it could not compare."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))"),
+    ])
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", (
+        "import sqlalchemy as _sa\n"
+        "_events = _sa.MetaData()\n"
+        "_sa.Table('t1', _events, _sa.Column('id', _sa.Integer, primary_key=True))\n"
+        "class RunStorage:\n"
+        "    metadata = _sa.MetaData()\n"
+        "target_metadata = [_events, RunStorage]\n")))
+    done = upgrade(ini, db_url, tmp_path)
+    assert any("could not compare with the models" in w and "item 2 of env.py's target_metadata" in w
+               for w in done.warnings), done.warnings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, "drift"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if not line.startswith("INFO ")]  # env.py's logging
+    assert errors == [(
+        "dbguard: error: item 2 of env.py's target_metadata is the class env_py.RunStorage, not a sqlalchemy "
+        "MetaData: nothing to compare with (alembic check fails on it too); pass the MetaData, or use "
+        "--against migrations")], out.stderr
+
+
+def test_a_table_two_metadata_declare_is_expected_once_or_named_when_they_disagree(db_url, tmp_path):
+    """dagster's run and event-log MetaData both declare ``secondary_indexes`` (``alembic check`` refuses
+    the list): declared alike it is compared once; declared differently the models contradict each
+    other, and the table is named (exit 2) rather than compared with whichever came last."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", ("op.create_table('shared', sa.Column('id', sa.Integer, primary_key=True), sa.Column('n', sa.Integer))\n"
+                "op.create_table('runs', sa.Column('id', sa.Integer, primary_key=True))")),
+    ])
+    env_py = ini.parent / "migrations" / "env.py"
+    stock = env_py.read_text()
+
+    def models(second_n: str) -> str:
+        return ("import sqlalchemy as _sa\n"
+                "_events, _runs = _sa.MetaData(), _sa.MetaData()\n"
+                "_sa.Table('shared', _events, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+                "          _sa.Column('n', _sa.Integer))\n"
+                "_sa.Table('shared', _runs, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+                f"          _sa.Column('n', _sa.{second_n}))\n"
+                "_sa.Table('runs', _runs, _sa.Column('id', _sa.Integer, primary_key=True))\n"
+                "target_metadata = [_events, _runs]\n")
+
+    env_py.write_text(stock.replace("target_metadata = None", models("Integer")))
+    upgrade(ini, db_url, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    alike = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, "drift"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, check=False)
+    assert alike.returncode == 0 and "2 tables compared" in alike.stdout, alike.stdout + alike.stderr
+    env_py.write_text(stock.replace("target_metadata = None", models("BigInteger")))
+    for argv in (["drift"], ["--format", "json", "drift"]):
+        differ = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, *argv], capture_output=True,
+                                text=True, env=env, cwd=tmp_path, check=False)
+        errors = [line for line in differ.stderr.splitlines() if not line.startswith("INFO ")]
+        assert differ.returncode == 2 and len(errors) == 1, differ.stderr
+        assert "declares table shared in two MetaData, differently" in errors[0], errors
+
+
+def test_a_models_own_sql_construct_without_a_cache_key_draws_no_warning(db_url, tmp_path):
+    """dagster's server default ``get_sql_current_timestamp()`` is a ``@compiles`` construct without
+    ``inherit_cache``: SQLAlchemy warns when dbguard asks its cache key (create_all never asks)."""
+    construct = (
+        "import sqlalchemy as _sa\n"
+        "from sqlalchemy.ext.compiler import compiles as _compiles\n"
+        "class current_stamp(_sa.sql.expression.FunctionElement):\n"
+        "    type = _sa.types.DateTime()\n"
+        "@_compiles(current_stamp)\n"
+        "def _current_stamp(element, compiler, **kw):\n"
+        "    return 'CURRENT_TIMESTAMP'\n")
+    table = ("_sa.Table('t1', {meta}, _sa.Column('id', _sa.Integer, primary_key=True),\n"
+             "          _sa.Column('created', _sa.DateTime, server_default=current_stamp()))\n")
+    ini = make_project(tmp_path, db_url, [("r1", "pass")])
+    (ini.parent / "migrations" / "stamp_construct.py").write_text(construct)
+    revision = next((ini.parent / "migrations" / "versions").glob("*.py"))
+    folder = str(ini.parent / "migrations")
+    revision.write_text(revision.read_text().replace("    pass", (
+        f"    import sys; sys.path.insert(0, {folder!r})\n"
+        "    from stamp_construct import _sa, current_stamp\n"
+        "    op.create_table('t1', _sa.Column('id', _sa.Integer, primary_key=True),\n"
+        "                    _sa.Column('created', _sa.DateTime, server_default=current_stamp()))\n"), 1))
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", (
+        f"import sys as _sys; _sys.path.insert(0, {folder!r})\n"
+        "from stamp_construct import _sa, current_stamp\n"
+        "target_metadata = _sa.MetaData()\n" + table.format(meta="target_metadata"))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBGUARD_")}
+    for argv in (["upgrade", "head"], ["drift"]):
+        out = subprocess.run([*DBGUARD, "-c", str(ini), "--url", db_url, *argv], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Warning" not in out.stderr, out.stderr
 
 
 def test_preflight_warns_or_refuses_on_drift(db_url, tmp_path):

@@ -5,7 +5,8 @@ real change made to such a database afterwards is found under its own name.
 The models hold what used to be false alarms: ``Float(53)``/``Double`` where MariaDB says ``double``,
 CHECKs built from SQLAlchemy expressions (SQLAlchemy qualifies their columns), the CHECK of a
 ``Boolean``/``Enum(create_constraint=True)`` that only some engines get, DESC and mixed index keys,
-and a collation given through a MySQL variant of the column's type."""
+a collation given through a MySQL variant of the column's type, MariaDB's BLOB(n)/TEXT(n), which
+the catalog shows as the sized type made of them, and a key prefix as long as its VARCHAR."""
 
 from __future__ import annotations
 
@@ -85,6 +86,23 @@ accounts = sa.Table(
     sa.Column("name", sa.String(20)),
     mysql_collate="utf8mb4_bin", mariadb_collate="utf8mb4_bin",
 )
+
+# MariaDB creates BLOB(n) as the smallest BLOB type holding n bytes (BLOB(65536) is MEDIUMBLOB, as
+# buildbot's logchunks.content) and TEXT(n) as the smallest TEXT type holding n characters.
+chunks = sa.Table(
+    "chunks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("content", sa.LargeBinary(65536)),
+    sa.Column("tiny", sa.LargeBinary(200)),
+    sa.Column("note", sa.Text().with_variant(sa.Text(20000), "mysql", "mariadb")),  # utf8mb4: MEDIUMTEXT
+    sa.Column("short_note", sa.Text().with_variant(sa.Text(60), "mysql", "mariadb")),  # utf8mb4: TINYTEXT
+    sa.Column("label", sa.String(32)),
+    mysql_charset="utf8mb4", mariadb_charset="utf8mb4",
+)
+# A key prefix as long as the VARCHAR is the whole column: the catalog keeps none (dagster's
+# idx_bulk_actions on key VARCHAR(32), mysql_length=32); a shorter one stays.
+sa.Index("ix_chunks_label_whole", chunks.c.label, mysql_length=32, mariadb_length=32)
+sa.Index("ix_chunks_label_part", chunks.c.label, chunks.c.id, mysql_length={"label": 8}, mariadb_length={"label": 8})
 
 # The naming convention's index name is longer than PostgreSQL and MariaDB allow: SQLAlchemy cuts it.
 sa.Table(
@@ -186,6 +204,24 @@ def test_float_53_is_a_double_and_float_24_is_not(request, url, tmp_path):
     _execute(url, f"ALTER TABLE orders {'ALTER COLUMN small TYPE' if double != 'DOUBLE' else 'MODIFY small'} {double}")
     for against in ("models", "migrations"):
         assert _found(s, against) == {("changed_column_type", "orders.small")}, against
+
+
+def test_a_key_prefix_covering_the_whole_varchar_is_the_whole_column(mysql_url, tmp_path):
+    _project(mysql_url, tmp_path)
+    indexes = {ix["name"]: ix["columns"] for ix in read_document_of(mysql_url)["tables"]["chunks"]["indexes"]}
+    assert indexes["ix_chunks_label_whole"] == ["label"] and indexes["ix_chunks_label_part"] == ["label(8)", "id"]
+
+
+def test_a_sized_blob_or_text_is_the_type_mariadb_made_of_it_and_a_changed_one_is_found(mysql_url, tmp_path):
+    ini = _project(mysql_url, tmp_path)
+    s = _settings(ini, mysql_url, tmp_path)
+    columns = {c["name"]: c["type"] for c in read_document_of(mysql_url)["tables"]["chunks"]["columns"]}
+    assert [columns[c] for c in ("content", "tiny", "note", "short_note")] == [
+        "mediumblob", "tinyblob", "mediumtext", "tinytext"]
+    _execute(mysql_url, "ALTER TABLE chunks MODIFY content LONGBLOB", "ALTER TABLE chunks MODIFY note LONGTEXT")
+    for against in ("models", "migrations"):
+        assert _found(s, against) == {("changed_column_type", "chunks.content"),
+                                      ("changed_column_type", "chunks.note")}, against
 
 
 def _check_statements(name: str, expression: str) -> list[str]:

@@ -71,6 +71,17 @@ url = "postgresql://app:hunter22@db/app"
     assert spec.mask("hunter22") == "***"
 
 
+def test_a_target_or_control_url_that_does_not_parse_is_refused_without_its_password(tmp_path: Path) -> None:
+    """A literal password (no ${VAR}) in a mistyped URL: the masking patterns need scheme://."""
+    for body in ('[[targets]]\nname = "a"\nurl = "postgres//app:Hunter2typo@db/app"\n',
+                 ('[fleet]\ncontrol_url = "postgresql:/ctl:Hunter2typo@db/ctl"\n'
+                  '[[targets]]\nname = "a"\nurl = "sqlite:///x.db"\n')):
+        path = write(tmp_path, '[fleet]\nalembic_config = "alembic.ini"\n' + body.replace("[fleet]\n", ""))
+        with pytest.raises(ConfigError, match="not a database URL") as raised:
+            load_fleet(path, environ={})
+        assert "Hunter2typo" not in raised.value.message and "***@db/" in raised.value.message
+
+
 @pytest.mark.parametrize("body, message", [
     ('[[targets]]\nname = "a"\nurl = "postgresql://u:${NOPE}@h/d"\n', "NOPE is not set"),
     ('[[targets]]\nname = "a"\n', "needs a url"),

@@ -766,6 +766,45 @@ def _enum_values(type_text: str) -> list[str] | None:
     return [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", type_text)]
 
 
+# MySQL and MariaDB create BLOB(n) as the smallest BLOB type that holds n bytes and TEXT(n) as the
+# smallest TEXT type that holds n characters of the column's character set (1 to 4 bytes each); the
+# catalog shows that type and forgets n (BLOB(65536) is MEDIUMBLOB).
+_MYSQL_SIZED_LOB = re.compile(r"^(blob|text)\((\d+)\)$")
+_MYSQL_LOB_LIMITS = ((255, "tiny"), (65535, ""), (16777215, "medium"))
+
+
+def _mysql_lob(kind: str, size: int) -> str:
+    return next((prefix + kind for limit, prefix in _MYSQL_LOB_LIMITS if size <= limit), "long" + kind)
+
+
+# MySQL/MariaDB key prefixes: only string columns take one, and one that covers the whole declared
+# length of a CHAR/VARCHAR/BINARY/VARBINARY is the whole column (the catalog keeps no SUB_PART);
+# MariaDB builds a prefix given on a DATETIME or an INT as the whole column too.
+_MYSQL_SIZED_STRING = re.compile(r"^(?:var)?(?:char|binary)\((\d+)\)")
+_MYSQL_PREFIXED = re.compile(r"^(?:(?:tiny|medium|long)?(?:text|blob)|(?:var)?(?:char|binary))\b")
+
+
+def mysql_key_prefix(column_type: str, length: int | None) -> int | None:
+    """The prefix length the catalog shows for a key part of a column of the normalised
+    ``column_type`` declared with ``length`` (``mysql_length``): None where it is the whole column."""
+    if not length or not _MYSQL_PREFIXED.match(column_type):
+        return None
+    sized = _MYSQL_SIZED_STRING.match(column_type)
+    return None if sized and length >= int(sized.group(1)) else length
+
+
+def same_type(engine: str, expected: str, actual: str) -> bool:
+    """Whether a column of the normalised type ``expected`` can read as ``actual`` in the catalog."""
+    if expected == actual:
+        return True
+    sized = _MYSQL_SIZED_LOB.match(expected) if engine_family(engine) == "mysql" else None
+    if sized is None:
+        return False
+    kind, size = sized.group(1), int(sized.group(2))
+    widths = (1,) if kind == "blob" else (1, 2, 3, 4)
+    return actual in {_mysql_lob(kind, size * width) for width in widths}
+
+
 def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bool) -> list[Drift]:
     out: list[Drift] = []
     t = exp_t.name
@@ -788,7 +827,7 @@ def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bo
         if a is None:
             continue
         obj = f"{t}.{e.name}"
-        if e.type != a.type:
+        if not same_type(engine, e.type, a.type):
             ev, av = _enum_values(e.type), _enum_values(a.type)
             if ev is not None and av is not None:
                 out += [Drift("missing_enum_value", t, obj, v, None) for v in ev if v not in av]

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from dbguard.errors import ConfigError, ConnectError
-from dbguard.masking import mask
+from dbguard.masking import mask, mask_url_text
 
 # dbguard's own connections are synchronous, also when env.py migrates through an async driver.
 _SYNC_DRIVERS = {
@@ -28,7 +28,7 @@ def parse_url(url: str) -> URL:
     try:
         return sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
-        raise ConfigError(f"not a database URL: {mask(url)}") from None
+        raise ConfigError(f"not a database URL: {mask_url_text(url)}") from None
 
 
 def sync_url(url: URL) -> URL:
@@ -36,6 +36,14 @@ def sync_url(url: URL) -> URL:
     # (mysq://) must reach create_engine's one-line error, not escape from here.
     driver = _SYNC_DRIVERS.get((url.get_backend_name(), url.drivername.partition("+")[2]))
     return url.set(drivername=f"{url.get_backend_name()}+{driver}") if driver else url
+
+
+def unknown_database(url: URL) -> str:
+    """The line for a URL whose database SQLAlchemy has no dialect for (alembic init's placeholder
+    ``driver://user:pass@localhost/dbname`` left in alembic.ini, a typo in the scheme)."""
+    # Heroku-style postgres:// is the common one: SQLAlchemy 1.4 dropped that alias.
+    hint = " (SQLAlchemy spells it postgresql://)" if url.get_backend_name() == "postgres" else ""
+    return f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}{hint}"
 
 
 def masked(url: URL) -> str:
@@ -104,9 +112,7 @@ def create_engine(url: URL, connect_timeout_s: float = CONNECT_TIMEOUT_S, applic
             sa.event.listen(engine, "do_connect", bounded_pymysql_handshake(connect_timeout_s))
         return engine
     except sa.exc.NoSuchModuleError:
-        # Heroku-style postgres:// is the common one: SQLAlchemy 1.4 dropped that alias.
-        hint = " (SQLAlchemy spells it postgresql://)" if url.get_backend_name() == "postgres" else ""
-        raise ConfigError(f"{masked(url)}: SQLAlchemy knows no database {url.drivername!r}{hint}") from None
+        raise ConfigError(unknown_database(url)) from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no driver for {masked(url)}: {exc}; {driver_advice(url)}") from None
 

@@ -29,6 +29,7 @@ from dbguard.core.schema import (
     excluded,
     gc_paused,
     index_key,
+    mysql_key_prefix,
     normalize_type,
     parts_digest,
     split_index_key,
@@ -92,11 +93,22 @@ def read_env_models(config: Any, script: Any) -> tuple[list[Any], Any | None, En
 
 
 def metadata_list(meta: Any) -> list[Any]:
-    """env.py's ``target_metadata`` (a MetaData, or a list of them) as a list."""
+    """env.py's ``target_metadata`` (a MetaData, or a list of them) as a list. Anything else in it
+    (a class that owns a MetaData, a Table) is env.py's mistake, named in one line: ``alembic check``
+    fails on it too, and comparing with only the rest would report that part's tables as extra."""
     if meta is None:
         raise NoTargetMetadata("env.py passes no target_metadata to context.configure(): nothing to compare "
                                "with; use --against migrations or a snapshot file")
-    return list(meta) if isinstance(meta, (list, tuple)) else [meta]
+    many = isinstance(meta, (list, tuple))
+    items = list(meta) if many else [meta]
+    for position, item in enumerate(items, 1):
+        if not isinstance(item, sa.MetaData):
+            what = (f"the class {item.__module__}.{item.__qualname__}" if isinstance(item, type)
+                    else f"a {type(item).__module__}.{type(item).__qualname__}")
+            where = f"item {position} of env.py's target_metadata" if many else "env.py's target_metadata"
+            raise ConfigError(f"{where} is {what}, not a sqlalchemy MetaData: nothing to compare with (alembic "
+                              "check fails on it too); pass the MetaData, or use --against migrations")
+    return items
 
 
 def _constraint_name(constraint: Any, sa_dialect: Any = None, limit: int | None = None) -> str | None:
@@ -344,7 +356,7 @@ class _TableConverter:
             parts = []
             for expr in index.expressions:
                 if isinstance(expr, sa.Column):
-                    length = _mysql_length(index, expr.name) if dialect.unique_constraints_are_indexes else None
+                    length = self._key_prefix(index, expr)
                     parts.append(expr.name + (f"({length})" if length else ""))
                 elif isinstance(expr, str):
                     parts.append(expr)
@@ -379,6 +391,16 @@ class _TableConverter:
         return (str(table.name), columns, pk, uniques, checks, indexes, fks,
                 table.comment if sa_dialect.supports_comments else None)
 
+    def _key_prefix(self, index: Any, column: Any) -> int | None:
+        """The MySQL prefix length of ``column`` in ``index`` as the catalog will show it."""
+        if not self.dialect.unique_constraints_are_indexes:
+            return None
+        length = _mysql_length(index, column.name)
+        if not length:
+            return None
+        type_text = _split_collation(_type_text(column.type, self.sa_dialect, self.type_texts))[0]
+        return mysql_key_prefix(normalize_type(self.engine, type_text), length)
+
     def _index_key(self, index: Any, expr: Any) -> str:
         """A key part that is not a bare column: ``t.c.a.desc()``, ``func.lower(t.c.b)``, ``text("a DESC")``,
         written as the catalog readers write it (:func:`dbguard.core.schema.index_key`)."""
@@ -391,7 +413,7 @@ class _TableConverter:
                 nulls = nulls or word
             expr = expr.element
         if isinstance(expr, sa.Column):
-            length = _mysql_length(index, expr.name) if self.dialect.unique_constraints_are_indexes else None
+            length = self._key_prefix(index, expr)
             text = expr.name + (f"({length})" if length else "")
         else:
             text = _ddl_compile(expr, self.sa_dialect)
@@ -413,11 +435,29 @@ class _TableConverter:
             self.enums[enum_type.name] = tuple(enum_type.enums)
 
 
-def _model_tables(metadatas: list[Any], exclude: tuple[str, ...] = ()) -> list[Any]:
+def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tuple[str, ...] = ()) -> list[Any]:
     """The models' tables in the connection's default schema, without those matching ``exclude``.
-    Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway."""
-    return [table for metadata in metadatas for table in metadata.tables.values()
-            if table.schema is None and not (exclude and excluded(table.name, exclude))]
+    Not sorted_tables: its dependency sort is quadratic in tables, and the order is canonical()'s anyway.
+
+    A table that several MetaData of target_metadata declare (dagster's run and event-log storages
+    both declare ``secondary_indexes``; ``alembic check`` refuses any such list) is expected once when
+    they declare it alike on this engine. Declared differently, the models contradict each other and
+    no comparison could be right: it is named, exit 2."""
+    tables = [table for metadata in metadatas for table in metadata.tables.values()
+              if table.schema is None and not (exclude and excluded(table.name, exclude))]
+    if len(metadatas) < 2:
+        return tables
+    first: dict[str, Any] = {}
+    unique: list[Any] = []
+    for table in tables:
+        other = first.setdefault(table.name, table)
+        if other is table:
+            unique.append(table)
+        elif converter.convert(other) != converter.convert(table):
+            raise ConfigError(f"env.py's target_metadata declares table {table.name} in two MetaData, "
+                              f"differently on {converter.sa_dialect.name}: nothing to compare it with "
+                              "(keep one declaration)")
+    return unique
 
 
 def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
@@ -437,11 +477,11 @@ def schema_from_metadata(metadatas: list[Any], sa_dialect: Any, dialect: Dialect
     """
     converter = _TableConverter(sa_dialect, dialect)
     wanted = None if only is None else set(only)
-    tables = [converter.convert(table) for table in _model_tables(metadatas)
+    tables = [converter.convert(table) for table in _model_tables(metadatas, converter)
               if wanted is None or table.name in wanted]
     if wanted is not None:
         # The enums come from the columns of every table, not only of those converted.
-        for table in _model_tables(metadatas):
+        for table in _model_tables(metadatas, converter):
             if table.name not in wanted:
                 converter.collect_enums(table)
     return canonical(Schema(engine=dialect.name, tables=tuple(tables), enums=tuple(converter.enums.items()),
@@ -470,7 +510,7 @@ def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
     kept. (Converting half of them in a forked child was measured slower: after the fork, both
     processes copy every page of the models' heap they touch.)"""
     converter = _TableConverter(sa_dialect, dialect)
-    digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, exclude)}
+    digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, converter, exclude)}
     return ModelDigests(engine=dialect.name, tables=digests, enums=tuple(sorted(converter.enums.items())),
                         sequences=_model_sequences(metadatas, sa_dialect))
 
@@ -787,12 +827,13 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
 
     chosen = baselines.from_settings(target.settings)
     config = _config_for(target.config, url)
+    tracker = None
     try:
         after: tuple[str, ...] = ()
         if chosen is not None:
             after = baselines.apply(chosen, url, target.settings)
             announce(f"created the baseline {chosen.spec}" + (f" (at {' '.join(after)})" if after else ""))
-        with _replay_hooks(config, url):
+        with _replay_hooks(config, url) as tracker:
             if after:
                 command.stamp(config, list(after) if len(after) > 1 else after[0])
             for head in heads or ():
@@ -801,6 +842,9 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
         raise
     except Exception as exc:  # noqa: BLE001 - the project's migrations: one line, exit 2
         line = f"{type(getattr(exc, 'orig', None) or exc).__name__}: {dbconnect.first_line(exc)}"
+        failed = getattr(getattr(tracker, "current", None), "revision", None)
+        if failed:  # the revision whose upgrade() failed (none: env.py or the baseline's stamp)
+            line = f"revision {failed}: {line}"
         if chosen is None and dialect.is_missing_table(exc):
             raise ConfigError(
                 f"replaying the migrations failed: {line}; the chain looks brownfield (its first revision "
@@ -808,6 +852,9 @@ def replay_into(target: Any, dialect: Dialect, url: sa.engine.URL, heads: tuple[
                 "or a snapshot .json (setting replay_baseline), with --baseline-revision REV if it stands "
                 "for a later revision"
             ) from None
+        if chosen is None and failed:
+            line += ("; where the chain cannot run from an empty database, start the replay from --baseline "
+                     "(setting replay_baseline) with --baseline-revision REV")
         raise ConfigError(f"replaying the migrations failed: {line}") from None
 
 
@@ -817,7 +864,7 @@ def config_for(config: Any, url: sa.engine.URL) -> Any:
 
 
 @contextlib.contextmanager
-def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[None]:
+def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[Any]:
     """env.py migrates the scratch database on a connection of its own (from the sqlalchemy.url of
     ``config``, as under plain Alembic); whatever it connects to must be that database, never the
     one being checked (an env.py that ignores sqlalchemy.url would replay into it)."""
@@ -838,7 +885,7 @@ def _replay_hooks(config: Any, url: sa.engine.URL) -> Iterator[None]:
     with bridge.configure_hook():
         config.attributes["dbguard"] = hooks
         try:
-            yield
+            yield hooks.tracker
         finally:
             config.attributes.pop("dbguard", None)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from dbguard.core.fleet import Member
 from dbguard.errors import ConfigError
-from dbguard.masking import mask
+from dbguard.masking import mask, mask_url_text
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The password part of a URL, before expansion: everything between user: and @.
@@ -190,7 +190,7 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
         try:
             masked_url = _masked(url)
         except ConfigError:
-            raise ConfigError(f"{where}: not a database URL: {mask(url, secrets)}") from None
+            raise ConfigError(f"{where}: not a database URL: {mask_url_text(url, secrets)}") from None
         weight = raw.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise ConfigError(f"{where}: weight must be a finite number of 0 or more (its share of traffic)")
@@ -227,7 +227,7 @@ def load_fleet(path: str | Path, environ: Mapping[str, str] | None = None,
     try:
         masked_control = _masked(control)
     except ConfigError:
-        raise ConfigError(f"{path}: control_url is not a database URL: {mask(control, secrets)}") from None
+        raise ConfigError(f"{path}: control_url is not a database URL: {mask_url_text(control, secrets)}") from None
     batches = str(fleet.get("batches") or DEFAULT_BATCHES)
     worker_timeout = fleet.get("worker_timeout_s", DEFAULT_WORKER_TIMEOUT_S)
     if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) \

@@ -57,15 +57,15 @@ def convention_name(constraint: Any, table: Any) -> Any:
 def cache_key(element: Any) -> Any:
     """SQLAlchemy's cache key of an expression (its statement's shape and bound values), or None.
 
-    A project's construct without ``inherit_cache`` makes SQLAlchemy warn that the project's own
-    statements will not be cached (prefect's ``GenerateUUID`` as a server default): advice to the
-    project's authors, asked for by dbguard only, so kept from dbguard's output (the key is None)."""
+    A project's own construct without ``inherit_cache`` (dagster's server default, prefect's
+    ``GenerateUUID``) has none, and SQLAlchemy warns when asked: dbguard asks, the project never
+    does (DDL is not cached), so the warning would be dbguard's noise."""
     import warnings
 
-    import sqlalchemy as sa
+    from sqlalchemy.exc import SAWarning
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sa.exc.SAWarning)
+        warnings.filterwarnings("ignore", message=".*will not make use of SQL compilation caching", category=SAWarning)
         return element._generate_cache_key()
 
 
