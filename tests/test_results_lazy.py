@@ -1,5 +1,6 @@
 """Result classes of other commands load on first use; the upgrade path never builds them."""
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ NOT_FOR_DRIFT = ("dbguard.core.victims", "dbguard.core.sessionview", "dbguard.di
 
 def test_a_drift_command_loads_no_module_of_other_commands(tmp_path) -> None:
     ini = Path(__file__).resolve().parent.parent / "migrations_example" / "alembic.ini"
+    sqlite3.connect(tmp_path / "x.db").close()  # an empty database: a read never creates one
     code = ("import atexit, runpy, sys; "
             "atexit.register(lambda: print('LOADED', *sorted(m for m in sys.modules if m.startswith('dbguard')))); "
             f"sys.argv = ['dbguard', '-c', {str(ini)!r}, '--url', {'sqlite:///' + str(tmp_path / 'x.db')!r}, "
