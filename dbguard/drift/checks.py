@@ -147,15 +147,19 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     started = time.monotonic()
     exclude = exclusions(settings)
     # Against the models, the live catalog is read in a child process on the other core while
-    # this one imports SQLAlchemy, Alembic and the models (None: not worth it or not possible here).
+    # this one imports Alembic and the models (None: not worth it or not possible here). SQLAlchemy,
+    # which both need, is imported (and frozen) before the fork: the child inherits it instead of
+    # importing it again on a second core that the server's own work competes for.
     if against == "models":
         from dbguard.drift import prefetch as catalog_prefetch
 
+        with model.gc_paused(freeze=True):
+            import dbguard.db.catalog  # noqa: F401 - SQLAlchemy and the catalog reader
         prefetch = catalog_prefetch.start(settings, exclude)
     else:
         prefetch = None
     try:
-        # SQLAlchemy's and Alembic's modules live as long as the process: imported without the
+        # Alembic's modules (and SQLAlchemy's) live as long as the process: imported without the
         # collector walking them again and again as they grow, then frozen.
         with model.gc_paused(freeze=True):
             from dbguard.db.catalog import read_document
