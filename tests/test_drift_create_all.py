@@ -121,15 +121,22 @@ target_metadata = _models.metadata
 '''
 
 
-def _project(url: str, tmp_path: Path) -> Path:
-    """An Alembic project whose one revision is ``target_metadata.create_all()``, upgraded to head."""
-    ini = make_project(tmp_path, url, [("r1", 'op.get_context().opts["target_metadata"].create_all(op.get_bind())')])
+def _project_with_models(url: str, tmp_path: Path, revision: str, models_text: str) -> Path:
+    """An Alembic project of one revision whose env.py's target_metadata is ``models_text``'s
+    ``metadata``, upgraded to head."""
+    ini = make_project(tmp_path, url, [("r1", revision)])
     models = ini.parent / "create_all_models.py"
-    models.write_text(textwrap.dedent(MODELS))
+    models.write_text(textwrap.dedent(models_text))
     env_py = ini.parent / "migrations" / "env.py"
     env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
     command.upgrade(Config(str(ini)), "head")
     return ini
+
+
+def _project(url: str, tmp_path: Path) -> Path:
+    """An Alembic project whose one revision is ``target_metadata.create_all()``, upgraded to head."""
+    return _project_with_models(url, tmp_path, 'op.get_context().opts["target_metadata"].create_all(op.get_bind())',
+                                MODELS)
 
 
 def _found(settings, against: str) -> set[tuple[str, str]]:
@@ -536,12 +543,7 @@ TWICE_REVISION = ('op.create_table("artifacts", sa.Column("id", sa.Integer, prim
 
 
 def test_an_index_the_models_declare_twice_is_expected_once(db_url, tmp_path):
-    ini = make_project(tmp_path, db_url, [("r1", TWICE_REVISION)])
-    models = ini.parent / "twice_models.py"
-    models.write_text(textwrap.dedent(TWICE_MODELS))
-    env_py = ini.parent / "migrations" / "env.py"
-    env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
-    command.upgrade(Config(str(ini)), "head")
+    ini = _project_with_models(db_url, tmp_path, TWICE_REVISION, TWICE_MODELS)
     s = _settings(ini, db_url, tmp_path)
     assert _found(s, "models") == set()
     # A real difference in that index is still found.
@@ -578,12 +580,7 @@ counters = sa.Table(
 def test_a_models_default_sqlalchemy_cannot_cache_adds_no_warning(db_url, tmp_path):
     create = ('op.create_table("counters", sa.Column("id", sa.Integer, primary_key=True), '
               'sa.Column("n", sa.Integer, nullable=False, server_default="0"))')
-    ini = make_project(tmp_path, db_url, [("r1", create)])
-    models = ini.parent / "uncached_models.py"
-    models.write_text(textwrap.dedent(UNCACHED_MODELS))
-    env_py = ini.parent / "migrations" / "env.py"
-    env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
-    command.upgrade(Config(str(ini)), "head")
+    ini = _project_with_models(db_url, tmp_path, create, UNCACHED_MODELS)
     cli = subprocess.run([sys.executable, "-m", "dbguard.cli", "-c", str(ini), "--url", db_url, "drift"],
                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
@@ -609,12 +606,7 @@ def test_an_interval_default_the_server_rewrites_is_no_drift(pg_url, tmp_path):
     create = ('op.create_table("runs", sa.Column("id", sa.Integer, primary_key=True), '
               'sa.Column("total_run_time", sa.Interval, nullable=False, server_default="0"), '
               'sa.Column("grace", sa.Interval, nullable=False, server_default="1 day 2 hours"))')
-    ini = make_project(tmp_path, pg_url, [("r1", create)])
-    models = ini.parent / "interval_models.py"
-    models.write_text(textwrap.dedent(INTERVAL_MODELS))
-    env_py = ini.parent / "migrations" / "env.py"
-    env_py.write_text(env_py.read_text().replace("target_metadata = None", ENV_MODELS.format(path=str(models))))
-    command.upgrade(Config(str(ini)), "head")
+    ini = _project_with_models(pg_url, tmp_path, create, INTERVAL_MODELS)
     s = _settings(ini, pg_url, tmp_path)
     assert _found(s, "models") == set()
     _execute(pg_url, "ALTER TABLE runs ALTER COLUMN grace SET DEFAULT '1 day 3 hours'")
