@@ -67,13 +67,15 @@ class _Judge:
         type_ = _TYPES[base]
         model_table = self.tables.get(table_name)
         model_object = _model_object(model_table, base, name) if kind != "extra" else None
-        live = None if kind == "missing" else _stand_in(table_name, base, name)
-        if live is not None and not self._name_included(name, type_, table_name):
+        if kind != "missing" and not self._name_included(name, type_, table_name):
             return False
+        # The stand-in knows a column's name, not its type: it is shown twice, with two types, and the
+        # difference is left out only if the hook leaves out both (it judged by what is known).
+        lives = [None] if kind == "missing" else [_stand_in(table_name, base, name, t) for t in _STAND_IN_TYPES]
         if model_object is not None:
-            return self._object_included(model_object, name, type_, False, live)
-        if live is not None:
-            return self._object_included(live, name, type_, True, None)
+            return any(self._object_included(model_object, name, type_, False, live) for live in lives)
+        if lives[0] is not None:
+            return any(self._object_included(live, name, type_, True, None) for live in lives)
         return True
 
     def _table_included(self, name: str, reflected: bool) -> bool:
@@ -122,10 +124,14 @@ def _model_object(table: Any, base: str, name: str) -> Any | None:
     return next((c for c in table.constraints if isinstance(c, kind) and c.name == name), None)
 
 
-def _stand_in(table_name: str, base: str, name: str) -> Any:
+# Two types a database-only column's stand-in is shown with (see _Judge.included).
+_STAND_IN_TYPES = (sa.types.NullType, sa.types.String)
+
+
+def _stand_in(table_name: str, base: str, name: str, column_type: Any = sa.types.NullType) -> Any:
     """The database's object as far as its name goes (a column on a Table of its name)."""
     if base == "column":
-        column = sa.Column(name, sa.types.NullType())
+        column = sa.Column(name, column_type())
         sa.Table(table_name, sa.MetaData()).append_column(column)
         return column
     if base == "index":
