@@ -186,7 +186,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
         # Only here: with the forked child's catalog, this process never reads the ledger.
         from dbguard.db.ledger import read_version_heads
 
-        left_out: list[model.Drift] = []
+        considered: list[model.Drift] | None = None  # the drifts env.py's include hooks keep
         with open_session(target) as session:
             # Waits on locks are bounded for the catalog's reads, not for the scratch database's
             # CREATE and DROP (a replay's killed session may take a moment to let go of it).
@@ -207,9 +207,9 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                     heads = read_version_heads(session.conn, target.version_table)
                     found, names, actual = _models_in_process(session.conn, session.dialect, load, exclude)
                 if env_models:
-                    from dbguard.drift.env_filters import left_out as env_left_out
+                    from dbguard.drift.env_filters import kept
 
-                    left_out = env_left_out(found, env_models[0][1], env_models[0][0])
+                    considered = kept(found, env_models[0][1], env_models[0][0])
             elif against == "models":
                 # A fleet's worker: the models' schema, converted once, serves every target.
                 with _reading_catalog(session, settings):
@@ -241,7 +241,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
     finally:
         if prefetch is not None:
             prefetch.close()
-    return _report(settings, against, ignore, started, actual["engine"], heads, found, names, left_out)
+    return _report(settings, against, ignore, started, actual["engine"], heads, found, names, considered)
 
 
 def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: float, exclude: tuple[str, ...],
@@ -266,19 +266,18 @@ def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: floa
         return None
     found = _diff_by_digests(metadatas, sa_dialect, dialect, digests, live.digests, document)
     names = digests.tables.keys() | live.digests.keys()
-    from dbguard.drift.env_filters import left_out
+    from dbguard.drift.env_filters import kept
 
     return _report(target.settings, "models", ignore, started, document["engine"], live.heads, found, names,
-                   left_out(found, filters, metadatas))
+                   kept(found, filters, metadatas))
 
 
 def _report(settings: Any, against: str, ignore: tuple[str, ...], started: float, engine: str,
             heads: tuple[str, ...], found: list[model.Drift], names: Any,
-            left_out: list[model.Drift] | tuple[()] = ()) -> DriftReport:
-    """``left_out``: what env.py's include_name/include_object leave out, counted as ignored."""
+            considered: list[model.Drift] | None = None) -> DriftReport:
+    """``considered``: the drifts env.py's include hooks keep (None: all found); the rest count as ignored."""
     patterns = tuple(settings.drift_ignore) + tuple(ignore)
-    out = {id(d) for d in left_out}
-    kept = model.filter_drift([d for d in found if id(d) not in out], patterns)
+    kept = model.filter_drift(found if considered is None else considered, patterns)
     return DriftReport(
         against=against, engine=engine, revisions=heads, drifts=tuple(kept), tables_compared=len(names),
         table_names=tuple(sorted(names)),

@@ -48,6 +48,12 @@ def left_out(drifts: Sequence[Drift], filters: EnvFilters | None, metadatas: Seq
     return [d for d in drifts if d.table is not None and not judge.included(d)]
 
 
+def kept(drifts: Sequence[Drift], filters: EnvFilters | None, metadatas: Sequence[Any]) -> list[Drift]:
+    """The drifts env.py's hooks keep in the comparison (all but :func:`left_out`)."""
+    out = {id(d) for d in left_out(drifts, filters, metadatas)}
+    return [d for d in drifts if id(d) not in out]
+
+
 class _Judge:
     def __init__(self, filters: EnvFilters, tables: dict[str, Any]) -> None:
         self.filters, self.tables = filters, tables

@@ -197,11 +197,10 @@ def _against_models(session: Any, target: Any, script: Any, heads: tuple[str, ..
     try:
         expected = sources.models_schema(target, session, exclusions(target.settings), seen_metadata)
         drifts = model.diff_models(expected, live)
-        if seen_metadata is not None and len(seen_metadata) > 1:
-            from dbguard.drift.env_filters import left_out
+        if seen_metadata is not None:  # (target_metadata, env.py's include hooks) of the run's configure()
+            from dbguard.drift.env_filters import kept
 
-            out = {id(d) for d in left_out(drifts, seen_metadata[1], sources.metadata_list(seen_metadata[0]))}
-            drifts = [d for d in drifts if id(d) not in out]
+            drifts = kept(drifts, seen_metadata[1], sources.metadata_list(seen_metadata[0]))
         drifts = model.filter_drift(drifts, ignore)
     except sources.NoTargetMetadata:
         return _ModelsOpinion()  # a stock env.py has no models: nothing to compare with, not a problem
