@@ -223,10 +223,32 @@ def test_a_health_sql_failing_while_its_batch_bakes_stops_the_fleet(bake_fleet: 
     path = bake_fleet.write([], {0: ['health_sql = "SELECT 1 / count(*) FROM bake_ok"'],
                                  1: ['health_sql = "SELECT 1 / count(*) FROM bake_ok"'],
                                  2: ['health_sql = "SELECT 1"']})
-    code, events, err = run_until(bake_fleet.start(path), once(lambda: execute(bake_fleet.urls[1],
-                                                                               "DELETE FROM bake_ok"), 2))
+    seen: list[dict[int, str]] = []
+
+    def read_then_break() -> None:
+        # What `fleet status` reads while batch 2 bakes: it has passed one check, not the bake.
+        seen.append(batch_states(path.parent / "fleet.fleet.db"))
+        execute(bake_fleet.urls[1], "DELETE FROM bake_ok")
+
+    code, events, err = run_until(bake_fleet.start(path), once(read_then_break, 2))
     assert_stopped_by(events, 2, HEALTH_SQL, code, err)
-    assert any(e["event"] == "probe" and e["batch"] == 1 and e["ok"] for e in events)  # batch 1 baked clean
+    assert seen == [{1: "verified", 2: "baking", 3: "planned"}]
+    # Batch 1 baked clean, and was called verified only after its bake.
+    kinds = [(e["event"], e.get("batch")) for e in events]
+    last_probe = max(i for i, (kind, batch) in enumerate(kinds) if kind == "probe" and batch == 1)
+    assert kinds.index(("batch_verified", 1)) > last_probe
+    assert ("batch_verified", 2) not in kinds
+    assert batch_states(path.parent / "fleet.fleet.db") == {1: "verified", 2: "failed", 3: "skipped"}
+
+
+def batch_states(control: Path) -> dict[int, str]:
+    """Each batch's status in the fleet's control database (a SQLite file beside the fleet file)."""
+    engine = sa.create_engine(f"sqlite:///{control}", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT number, status FROM dbguard_fleet_batches")).all())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.integration

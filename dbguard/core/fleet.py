@@ -40,6 +40,8 @@ FINISHED_TARGET = frozenset({TargetStatus.SUCCEEDED, TargetStatus.FAILED, Target
 class BatchStatus(str, enum.Enum):
     PLANNED = "planned"
     OPEN = "open"  # its targets may start (distributed workers claim them)
+    # Verified once after its run and now probed for the bake: not verified until the bake ends clean.
+    BAKING = "baking"
     VERIFIED = "verified"
     FAILED = "failed"
     SKIPPED = "skipped"

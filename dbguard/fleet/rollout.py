@@ -445,11 +445,9 @@ class _Rollout:
                     self._verify(number, targets)
                 if self.failure is not None:
                     break
-                self.control.update_batch(self.run_id, number, status=BatchStatus.VERIFIED.value,
-                                          verified_at=utcnow())
-                self.emit("batch_verified", batch=number, batches=len(self.plan), size=len(targets))
                 # The last batch bakes too: it carries the most traffic, and a failure still opens the breaker.
                 if self.options.bake_s > 0:
+                    self.control.update_batch(self.run_id, number, status=BatchStatus.BAKING.value)
                     self.emit("baking", batch=number, seconds=self.options.bake_s,
                               probe_interval_s=self.spec.probe_interval_s, probe_failures=self.spec.probe_failures)
                     self._bake(number, targets)
@@ -458,6 +456,9 @@ class _Rollout:
                         self._verify(number, targets, f" after baking {self.options.bake_s:g} s")
                     if self.failure is not None:
                         break
+                self.control.update_batch(self.run_id, number, status=BatchStatus.VERIFIED.value,
+                                          verified_at=utcnow())
+                self.emit("batch_verified", batch=number, batches=len(self.plan), size=len(targets))
         finally:
             if owned is not None:
                 # In-flight targets finish (a migration is never stopped mid-DDL).
