@@ -720,9 +720,11 @@ def blast_radius_lines(radius: Any, command: str | None) -> tuple[str, ...]:
 
 
 def _fleet_target_line(t: Any) -> str:
-    frm = " ".join(t.from_revisions) or "base"
-    to = t.to_revision or "-"
-    text = f"  {t.name:<20} {t.masked_url:<48} {t.status or '-':<11} {frm} -> {to}"
+    if t.from_revisions is None:  # its batch never started: no revision was read, none is claimed
+        moved = "(revisions not read)"
+    else:
+        moved = f"{' '.join(t.from_revisions) or 'base'} -> {t.to_revision or '-'}"
+    text = f"  {t.name:<20} {t.masked_url:<48} {t.status or '-':<11} {moved}"
     why = t.error or (t.message if t.status not in ("succeeded", "pending", "skipped") else None)
     return text + (f"\n      {why}" if why else "")
 

@@ -155,3 +155,20 @@ def test_the_progress_line_of_a_stopped_fleet_says_refused_or_failed_and_where()
         == "fleet f: REFUSED at batch 1: t1 not HEALTHY"
     assert line({"event": "fleet_failed", "fleet": "f", "status": "failed", "error": "t2: busy"}) == \
         "fleet f: FAILED: t2: busy"
+
+
+def test_a_target_whose_batch_never_started_claims_no_revision() -> None:
+    from dbguard.output import render
+    from dbguard.results import FleetBatchResult, FleetResult, FleetTargetResult
+
+    result = FleetResult(fleet="f", intent="upgrade", status="failed", exit_code=5, message="fleet run 1 failed",
+                         batches=(FleetBatchResult(number=1, status="failed", targets=("at-base",)),
+                                  FleetBatchResult(number=2, status="skipped", targets=("never-read",))),
+                         targets=(FleetTargetResult(name="at-base", masked_url="sqlite://", weight=1, batch=1,
+                                                    status="failed", from_revisions=(), to_revision="r2"),
+                                  FleetTargetResult(name="never-read", masked_url="sqlite://", weight=1, batch=2,
+                                                    status="skipped")))
+    lines = render(result, "text").splitlines()
+    assert any("at-base" in line and "base -> r2" in line for line in lines)
+    (skipped,) = [line for line in lines if "never-read" in line]
+    assert "(revisions not read)" in skipped and "base" not in skipped

@@ -211,6 +211,9 @@ def test_failed_batch_stops_the_rollout_and_rollback_restores_the_fleet(fleet: F
     assert by_name["db02"]["status"] == "failed"
     assert all(by_name[n]["status"] == "skipped" for n in fleet.names()[3:])
     assert [b["status"] for b in summary["batches"]] == ["verified", "failed", "skipped"]
+    # Read at its pre-flight: at base. Never pre-flighted: no revision is claimed for it.
+    assert by_name["db02"]["from_revisions"] == []
+    assert all(by_name[n]["from_revisions"] is None for n in fleet.names()[3:])
 
     # What the databases say: batch 1 and db01 at r3, db02 stopped at r1, batch 3 untouched.
     assert versions(fleet.urls[0]) == ["r3"] and versions(fleet.urls[1]) == ["r3"]

@@ -779,7 +779,8 @@ def _run_detail(control: Control, run_id: int, spec: FleetSpec) -> tuple[tuple[F
     tags = {t.name: t.tags for t in spec.targets}
     targets = tuple(FleetTargetResult(
         name=r["target"], masked_url=r["masked_url"] or "", weight=r["weight"], batch=r["batch"], status=r["status"],
-        from_revisions=tuple((r["from_revisions"] or "").split()), to_revision=r["to_revision"],
+        from_revisions=None if r["from_revisions"] is None else tuple(r["from_revisions"].split()),
+        to_revision=r["to_revision"],
         run_id=r["target_run_id"], message=r["message"], error=r["error"], started_at=r["started_at"],
         finished_at=r["finished_at"], verified_at=r["verified_at"], state=r["target_state"],
         tags=tags.get(r["target"], ())) for r in rows)

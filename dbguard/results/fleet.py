@@ -19,7 +19,8 @@ class FleetTargetResult:
     weight: float
     batch: int | None = None
     status: str | None = None  # dbguard.core.fleet.TargetStatus value
-    from_revisions: tuple[str, ...] = ()
+    # None: never read (the target's batch never reached its pre-flight); () is base.
+    from_revisions: tuple[str, ...] | None = None
     to_revision: str | None = None
     run_id: int | None = None  # the target's own ledger run
     message: str | None = None
