@@ -127,6 +127,9 @@ def test_observe_a_chain_on_postgresql(pg_url: str, pg_server_url: str, tmp_path
     dg116 = [f for r in doc["revisions"] for f in r["findings"] if f["code"] == "DG116"]
     assert [(f["revision"], f["table"], f["severity"]) for f in dg116] == [("r6", "child", "low")]
     assert observation["disagreements"] == 1
+    # The summary counts what the scratch run found with the rest.
+    every = [f["severity"] for r in doc["revisions"] for f in r["findings"]]
+    assert doc["summary"]["findings"] == {s: every.count(s) for s in set(every)}
 
     # The revision that fails on the empty database is not observed, and never a disagreement.
     assert by_revision["r7"]["status"] == "not observed"

@@ -18,6 +18,7 @@ from dbguard.errors import ConfigError, DbguardError, ExitCode
 from dbguard.results import PlanReport
 from dbguard.risk import observed as obs
 from dbguard.risk.model import Severity
+from dbguard.risk.plan import with_counts
 
 
 def observe(target: Any, report: PlanReport, destination: str, run: Callable[..., Any], *, session: Any = None,
@@ -152,8 +153,9 @@ def _with_observation(report: PlanReport, run: tuple[obs.Observation, list[tuple
     exit_code = report.exit_code
     if failing and exit_code == ExitCode.OK:
         exit_code = ExitCode.FINDINGS
-    return dataclasses.replace(report, revisions=tuple(plans), failing=failing, exit_code=exit_code,
-                               observed=observation)
+    summary = with_counts(report.summary, plans) if report.summary is not None else None
+    return dataclasses.replace(report, revisions=tuple(plans), summary=summary, failing=failing,
+                               exit_code=exit_code, observed=observation)
 
 
 def _weighed(finding: obs.Finding, report: PlanReport) -> obs.Finding:

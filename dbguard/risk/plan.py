@@ -537,12 +537,7 @@ def _summary(plans: Sequence[RevisionPlan], table_locks: Mapping[str, _TableLock
                 rows_locked += tf.rows
             elif tf is None or not tf.empty:
                 unknown += 1
-    counts: dict[str, int] = {}
-    top: Severity | None = None
-    for plan in plans:
-        for f in plan.findings:
-            counts[f.severity] = counts.get(f.severity, 0) + 1
-            top = f.level if top is None or f.level > top else top
+    counts, top = count_findings(plans)
     if unknown_hold:
         known = f"; longest known: {describe_hold(worst[0], worst[2])}" if worst is not None else ""
         worst_text = f"unknown: it scales with tables of unknown size{known}"
@@ -554,3 +549,21 @@ def _summary(plans: Sequence[RevisionPlan], table_locks: Mapping[str, _TableLock
                        destructive=tuple(destructive), worst_hold_s=worst[0] if worst else None,
                        worst_hold=worst_text, worst_hold_at=worst[1] if worst else None, findings=counts,
                        max_severity=top.label if top is not None else None)
+
+
+def count_findings(plans: Sequence[RevisionPlan]) -> tuple[dict[str, int], Severity | None]:
+    """The findings of ``plans`` by severity, and the highest severity among them."""
+    counts: dict[str, int] = {}
+    top: Severity | None = None
+    for plan in plans:
+        for f in plan.findings:
+            counts[f.severity] = counts.get(f.severity, 0) + 1
+            top = f.level if top is None or f.level > top else top
+    return counts, top
+
+
+def with_counts(summary: PlanSummary, plans: Sequence[RevisionPlan]) -> PlanSummary:
+    """``summary`` counting the findings of ``plans`` (findings added after the plan, such as what a
+    scratch run observed, are counted with the rest)."""
+    counts, top = count_findings(plans)
+    return dataclasses.replace(summary, findings=counts, max_severity=top.label if top is not None else None)
