@@ -209,7 +209,7 @@ def check(settings: Any, against: str = "models", ignore: tuple[str, ...] = (), 
                 if env_models:
                     from dbguard.drift.env_filters import kept
 
-                    considered = kept(found, env_models[0][1], env_models[0][0])
+                    considered = kept(found, env_models[0][1], env_models[0][0], actual, session.conn.dialect)
             elif against == "models":
                 # A fleet's worker: the models' schema, converted once, serves every target.
                 with _reading_catalog(session, settings):
@@ -269,7 +269,7 @@ def _models_against_prefetch(target: Any, ignore: tuple[str, ...], started: floa
     from dbguard.drift.env_filters import kept
 
     return _report(target.settings, "models", ignore, started, document["engine"], live.heads, found, names,
-                   kept(found, filters, metadatas))
+                   kept(found, filters, metadatas, document, sa_dialect))
 
 
 def _report(settings: Any, against: str, ignore: tuple[str, ...], started: float, engine: str,

@@ -200,7 +200,8 @@ def _against_models(session: Any, target: Any, script: Any, heads: tuple[str, ..
         if seen_metadata is not None:  # (target_metadata, env.py's include hooks) of the run's configure()
             from dbguard.drift.env_filters import kept
 
-            drifts = kept(drifts, seen_metadata[1], sources.metadata_list(seen_metadata[0]))
+            drifts = kept(drifts, seen_metadata[1], sources.metadata_list(seen_metadata[0]), live,
+                          session.conn.dialect)
         drifts = model.filter_drift(drifts, ignore)
     except sources.NoTargetMetadata:
         return _ModelsOpinion()  # a stock env.py has no models: nothing to compare with, not a problem

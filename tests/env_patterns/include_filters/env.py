@@ -1,6 +1,7 @@
 """env.py with include_name and include_object hooks, as projects write them to keep objects they do
 not manage out of autogenerate: indexes made by hand (``ix_manual_*``), tables another tool owns
-(``othertool_*``, judged on the object), and a legacy table left out by name before reflection."""
+(``othertool_*``, judged on the object), a legacy table left out by name before reflection, and
+database-only objects judged by what reflection says of them: binary columns, indexes on ``note``."""
 import sqlalchemy as sa
 from alembic import context
 from sqlalchemy import MetaData, engine_from_config, pool
@@ -20,6 +21,11 @@ def include_name(name, type_, parent_names):
 
 def include_object(obj, name, type_, reflected, compare_to):
     if type_ == "index" and name.startswith("ix_manual_"):
+        return False
+    # Judged by what reflection says of a database-only object: its type, its columns.
+    if type_ == "column" and reflected and isinstance(obj.type, sa.LargeBinary):
+        return False
+    if type_ == "index" and reflected and [c.name for c in obj.columns] == ["note"]:
         return False
     return not (type_ == "table" and obj.name.startswith("othertool_"))
 
