@@ -94,6 +94,12 @@ FLOOR = ("import gc, sys; gc.disable(); sys.path.insert(0, {folder!r}); import s
 # directly would pay. `alembic check` / this bounds any tool that compares with SQLAlchemy models.
 MODELS_FLOOR = ("import gc, sys; gc.disable(); sys.path.insert(0, {folder!r}); import sqlalchemy, {driver}; "
                 "import bench_models; gc.freeze()")
+# The floor and one connection to the database, as env.py opens it: no check of a live database can
+# skip it (PyMySQL 2.2 builds a TLS context, reading the system's CA bundle, for each connection).
+CONNECTED_FLOOR = ("import gc, sys; gc.disable(); sys.path.insert(0, {folder!r}); import sqlalchemy, {driver}; "
+                   "from alembic import context; import bench_models; "
+                   "sqlalchemy.create_engine({url!r}, poolclass=sqlalchemy.pool.NullPool).connect().close(); "
+                   "gc.freeze()")
 DRIVERS = {"postgresql": "psycopg", "mariadb": "pymysql"}
 
 REVISION = '''
@@ -211,6 +217,8 @@ def measure(engine_name: str, n: int, runs: int) -> dict[str, float]:
                 "proc_floor": ([PYTHON, "-c", FLOOR.format(folder=tmp, driver=DRIVERS[engine_name])], (0,)),
                 "proc_models_floor": ([PYTHON, "-c", MODELS_FLOOR.format(folder=tmp, driver=DRIVERS[engine_name])],
                                       (0,)),
+                "proc_connected_floor": ([PYTHON, "-c", CONNECTED_FLOOR.format(folder=tmp, url=url,
+                                                                                driver=DRIVERS[engine_name])], (0,)),
             }, runs))
             result["load"] = os.getloadavg()[0]
             return result
@@ -250,9 +258,9 @@ def main() -> None:
 def table_text(rows: list[tuple[str, int, dict[str, float]]]) -> str:
     header = ("| engine | N | compare_metadata (s) | dbguard compare (s) | ratio | per table (ms) a / d | "
               "`alembic check` (s) | `dbguard drift --against models` (s) | ratio | floor (s) | ratio bound | "
-              "dbguard / floor | models-only floor (s) | its bound | "
+              "dbguard / floor | connected floor (s) | dbguard / connected floor | models-only floor (s) | its bound | "
               "`dbguard drift --against schema.json` (s) | snapshot per table (ms) | models import (s) | load |")
-    lines = [header, "|" + "---|" * 18]
+    lines = [header, "|" + "---|" * 20]
     for engine_name, n, r in rows:
         lines.append(
             f"| {engine_name} | {n} | {r['inproc_alembic']:.2f} | {r['inproc_dbguard']:.3f} | "
@@ -261,6 +269,7 @@ def table_text(rows: list[tuple[str, int, dict[str, float]]]) -> str:
             f"{r['proc_alembic']:.2f} | {r['proc_dbguard']:.2f} | {r['proc_alembic'] / r['proc_dbguard']:.2f}x | "
             f"{r['proc_floor']:.2f} | {r['proc_alembic'] / r['proc_floor']:.2f}x | "
             f"{r['proc_dbguard'] / r['proc_floor']:.2f} | "
+            f"{r['proc_connected_floor']:.2f} | {r['proc_dbguard'] / r['proc_connected_floor']:.2f} | "
             f"{r['proc_models_floor']:.2f} | {r['proc_alembic'] / r['proc_models_floor']:.2f}x | "
             f"{r['proc_snapshot']:.2f} | {r['proc_snapshot'] / n * 1000:.2f} | {r['models_import']:.2f} | "
             f"{r['load']:.1f} |")
@@ -288,6 +297,9 @@ def write(table: str, loads: list[float], path: Path = ROOT / "docs" / "benchmar
         "collector off and the heap frozen before exit: what any tool comparing with env.py's models pays before "
         "comparing anything; "
         "\"ratio bound\" (`alembic check` / floor) is the highest whole-process ratio such a tool can reach. "
+        "\"connected floor\" is the floor and one connection to the database, opened as env.py opens it: no "
+        "check of a live database can skip it (PyMySQL 2.2 builds a TLS context from the system's CA bundle for "
+        "each connection). "
         "\"models-only floor\" leaves out Alembic too (Python, SQLAlchemy, the driver and the models module): "
         "even a tool that skipped env.py and imported the models directly pays it; \"its bound\" is "
         "`alembic check` / that. "
