@@ -128,6 +128,7 @@ def _status_text(report: StatusReport) -> str:
     if report.state == "HEALTHY" and report.last_run is not None:
         state += (" (schema verified against the reference)" if report.schema_verified else
                   " (not verified: " + "; ".join(report.findings) + ")" if report.findings else
+                  " (schema not checked now: " + report.schema_unchecked + ")" if report.schema_unchecked else
                   " (schema not verified yet: " + _unverified(report.last_run.schema_check) + ")")
     lines = [
         f"state:     {state}",

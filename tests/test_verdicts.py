@@ -281,3 +281,42 @@ def test_a_first_run_is_healthy_unverified_until_a_later_run_matches(db_url: str
         conn.execute(sa.text("CREATE TABLE handmade (id INTEGER)"))
     carried = api.upgrade(settings(ini, db_url))
     assert carried.exit_code == 0 and any("handmade" in w for w in carried.warnings)
+
+
+def test_status_reads_the_live_schema_before_it_calls_it_verified(db_url: str, tmp_path: Path) -> None:
+    ini = make_project(tmp_path, db_url, [T])
+    assert api.upgrade(settings(ini, db_url)).exit_code == 0
+    assert api.upgrade(settings(ini, db_url)).schema_check == "verified"
+    assert api.status(settings(ini, db_url)).schema_verified
+    # Changed by hand after the last run, which verified it: status no longer vouches for it.
+    execute(db_url, "CREATE TABLE handmade (id INTEGER)")
+    seen = api.status(settings(ini, db_url))
+    assert seen.state == "HEALTHY" and seen.exit_code == 0 and not seen.schema_verified
+    (finding,) = seen.findings
+    assert finding.startswith("the live schema differs from the reference at r1_t (1 difference(s)): "
+                              "extra table handmade"), finding
+    text = run_dbguard(ini, db_url, "status")
+    assert text.returncode == 0 and "HEALTHY (not verified: the live schema differs" in text.stdout, describe(text)
+    assert api.status(settings(ini, db_url, on_drift="refuse")).exit_code == 3
+    # drift_ignore leaves it out, as a run's end check does; put back, verified again.
+    assert api.status(settings(ini, db_url, drift_ignore=["handmade"])).schema_verified
+    execute(db_url, "DROP TABLE handmade")
+    assert api.status(settings(ini, db_url)).schema_verified
+
+
+def test_status_claims_nothing_of_a_schema_it_could_not_read(pg_url: str, tmp_path: Path) -> None:
+    view = ("r1_v", 'op.execute("CREATE VIEW dbg_status_v AS SELECT 1 AS x")', 'op.execute("DROP VIEW dbg_status_v")')
+    ini = make_project(tmp_path, pg_url, [view])
+    assert api.upgrade(settings(ini, pg_url)).exit_code == 0
+    assert api.upgrade(settings(ini, pg_url)).schema_check == "verified"
+    holder = sa.create_engine(pg_url, poolclass=sa.pool.NullPool).connect()
+    try:
+        # Deparsing the view waits for this lock: status waits lock_timeout_ms, then says so.
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("LOCK TABLE dbg_status_v IN ACCESS EXCLUSIVE MODE")
+        seen = api.status(settings(ini, pg_url, lock_timeout_ms=300))
+        assert seen.state == "HEALTHY" and seen.exit_code == 0 and not seen.schema_verified and not seen.findings
+        assert seen.schema_unchecked.startswith("the catalog waited too long for a lock"), seen.schema_unchecked
+    finally:
+        holder.close()
+    assert api.status(settings(ini, pg_url)).schema_verified

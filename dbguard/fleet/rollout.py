@@ -146,7 +146,8 @@ def _look(target: TargetSpec, flags: dict[str, Any], secrets: Sequence[str], new
         except ConfigError:
             return _Seen(TargetState.HEALTHY.value, (), None)
     try:
-        report = state_of.report(_settings(target, flags))
+        # The state and revisions only: each target's guarded run checks its schema in its pre-flight.
+        report = state_of.report(_settings(target, flags), check_schema=False)
     except Exception as exc:  # noqa: BLE001 - an unreachable target is a refused target, never a crash
         from dbguard.db.connect import first_line
 

@@ -76,8 +76,11 @@ class StatusReport:
     ledger_exists: bool = True
     # HEALTHY is backed by a comparison with the reference schema (not only a first run storing it).
     schema_verified: bool = False
-    # What status found beside the state: alembic_version moved outside dbguard.
+    # What status found beside the state: alembic_version moved outside dbguard, the live schema no
+    # longer the reference of its revisions.
     findings: tuple[str, ...] = ()
+    # Why the live schema could not be compared now (a catalog lock wait): nothing is claimed about it.
+    schema_unchecked: str | None = None
     # Worth knowing, changes nothing: a password too short to be masked in free text.
     notes: tuple[str, ...] = ()
     # Read for metrics only (status(metrics=True)): the URL with its password masked, the last run's

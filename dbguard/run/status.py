@@ -11,9 +11,11 @@ from dbguard.results import StatusReport
 from dbguard.settings import Settings
 
 
-def report(settings: Settings, metrics: bool = False) -> StatusReport:
+def report(settings: Settings, metrics: bool = False, check_schema: bool = True) -> StatusReport:
     """State, current revisions, the last run and why the breaker is open; never takes the run lock.
-    ``metrics`` reads what only metrics show as well: the last run's steps, the kill audit's counts."""
+    ``metrics`` reads what only metrics show as well: the last run's steps, the kill audit's counts.
+    ``check_schema``: a HEALTHY target's live schema is read and compared with the reference stored
+    at its revisions, so "verified" speaks of the schema as it is now, not as the last run left it."""
     from dbguard.core import breaker
     from dbguard.core.state import TargetState, derive_state
     from dbguard.db.ledger import Ledger, read_version_heads
@@ -36,8 +38,13 @@ def report(settings: Settings, metrics: bool = False) -> StatusReport:
         dying_step = next((step.revision for step in reversed(last_steps) if step.status == "running"), None) \
             if runs and runs[0].status == "running" else None
         ended = _sessions_ended(session, settings.table_prefix) if metrics else None
-    last = runs[0] if runs else None
-    state = derive_state(last, held_by_other)
+        last = runs[0] if runs else None
+        state = derive_state(last, held_by_other)
+        live = None
+        if check_schema and state is TargetState.HEALTHY and last is not None and not problem:
+            from dbguard.run.verify import live_against_reference
+
+            live = live_against_reference(session, target, revisions)
     seen: dict[str, Any] = {"masked_url": target.masked_url, "last_run_steps": last_steps, "sessions_ended": ended} if metrics \
         else {}
     if problem and state is not TargetState.RUNNING:
@@ -46,7 +53,8 @@ def report(settings: Settings, metrics: bool = False) -> StatusReport:
                             advice=LEDGER_LOSS_ADVICE, ledger_exists=exists, **seen)
     from dbguard.drift.checks import heads_moved
 
-    findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,) if f)
+    findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,
+                                 live.finding if live is not None else None) if f)
     if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:
         # A process that died left its step running: that is the step it failed at.
         last = dataclasses.replace(last, failed_step=dying_step)
@@ -74,11 +82,23 @@ def report(settings: Settings, metrics: bool = False) -> StatusReport:
         lock_holder=holder if held_by_other else None,
         ledger_exists=exists,
         schema_verified=state is TargetState.HEALTHY and last is not None and last.schema_check == "verified"
-        and not findings,
+        and not findings and (not check_schema or (live is not None and live.unchecked is None)),
         findings=findings,
+        schema_unchecked=_unchecked(live, check_schema and state is TargetState.HEALTHY and last is not None
+                                    and last.schema_check == "verified" and not findings, revisions),
         notes=_short_secret_notes(target),
         **seen,
     )
+
+
+def _unchecked(live: Any, asked: bool, revisions: tuple[str, ...]) -> str | None:
+    """Why the live schema of a target whose last run verified it was not compared now (None: it was,
+    or there is no such claim to back)."""
+    if not asked:
+        return None
+    if live is None:
+        return f"no reference schema is stored at {' '.join(revisions) or 'base'}"
+    return str(live.unchecked) if live.unchecked else None
 
 
 def _sessions_ended(session: Any, prefix: str) -> tuple[tuple[str, int], ...] | None:

@@ -81,6 +81,50 @@ def store_start_reference(session: Any, target: Any, live: dict[str, Any] | None
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class LiveCheck:
+    """The live schema, read now, against the reference stored at the revisions alembic_version
+    says (``status``): the differences (none: unchanged), or why the catalog could not be read."""
+
+    revisions: tuple[str, ...]
+    differences: tuple[str, ...] = ()
+    unchecked: str | None = None
+
+    @property
+    def finding(self) -> str | None:
+        if not self.differences:
+            return None
+        return (f"the live schema differs from the reference at {' '.join(self.revisions) or 'base'} "
+                f"({len(self.differences)} difference(s)): {summary_lines(self.differences)}")
+
+
+def live_against_reference(session: Any, target: Any, heads: tuple[str, ...]) -> LiveCheck | None:
+    """Read the catalog and compare it with the reference at ``heads``; None when none is stored."""
+    from dbguard.db.catalog import read_document
+    from dbguard.db.ledger import SchemaStore
+    from dbguard.drift.checks import exclusions, unpack
+    from dbguard.target import catalog_lock_waits, catalog_wait_error
+
+    settings = target.settings
+    store = SchemaStore(session.conn, settings.table_prefix)
+    reference = store.latest(heads)
+    if reference is None:
+        return None
+    try:
+        with catalog_lock_waits(session, settings.lock_timeout_ms):
+            live = read_document(session.conn, session.dialect, exclusions(settings))
+    except Exception as exc:
+        waited = catalog_wait_error(session, exc)
+        if waited is None:
+            raise
+        return LiveCheck(heads, unchecked=waited)
+    if model.document_hash(live) == reference[1]:
+        return LiveCheck(heads)
+    stored = json.loads(unpack(store.schema_text(reference[0])))
+    drifts = model.filter_drift(model.diff_documents(stored, live), tuple(settings.drift_ignore))
+    return LiveCheck(heads, tuple(d.describe() for d in drifts))
+
+
 def _expected_elsewhere(session: Any, target: Any, heads: tuple[str, ...],
                         exclude: tuple[str, ...]) -> tuple[dict[str, Any], str] | None:
     """Where no reference is stored, the one the settings name: a committed snapshot of these
