@@ -91,6 +91,10 @@ class Column:
     collation: str | None = None
     comment: str | None = None
     generated: str | None = None
+    # MySQL/MariaDB's ON UPDATE expression (``ON UPDATE CURRENT_TIMESTAMP``), apart from the default.
+    on_update: str | None = None
+    # PostgreSQL's identity column: ALWAYS or BY DEFAULT, then START and INCREMENT where not 1.
+    identity: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,12 +104,15 @@ class Index:
     unique: bool = False
     where: str | None = None
     method: str | None = None  # None is the engine's default (btree)
+    include: tuple[str, ...] = ()  # PostgreSQL's INCLUDE columns, stored beside the key
+    nulls_not_distinct: bool = False  # PostgreSQL 15's UNIQUE NULLS NOT DISTINCT
 
 
 @dataclasses.dataclass(frozen=True)
 class Unique:
     name: str | None
     columns: tuple[str, ...]
+    nulls_not_distinct: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,7 +471,8 @@ def normalize_type(engine: str, raw: str) -> str:
             digits = params[1:-1]
             if digits.isdigit():
                 base, params = ("real" if int(digits) <= 24 else "double precision"), ""
-        return f"{_PG_ALIASES.get(base, base)}{params}{zone}{array}"
+        # PostgreSQL keeps no array dimensions or sizes: INTEGER[][] and INTEGER[3] are integer[].
+        return f"{_PG_ALIASES.get(base, base)}{params}{zone}{'[]' if array else ''}"
     if family == "mysql":
         text = text.replace("`", "")
         if text in ("tinyint(1)", "bool", "boolean"):
@@ -738,10 +746,17 @@ def _match(
     return pairs, missing, left
 
 
+def _unique_text(u: Unique) -> str:
+    return ("NULLS NOT DISTINCT " if u.nulls_not_distinct else "") + _cols(u.columns)
+
+
 def _index_text(ix: Index) -> str:
-    text = ("UNIQUE " if ix.unique else "") + _cols(ix.columns)
+    text = ("UNIQUE " if ix.unique else "") + ("NULLS NOT DISTINCT " if ix.nulls_not_distinct else "")
+    text += _cols(ix.columns)
     if ix.method:
         text += f" USING {ix.method}"
+    if ix.include:
+        text += f" INCLUDE {_cols(ix.include)}"
     if ix.where:
         text += f" WHERE {ix.where}"
     return text
@@ -808,6 +823,9 @@ def same_type(engine: str, expected: str, actual: str) -> bool:
 def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bool) -> list[Drift]:
     out: list[Drift] = []
     t = exp_t.name
+    # PostgreSQL's catalog names a column's collation only where it is not its type's default, which
+    # only a COLLATE gives: one the models do not ask for is drift there too.
+    compare_collation = compare_collation or engine == "postgresql"
     act_by = {c.name: c for c in act_t.columns}
     exp_by = {c.name: c for c in exp_t.columns}
     missing = [c for c in exp_t.columns if c.name not in act_by]
@@ -846,6 +864,10 @@ def _diff_columns(engine: str, exp_t: Table, act_t: Table, compare_collation: bo
             out.append(Drift("changed_column_default", t, obj, e.default, a.default, WARNING))
         if not same_expression(engine, e.generated, a.generated):
             out.append(Drift("changed_column_generated", t, obj, e.generated, a.generated))
+        if not same_expression(engine, e.on_update, a.on_update):
+            out.append(Drift("changed_column_on_update", t, obj, e.on_update, a.on_update))
+        if e.identity != a.identity:
+            out.append(Drift("changed_column_identity", t, obj, e.identity, a.identity))
         if e.collation != a.collation and (compare_collation or (e.collation and a.collation)):
             out.append(Drift("changed_column_collation", t, obj, e.collation, a.collation, WARNING))
         if (e.comment or None) != (a.comment or None):
@@ -867,8 +889,8 @@ def _diff_table(engine: str, e: Table, a: Table, from_catalog: bool) -> list[Dri
     out += [Drift("extra_unique", t, f"{t}.{u.name or _cols(u.columns)}", None, _cols(u.columns), WARNING)
             for u in extra]
     for x, y in pairs:
-        if x.columns != y.columns:
-            out.append(Drift("changed_unique", t, f"{t}.{x.name}", _cols(x.columns), _cols(y.columns)))
+        if x.columns != y.columns or x.nulls_not_distinct != y.nulls_not_distinct:
+            out.append(Drift("changed_unique", t, f"{t}.{x.name}", _unique_text(x), _unique_text(y)))
 
     # Indexes: by name, unnamed ones by their columns.
     def index_sig(x: Index, y: Index) -> bool:
@@ -886,7 +908,8 @@ def _diff_table(engine: str, e: Table, a: Table, from_catalog: bool) -> list[Dri
         if x.unique != y.unique:
             out.append(Drift("changed_index_unique", t, obj, _index_text(x), _index_text(y)))
         elif (not _same_columns(engine, x.columns, y.columns) or x.method != y.method
-              or not same_table_expression(engine, x.where, y.where)):
+              or not same_table_expression(engine, x.where, y.where) or x.include != y.include
+              or x.nulls_not_distinct != y.nulls_not_distinct):
             out.append(Drift("changed_index", t, obj, _index_text(x), _index_text(y)))
 
     # Check constraints: by name when both are named, else by their expression.
@@ -1000,11 +1023,12 @@ def _table_key(columns: tuple[Any, ...], primary_key: tuple[str, ...], uniques: 
 def _model_key(t: Table) -> tuple[Any, ...] | None:
     return _table_key(
         tuple((c.name, c.type, c.nullable, _qk(c.default), c.autoincrement, c.collation, c.comment or None,
-               _qk(c.generated)) for c in t.columns),
+               _qk(c.generated), _qk(c.on_update), c.identity) for c in t.columns),
         tuple(t.primary_key),
-        _items_key([(u.name, tuple(u.columns)) for u in t.uniques]),
+        _items_key([(u.name, tuple(u.columns), u.nulls_not_distinct) for u in t.uniques]),
         tuple(sorted(_qk(c.expression) or "" for c in t.checks)),
-        _items_key([(i.name, tuple(i.columns), i.unique, _qk(i.where), i.method) for i in t.indexes]),
+        _items_key([(i.name, tuple(i.columns), i.unique, _qk(i.where), i.method, tuple(i.include), i.nulls_not_distinct)
+                    for i in t.indexes]),
         _fks_key([(tuple(f.columns), f.ref_table, tuple(f.ref_columns), f.on_delete, f.on_update)
                   for f in t.foreign_keys]),
         t.comment,
@@ -1014,12 +1038,15 @@ def _model_key(t: Table) -> tuple[Any, ...] | None:
 def _document_key(data: dict[str, Any]) -> tuple[Any, ...] | None:
     return _table_key(
         tuple((c["name"], c["type"], c.get("nullable", True), _qk(c.get("default")), c.get("autoincrement", False),
-               c.get("collation"), c.get("comment") or None, _qk(c.get("generated")))
+               c.get("collation"), c.get("comment") or None, _qk(c.get("generated")), _qk(c.get("on_update")),
+               c.get("identity"))
               for c in data.get("columns", ())),
         tuple(data.get("primary_key", ())),
-        _items_key([(u["name"], tuple(u["columns"])) for u in data.get("uniques", ())]),
+        _items_key([(u["name"], tuple(u["columns"]), u.get("nulls_not_distinct", False))
+                    for u in data.get("uniques", ())]),
         tuple(sorted(_qk(c["expression"]) or "" for c in data.get("checks", ()))),
-        _items_key([(i["name"], tuple(i["columns"]), i.get("unique", False), _qk(i.get("where")), i.get("method"))
+        _items_key([(i["name"], tuple(i["columns"]), i.get("unique", False), _qk(i.get("where")), i.get("method"),
+                     tuple(i.get("include", ())), i.get("nulls_not_distinct", False))
                     for i in data.get("indexes", ())]),
         _fks_key([(tuple(f["columns"]), f["ref_table"], tuple(f["ref_columns"]), f.get("on_delete"),
                    f.get("on_update")) for f in data.get("foreign_keys", ())]),
@@ -1064,11 +1091,11 @@ def parts_digest(name: str, columns: Sequence[tuple[Any, ...]], primary_key: tup
     """:func:`model_table_digest` of the Table these tuples (in the fields' order of Column,
     Unique, Check, Index and ForeignKey) would build, without building it."""
     return _digest(_table_key(
-        tuple((c[0], c[1], c[2], _qk(c[3]), c[4], c[5], c[6] or None, _qk(c[7])) for c in columns),
+        tuple((c[0], c[1], c[2], _qk(c[3]), c[4], c[5], c[6] or None, _qk(c[7]), _qk(c[8]), c[9]) for c in columns),
         primary_key,
-        _items_key([(u[0], u[1]) for u in uniques]),
+        _items_key([(u[0], u[1], u[2]) for u in uniques]),
         tuple(sorted(_qk(c[1]) or "" for c in checks)),
-        _items_key([(i[0], i[1], i[2], _qk(i[3]), i[4]) for i in indexes]),
+        _items_key([(i[0], i[1], i[2], _qk(i[3]), i[4], i[5], i[6]) for i in indexes]),
         _fks_key([f[1:] for f in fks]),
         comment,
     ))

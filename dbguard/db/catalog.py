@@ -131,7 +131,8 @@ def _document(engine: str, tables: dict[str, dict[str, Any]], enums: dict[str, l
 
 
 def _column(name: str, type_: str, nullable: bool, default: str | None, autoincrement: bool,
-            collation: str | None, comment: str | None, generated: str | None) -> dict[str, Any]:
+            collation: str | None, comment: str | None, generated: str | None, on_update: str | None = None,
+            identity: str | None = None) -> dict[str, Any]:
     """A column's snapshot form: fields at their default are left out."""
     col: dict[str, Any] = {"name": name, "type": type_}
     if not nullable:
@@ -146,10 +147,15 @@ def _column(name: str, type_: str, nullable: bool, default: str | None, autoincr
         col["comment"] = comment
     if generated is not None:
         col["generated"] = generated
+    if on_update is not None:
+        col["on_update"] = on_update
+    if identity is not None:
+        col["identity"] = identity
     return col
 
 
-def _index(name: str | None, columns: list[str], unique: bool, where: str | None, method: str | None) -> dict[str, Any]:
+def _index(name: str | None, columns: list[str], unique: bool, where: str | None, method: str | None,
+           include: list[str] | None = None, nulls_not_distinct: bool = False) -> dict[str, Any]:
     ix: dict[str, Any] = {"name": name, "columns": columns}
     if unique:
         ix["unique"] = True
@@ -157,6 +163,10 @@ def _index(name: str | None, columns: list[str], unique: bool, where: str | None
         ix["where"] = where
     if method is not None:
         ix["method"] = method
+    if include:
+        ix["include"] = include
+    if nulls_not_distinct:
+        ix["nulls_not_distinct"] = True
     return ix
 
 
@@ -207,6 +217,7 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
     i_table, i_tcomment, i_name, i_type = at["table_name"], at["table_comment"], at["column_name"], at["type"]
     i_notnull, i_default, i_identity, i_generated = at["not_null"], at["default_expr"], at["identity"], at["generated"]
     i_collation, i_comment, i_position = at["collation"], at["comment"], at["position"]
+    i_identity_options = at.get("identity_options")
     current_name = None
     columns: list[dict[str, Any]] = []
     numbers: dict[int, str] = {}
@@ -229,8 +240,9 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         autoincrement = bool(r[i_identity])
         if default is not None and _NEXTVAL.match(default):
             autoincrement, default = True, None
+        identity = r[i_identity_options] if i_identity_options is not None and r[i_identity] else None
         columns.append(_column(name, normalize_type(engine, r[i_type]), not r[i_notnull], default, autoincrement,
-                               r[i_collation], r[i_comment], generated))
+                               r[i_collation], r[i_comment], generated, None, identity))
 
     def named(table: str, attnums: Any) -> list[str]:
         known = names_by_number.get(table, {})
@@ -242,6 +254,7 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
     res = rows["constraints"]
     at = res.at
     i_table, i_name, i_kind, i_cols = at["table_name"], at["name"], at["type"], at["column_numbers"]
+    i_nnd = at.get("nulls_not_distinct")
     for r in res.rows:
         table_name = r[i_table]
         tb = tables.get(table_name)
@@ -251,7 +264,10 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         if kind == "p":
             tb["primary_key"] = cols
         elif kind == "u":
-            tb["uniques"].append({"name": r[i_name], "columns": cols})
+            unique: dict[str, Any] = {"name": r[i_name], "columns": cols}
+            if i_nnd is not None and r[i_nnd]:
+                unique["nulls_not_distinct"] = True
+            tb["uniques"].append(unique)
         elif kind == "c":
             tb["checks"].append({"name": r[i_name], "expression": _pg_check(r[at["definition"]])})
         elif kind == "f":
@@ -268,13 +284,19 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         if tb is None:
             continue
         method, expressions = r[at["method"]], r[at["columns"]]
+        numbers = r[at["column_numbers"]]
         keys = ([_unquote_pg(c) for c in expressions] if expressions is not None
-                else named(table_name, r[at["column_numbers"]]))
+                else named(table_name, numbers))
+        definition = r[at["definition"]] if "definition" in at else None
+        if definition:
+            keys = _pg_keys_with_classes(definition, method, keys, numbers)
         options = r[at["column_options"]]
         if options and any(options):  # indoption: 1 DESC, 2 NULLS FIRST (set by default with DESC)
             keys = [index_key(k, bool(o & 1), bool(o & 2)) for k, o in zip(keys, options)]
+        include = named(table_name, r[at["include_numbers"]]) if "include_numbers" in at else None
         tb["indexes"].append(_index(r[at["name"]], keys, bool(r[at["is_unique"]]), r[at["predicate"]],
-                                    None if method == "btree" else method))
+                                    None if method == "btree" else method, include,
+                                    bool(r[at["nulls_not_distinct"]]) if "nulls_not_distinct" in at else False))
     enums: dict[str, list[str]] = {}
     views: dict[str, str] = {}
     sequences: list[str] = []
@@ -291,6 +313,41 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
     return _document(engine, tables, enums, views, sequences)
 
 
+def _pg_keys_with_classes(definition: str, method: str, keys: list[str], numbers: Any) -> list[str]:
+    """The key parts of an index's whole definition (``pg_get_indexdef``), which alone names a key's
+    collation and operator class where they are not the defaults: ``code COLLATE "C" varchar_pattern_ops``.
+    A column key keeps its plain name in front; the order is left to indoption (see the caller).
+    ``keys`` as they were when the definition cannot be split into as many parts."""
+    start = definition.find(f" USING {method} (")
+    if start < 0:
+        return keys
+    start = definition.index("(", start)
+    parts = _split_top(definition[start + 1:_scan_parens(definition, start) - 1])
+    if len(parts) != len(keys):
+        return keys
+    out = []
+    for key, part, number in zip(keys, parts, list(numbers or ()) or [0] * len(keys)):
+        text = split_index_key(part)[0]
+        if number:  # a column: its name as the catalog's columns give it, then what follows it
+            end = _scan_quoted(text, 0) if text.startswith('"') else len(text.split(" ", 1)[0])
+            text = key + text[end:]
+        out.append(text)
+    return out
+
+
+def _scan_quoted(text: str, start: int) -> int:
+    """Index just past the double-quoted identifier opening at ``text[start]`` ("" escapes a quote)."""
+    i = start + 1
+    while i < len(text):
+        if text[i] == '"':
+            if text[i + 1:i + 2] == '"':
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(text)
+
+
 def _unquote_pg(text: str) -> str:
     if len(text) > 1 and text[0] == '"' and text[-1] == '"' and '"' not in text[1:-1].replace('""', ""):
         return text[1:-1].replace('""', '"')
@@ -303,6 +360,8 @@ _MYSQL_ACTIONS = {"NO ACTION": None, "RESTRICT": None, "CASCADE": "CASCADE", "SE
                   "SET DEFAULT": "SET DEFAULT"}
 _JSON_VALID = re.compile(r"^json_valid\(`?([^`]+)`?\)$", re.IGNORECASE)
 _MYSQL_NOW = re.compile(r"^(current_timestamp|now)(\(\d*\))?$", re.IGNORECASE)
+# EXTRA's ON UPDATE: "on update current_timestamp()" (MariaDB), "DEFAULT_GENERATED on update CURRENT_TIMESTAMP".
+_MYSQL_ON_UPDATE = re.compile(r"\bon update (\S+)", re.IGNORECASE)
 
 
 def _mysql_default(quoted: bool, raw: Any, extra: str) -> str | None:
@@ -355,10 +414,11 @@ def _build_mysql(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         generated = r[i_generated] or None
         default = None if generated else _mysql_default(quoted, r[i_default], extra)
         collation = r[i_collation]
+        on_update = _MYSQL_ON_UPDATE.search(extra) if "n update" in extra else None
         columns.append(_column(
             r[i_name], normalize_type(engine, r[i_type]), r[i_null] == "YES", default,
             "auto_increment" in extra.lower(), None if collation == own_collation else collation,
-            r[i_comment] or None, generated))
+            r[i_comment] or None, generated, on_update.group(1) if on_update else None))
     indexes: dict[tuple[str, str], dict[str, Any]] = {}
     res = rows["indexes"]
     at = res.at
@@ -371,8 +431,10 @@ def _build_mysql(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
             ix = indexes[key] = {"unique": not int(r[at["non_unique"]]), "method": r[at["method"]], "columns": []}
         if r[i_col] is None:
             part = r[i_expr] or ""
-        else:
-            part = r[i_col] + (f"({r[i_sub]})" if r[i_sub] else "")
+        elif r[i_sub] and ix["method"] != "SPATIAL":
+            part = f"{r[i_col]}({r[i_sub]})"
+        else:  # a SPATIAL key shows a SUB_PART (32) no DDL can give or change
+            part = r[i_col]
         ix["columns"].append(index_key(part, True) if r[i_order] == "D" else part)
     for (table, name), ix in indexes.items():
         tb = tables.get(table)
@@ -622,11 +684,21 @@ def finish_sqlite_table(tb: Any) -> None:
 
 
 def _sqlite_generated(table_sql: str, column: str) -> str | None:
-    m = re.search(rf"\b{re.escape(column)}\b[^,]*?\bAS\s*\(", table_sql, re.IGNORECASE)
-    if not m:
+    """A generated column's expression, from its own definition in the CREATE TABLE text: split at
+    the top level, as its type may hold a comma (``NUMERIC(12, 2) GENERATED ALWAYS AS (...)``)."""
+    open_at = table_sql.find("(")
+    if open_at < 0:
         return None
-    start = m.end() - 1
-    return table_sql[start + 1:_scan_parens(table_sql, start) - 1].strip()
+    for part in _split_top(table_sql[open_at + 1:_scan_parens(table_sql, open_at) - 1]):
+        name = _COLUMN_DEF.match(part)
+        if name is None or name.group(1).strip('"`[]').lower() != column.lower():
+            continue
+        m = re.search(r"\bAS\s*\(", part, re.IGNORECASE)
+        if not m:
+            return None
+        start = m.end() - 1
+        return part[start + 1:_scan_parens(part, start) - 1].strip()
+    return None
 
 
 _BUILDERS = {"pg_catalog": _build_pg, "information_schema": _build_mysql, "sqlite_pragma": _build_sqlite}

@@ -118,6 +118,11 @@ class PostgresqlDialect:
     # Whether a scratch database for replaying migrations lives on the same server.
     scratch_database_kind = "server"
 
+    def __init__(self, server_version: tuple[Any, ...] = ()) -> None:
+        numbers = tuple(v for v in server_version if isinstance(v, int))
+        # PostgreSQL 15 added UNIQUE NULLS NOT DISTINCT (pg_index.indnullsnotdistinct); unknown: assumed there.
+        self.nulls_not_distinct = not numbers or numbers >= (15,)
+
     def catalog_columns(self) -> Statement:
         """Every column of every table of the current schema, with its table's comment."""
         return Statement(
@@ -127,6 +132,16 @@ class PostgresqlDialect:
             # Without the table (0) where no column can be named: deparsing is then a third cheaper.
             "pg_catalog.pg_get_expr(d.adbin, CASE WHEN a.attgenerated = '' THEN 0 ELSE d.adrelid END) AS default_expr, "
             "a.attidentity AS identity, a.attgenerated AS generated, "
+            # An identity's options, read from its sequence only for identity columns: ALWAYS or BY DEFAULT,
+            # START and INCREMENT where they are not a sequence's own defaults.
+            "CASE WHEN a.attidentity <> '' THEN (SELECT CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END "
+            "|| CASE WHEN s.seqstart <> CASE WHEN s.seqincrement > 0 THEN 1 ELSE -1 END "
+            "THEN ' START ' || s.seqstart ELSE '' END "
+            "|| CASE WHEN s.seqincrement <> 1 THEN ' INCREMENT ' || s.seqincrement ELSE '' END "
+            "FROM pg_catalog.pg_depend dep JOIN pg_catalog.pg_sequence s ON s.seqrelid = dep.objid "
+            "WHERE dep.classid = 'pg_catalog.pg_class'::regclass AND dep.refclassid = 'pg_catalog.pg_class'::regclass "
+            "AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i' LIMIT 1) END "
+            "AS identity_options, "
             "CASE WHEN a.attcollation <> t.typcollation THEN co.collname END AS collation, "
             "cd.description AS comment "
             "FROM pg_catalog.pg_class c "
@@ -158,7 +173,8 @@ class PostgresqlDialect:
             "JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum "
             "ORDER BY k.ord) END AS ref_columns, "
             "con.confdeltype AS on_delete, con.confupdtype AS on_update, "
-            "CASE WHEN con.contype = 'c' THEN pg_catalog.pg_get_constraintdef(con.oid, true) END AS definition "
+            "CASE WHEN con.contype = 'c' THEN pg_catalog.pg_get_constraintdef(con.oid, true) END AS definition, "
+            f"{self._unique_nulls_not_distinct()} AS nulls_not_distinct "
             "FROM pg_catalog.pg_constraint con "
             "JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -166,18 +182,36 @@ class PostgresqlDialect:
             "WHERE n.nspname = current_schema() AND con.contype IN ('p', 'u', 'c', 'f') AND c.relkind IN ('r', 'p')"
         )
 
+    def _unique_nulls_not_distinct(self) -> str:
+        if not self.nulls_not_distinct:
+            return "false"
+        return ("CASE WHEN con.contype = 'u' THEN (SELECT ui.indnullsnotdistinct FROM pg_catalog.pg_index ui "
+                "WHERE ui.indexrelid = con.conindid) END")
+
     def catalog_indexes(self) -> Statement:
         """Indexes that back no constraint: key columns as attribute numbers (named from the columns
         part), deparsed here only for an index on expressions; each key's order (indoption: 1 DESC,
-        2 NULLS FIRST; pg_get_indexdef of one column leaves it out); predicate, access method."""
+        2 NULLS FIRST; pg_get_indexdef of one column leaves it out); predicate, access method, INCLUDE
+        columns, NULLS NOT DISTINCT. Where a key has an operator class that is not its type's default
+        or a collation that is not its column's, the whole index is deparsed (``definition``): only
+        that form names them, and only where they differ from the defaults."""
+        nulls_not_distinct = "x.indnullsnotdistinct" if self.nulls_not_distinct else "false"
         return Statement(
             "SELECT c.relname AS table_name, i.relname AS name, x.indisunique AS is_unique, am.amname AS method, "
             "pg_catalog.pg_get_expr(x.indpred, x.indrelid, true) AS predicate, "
             # int2vector is indexed from 0; a slice is numbered from 1 again and ends at the key columns.
             "(x.indkey::int2[])[0:x.indnkeyatts - 1] AS column_numbers, "
             "(x.indoption::int2[])[0:x.indnkeyatts - 1] AS column_options, "
+            "(x.indkey::int2[])[x.indnkeyatts:x.indnatts - 1] AS include_numbers, "
+            f"{nulls_not_distinct} AS nulls_not_distinct, "
             "CASE WHEN x.indexprs IS NOT NULL THEN ARRAY(SELECT pg_catalog.pg_get_indexdef(x.indexrelid, k, true) "
-            "FROM generate_series(1, x.indnkeyatts) k ORDER BY k) END AS columns "
+            "FROM generate_series(1, x.indnkeyatts) k ORDER BY k) END AS columns, "
+            "CASE WHEN EXISTS (SELECT 1 FROM unnest(x.indclass::oid[]) oc "
+            "JOIN pg_catalog.pg_opclass o ON o.oid = oc WHERE NOT o.opcdefault) "
+            "OR EXISTS (SELECT 1 FROM unnest(x.indcollation::oid[]) WITH ORDINALITY k(coll, n) WHERE k.coll <> 0 "
+            "AND k.coll IS DISTINCT FROM (SELECT ka.attcollation FROM pg_catalog.pg_attribute ka "
+            "WHERE ka.attrelid = x.indrelid AND ka.attnum = (x.indkey::int2[])[k.n - 1])) "
+            "THEN pg_catalog.pg_get_indexdef(x.indexrelid, 0, true) END AS definition "
             "FROM pg_catalog.pg_index x "
             "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
             "JOIN pg_catalog.pg_class c ON c.oid = x.indrelid "
@@ -734,7 +768,7 @@ _SIGNAL = (
 
 
 def from_sqlalchemy(sa_dialect: Any) -> PostgresqlDialect:
-    return PostgresqlDialect()
+    return PostgresqlDialect(tuple(getattr(sa_dialect, "server_version_info", None) or ()))
 
 
 if TYPE_CHECKING:  # mypy checks that the class is a whole Dialect, and each capability it claims

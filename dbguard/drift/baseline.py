@@ -209,6 +209,13 @@ def _create_from_snapshot(spec: str, path: Path, engine: Any) -> tuple[str, ...]
     return tuple(document.get("revisions") or ())
 
 
+def _identity(text: str) -> sa.Identity:
+    """An identity as the catalog reader wrote it (``ALWAYS START 10 INCREMENT 2``)."""
+    words = text.split()
+    numbers = {words[i]: int(words[i + 1]) for i in range(len(words) - 1) if words[i] in ("START", "INCREMENT")}
+    return sa.Identity(always=words[0] == "ALWAYS", start=numbers.get("START"), increment=numbers.get("INCREMENT"))
+
+
 def snapshot_metadata(schema: Any) -> sa.MetaData:
     """A MetaData whose ``create_all`` makes the tables a snapshot describes: types as the catalog
     spelled them, keys, constraints and indexes by their names."""
@@ -219,33 +226,50 @@ def snapshot_metadata(schema: Any) -> sa.MetaData:
         for column in table.columns:
             type_text = column.type
             default = sa.text(column.default) if column.default is not None else None
-            if column.autoincrement and family == "postgresql" and column.default is None:
+            extra: list[Any] = []
+            if column.identity and family == "postgresql":
+                extra.append(_identity(column.identity))
+            elif column.autoincrement and family == "postgresql" and column.default is None:
                 type_text = _SERIAL.get(type_text, type_text)
             elif column.autoincrement and family == "mysql":
                 type_text = f"{type_text} AUTO_INCREMENT"
-            extra: list[Any] = []
+            if column.on_update and family == "mysql":
+                default = sa.text(f"{column.default or 'NULL'} ON UPDATE {column.on_update}")
+            if column.collation and family in ("postgresql", "mysql"):
+                quoted = f'"{column.collation}"' if family == "postgresql" else column.collation
+                type_text = f"{type_text} COLLATE {quoted}"
             if column.generated:
-                extra.append(sa.Computed(sa.text(column.generated)))
+                # STORED on PostgreSQL, the only kind before 18 (where the default becomes VIRTUAL).
+                extra.append(sa.Computed(sa.text(column.generated), persisted=True if family == "postgresql" else None))
                 default = None
             columns.append(sa.Column(column.name, _TypeText(type_text), *extra, nullable=column.nullable,
-                                     server_default=default, autoincrement=False,
+                                     server_default=default, autoincrement="auto" if column.identity else False,
                                      primary_key=column.name in table.primary_key, comment=column.comment))
         constraints: list[Any] = []
         for unique in table.uniques:
-            constraints.append(sa.UniqueConstraint(*unique.columns, name=unique.name))
+            more: dict[str, Any] = {"postgresql_nulls_not_distinct": True} if unique.nulls_not_distinct else {}
+            constraints.append(sa.UniqueConstraint(*unique.columns, name=unique.name, **more))
         for check in table.checks:
             constraints.append(sa.CheckConstraint(sa.text(check.expression), name=check.name))
         for fk in table.foreign_keys:
             constraints.append(sa.ForeignKeyConstraint(
                 list(fk.columns), [f"{fk.ref_table}.{c}" for c in fk.ref_columns], name=fk.name,
                 ondelete=fk.on_delete, onupdate=fk.on_update, use_alter=True))
-        sa_table = sa.Table(table.name, metadata, *columns, *constraints, comment=table.comment)
+        names = {column.name for column in table.columns}
         for index in table.indexes:
-            parts = [sa_table.c[c] if c in sa_table.c else sa.text(c) for c in index.columns]
+            # Given to the table with it: an index of expressions alone (text) names no table of its own.
+            parts = [c if c in names else sa.text(c) for c in index.columns]
             options: dict[str, Any] = {}
             if index.where and family in ("postgresql", "sqlite"):
                 options[f"{family}_where"] = sa.text(index.where)
             if index.method and family == "postgresql":
                 options["postgresql_using"] = index.method
-            sa.Index(index.name, *parts, unique=index.unique, **options)
+            if index.method in ("fulltext", "spatial") and family == "mysql":
+                options["mysql_prefix"] = index.method.upper()
+            if index.include:
+                options["postgresql_include"] = list(index.include)
+            if index.nulls_not_distinct:
+                options["postgresql_nulls_not_distinct"] = True
+            constraints.append(sa.Index(index.name, *parts, unique=index.unique, **options))
+        sa.Table(table.name, metadata, *columns, *constraints, comment=table.comment)
     return metadata

@@ -283,6 +283,7 @@ class _TableConverter:
         self.options_dialect = sa_dialect.name if self.family == "mysql" else None
         self.key_order = dialect.keeps_index_order(tuple(sa_dialect.server_version_info or ()))
         self.name_limit = _name_limit(sa_dialect)
+        self.identities = self.family == "postgresql" and bool(getattr(sa_dialect, "supports_identity_columns", False))
 
     def convert(self, table: Any) -> Table:
         name, columns, pk, uniques, checks, indexes, fks, comment = self.parts(table)
@@ -300,26 +301,35 @@ class _TableConverter:
         ForeignKey: :meth:`convert` builds the objects, :meth:`digest` needs none."""
         sa_dialect, dialect, engine, rowid_engine = self.sa_dialect, self.dialect, self.engine, self.rowid_engine
         compiled, type_texts, native_enums, family = self.compiled, self.type_texts, self.native_enums, self.family
-        comments, enum_type, sequence_type, name_limit = self.comments, sa.Enum, sa.Sequence, self.name_limit
+        comments, enum_or_array, sequence_type, name_limit = self.comments, (sa.Enum, sa.ARRAY), sa.Sequence, self.name_limit
         auto = table.autoincrement_column
         # A column of the table's own collation has none of its own in MySQL's catalog.
         # table.kwargs would build the dialect's argument registry for every table that has none.
         options, named = table.dialect_options, self.options_dialect
-        table_collation = options[named].get("collate") if named and named in options else None
+        table_options = _mysql_table_options(options, named)
+        table_collation = table_options.get("collate") if table_options else None
         columns = []
         for col in table.columns:
             col_type = col.type
             # The collation is the one the DDL writes (a variant's for this dialect), apart from the type.
             type_text, collation = _split_collation(_type_text(col_type, sa_dialect, type_texts))
-            if native_enums and isinstance(col_type, enum_type):
-                self._note_enum(col_type)
+            if native_enums and isinstance(col_type, enum_or_array):
+                self._note_enums_of(col_type)
             autoincrement = (col is auto and not isinstance(col.default, sequence_type)) or col.identity is not None
             computed = _ddl_compile(col.computed.sqltext, sa_dialect) if col.computed is not None else None
+            default = None if computed else _default_text(col, sa_dialect, compiled)
+            on_update = None
+            if default is not None:
+                if named:
+                    default, on_update = _split_on_update(default)
+                elif family == "postgresql" and _NEXTVAL.match(default):
+                    # As the catalog reads it: a column drawing from a sequence increments by itself.
+                    autoincrement, default = True, None
+            identity = _identity_text(col.identity) if self.identities and col.identity is not None else None
             columns.append((
-                str(col.name), normalize_type(engine, type_text), bool(col.nullable),
-                None if computed else _default_text(col, sa_dialect, compiled),
+                str(col.name), normalize_type(engine, type_text), bool(col.nullable), default,
                 autoincrement and not rowid_engine, None if collation == table_collation else collation,
-                col.comment if comments else None, computed,
+                col.comment if comments else None, computed, on_update, identity,
             ))
         # Plain str, not SQLAlchemy's quoted_name: these tuples are digested with marshal.
         pk = tuple(str(c.name) for c in table.primary_key.columns)
@@ -333,9 +343,11 @@ class _TableConverter:
             if isinstance(constraint, sa.UniqueConstraint):
                 cols = tuple(str(c.name) for c in constraint.columns)
                 if dialect.unique_constraints_are_indexes:
-                    indexes.append((_constraint_name(constraint, sa_dialect, name_limit), cols, True, None, None))
+                    indexes.append((_constraint_name(constraint, sa_dialect, name_limit), cols, True, None, None, (),
+                                    False))
                 else:
-                    uniques.append((_constraint_name(constraint, sa_dialect, name_limit), cols))
+                    uniques.append((_constraint_name(constraint, sa_dialect, name_limit), cols,
+                                    _nulls_not_distinct(constraint, family)))
             elif isinstance(constraint, sa.CheckConstraint):
                 # A Boolean's or Enum's own CHECK exists only where the engine lacks the native type.
                 if internals.created_on(constraint, sa_dialect):
@@ -353,27 +365,33 @@ class _TableConverter:
             if not _ddl_applies(index, sa_dialect):
                 continue
             opts = index.dialect_options
+            # PostgreSQL's operator classes, by column name (or an expression's label), as the DDL writes them.
+            ops = (opts["postgresql"].get("ops") or {}) if family == "postgresql" and "postgresql" in opts else {}
             parts = []
             for expr in index.expressions:
                 if isinstance(expr, sa.Column):
                     length = self._key_prefix(index, expr)
-                    parts.append(expr.name + (f"({length})" if length else ""))
+                    parts.append(expr.name + (f"({length})" if length else "") + _opclass(ops, expr))
                 elif isinstance(expr, str):
                     parts.append(expr)
                 else:
-                    parts.append(self._index_key(index, expr))
+                    parts.append(self._index_key(index, expr) + _opclass(ops, expr))
             where = None
             method = None
+            include: tuple[str, ...] = ()
             for key in ("postgresql", "sqlite"):
                 if key in opts and opts[key].get("where") is not None:
                     where = _ddl_compile(opts[key]["where"], sa_dialect) if key == family else where
             if family == "postgresql":
                 method = opts["postgresql"].get("using") if "postgresql" in opts else None
                 method = None if method in (None, False, "", "btree") else str(method)
+                include = tuple(str(getattr(c, "name", c)) for c in
+                                ((opts["postgresql"].get("include") or ()) if "postgresql" in opts else ()))
             elif dialect.unique_constraints_are_indexes and "mysql" in opts:
                 prefix = opts["mysql"].get("prefix")
                 method = prefix.lower() if prefix else None
-            indexes.append((_constraint_name(index, sa_dialect, name_limit), tuple(parts), bool(index.unique), where, method))
+            indexes.append((_constraint_name(index, sa_dialect, name_limit), tuple(parts), bool(index.unique), where, method,
+                            include, _nulls_not_distinct(index, family)))
         # An index declared twice (a column's index=True and a table's Index() of the same name under a
         # naming convention) is one index: SQLAlchemy keeps both objects, the database one.
         indexes = _without_unnamed_repeats(indexes)
@@ -383,13 +401,16 @@ class _TableConverter:
             for fk in fks:
                 width = len(fk[1])
                 if not any(cols[:width] == fk[1] for cols in leading):
-                    indexes.append((fk[0], fk[1], False, None, None))
+                    indexes.append((fk[0], fk[1], False, None, None, (), False))
                     leading.append(fk[1])
         if rowid_engine and len(pk) == 1:
             columns = [(c[0], c[1], c[2], c[3], True, *c[5:]) if c[0] == pk[0] and c[1] == "integer" else c
                        for c in columns]
+        comment = table.comment
+        if comment is None and table_options:
+            comment = table_options.get("comment")  # mysql_comment: the table's comment, given as an option
         return (str(table.name), columns, pk, uniques, checks, indexes, fks,
-                table.comment if sa_dialect.supports_comments else None)
+                comment if sa_dialect.supports_comments else None)
 
     def _key_prefix(self, index: Any, column: Any) -> int | None:
         """The MySQL prefix length of ``column`` in ``index`` as the catalog will show it."""
@@ -427,8 +448,14 @@ class _TableConverter:
         """The native enums of a table's columns, without converting the table."""
         if self.native_enums:
             for col in table.columns:
-                if isinstance(col.type, sa.Enum):
-                    self._note_enum(col.type)
+                self._note_enums_of(col.type)
+
+    def _note_enums_of(self, col_type: Any) -> None:
+        """A column's native enum, also as the items of an ARRAY: create_all creates its type too."""
+        while isinstance(col_type, sa.ARRAY):
+            col_type = col_type.item_type
+        if isinstance(col_type, sa.Enum):
+            self._note_enum(col_type)
 
     def _note_enum(self, enum_type: Any) -> None:
         if enum_type.native_enum and enum_type.name:
@@ -513,6 +540,50 @@ def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
     digests = {t.name: converter.digest(t) for t in _model_tables(metadatas, converter, exclude)}
     return ModelDigests(engine=dialect.name, tables=digests, enums=tuple(sorted(converter.enums.items())),
                         sequences=_model_sequences(metadatas, sa_dialect))
+
+
+_NEXTVAL = re.compile(r"^nextval\(", re.IGNORECASE)
+# A MySQL default that carries its column's ON UPDATE (``server_default=text("CURRENT_TIMESTAMP ON UPDATE
+# CURRENT_TIMESTAMP")``, the way SQLAlchemy lets a model say it): the catalog keeps the two apart.
+_ON_UPDATE = re.compile(r"^(.*?)\s+ON\s+UPDATE\s+(.+)$", re.IGNORECASE | re.DOTALL)
+
+
+def _split_on_update(default: str) -> tuple[str | None, str | None]:
+    m = _ON_UPDATE.match(default)
+    return (default, None) if m is None else (m.group(1).strip() or None, m.group(2).strip())
+
+
+def _mysql_table_options(options: Any, named: str | None) -> dict[str, Any]:
+    """A table's MySQL options (``mysql_collate``, ``mysql_comment``), the live dialect's own name first."""
+    if not named:
+        return {}
+    for key in (named, "mysql"):
+        found = options.get(key)  # get, not []: [] builds the dialect's argument registry for the table
+        if found:
+            return dict(found)
+    return {}
+
+
+def _identity_text(identity: Any) -> str:
+    """An Identity as the catalog reader writes it: ALWAYS or BY DEFAULT, then its START and INCREMENT
+    where they are not the sequence's own defaults."""
+    increment = identity.increment if identity.increment is not None else 1
+    text = "ALWAYS" if identity.always else "BY DEFAULT"
+    if identity.start is not None and identity.start != (1 if increment > 0 else -1):
+        text += f" START {identity.start}"
+    if increment != 1:
+        text += f" INCREMENT {increment}"
+    return text
+
+
+def _opclass(ops: dict[str, Any], expr: Any) -> str:
+    key = getattr(expr, "key", None)
+    return f" {ops[key]}" if ops and isinstance(key, str) and key in ops else ""
+
+
+def _nulls_not_distinct(item: Any, family: str) -> bool:
+    options = item.dialect_options
+    return family == "postgresql" and "postgresql" in options and bool(options["postgresql"].get("nulls_not_distinct"))
 
 
 def _ddl_applies(item: Any, sa_dialect: Any) -> bool:
