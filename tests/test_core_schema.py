@@ -614,3 +614,51 @@ def test_interval_defaults_compare_by_value_on_postgresql() -> None:
     assert changed("postgresql", "interval", "'1 hour'", "'01:00:00'::interval") == set()
     assert changed("postgresql", "interval", "'1 hour'", "'00:00:00'::interval") == {("changed_column_default", "t.d")}
     assert changed("postgresql", "varchar", "'0'", "'00:00:00'::character varying") == {("changed_column_default", "t.d")}
+
+
+def _format_pair() -> tuple[dict, dict]:
+    """One PostgreSQL and one MariaDB table as format 1 recorded them, and as format 2 reads them."""
+    from dbguard.core.schema import SNAPSHOT_FORMAT
+
+    new = {"format": SNAPSHOT_FORMAT, "engine": "postgresql", "origin": "catalog", "enums": {}, "views": {},
+           "sequences": [], "tables": {"t": {
+               "columns": [{"name": "id", "type": "integer", "nullable": False, "autoincrement": True,
+                            "identity": "ALWAYS START 10"},
+                           {"name": "code", "type": "character varying(20)", "collation": "C"}],
+               "primary_key": ["id"],
+               "uniques": [{"name": "uq_t_code", "columns": ["code"], "nulls_not_distinct": True}],
+               "indexes": [{"name": "ix_t_code", "columns": ['code COLLATE "C" varchar_pattern_ops DESC'],
+                            "include": ["id"]}]}}}
+    old = json.loads(json.dumps(new))
+    old["format"] = 1
+    table = old["tables"]["t"]
+    del table["columns"][0]["identity"], table["uniques"][0]["nulls_not_distinct"], table["indexes"][0]["include"]
+    table["indexes"][0]["columns"] = ["code DESC"]
+    return old, new
+
+
+def test_a_reference_of_an_older_format_is_compared_on_what_it_records() -> None:
+    from dbguard.core.schema import diff_documents
+
+    old, new = _format_pair()
+    assert diff_documents(old, new) == [] and diff_documents(new, old) == []
+    # What format 1 records is still compared.
+    changed = json.loads(json.dumps(new))
+    changed["tables"]["t"]["columns"][1]["type"] = "text"
+    assert [d.kind for d in diff_documents(old, changed)] == ["changed_column_type"]
+    # Two documents of the new format compare all of it.
+    dropped = json.loads(json.dumps(new))
+    del dropped["tables"]["t"]["indexes"][0]["include"]
+    assert [d.kind for d in diff_documents(new, dropped)] == ["changed_index"]
+
+
+def test_a_spatial_keys_sub_part_of_format_1_is_no_difference() -> None:
+    from dbguard.core.schema import SNAPSHOT_FORMAT, diff_documents
+
+    def doc(fmt: int, key: str) -> dict:
+        return {"format": fmt, "engine": "mariadb", "origin": "catalog", "enums": {}, "views": None,
+                "sequences": None, "tables": {"places": {
+                    "columns": [{"name": "g", "type": "geometry", "nullable": False}],
+                    "indexes": [{"name": "sx_g", "columns": [key], "method": "spatial"}]}}}
+
+    assert diff_documents(doc(1, "g(32)"), doc(SNAPSHOT_FORMAT, "g")) == []

@@ -320,3 +320,48 @@ def test_status_claims_nothing_of_a_schema_it_could_not_read(pg_url: str, tmp_pa
     finally:
         holder.close()
     assert api.status(settings(ini, pg_url)).schema_verified
+
+
+FORMAT_1_FEATURES = {
+    # What format 1 did not record: identity options, INCLUDE, operator classes; ON UPDATE, SPATIAL keys' SUB_PART.
+    "pg_url": (("CREATE TABLE f1 (id integer GENERATED ALWAYS AS IDENTITY (START WITH 10) PRIMARY KEY, "
+               "code varchar(20)); CREATE INDEX ix_f1_code ON f1 (code varchar_pattern_ops) INCLUDE (id)"),
+               {"ix_f1_code": ["code"]}),
+    "mysql_url": (("CREATE TABLE f1 (id integer PRIMARY KEY, g geometry NOT NULL, "
+                  "at timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(), "
+                  "SPATIAL INDEX sx_f1_g (g))"), {"sx_f1_g": ["g(32)"]}),
+}
+
+
+@pytest.mark.parametrize("url_fixture", sorted(FORMAT_1_FEATURES))
+def test_a_reference_an_older_dbguard_stored_still_verifies_and_is_replaced(
+        url_fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from dbguard.core.schema import SNAPSHOT_FORMAT
+    from dbguard.db.ledger import SchemaStore
+    from dbguard.drift.checks import pack, unpack
+
+    url = request.getfixturevalue(url_fixture)
+    ddl, keys = FORMAT_1_FEATURES[url_fixture]
+    body = "\n".join(f"op.execute({statement!r})" for statement in ddl.split("; "))
+    ini = make_project(tmp_path, url, [("r1_f", body, 'op.execute("DROP TABLE f1")')])
+    assert api.upgrade(settings(ini, url)).exit_code == 0
+    with connect(url) as conn:
+        store = SchemaStore(conn, "dbguard_")
+        new = json.loads(unpack(store.schema_text(store.latest(["r1_f"])[0])))
+        # The reference as the previous format wrote it, by the previous release.
+        old = json.loads(json.dumps(new))
+        old["format"] = 1
+        for column in old["tables"]["f1"]["columns"]:
+            column.pop("identity", None)
+            column.pop("on_update", None)
+        for index in old["tables"]["f1"]["indexes"]:
+            index.pop("include", None)
+            index["columns"] = keys.get(index["name"], index["columns"])
+        store.store(["r1_f"], "format-1-hash", pack(json.dumps(old, sort_keys=True)), None)
+        conn.commit()
+    again = api.upgrade(settings(ini, url))
+    assert again.exit_code == 0 and again.schema_check == "verified", again
+    with connect(url) as conn:
+        store = SchemaStore(conn, "dbguard_")
+        assert json.loads(unpack(store.schema_text(store.latest(["r1_f"])[0])))["format"] == SNAPSHOT_FORMAT
+    assert api.status(settings(ini, url)).schema_verified

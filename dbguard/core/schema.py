@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 
 import dbguard
 
-SNAPSHOT_FORMAT = 1
+# 2: identity options and ON UPDATE of columns, INCLUDE and NULLS NOT DISTINCT of indexes and
+# uniques, PostgreSQL index keys with their collation and operator class, SPATIAL keys without SUB_PART.
+SNAPSHOT_FORMAT = 2
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -391,10 +393,55 @@ def document_hash(doc: dict[str, Any]) -> str:
 @without_gc
 def diff_documents(expected: dict[str, Any], actual: dict[str, Any]) -> list[Drift]:
     """:func:`diff` of two snapshot documents. Tables whose documents are equal have nothing to
-    report, so only the others become objects and are compared."""
+    report, so only the others become objects and are compared. Documents of two formats are
+    compared on what the older one records (see :func:`comparable`)."""
+    expected, actual = comparable(expected, actual)
     exp_tables, act_tables = expected["tables"], actual["tables"]
     differing = [n for n in exp_tables.keys() | act_tables.keys() if exp_tables.get(n) != act_tables.get(n)]
     return diff(from_dict(expected, differing), from_dict(actual, differing))
+
+
+def document_format(doc: dict[str, Any]) -> int:
+    return int(doc.get("format") or 1)
+
+
+def comparable(expected: dict[str, Any], actual: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both documents as the older one's format records a schema: a reference stored, or a snapshot
+    written, by a dbguard that read less of the catalog says nothing of what it did not read, so
+    that is no difference."""
+    if min(document_format(expected), document_format(actual)) >= SNAPSHOT_FORMAT:
+        return expected, actual
+    return _as_format_1(expected), _as_format_1(actual)
+
+
+# PostgreSQL key parts as format 2 writes them: ``code COLLATE "C" varchar_pattern_ops``; format 1
+# wrote ``code``.
+_KEY_COLLATE = re.compile(r'\s+COLLATE\s+(?:"(?:[^"]|"")+"|[\w.]+)', re.IGNORECASE)
+_KEY_OPCLASS = re.compile(r"\s+(?:\w+\.)?\w+_ops\b(?=\s|$)", re.IGNORECASE)
+_SUB_PART = re.compile(r"\(\d+\)(?=( DESC)?$)")
+
+
+def _as_format_1(doc: dict[str, Any]) -> dict[str, Any]:
+    postgresql = engine_family(doc.get("engine", "")) == "postgresql"
+    tables = {}
+    for name, table in doc["tables"].items():
+        table = dict(table)
+        table["columns"] = [{k: v for k, v in c.items() if k not in ("on_update", "identity")}
+                            for c in table.get("columns", ())]
+        table["uniques"] = [{k: v for k, v in u.items() if k != "nulls_not_distinct"}
+                            for u in table.get("uniques", ())]
+        indexes = []
+        for ix in table.get("indexes", ()):
+            ix = {k: v for k, v in ix.items() if k not in ("include", "nulls_not_distinct")}
+            keys = list(ix.get("columns", ()))
+            if postgresql:
+                keys = [_KEY_OPCLASS.sub("", _KEY_COLLATE.sub("", k)) for k in keys]
+            elif str(ix.get("method") or "").lower() == "spatial":
+                keys = [_SUB_PART.sub("", k) for k in keys]
+            indexes.append({**ix, "columns": keys})
+        table["indexes"] = indexes
+        tables[name] = table
+    return {**doc, "format": 1, "tables": tables}
 
 
 # Normalisation --------------------------------------------------------------------------------
