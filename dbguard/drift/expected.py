@@ -748,7 +748,9 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
             drop_abandoned_scratch_folders(folder, announce)
             announce(f"replaying migrations into scratch database {path}")
             with _interrupt_as_exception():
-                yield Scratch(url=target.ledger_url.set(database=str(path)), name=str(path), created=True)
+                # The target's own URL, driver included: env.py is handed it as sqlalchemy.url, and an
+                # async env.py needs its async driver (dbguard's own engines swap in the sync one).
+                yield Scratch(url=target.url.set(database=str(path)), name=str(path), created=True)
         finally:
             with _shielded():
                 _remove_scratch_folder(folder)
@@ -773,7 +775,7 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
                 ) from None
             created = True
             announce(f"replaying migrations into scratch database {name}")
-            yield Scratch(url=target.ledger_url.set(database=name), name=name, created=True)
+            yield Scratch(url=target.url.set(database=name), name=name, created=True)
     finally:
         with _shielded():
             if created:
