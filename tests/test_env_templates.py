@@ -159,7 +159,8 @@ def test_an_async_env_py_replays_into_the_scratch_database_dbguard_makes(async_u
     """Without --shadow-url, env.py is handed the scratch database in the target's own form, async
     driver included: an async env.py that wraps a plain engine in an AsyncEngine (arize-phoenix's)
     refuses a sync driver (async_engine_from_config would swap psycopg for its async mode, never
-    pysqlite). ``plan --observe`` replays into a scratch database the same way."""
+    pysqlite). ``plan --observe`` replays into a scratch database the same way, and reads the locks
+    there on env.py's connection."""
     ini = make_project(tmp_path, async_url, REVISIONS, template="async")
     env = env_py(ini)
     env.write_text(env.read_text().replace("async_engine_from_config(", "_wrapped_engine_from_config(").replace(
@@ -172,7 +173,12 @@ def test_an_async_env_py_replays_into_the_scratch_database_dbguard_makes(async_u
         assert run_dbguard(ini, async_url, "downgrade", "-1").returncode == 0
         observed = run_dbguard(ini, async_url, "--format", "json", "plan", "--observe")
         assert observed.returncode in (0, 1), describe(observed)
-        assert json_out(observed)["observed"]["status"] == "observed", describe(observed)
+        seen = json_out(observed)["observed"]
+        # Read on env.py's own asyncpg connection, which returns pg_class.relkind ("char") as bytes: the
+        # server's locks were all dropped and every table "disagreed" (DG116) with a lock seen as none.
+        assert seen["status"] == "observed" and seen["disagreements"] == 0, describe(observed)
+        assert [(t["table"], t["observed_lock"]) for t in seen["revisions"][0]["tables"]] == \
+            [("accounts", "ACCESS EXCLUSIVE")], describe(observed)
 
 
 def test_env_py_requiring_a_connection_fails_as_under_plain_alembic(db_url: str, tmp_path: Path) -> None:
