@@ -327,7 +327,11 @@ class _TableConverter:
         checks: list[tuple[Any, ...]] = []
         fks: list[tuple[Any, ...]] = []
         indexes: list[tuple[Any, ...]] = []
-        for constraint in table.constraints:
+        # A CHECK given to a column (``mapped_column(CheckConstraint(...))``) is the column's, not in
+        # table.constraints; create_all writes it in the column's definition, and the server keeps it as
+        # the table's.
+        column_checks = [c for col in table.columns for c in col.constraints if isinstance(c, sa.CheckConstraint)]
+        for constraint in (*table.constraints, *column_checks) if column_checks else table.constraints:
             if not _ddl_applies(constraint, sa_dialect):
                 continue
             if isinstance(constraint, sa.UniqueConstraint):
