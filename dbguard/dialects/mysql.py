@@ -397,6 +397,10 @@ class MysqlDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT CURRENT_USER()")
 
+    def current_schema(self) -> Statement:
+        # A MySQL schema is a database.
+        return Statement("SELECT DATABASE()")
+
     def current_database(self) -> Statement:
         return Statement("SELECT DATABASE()")
 

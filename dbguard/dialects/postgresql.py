@@ -290,6 +290,9 @@ class PostgresqlDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT current_user")
 
+    def current_schema(self) -> Statement:
+        return Statement("SELECT current_schema()")
+
     def current_database(self) -> Statement:
         return Statement("SELECT current_database()")
 

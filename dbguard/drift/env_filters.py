@@ -43,7 +43,12 @@ def left_out(drifts: Sequence[Drift], filters: EnvFilters | None, metadatas: Seq
     """The drifts whose object (or whose table) env.py's hooks leave out of the comparison."""
     if filters is None or not drifts:
         return []
+    # The default schema's tables first; one the models name in a schema (the connection's own, see
+    # dbguard.drift.expected._model_tables) where no unqualified table has its name.
     tables = {t.name: t for m in metadatas for t in m.tables.values() if t.schema is None}
+    for m in metadatas:
+        for t in m.tables.values():
+            tables.setdefault(t.name, t)
     judge = _Judge(filters, tables)
     return [d for d in drifts if d.table is not None and not judge.included(d)]
 

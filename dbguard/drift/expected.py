@@ -447,8 +447,11 @@ def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tup
     both declare ``secondary_indexes``; ``alembic check`` refuses any such list) is expected once when
     they declare it alike on this engine. Declared differently, the models contradict each other and
     no comparison could be right: it is named, exit 2."""
+    # A table named in the connection's own schema (arize-phoenix's MetaData(schema=...), its env.py
+    # then on that search_path) is one of the default schema's: the catalog reads that schema.
+    own = _own_schema(converter.sa_dialect)
     tables = [table for metadata in metadatas for table in metadata.tables.values()
-              if table.schema is None and not (exclude and excluded(table.name, exclude))]
+              if (table.schema is None or table.schema == own) and not (exclude and excluded(table.name, exclude))]
     if len(metadatas) < 2:
         return tables
     first: dict[str, Any] = {}
@@ -464,11 +467,18 @@ def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tup
     return unique
 
 
+def _own_schema(sa_dialect: Any) -> str | None:
+    """The schema the connection works in (PostgreSQL's current_schema() when it connected, MySQL's
+    database), None for a dialect that never connected."""
+    return getattr(sa_dialect, "default_schema_name", None)
+
+
 def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
     if not sa_dialect.supports_sequences:
         return None
+    own = _own_schema(sa_dialect)
     return tuple(sorted({seq.name for metadata in metadatas for seq in internals.sequences(metadata)
-                         if seq.schema is None and not getattr(seq, "optional", False)}))
+                         if (seq.schema is None or seq.schema == own) and not getattr(seq, "optional", False)}))
 
 
 @without_gc
