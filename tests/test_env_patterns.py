@@ -321,6 +321,12 @@ def test_env_py_that_keeps_its_version_table_in_a_schema_of_its_own(pg_url: str,
         assert conn.execute(sa.text("SELECT to_regclass('app.items')")).scalar() is not None
     status = run_dbguard(ini, pg_url, "--format", "json", "status", env=app)
     assert json_out(status)["state"] == "HEALTHY", describe(status)  # refused, not failed: the breaker is shut
+    # The database looks empty to dbguard in its schema: status says where the version table is.
+    assert json_out(status)["revisions"] == [] and any("schema app has one" in n for n in json_out(status)["notes"]), \
+        describe(status)
+    # And drift does not say "no drift" of models whose every table is in that other schema.
+    unread = run_dbguard(ini, pg_url, "drift", "--against", "models", env=app)
+    assert unread.returncode == 2 and "schema app" in unread.stderr, describe(unread)
 
     inside = {**app, "PGOPTIONS": "-c search_path=app"}
     up = run_dbguard(ini, pg_url, "upgrade", "head", env=inside)

@@ -290,6 +290,13 @@ class PostgresqlDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT current_user")
 
+    def version_table_elsewhere(self, table: str) -> Statement | None:
+        # The schemas of this database, other than the session's, that hold a table of that name.
+        return Statement(
+            "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = :name AND c.relkind IN ('r', 'p') AND n.nspname <> current_schema() "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1", {"name": table})
+
     def current_schema(self) -> Statement:
         return Statement("SELECT current_schema()")
 

@@ -107,6 +107,10 @@ class SqliteDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT NULL")
 
+    def version_table_elsewhere(self, table: str) -> Statement | None:
+        # One schema per file (attached files are not the target's).
+        return None
+
     def current_schema(self) -> Statement:
         return Statement("SELECT 'main'")
 

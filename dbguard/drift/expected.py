@@ -451,7 +451,18 @@ def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tup
     # then on that search_path) is one of the default schema's: the catalog reads that schema.
     own = _own_schema(converter.sa_dialect)
     tables = [table for metadata in metadatas for table in metadata.tables.values()
-              if (table.schema is None or table.schema == own) and not (exclude and excluded(table.name, exclude))]
+              if table.schema is None or table.schema == own]
+    if not tables:
+        elsewhere = sorted({str(t.schema) for metadata in metadatas for t in metadata.tables.values()
+                            if t.schema is not None and t.schema != own})
+        if elsewhere:
+            # Tables in other schemas are left out as alembic check leaves them out; but with none left,
+            # "no drift" would be said of a comparison that compared nothing.
+            raise ConfigError(f"env.py's models declare their tables in schema {', '.join(elsewhere)}, and dbguard "
+                              f"compares its connection's schema {own}: put its connection in that schema (on "
+                              f"PostgreSQL its search_path, e.g. PGOPTIONS='-c search_path={elsewhere[0]}')")
+    if exclude:
+        tables = [table for table in tables if not excluded(table.name, exclude)]
     if len(metadatas) < 2:
         return tables
     first: dict[str, Any] = {}
