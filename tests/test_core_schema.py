@@ -662,3 +662,41 @@ def test_a_spatial_keys_sub_part_of_format_1_is_no_difference() -> None:
                     "indexes": [{"name": "sx_g", "columns": [key], "method": "spatial"}]}}}
 
     assert diff_documents(doc(1, "g(32)"), doc(SNAPSHOT_FORMAT, "g")) == []
+
+
+def test_boolean_and_jsonb_defaults_compare_by_value_on_postgresql() -> None:
+    """The server keeps a boolean default 'false' as false and a jsonb default as jsonb prints it, its
+    keys reordered (arize-phoenix's is_first_party and input_mapping). Other values, types and engines
+    still differ."""
+    def changed(engine: str, type_: str, expected: str, actual: str) -> set[tuple[str, str]]:
+        return kinds(diff(Schema(engine, (Table("t", columns=(Column("d", type_, True, expected),)),), origin="models"),
+                          Schema(engine, (Table("t", columns=(Column("d", type_, True, actual),)),))))
+
+    assert changed("postgresql", "boolean", "'false'", "false") == set()
+    assert changed("postgresql", "boolean", "'on'", "true") == set()
+    assert changed("postgresql", "boolean", "'false'", "true") == {("changed_column_default", "t.d")}
+    mapping = '\'{"literal_mapping": {}, "path_mapping": {}}\''
+    assert changed("postgresql", "jsonb", mapping, '\'{"path_mapping": {}, "literal_mapping": {}}\'::jsonb') == set()
+    assert changed("postgresql", "jsonb", "'[1, 2]'", "'[2, 1]'::jsonb") == {("changed_column_default", "t.d")}
+    assert changed("postgresql", "jsonb", "'1'", "'true'::jsonb") == {("changed_column_default", "t.d")}
+    # json keeps its text as written: another spelling there is the server's own text, not rewritten.
+    assert changed("postgresql", "json", mapping, '\'{"path_mapping": {}, "literal_mapping": {}}\'::json') == \
+        {("changed_column_default", "t.d")}
+    assert changed("sqlite", "boolean", "'false'", "0") == {("changed_column_default", "t.d")}
+
+
+def test_postgresql_json_operators_normalise_their_right_operand() -> None:
+    """The server writes ``->>``'s key back cast (``'id'::text``), which sqlglot reads as a string where it
+    reads the uncast key as a JSON path, and an array path ``'{a, b}'`` as ``'{a,b}'``."""
+    from dbguard.core.schema import pg_text_array, same_expression
+
+    pg = "postgresql"
+    assert same_expression(pg, "CAST(message ->> 'id' AS VARCHAR)", "((message ->> 'id'::text))::character varying")
+    assert same_expression(pg, "doc -> 0 -> 'a'", "((doc -> 0) -> 'a'::text)")
+    assert same_expression(pg, "doc #>> '{session, id}'", "(doc #>> '{session,id}'::text[])")
+    assert not same_expression(pg, "doc ->> 'id'", "(doc ->> 'key'::text)")
+    assert not same_expression(pg, "doc #>> '{session, id}'", "(doc #>> '{session,key}'::text[])")
+    assert pg_text_array("{a, b}") == "{a,b}"
+    assert pg_text_array('{ "a" , "b c", "x\\"y" }') == '{a,"b c","x\\"y"}'
+    assert pg_text_array("{}") == "{}"
+    assert pg_text_array("{a,{b}}") is None and pg_text_array("a") is None and pg_text_array("{a,NULL}") is None

@@ -83,3 +83,17 @@ def test_a_rollback_that_failed_elsewhere_is_followed_by_another() -> None:
             run(2, "upgrade", "failed", ("r1",), "r4", ("r3",)),
             run(3, "rollback", "failed", ("r3",), "r1", ("r2",))]
     assert "roll back to r1" in lanes.way_out(runs)
+
+
+def test_after_a_downgrade_that_moved_down_the_way_out_goes_back_up_not_a_rollback() -> None:
+    """airflow's downgrade -1 on MariaDB ran its step, then failed the end check (the schema differs from
+    the reference below): the last verified state is above, and the rollback lane never moves forward
+    (it exits 2), so status names resolve, and the forced upgrade back."""
+    runs = [run(1, "upgrade", "succeeded", ("r1",), "r2", ("r2",), "verified"),
+            run(2, "downgrade", "failed", ("r2",), "r1", ("r1",), "differs")]
+    advice = lanes.way_out(runs)
+    assert "dbguard rollback`" not in advice, advice
+    assert "dbguard resolve --accept-schema --reason TEXT" in advice and "`dbguard upgrade r2 --force`" in advice, advice
+    # A downgrade that failed before alembic_version moved is put back by the rollback (its "redo").
+    runs[1] = run(2, "downgrade", "failed", ("r2",), "r1", ("r2",))
+    assert "roll back to r2 with `dbguard rollback`" in lanes.way_out(runs)

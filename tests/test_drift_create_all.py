@@ -611,3 +611,84 @@ def test_an_interval_default_the_server_rewrites_is_no_drift(pg_url, tmp_path):
     assert _found(s, "models") == set()
     _execute(pg_url, "ALTER TABLE runs ALTER COLUMN grace SET DEFAULT '1 day 3 hours'")
     assert _found(s, "models") == {("changed_column_default", "runs.grace")}
+
+
+COLUMN_CHECK_MODELS = '''
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={"ck": "ck_%(table_name)s_%(constraint_name)s"})
+# arize-phoenix declares its CHECKs on the column (mapped_column(CheckConstraint(...))): SQLAlchemy keeps
+# them in column.constraints, not table.constraints; its migrations create them as the table's.
+evaluators = sa.Table(
+    "evaluators", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(10), sa.CheckConstraint("kind IN ('LLM', 'CODE')", name="valid_kind"), nullable=False),
+)
+'''
+
+
+def test_a_check_the_models_give_a_column_is_expected(db_url, tmp_path):
+    create = ('op.create_table("evaluators", sa.Column("id", sa.Integer, primary_key=True), '
+              'sa.Column("kind", sa.String(10), nullable=False), '
+              'sa.CheckConstraint("kind IN (\'LLM\', \'CODE\')", name="valid_kind"))')  # under env.py's convention
+    ini = _project_with_models(db_url, tmp_path, create, COLUMN_CHECK_MODELS)
+    s = _settings(ini, db_url, tmp_path)
+    assert _found(s, "models") == set()  # was: extra_check evaluators.ck_evaluators_valid_kind
+    if backend_of(db_url) == "sqlite":
+        return  # SQLite drops no constraint in place
+    _execute(db_url, "ALTER TABLE evaluators DROP CONSTRAINT ck_evaluators_valid_kind")
+    assert _found(s, "models") == {("missing_check", "evaluators.check")}  # models CHECKs pair by expression
+
+
+JSON_MODELS = '''
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+# arize-phoenix's agent_session_messages and spans: PostgreSQL writes the JSON operators' right operand
+# back with a cast ('id'::text, '{session,id}'::text[] without the space), a boolean default 'false' as
+# false, and a jsonb default as jsonb prints it (keys by length).
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message", postgresql.JSONB, nullable=False),
+    sa.Column("message_id", sa.String, sa.Computed("CAST(message ->> 'id' AS VARCHAR)", persisted=True)),
+    sa.Column("compact", sa.Boolean, sa.Computed(
+        "coalesce(CAST(message #>> '{metadata, phoenix, compact}' AS BOOLEAN), false)", persisted=True)),
+    sa.Column("first", postgresql.JSONB, sa.Computed("message -> 0 -> 'a'", persisted=True)),
+    sa.Column("is_first_party", sa.Boolean, nullable=False, server_default="false"),
+    sa.Column("mapping", postgresql.JSONB, nullable=False,
+              server_default='{"literal_mapping": {}, "path_mapping": {"a": [1, 2]}}'),
+    sa.Index("ix_messages_session", sa.column("message", postgresql.JSONB)[["session", "id"]].as_string(),
+             postgresql_where=sa.column("message", postgresql.JSONB)[["session", "id"]].as_string().is_not(None)),
+)
+'''
+
+
+def test_json_operators_and_defaults_the_server_writes_back_are_no_drift(pg_url, tmp_path):
+    create = ('op.create_table("messages", sa.Column("id", sa.Integer, primary_key=True), '
+              'sa.Column("message", sa.dialects.postgresql.JSONB, nullable=False), '
+              'sa.Column("message_id", sa.String, sa.Computed("CAST(message ->> \'id\' AS VARCHAR)", persisted=True)), '
+              'sa.Column("compact", sa.Boolean, sa.Computed('
+              '"coalesce(CAST(message #>> \'{metadata, phoenix, compact}\' AS BOOLEAN), false)", persisted=True)), '
+              'sa.Column("first", sa.dialects.postgresql.JSONB, sa.Computed("message -> 0 -> \'a\'", persisted=True)), '
+              'sa.Column("is_first_party", sa.Boolean, nullable=False, server_default="false"), '
+              'sa.Column("mapping", sa.dialects.postgresql.JSONB, nullable=False, '
+              'server_default=\'{"literal_mapping": {}, "path_mapping": {"a": [1, 2]}}\')); '
+              'op.execute("CREATE INDEX ix_messages_session ON messages ((CAST(message #>> \'{session, id}\' AS VARCHAR)))'
+              ' WHERE CAST((message #>> \'{session, id}\') AS VARCHAR) IS NOT NULL")')
+    ini = _project_with_models(pg_url, tmp_path, create, JSON_MODELS)
+    s = _settings(ini, pg_url, tmp_path)
+    assert _found(s, "models") == set()
+    # Other paths, another boolean and another document are still found.
+    _execute(pg_url, "DROP INDEX ix_messages_session",
+             "CREATE INDEX ix_messages_session ON messages ((CAST(message #>> '{session, key}' AS VARCHAR)))"
+             " WHERE CAST((message #>> '{session, key}') AS VARCHAR) IS NOT NULL",
+             "ALTER TABLE messages ALTER COLUMN is_first_party SET DEFAULT 'true'",
+             """ALTER TABLE messages ALTER COLUMN mapping SET DEFAULT '{"literal_mapping": {}, "path_mapping": {"a": [2, 1]}}'""",
+             "ALTER TABLE messages DROP COLUMN message_id",
+             "ALTER TABLE messages ADD COLUMN message_id VARCHAR GENERATED ALWAYS AS (message ->> 'key') STORED")
+    assert _found(s, "models") == {("changed_index", "messages.ix_messages_session"),
+                                   ("changed_column_default", "messages.is_first_party"),
+                                   ("changed_column_default", "messages.mapping"),
+                                   ("changed_column_generated", "messages.message_id")}

@@ -305,3 +305,51 @@ def test_env_py_include_hooks_leave_objects_out_of_drift_as_alembic_check_does(d
     assert check.returncode != 0 and "memo" in check.stdout + check.stderr
     assert not any(word in check.stdout + check.stderr
                    for word in ("ix_manual", "othertool", "legacy_audit", "attachment", "dba_items_note"))
+
+
+def test_env_py_that_keeps_its_version_table_in_a_schema_of_its_own(pg_url: str, tmp_path: Path) -> None:
+    """Alembic finds the version table in the schema env.py names; dbguard reads its own connection's
+    schema. Apart, each would see another revision: dbguard refuses before running anything (the run
+    used to migrate, then fail its end check and open the breaker). With dbguard's connection in that
+    schema (its search_path), every command works, and the models' tables named in it are compared."""
+    ini = pattern_project(tmp_path, "version_table_schema", pg_url)
+    app = {"APP_SCHEMA": "app"}
+    plain = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "s1_items"], check=False,
+                           capture_output=True, text=True, timeout=120, env={**os.environ, **app})
+    assert plain.returncode == 0, plain.stderr
+
+    refused = run_dbguard(ini, pg_url, "upgrade", "head", env=app)
+    assert refused.returncode == 2, describe(refused)
+    assert "app.alembic_version" in refused.stdout and "search_path" in refused.stdout, describe(refused)
+    with connect(pg_url) as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM app.alembic_version")).scalar() == "s1_items"
+        assert conn.execute(sa.text("SELECT to_regclass('app.items')")).scalar() is not None
+    status = run_dbguard(ini, pg_url, "--format", "json", "status", env=app)
+    assert json_out(status)["state"] == "HEALTHY", describe(status)  # refused, not failed: the breaker is shut
+    # The database looks empty to dbguard in its schema: status says where the version table is.
+    assert json_out(status)["revisions"] == [] and any("schema app has one" in n for n in json_out(status)["notes"]), \
+        describe(status)
+    # And drift does not say "no drift" of models whose every table is in that other schema.
+    unread = run_dbguard(ini, pg_url, "drift", "--against", "models", env=app)
+    assert unread.returncode == 2 and "schema app" in unread.stderr, describe(unread)
+
+    inside = {**app, "PGOPTIONS": "-c search_path=app"}
+    up = run_dbguard(ini, pg_url, "upgrade", "head", env=inside)
+    assert up.returncode == 0, describe(up)
+    status = run_dbguard(ini, pg_url, "--format", "json", "status", env=inside)
+    assert (json_out(status)["state"], json_out(status)["revisions"]) == ("HEALTHY", ["s2_items_note"]), describe(status)
+    models = run_dbguard(ini, pg_url, "--format", "json", "drift", "--against", "models", env=inside)
+    assert models.returncode == 0 and json_out(models)["tables_compared"] >= 1, describe(models)
+    with connect(pg_url) as conn:
+        conn.execute(sa.text("ALTER TABLE app.items ADD COLUMN memo VARCHAR(20)"))
+    found = run_dbguard(ini, pg_url, "--format", "json", "drift", "--against", "models", env=inside)
+    assert [(d["kind"], d["object"]) for d in json_out(found)["drifts"]] == [("extra_column", "items.memo")], \
+        describe(found)
+    with connect(pg_url) as conn:
+        conn.execute(sa.text("ALTER TABLE app.items DROP COLUMN memo"))
+    replayed = run_dbguard(ini, pg_url, "drift", "--against", "migrations", env=inside)
+    assert replayed.returncode == 0 and "no drift" in replayed.stdout, describe(replayed)
+    down = run_dbguard(ini, pg_url, "downgrade", "-1", env=inside)
+    assert down.returncode == 0, describe(down)
+    with connect(pg_url) as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM app.alembic_version")).scalar() == "s1_items"

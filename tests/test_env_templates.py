@@ -144,6 +144,43 @@ def test_async_template_replays_into_a_shadow_url_of_an_async_driver(async_url: 
             drop_database(shadow, server)
 
 
+# arize-phoenix's env.py builds its engine this way: AsyncEngine(engine_from_config(...)).
+WRAPPED_ENGINE = """
+from sqlalchemy import engine_from_config as _engine_from_config
+from sqlalchemy.ext.asyncio import AsyncEngine as _AsyncEngine
+
+
+def _wrapped_engine_from_config(*args, **kwargs):
+    return _AsyncEngine(_engine_from_config(*args, **kwargs))
+"""
+
+
+def test_an_async_env_py_replays_into_the_scratch_database_dbguard_makes(async_url: str, tmp_path: Path) -> None:
+    """Without --shadow-url, env.py is handed the scratch database in the target's own form, async
+    driver included: an async env.py that wraps a plain engine in an AsyncEngine (arize-phoenix's)
+    refuses a sync driver (async_engine_from_config would swap psycopg for its async mode, never
+    pysqlite). ``plan --observe`` replays into a scratch database the same way, and reads the locks
+    there on env.py's connection."""
+    ini = make_project(tmp_path, async_url, REVISIONS, template="async")
+    env = env_py(ini)
+    env.write_text(env.read_text().replace("async_engine_from_config(", "_wrapped_engine_from_config(").replace(
+        "from alembic import context\n", "from alembic import context\n" + WRAPPED_ENGINE, 1))
+    assert run_dbguard(ini, async_url, "upgrade", "head").returncode == 0
+    replayed = run_dbguard(ini, async_url, "drift", "--against", "migrations")
+    assert replayed.returncode == 0, describe(replayed)
+    assert "no drift" in replayed.stdout and "Traceback" not in replayed.stderr, describe(replayed)
+    if backend_of(async_url) == "postgresql":
+        assert run_dbguard(ini, async_url, "downgrade", "-1").returncode == 0
+        observed = run_dbguard(ini, async_url, "--format", "json", "plan", "--observe")
+        assert observed.returncode in (0, 1), describe(observed)
+        seen = json_out(observed)["observed"]
+        # Read on env.py's own asyncpg connection, which returns pg_class.relkind ("char") as bytes: the
+        # server's locks were all dropped and every table "disagreed" (DG116) with a lock seen as none.
+        assert seen["status"] == "observed" and seen["disagreements"] == 0, describe(observed)
+        assert [(t["table"], t["observed_lock"]) for t in seen["revisions"][0]["tables"]] == \
+            [("accounts", "ACCESS EXCLUSIVE")], describe(observed)
+
+
 def test_env_py_requiring_a_connection_fails_as_under_plain_alembic(db_url: str, tmp_path: Path) -> None:
     """dbguard puts nothing into config.attributes that plain Alembic would not: an env.py that only a
     host program handing it a connection can run fails under dbguard as under ``alembic``, in one

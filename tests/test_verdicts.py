@@ -365,3 +365,30 @@ def test_a_reference_an_older_dbguard_stored_still_verifies_and_is_replaced(
         store = SchemaStore(conn, "dbguard_")
         assert json.loads(unpack(store.schema_text(store.latest(["r1_f"])[0])))["format"] == SNAPSHOT_FORMAT
     assert api.status(settings(ini, url)).schema_verified
+
+
+def test_a_downgrade_that_moved_down_then_failed_its_check_names_a_way_out_that_works(db_url: str,
+                                                                                       tmp_path: Path) -> None:
+    """A downgrade() that leaves part of its upgrade() behind (airflow's chain on MariaDB leaves other
+    collations and a TIMESTAMP without its fraction) runs its step, moves alembic_version down and fails
+    the end check. The last verified state is above it: status must not name `rollback`, which never
+    moves forward (exit 2); the resolve it names returns to HEALTHY (a forced upgrade back would meet the
+    index this downgrade left; airflow's upgrade runs over what its downgrade left)."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True), sa.Column('a', sa.Integer))",
+         "op.drop_table('t')"),
+        ("r2", "op.create_index('ix_t_a', 't', ['a'])", "pass"),  # the downgrade forgets the index
+    ])
+    assert run_dbguard(ini, db_url, "upgrade", "r1").returncode == 0
+    assert run_dbguard(ini, db_url, "upgrade", "r2").returncode == 0
+    down = run_dbguard(ini, db_url, "downgrade", "-1")
+    assert down.returncode == 5, describe(down)
+    status = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
+    assert status["state"] == "FAILED" and status["revisions"] == ["r1"], status
+    assert "dbguard rollback`" not in status["advice"] and "resolve --accept-schema" in status["advice"], status
+    assert run_dbguard(ini, db_url, "rollback", "--yes").returncode == 2  # never forward, as it says
+    accepted = run_dbguard(ini, db_url, "resolve", "--accept-schema", "--reason", "the index stays",
+                           "--confirm-risk", CONFIRM_TOKEN)
+    assert accepted.returncode == 0, describe(accepted)
+    status = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
+    assert (status["state"], status["revisions"]) == ("HEALTHY", ["r1"]), status

@@ -117,5 +117,20 @@ def way_out(runs: Sequence[RunRecord]) -> str:
                 "with `dbguard resolve --accept-schema --reason TEXT`")
     if target.revisions is None:
         return "repair by hand and record it with `dbguard resolve --reason TEXT`"
+    # A downgrade from the verified state that moved alembic_version down before it failed (its steps
+    # ran, then a step or the end check failed: airflow's downgrade -1 whose schema differs from the
+    # reference there): going back means re-applying upgrades, and a rollback never moves forward.
+    went_down = (last is not None and last.intent == "downgrade" and last.revisions_after is not None
+                 and tuple(sorted(last.from_revisions)) == tuple(sorted(target.revisions))
+                 and tuple(sorted(last.revisions_after)) != tuple(sorted(last.from_revisions)))
+    if went_down:
+        assert last is not None and last.revisions_after is not None
+        now = " ".join(sorted(last.revisions_after)) or "base"
+        back = f"`dbguard upgrade {where} --force`" if len(target.revisions) == 1 else \
+            f"`dbguard upgrade REV --force` to each of {where}"
+        return (f"the downgrade moved the database to {now}, below the last verified state {where}, where a rollback "
+                f"cannot go (it never moves forward): repair by hand and record it with `dbguard resolve --reason TEXT`, "
+                f"or accept the live schema at {now} with `dbguard resolve --accept-schema --reason TEXT`; going back up "
+                f"is {back} (typed confirmation), where the upgrade can run over what the downgrade left")
     return (f"roll back to {where} with `dbguard rollback`, or repair by hand and record it with "
             "`dbguard resolve --reason TEXT`")

@@ -640,14 +640,44 @@ def interval_value(text: str | None) -> tuple[int, int, int] | None:
 
 
 def _same_default(engine: str, type_text: str, a: str | None, b: str | None) -> bool:
-    """Two column defaults alike (:func:`same_expression`), or, for a PostgreSQL interval, the same
-    value written two ways: the server keeps ``'0'`` as ``'00:00:00'::interval``."""
+    """Two column defaults alike (:func:`same_expression`), or, on PostgreSQL, the same value of the
+    column's type written two ways: the server keeps an interval ``'0'`` as ``'00:00:00'::interval``,
+    a boolean ``'false'`` as ``false``, and a jsonb literal as jsonb prints it (keys reordered)."""
     if same_expression(engine, a, b):
         return True
-    if engine != "postgresql" or not type_text.startswith("interval"):
+    if engine != "postgresql":
         return False
-    value = interval_value(a)
-    return value is not None and value == interval_value(b)
+    if type_text.startswith("interval"):
+        value = interval_value(a)
+        return value is not None and value == interval_value(b)
+    if type_text == "boolean":
+        flag = _pg_boolean(a)
+        return flag is not None and flag == _pg_boolean(b)
+    if type_text == "jsonb":
+        document = _json_literal(a)
+        return document is not None and document == _json_literal(b)
+    return False
+
+
+# The spellings a PostgreSQL boolean takes as input (boolin), lower case, after _quick.
+_PG_BOOLEAN_INPUT = {"'t'": "1", "'true'": "1", "'y'": "1", "'yes'": "1", "'on'": "1", "1": "1", "'1'": "1",
+                     "'f'": "0", "'false'": "0", "'n'": "0", "'no'": "0", "'off'": "0", "0": "0", "'0'": "0"}
+
+
+def _pg_boolean(text: str | None) -> str | None:
+    quick = _quick(text) if text is not None else None
+    return None if quick is None else _PG_BOOLEAN_INPUT.get(quick.strip().lower())
+
+
+def _json_literal(text: str | None) -> str | None:
+    """A string literal's JSON document in one spelling (keys sorted, no spaces), None if it is none."""
+    quick = _quick(text) if text is not None else None
+    if quick is None or len(quick) < 2 or quick[0] != "'" or quick[-1] != "'":
+        return None
+    try:
+        return json.dumps(json.loads(quick[1:-1].replace("''", "'")), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return None
 
 
 def _balanced(text: str) -> bool:
@@ -679,6 +709,60 @@ def _number(text: str) -> str:
 _SQLGLOT_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
 
 
+def pg_text_array(text: str) -> str | None:
+    """A one-dimensional PostgreSQL array literal (``'{a, b}'``, the path of ``#>>``) as the server writes
+    it back (``{a,b}``): whitespace around unquoted elements dropped, quotes only where array_out puts
+    them. None when ``text`` is not such a literal."""
+    body = text.strip()
+    if len(body) < 2 or body[0] != "{" or body[-1] != "}":
+        return None
+    body = body[1:-1]
+    if not body.strip():
+        return "{}"
+    elements: list[str] = []
+    i, n = 0, len(body)
+    while True:
+        while i < n and body[i].isspace():
+            i += 1
+        if i < n and body[i] == '"':
+            i += 1
+            chars = []
+            while i < n and body[i] != '"':
+                if body[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(body[i])
+                i += 1
+            if i >= n:
+                return None
+            i += 1
+            elements.append("".join(chars))
+            while i < n and body[i].isspace():
+                i += 1
+        else:
+            start = i
+            while i < n and body[i] != ",":
+                if body[i] in '{}"\\':
+                    return None  # nested or escaped: left as written
+                i += 1
+            element = body[start:i].strip()
+            if not element or element.upper() == "NULL":
+                return None  # NULL elements are not a path's; compared as written
+            elements.append(element)
+        if i >= n:
+            break
+        if body[i] != ",":
+            return None
+        i += 1
+
+    def out(element: str) -> str:
+        if element == "" or element.upper() == "NULL" or any(c in element for c in '{},"\\') \
+                or any(c.isspace() for c in element):
+            return '"' + element.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return element
+
+    return "{" + ",".join(out(e) for e in elements) + "}"
+
+
 @functools.lru_cache(maxsize=8192)
 def normalize_expression(engine: str, text: str | None, unqualified: bool = False) -> str | None:
     """A normal form of a default or an expression: casts and parentheses dropped, ``now()`` and
@@ -700,6 +784,9 @@ def normalize_expression(engine: str, text: str | None, unqualified: bool = Fals
         tree = sqlglot.parse_one(text, read=_SQLGLOT_DIALECT.get(engine, engine))
     except Exception:  # noqa: BLE001 - an unparsable expression is compared as plain text
         return _SPACES.sub(" ", text.strip()).lower()
+
+    json_operators: tuple[type, ...] = (exp.JSONExtract, exp.JSONExtractScalar, exp.JSONBExtract,
+                                         exp.JSONBExtractScalar) if engine == "postgresql" else ()
 
     def simplify(node: exp.Expression) -> exp.Expression:
         if isinstance(node, (exp.Cast, exp.Paren)):
@@ -724,6 +811,9 @@ def normalize_expression(engine: str, text: str | None, unqualified: bool = Fals
                 return exp.Not(this=result) if isinstance(node, exp.NEQ) else result
         if isinstance(node, exp.Anonymous) and str(node.this).lower() == "now" and not node.expressions:
             return exp.CurrentTimestamp()
+        if json_operators and isinstance(node, json_operators):
+            operand: exp.Expression = _pg_json_operand(node)
+            return operand
         return node
 
     previous = None
@@ -735,6 +825,31 @@ def normalize_expression(engine: str, text: str | None, unqualified: bool = Fals
             break
         previous = rendered
     return tree.sql()
+
+
+def _pg_json_operand(node: Any) -> Any:
+    """``->``, ``->>``, ``#>``, ``#>>`` with their right operand in one form. sqlglot reads
+    ``doc ->> 'id'`` as a JSON path (``$.id``) but ``doc ->> 'id'::text``, as the server writes it
+    back, as a string; and the server writes an array path ``'{a, b}'`` as ``'{a,b}'``."""
+    from sqlglot import exp
+
+    operand = node.expression
+    replacement: exp.Expression | None = None
+    if isinstance(operand, exp.JSONPath):
+        parts = [p for p in operand.expressions if not isinstance(p, exp.JSONPathRoot)]
+        if len(parts) == 1 and isinstance(parts[0], exp.JSONPathKey) and isinstance(parts[0].this, str):
+            replacement = exp.Literal.string(parts[0].this)
+        elif len(parts) == 1 and isinstance(parts[0], exp.JSONPathSubscript) and isinstance(parts[0].this, int):
+            replacement = exp.Literal.number(parts[0].this)
+    elif isinstance(operand, exp.Literal) and operand.is_string:
+        array = pg_text_array(str(operand.this))
+        if array is not None and array != operand.this:
+            replacement = exp.Literal.string(array)
+    if replacement is None:
+        return node
+    copy = node.copy()
+    copy.set("expression", replacement)
+    return copy
 
 
 def same_expression(engine: str, a: str | None, b: str | None, unqualified: bool = False) -> bool:

@@ -397,6 +397,14 @@ class MysqlDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT CURRENT_USER()")
 
+    def version_table_elsewhere(self, table: str) -> Statement | None:
+        # A MySQL schema is another database: most often another application's, no hint.
+        return None
+
+    def current_schema(self) -> Statement:
+        # A MySQL schema is a database.
+        return Statement("SELECT DATABASE()")
+
     def current_database(self) -> Statement:
         return Statement("SELECT DATABASE()")
 

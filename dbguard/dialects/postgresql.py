@@ -325,6 +325,16 @@ class PostgresqlDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT current_user")
 
+    def version_table_elsewhere(self, table: str) -> Statement | None:
+        # The schemas of this database, other than the session's, that hold a table of that name.
+        return Statement(
+            "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = :name AND c.relkind IN ('r', 'p') AND n.nspname <> current_schema() "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1", {"name": table})
+
+    def current_schema(self) -> Statement:
+        return Statement("SELECT current_schema()")
+
     def current_database(self) -> Statement:
         return Statement("SELECT current_database()")
 
@@ -611,9 +621,10 @@ class PostgresqlDialect:
 
     def observed_relations(self) -> Statement:
         # Read on the migration's own connection: an uncommitted rewrite's new relfilenode is visible
-        # inside its transaction only.
+        # inside its transaction only. That connection's driver is env.py's: relkind ("char") is cast to
+        # text, which asyncpg returns as str where it returns a "char" as bytes.
         return Statement(
-            "SELECT c.oid, c.relkind, c.relfilenode, coalesce(x.indrelid, c.oid), coalesce(t.relname, c.relname), "
+            "SELECT c.oid, c.relkind::text, c.relfilenode, coalesce(x.indrelid, c.oid), coalesce(t.relname, c.relname), "
             "n.nspname, c.relname "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "
@@ -625,9 +636,9 @@ class PostgresqlDialect:
 
     def backend_relation_locks(self, backend: int) -> Statement:
         # A relation the statement dropped has no pg_class row any more: kept (NULL kind and name), for
-        # the caller to name from what it read before.
+        # the caller to name from what it read before. relkind as text: see observed_relations.
         return Statement(
-            "SELECT l.relation, c.relkind, l.mode, l.granted, coalesce(t.relname, c.relname) "
+            "SELECT l.relation, c.relkind::text, l.mode, l.granted, coalesce(t.relname, c.relname) "
             "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation "
             "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid "

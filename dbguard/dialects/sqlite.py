@@ -107,6 +107,13 @@ class SqliteDialect:
     def current_user(self) -> Statement:
         return Statement("SELECT NULL")
 
+    def version_table_elsewhere(self, table: str) -> Statement | None:
+        # One schema per file (attached files are not the target's).
+        return None
+
+    def current_schema(self) -> Statement:
+        return Statement("SELECT 'main'")
+
     def current_database(self) -> Statement:
         # The file of the main database; dbguard keys its run lock file on it.
         return Statement("SELECT file FROM pragma_database_list WHERE name = 'main'")

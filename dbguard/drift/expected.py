@@ -337,7 +337,11 @@ class _TableConverter:
         checks: list[tuple[Any, ...]] = []
         fks: list[tuple[Any, ...]] = []
         indexes: list[tuple[Any, ...]] = []
-        for constraint in table.constraints:
+        # A CHECK given to a column (``mapped_column(CheckConstraint(...))``) is the column's, not in
+        # table.constraints; create_all writes it in the column's definition, and the server keeps it as
+        # the table's.
+        column_checks = [c for col in table.columns for c in col.constraints if isinstance(c, sa.CheckConstraint)]
+        for constraint in (*table.constraints, *column_checks) if column_checks else table.constraints:
             if not _ddl_applies(constraint, sa_dialect):
                 continue
             if isinstance(constraint, sa.UniqueConstraint):
@@ -470,8 +474,22 @@ def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tup
     both declare ``secondary_indexes``; ``alembic check`` refuses any such list) is expected once when
     they declare it alike on this engine. Declared differently, the models contradict each other and
     no comparison could be right: it is named, exit 2."""
+    # A table named in the connection's own schema (arize-phoenix's MetaData(schema=...), its env.py
+    # then on that search_path) is one of the default schema's: the catalog reads that schema.
+    own = _own_schema(converter.sa_dialect)
     tables = [table for metadata in metadatas for table in metadata.tables.values()
-              if table.schema is None and not (exclude and excluded(table.name, exclude))]
+              if table.schema is None or table.schema == own]
+    if not tables:
+        elsewhere = sorted({str(t.schema) for metadata in metadatas for t in metadata.tables.values()
+                            if t.schema is not None and t.schema != own})
+        if elsewhere:
+            # Tables in other schemas are left out as alembic check leaves them out; but with none left,
+            # "no drift" would be said of a comparison that compared nothing.
+            raise ConfigError(f"env.py's models declare their tables in schema {', '.join(elsewhere)}, and dbguard "
+                              f"compares its connection's schema {own}: put its connection in that schema (on "
+                              f"PostgreSQL its search_path, e.g. PGOPTIONS='-c search_path={elsewhere[0]}')")
+    if exclude:
+        tables = [table for table in tables if not excluded(table.name, exclude)]
     if len(metadatas) < 2:
         return tables
     first: dict[str, Any] = {}
@@ -487,11 +505,18 @@ def _model_tables(metadatas: list[Any], converter: _TableConverter, exclude: tup
     return unique
 
 
+def _own_schema(sa_dialect: Any) -> str | None:
+    """The schema the connection works in (PostgreSQL's current_schema() when it connected, MySQL's
+    database), None for a dialect that never connected."""
+    return getattr(sa_dialect, "default_schema_name", None)
+
+
 def _model_sequences(metadatas: list[Any], sa_dialect: Any) -> tuple[str, ...] | None:
     if not sa_dialect.supports_sequences:
         return None
+    own = _own_schema(sa_dialect)
     return tuple(sorted({seq.name for metadata in metadatas for seq in internals.sequences(metadata)
-                         if seq.schema is None and not getattr(seq, "optional", False)}))
+                         if (seq.schema is None or seq.schema == own) and not getattr(seq, "optional", False)}))
 
 
 @without_gc
@@ -819,7 +844,9 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
             drop_abandoned_scratch_folders(folder, announce)
             announce(f"replaying migrations into scratch database {path}")
             with _interrupt_as_exception():
-                yield Scratch(url=target.ledger_url.set(database=str(path)), name=str(path), created=True)
+                # The target's own URL, driver included: env.py is handed it as sqlalchemy.url, and an
+                # async env.py needs its async driver (dbguard's own engines swap in the sync one).
+                yield Scratch(url=target.url.set(database=str(path)), name=str(path), created=True)
         finally:
             with _shielded():
                 _remove_scratch_folder(folder)
@@ -844,7 +871,7 @@ def scratch_database(target: Any, session: Any, shadow_url: str | None,
                 ) from None
             created = True
             announce(f"replaying migrations into scratch database {name}")
-            yield Scratch(url=target.ledger_url.set(database=name), name=name, created=True)
+            yield Scratch(url=target.url.set(database=name), name=name, created=True)
     finally:
         with _shielded():
             if created:

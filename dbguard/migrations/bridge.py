@@ -140,6 +140,10 @@ class RunHooks:
     verify_connection: Callable[[Any], None]
     # Told env.py's connection once it is ready (the watchdog needs its session id).
     on_connection: Callable[[Any], None] = lambda connection: None
+    # The version table dbguard reads (setting version_table) and the schema it reads it in (its own
+    # connection's): env.py must keep Alembic's there, or each side would see another revision. None:
+    # not checked.
+    version_table: tuple[str, str | None] | None = None
     # (env.py's target_metadata, its include hooks) as the run's first configure() got them, None
     # until then: the post-flight compares the schema with them instead of running env.py again.
     seen_metadata: tuple[Any, ...] | None = None
@@ -162,7 +166,7 @@ def _configure(self: EnvironmentContext, *args: Any, **kw: Any) -> Any:
         raise ConfigError("env.py migrates several databases in one run (upgrade_token/downgrade_token, Alembic's "
                           "multidb template); dbguard guards one database per run")
     if isinstance(hooks, RunHooks) and connection is not None and not self.is_offline_mode():
-        _prepare_connection(connection, hooks)
+        _prepare_connection(connection, hooks, kw)
         kw["transaction_per_migration"] = True
         fn = self.context_opts.get("fn")
         if fn is not None and not getattr(fn, "__dbguard_wrapped__", False):
@@ -197,11 +201,39 @@ def configure_hook() -> Iterator[None]:
                 _original_configure = None
 
 
-def _prepare_connection(connection: Any, hooks: RunHooks) -> None:
+def _same_version_table(kw: dict[str, Any], connection: Any, expected: tuple[str, str | None]) -> None:
+    """Refuse, before anything runs, an env.py that keeps Alembic's version table where dbguard does
+    not read it (``version_table_schema``, as arize-phoenix passes PHOENIX_SQL_DATABASE_SCHEMA;
+    another ``version_table``): Alembic would find the database at one revision and dbguard at
+    another, and the run's end check would fail a run that did what Alembic meant."""
+    from dbguard.db.sql import run
+    from dbguard.dialects import for_sqlalchemy_dialect
+    from dbguard.errors import ConfigError
+
+    table = kw.get("version_table") or "alembic_version"
+    schema = kw.get("version_table_schema") or None
+    if schema is None:
+        # Unqualified, Alembic finds it in the schema env.py's connection is in now (its search_path,
+        # which env.py may have SET).
+        schema = run(connection, for_sqlalchemy_dialect(connection.dialect).current_schema()).scalar()
+    own_table, own_schema = expected
+    if table == own_table and (schema is None or own_schema is None or schema == own_schema):
+        return
+    hint = f"; set dbguard's version_table = {table}" if table != own_table else ""
+    if schema is not None and own_schema is not None and schema != own_schema:
+        hint += (f"; dbguard reads its connection's schema {own_schema}: put its connection in schema {schema} "
+                 f"(on PostgreSQL its search_path, e.g. PGOPTIONS='-c search_path={schema}')")
+    raise ConfigError(f"env.py keeps Alembic's version table in {schema}.{table} and dbguard reads "
+                      f"{own_schema}.{own_table}{hint}; nothing was run")
+
+
+def _prepare_connection(connection: Any, hooks: RunHooks, kw: dict[str, Any]) -> None:
     from dbguard.db.sql import run_statements
 
     was_in_transaction = connection.in_transaction()
     hooks.verify_connection(connection)
+    if hooks.version_table is not None:
+        _same_version_table(kw, connection, hooks.version_table)
     run_statements(connection, hooks.session_statements)
     # A SET autobegins a transaction that Alembic would take as external and never commit:
     # the upgrade would "succeed" and leave nothing behind.

@@ -910,6 +910,7 @@ def _execute(runner: _Runner, intent: Intent, destination: str, heads_before: tu
         session_statements=runner.migration_session_statements(),
         verify_connection=runner.verify_connection,
         on_connection=connection_ready,
+        version_table=(runner.target.version_table, runner.session.conn.dialect.default_schema_name),
     )
     # Nothing goes into config.attributes that plain Alembic would not put there but dbguard's own
     # key: env.py builds its connection from sqlalchemy.url as it always does, and the configure hook
@@ -1226,7 +1227,8 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
 def _stamp(runner: _Runner, command: Any, revision: str) -> None:
     tracker = bridge.StepTracker()
     hooks = bridge.RunHooks(tracker=tracker, session_statements=runner.bounded_named_statements(),
-                            verify_connection=runner.verify_connection)
+                            verify_connection=runner.verify_connection,
+                            version_table=(runner.target.version_table, runner.session.conn.dialect.default_schema_name))
     config = runner.target.config
     try:
         with bridge.configure_hook():

@@ -29,6 +29,7 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
         holder = make_lock(session, target).holder()
         held_by_other = holder is not None and holder != session.session_id
         revisions = read_version_heads(session.conn, target.version_table)
+        elsewhere = _version_table_elsewhere(session, target.version_table) if not revisions else ()
         problem = ledger.problem()
         exists = ledger.exists()
         runs = ledger.recent_runs(limit=200, changing_only=True) if exists else []
@@ -71,7 +72,10 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
     elif findings and settings.on_drift == "refuse":
         exit_code = ExitCode.REFUSED
         reason = f"on_drift = refuse: {findings[0]}"
-        advice = "an upgrade refuses until the ledger and alembic_version agree: `dbguard resolve` records the change"
+        advice = ("an upgrade refuses until the ledger and alembic_version agree: `dbguard resolve` records the change"
+                  if findings[0] != (live.finding if live is not None else None) else
+                  "an upgrade refuses while the schema differs from its reference: repair it, or record it as the "
+                  "reference with `dbguard resolve --accept-schema --reason TEXT`")
     return StatusReport(
         state=state.value,
         exit_code=exit_code,
@@ -86,7 +90,7 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
         findings=findings,
         schema_unchecked=_unchecked(live, check_schema and state is TargetState.HEALTHY and last is not None
                                     and last.schema_check == "verified" and not findings, revisions),
-        notes=_short_secret_notes(target),
+        notes=_short_secret_notes(target) + elsewhere,
         **seen,
     )
 
@@ -113,6 +117,25 @@ def _sessions_ended(session: Any, prefix: str) -> tuple[tuple[str, int], ...] | 
         return tuple(KillLedger(session.conn, prefix).ended_counts().items())
     except (sa.exc.DBAPIError, DbguardError):
         return None
+
+
+def _version_table_elsewhere(session: Any, table: str) -> tuple[str, ...]:
+    """A note when the database looks empty to dbguard but another schema holds the version table: an
+    env.py that keeps it there (``version_table_schema``) migrates a database that status would call
+    base."""
+    from dbguard.db.sql import run
+
+    query = session.dialect.version_table_elsewhere(table)
+    if query is None:
+        return ()
+    schemas = [str(name) for (name,) in run(session.conn, query).fetchall()]
+    if not schemas:
+        return ()
+    own = session.conn.dialect.default_schema_name
+    note = (f"no {table} in schema {own}, where dbguard reads it, but schema {', '.join(schemas)} has one: if env.py "
+            f"keeps it there (version_table_schema), put dbguard's connection in that schema (its search_path, "
+            f"e.g. PGOPTIONS='-c search_path={schemas[0]}')")
+    return (note,)
 
 
 def _short_secret_notes(target: Any) -> tuple[str, ...]:
