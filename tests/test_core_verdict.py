@@ -3,10 +3,12 @@ without a database."""
 
 from __future__ import annotations
 
+import pytest
+
 from dbguard.core import lanes
 from dbguard.core.schema import Drift
 from dbguard.core.state import RunRecord
-from dbguard.core.verdict import SchemaCheck, difference_key, judge_end
+from dbguard.core.verdict import SchemaCheck, difference_key, judge_end, what_was_checked
 
 HOTFIX = Drift("extra_column", "t", "t.hotfix", None, "integer")
 LEFTOVER = Drift("extra_table", "t2", "t2", None, None)
@@ -83,3 +85,21 @@ def test_a_rollback_that_failed_elsewhere_is_followed_by_another() -> None:
             run(2, "upgrade", "failed", ("r1",), "r4", ("r3",)),
             run(3, "rollback", "failed", ("r3",), "r1", ("r2",))]
     assert "roll back to r1" in lanes.way_out(runs)
+
+
+def test_after_a_downgrade_that_failed_part_way_the_way_out_is_a_rollback_that_stays_and_an_upgrade() -> None:
+    runs = [run(1, "upgrade", "succeeded", ("r1",), "r3", ("r3",), "verified"),
+            run(2, "downgrade", "failed", ("r3",), "base", ("r2",))]
+    advice = lanes.way_out(runs, ("r2",))
+    assert "`dbguard rollback`" in advice and "stays at r2" in advice and "`dbguard upgrade r3`" in advice
+    assert "roll back to r3" not in advice
+
+
+@pytest.mark.parametrize(("check", "claim"), [
+    ("verified", "alembic_version and schema checked"),
+    ("accepted", "alembic_version and schema checked"),
+    ("first", "no reference schema there to compare with"),
+    ("unchecked", "the schema was not"),
+])
+def test_a_run_claims_the_schema_checked_only_where_it_was_compared(check: str, claim: str) -> None:
+    assert claim in what_was_checked(check)

@@ -29,6 +29,7 @@ from dbguard.core.state import (
     derive_state,
     step_status_after_run,
 )
+from dbguard.core.verdict import what_was_checked
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, missing_privileges, read_version_heads, utcnow
 from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
@@ -1218,7 +1219,7 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
                      f"the ledger's loss recorded by run {run_id}")
                     + (f"; alembic_version set to {at}" if revision else "")
                     + ("; the live schema is the reference from now on" if accept_schema else
-                       "; alembic_version and schema checked"),
+                       f"; {what_was_checked(end.verdict.check.value)}"),
             warnings=end.warnings, **common,
         )
 
