@@ -232,19 +232,25 @@ def test_mariadb_partial_revision_is_undone_op_by_op(mysql_url: str, tmp_path: P
     assert json_out(dbguard(ini, "--format", "json", "status"))["state"] == "HEALTHY"
 
 
-def test_mariadb_partial_revision_that_cannot_be_checked_fails_naming_it(mysql_url: str, tmp_path: Path) -> None:
-    downgrade = 'op.drop_column("t", "c2")\nop.execute("DROP TABLE t2")\nop.drop_column("t", "c1")'
+def test_mariadb_partial_revision_that_cannot_be_checked_is_refused_before_anything_runs(
+        mysql_url: str, tmp_path: Path) -> None:
+    """An operation of the downgrade that cannot be checked refuses the undo up front (exit 3), as it
+    refuses the re-run of a failed downgrade: found half-way, it stopped a repair that had already
+    applied the operations before it (airflow's undo added a temporary column its upgrade never
+    reached, then stopped at the UPDATE that fills it)."""
+    downgrade = 'op.add_column("t", sa.Column("c_tmp", sa.Integer))\nop.execute("DROP TABLE t2")\nop.drop_column("t", "c1")'
     unclear = (PARTIAL[0], PARTIAL[1], downgrade)
     ini = make_project(tmp_path, mysql_url, [T, unclear])
     assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
     assert (p := dbguard(ini, "upgrade", "head")).returncode == 5, describe(p)
+    left = catalog(mysql_url)
     p = dbguard(ini, "rollback", "--yes")
-    assert p.returncode == 5, describe(p)
+    assert p.returncode == 3, describe(p)
     assert "ExecuteSQL" in p.stdout + p.stderr and "r2_partial" in p.stdout + p.stderr
-    # It stopped instead of guessing: the raw SQL did not run, nor anything after it.
-    assert "t2" in table_names(mysql_url) and "c1" in columns(mysql_url, "t")
+    # Nothing ran: the database is as the failed upgrade left it (no c_tmp, t2 and c1 still there).
+    assert catalog(mysql_url) == left and "c_tmp" not in columns(mysql_url, "t")
     runs, _ = ledger(mysql_url)
-    assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"
+    assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "refused"
 
 
 # A downgrade of several revisions that fails part way ----------------------------------------------

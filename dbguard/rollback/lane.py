@@ -335,7 +335,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     planned, _final = guard._plan(runner, Intent.DOWNGRADE, destination, heads)
     partials = partial_steps(ledger, picked.undoes, applied_now, bridge.applied_set(script, target_revs))
     finished = {p.revision for p in partials if p.repair == "finish"}
-    unclear = _unclear_redo(runner, partials)
+    unclear = _unclear_repair(runner, partials)
     if unclear is not None:
         # Nothing ran: the database stays where the failed run left it, not moved anywhere else.
         run_id = runner.record_refusal(runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base"),
@@ -510,17 +510,17 @@ def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[s
     return [p for _run, p in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
-def _unclear_redo(runner: Any, partials: list[Partial]) -> str | None:
-    """Why a failed downgrade cannot be taken back op by op (an operation of the revision's upgrade
-    that cannot be checked), found before anything runs; None when every one can be."""
+def _unclear_repair(runner: Any, partials: list[Partial]) -> str | None:
+    """Why a half-done revision cannot be repaired op by op (an operation of the migration the repair
+    runs that cannot be checked), found before anything runs; None when every one can be."""
     from dbguard.rollback import repair
 
     for partial in partials:
-        if partial.repair == "redo":
-            why = repair.unclear_operation(runner.target.config, runner.script, partial.revision,
-                                           runner.session.conn.dialect.name, runner.target.version_table)
-            if why is not None:
-                return mask(why, runner.target.secrets)
+        why = repair.unclear_operation(runner.target.config, runner.script, partial.revision,
+                                       runner.session.conn.dialect.name, runner.target.version_table,
+                                       partial.repair)
+        if why is not None:
+            return mask(why, runner.target.secrets)
     return None
 
 
