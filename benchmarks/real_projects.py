@@ -1,6 +1,6 @@
 """dbguard on the Alembic migrations that real open-source projects ship inside their PyPI packages.
 
-Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub,dagster,buildbot]
+Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub,dagster,buildbot,airflow]
                                          [--engines postgresql,mysql,sqlite] [--json PATH] [--write]
 
 Not part of CI: it installs third-party packages. The script creates its own venv (default
