@@ -1,6 +1,6 @@
 """dbguard on the Alembic migrations that real open-source projects ship inside their PyPI packages.
 
-Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub,dagster,buildbot]
+Run:  python benchmarks/real_projects.py [--projects mlflow,optuna,jupyterhub,dagster,buildbot,airflow]
                                          [--engines postgresql,mysql,sqlite] [--json PATH] [--write]
 
 Not part of CI: it installs third-party packages. The script creates its own venv (default
@@ -11,7 +11,9 @@ on the servers, files for SQLite) and lets the project build its schema its own 
 `SqlAlchemyStore(uri, artifact_root)`, create_all of the initial models then `upgrade head`; optuna:
 `RDBStorage(url)`, create_all then `stamp head`; jupyterhub: `orm.new_session_factory(url)`, `stamp head`
 then create_all; dagster: its run, event-log and schedule storages, SQLite its run storage's file; buildbot:
-`buildbot create-master --db URL`). dagster and buildbot run only when named in --projects. An alembic.ini in a temporary folder points `script_location` at the migrations
+`buildbot create-master --db URL`; airflow: `airflow db migrate`, with AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
+the database's URL, psycopg2 and mysqlclient, and a replay into a `--shadow-url` database those settings
+name too). dagster, buildbot and airflow run only when named in --projects. An alembic.ini in a temporary folder points `script_location` at the migrations
 folder inside the installed package (which is never modified) and `sqlalchemy.url` at the database;
 dagster's env.py runs only when dagster hands it a connection, so its alembic.ini points at a wrapper
 env.py written beside it (below) and `version_locations` at dagster's folder.
@@ -80,6 +82,13 @@ class Project:
     baseline_note: str = ""
     env_py: str | None = None  # a wrapper env.py to run the package's revisions with, when its own cannot
     default: bool = True  # run when --projects is not given
+    # The SQLAlchemy driver per engine where the project needs its own (airflow: psycopg2, whose binds its
+    # chain relies on, and mysqlclient, which its settings import for MySQL).
+    drivers: tuple[tuple[str, str], ...] = ()
+    # Environment variables env.py takes the database URL from instead of sqlalchemy.url (each process
+    # gets its database's URL there), and one that names a home folder of its own per database.
+    url_env: tuple[str, ...] = ()
+    home_env: str | None = None
 
 
 # dagster's env.py takes its connection from config.attributes (dagster hands it one) and lists the class
@@ -156,6 +165,19 @@ PROJECTS: dict[str, Project] = {
                   "    url = 'mysql+mysqlconnector' + url[url.index('://'):]\n"
                   "    MySQLRunStorage(url); MySQLEventLogStorage(url); MySQLScheduleStorage(url)\n"),
             init_doc="its run, event-log and schedule storages on one database (SQLite: the run storage's `runs.db`)",
+        ),
+        Project(
+            name="airflow", pip=("apache-airflow-core", "psycopg2-binary", "mysqlclient", "asyncpg", "aiomysql",
+                                 "aiosqlite"),
+            dist="apache-airflow-core", package="airflow", migrations="migrations", engines=ENGINES, default=False,
+            # env.py builds its engine from airflow's settings: the URL goes in AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
+            # (a replay's too: --shadow-url, below). mysqlclient needs libmariadb-dev (or libmysqlclient-dev).
+            drivers=(("postgresql", "postgresql+psycopg2"), ("mysql", "mysql+mysqldb")),
+            url_env=("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",), home_env="AIRFLOW_HOME",
+            init=("import os, subprocess, sys\n"
+                  "subprocess.run([os.path.join(os.path.dirname(sys.executable), 'airflow'), 'db', 'migrate'],"
+                  " check=True)\n"),
+            init_doc="`airflow db migrate`: create_all of its models, then `stamp head`",
         ),
         Project(
             name="buildbot", pip=("buildbot",), dist="buildbot", package="buildbot",
@@ -252,7 +274,7 @@ def ensure_venv(venv: Path, projects: list[Project], reinstall: bool) -> None:
 class Database:
     """An empty database named dbgrp_*, dropped by drop()."""
 
-    def __init__(self, engine: str, folder: Path, label: str) -> None:
+    def __init__(self, engine: str, folder: Path, label: str, driver: str | None = None) -> None:
         import sqlalchemy as sa
 
         self.engine, self.folder = engine, folder
@@ -265,7 +287,8 @@ class Database:
         self.admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         with self.admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE {self.name}")
-        self.url = server.set(database=self.name).render_as_string(hide_password=False)
+        url = server.set(database=self.name)
+        self.url = (url.set(drivername=driver) if driver else url).render_as_string(hide_password=False)
 
     def drop(self) -> None:
         if self.admin is None:
@@ -315,11 +338,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run(argv: list[str], cwd: Path, timeout: float, log: Path) -> dict[str, Any]:
+def project_env(project: Project, url: str, home: Path) -> dict[str, str]:
+    """What a process of ``project`` on the database at ``url`` needs in its environment."""
+    env = {name: url for name in project.url_env}
+    if project.home_env:
+        home.mkdir(parents=True, exist_ok=True)
+        env[project.home_env] = str(home)
+    return env
+
+
+def run(argv: list[str], cwd: Path, timeout: float, log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """One whole process: exit code, wall time, first lines of stdout and stderr (full text in ``log``)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(argv, cwd=cwd, env={**child_env(), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -370,8 +402,9 @@ def message_of(argv: list[str], code: int, out: str, err: str) -> str:
             if line.startswith("dbguard:") and "replaying migrations into" not in line:
                 return line[:LINE_CHARS]
     if code == 0:
+        # The last line: a project that logs to stdout (airflow) writes its log lines before Alembic's answer.
         plain = [line for line in out.splitlines() if line.strip()]
-        return (plain[0] if plain else "").strip()[:LINE_CHARS]
+        return (plain[-1] if plain else "").strip()[:LINE_CHARS]
     for line in lines:
         if line.startswith("FAILED:"):
             return line[:200] + ("..." if len(line) > 200 else "")
@@ -501,18 +534,20 @@ def run_one(project: Project, engine: str, args: argparse.Namespace, work: Path,
     tag = f"{project.name}-{engine}"
     logs = work / "logs" / tag
     databases: list[Database] = []
+    driver = dict(project.drivers).get(engine)
     try:
-        guarded = Database(engine, work, "g")
+        guarded = Database(engine, work, "g", driver)
         databases.append(guarded)
-        plain = Database(engine, work, "p")
+        plain = Database(engine, work, "p", driver)
         databases.append(plain)
         row["databases"] = {"dbguard": masked(guarded.url), "alembic": masked(plain.url)}
+        envs = {db.url: project_env(project, db.url, work / f"{db.name}-home") for db in (guarded, plain)}
         init = {}
         for label, db in (("dbguard", guarded), ("alembic", plain)):
             artifacts = work / f"{db.name}-artifacts"
             artifacts.mkdir(parents=True, exist_ok=True)
             result = run([sys.executable, "-c", project.init, db.url, artifacts.as_uri()], work,
-                         args.timeout, logs / f"init-{label}.log")
+                         args.timeout, logs / f"init-{label}.log", envs[db.url])
             init[label] = result
             print(f"  init {label}: exit {result['exit_code']} in {result['seconds']:.1f} s", file=sys.stderr)
         row["init"] = init
@@ -527,7 +562,7 @@ def run_one(project: Project, engine: str, args: argparse.Namespace, work: Path,
         row["alembic"] = {}
         for step, argv in PLAIN_STEPS:
             result = run([str(bin_dir / "alembic"), "-c", str(plain_ini), *argv], plain_ini.parent,
-                         args.timeout, logs / f"alembic-{step.replace(' ', '_')}.log")
+                         args.timeout, logs / f"alembic-{step.replace(' ', '_')}.log", envs[plain.url])
             if step.startswith("check"):
                 result["detected"] = check_items(result)
             row["alembic"][step] = result
@@ -541,10 +576,18 @@ def run_one(project: Project, engine: str, args: argparse.Namespace, work: Path,
         while steps:
             step, tool, argv = steps.pop(0)
             argv = list(argv)
+            env = envs[guarded.url]
             if step.startswith("drift --against migrations"):
                 argv += extra
+                if project.url_env:
+                    # env.py connects where the project's settings say, not to sqlalchemy.url: the replay
+                    # goes to an empty database of its own that those settings name too.
+                    shadow = Database(engine, work, "s", driver)
+                    databases.append(shadow)
+                    argv += ["--shadow-url", shadow.url]
+                    env = project_env(project, shadow.url, work / f"{shadow.name}-home")
             result = run([str(bin_dir / tool), "-c", str(guarded_ini), *argv], guarded_ini.parent,
-                         args.timeout, logs / f"dbguard-{step.replace(' ', '_')}.log")
+                         args.timeout, logs / f"dbguard-{step.replace(' ', '_')}.log", env)
             if step.startswith("drift"):
                 result["drifts"] = drift_items(result)
             if step.startswith("drift --against migrations"):

@@ -106,7 +106,53 @@ def say(text: str, err: bool = False, nl: bool = True, json_document: bool = Fal
     masked, it would still run and set a password to ``***``."""
     from dbguard import masking
 
-    click.echo(text if json_document or for_execution else masking.active()(text), err=err, nl=nl)
+    click.echo(text if json_document or for_execution else masking.active()(text), err=err, nl=nl,
+               file=None if err else _document_out)
+
+
+# Where stdout's text goes: the real stdout, or (in a machine format) a duplicate of it while fd 1
+# itself points at stderr; see _keep_stdout_for_the_document.
+_document_out: Any = None
+
+
+@contextlib.contextmanager
+def _keep_stdout_for_the_document(fmt: str) -> Any:
+    """In a machine format (json, jsonl, github, junit, prometheus) stdout carries dbguard's document
+    and nothing else: what env.py, the project it imports and the migrations write there (airflow's
+    logging handler writes to stdout, its migrations print progress) goes to stderr, as a consumer
+    piping stdout into a parser needs. Done on the file descriptor, not on ``sys.stdout``: a logging
+    handler made before the command began, a child process or C code writes to fd 1 whatever
+    ``sys.stdout`` is. Text is left as Alembic has it (people read both streams together). Only
+    where fd 1 is this process's own stdout: under a test runner's captured ``sys.stdout`` nothing
+    is moved."""
+    global _document_out
+    import os
+
+    try:
+        real = sys.stdout is not None and sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        real = False
+    machine = fmt in ("json", "github", "junit", *output.STREAM_FORMATS, *output.METRICS_FORMATS)
+    if not machine or not real:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    document = os.fdopen(os.dup(saved), "w", encoding=sys.stdout.encoding, errors="replace", closefd=True)
+    os.dup2(2, 1)
+    _document_out = document
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()  # what env.py left buffered for fd 1 still goes to stderr
+        with contextlib.suppress(OSError, ValueError):
+            document.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        _document_out = None
+        with contextlib.suppress(OSError, ValueError):
+            document.close()
 
 
 def _emit(state: _State, result: Any) -> None:
@@ -444,7 +490,7 @@ def _watch(state: _State, snapshots: Any) -> None:
     """Each snapshot as it comes (say flushes it); Ctrl-C is how a watch ends: exit 0."""
 
     stream = state.fmt in output.STREAM_FORMATS
-    in_place = not stream and sys.stdout.isatty()
+    in_place = not stream and (_document_out or sys.stdout).isatty()
     with contextlib.closing(snapshots):  # ends the session however the loop ends
         try:
             for snapshot in snapshots:
@@ -459,7 +505,7 @@ def _watch(state: _State, snapshots: Any) -> None:
             # buffered goes nowhere, so the interpreter's last flush cannot fail again.
             import os
 
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(os.open(os.devnull, os.O_WRONLY), (_document_out or sys.stdout).fileno())
             sys.exit(0)
 
 
@@ -880,6 +926,11 @@ def main(argv: list[str] | None = None) -> None:
     elif verbosity < 0:  # -q: errors only, Alembic's and env.py's log lines included
         logging.disable(logging.WARNING)
     fmt = _requested_format(argv)
+    with _keep_stdout_for_the_document(fmt):
+        _main(argv, fmt, verbose)
+
+
+def _main(argv: list[str], fmt: str, verbose: bool) -> None:
     try:
         cli.main(args=argv, prog_name="dbguard", standalone_mode=False)
     except DbguardError as exc:

@@ -76,14 +76,32 @@ def load_script(config: Any, settings: Settings) -> Any:
         script = ScriptDirectory.from_config(config)
     except CommandError as exc:
         raise ConfigError(f"{settings.config_path}: {exc}") from None
-    internals.defer_revision_imports(script)
+    try:
+        internals.defer_revision_imports(script)
+    except Exception as exc:  # noqa: BLE001 - a revision file that does not parse is imported, as Alembic would
+        raise _unreadable_revisions(exc) from None
     if envpy.sets_version_locations(script.env_py_location):
         # env.py picks its version folders (one per dialect, say) when it runs, and plain Alembic reads
         # the revisions after that; dbguard plans before its run, so it asks env.py first.
         before = list(script.version_locations or ())
         if bridge.read_env_version_locations(config, script) != before:
-            internals.reread_version_locations(script)
+            try:
+                internals.reread_version_locations(script)
+            except Exception as exc:  # noqa: BLE001 - as above, in the folders env.py picked
+                raise _unreadable_revisions(exc) from None
     return script
+
+
+def _unreadable_revisions(exc: Exception) -> ConfigError:
+    """A revision file that does not load (a SyntaxError, an ImportError of its own): the project's
+    file, named in one line, not an internal error of dbguard's."""
+    from dbguard.db.connect import first_line
+
+    where = getattr(exc, "filename", None)
+    line = getattr(exc, "lineno", None)
+    at = f" ({where}{f', line {line}' if line else ''})" if where else ""
+    what = exc.msg if isinstance(exc, SyntaxError) and exc.msg else first_line(exc)  # its str() repeats the place
+    return ConfigError(f"cannot read the revision files{at}: {type(exc).__name__}: {what}")
 
 
 def load_config(settings: Settings, url_is_enough: bool = False) -> Config:

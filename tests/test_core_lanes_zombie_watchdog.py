@@ -117,6 +117,41 @@ def test_revisions_after_say_where_a_run_ended() -> None:
     assert lanes.rollback_target(runs).revisions == ("r3",)
 
 
+def test_a_downgrade_that_failed_part_way_stays_where_it_stopped() -> None:
+    """The last verified state (r3) is above the database the failed downgrade left at r2: a rollback
+    never moves forward, so it stays at r2 (repairing the failed step there)."""
+    good = run(1, "upgrade", "succeeded", ("r1",), "r3", after=("r3",), check="verified")
+    bad = run(2, "downgrade", "failed", ("r3",), "base", after=("r2",))
+    picked = lanes.rollback_target([good, bad], heads_now=("r2",))
+    assert picked.revisions == ("r2",) and picked.undoes == (bad,) and picked.above == "r3"
+    assert "never moves forward" in picked.reason and "run 2" in picked.reason
+    # The same read from the revision graph, where the lane has one.
+    assert lanes.rollback_target([good, bad], ("r2",), forward=lambda revs: revs == ("r3",)).revisions == ("r2",)
+    assert lanes.rollback_target([good, bad], ("r2",), forward=lambda revs: False).revisions == ("r3",)
+    # Without knowing where the database is, the verified state as before.
+    assert lanes.rollback_target([good, bad]).revisions == ("r3",)
+
+
+def test_a_downgrade_that_failed_at_its_first_step_goes_back_to_the_verified_state() -> None:
+    good = run(1, "upgrade", "succeeded", ("r1",), "r3", after=("r3",), check="verified")
+    bad = run(2, "downgrade", "failed", ("r3",), "base", after=("r3",))
+    picked = lanes.rollback_target([good, bad], heads_now=("r3",))
+    assert picked.revisions == ("r3",) and picked.checkpoint == good and picked.above is None
+
+
+def test_the_ledger_alone_says_nothing_once_an_upgrade_ran_since_the_verified_state() -> None:
+    """A forced upgrade after the failed downgrade may have gone anywhere: only the graph can tell."""
+    good = run(1, "upgrade", "succeeded", ("r1",), "r3", after=("r3",), check="verified")
+    runs = [good, run(2, "downgrade", "failed", ("r3",), "base", after=("r1",)),
+            run(3, "upgrade", "failed", ("r1",), "r5", after=("r4",))]
+    assert lanes.rollback_target(runs, heads_now=("r4",)).revisions == ("r3",)
+
+
+def test_a_failed_first_run_that_was_a_downgrade_stays_where_it_stopped() -> None:
+    picked = lanes.rollback_target([run(1, "downgrade", "failed", ("r3",), "base", after=("r2",))], ("r2",))
+    assert picked.revisions == ("r2",) and picked.above == "r3"
+
+
 def test_several_heads_are_kept() -> None:
     picked = lanes.rollback_target([run(1, "upgrade", "failed", ("x1", "y1"), "x2 y1")])
     assert picked.revisions == ("x1", "y1")

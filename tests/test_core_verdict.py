@@ -3,10 +3,12 @@ without a database."""
 
 from __future__ import annotations
 
+import pytest
+
 from dbguard.core import lanes
 from dbguard.core.schema import Drift
 from dbguard.core.state import RunRecord
-from dbguard.core.verdict import SchemaCheck, difference_key, judge_end
+from dbguard.core.verdict import SchemaCheck, difference_key, judge_end, what_was_checked
 
 HOTFIX = Drift("extra_column", "t", "t.hotfix", None, "integer")
 LEFTOVER = Drift("extra_table", "t2", "t2", None, None)
@@ -87,13 +89,31 @@ def test_a_rollback_that_failed_elsewhere_is_followed_by_another() -> None:
 
 def test_after_a_downgrade_that_moved_down_the_way_out_goes_back_up_not_a_rollback() -> None:
     """airflow's downgrade -1 on MariaDB ran its step, then failed the end check (the schema differs from
-    the reference below): the last verified state is above, and the rollback lane never moves forward
-    (it exits 2), so status names resolve, and the forced upgrade back."""
+    the reference below): the last verified state is above, the rollback never moves forward and would
+    stay where the schema already differs, so status names the repair and resolve."""
     runs = [run(1, "upgrade", "succeeded", ("r1",), "r2", ("r2",), "verified"),
             run(2, "downgrade", "failed", ("r2",), "r1", ("r1",), "differs")]
-    advice = lanes.way_out(runs)
+    advice = lanes.way_out(runs, ("r1",))
     assert "dbguard rollback`" not in advice, advice
-    assert "dbguard resolve --accept-schema --reason TEXT" in advice and "`dbguard upgrade r2 --force`" in advice, advice
+    assert "dbguard resolve --accept-schema --reason TEXT" in advice and "at r1" in advice, advice
     # A downgrade that failed before alembic_version moved is put back by the rollback (its "redo").
     runs[1] = run(2, "downgrade", "failed", ("r2",), "r1", ("r2",))
-    assert "roll back to r2 with `dbguard rollback`" in lanes.way_out(runs)
+    assert "roll back to r2 with `dbguard rollback`" in lanes.way_out(runs, ("r2",))
+
+
+def test_after_a_downgrade_that_failed_part_way_the_way_out_is_a_rollback_that_stays_and_an_upgrade() -> None:
+    runs = [run(1, "upgrade", "succeeded", ("r1",), "r3", ("r3",), "verified"),
+            run(2, "downgrade", "failed", ("r3",), "base", ("r2",))]
+    advice = lanes.way_out(runs, ("r2",))
+    assert "`dbguard rollback`" in advice and "stays at r2" in advice and "`dbguard upgrade r3`" in advice
+    assert "roll back to r3" not in advice
+
+
+@pytest.mark.parametrize(("check", "claim"), [
+    ("verified", "alembic_version and schema checked"),
+    ("accepted", "alembic_version and schema checked"),
+    ("first", "no reference schema there to compare with"),
+    ("unchecked", "the schema was not"),
+])
+def test_a_run_claims_the_schema_checked_only_where_it_was_compared(check: str, claim: str) -> None:
+    assert claim in what_was_checked(check)

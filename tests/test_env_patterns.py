@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -353,3 +354,38 @@ def test_env_py_that_keeps_its_version_table_in_a_schema_of_its_own(pg_url: str,
     assert down.returncode == 0, describe(down)
     with connect(pg_url) as conn:
         assert conn.execute(sa.text("SELECT version_num FROM app.alembic_version")).scalar() == "s1_items"
+
+
+def test_machine_formats_keep_stdout_for_the_document_alone(db_url: str, tmp_path: Path) -> None:
+    """env.py's logging handler on stdout, a write to file descriptor 1 and the migrations' print():
+    Alembic puts them on stdout, where a ``--format json`` consumer expects dbguard's document alone.
+    They go to stderr instead, in every command that runs env.py; text keeps Alembic's stdout."""
+    ini = pattern_project(tmp_path, "stdout_writers", db_url)
+    plain = plain_alembic(ini, "upgrade", "s1_items")
+    assert plain.returncode == 0, plain.stderr
+    # The pattern: all three land on stdout under plain Alembic.
+    assert all(mark in plain.stdout for mark in ("PROJECT-LOG", "PROJECT-FD1", "PROJECT-PRINT")), plain.stdout
+
+    def document(*args: str, code: int = 0) -> Any:
+        proc = run_dbguard(ini, db_url, "--format", "json", *args)
+        assert proc.returncode == code, describe(proc)
+        return json_out(proc), proc.stderr
+
+    if backend_of(db_url) != "sqlite":  # the plan renders the pending revision: env.py runs offline
+        plan, _ = document("plan")
+        assert [r["revision"] for r in plan["revisions"]] == ["s2_items_note"], plan
+    up, stderr = document("upgrade", "head")
+    assert up["status"] == "succeeded", up
+    assert all(mark in stderr for mark in ("PROJECT-LOG", "PROJECT-FD1", "PROJECT-PRINT")), stderr
+    down, stderr = document("downgrade", "-1")
+    assert down["status"] == "succeeded" and "PROJECT-PRINT" in stderr, down
+    again = run_dbguard(ini, db_url, "upgrade", "head")  # text: stdout as Alembic has it
+    assert again.returncode == 0 and "PROJECT-PRINT" in again.stdout, describe(again)
+    status, _ = document("status")
+    assert status["state"] == "HEALTHY", status
+    for against in ("models", "migrations"):
+        found, _ = document("drift", "--against", against)
+        assert found["drifts"] == [], found
+    annotations = run_dbguard(ini, db_url, "--format", "github", "drift", "--against", "migrations")
+    assert annotations.returncode == 0, describe(annotations)
+    assert "PROJECT-" not in annotations.stdout and "PROJECT-PRINT" in annotations.stderr, describe(annotations)

@@ -237,6 +237,40 @@ def test_a_statement_sqlglot_cannot_parse_stops_plan_and_upgrade(kind: str, requ
         assert "no risk plan" not in stopped.stdout + stopped.stderr
 
 
+# A stored routine whose body is a compound statement, created, called and dropped by the migration as
+# airflow's mysql_drop_foreignkey_if_exists does (MySQL), or in SQL-standard form (PostgreSQL 14+): the
+# semicolons inside BEGIN ... END end the body's statements, not the definition.
+MYSQL_PROCEDURE = ("CREATE PROCEDURE dg_drop_fk_if_exists() BEGIN IF EXISTS (SELECT 1 FROM "
+                   "information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND "
+                   "CONSTRAINT_NAME = 'fk_gone') THEN ALTER TABLE items DROP FOREIGN KEY fk_gone; "
+                   "ELSE SELECT 1; END IF; END")
+ROUTINE = {
+    "mysql": (MYSQL_PROCEDURE, "CALL dg_drop_fk_if_exists()", "DROP PROCEDURE dg_drop_fk_if_exists"),
+    "postgresql": ("CREATE FUNCTION dg_one() RETURNS integer LANGUAGE SQL BEGIN ATOMIC SELECT 1; END",
+                   "SELECT dg_one()", "DROP FUNCTION dg_one()"),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_stored_routine_with_a_compound_body_is_planned_whole(kind: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
+    """The plan cut the definition at its first inner semicolon and stopped with exit 2 on the piece
+    sqlglot could not read ("ELSE SELECT 1"), where plain Alembic runs the revision."""
+    url = request.getfixturevalue("pg_url" if kind == "postgresql" else "mysql_url")
+    body = "\n".join(f"op.execute({statement!r})" for statement in ROUTINE[kind])
+    ini = make_project(tmp_path, url, [TYPE_CHANGE[0], ("r2", body)])
+    assert run_dbguard(ini, None, "upgrade", "r1").returncode == 0
+    plan = run_dbguard(ini, None, "--format", "json", "plan")
+    assert plan.returncode == 0, describe(plan)
+    (revision,) = json_out(plan)["revisions"]
+    # One statement each: the definition whole (its end included), the call, the drop.
+    assert [s["sql"] for s in revision["statements"]] == list(ROUTINE[kind]), revision
+    up = run_dbguard(ini, None, "upgrade", "head")
+    assert up.returncode == 0, describe(up)
+    assert versions(url) == ["r2"]
+
+
 # the intercepted force -------------------------------------------------------------------------------
 
 

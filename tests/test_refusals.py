@@ -301,6 +301,15 @@ def test_an_unknown_revision_or_a_broken_revision_file_creates_nothing(fixture: 
     syntax = run_dbguard(ini, url, "upgrade")
     assert syntax.returncode == 2, syntax.stderr
     assert "SyntaxError" in syntax.stderr and len(syntax.stderr.strip().splitlines()) == 1
+    # The project's file, named: not an internal error of dbguard's (that label sends people to the wrong
+    # place), whether the file is cut short anywhere (a function) or in the middle of an expression.
+    assert "internal error" not in syntax.stderr and broken.name in syntax.stderr, syntax.stderr
+    broken.write_text(broken.read_text().replace("\ndef oops(:\n", "\nx = (\n"))
+    unclosed = run_dbguard(ini, url, "upgrade")
+    assert unclosed.returncode == 2, unclosed.stderr
+    where = f"({broken}, line {len(broken.read_text().splitlines())})"
+    expected = f"dbguard: error: cannot read the revision files {where}: SyntaxError: '(' was never closed"
+    assert unclosed.stderr.strip().splitlines() == [expected], unclosed.stderr
     assert not {name for name in table_names(url) if name.startswith("dbguard_")}
 
 

@@ -379,3 +379,27 @@ def test_only_a_tables_first_fulltext_index_is_predicted_to_rebuild_it() -> None
     first, second = ({t[0]: t for t in p.table_algorithms}["posts"] for p in plans)
     assert first[1:] == ("INPLACE", True, True) and second[1:] == ("INPLACE", True, False), (first, second)
     assert "first FULLTEXT index rebuilds it" in plans[0].findings[0].message
+
+
+# A routine's compound body stays whole, however its blocks nest and end (END IF, END CASE, CASE
+# expressions, labels); the statement after it is one of its own.
+NESTED_ROUTINE = ("CREATE DEFINER=`root`@`%` PROCEDURE p() lbl: BEGIN DECLARE x INT DEFAULT 0; "
+                  "IF x = 0 THEN BEGIN SET x = CASE WHEN x > 1 THEN 2 ELSE 3 END; END; ELSE SELECT 1; END IF; "
+                  "CASE x WHEN 1 THEN SELECT 2; END CASE; END lbl")
+TRIGGER = "CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW BEGIN SET NEW.a = 1; END"
+PLPGSQL = "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql"
+CASE_UPDATE = "UPDATE t SET a = CASE WHEN b THEN 1 ELSE 2 END"
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    (f"{NESTED_ROUTINE}; CALL p()", [NESTED_ROUTINE, "CALL p()"]),
+    (f"{TRIGGER}; SELECT 1", [TRIGGER, "SELECT 1"]),
+    # BEGIN and END outside a routine definition end nothing early or late.
+    (f"BEGIN; {CASE_UPDATE}; COMMIT", ["BEGIN", CASE_UPDATE, "COMMIT"]),
+    ("SELECT 'BEGIN'; SELECT legend FROM t WHERE begin_at > 1", ["SELECT 'BEGIN'", "SELECT legend FROM t WHERE begin_at > 1"]),
+    (f"{PLPGSQL}; SELECT 1", [PLPGSQL, "SELECT 1"]),
+])
+def test_statements_split_around_a_stored_routine_body(sql: str, expected: list[str]) -> None:
+    from dbguard.risk.parse import split_statements
+
+    assert split_statements(sql) == expected

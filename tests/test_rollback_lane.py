@@ -232,16 +232,63 @@ def test_mariadb_partial_revision_is_undone_op_by_op(mysql_url: str, tmp_path: P
     assert json_out(dbguard(ini, "--format", "json", "status"))["state"] == "HEALTHY"
 
 
-def test_mariadb_partial_revision_that_cannot_be_checked_fails_naming_it(mysql_url: str, tmp_path: Path) -> None:
-    downgrade = 'op.drop_column("t", "c2")\nop.execute("DROP TABLE t2")\nop.drop_column("t", "c1")'
+def test_mariadb_partial_revision_that_cannot_be_checked_is_refused_before_anything_runs(
+        mysql_url: str, tmp_path: Path) -> None:
+    """An operation of the downgrade that cannot be checked refuses the undo up front (exit 3), as it
+    refuses the re-run of a failed downgrade: found half-way, it stopped a repair that had already
+    applied the operations before it (airflow's undo added a temporary column its upgrade never
+    reached, then stopped at the UPDATE that fills it)."""
+    downgrade = 'op.add_column("t", sa.Column("c_tmp", sa.Integer))\nop.execute("DROP TABLE t2")\nop.drop_column("t", "c1")'
     unclear = (PARTIAL[0], PARTIAL[1], downgrade)
     ini = make_project(tmp_path, mysql_url, [T, unclear])
     assert (p := dbguard(ini, "upgrade", T[0])).returncode == 0, describe(p)
     assert (p := dbguard(ini, "upgrade", "head")).returncode == 5, describe(p)
+    left = catalog(mysql_url)
     p = dbguard(ini, "rollback", "--yes")
-    assert p.returncode == 5, describe(p)
+    assert p.returncode == 3, describe(p)
     assert "ExecuteSQL" in p.stdout + p.stderr and "r2_partial" in p.stdout + p.stderr
-    # It stopped instead of guessing: the raw SQL did not run, nor anything after it.
-    assert "t2" in table_names(mysql_url) and "c1" in columns(mysql_url, "t")
+    # Nothing ran: the database is as the failed upgrade left it (no c_tmp, t2 and c1 still there).
+    assert catalog(mysql_url) == left and "c_tmp" not in columns(mysql_url, "t")
     runs, _ = ledger(mysql_url)
-    assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "failed"
+    assert runs[-1]["intent"] == "rollback" and runs[-1]["status"] == "refused"
+
+
+# A downgrade of several revisions that fails part way ----------------------------------------------
+
+# r2's downgrade drops its column, then fails: MariaDB and SQLite keep the drop (the step is partial),
+# PostgreSQL rolls it back.
+DOWN_FAILS = ("r2_t_c", 'op.add_column("t", sa.Column("c", sa.Integer))',
+              'op.drop_column("t", "c"); op.execute("SELECT * FROM dbguard_missing_table")')
+T_D = ("r3_t_d", 'op.add_column("t", sa.Column("d", sa.Integer))', 'op.drop_column("t", "d")')
+
+
+def test_a_downgrade_that_failed_part_way_has_a_way_out_that_works(db_url: str, tmp_path: Path) -> None:
+    """`downgrade base` from r3 fails at r2 after undoing r3: the last verified state (r3) is above the
+    database, and a rollback never moves forward. The way out status names is a rollback that stays at
+    r2, puts back what r2's failed downgrade undid, checks the schema, and closes the breaker; an
+    upgrade then goes back up. It used to name a rollback to r3 that exited 2 ("never moves forward")
+    while the breaker refused the upgrade: no way out but a hand repair."""
+    ini = make_project(tmp_path, db_url, [T, DOWN_FAILS, T_D])
+    assert (p := dbguard(ini, "upgrade", DOWN_FAILS[0])).returncode == 0, describe(p)
+    at_r2 = catalog(db_url)
+    assert (p := dbguard(ini, "upgrade", "head")).returncode == 0, describe(p)
+    down = dbguard(ini, "downgrade", "base")
+    assert down.returncode == 5, describe(down)
+    assert versions(db_url) == [DOWN_FAILS[0]] and "d" not in columns(db_url, "t")
+
+    status = dbguard(ini, "--format", "json", "status")
+    assert status.returncode == 3, describe(status)
+    advice = json_out(status)["advice"]
+    assert "`dbguard rollback`" in advice and DOWN_FAILS[0] in advice and f"`dbguard upgrade {T_D[0]}`" in advice
+
+    back = dbguard(ini, "rollback", "--yes")
+    assert back.returncode == 0, describe(back)
+    assert versions(db_url) == [DOWN_FAILS[0]]
+    assert catalog(db_url) == at_r2  # c is back where the failed step had dropped it
+    assert "alembic_version and schema checked" in back.stdout, describe(back)  # against run 1's reference
+    after = json_out(dbguard(ini, "--format", "json", "status"))
+    assert after["state"] == "HEALTHY", after
+    runs, _ = ledger(db_url)
+    assert [r["status"] for r in runs if r["intent"] == "downgrade"] == ["rolled_back"]
+    assert (p := dbguard(ini, "upgrade", "head")).returncode == 0, describe(p)
+    assert versions(db_url) == [T_D[0]] and "d" in columns(db_url, "t")

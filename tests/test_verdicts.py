@@ -262,6 +262,36 @@ def test_resolve_checks_the_schema_and_accept_schema_makes_the_live_one_the_refe
     assert again.exit_code == 0 and again.schema_check == "verified", again
 
 
+def test_an_accepted_schema_holds_at_the_revisions_whose_references_are_older(db_url: str, tmp_path: Path) -> None:
+    """resolve --accept-schema makes the live schema the reference at r2; the reference at r1 was stored
+    before, without what was accepted. A downgrade to r1 carried the accepted table over as known
+    drift instead of failing its end check on it (airflow: after a round trip through its chain,
+    whose schema differs from create_all's, every downgrade -1 failed on the accepted differences)."""
+    c = ("r2_t_c", 'op.add_column("t", sa.Column("c", sa.Integer))', 'op.drop_column("t", "c")')
+    ini = make_project(tmp_path, db_url, [T, c, FAILS])
+    assert api.upgrade(settings(ini, db_url), "r1_t").exit_code == 0
+    assert api.upgrade(settings(ini, db_url), "r2_t_c").exit_code == 0
+    assert api.upgrade(settings(ini, db_url)).exit_code == 5
+    execute(db_url, "CREATE TABLE kept_by_hand (id INTEGER PRIMARY KEY)")  # a person's repair, kept
+    accepted = run_dbguard(ini, db_url, "resolve", "--reason", "keep it", "--accept-schema",
+                           "--confirm-risk", CONFIRM_TOKEN)
+    assert accepted.returncode == 0, describe(accepted)
+
+    down = api.downgrade(settings(ini, db_url), "r1_t")
+    assert down.exit_code == 0, down
+    assert down.schema_check == "verified"
+    assert any("known before the run" in w and "kept_by_hand" in w for w in down.warnings), down.warnings
+    # Only what was accepted is carried: a difference the run itself brings still fails it.
+    up = api.upgrade(settings(ini, db_url), "r2_t_c")
+    assert up.exit_code == 0 and up.schema_check == "verified", up
+    versions_dir = ini.parent / "migrations" / "versions"
+    source = (versions_dir / "r2_t_c.py").read_text()
+    (versions_dir / "r2_t_c.py").write_text(source.replace('op.drop_column("t", "c")',
+                                                           'op.drop_column("t", "c")\n    op.add_column("t", sa.Column("d", sa.Integer))'))
+    differs = api.downgrade(settings(ini, db_url), "r1_t")
+    assert differs.exit_code == 5 and "t.d" in differs.error and "kept_by_hand" not in differs.error, differs
+
+
 # first run at new revisions ------------------------------------------------------------------------------
 
 

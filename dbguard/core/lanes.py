@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dbguard.core.state import RunRecord, RunStatus, known_status
 from dbguard.core.verdict import PASSED
@@ -17,6 +17,9 @@ class RollbackTarget:
     undoes: tuple[RunRecord, ...] = ()
     # The run whose end state the rollback returns to (None: the ledger's starting state).
     checkpoint: RunRecord | None = None
+    # The state the rollback would go back to were it not above the database (then the target is
+    # where the database stands): its revisions, "base" for none.
+    above: str | None = None
 
 
 _FINISHED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.ROLLED_BACK.value, RunStatus.RESOLVED.value})
@@ -47,26 +50,69 @@ def is_checkpoint(run: RunRecord) -> bool:
     return run.status in _FINISHED and end_revisions(run) is not None
 
 
-def rollback_target(runs: Sequence[RunRecord]) -> RollbackTarget:
+_GOES_DOWN = frozenset({"downgrade", "rollback"})
+
+
+def moved_down_from(since: Sequence[RunRecord], target: Sequence[str], heads_now: Sequence[str]) -> bool:
+    """The runs since ``target`` were downgrades and rollbacks only, and alembic_version is no longer
+    at it: they only ever removed revisions (a rollback's repair of a failed downgrade keeps its
+    revision), so ``target`` lies above the database and going there would move forward. Read from
+    the ledger alone (``status`` has no revision graph); an upgrade among them says nothing."""
+    return (bool(since) and all(r.intent in _GOES_DOWN for r in since)
+            and set(target) != {r for r in heads_now if r and r != "base"})
+
+
+def rollback_target(runs: Sequence[RunRecord], heads_now: Sequence[str] | None = None,
+                    forward: Callable[[tuple[str, ...]], bool] | None = None) -> RollbackTarget:
     """While the last run failed or died: the end state of the newest run whose checks passed,
     however many failed upgrades, downgrades and rollbacks came after it (with none, the revisions
     the ledger's first run started from). While healthy: the revisions before the last deploy
-    ("undo the last deploy"). ``runs`` are the ledger's, any order."""
+    ("undo the last deploy"). ``runs`` are the ledger's, any order.
+
+    A rollback never moves forward: where that state lies above the database (a downgrade of many
+    revisions failed part way, below the state it started from), the target is where the database
+    stands now, ``heads_now``, with what the failed step left half-done repaired; going back up is
+    an upgrade's job once the breaker is closed. ``forward`` says whether going to some revisions
+    would move forward (the lane knows the revision graph); without it, ``moved_down_from`` judges
+    from the ledger; without ``heads_now``, neither is asked."""
     changing = sorted((r for r in runs if r.changes_state), key=lambda r: r.id, reverse=True)
     if not changing:
         return RollbackTarget(None, "the ledger records no run to roll back")
     last = changing[0]
     if did_not_finish(last):
         chain: list[RunRecord] = []
+        since: list[RunRecord] = []  # every run after the state looked at, finished or not
+
+        def above(revisions: tuple[str, ...] | None) -> bool:
+            if revisions is None or heads_now is None:
+                return False
+            return forward(revisions) if forward is not None else moved_down_from(since, revisions, heads_now)
+
+        def where_it_stopped(revisions: tuple[str, ...], state: str) -> RollbackTarget:
+            assert heads_now is not None
+            now = tuple(sorted(r for r in heads_now if r and r != "base"))
+            failed = ", ".join(f"run {r.id}" for r in reversed(chain))
+            return RollbackTarget(now, f"where run {last.id} ({last.intent}) stopped: {state} is above it and a "
+                                  f"rollback never moves forward; undoes {failed}", tuple(chain),
+                                  above=" ".join(revisions) or "base")
+
         for run in changing:
             if is_checkpoint(run):
                 what = f"run {run.id} ({run.intent})"
+                revisions = end_revisions(run)
+                if revisions is not None and above(revisions):
+                    return where_it_stopped(revisions, f"the last verified state {' '.join(revisions) or 'base'}, "
+                                            f"left by {what},")
                 failed = ", ".join(f"run {r.id}" for r in reversed(chain))
-                return RollbackTarget(end_revisions(run), f"the last verified state, left by {what}; undoes "
+                return RollbackTarget(revisions, f"the last verified state, left by {what}; undoes "
                                       f"{failed}", tuple(chain), run)
             if did_not_finish(run):
                 chain.append(run)
+            since.append(run)
         first = changing[-1]
+        if above(first.from_revisions):
+            return where_it_stopped(first.from_revisions, f"{' '.join(first.from_revisions) or 'base'}, where "
+                                    f"the ledger's first run ({first.id}) started,")
         what = {RunStatus.FAILED: "failed", RunStatus.RUNNING: "died"}.get(known_status(last.status),  # type: ignore[arg-type]
                                                                           f"has the status {last.status!r}")
         return RollbackTarget(first.from_revisions, f"the revisions before run {first.id}, the ledger's first; "
@@ -101,11 +147,12 @@ def never_forward(target_applied: set[str], applied_now: set[str]) -> bool:
     return target_applied <= applied_now
 
 
-def way_out(runs: Sequence[RunRecord]) -> str:
+def way_out(runs: Sequence[RunRecord], heads_now: Sequence[str] | None = None) -> str:
     """What to do while the breaker is open, naming only what can work: a rollback to the last
     verified state, unless the database is already there with a schema that differs from its
-    reference (a rollback cannot remove what no downgrade created): then a repair and resolve."""
-    target = rollback_target(runs)
+    reference (a rollback cannot remove what no downgrade created): then a repair and resolve.
+    Where that state lies above the database (``heads_now``), the rollback goes to where it stands."""
+    target = rollback_target(runs, heads_now)
     changing = sorted((r for r in runs if r.changes_state), key=lambda r: r.id, reverse=True)
     last = changing[0] if changing else None
     where = " ".join(target.revisions or ()) or "base"
@@ -117,20 +164,11 @@ def way_out(runs: Sequence[RunRecord]) -> str:
                 "with `dbguard resolve --accept-schema --reason TEXT`")
     if target.revisions is None:
         return "repair by hand and record it with `dbguard resolve --reason TEXT`"
-    # A downgrade from the verified state that moved alembic_version down before it failed (its steps
-    # ran, then a step or the end check failed: airflow's downgrade -1 whose schema differs from the
-    # reference there): going back means re-applying upgrades, and a rollback never moves forward.
-    went_down = (last is not None and last.intent == "downgrade" and last.revisions_after is not None
-                 and tuple(sorted(last.from_revisions)) == tuple(sorted(target.revisions))
-                 and tuple(sorted(last.revisions_after)) != tuple(sorted(last.from_revisions)))
-    if went_down:
-        assert last is not None and last.revisions_after is not None
-        now = " ".join(sorted(last.revisions_after)) or "base"
-        back = f"`dbguard upgrade {where} --force`" if len(target.revisions) == 1 else \
-            f"`dbguard upgrade REV --force` to each of {where}"
-        return (f"the downgrade moved the database to {now}, below the last verified state {where}, where a rollback "
-                f"cannot go (it never moves forward): repair by hand and record it with `dbguard resolve --reason TEXT`, "
-                f"or accept the live schema at {now} with `dbguard resolve --accept-schema --reason TEXT`; going back up "
-                f"is {back} (typed confirmation), where the upgrade can run over what the downgrade left")
+    if target.above is not None:
+        # Nothing to downgrade: the rollback repairs what the failed step left and closes the breaker.
+        return (f"roll back with `dbguard rollback`: it stays at {where}, where the failed run stopped (the last "
+                f"verified state {target.above} is above it, and a rollback never moves forward), repairs what the "
+                f"failed step left half-done and checks the schema; then `dbguard upgrade {target.above}` goes back "
+                "up. Or repair by hand and record it with `dbguard resolve --reason TEXT`")
     return (f"roll back to {where} with `dbguard rollback`, or repair by hand and record it with "
             "`dbguard resolve --reason TEXT`")

@@ -29,6 +29,16 @@ class SchemaCheck(str, enum.Enum):
 PASSED = frozenset({SchemaCheck.VERIFIED.value, SchemaCheck.FIRST.value, SchemaCheck.ACCEPTED.value})
 
 
+def what_was_checked(check: str | None) -> str:
+    """What a run whose end checks passed may say it checked: the schema only where it was compared
+    with a reference (with none there, or an unreadable catalog, only alembic_version was)."""
+    if check in (SchemaCheck.VERIFIED.value, SchemaCheck.ACCEPTED.value):
+        return "alembic_version and schema checked"
+    if check == SchemaCheck.FIRST.value:
+        return "alembic_version checked; no reference schema there to compare with"
+    return "alembic_version checked; the schema was not"
+
+
 class Difference(Protocol):
     @property
     def kind(self) -> str: ...

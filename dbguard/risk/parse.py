@@ -91,10 +91,39 @@ def _unquote(text: str) -> str:
     return text.split(".")[-1].strip("\"`").lower()
 
 
+# A stored routine, trigger or event whose body is a compound statement: the semicolons inside its
+# BEGIN ... END end the body's statements, not the definition (the server reads it whole, as a
+# driver with multi-statements sends it; airflow's migrations create a MySQL procedure so).
+_ROUTINE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:AGGREGATE\s+)?"
+                      r"(?:PROCEDURE|FUNCTION|TRIGGER|EVENT)\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+# END followed by one of these closes that construct, not a BEGIN block or a CASE expression.
+_END_OF = frozenset({"IF", "LOOP", "WHILE", "REPEAT"})
+
+
+def _block_word(sql: str, word: re.Match[str], depth: int) -> tuple[int, int]:
+    """The BEGIN ... END nesting after ``word`` and where its reading ends: BEGIN and CASE open a
+    block; END closes one (END CASE, read together, the CASE statement; a bare END a BEGIN block or
+    a CASE expression), except END IF / END LOOP / END WHILE / END REPEAT, which close no block."""
+    upper = word.group(0).upper()
+    if upper in ("BEGIN", "CASE"):
+        return depth + 1, word.end()
+    if upper != "END":
+        return depth, word.end()
+    rest = sql[word.end():]
+    following = _WORD.match(sql, word.end() + len(rest) - len(rest.lstrip()))
+    closes = following.group(0).upper() if following is not None else ""
+    if closes in _END_OF:
+        return depth, following.end()  # type: ignore[union-attr]
+    return max(depth - 1, 0), following.end() if closes == "CASE" else word.end()  # type: ignore[union-attr]
+
+
 def split_statements(sql: str) -> list[str]:
-    """Split text into statements on semicolons outside quotes, dollar quotes and comments."""
+    """Split text into statements on semicolons outside quotes, dollar quotes, comments and the
+    BEGIN ... END body of a stored routine, trigger or event definition."""
     out, buf, i, n = [], [], 0, len(sql)
     quote: str | None = None
+    depth = 0  # BEGIN ... END blocks open in the statement so far
     while i < n:
         ch = sql[i]
         if quote:
@@ -128,11 +157,22 @@ def split_statements(sql: str) -> list[str]:
             continue
         elif ch == ";":
             text = "".join(buf).strip()
+            if depth > 0 and _ROUTINE.match(text):
+                buf.append(ch)  # inside the routine's body
+                i += 1
+                continue
             if text:
                 out.append(text)
-            buf = []
+            buf, depth = [], 0
             i += 1
             continue
+        elif ch.isalpha() or ch == "_":
+            word = _WORD.match(sql, i)
+            if word is not None and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$")):
+                depth, end = _block_word(sql, word, depth)
+                buf.append(sql[i:end])
+                i = end
+                continue
         buf.append(ch)
         i += 1
     text = "".join(buf).strip()
@@ -232,9 +272,10 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
      lambda m, s: [_view(m, s)]),
     (re.compile(rf"^REFRESH\s+MATERIALIZED\s+VIEW\s+(CONCURRENTLY\s+)?({_ID})", _FLAGS),
      lambda m, s: [Op("refresh_view", s, table=_unquote(m[2]), concurrently=bool(m[1]))]),
-    (re.compile(r"^(ALTER\s+TYPE|CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE|TRIGGER|EXTENSION|SEQUENCE|"
-                r"SCHEMA|VIEW|MATERIALIZED\s+VIEW)|DROP\s+(?:TYPE|FUNCTION|PROCEDURE|TRIGGER|SEQUENCE|VIEW|"
-                r"EXTENSION|SCHEMA)|COMMENT\s+ON|GRANT|REVOKE|ANALYZE)\b", _FLAGS),
+    (re.compile(r"^(ALTER\s+TYPE|CREATE\s+(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?"
+                r"(?:FUNCTION|PROCEDURE|TRIGGER|EVENT|EXTENSION|SEQUENCE|SCHEMA|VIEW|MATERIALIZED\s+VIEW)|"
+                r"DROP\s+(?:TYPE|FUNCTION|PROCEDURE|TRIGGER|SEQUENCE|VIEW|EXTENSION|SCHEMA)|"
+                r"COMMENT\s+ON|GRANT|REVOKE|ANALYZE)\b", _FLAGS),
      lambda m, s: [Op("other_ddl", s)]),
 ]
 

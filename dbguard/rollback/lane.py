@@ -23,6 +23,7 @@ from typing import Any
 
 from dbguard.core import breaker, lanes, zombie
 from dbguard.core.state import Intent, RunRecord, RunStatus, StepStatus, derive_state
+from dbguard.core.verdict import what_was_checked
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import KillLedger, from_db_time, read_version_heads, utcnow
 from dbguard.db.lock_graph import Audit
@@ -309,7 +310,9 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     decision = breaker.decide(Intent.ROLLBACK, state, last, force=False)
     assert decision.allowed  # the emergency lane is always open
 
-    picked = lanes.rollback_target(runs)
+    applied_now = bridge.applied_set(script, heads)
+    picked = lanes.rollback_target(runs, heads, forward=lambda revisions: not lanes.never_forward(
+        bridge.applied_set(script, revisions), applied_now))
     if to is not None:
         try:
             revisions = tuple(sorted(r.revision for r in script.get_revisions(to) if r is not None))
@@ -323,7 +326,6 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                          message=f"refused: nothing to roll back: {picked.reason}", run_id=run_id,
                          advice="name the revision with `dbguard rollback --to REV`")
     target_revs = picked.revisions
-    applied_now = bridge.applied_set(script, heads)
     if not lanes.never_forward(bridge.applied_set(script, target_revs), applied_now):
         raise ConfigError(f"a rollback never moves forward: {' '.join(target_revs) or 'base'} is not below "
                           f"{' '.join(heads) or 'base'}; use `dbguard upgrade` for that")
@@ -333,7 +335,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
     planned, _final = guard._plan(runner, Intent.DOWNGRADE, destination, heads)
     partials = partial_steps(ledger, picked.undoes, applied_now, bridge.applied_set(script, target_revs))
     finished = {p.revision for p in partials if p.repair == "finish"}
-    unclear = _unclear_redo(runner, partials)
+    unclear = _unclear_repair(runner, partials)
     if unclear is not None:
         # Nothing ran: the database stays where the failed run left it, not moved anywhere else.
         run_id = runner.record_refusal(runner.base_row(Intent.ROLLBACK, heads, " ".join(target_revs) or "base"),
@@ -430,7 +432,7 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
             ledger.update_run(undone.id, status=RunStatus.ROLLED_BACK.value, resolved_by=run_id)
         ledger.close_running_steps([r.id for r in picked.undoes])
         heads_now = read_version_heads(session.conn, target.version_table)
-        message = (f"rolled back to {' '.join(heads_now) or 'base'}, alembic_version and schema checked"
+        message = (f"rolled back to {' '.join(heads_now) or 'base'}, {what_was_checked(result.schema_check)}"
                    + (f"; ended {len(clearing.outcomes)} blocking session(s)" if clearing.outcomes else ""))
         result = dataclasses.replace(result, message=message, advice=None)
     elif clearing.refused:
@@ -508,17 +510,17 @@ def partial_steps(ledger: Any, undone: tuple[RunRecord, ...], applied_now: set[s
     return [p for _run, p in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
-def _unclear_redo(runner: Any, partials: list[Partial]) -> str | None:
-    """Why a failed downgrade cannot be taken back op by op (an operation of the revision's upgrade
-    that cannot be checked), found before anything runs; None when every one can be."""
+def _unclear_repair(runner: Any, partials: list[Partial]) -> str | None:
+    """Why a half-done revision cannot be repaired op by op (an operation of the migration the repair
+    runs that cannot be checked), found before anything runs; None when every one can be."""
     from dbguard.rollback import repair
 
     for partial in partials:
-        if partial.repair == "redo":
-            why = repair.unclear_operation(runner.target.config, runner.script, partial.revision,
-                                           runner.session.conn.dialect.name, runner.target.version_table)
-            if why is not None:
-                return mask(why, runner.target.secrets)
+        why = repair.unclear_operation(runner.target.config, runner.script, partial.revision,
+                                       runner.session.conn.dialect.name, runner.target.version_table,
+                                       partial.repair)
+        if why is not None:
+            return mask(why, runner.target.secrets)
     return None
 
 

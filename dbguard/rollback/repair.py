@@ -141,25 +141,38 @@ def _redo_words(revision: str) -> tuple[str, str]:
     return f"re-apply what the failed downgrade of {revision} undid", by_hand
 
 
-def unclear_operation(config: Any, script: Any, revision: str, dialect_name: str, version_table: str) -> str | None:
-    """Why ``revision``'s upgrade cannot be re-applied op by op, found before anything runs: the first
-    operation that cannot be checked against the live schema (or a batch that would recreate its
-    table), or the revision's code failing without a database; None when every one can be. The
-    upgrade runs in Alembic's offline mode with operations recorded, never executed: a revision that
-    reads or writes through ``op.get_bind()`` has no connection there, and is refused as well, since
-    what it does is not an operation dbguard can check."""
+def _repair_words(repair: str, revision: str) -> tuple[str, str, str]:
+    """(the migration function it runs, what the repair does, what to do by hand instead)."""
+    if repair == "redo":
+        return ("upgrade", *_redo_words(revision))
+    if repair == "finish":
+        return "downgrade", f"finish the half-done downgrade of {revision}", _BY_HAND
+    return "downgrade", f"undo the half-applied revision {revision}", _BY_HAND
+
+
+def unclear_operation(config: Any, script: Any, revision: str, dialect_name: str, version_table: str,
+                      repair: str = "redo") -> str | None:
+    """Why ``revision`` cannot be repaired op by op (``repair``: "redo" re-runs its upgrade, "undo" and
+    "finish" its downgrade), found before anything runs: the first operation that cannot be checked
+    against the live schema (or a batch that would recreate its table), or the revision's code failing
+    without a database; None when every one can be. The migration runs in Alembic's offline mode with
+    operations recorded, never executed: a revision that reads or writes through ``op.get_bind()`` has
+    no connection there, and is refused as well, since what it does is not an operation dbguard can
+    check. Found only half-way through, such an operation would stop a repair that has already
+    applied what came before it: airflow's downgrade of a half-applied upgrade added the temporary
+    column of a copy its upgrade never reached, then stopped at the copy's UPDATE."""
     from alembic.runtime.environment import EnvironmentContext
 
-    what, by_hand = _redo_words(revision)
+    function, what, by_hand = _repair_words(repair, revision)
     with EnvironmentContext(config, script, as_sql=True) as environment:
         environment.configure(dialect_name=dialect_name, output_buffer=io.StringIO(), version_table=version_table)
         try:
-            _checked_run(environment.get_context(), None, script.get_revision(revision).module.upgrade,
+            _checked_run(environment.get_context(), None, getattr(script.get_revision(revision).module, function),
                          RepairLog(), what, by_hand)
         except RepairError as exc:
             return exc.message
         except Exception as exc:  # noqa: BLE001 - the revision's own code: whatever it raises is the reason
-            return (f"cannot {what} safely: its upgrade() does not run without a database "
+            return (f"cannot {what} safely: its {function}() does not run without a database "
                     f"({type(exc).__name__}: {first_line(exc)}), so its operations cannot be checked "
                     f"one by one; {by_hand}")
     return None

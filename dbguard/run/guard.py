@@ -29,6 +29,7 @@ from dbguard.core.state import (
     derive_state,
     step_status_after_run,
 )
+from dbguard.core.verdict import what_was_checked
 from dbguard.db import connect as dbconnect
 from dbguard.db.ledger import Ledger, missing_privileges, read_version_heads, utcnow
 from dbguard.db.runlock import DATABASE_KEY, RunLock, acquire
@@ -177,7 +178,8 @@ class _Runner:
         check = self.drift_check.preflight if self.drift_check is not None else None
         if check is None or not verify.ledger_agrees(last, heads):
             return
-        self.known_drift = self.known_drift | verify.drift_keys(check.drifts)
+        accepted = verify.accepted_differences(self.ledger.recent_runs(limit=200, changing_only=True))
+        self.known_drift = self.known_drift | verify.drift_keys(check.drifts) | accepted
         self.stored_start = verify.store_start_reference(self.session, self.target, check.live, check.live_hash,
                                                          heads, last)
 
@@ -1208,7 +1210,10 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
                              error=end.error, warnings=end.warnings, advice=(
                                  "repair what differs by hand and resolve again, or accept the live schema as "
                                  f"the reference at {at} with `dbguard resolve --accept-schema`"), **common)
-        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values())
+        # What the accepted schema changed is kept as this run's known drift: later runs carry it over.
+        accepted = {"known_drift": known | end.accepted} if end.accepted else {}
+        ledger.update_run(run_id, status=RunStatus.SUCCEEDED.value, finished_at=utcnow(), **end.ledger_values(),
+                          **accepted)
         for undone in chain:
             ledger.update_run(undone.id, status=RunStatus.RESOLVED.value, resolved_by=run_id)
         ledger.close_running_steps([r.id for r in chain])
@@ -1219,7 +1224,7 @@ def resolve(target: Target, reason: str, revision: str | None, confirm: Confirm 
                      f"the ledger's loss recorded by run {run_id}")
                     + (f"; alembic_version set to {at}" if revision else "")
                     + ("; the live schema is the reference from now on" if accept_schema else
-                       "; alembic_version and schema checked"),
+                       f"; {what_was_checked(end.verdict.check.value)}"),
             warnings=end.warnings, **common,
         )
 

@@ -66,7 +66,7 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
 
         exit_code = ExitCode.REFUSED
         reason = f"circuit breaker open: {breaker.describe_breaker(state, last)}"
-        advice = way_out(runs)
+        advice = way_out(runs, revisions)
     elif state is TargetState.RUNNING:
         exit_code = ExitCode.BUSY
     elif findings and settings.on_drift == "refuse":

@@ -30,6 +30,8 @@ class EndCheck:
     heads: tuple[str, ...]
     # What does not fail the run: the models compared at a first run, pre-existing drift carried over.
     warnings: tuple[str, ...] = ()
+    # resolve --accept-schema: how the accepted schema differs from the reference it replaced.
+    accepted: frozenset[str] = frozenset()
 
     def ledger_values(self) -> dict[str, Any]:
         return {"revisions_after": self.heads, "schema_check": self.verdict.check.value}
@@ -49,6 +51,16 @@ def drift_keys(drifts: Iterable[model.Drift]) -> frozenset[str]:
 def known_since(runs: Iterable[RunRecord]) -> frozenset[str]:
     """The differences from the reference that the given runs knew of before they ran."""
     return frozenset(key for run in runs for key in run.known_drift)
+
+
+def accepted_differences(runs: Iterable[RunRecord]) -> frozenset[str]:
+    """What a person accepted with ``resolve --accept-schema``: how each accepted schema differed from
+    the reference it replaced (kept on that run as its known drift). References stored at other
+    revisions before the acceptance still show the old schema there, so a later run that reaches one
+    carries these differences over instead of failing on them: the acceptance holds at every
+    revision, not only at the one it was made at."""
+    return frozenset(key for run in runs if run.intent == "resolve" and run.status == RunStatus.SUCCEEDED.value
+                     and run.schema_check == SchemaCheck.ACCEPTED.value for key in run.known_drift)
 
 
 def ledger_agrees(last: RunRecord | None, heads: tuple[str, ...]) -> bool:
@@ -178,13 +190,18 @@ def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ..
         live_hash = model.document_hash(live)
     packed = pack(model.document_json(live, indent=None))
     if accept:
+        accepted: frozenset[str] = frozenset()
+        replaced = store.latest(heads)
+        if replaced is not None and replaced[1] != live_hash:
+            stored = json.loads(unpack(store.schema_text(replaced[0])))
+            accepted = drift_keys(model.filter_drift(model.diff_documents(stored, live), tuple(settings.drift_ignore)))
         store.store(heads, live_hash, packed, run_id)
         verdict = judge_end(recorded, heads, [], known)
         if verdict.passed:
             verdict = dataclasses.replace(verdict, check=SchemaCheck.ACCEPTED,
                                           note=f"schema: the live schema is the reference at "
                                                f"{' '.join(heads) or 'base'} from now on (accepted)")
-        return EndCheck(verdict, heads)
+        return EndCheck(verdict, heads, accepted=accepted)
 
     ignore = tuple(settings.drift_ignore)
     reference = store.latest(heads)
