@@ -344,6 +344,16 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                          message=f"refused: {unclear}", run_id=run_id, from_revisions=heads,
                          to_revision=" ".join(target_revs) or "base")
 
+    if (not planned and not partials and last is not None and last.schema_check == "differs"
+            and tuple(sorted(heads)) == tuple(sorted(target_revs))):
+        # Nothing to downgrade or repair: the rollback would only repeat the check that failed.
+        where = " ".join(heads) or "base"
+        why = (f"nothing for a rollback to do: the database is at {where}, where run {last.id} stopped, and its "
+               "schema differs from the reference there (a rollback cannot remove what no downgrade created)")
+        run_id = runner.record_refusal(runner.base_row(Intent.ROLLBACK, heads, where), why)
+        return RunResult(intent="rollback", status=RunStatus.REFUSED.value, exit_code=ExitCode.REFUSED,
+                         message=f"refused: {why}", run_id=run_id, from_revisions=heads, to_revision=where,
+                         advice=lanes.way_out(runs, heads))
     lines = [(f"target: {' '.join(target_revs) or 'base'} ({picked.reason}); the database is at "
               f"{' '.join(heads) or 'base'}")]
     lines += [f"warning: {w}" for w in _drift_preflight(runner, heads, last)]
