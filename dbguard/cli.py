@@ -926,7 +926,9 @@ def main(argv: list[str] | None = None) -> None:
     elif verbosity < 0:  # -q: errors only, Alembic's and env.py's log lines included
         logging.disable(logging.WARNING)
     fmt = _requested_format(argv)
-    with _keep_stdout_for_the_document(fmt):
+    # --help and --version print to stdout whatever the format: nothing of env.py can run with them.
+    asks = {"--help", "-h", "--version"} & set(argv)
+    with _keep_stdout_for_the_document("text" if asks else fmt):
         _main(argv, fmt, verbose)
 
 

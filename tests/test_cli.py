@@ -200,3 +200,10 @@ def test_a_bad_filter_of_locks_is_a_one_line_usage_error(tmp_path: Path) -> None
         check_filters(SessionFilter(match_query="["))
     with pytest.raises(ConfigError, match=r"^--min-idle -1: not a number of seconds"):
         check_filters(SessionFilter(min_idle_s=-1))
+
+
+def test_help_and_version_stay_on_stdout_in_a_machine_format() -> None:
+    for asked in (["--format", "json", "--version"], ["--format", "json", "status", "--help"]):
+        done = subprocess.run([sys.executable, "-m", "dbguard.cli", *asked], capture_output=True, text=True, check=False,
+                              env=cli_env({}), stdin=subprocess.DEVNULL, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() and not done.stderr.strip(), (asked, done)

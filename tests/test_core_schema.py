@@ -700,3 +700,23 @@ def test_postgresql_json_operators_normalise_their_right_operand() -> None:
     assert pg_text_array('{ "a" , "b c", "x\\"y" }') == '{a,"b c","x\\"y"}'
     assert pg_text_array("{}") == "{}"
     assert pg_text_array("{a,{b}}") is None and pg_text_array("a") is None and pg_text_array("{a,NULL}") is None
+
+
+def test_format_1_keys_and_sqlite_generated_columns_it_could_not_read_are_no_difference() -> None:
+    from dbguard.core.schema import SNAPSHOT_FORMAT, diff_documents
+
+    def pg(fmt: int, key: str) -> dict:
+        return {"format": fmt, "engine": "postgresql", "origin": "catalog", "enums": {}, "views": {},
+                "sequences": [], "tables": {"t": {"columns": [{"name": "t", "type": "text"}],
+                                                  "indexes": [{"name": "ix", "columns": [key], "method": "gist"}]}}}
+
+    assert diff_documents(pg(1, "t"), pg(SNAPSHOT_FORMAT, "t gist_trgm_ops (siglen='32')")) == []
+    assert diff_documents(pg(1, "lower(t) DESC"), pg(SNAPSHOT_FORMAT, "lower(t) text_pattern_ops DESC")) == []
+    assert [d.kind for d in diff_documents(pg(1, "t"), pg(SNAPSHOT_FORMAT, "lower(t)"))] == ["changed_index"]
+
+    def lite(fmt: int, generated: str | None) -> dict:
+        column = {"name": "total", "type": "NUMERIC(12, 2)", **({"generated": generated} if generated else {})}
+        return {"format": fmt, "engine": "sqlite", "origin": "catalog", "enums": {}, "views": None,
+                "sequences": None, "tables": {"t": {"columns": [column]}}}
+
+    assert diff_documents(lite(1, None), lite(SNAPSHOT_FORMAT, "price * 2")) == []

@@ -146,3 +146,18 @@ def test_catalog_type_text_becomes_the_dialects_reflected_type(dialect: str, tex
         assert tuple(made.enums) == detail
     if text == "bigint unsigned":
         assert made.unsigned
+
+
+def test_a_models_table_in_another_schema_is_not_the_database_only_table_of_its_name() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    metadata = sa.MetaData()
+    sa.Table("events", metadata, sa.Column("id", sa.Integer, primary_key=True), schema="audit")
+    dialect = postgresql.dialect()
+    dialect.default_schema_name = "public"
+    extra = Drift("extra_table", "events", "events", None, "table")
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return not (type_ == "table" and obj.schema == "audit")
+
+    assert left_out([extra], EnvFilters.of({"include_object": include_object}), [metadata], None, dialect) == []

@@ -426,3 +426,53 @@ def test_a_downgrade_that_moved_down_then_failed_its_check_names_a_way_out_that_
     assert accepted.returncode == 0, describe(accepted)
     status = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
     assert (status["state"], status["revisions"]) == ("HEALTHY", ["r1"]), status
+
+
+def test_status_of_a_user_the_catalog_hides_tables_from_claims_nothing(mysql_url: str, mysql_server_url: str,
+                                                                      tmp_path: Path) -> None:
+    """MariaDB's information_schema lists only the tables a user holds a privilege on: a monitoring user
+    who may read alembic_version and the ledger sees the application's tables missing. That is no
+    difference: status says the schema was not compared."""
+    from sqlalchemy.engine import make_url
+
+    from tests.guardrun import admin_engine, mysql_user
+
+    ini = make_project(tmp_path, mysql_url, [T])
+    assert api.upgrade(settings(ini, mysql_url)).exit_code == 0
+    assert api.upgrade(settings(ini, mysql_url)).schema_check == "verified"
+    database = make_url(mysql_url).database
+    with mysql_user(mysql_server_url, database, "monitor-pw-1", grants="USAGE") as name:
+        admin = admin_engine(mysql_server_url)
+        try:
+            with admin.connect() as conn:
+                for table in ("alembic_version", "dbguard_runs", "dbguard_steps", "dbguard_schemas"):
+                    conn.execute(sa.text(f"GRANT SELECT ON `{database}`.`{table}` TO '{name}'@'%'"))
+        finally:
+            admin.dispose()
+        monitor = make_url(mysql_url).set(username=name, password="monitor-pw-1").render_as_string(hide_password=False)
+        seen = api.status(settings(ini, monitor, on_drift="refuse"))
+    assert seen.state == "HEALTHY" and seen.exit_code == 0 and not seen.findings and not seen.schema_verified, seen
+    assert seen.schema_unchecked.startswith("this user cannot see table(s) t in the catalog"), seen.schema_unchecked
+    # Dropped for real, the table is a difference the deployer's status names.
+    execute(mysql_url, "DROP TABLE t")
+    assert api.status(settings(ini, mysql_url)).findings[0].startswith("the live schema differs")
+
+
+def test_a_rollback_where_the_downgrade_stopped_runs_once_the_schema_was_repaired_by_hand(
+        db_url: str, tmp_path: Path) -> None:
+    """The refusal above reads the schema: repaired by hand since, the rollback runs its check and
+    closes the breaker."""
+    ini = make_project(tmp_path, db_url, [
+        ("r1", "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True), sa.Column('a', sa.Integer))",
+         "op.drop_table('t')"),
+        ("r2", "op.create_index('ix_t_a', 't', ['a'])", "pass"),
+    ])
+    assert run_dbguard(ini, db_url, "upgrade", "r1").returncode == 0
+    assert run_dbguard(ini, db_url, "upgrade", "r2").returncode == 0
+    assert run_dbguard(ini, db_url, "downgrade", "-1").returncode == 5
+    drop = "DROP INDEX ix_t_a ON t" if backend_of(db_url) == "mysql" else "DROP INDEX ix_t_a"
+    execute(db_url, drop)
+    back = run_dbguard(ini, db_url, "rollback", "--yes")
+    assert back.returncode == 0, describe(back)
+    status = json_out(run_dbguard(ini, db_url, "--format", "json", "status"))
+    assert (status["state"], status["revisions"]) == ("HEALTHY", ["r1"]), status

@@ -193,6 +193,10 @@ class InformationSchemaCatalog(Dialect, Protocol):
     @staticmethod
     def catalog_packed_fields(part: str) -> tuple[tuple[str, str], ...]: ...
 
+    # information_schema lists only the tables the user holds a privilege on: a statement that reads
+    # none of ``table``'s rows, refused (a privilege error) where the table is hidden from this user.
+    def table_visible_probe(self, table: str) -> Statement: ...
+
 
 class ScratchServer(Dialect, Protocol):
     """Scratch databases on the target's own server, owned through a session lock the server frees

@@ -426,6 +426,9 @@ class MysqlDialect:
     def is_missing_table(self, exc: BaseException) -> bool:
         return _errno(exc) == NO_SUCH_TABLE
 
+    def table_visible_probe(self, table: str) -> Statement:
+        return Statement(f"SELECT 1 FROM {quote_identifier(table)} LIMIT 0")
+
     def ledger_grant_hint(self, user: str, database: str) -> str:
         return f"GRANT {', '.join(LEDGER_PRIVILEGES)} ON `{database}`.* TO {account(user)};"
 

@@ -52,9 +52,11 @@ def left_out(drifts: Sequence[Drift], filters: EnvFilters | None, metadatas: Seq
     # The default schema's tables first; one the models name in a schema (the connection's own, see
     # dbguard.drift.expected._model_tables) where no unqualified table has its name.
     tables = {t.name: t for m in metadatas for t in m.tables.values() if t.schema is None}
+    own = getattr(sa_dialect, "default_schema_name", None)
     for m in metadatas:
         for t in m.tables.values():
-            tables.setdefault(t.name, t)
+            if t.schema is not None and t.schema == own:
+                tables.setdefault(t.name, t)
     judge = _Judge(filters, tables, _LiveObjects(live, sa_dialect))
     return [d for d in drifts if d.table is not None and not judge.included(d)]
 

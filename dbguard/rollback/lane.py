@@ -345,8 +345,9 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
                          to_revision=" ".join(target_revs) or "base")
 
     if (not planned and not partials and last is not None and last.schema_check == "differs"
-            and tuple(sorted(heads)) == tuple(sorted(target_revs))):
-        # Nothing to downgrade or repair: the rollback would only repeat the check that failed.
+            and tuple(sorted(heads)) == tuple(sorted(target_revs)) and _still_differs(runner, heads)):
+        # Nothing to downgrade or repair: the rollback would only repeat the check that fails. (Repaired by
+        # hand since, the schema matches again: the rollback runs its check and closes the breaker.)
         where = " ".join(heads) or "base"
         why = (f"nothing for a rollback to do: the database is at {where}, where run {last.id} stopped, and its "
                "schema differs from the reference there (a rollback cannot remove what no downgrade created)")
@@ -464,6 +465,14 @@ def _locked_rollback(runner: Any, to: str | None, clearing: _Clearing, confirm: 
             + f"; rerun without --no-kill-blockers to end them, or `dbguard locks kill {pids}`"))
     phases.append(("total", _ms(started)))
     return dataclasses.replace(result, ended_sessions=ended, phases=durations(phases))
+
+
+def _still_differs(runner: Any, heads: tuple[str, ...]) -> bool:
+    """The live schema, read now, differs from the reference at ``heads`` (not read: False)."""
+    from dbguard.run.verify import live_against_reference
+
+    live = live_against_reference(runner.session, runner.target, heads)
+    return live is not None and bool(live.differences)
 
 
 def durations(marks: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:

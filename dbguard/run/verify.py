@@ -134,7 +134,34 @@ def live_against_reference(session: Any, target: Any, heads: tuple[str, ...]) ->
         return LiveCheck(heads)
     stored = json.loads(unpack(store.schema_text(reference[0])))
     drifts = model.filter_drift(model.diff_documents(stored, live), tuple(settings.drift_ignore))
+    hidden = _hidden_tables(session, [d.table for d in drifts if d.kind == "missing_table" and d.table])
+    if hidden:
+        return LiveCheck(heads, unchecked=f"this user cannot see table(s) {', '.join(hidden[:5])} in the catalog "
+                                          "(no privilege on them): the schema was not compared")
     return LiveCheck(heads, tuple(d.describe() for d in drifts))
+
+
+def _hidden_tables(session: Any, tables: list[str]) -> list[str]:
+    """Of the tables the catalog did not list, those it may have hidden from this user (MySQL/MariaDB
+    list only the tables a user holds a privilege on; reading one is refused as a privilege error
+    whether or not it exists, and answered "no such table" only where the user could see it)."""
+    if not tables or session.dialect.catalog_style != "information_schema":
+        return []
+    from dbguard.db.sql import run
+    from dbguard.dialects import information_schema_catalog_of
+
+    probes = information_schema_catalog_of(session.dialect)
+    hidden = []
+    for table in tables:
+        try:
+            run(session.conn, probes.table_visible_probe(table)).close()
+            hidden.append(table)  # it answers: there, and only the catalog left it out
+        except Exception as exc:
+            if session.dialect.is_privilege_error(exc):
+                hidden.append(table)
+            elif not session.dialect.is_missing_table(exc):
+                raise
+    return hidden
 
 
 def _expected_elsewhere(session: Any, target: Any, heads: tuple[str, ...],
