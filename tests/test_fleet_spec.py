@@ -247,3 +247,39 @@ def test_batches_short_of_the_fleet_need_partial_rollout_and_name_who_was_left(t
     status = dg(tmp_path, "fleet", "status", str(path))
     assert "left out:  c (not part of the last rollout" in status.stdout, status.stdout
     assert not (tmp_path / "c.db").exists()
+
+
+def test_fleet_rollback_never_sends_a_target_to_base_whose_starting_revisions_were_not_read(tmp_path: Path) -> None:
+    """A target row whose from_revisions nobody recorded (NULL) is refused by name before anything runs:
+    "back to base" would downgrade every revision it has."""
+    from dbguard.db.fleet_control import Control
+    from dbguard.fleet import rollout
+
+    path = write(tmp_path, f"""
+[fleet]
+name = "f"
+alembic_config = "alembic.ini"
+
+[[targets]]
+name = "read"
+url = "sqlite:///{tmp_path / 'a.db'}"
+
+[[targets]]
+name = "unread"
+url = "sqlite:///{tmp_path / 'b.db'}"
+""")
+    spec = load_fleet(path, environ={})
+    with Control(spec.control_url, spec.secrets) as control:
+        control.ensure_tables()
+        run_id = control.insert_run(**rollout._base_row(spec, control, "upgrade", "head", "1"), status="failed")
+        control.insert_batch(run_id=run_id, number=1, size=2, status="failed")
+        control.insert_targets([
+            {"run_id": run_id, "batch": 1, "position": 0, "target": "read", "masked_url": "a", "weight": 1,
+             "status": "failed", "from_revisions": ("r1",)},
+            {"run_id": run_id, "batch": 1, "position": 1, "target": "unread", "masked_url": "b", "weight": 1,
+             "status": "failed", "from_revisions": None}])
+        control.conn.commit()
+    asked: list[object] = []
+    result = rollout.rollback(spec, confirm=lambda prompt: asked.append(prompt) or "yes")
+    assert result.exit_code == 3 and "no starting revisions were recorded for unread" in result.message, result
+    assert asked == []  # refused before the prompt: nothing was offered, nothing ran

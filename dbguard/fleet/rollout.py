@@ -835,6 +835,11 @@ def _locked_rollback(spec: FleetSpec, control: Control, all_upgraded: bool, conf
         return refuse(f"fleet run {up['id']} succeeded: nothing failed",
                       f"to undo the whole rollout: `{rollback_command(spec, all_upgraded=True)}`")
     by_name = {r["target"]: r for r in rows}
+    unread = [name for name in names if by_name[name]["from_revisions"] is None]
+    if unread:
+        # Never "back to base" for a target whose starting revisions nobody read.
+        return refuse(f"no starting revisions were recorded for {', '.join(unread)}",
+                      "roll each of them back with `dbguard rollback --to REV` on the target itself")
     plan_lines = []
     for name in names:
         frm = " ".join((by_name[name]["from_revisions"] or "").split()) or "base"

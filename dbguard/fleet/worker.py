@@ -257,8 +257,10 @@ def _work_on(control: Any, spec: Any, claim: dict[str, Any], run: dict[str, Any]
         if outcome["status"] in {s.value for s in STOPS_ROLLOUT}:
             # Close the batch at once: no other worker starts another of its targets.
             control.update_batch(run_id, claim["batch"], status=BatchStatus.FAILED.value)
+        # from_revisions stays as the coordinator's pre-flight read it (as in a local rollout): an outcome
+        # with no run behind it carries none, and an empty one would send `fleet rollback` to base.
         control.update_target(run_id, name, status=outcome["status"], finished_at=utcnow(),
-                              target_run_id=outcome["run_id"], from_revisions=tuple(outcome["from_revisions"]),
+                              target_run_id=outcome["run_id"],
                               to_revision=outcome["to_revision"], error=mask(outcome["error"], spec.secrets),
                               message=mask(outcome["message"], spec.secrets)[:4000])
         progress({"event": "target_finished", "target": name, "batch": claim["batch"], "status": outcome["status"],
