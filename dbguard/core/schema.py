@@ -401,6 +401,15 @@ def diff_documents(expected: dict[str, Any], actual: dict[str, Any]) -> list[Dri
     return diff(from_dict(expected, differing), from_dict(actual, differing))
 
 
+_NEXTVAL = re.compile(r"^nextval\(", re.IGNORECASE)
+
+
+def draws_from_sequence(default: str | None) -> bool:
+    """A PostgreSQL default ``nextval(...)``: the column numbers itself (serial), read and expected as
+    autoincrement with no default, on both sides of a comparison."""
+    return default is not None and _NEXTVAL.match(default) is not None
+
+
 def document_format(doc: dict[str, Any]) -> int:
     return int(doc.get("format") or 1)
 

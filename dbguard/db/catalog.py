@@ -31,6 +31,7 @@ from dbguard.core.schema import (
     canonical,
     canonical_table_document,
     document_without_tables,
+    draws_from_sequence,
     from_dict,
     index_key,
     normalize_type,
@@ -188,7 +189,6 @@ def _new_table(comment: str | None) -> dict[str, Any]:
 # PostgreSQL -----------------------------------------------------------------------------------
 
 _PG_ACTIONS = {"a": None, "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
-_NEXTVAL = re.compile(r"^nextval\(", re.IGNORECASE)
 
 
 def _pg_check(definition: str) -> str:
@@ -238,7 +238,7 @@ def _build_pg(dialect: Dialect, rows: dict[str, _Rows]) -> dict[str, Any]:
         if r[i_generated]:
             generated, default = default, None
         autoincrement = bool(r[i_identity])
-        if default is not None and _NEXTVAL.match(default):
+        if draws_from_sequence(default):
             autoincrement, default = True, None
         identity = r[i_identity_options] if i_identity_options is not None and r[i_identity] else None
         columns.append(_column(name, normalize_type(engine, r[i_type]), not r[i_notnull], default, autoincrement,

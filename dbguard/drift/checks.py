@@ -344,6 +344,17 @@ def unpack(text: str) -> str:
     return zlib.decompress(base64.b64decode(text[2:])).decode() if text.startswith("z:") else text
 
 
+def reference_drifts(store: Any, reference: tuple[int, str], live: dict[str, Any], live_hash: str,
+                     ignore: tuple[str, ...]) -> tuple[list[model.Drift], dict[str, Any] | None]:
+    """How the live document differs from a stored reference ((id, hash) from ``SchemaStore.latest``),
+    ``ignore`` applied, and the reference's document: both empty when the hashes match (the common
+    case, decided without building a model object)."""
+    if reference[1] == live_hash:
+        return [], None
+    stored = json.loads(unpack(store.schema_text(reference[0])))
+    return model.filter_drift(model.diff_documents(stored, live), ignore), stored
+
+
 def _summary(drifts: list[model.Drift] | tuple[model.Drift, ...]) -> str:
     shown = "; ".join(d.describe() for d in drifts[:_SHOWN])
     more = f"; and {len(drifts) - _SHOWN} more" if len(drifts) > _SHOWN else ""
@@ -407,9 +418,8 @@ def preflight(session: Any, target: Any, script: Any, heads: tuple[str, ...], la
     live_hash = model.document_hash(live)
     drifts: list[model.Drift] = []
     drift_line = None
-    if baseline is not None and baseline[1] != live_hash:
-        stored = json.loads(unpack(store.schema_text(baseline[0])))
-        drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
+    if baseline is not None:
+        drifts = reference_drifts(store, baseline, live, live_hash, ignore)[0]
         if drifts:
             drift_line = (f"schema drift since {' '.join(heads) or 'base'} was recorded: {len(drifts)} "
                           f"difference{'s' if len(drifts) != 1 else ''}: {_summary(drifts)}")

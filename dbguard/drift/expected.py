@@ -26,6 +26,7 @@ from dbguard.core.schema import (
     Table,
     Unique,
     canonical,
+    draws_from_sequence,
     excluded,
     gc_paused,
     index_key,
@@ -322,7 +323,7 @@ class _TableConverter:
             if default is not None:
                 if named:
                     default, on_update = _split_on_update(default)
-                elif family == "postgresql" and _NEXTVAL.match(default):
+                elif family == "postgresql" and draws_from_sequence(default):
                     # As the catalog reads it: a column drawing from a sequence increments by itself.
                     autoincrement, default = True, None
             identity = _identity_text(col.identity) if self.identities and col.identity is not None else None
@@ -567,7 +568,6 @@ def model_digests(metadatas: list[Any], sa_dialect: Any, dialect: Dialect,
                         sequences=_model_sequences(metadatas, sa_dialect))
 
 
-_NEXTVAL = re.compile(r"^nextval\(", re.IGNORECASE)
 # A MySQL default that carries its column's ON UPDATE (``server_default=text("CURRENT_TIMESTAMP ON UPDATE
 # CURRENT_TIMESTAMP")``, the way SQLAlchemy lets a model say it): the catalog keeps the two apart.
 _ON_UPDATE = re.compile(r"^(.*?)\s+ON\s+UPDATE\s+(.+)$", re.IGNORECASE | re.DOTALL)

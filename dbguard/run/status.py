@@ -54,8 +54,9 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
                             advice=LEDGER_LOSS_ADVICE, ledger_exists=exists, **seen)
     from dbguard.drift.checks import heads_moved
 
+    schema_finding = live.finding if live is not None else None
     findings = tuple(f for f in (heads_moved(last, revisions) if state is TargetState.HEALTHY else None,
-                                 live.finding if live is not None else None) if f)
+                                 schema_finding) if f)
     if state is TargetState.UNKNOWN and last is not None and last.failed_step is None and dying_step:
         # A process that died left its step running: that is the step it failed at.
         last = dataclasses.replace(last, failed_step=dying_step)
@@ -73,7 +74,7 @@ def report(settings: Settings, metrics: bool = False, check_schema: bool = True)
         exit_code = ExitCode.REFUSED
         reason = f"on_drift = refuse: {findings[0]}"
         advice = ("an upgrade refuses until the ledger and alembic_version agree: `dbguard resolve` records the change"
-                  if findings[0] != (live.finding if live is not None else None) else
+                  if findings[0] != schema_finding else
                   "an upgrade refuses while the schema differs from its reference: repair it, or record it as the "
                   "reference with `dbguard resolve --accept-schema --reason TEXT`")
     return StatusReport(

@@ -114,7 +114,7 @@ def live_against_reference(session: Any, target: Any, heads: tuple[str, ...]) ->
     """Read the catalog and compare it with the reference at ``heads``; None when none is stored."""
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore
-    from dbguard.drift.checks import exclusions, unpack
+    from dbguard.drift.checks import exclusions, reference_drifts
     from dbguard.target import catalog_lock_waits, catalog_wait_error
 
     settings = target.settings
@@ -130,10 +130,7 @@ def live_against_reference(session: Any, target: Any, heads: tuple[str, ...]) ->
         if waited is None:
             raise
         return LiveCheck(heads, unchecked=waited)
-    if model.document_hash(live) == reference[1]:
-        return LiveCheck(heads)
-    stored = json.loads(unpack(store.schema_text(reference[0])))
-    drifts = model.filter_drift(model.diff_documents(stored, live), tuple(settings.drift_ignore))
+    drifts = reference_drifts(store, reference, live, model.document_hash(live), tuple(settings.drift_ignore))[0]
     hidden = _hidden_tables(session, [d.table for d in drifts if d.kind == "missing_table" and d.table])
     if hidden:
         return LiveCheck(heads, unchecked=f"this user cannot see table(s) {', '.join(hidden[:5])} in the catalog "
@@ -195,7 +192,7 @@ def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ..
     reference instead of comparing (resolve --accept-schema)."""
     from dbguard.db.catalog import read_document
     from dbguard.db.ledger import SchemaStore, read_version_heads
-    from dbguard.drift.checks import exclusions, pack, unpack
+    from dbguard.drift.checks import exclusions, pack, reference_drifts
     from dbguard.target import catalog_lock_waits, catalog_wait_error
 
     settings = target.settings
@@ -219,9 +216,8 @@ def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ..
     if accept:
         accepted: frozenset[str] = frozenset()
         replaced = store.latest(heads)
-        if replaced is not None and replaced[1] != live_hash:
-            stored = json.loads(unpack(store.schema_text(replaced[0])))
-            accepted = drift_keys(model.filter_drift(model.diff_documents(stored, live), tuple(settings.drift_ignore)))
+        if replaced is not None:
+            accepted = drift_keys(reference_drifts(store, replaced, live, live_hash, tuple(settings.drift_ignore))[0])
         store.store(heads, live_hash, packed, run_id)
         verdict = judge_end(recorded, heads, [], known)
         if verdict.passed:
@@ -234,12 +230,8 @@ def check_end(session: Any, target: Any, script: Any, *, recorded: tuple[str, ..
     reference = store.latest(heads)
     warnings: list[str] = []
     if reference is not None and not reused_reference:
-        drifts: list[model.Drift] = []
-        older = False
-        if reference[1] != live_hash:
-            stored = json.loads(unpack(store.schema_text(reference[0])))
-            drifts = model.filter_drift(model.diff_documents(stored, live), ignore)
-            older = model.document_format(stored) < model.SNAPSHOT_FORMAT
+        drifts, stored = reference_drifts(store, reference, live, live_hash, ignore)
+        older = stored is not None and model.document_format(stored) < model.SNAPSHOT_FORMAT
         verdict = judge_end(recorded, heads, drifts, known)
         if older and verdict.passed and not drifts:
             # Matched on what an older dbguard's reference records: the live schema, read whole, replaces it.
